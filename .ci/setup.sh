@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs everything the test suite needs on a fresh Debian machine:
+#   - Debian's golang-go and golang-github-xtaci-kcp-dev (kcp-go v5.6.1, the reference peer)
+#   - the PyPI package siokcp (wraps ikcp.c, the C reference peer)
+#   - the thumbv7em-none-eabihf target (no_std build check)
+# Idempotent: each step is skipped when its result is already present.
+set -euo pipefail
+
+need_apt=()
+command -v go >/dev/null 2>&1 || need_apt+=(golang-go)
+[ -d /usr/share/gocode/src/github.com/xtaci/kcp-go ] || need_apt+=(golang-github-xtaci-kcp-dev)
+if [ ${#need_apt[@]} -gt 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends "${need_apt[@]}"
+fi
+
+if ! python3 -c 'import siokcp' >/dev/null 2>&1; then
+    python3 -m pip install -q siokcp
+fi
+
+if ! rustup target list --installed | grep -qx thumbv7em-none-eabihf; then
+    rustup target add thumbv7em-none-eabihf
+fi

@@ -1,0 +1,98 @@
+//! The packet-layer boundary: codecs that wrap the engine's datagrams (FEC, crypto).
+//!
+//! A [`Codec`] transforms packets in place between the KCP engine and the socket. kcp-go stacks
+//! them as KCP, then FEC, then crypto on send, and the reverse on receive; every layer reserves
+//! a fixed number of header bytes in front of the packet it wraps (and, for AEAD, trailer bytes
+//! after it), so the engine leaves that much room and no layer ever copies the payload.
+//!
+//! # Buffer convention
+//!
+//! On **seal**, the layer receives a buffer whose first [`Codec::header_len`] bytes are free
+//! room for its own header, followed by the inner packet (`buf[header_len..len]`), and at least
+//! [`Codec::trailer_len`] spare bytes after `len`. It writes its header, transforms the packet
+//! and returns the sealed length. A layer that produces extra packets (FEC parity) hands them
+//! out through [`Codec::poll_extra`], each written with the same convention as a sealed packet
+//! (room for the *outer* layers is the caller's business: the caller passes the sub-slice that
+//! starts at this layer's header).
+//!
+//! On **open**, the layer receives one received packet and returns where its inner packet lies,
+//! or `None` when the packet was consumed without delivering anything (an FEC parity shard).
+//! Packets rebuilt from redundancy are handed out by [`Codec::poll_recovered`]; the engine must
+//! treat them as *not regular* (no window update, no RTT sample), as kcp-go does.
+//!
+//! Layers are `no_std`; any randomness (nonces) comes from state the caller supplied when it
+//! built the layer, and time comes in as an argument.
+
+use core::fmt;
+use core::ops::Range;
+
+use crate::time::Millis;
+
+/// Why a codec rejected a packet. Every rejection is also counted by the layer's own stats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CodecError {
+    /// The packet is shorter than this layer's header (plus trailer).
+    Truncated,
+    /// The integrity check failed: CRC mismatch (CFB modes) or authentication tag (AEAD).
+    Integrity,
+    /// The packet was seen before, or is older than the replay window allows.
+    Replay,
+    /// A header field holds a value this layer cannot accept (unknown type, bad size field,
+    /// sequence number out of range).
+    Malformed,
+    /// The buffer handed to `seal` or `poll_extra` cannot hold the result.
+    BufferTooSmall,
+}
+
+impl fmt::Display for CodecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CodecError::Truncated => "packet shorter than the codec header",
+            CodecError::Integrity => "integrity check failed",
+            CodecError::Replay => "replayed or too old packet",
+            CodecError::Malformed => "malformed codec header",
+            CodecError::BufferTooSmall => "buffer too small for the sealed packet",
+        })
+    }
+}
+
+impl core::error::Error for CodecError {}
+
+/// A packet layer between the KCP engine and the socket.
+///
+/// See the [module documentation](self) for the buffer convention. Implementations must never
+/// panic on any input and must bound the memory they hold whatever a peer sends.
+pub trait Codec {
+    /// Bytes this layer writes in front of the packet it wraps.
+    fn header_len(&self) -> usize;
+
+    /// Bytes this layer appends after the packet it wraps (an AEAD tag). Zero by default.
+    fn trailer_len(&self) -> usize {
+        0
+    }
+
+    /// Seals one outgoing packet in place.
+    ///
+    /// `buf[..header_len()]` is room for this layer's header, `buf[header_len()..len]` is the
+    /// inner packet, and `buf.len() >= len + trailer_len()` must hold. Returns the sealed length.
+    fn seal(&mut self, buf: &mut [u8], len: usize, now: Millis) -> Result<usize, CodecError>;
+
+    /// Writes the next extra packet produced by the last `seal` (FEC parity) into `buf` with the
+    /// same convention as a sealed packet, and returns its length; `None` when there is none.
+    /// Callers drain this after every `seal`.
+    fn poll_extra(&mut self, _buf: &mut [u8], _now: Millis) -> Option<Result<usize, CodecError>> {
+        None
+    }
+
+    /// Opens one received packet in place. Returns the range of the inner packet within `buf`,
+    /// or `Ok(None)` when the packet was consumed without delivering anything upward.
+    fn open(&mut self, buf: &mut [u8], now: Millis) -> Result<Option<Range<usize>>, CodecError>;
+
+    /// Copies the next packet rebuilt by the last `open` (FEC recovery) into `buf` and returns its
+    /// length; `None` when there is none. Callers drain this after every `open`. Recovered
+    /// packets are not regular: the engine must not take RTT samples or window updates from them.
+    fn poll_recovered(&mut self, _buf: &mut [u8]) -> Option<usize> {
+        None
+    }
+}
