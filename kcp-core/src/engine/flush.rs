@@ -1,0 +1,349 @@
+//! Flush: what to send (ACKs, probes, new data, retransmissions) and datagram assembly.
+//!
+//! A flush is *decided* when [`Kcp::poll_transmit`] first runs after a request (timer, send,
+//! window slide, ack-no-delay): probing, moving queued segments into the window, choosing
+//! retransmissions (kcp-spec 2.7) and updating congestion state happen then, at that `now`.
+//! The chosen items are then *emitted* one datagram per `poll_transmit` call, in kcp-go's order
+//! (ACKs, WASK, WINS, PUSH in sequence order), each datagram packed up to the MTU.
+//!
+//! Cost: when no retransmission can be due (no fast-ack candidate and the earliest
+//! retransmission deadline not reached), only newly admitted segments are visited, so a flush
+//! with nothing due is O(1) whatever the window. Otherwise the unacknowledged segments are
+//! walked once, as kcp-go walks `snd_buf`.
+
+use crate::config::Backoff;
+use crate::congestion::{Controller, FlushEvent};
+use crate::time::{seq_diff, Millis};
+use crate::wire::{Command, SegmentRepr, HEADER_LEN};
+
+use super::{Kcp, Pending, ASK_SEND, ASK_TELL, NO_CHUNK, PROBE_INIT, PROBE_LIMIT, RTO_MAX};
+
+impl Kcp<'_> {
+    /// Writes the next datagram to send into `buf` and returns its length, or `None` when there
+    /// is nothing (more) to send now.
+    ///
+    /// `buf` must hold at least `mtu - header_room - trailer_room` bytes (the KCP part of a
+    /// full-size datagram); codec layers put their headers in front. Call this until it returns
+    /// `None` after every call that changes the engine.
+    pub fn poll_transmit(&mut self, now: Millis, buf: &mut [u8]) -> Option<usize> {
+        let pending = core::mem::replace(&mut self.pending, Pending::None);
+        if pending != Pending::None {
+            self.decide_flush(now, pending);
+        }
+        self.rearm(now);
+        let limit = buf.len().min(self.mss as usize + HEADER_LEN);
+        let n = self.assemble(&mut buf[..limit]);
+        if n > 0 {
+            self.stats.out_datagrams += 1;
+            self.stats.out_bytes += n as u64;
+            Some(n)
+        } else {
+            None
+        }
+    }
+
+    /// Arms the periodic timer if the session has work and it is not armed; disarms it when
+    /// idle, so an idle session costs nothing.
+    pub(crate) fn rearm(&mut self, now: Millis) {
+        let busy = !self.snd.is_empty()
+            || !self.acks.is_empty()
+            || self.probe != 0
+            || (self.rmt_wnd == 0 && self.snd_nxt != self.snd.end());
+        match (busy, self.timer) {
+            (true, None) => self.timer = Some(now + self.cfg.interval),
+            (false, Some(_)) if self.pending == Pending::None && self.cc_settled() => {
+                self.timer = None
+            }
+            _ => {}
+        }
+    }
+
+    /// kcp-go's first timer flush sets cwnd to 1; keep the timer until that happened.
+    fn cc_settled(&self) -> bool {
+        self.cc.window().is_none_or(|w| w >= 1)
+    }
+
+    fn decide_flush(&mut self, now: Millis, kind: Pending) {
+        self.ack_budget = self.acks.len();
+        self.last_ack = (0, 0);
+        if kind == Pending::AckOnly {
+            return;
+        }
+
+        // Zero-window probing (identical in kcp-go and ikcp.c).
+        if self.rmt_wnd == 0 {
+            if self.probe_wait == 0 {
+                self.probe_wait = PROBE_INIT;
+                self.ts_probe = now + self.probe_wait;
+            } else if now.reached(self.ts_probe) {
+                self.probe_wait = self.probe_wait.max(PROBE_INIT);
+                self.probe_wait += self.probe_wait / 2;
+                self.probe_wait = self.probe_wait.min(PROBE_LIMIT);
+                self.ts_probe = now + self.probe_wait;
+                self.probe |= ASK_SEND;
+            }
+        } else {
+            self.ts_probe = Millis(0);
+            self.probe_wait = 0;
+        }
+        self.emit_probe |= self.probe;
+        self.probe = 0;
+
+        // Admit queued segments into the window.
+        let mut window = self.cfg.snd_wnd.min(self.rmt_wnd);
+        if let Some(cwnd) = self.cc.window() {
+            window = window.min(cwnd);
+        }
+        let first_new = self.snd_nxt;
+        let mut new = 0u32;
+        while self.snd_nxt != self.snd.end()
+            && seq_diff(self.snd_nxt, self.snd.base().wrapping_add(window)) < 0
+        {
+            let sn = self.snd_nxt;
+            if let Some(seg) = self.snd.get_mut(sn) {
+                seg.xmit = 0;
+                seg.fastack = 0;
+            }
+            self.link_tail(sn);
+            self.snd_nxt = sn.wrapping_add(1);
+            new += 1;
+        }
+
+        let resent = if self.cfg.resend > 0 {
+            self.cfg.resend
+        } else {
+            u32::MAX
+        };
+        let full_walk = self.fast_candidates > 0 || self.rto_bound.is_some_and(|b| now.reached(b));
+        let mut cur = if full_walk {
+            self.ua_head
+        } else if new > 0 {
+            Some(first_new)
+        } else {
+            None
+        };
+        let early = self.cfg.early_retransmit;
+        let mut next = self.cfg.interval;
+        let mut bound: Option<Millis> = if full_walk { None } else { self.rto_bound };
+        let (mut change, mut lost, mut fast, mut early_n) = (0u32, 0u32, 0u32, 0u32);
+
+        while let Some(sn) = cur {
+            let rx_rto = self.rx_rto;
+            let Some(seg) = self.snd.get_mut(sn) else {
+                break;
+            };
+            cur = seg.next;
+            let mut send = false;
+            let was_candidate = seg.fastack > 0;
+            if seg.xmit == 0 {
+                send = true;
+                seg.rto = rx_rto;
+                seg.resendts = now + seg.rto;
+                if self.cfg.backoff == Backoff::Exponential && !self.cfg.nodelay {
+                    // ikcp.c 1.7: first deadline gets an extra rx_rto / 8.
+                    seg.resendts += rx_rto >> 3;
+                }
+            } else if seg.fastack >= resent {
+                send = true;
+                seg.fastack = 0;
+                seg.rto = rx_rto;
+                seg.resendts = now + seg.rto;
+                change += 1;
+                fast += 1;
+            } else if early && seg.fastack > 0 && new == 0 {
+                send = true;
+                seg.fastack = 0;
+                seg.rto = rx_rto;
+                seg.resendts = now + seg.rto;
+                change += 1;
+                early_n += 1;
+            } else if now.reached(seg.resendts) {
+                send = true;
+                seg.rto = match (self.cfg.backoff, self.cfg.nodelay) {
+                    (Backoff::Linear, false) => seg.rto.saturating_add(rx_rto),
+                    (Backoff::Linear, true) => seg.rto.saturating_add(rx_rto / 2),
+                    (Backoff::Exponential, false) => {
+                        seg.rto.saturating_add(seg.rto.max(rx_rto)).min(RTO_MAX)
+                    }
+                    (Backoff::Exponential, true) => {
+                        seg.rto.saturating_add(seg.rto / 2).min(RTO_MAX)
+                    }
+                };
+                if self.cfg.backoff == Backoff::Linear {
+                    // kcp-go resets fast-ack counting on timeout; ikcp.c does not.
+                    seg.fastack = 0;
+                }
+                seg.resendts = now + seg.rto;
+                lost += 1;
+            }
+            if was_candidate && seg.fastack == 0 {
+                self.fast_candidates = self.fast_candidates.saturating_sub(1);
+            }
+            if send {
+                seg.xmit = seg.xmit.saturating_add(1);
+                seg.ts = now.0;
+                if seg.xmit >= self.cfg.dead_link {
+                    self.dead = true;
+                }
+                if !seg.in_txq {
+                    seg.in_txq = true;
+                    if self.txq.push_back(sn).is_err() {
+                        seg.in_txq = false;
+                    }
+                }
+            }
+            let deadline = seg.resendts;
+            bound = Some(bound.map_or(deadline, |b| b.min_wrapping(deadline)));
+            let d = deadline.since(now);
+            if d > 0 && (d as u32) < next {
+                next = d as u32;
+            }
+        }
+        self.rto_bound = if self.ua_head.is_some() { bound } else { None };
+        if !full_walk {
+            if let Some(b) = self.rto_bound {
+                let d = b.since(now);
+                if d > 0 && (d as u32) < next {
+                    next = d as u32;
+                }
+            }
+        }
+
+        let retrans = (lost + fast + early_n) as u64;
+        self.stats.lost_segs += lost as u64;
+        self.stats.fast_retrans_segs += fast as u64;
+        self.stats.early_retrans_segs += early_n as u64;
+        self.stats.retrans_segs += retrans;
+
+        let inflight = self.snd_nxt.wrapping_sub(self.snd.base());
+        let mss = self.mss;
+        self.cc.on_flush(FlushEvent {
+            fast: change,
+            lost,
+            inflight,
+            window,
+            resend: resent,
+            mss,
+        });
+
+        if kind == Pending::Timer {
+            self.timer = Some(now + next);
+        }
+    }
+
+    /// Packs ACKs, probes and segments into one datagram; returns its length (0: nothing).
+    fn assemble(&mut self, buf: &mut [u8]) -> usize {
+        let limit = buf.len();
+        let mut at = 0usize;
+        let wnd = self.wnd_unused();
+        let mut hdr = SegmentRepr {
+            conv: self.conv,
+            cmd: Command::Ack,
+            frg: 0,
+            wnd,
+            ts: self.last_ack.1,
+            sn: self.last_ack.0,
+            una: self.rcv_nxt,
+            len: 0,
+        };
+
+        while self.ack_budget > 0 {
+            let Some(entry) = self.acks.at(0).copied() else {
+                self.ack_budget = 0;
+                break;
+            };
+            let last = self.ack_budget == 1;
+            // kcp-go skips ACKs that `una` already covers, except the list's last one.
+            if seq_diff(entry.sn, self.rcv_nxt) < 0 && !last {
+                self.acks.pop_front();
+                self.ack_budget -= 1;
+                continue;
+            }
+            if at + HEADER_LEN > limit {
+                return at;
+            }
+            hdr.sn = entry.sn;
+            hdr.ts = entry.ts;
+            self.last_ack = (entry.sn, entry.ts);
+            if hdr.emit(&mut buf[at..]).is_err() {
+                return at;
+            }
+            at += HEADER_LEN;
+            self.stats.out_segs += 1;
+            self.stats.acks_out += 1;
+            self.acks.pop_front();
+            self.ack_budget -= 1;
+        }
+
+        // WASK and WINS carry the sn/ts of the last ACK written (kcp-spec 1.4 quirk).
+        for (bit, cmd) in [
+            (ASK_SEND, Command::WindowAsk),
+            (ASK_TELL, Command::WindowTell),
+        ] {
+            if self.emit_probe & bit != 0 {
+                if at + HEADER_LEN > limit {
+                    return at;
+                }
+                hdr.cmd = cmd;
+                if hdr.emit(&mut buf[at..]).is_err() {
+                    return at;
+                }
+                at += HEADER_LEN;
+                self.stats.out_segs += 1;
+                self.emit_probe &= !bit;
+            }
+        }
+
+        while let Some(sn) = self.txq.at(0).copied() {
+            let seg = match self.snd.get(sn) {
+                Some(s) if !s.acked && s.in_txq => *s,
+                _ => {
+                    self.txq.pop_front();
+                    continue;
+                }
+            };
+            let len = seg.len as usize;
+            if at + HEADER_LEN + len > limit {
+                if at == 0 {
+                    // Cannot fit even alone (buffer smaller than the MTU): drop it from this
+                    // flush rather than stall; its retransmission timer still runs.
+                    self.txq.pop_front();
+                    if let Some(s) = self.snd.get_mut(sn) {
+                        s.in_txq = false;
+                    }
+                    continue;
+                }
+                return at;
+            }
+            let repr = SegmentRepr {
+                conv: self.conv,
+                cmd: Command::Push,
+                frg: seg.frg,
+                wnd,
+                ts: seg.ts,
+                sn,
+                una: self.rcv_nxt,
+                len: len as u32,
+            };
+            if repr.emit(&mut buf[at..]).is_err() {
+                return at;
+            }
+            at += HEADER_LEN;
+            if len > 0 && seg.chunk != NO_CHUNK {
+                if let (Some(dst), Some(src)) = (
+                    buf.get_mut(at..at + len),
+                    self.pool.chunk(seg.chunk).get(..len),
+                ) {
+                    dst.copy_from_slice(src);
+                }
+            }
+            at += len;
+            self.stats.out_segs += 1;
+            self.txq.pop_front();
+            if let Some(s) = self.snd.get_mut(sn) {
+                s.in_txq = false;
+            }
+        }
+        at
+    }
+}
