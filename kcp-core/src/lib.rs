@@ -59,6 +59,8 @@ pub mod codec;
 pub mod config;
 pub mod congestion;
 mod engine;
+#[cfg(feature = "sim")]
+pub mod sim;
 pub mod stats;
 mod storage;
 pub mod time;
