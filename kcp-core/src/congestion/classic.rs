@@ -6,8 +6,7 @@ use super::{Controller, FlushEvent};
 /// cwnd/ssthresh state, in segments (`incr` in bytes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Classic {
-    /// Congestion window. Starts at 0: the first flush moves no data and then sets it to 1,
-    /// exactly as kcp-go.
+    /// Congestion window in segments.
     pub cwnd: u32,
     /// Slow-start threshold.
     pub ssthresh: u32,
@@ -26,6 +25,20 @@ impl Default for Classic {
 }
 
 const THRESH_MIN: u32 = 2;
+
+impl Classic {
+    /// The state after kcp-go's first flush. A raw KCP starts with `cwnd = 0` (the
+    /// [`Default`]), so its first flush moves no data and only opens the window to 1; a kcp-go
+    /// session runs that flush from its timer the moment it is created, before the application
+    /// can write. The engine models the session, so it starts here.
+    pub fn opened() -> Classic {
+        Classic {
+            cwnd: 1,
+            ssthresh: THRESH_MIN,
+            incr: 0,
+        }
+    }
+}
 
 impl Controller for Classic {
     fn window(&self) -> Option<u32> {

@@ -51,16 +51,9 @@ impl Kcp<'_> {
             || (self.rmt_wnd == 0 && self.snd_nxt != self.snd.end());
         match (busy, self.timer) {
             (true, None) => self.timer = Some(now + self.cfg.interval),
-            (false, Some(_)) if self.pending == Pending::None && self.cc_settled() => {
-                self.timer = None
-            }
+            (false, Some(_)) if self.pending == Pending::None => self.timer = None,
             _ => {}
         }
-    }
-
-    /// kcp-go's first timer flush sets cwnd to 1; keep the timer until that happened.
-    fn cc_settled(&self) -> bool {
-        self.cc.window().is_none_or(|w| w >= 1)
     }
 
     fn decide_flush(&mut self, now: Millis, kind: Pending) {

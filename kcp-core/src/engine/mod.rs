@@ -349,7 +349,7 @@ impl<'a> Kcp<'a> {
             cc: if cfg.nc {
                 Congestion::None(NoControl)
             } else {
-                Congestion::Classic(Classic::default())
+                Congestion::Classic(Classic::opened())
             },
             probe: 0,
             emit_probe: 0,

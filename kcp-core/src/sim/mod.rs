@@ -138,11 +138,17 @@ impl<A: Node, B: Node> Sim<A, B> {
         self.transmit();
         let mut next: Option<u64> = None;
         let mut consider = |t: u64| next = Some(next.map_or(t, |n: u64| n.min(t)));
-        for t in [self.a.poll_timeout(), self.b.poll_timeout()].into_iter().flatten() {
+        for t in [self.a.poll_timeout(), self.b.poll_timeout()]
+            .into_iter()
+            .flatten()
+        {
             let d = t.since(self.now).max(0) as u64;
             consider(self.elapsed + d);
         }
-        for t in [self.ab.next_delivery(), self.ba.next_delivery()].into_iter().flatten() {
+        for t in [self.ab.next_delivery(), self.ba.next_delivery()]
+            .into_iter()
+            .flatten()
+        {
             consider(t.max(self.elapsed));
         }
         let limit = self.elapsed + max_ms;
@@ -167,7 +173,11 @@ impl<A: Node, B: Node> Sim<A, B> {
 
     /// Steps until `f` returns `Some` (checked after every step) or `max_ms` of virtual time
     /// passed. `f` is where a test plays the applications: it may send and receive.
-    pub fn run_until<T>(&mut self, max_ms: u64, mut f: impl FnMut(&mut Self) -> Option<T>) -> Option<T> {
+    pub fn run_until<T>(
+        &mut self,
+        max_ms: u64,
+        mut f: impl FnMut(&mut Self) -> Option<T>,
+    ) -> Option<T> {
         let end = self.elapsed + max_ms;
         loop {
             self.transmit();
