@@ -156,7 +156,7 @@ impl<A: Node, B: Node> Sim<A, B> {
             Some(t) if t <= limit => (t, true),
             _ => (limit, false),
         };
-        self.now = self.now + (target - self.elapsed) as u32;
+        self.now += (target - self.elapsed) as u32;
         self.elapsed = target;
         let now = self.now;
         while let Some(mut d) = self.ab.deliver(self.elapsed) {
