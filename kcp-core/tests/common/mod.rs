@@ -99,31 +99,28 @@ pub fn transfer(
             }
         }
         // Reader.
-        loop {
-            match s.b.recv(&mut buf) {
-                Ok(n) => {
-                    for (k, &byte) in buf[..n].iter().enumerate() {
-                        assert_eq!(
-                            byte,
-                            pattern(recvd + k as u64),
-                            "corrupt byte at {}",
-                            recvd + k as u64
-                        );
-                    }
-                    recvd += n as u64;
-                    if !cfg.stream {
-                        let (end, _) = marks.front().copied().expect("message without a send");
-                        assert_eq!(recvd, end, "message boundary lost");
-                    }
-                    while let Some(&(end, t)) = marks.front() {
-                        if end > recvd {
-                            break;
-                        }
-                        latencies.push(s.elapsed_ms() - t);
-                        marks.pop_front();
-                    }
+        while let Ok(n) = s.b.recv(&mut buf) {
+            {
+                for (k, &byte) in buf[..n].iter().enumerate() {
+                    assert_eq!(
+                        byte,
+                        pattern(recvd + k as u64),
+                        "corrupt byte at {}",
+                        recvd + k as u64
+                    );
                 }
-                Err(_) => break,
+                recvd += n as u64;
+                if !cfg.stream {
+                    let (end, _) = marks.front().copied().expect("message without a send");
+                    assert_eq!(recvd, end, "message boundary lost");
+                }
+                while let Some(&(end, t)) = marks.front() {
+                    if end > recvd {
+                        break;
+                    }
+                    latencies.push(s.elapsed_ms() - t);
+                    marks.pop_front();
+                }
             }
         }
         assert!(recvd <= sent, "received more than was sent");
