@@ -50,7 +50,14 @@ impl Kcp<'_> {
             || self.probe != 0
             || (self.rmt_wnd == 0 && self.snd_nxt != self.snd.end());
         match (busy, self.timer) {
-            (true, None) => self.timer = Some(now + self.cfg.interval),
+            (true, None) => {
+                // Next tick of the schedule kcp-go's timer would have kept while we slept.
+                let interval = self.cfg.interval;
+                let behind = now.since(self.timer_anchor).max(0) as u32;
+                let t = self.timer_anchor + behind.div_ceil(interval).saturating_mul(interval);
+                self.timer = Some(t);
+                self.timer_anchor = t;
+            }
             (false, Some(_)) if self.pending == Pending::None => self.timer = None,
             _ => {}
         }
@@ -221,6 +228,7 @@ impl Kcp<'_> {
 
         if kind == Pending::Timer {
             self.timer = Some(now + next);
+            self.timer_anchor = now + next;
         }
     }
 

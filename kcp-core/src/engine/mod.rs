@@ -213,6 +213,9 @@ pub struct Kcp<'a> {
     probe_wait: u32,
     dead: bool,
     timer: Option<Millis>,
+    /// The last instant the periodic timer was scheduled for; re-arming after an idle spell
+    /// keeps kcp-go's phase (ticks every `interval` from here).
+    timer_anchor: Millis,
     pending: Pending,
     stats: Stats,
 }
@@ -359,6 +362,7 @@ impl<'a> Kcp<'a> {
             dead: false,
             // kcp-go schedules the first timer flush at session creation.
             timer: Some(now),
+            timer_anchor: now,
             pending: Pending::None,
             stats: Stats::default(),
             cfg,
