@@ -40,7 +40,13 @@ fn hostile_segment() -> impl Strategy<Value = Vec<u8>> {
         .prop_map(|(cmd, frg, wnd, ts, sn, una, payload, lie)| {
             let mut v = vec![0u8; HEADER_LEN];
             v[0..4].copy_from_slice(&CONV.to_le_bytes());
-            v[4] = if cmd < 4 { 81 + cmd } else if cmd < 7 { 81 } else { 200 };
+            v[4] = if cmd < 4 {
+                81 + cmd
+            } else if cmd < 7 {
+                81
+            } else {
+                200
+            };
             v[5] = frg;
             v[6..8].copy_from_slice(&wnd.to_le_bytes());
             v[8..12].copy_from_slice(&ts.to_le_bytes());
@@ -77,7 +83,11 @@ fn exercise(k: &mut Kcp, datagrams: &[Vec<u8>], bound: usize) -> Result<(), Test
             n += 1;
             prop_assert!(n < 10_000, "poll_transmit does not terminate");
         }
-        prop_assert!(k.buffered_segments() <= bound, "{} > {bound}", k.buffered_segments());
+        prop_assert!(
+            k.buffered_segments() <= bound,
+            "{} > {bound}",
+            k.buffered_segments()
+        );
         now = now + 7;
     }
     Ok(())

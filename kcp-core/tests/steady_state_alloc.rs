@@ -35,7 +35,10 @@ struct Wire {
 
 impl Wire {
     fn new() -> Wire {
-        Wire { q: VecDeque::with_capacity(4096), spare: (0..4096).map(|_| Box::new([0u8; 1500])).collect() }
+        Wire {
+            q: VecDeque::with_capacity(4096),
+            spare: (0..4096).map(|_| Box::new([0u8; 1500])).collect(),
+        }
     }
     fn send_all(&mut self, k: &mut Kcp, now: Millis) {
         loop {
@@ -95,6 +98,10 @@ fn steady_state_transfer_allocates_nothing() {
     let before = ALLOCS.load(Ordering::Relaxed);
     measure(5_000, &mut now, &mut received);
     let allocs = ALLOCS.load(Ordering::Relaxed) - before;
-    assert!(received - warm > 20_000_000, "too little traffic: {} bytes", received - warm);
+    assert!(
+        received - warm > 20_000_000,
+        "too little traffic: {} bytes",
+        received - warm
+    );
     assert_eq!(allocs, 0, "allocations during steady state");
 }

@@ -24,7 +24,10 @@ fn leaked_buffers(cfg: &Config) -> Buffers<'static> {
 
 /// Runs a lossy message-mode transfer and returns every datagram both sides sent.
 fn run(make: &dyn Fn(&Config) -> Kcp<'static>) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
-    let cfg = Config { stream: false, ..Config::fast3() };
+    let cfg = Config {
+        stream: false,
+        ..Config::fast3()
+    };
     let mut a = make(&cfg);
     let mut b = make(&cfg);
     assert!(a.set_initial_sequence(START_SN) && b.set_initial_sequence(START_SN));
@@ -46,14 +49,20 @@ fn run(make: &dyn Fn(&Config) -> Kcp<'static>) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
         (got == total).then_some(())
     });
     assert!(done.is_some());
-    (std::mem::take(&mut sim.sent_by_a), std::mem::take(&mut sim.sent_by_b))
+    (
+        std::mem::take(&mut sim.sent_by_a),
+        std::mem::take(&mut sim.sent_by_b),
+    )
 }
 
 #[test]
 fn no_alloc_engine_emits_the_same_datagrams_as_the_heap_engine() {
     let heap = run(&|cfg| Kcp::new(7, *cfg, START).unwrap());
     let fixed = run(&|cfg| Kcp::with_buffers(7, *cfg, START, leaked_buffers(cfg)).unwrap());
-    assert!(heap.0.len() > 100, "the transfer should take many datagrams");
+    assert!(
+        heap.0.len() > 100,
+        "the transfer should take many datagrams"
+    );
     assert_eq!(heap.0.len(), fixed.0.len());
     assert!(heap.0 == fixed.0, "sender datagrams differ");
     assert!(heap.1 == fixed.1, "receiver datagrams differ");
