@@ -248,6 +248,7 @@ impl Config {
     }
 
     /// Segments the send side may hold (in flight plus queued).
+    #[cfg(feature = "alloc")]
     pub(crate) fn send_capacity(&self) -> usize {
         (self.snd_wnd + self.send_queue) as usize
     }
@@ -259,6 +260,7 @@ impl Config {
 
     /// ACK list bound: one entry per PUSH that can arrive between two flushes is plenty; more
     /// are dropped (and counted) rather than stored, the peer retransmits.
+    #[cfg(feature = "alloc")]
     pub(crate) fn ack_capacity(&self) -> usize {
         (2 * self.rcv_wnd as usize).max(64)
     }

@@ -25,6 +25,17 @@ pub enum Managed<'a, T> {
     Owned(Vec<T>),
 }
 
+impl<T> Managed<'_, T> {
+    /// Whether the storage is the caller's (fixed capacity).
+    pub fn is_borrowed(&self) -> bool {
+        match self {
+            Managed::Borrowed(_) => true,
+            #[cfg(feature = "alloc")]
+            Managed::Owned(_) => false,
+        }
+    }
+}
+
 impl<T> Deref for Managed<'_, T> {
     type Target = [T];
     fn deref(&self) -> &[T] {
@@ -75,9 +86,12 @@ pub(crate) struct SeqRing<'a, T> {
 impl<'a, T: Copy + Default> SeqRing<'a, T> {
     pub(crate) fn new(slots: Managed<'a, T>, base: u32, max: usize) -> Self {
         let max = match &slots {
-            Managed::Borrowed(s) => s.len(),
             #[cfg(feature = "alloc")]
             Managed::Owned(_) => max,
+            borrowed => {
+                let _ = max;
+                borrowed.len()
+            }
         };
         SeqRing {
             slots,
@@ -268,7 +282,7 @@ impl<'a> Pool<'a> {
             chunk,
             max,
         };
-        if let Managed::Borrowed(_) = pool.arena {
+        if pool.arena.is_borrowed() {
             pool.total = pool.total.min(pool.free.len());
             pool.max = pool.total;
         }

@@ -88,7 +88,7 @@ fn exercise(k: &mut Kcp, datagrams: &[Vec<u8>], bound: usize) -> Result<(), Test
             "{} > {bound}",
             k.buffered_segments()
         );
-        now = now + 7;
+        now += 7;
     }
     Ok(())
 }

@@ -28,6 +28,7 @@ unsafe impl GlobalAlloc for Counting {
 static GLOBAL: Counting = Counting;
 
 /// A perfect link with a fixed delay, on preallocated storage.
+#[allow(clippy::vec_box)]
 struct Wire {
     q: VecDeque<(Millis, usize, Box<[u8; 1500]>)>,
     spare: Vec<Box<[u8; 1500]>>,
@@ -89,7 +90,7 @@ fn steady_state_transfer_allocates_nothing() {
             while let Ok(n) = b.recv(&mut sink) {
                 *received += n as u64;
             }
-            *now = *now + 1;
+            *now += 1;
         }
     };
     // Warm-up: windows fill, buffers grow to their working size.
