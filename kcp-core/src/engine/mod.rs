@@ -469,6 +469,13 @@ impl<'a> Kcp<'a> {
         }
     }
 
+    /// Asks for a flush now (ikcp.c's `ikcp_flush`): ACKs, probes, new data and whatever
+    /// retransmission is due go out at the next [`poll_transmit`](Self::poll_transmit). The
+    /// periodic timer keeps its schedule.
+    pub fn flush(&mut self) {
+        self.request(Pending::Full);
+    }
+
     pub(crate) fn request(&mut self, p: Pending) {
         if p > self.pending {
             self.pending = p;
