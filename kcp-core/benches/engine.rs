@@ -8,15 +8,33 @@ use kcp_core::wire::{Command, Segment, SegmentRepr, HEADER_LEN};
 use kcp_core::{Config, Kcp, Millis};
 
 fn repr() -> SegmentRepr {
-    SegmentRepr { conv: 0x11223344, cmd: Command::Push, frg: 0, wnd: 256, ts: 1000, sn: 5, una: 3, len: 1376 }
+    SegmentRepr {
+        conv: 0x11223344,
+        cmd: Command::Push,
+        frg: 0,
+        wnd: 256,
+        ts: 1000,
+        sn: 5,
+        una: 3,
+        len: 1376,
+    }
 }
 
 /// A window-tell from the peer announcing `window` free slots (the initial guess is 32).
 fn tell(window: u32) -> [u8; HEADER_LEN] {
     let mut h = [0u8; HEADER_LEN];
-    SegmentRepr { conv: 1, cmd: Command::WindowTell, frg: 0, wnd: window as u16, ts: 0, sn: 0, una: 0, len: 0 }
-        .emit(&mut h)
-        .unwrap();
+    SegmentRepr {
+        conv: 1,
+        cmd: Command::WindowTell,
+        frg: 0,
+        wnd: window as u16,
+        ts: 0,
+        sn: 0,
+        una: 0,
+        len: 0,
+    }
+    .emit(&mut h)
+    .unwrap();
     h
 }
 
@@ -26,7 +44,9 @@ fn codec(c: &mut Criterion) {
     r.emit(&mut buf).unwrap();
     let mut g = c.benchmark_group("segment");
     g.throughput(Throughput::Elements(1));
-    g.bench_function("encode", |b| b.iter(|| black_box(r).emit(black_box(&mut buf[..])).unwrap()));
+    g.bench_function("encode", |b| {
+        b.iter(|| black_box(r).emit(black_box(&mut buf[..])).unwrap())
+    });
     g.bench_function("decode", |b| {
         b.iter(|| SegmentRepr::parse(&Segment::new_checked(black_box(&buf[..])).unwrap()).unwrap())
     });
@@ -37,7 +57,10 @@ fn codec(c: &mut Criterion) {
 /// them but the first (lost), packed as many per datagram as the MTU allows: every ACK is
 /// explicit, the hole keeps `una` at 0, and each ACK adds a fast-ack to the hole.
 fn in_flight(window: u32) -> (Kcp<'static>, Vec<Vec<u8>>) {
-    let cfg = Config { stream: false, ..Config::fast3().with_windows(window, window) };
+    let cfg = Config {
+        stream: false,
+        ..Config::fast3().with_windows(window, window)
+    };
     let mut k = Kcp::new(1, cfg, Millis(0)).unwrap();
     k.input(Millis(0), &tell(window)).unwrap();
     let msg = [7u8; 1000];
@@ -53,9 +76,18 @@ fn in_flight(window: u32) -> (Kcp<'static>, Vec<Vec<u8>>) {
             acks.push(std::mem::take(&mut d));
         }
         let mut h = [0u8; HEADER_LEN];
-        SegmentRepr { conv: 1, cmd: Command::Ack, frg: 0, wnd: window as u16, ts: 0, sn, una: 0, len: 0 }
-            .emit(&mut h)
-            .unwrap();
+        SegmentRepr {
+            conv: 1,
+            cmd: Command::Ack,
+            frg: 0,
+            wnd: window as u16,
+            ts: 0,
+            sn,
+            una: 0,
+            len: 0,
+        }
+        .emit(&mut h)
+        .unwrap();
         d.extend_from_slice(&h);
     }
     acks.push(d);
@@ -102,7 +134,10 @@ fn flush_idle(c: &mut Criterion) {
 fn flush_full(c: &mut Criterion) {
     let mut g = c.benchmark_group("flush_full_window");
     for window in [1024u32] {
-        let cfg = Config { stream: false, ..Config::fast3().with_windows(window, window) };
+        let cfg = Config {
+            stream: false,
+            ..Config::fast3().with_windows(window, window)
+        };
         let msg = [7u8; 1376];
         g.throughput(Throughput::Bytes(window as u64 * 1376));
         g.bench_function(BenchmarkId::from_parameter(window), |b| {

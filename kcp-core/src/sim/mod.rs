@@ -23,6 +23,7 @@
 //! ```
 
 mod link;
+pub mod scenario;
 
 use std::vec::Vec;
 
