@@ -1,5 +1,5 @@
 //! Shared test harness (the scenarios live in `kcp_core::sim::scenario`).
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 pub use kcp_core::sim::scenario::{lossy, pattern, Report, Transfer, START, START_SN};
 use kcp_core::sim::LinkConfig;
