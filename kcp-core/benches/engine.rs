@@ -133,7 +133,7 @@ fn flush_idle(c: &mut Criterion) {
 
 fn flush_full(c: &mut Criterion) {
     let mut g = c.benchmark_group("flush_full_window");
-    for window in [1024u32] {
+    for window in [1024u32, 8192] {
         let cfg = Config {
             stream: false,
             ..Config::fast3().with_windows(window, window)
