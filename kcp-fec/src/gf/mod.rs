@@ -33,6 +33,14 @@ const EXP_LOG: ([u8; 512], [u8; 256]) = gen_exp_log();
 static EXP: [u8; 512] = EXP_LOG.0;
 static LOG: [u8; 256] = EXP_LOG.1;
 
+/// `a * b`, usable in constant evaluation (builds the kernels' tables at compile time).
+pub(crate) const fn mul_const(a: u8, b: u8) -> u8 {
+    if a == 0 || b == 0 {
+        return 0;
+    }
+    EXP_LOG.0[EXP_LOG.1[a as usize] as usize + EXP_LOG.1[b as usize] as usize]
+}
+
 /// `a * b` in the field.
 #[inline]
 pub(crate) fn mul(a: u8, b: u8) -> u8 {

@@ -9,7 +9,7 @@ use core::arch::x86::*;
 #[cfg(target_arch = "x86_64")]
 use core::arch::x86_64::*;
 
-use super::{mul, Kernel};
+use super::Kernel;
 
 cpufeatures::new!(has_avx2, "avx2");
 cpufeatures::new!(has_gfni512, "avx512f", "avx512bw", "gfni");
@@ -45,31 +45,57 @@ pub(super) fn run(k: Kernel, c: u8, input: &[u8], out: &mut [u8], add: bool) -> 
 
 /// The 8x8 bit matrix of "multiply by `c`" in the layout of `vgf2p8affineqb`: byte `7 - i` of
 /// the qword holds the input bits that contribute to output bit `i`.
-fn affine_matrix(c: u8) -> u64 {
+const fn affine_matrix(c: u8) -> u64 {
     let mut m = 0u64;
-    for i in 0..8 {
+    let mut i = 0;
+    while i < 8 {
         let mut row = 0u8;
-        for j in 0..8 {
-            if (mul(c, 1 << j) >> i) & 1 == 1 {
+        let mut j = 0;
+        while j < 8 {
+            if (super::mul_const(c, 1 << j) >> i) & 1 == 1 {
                 row |= 1 << j;
             }
+            j += 1;
         }
         m |= (row as u64) << (8 * (7 - i));
+        i += 1;
     }
     m
 }
 
-fn tail(c: u8, input: &[u8], out: &mut [u8], add: bool) {
-    for (o, i) in out.iter_mut().zip(input) {
-        let p = mul(c, *i);
-        *o = if add { *o ^ p } else { p };
+const fn gen_affine() -> [u64; 256] {
+    let mut t = [0u64; 256];
+    let mut c = 0;
+    while c < 256 {
+        t[c] = affine_matrix(c as u8);
+        c += 1;
     }
+    t
 }
+
+/// Split-nibble tables: `[c * x for x < 16]` then `[c * (x << 4) for x < 16]`.
+const fn gen_nibbles() -> [[u8; 32]; 256] {
+    let mut t = [[0u8; 32]; 256];
+    let mut c = 0;
+    while c < 256 {
+        let mut x = 0;
+        while x < 16 {
+            t[c][x] = super::mul_const(c as u8, x as u8);
+            t[c][16 + x] = super::mul_const(c as u8, (x as u8) << 4);
+            x += 1;
+        }
+        c += 1;
+    }
+    t
+}
+
+static AFFINE: [u64; 256] = gen_affine();
+static NIBBLES: [[u8; 32]; 256] = gen_nibbles();
 
 #[target_feature(enable = "avx512f,avx512bw,gfni")]
 unsafe fn mul_gfni512(c: u8, input: &[u8], out: &mut [u8], add: bool) {
     let n = input.len().min(out.len());
-    let m = _mm512_set1_epi64(affine_matrix(c) as i64);
+    let m = _mm512_set1_epi64(AFFINE[c as usize] as i64);
     let chunks = n / 64;
     let ip = input.as_ptr();
     let op = out.as_mut_ptr();
@@ -84,24 +110,31 @@ unsafe fn mul_gfni512(c: u8, input: &[u8], out: &mut [u8], add: bool) {
             _mm512_storeu_si512(op.add(k * 64) as *mut _, p);
         }
     }
-    let done = chunks * 64;
-    tail(c, &input[done..n], &mut out[done..n], add);
+    let rest = n - chunks * 64;
+    if rest > 0 {
+        let k = (1u64 << rest) - 1;
+        // SAFETY: masked loads and stores touch only the `rest` bytes left in both slices.
+        unsafe {
+            let at = chunks * 64;
+            let v = _mm512_maskz_loadu_epi8(k, ip.add(at) as *const i8);
+            let mut p = _mm512_gf2p8affine_epi64_epi8::<0>(v, m);
+            if add {
+                p = _mm512_xor_si512(p, _mm512_maskz_loadu_epi8(k, op.add(at) as *const i8));
+            }
+            _mm512_mask_storeu_epi8(op.add(at) as *mut i8, k, p);
+        }
+    }
 }
 
 #[target_feature(enable = "avx2")]
 unsafe fn mul_avx2(c: u8, input: &[u8], out: &mut [u8], add: bool) {
     let n = input.len().min(out.len());
-    let mut lo = [0u8; 16];
-    let mut hi = [0u8; 16];
-    for x in 0..16u8 {
-        lo[x as usize] = mul(c, x);
-        hi[x as usize] = mul(c, x << 4);
-    }
-    // SAFETY: 16-byte unaligned loads from 16-byte arrays.
+    let t = &NIBBLES[c as usize];
+    // SAFETY: two 16-byte unaligned loads from a 32-byte array.
     let (tlo, thi) = unsafe {
         (
-            _mm256_broadcastsi128_si256(_mm_loadu_si128(lo.as_ptr() as *const __m128i)),
-            _mm256_broadcastsi128_si256(_mm_loadu_si128(hi.as_ptr() as *const __m128i)),
+            _mm256_broadcastsi128_si256(_mm_loadu_si128(t.as_ptr() as *const __m128i)),
+            _mm256_broadcastsi128_si256(_mm_loadu_si128(t.as_ptr().add(16) as *const __m128i)),
         )
     };
     let mask = _mm256_set1_epi8(0x0f);
@@ -122,5 +155,23 @@ unsafe fn mul_avx2(c: u8, input: &[u8], out: &mut [u8], add: bool) {
         }
     }
     let done = chunks * 32;
-    tail(c, &input[done..n], &mut out[done..n], add);
+    if done < n {
+        // The tail through a 32-byte stack block, so it costs one vector step too.
+        let (mut a, mut b) = ([0u8; 32], [0u8; 32]);
+        let rest = n - done;
+        a[..rest].copy_from_slice(&input[done..n]);
+        b[..rest].copy_from_slice(&out[done..n]);
+        // SAFETY: loads and stores on 32-byte stack arrays.
+        unsafe {
+            let v = _mm256_loadu_si256(a.as_ptr() as *const __m256i);
+            let l = _mm256_and_si256(v, mask);
+            let h = _mm256_and_si256(_mm256_srli_epi64::<4>(v), mask);
+            let mut p = _mm256_xor_si256(_mm256_shuffle_epi8(tlo, l), _mm256_shuffle_epi8(thi, h));
+            if add {
+                p = _mm256_xor_si256(p, _mm256_loadu_si256(b.as_ptr() as *const __m256i));
+            }
+            _mm256_storeu_si256(b.as_mut_ptr() as *mut __m256i, p);
+        }
+        out[done..n].copy_from_slice(&b[..rest]);
+    }
 }
