@@ -59,7 +59,7 @@ fn decode(c: &mut Criterion) {
             b.iter(|| {
                 let seqid = i;
                 i = i.wrapping_add(1);
-                if xorshift(&mut rng) % 13 == 0 {
+                if xorshift(&mut rng).is_multiple_of(13) {
                     return 0;
                 }
                 pkt[..4].copy_from_slice(&seqid.to_le_bytes());

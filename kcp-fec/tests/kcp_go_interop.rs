@@ -11,13 +11,17 @@ use std::sync::OnceLock;
 use kcp_core::{Codec, Millis};
 use kcp_fec::{Fec, FecConfig, FecDecoder, FecEncoder, PacketKind};
 
+/// (KCP datagram, data packet, parity packets after it)
+type Step = (Vec<u8>, Vec<u8>, Vec<Vec<u8>>);
+/// (packets of a complete group in wire order, the group's KCP datagrams)
+type Group = (Vec<Vec<u8>>, Vec<Vec<u8>>);
+
 struct Case {
     name: String,
     ds: usize,
     ps: usize,
     start: u32,
-    /// (KCP datagram, data packet, parity packets after it)
-    steps: Vec<(Vec<u8>, Vec<u8>, Vec<Vec<u8>>)>,
+    steps: Vec<Step>,
 }
 
 fn hex(s: &str) -> Vec<u8> {
@@ -116,7 +120,7 @@ fn rust_encoder_produces_kcp_go_bytes() {
 }
 
 /// The packets of each complete group, in wire order, with the group's KCP datagrams.
-fn groups(case: &Case) -> Vec<(Vec<Vec<u8>>, Vec<Vec<u8>>)> {
+fn groups(case: &Case) -> Vec<Group> {
     let mut out = Vec::new();
     let (mut pkts, mut kcps) = (Vec::new(), Vec::new());
     for (kcp, data, parity) in &case.steps {
