@@ -91,5 +91,32 @@ fn oracle(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, encode, decode, oracle);
+/// The Reed-Solomon work of one (10,3) group of 1494-byte shards (30 multiply-accumulates)
+/// with each GF(2^8) kernel this CPU has.
+fn kernels(c: &mut Criterion) {
+    use kcp_fec::gf::{self, Kernel};
+    let mut g = c.benchmark_group("rs_group_kernel");
+    let data: Vec<Vec<u8>> = (0..DS).map(|i| vec![i as u8 ^ 0x5a; 1494]).collect();
+    let mut parity: Vec<Vec<u8>> = (0..PS).map(|_| vec![0u8; 1494]).collect();
+    let best = gf::kernel();
+    for k in [Kernel::Table, Kernel::Avx2, Kernel::Gfni512] {
+        if k == Kernel::Gfni512 && best != Kernel::Gfni512
+            || k == Kernel::Avx2 && best == Kernel::Table
+        {
+            continue;
+        }
+        g.bench_function(BenchmarkId::from_parameter(format!("{k:?}")), |b| {
+            b.iter(|| {
+                for (p, out) in parity.iter_mut().enumerate() {
+                    for (i, d) in data.iter().enumerate() {
+                        gf::mul_with(k, (p * 16 + i + 2) as u8, d, out, i > 0);
+                    }
+                }
+            });
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, encode, decode, oracle, kernels);
 criterion_main!(benches);

@@ -1,9 +1,9 @@
 //! Arithmetic in GF(2^8) with klauspost's (and Backblaze's) field: generator polynomial
 //! x^8+x^4+x^3+x^2+1 (0x11D), primitive element 2.
 //!
-//! The hot loop is [`mul_slice`] / [`mul_add_slice`] (`out (^)= c * input` byte-wise); it picks
-//! the fastest kernel the CPU has at run time (GFNI with AVX-512, AVX2 split-nibble tables, or a
-//! portable 256-entry table) and every kernel gives identical bytes.
+//! The hot loop is `out (^)= c * input` byte-wise; it runs the fastest [`Kernel`] the CPU has,
+//! chosen at run time (GFNI with AVX-512, AVX2 split-nibble tables, or a portable 256-entry
+//! table), and every kernel gives identical bytes. [`kernel`] tells which one is in use.
 
 #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
 mod x86;
@@ -33,6 +33,10 @@ const EXP_LOG: ([u8; 512], [u8; 256]) = gen_exp_log();
 static EXP: [u8; 512] = EXP_LOG.0;
 static LOG: [u8; 256] = EXP_LOG.1;
 
+#[cfg_attr(
+    not(any(target_arch = "x86", target_arch = "x86_64")),
+    allow(dead_code)
+)]
 /// `a * b`, usable in constant evaluation (builds the kernels' tables at compile time).
 pub(crate) const fn mul_const(a: u8, b: u8) -> u8 {
     if a == 0 || b == 0 {
@@ -82,7 +86,7 @@ pub(crate) fn mul_row(c: u8) -> [u8; 256] {
     row
 }
 
-/// Which kernel [`mul_slice`] and [`mul_add_slice`] use on this CPU.
+/// A GF(2^8) multiply(-accumulate) kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kernel {
     /// Portable 256-entry table per coefficient.
@@ -105,9 +109,10 @@ pub fn kernel() -> Kernel {
     }
 }
 
-/// `out[i] = c * input[i]` (or `^=` when `add`), over `min(len)` bytes, with a chosen kernel.
-/// A kernel the CPU lacks falls back to [`Kernel::Table`].
-pub(crate) fn mul_with(k: Kernel, c: u8, input: &[u8], out: &mut [u8], add: bool) {
+/// `out[i] = c * input[i]` (or `out[i] ^= c * input[i]` when `add`) over the common length,
+/// with kernel `k`; a kernel the CPU lacks falls back to [`Kernel::Table`]. Exposed so that
+/// benchmarks and tests can compare the kernels; the codec picks [`kernel`] itself.
+pub fn mul_with(k: Kernel, c: u8, input: &[u8], out: &mut [u8], add: bool) {
     let n = input.len().min(out.len());
     let (input, out) = (&input[..n], &mut out[..n]);
     if c == 0 {
