@@ -222,8 +222,7 @@ impl FecDecoder {
         let accept = match self.anchor {
             None => true,
             Some((newest, at)) => {
-                seqid.wrapping_sub(newest) as i32 as i64 <= MAX_SEQID_JUMP as i64
-                    && newest.wrapping_sub(seqid) as i32 as i64 <= MAX_SEQID_JUMP as i64
+                (seqid.wrapping_sub(newest) as i32).unsigned_abs() <= MAX_SEQID_JUMP
                     || now.since(at) > FEC_EXPIRE_MS as i32
             }
         };

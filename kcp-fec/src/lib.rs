@@ -25,6 +25,16 @@
 //! The layer never panics on input, holds a bounded amount of memory whatever a peer sends
 //! (see [`FecDecoder`]), and allocates nothing per packet once its buffer pools are warm.
 //!
+//! # Platform
+//!
+//! `no_std` with `alloc`. The Reed-Solomon arithmetic picks its GF(2^8) kernel at run time
+//! without `std` ([`gf::kernel`]): GFNI with AVX-512 or AVX2 split-nibble tables on x86, a
+//! portable table elsewhere; all produce the same bytes. The crate needs Rust 1.89 (stable
+//! AVX-512/GFNI intrinsics). `reed-solomon-erasure` 6 builds the same matrix and is the test
+//! oracle; it is not used at run time (its SIMD needs a C compiler, `std`, and Haswell).
+//!
+//! # Example
+//!
 //! ```
 //! use kcp_core::{Codec, Millis};
 //! use kcp_fec::Fec;

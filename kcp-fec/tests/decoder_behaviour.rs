@@ -93,6 +93,13 @@ fn absurd_seqid_jumps_are_rejected_but_a_real_jump_resyncs() {
         Ok(PacketKind::Parity { seqid: 7 })
     );
     assert_eq!(dec.stats().seqid_jumps, 1);
+    assert!(dec
+        .input(&fec_packet(7u32.wrapping_add(1 << 31), 0xf1, 40), T0)
+        .is_err());
+    assert!(dec
+        .input(&fec_packet(7u32.wrapping_sub(1 << 25), 0xf1, 40), T0)
+        .is_err());
+    assert_eq!(dec.stats().seqid_jumps, 3);
     // The stream really moved: the second far packet, close to the first, re-anchors.
     let far = 100 + (1 << 25);
     assert!(dec.input(&fec_packet(far, 0xf1, 40), T0).is_err());

@@ -92,3 +92,41 @@ fn plain_kcp_passes_through_open_unchanged() {
     assert_eq!(ack, copy);
     assert_eq!(fec.stats().plain_packets, 1);
 }
+
+#[test]
+fn parity_matches_the_reed_solomon_erasure_oracle() {
+    // The oracle crate builds klauspost's matrix too (kcp-spec 4.3); compare whole groups.
+    for (ds, ps) in [(1usize, 1usize), (2, 1), (3, 2), (4, 2), (10, 3), (20, 10)] {
+        let rs = reed_solomon_erasure::galois_8::ReedSolomon::new(ds, ps).unwrap();
+        let kcps: Vec<Vec<u8>> = (0..ds)
+            .map(|i| {
+                (0..(17 * i + 30) % 1392 + 1)
+                    .map(|j| (i * 131 + j * 7) as u8)
+                    .collect()
+            })
+            .collect();
+        let mut fec = Fec::new(ds, ps).unwrap();
+        let mut buf = vec![0u8; 1500];
+        let mut parity = Vec::new();
+        for k in &kcps {
+            buf[8..8 + k.len()].copy_from_slice(k);
+            fec.seal(&mut buf, 8 + k.len(), Millis(0)).unwrap();
+            while let Some(r) = fec.poll_extra(&mut buf, Millis(0)) {
+                parity.push(buf[6..r.unwrap()].to_vec());
+            }
+        }
+        let max = kcps.iter().map(|k| k.len() + 2).max().unwrap();
+        let mut shards: Vec<Vec<u8>> = kcps
+            .iter()
+            .map(|k| {
+                let mut s = ((k.len() + 2) as u16).to_le_bytes().to_vec();
+                s.extend_from_slice(k);
+                s.resize(max, 0);
+                s
+            })
+            .collect();
+        shards.extend((0..ps).map(|_| vec![0u8; max]));
+        rs.encode(&mut shards).unwrap();
+        assert_eq!(parity, shards[ds..].to_vec(), "({ds},{ps})");
+    }
+}
