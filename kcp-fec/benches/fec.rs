@@ -105,13 +105,24 @@ fn kernels(c: &mut Criterion) {
         {
             continue;
         }
-        g.bench_function(BenchmarkId::from_parameter(format!("{k:?}")), |b| {
-            b.iter(|| {
-                for (p, out) in parity.iter_mut().enumerate() {
-                    for (i, d) in data.iter().enumerate() {
-                        gf::mul_with(k, (p * 16 + i + 2) as u8, d, out, i > 0);
+        g.bench_function(
+            BenchmarkId::from_parameter(format!("{k:?}-pairwise")),
+            |b| {
+                b.iter(|| {
+                    for (p, out) in parity.iter_mut().enumerate() {
+                        for (i, d) in data.iter().enumerate() {
+                            gf::mul_with(k, (p * 16 + i + 2) as u8, d, out, i > 0);
+                        }
                     }
-                }
+                });
+            },
+        );
+        let coefs: Vec<u8> = (0..PS * DS).map(|x| (x + 2) as u8).collect();
+        g.bench_function(BenchmarkId::from_parameter(format!("{k:?}-matmul")), |b| {
+            b.iter(|| {
+                let ins: Vec<&[u8]> = data.iter().map(|d| &d[..]).collect();
+                let mut outs: Vec<&mut [u8]> = parity.iter_mut().map(|p| &mut p[..]).collect();
+                gf::matmul(k, &coefs, &ins, &mut outs);
             });
         });
     }

@@ -109,6 +109,7 @@ impl ReedSolomon {
     }
 
     /// Row `r` of the encoding matrix (`ds` coefficients).
+    #[cfg(test)]
     pub(crate) fn row(&self, r: usize) -> &[u8] {
         self.matrix
             .get(r * self.ds..(r + 1) * self.ds)
@@ -118,22 +119,26 @@ impl ReedSolomon {
     /// Computes the parity shards `shards[ds..ds+ps]` from the data shards `shards[..ds]`, over
     /// the byte range `range` of each (every shard must be at least `range.end` long).
     pub(crate) fn encode(&self, shards: &mut [Vec<u8>], range: Range<usize>) {
-        let (data, parity) = shards.split_at_mut(self.ds.min(shards.len()));
-        for (p, out) in parity.iter_mut().take(self.ps).enumerate() {
-            let Some(out) = out.get_mut(range.clone()) else {
-                continue;
-            };
-            let coefs = self.row(self.ds + p);
-            for (i, (c, input)) in coefs.iter().zip(data.iter()).enumerate() {
-                let Some(input) = input.get(range.clone()) else {
-                    continue;
-                };
-                if i == 0 {
-                    gf::mul_slice(self.kernel, *c, input, out);
-                } else {
-                    gf::mul_add_slice(self.kernel, *c, input, out);
-                }
+        let ds = self.ds.min(shards.len());
+        let (data, parity) = shards.split_at_mut(ds);
+        let mut ins: [&[u8]; MAX_TOTAL_SHARDS] = [&[]; MAX_TOTAL_SHARDS];
+        for (slot, d) in ins.iter_mut().zip(data.iter()) {
+            *slot = d.get(range.clone()).unwrap_or(&[]);
+        }
+        let ins = ins.get(..ds).unwrap_or(&[]);
+        let ps = self.ps.min(parity.len());
+        for (c, chunk) in parity[..ps].chunks_mut(gf::MAX_OUTS).enumerate() {
+            let n = chunk.len();
+            let mut outs: [&mut [u8]; gf::MAX_OUTS] = Default::default();
+            for (o, p) in outs.iter_mut().zip(chunk.iter_mut()) {
+                *o = p.get_mut(range.clone()).unwrap_or(&mut []);
             }
+            let first = self.ds + c * gf::MAX_OUTS;
+            let rows = self
+                .matrix
+                .get(first * self.ds..(first + n) * self.ds)
+                .unwrap_or(&[]);
+            gf::matmul(self.kernel, rows, ins, &mut outs[..n]);
         }
     }
 
@@ -207,29 +212,45 @@ impl ReedSolomon {
             .cache
             .get(slot * ds * ds..(slot + 1) * ds * ds)
             .ok_or(RsError::Singular)?;
-        for d in 0..ds {
-            if present.get(d).copied().unwrap_or(true) {
-                continue;
-            }
-            let Some(buf) = shards.get_mut(d) else {
-                continue;
-            };
-            let mut out = core::mem::take(buf);
-            if let Some(out_bytes) = out.get_mut(range.clone()) {
-                for (i, &k) in self.chosen.iter().enumerate() {
-                    let c = inv.get(d * ds + i).copied().unwrap_or(0);
-                    let Some(input) = shards.get(k).and_then(|s| s.get(range.clone())) else {
-                        continue;
-                    };
-                    if i == 0 {
-                        gf::mul_slice(self.kernel, c, input, out_bytes);
-                    } else {
-                        gf::mul_add_slice(self.kernel, c, input, out_bytes);
-                    }
+        // Rebuild the missing data shards, up to MAX_OUTS per pass: move them out of `shards`
+        // so the present ones can be borrowed as inputs.
+        let mut missing = (0..ds)
+            .filter(|d| !present.get(*d).copied().unwrap_or(true))
+            .peekable();
+        while missing.peek().is_some() {
+            let mut idx = [0usize; gf::MAX_OUTS];
+            let mut taken: [Vec<u8>; gf::MAX_OUTS] = Default::default();
+            let mut coefs = [0u8; gf::MAX_OUTS * MAX_TOTAL_SHARDS];
+            let mut n = 0;
+            for d in missing.by_ref().take(gf::MAX_OUTS) {
+                idx[n] = d;
+                if let Some(buf) = shards.get_mut(d) {
+                    taken[n] = core::mem::take(buf);
                 }
+                if let (Some(dst), Some(src)) = (
+                    coefs.get_mut(n * ds..(n + 1) * ds),
+                    inv.get(d * ds..(d + 1) * ds),
+                ) {
+                    dst.copy_from_slice(src);
+                }
+                n += 1;
             }
-            if let Some(buf) = shards.get_mut(d) {
-                *buf = out;
+            let mut ins: [&[u8]; MAX_TOTAL_SHARDS] = [&[]; MAX_TOTAL_SHARDS];
+            for (slot, &k) in ins.iter_mut().zip(self.chosen.iter()) {
+                *slot = shards
+                    .get(k)
+                    .and_then(|s| s.get(range.clone()))
+                    .unwrap_or(&[]);
+            }
+            let mut outs: [&mut [u8]; gf::MAX_OUTS] = Default::default();
+            for (o, t) in outs.iter_mut().zip(taken.iter_mut()) {
+                *o = t.get_mut(range.clone()).unwrap_or(&mut []);
+            }
+            gf::matmul(self.kernel, &coefs[..n * ds], &ins[..ds], &mut outs[..n]);
+            for (t, &d) in taken.iter_mut().zip(idx.iter()).take(n) {
+                if let Some(buf) = shards.get_mut(d) {
+                    *buf = core::mem::take(t);
+                }
             }
         }
         Ok(())

@@ -141,6 +141,44 @@ pub fn mul_with(k: Kernel, c: u8, input: &[u8], out: &mut [u8], add: bool) {
     mul_table(c, input, out, add);
 }
 
+/// Most outputs one pass of [`matmul`] computes (the accumulators stay in registers).
+pub const MAX_OUTS: usize = 4;
+
+/// Matrix times shards: `outs[j] = sum_i coefs[j * ins.len() + i] * ins[i]`, byte-wise over
+/// the shortest length of all slices, with kernel `k` (falling back like [`mul_with`]). Each
+/// input is read once per [`MAX_OUTS`] outputs. `coefs` must hold `outs.len() * ins.len()`
+/// coefficients, row-major; missing ones count as zero.
+pub fn matmul(k: Kernel, coefs: &[u8], ins: &[&[u8]], outs: &mut [&mut [u8]]) {
+    let n_in = ins.len();
+    let len = ins
+        .iter()
+        .map(|s| s.len())
+        .chain(outs.iter().map(|s| s.len()))
+        .min()
+        .unwrap_or(0);
+    for (c, chunk) in outs.chunks_mut(MAX_OUTS).enumerate() {
+        let rows = coefs.get(c * MAX_OUTS * n_in..).unwrap_or(&[]);
+        if rows.len() >= chunk.len() * n_in && n_in > 0 {
+            #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+            {
+                if x86::matmul(k, rows, ins, chunk, len) {
+                    continue;
+                }
+            }
+        }
+        for (j, out) in chunk.iter_mut().enumerate() {
+            let out = &mut out[..len];
+            if n_in == 0 {
+                out.fill(0);
+            }
+            for (i, input) in ins.iter().enumerate() {
+                let c = rows.get(j * n_in + i).copied().unwrap_or(0);
+                mul_with(k, c, &input[..len], out, i > 0);
+            }
+        }
+    }
+}
+
 /// Portable kernel: one 256-entry row per coefficient.
 pub(crate) fn mul_table(c: u8, input: &[u8], out: &mut [u8], add: bool) {
     let row = mul_row(c);
@@ -153,18 +191,6 @@ pub(crate) fn mul_table(c: u8, input: &[u8], out: &mut [u8], add: bool) {
             *o = row[*i as usize];
         }
     }
-}
-
-/// `out = c * input` byte-wise with the fastest kernel.
-#[inline]
-pub(crate) fn mul_slice(k: Kernel, c: u8, input: &[u8], out: &mut [u8]) {
-    mul_with(k, c, input, out, false);
-}
-
-/// `out ^= c * input` byte-wise with the fastest kernel.
-#[inline]
-pub(crate) fn mul_add_slice(k: Kernel, c: u8, input: &[u8], out: &mut [u8]) {
-    mul_with(k, c, input, out, true);
 }
 
 #[cfg(test)]
@@ -182,6 +208,41 @@ mod tests {
         }
         assert_eq!(pow(0, 0), 1);
         assert_eq!(pow(3, 2), mul(3, 3));
+    }
+
+    #[test]
+    fn matmul_agrees_with_pairwise_table_products() {
+        let ins_data: [[u8; 200]; 7] =
+            core::array::from_fn(|i| core::array::from_fn(|j| (i * 53 + j * 29 + 1) as u8));
+        let ins: [&[u8]; 7] = core::array::from_fn(|i| &ins_data[i][..]);
+        for k in [Kernel::Table, Kernel::Avx2, Kernel::Gfni512] {
+            for n_out in [1usize, 2, 3, 4, 5, 9] {
+                for len in [0usize, 1, 31, 32, 63, 64, 65, 127, 200] {
+                    let coefs: [u8; 63] = core::array::from_fn(|x| (x * 37 + n_out) as u8);
+                    let mut outs_data = [[0xaau8; 200]; 9];
+                    let mut want = [[0u8; 200]; 9];
+                    for j in 0..n_out {
+                        for i in 0..7 {
+                            mul_table(coefs[j * 7 + i], &ins[i][..len], &mut want[j][..len], i > 0);
+                        }
+                    }
+                    let mut outs: [&mut [u8]; 9] = Default::default();
+                    for (o, d) in outs.iter_mut().zip(outs_data.iter_mut()) {
+                        *o = &mut d[..len];
+                    }
+                    let short: [&[u8]; 7] = core::array::from_fn(|i| &ins[i][..len]);
+                    matmul(k, &coefs[..n_out * 7], &short, &mut outs[..n_out]);
+                    for j in 0..n_out {
+                        assert_eq!(
+                            outs_data[j][..len],
+                            want[j][..len],
+                            "{k:?} n_out={n_out} len={len}"
+                        );
+                        assert!(outs_data[j][len..].iter().all(|b| *b == 0xaa));
+                    }
+                }
+            }
+        }
     }
 
     #[test]

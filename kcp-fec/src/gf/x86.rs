@@ -175,3 +175,81 @@ unsafe fn mul_avx2(c: u8, input: &[u8], out: &mut [u8], add: bool) {
         out[done..n].copy_from_slice(&b[..rest]);
     }
 }
+
+/// Multi-output kernel (GFNI only): `outs[j] = sum_i coefs[j * ins.len() + i] * ins[i]` over `len` bytes,
+/// for `outs.len() <= MAX_OUTS`. Returns `false` (and does nothing) when kernel `k` is not
+/// available or the arguments do not fit; the caller then falls back on pairwise products.
+pub(super) fn matmul(
+    k: Kernel,
+    coefs: &[u8],
+    ins: &[&[u8]],
+    outs: &mut [&mut [u8]],
+    len: usize,
+) -> bool {
+    let n_in = ins.len();
+    if coefs.len() < outs.len() * n_in
+        || ins.iter().any(|s| s.len() < len)
+        || outs.iter().any(|s| s.len() < len)
+    {
+        return false;
+    }
+    macro_rules! dispatch {
+        ($f:ident) => {
+            // SAFETY: the CPU features of `$f` were checked by the caller's match arm; every
+            // input and output holds at least `len` bytes and `coefs` enough coefficients
+            // (checked above).
+            unsafe {
+                match outs.len() {
+                    1 => $f::<1>(coefs, ins, outs, len),
+                    2 => $f::<2>(coefs, ins, outs, len),
+                    3 => $f::<3>(coefs, ins, outs, len),
+                    4 => $f::<4>(coefs, ins, outs, len),
+                    _ => return false,
+                }
+            }
+        };
+    }
+    match k {
+        Kernel::Gfni512 if has_gfni512::get() => dispatch!(matmul_gfni512),
+        // AVX2 has too few registers to keep the split-nibble tables of a whole matrix; its
+        // pairwise kernel measured faster, so the caller falls back on it.
+        _ => return false,
+    }
+    true
+}
+
+/// # Safety
+/// avx512f, avx512bw and gfni available; `ins` and `outs` at least `len` bytes each;
+/// `coefs.len() >= N * ins.len()`; `outs.len() == N`.
+#[target_feature(enable = "avx512f,avx512bw,gfni")]
+unsafe fn matmul_gfni512<const N: usize>(
+    coefs: &[u8],
+    ins: &[&[u8]],
+    outs: &mut [&mut [u8]],
+    len: usize,
+) {
+    let n_in = ins.len();
+    let mut off = 0;
+    while off < len {
+        let rest = len - off;
+        let mask: u64 = if rest >= 64 {
+            u64::MAX
+        } else {
+            (1u64 << rest) - 1
+        };
+        let mut acc = [_mm512_setzero_si512(); N];
+        for (i, input) in ins.iter().enumerate() {
+            // SAFETY: the mask limits the load to bytes `off..len` of `input`.
+            let v = unsafe { _mm512_maskz_loadu_epi8(mask, input.as_ptr().add(off) as *const i8) };
+            for (j, a) in acc.iter_mut().enumerate() {
+                let m = _mm512_set1_epi64(AFFINE[coefs[j * n_in + i] as usize] as i64);
+                *a = _mm512_xor_si512(*a, _mm512_gf2p8affine_epi64_epi8::<0>(v, m));
+            }
+        }
+        for (a, out) in acc.iter().zip(outs.iter_mut()) {
+            // SAFETY: the mask limits the store to bytes `off..len` of `out`.
+            unsafe { _mm512_mask_storeu_epi8(out.as_mut_ptr().add(off) as *mut i8, mask, *a) };
+        }
+        off += 64;
+    }
+}
