@@ -67,6 +67,18 @@ pub struct FecDecoder {
     stats: FecStats,
 }
 
+impl core::fmt::Debug for FecDecoder {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("FecDecoder")
+            .field("ds", &self.ds)
+            .field("ps", &self.ps)
+            .field("queued", &self.rx.len())
+            .field("recovered_pending", &self.recovered.len())
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
 impl FecDecoder {
     /// A decoder expecting `ds` data and `ps` parity shards per group (it adapts to what the
     /// peer sends, see [`FecConfig`]).

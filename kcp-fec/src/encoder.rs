@@ -152,6 +152,18 @@ impl FecEncoder {
     }
 }
 
+impl core::fmt::Debug for FecEncoder {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("FecEncoder")
+            .field("ds", &self.ds)
+            .field("ps", &self.ps)
+            .field("next_seqid", &self.next)
+            .field("collected", &self.count)
+            .field("pending_parity", &self.pending)
+            .finish()
+    }
+}
+
 /// kcp-go's `paws`: `floor(0xFFFFFFFF / total) * total`.
 pub(crate) fn paws(total: usize) -> u32 {
     let t = total.max(1) as u32;

@@ -73,6 +73,7 @@
 #![no_std]
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
+#![warn(missing_debug_implementations)]
 
 extern crate alloc;
 
@@ -152,6 +153,7 @@ impl Default for FecConfig {
 ///
 /// Each direction's setting is independent, as in kcp-go: the encoder follows local settings,
 /// the decoder adapts to the peer's (ds, ps).
+#[derive(Debug)]
 pub struct Fec {
     encoder: Option<FecEncoder>,
     decoder: FecDecoder,

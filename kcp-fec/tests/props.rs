@@ -13,13 +13,18 @@ fn kcp_datagrams(max: usize) -> impl Strategy<Value = Vec<Vec<u8>>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    // 64 cases keep `cargo test` fast; PROPTEST_CASES=N runs more.
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(64),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn every_erasure_of_at_most_ps_per_group_is_recovered(
         ds in 1usize..=12,
         ps in 1usize..=4,
         near_wrap in any::<bool>(),
+        reorder in any::<bool>(),
         kcps in kcp_datagrams(40),
         erasure_seed in any::<u64>(),
         start in any::<u32>(),
@@ -60,6 +65,15 @@ proptest! {
             for (i, p) in chunk.iter().enumerate() {
                 if erased & (1 << i) == 0 {
                     kept.push(p.clone());
+                }
+            }
+        }
+        // Mild reordering: swap neighbours now and then, across group boundaries too.
+        if reorder {
+            for i in 1..kept.len() {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                if (s >> 40) % 4 == 0 {
+                    kept.swap(i - 1, i);
                 }
             }
         }
