@@ -1,0 +1,218 @@
+//! Receiver behaviours, one test per rule: kcp-go v5.6.1's decoder plus this crate's bounds.
+
+mod common;
+
+use common::{datagrams, open_all, seal_all, sorted};
+use kcp_core::{Codec, CodecError, Millis};
+use kcp_fec::{Fec, FecConfig, FecDecoder, FecEncoder, PacketKind, FEC_EXPIRE_MS};
+
+const T0: Millis = Millis(u32::MAX - 1000);
+
+fn fec_packet(seqid: u32, ty: u8, len: usize) -> Vec<u8> {
+    let mut p = vec![0u8; len];
+    p[..4].copy_from_slice(&seqid.to_le_bytes());
+    p[4] = ty;
+    if ty == 0xf1 {
+        p[6..8].copy_from_slice(&((len - 6) as u16).to_le_bytes());
+    }
+    p
+}
+
+#[test]
+fn malformed_packets_are_typed_errors_and_counted() {
+    let mut fec = Fec::new(3, 2).unwrap();
+    let cases: [(Vec<u8>, CodecError); 4] = [
+        (vec![0, 0, 0, 0, 0xf1, 0, 2], CodecError::Truncated),
+        (fec_packet(0, 0xf1, 1501), CodecError::Malformed),
+        (
+            {
+                let mut p = fec_packet(0, 0xf1, 40);
+                p[6] = 39;
+                p
+            },
+            CodecError::Malformed,
+        ),
+        (fec_packet(0, 0xf3, 40), CodecError::Malformed),
+    ];
+    for (mut p, e) in cases {
+        assert_eq!(fec.open(&mut p, T0), Err(e));
+    }
+    let s = fec.stats();
+    assert_eq!(
+        (s.truncated, s.oversized, s.bad_size, s.unknown_type),
+        (1, 1, 1, 1)
+    );
+    assert_eq!(fec.decoder().queued(), 0);
+}
+
+#[test]
+fn duplicates_are_dropped_but_data_is_still_delivered() {
+    let mut fec = Fec::new(3, 2).unwrap();
+    let mut p = fec_packet(0, 0xf1, 40);
+    assert_eq!(fec.open(&mut p.clone(), T0), Ok(Some(8..40)));
+    assert_eq!(fec.open(&mut p, T0), Ok(Some(8..40)));
+    assert_eq!(fec.stats().duplicates, 1);
+    assert_eq!(fec.decoder().queued(), 1);
+}
+
+#[test]
+fn incomplete_groups_expire_after_60_s_of_the_callers_clock_across_the_wrap() {
+    let mut dec = FecDecoder::new(3, 2, FecConfig::default()).unwrap();
+    dec.input(&fec_packet(0, 0xf1, 40), T0).unwrap();
+    dec.input(&fec_packet(5, 0xf1, 40), T0 + FEC_EXPIRE_MS)
+        .unwrap();
+    assert_eq!(dec.queued(), 2, "exactly 60 s is not expired yet");
+    dec.input(&fec_packet(10, 0xf1, 40), T0 + FEC_EXPIRE_MS + 1)
+        .unwrap();
+    assert_eq!(dec.queued(), 2);
+    assert_eq!(dec.stats().expired, 1);
+}
+
+#[test]
+fn queue_keeps_three_groups_and_counts_evicted_data_as_short_shards() {
+    let mut dec = FecDecoder::new(3, 2, FecConfig::default()).unwrap();
+    // One data shard per group: nothing can complete.
+    for g in 0..20u32 {
+        dec.input(&fec_packet(g * 5, 0xf1, 40), T0).unwrap();
+        assert!(dec.queued() <= 15);
+    }
+    assert_eq!(dec.queued(), 15);
+    assert_eq!(dec.stats().short_shards, 5);
+}
+
+#[test]
+fn absurd_seqid_jumps_are_rejected_but_a_real_jump_resyncs() {
+    let mut dec = FecDecoder::new(3, 2, FecConfig::default()).unwrap();
+    dec.input(&fec_packet(100, 0xf1, 40), T0).unwrap();
+    assert_eq!(
+        dec.input(&fec_packet(0x8000_0000, 0xf1, 40), T0),
+        Err(CodecError::Malformed)
+    );
+    assert_eq!(
+        dec.input(&fec_packet(7, 0xf2, 40), T0),
+        Ok(PacketKind::Parity { seqid: 7 })
+    );
+    assert_eq!(dec.stats().seqid_jumps, 1);
+    assert!(dec
+        .input(&fec_packet(7u32.wrapping_add(1 << 31), 0xf1, 40), T0)
+        .is_err());
+    assert!(dec
+        .input(&fec_packet(7u32.wrapping_sub(1 << 25), 0xf1, 40), T0)
+        .is_err());
+    assert_eq!(dec.stats().seqid_jumps, 3);
+    // The stream really moved: the second far packet, close to the first, re-anchors.
+    let far = 100 + (1 << 25);
+    assert!(dec.input(&fec_packet(far, 0xf1, 40), T0).is_err());
+    assert_eq!(
+        dec.input(&fec_packet(far + 1, 0xf1, 40), T0),
+        Ok(PacketKind::Data { seqid: far + 1 })
+    );
+    assert_eq!(dec.queued(), 1, "the old epoch's shards are dropped");
+    // After 60 s of silence anything is accepted.
+    let t = T0 + FEC_EXPIRE_MS + 1;
+    assert!(dec
+        .input(&fec_packet(far.wrapping_add(1 << 31), 0xf1, 40), t)
+        .is_ok());
+}
+
+#[test]
+fn autotune_follows_the_peers_parameters() {
+    let mut tx = Fec::new(10, 3).unwrap();
+    let mut rx = Fec::new(3, 2).unwrap();
+    let kcps = datagrams(130, 1);
+    let mut pkts = seal_all(&mut tx, &kcps, T0);
+    // Lose the first data packet of the last two groups.
+    pkts.remove(13 * 9);
+    pkts.remove(13 * 8);
+    let (direct, rebuilt) = open_all(&mut rx, &pkts, T0);
+    assert_eq!(rx.decoder().shards(), (10, 3));
+    assert_eq!(rx.stats().autotune_rebuilds, 1);
+    assert_eq!(
+        sorted(rebuilt),
+        sorted(vec![kcps[80].clone(), kcps[90].clone()])
+    );
+    assert_eq!(direct.len(), 128);
+}
+
+#[test]
+fn autotune_rebuilds_are_rate_limited_and_capped() {
+    let cfg = FecConfig {
+        max_shards: 16,
+        autotune_interval_ms: 1000,
+    };
+    let mut rx = Fec::with_config(3, 2, cfg).unwrap();
+    let mut now = T0;
+    // A peer switching between (10,3) and (4,4) every 60 packets, 1 ms apart.
+    let mut seq = 0u32;
+    for round in 0..20 {
+        let (ds, ps) = if round % 2 == 0 {
+            (10u32, 3u32)
+        } else {
+            (4, 4)
+        };
+        let start = seq - seq % (ds + ps) + ds + ps;
+        for s in start..start + 60 {
+            let ty = if s % (ds + ps) < ds { 0xf1 } else { 0xf2 };
+            let _ = rx.open(&mut fec_packet(s, ty, 40), now);
+            now += 1;
+            seq = s;
+        }
+    }
+    let s = rx.stats();
+    assert!(
+        s.autotune_rebuilds <= 2,
+        "{} rebuilds in 1.2 s",
+        s.autotune_rebuilds
+    );
+    assert!(s.autotune_suppressed > 0);
+    // (20, 20) exceeds max_shards = 16 and is never adopted.
+    let mut rx = Fec::with_config(3, 2, cfg).unwrap();
+    for s in 0..400u32 {
+        let ty = if s % 40 < 20 { 0xf1 } else { 0xf2 };
+        let _ = rx.open(&mut fec_packet(s, ty, 40), T0);
+    }
+    assert_eq!(rx.decoder().shards(), (3, 2));
+}
+
+#[test]
+fn a_receive_only_layer_sends_plain_kcp_and_decodes_a_fec_peer() {
+    let mut tx = Fec::new(10, 3).unwrap();
+    let mut rx = Fec::receive_only(FecConfig::default()).unwrap();
+    assert_eq!(rx.header_len(), 0);
+    let mut buf = [7u8; 64];
+    assert_eq!(rx.seal(&mut buf, 24, T0), Ok(24));
+    assert_eq!(rx.poll_extra(&mut buf, T0), None);
+    let kcps = datagrams(52, 2);
+    let mut pkts = seal_all(&mut tx, &kcps, T0);
+    pkts.remove(13 * 3 + 4);
+    let (direct, rebuilt) = open_all(&mut rx, &pkts, T0);
+    assert_eq!(rebuilt, vec![kcps[34].clone()]);
+    assert_eq!(direct.len(), 51);
+}
+
+#[test]
+fn seal_rejects_buffers_that_cannot_hold_a_packet() {
+    let mut enc = FecEncoder::new(3, 2).unwrap();
+    let mut buf = [0u8; 16];
+    assert_eq!(enc.seal(&mut buf, 7), Err(CodecError::BufferTooSmall));
+    assert_eq!(enc.seal(&mut buf, 17), Err(CodecError::BufferTooSmall));
+    let mut big = vec![0u8; 1600];
+    assert_eq!(enc.seal(&mut big, 1501), Err(CodecError::BufferTooSmall));
+    assert_eq!(enc.next_seqid(), 0);
+}
+
+#[test]
+fn a_rebuilt_shard_with_a_bad_size_field_counts_as_fec_err() {
+    // Data shards whose size fields are consistent on the wire but whose parity was computed
+    // over other bytes rebuild into garbage; kcp-go drops those with FECErrs.
+    let mut tx = Fec::new(2, 1).unwrap();
+    let kcps = vec![vec![1u8; 30], vec![2u8; 30]];
+    let mut pkts = seal_all(&mut tx, &kcps, T0);
+    for b in pkts[2][6..8].iter_mut() {
+        *b = 0xff; // parity bytes covering the size field
+    }
+    let mut rx = Fec::new(2, 1).unwrap();
+    let (_, rebuilt) = open_all(&mut rx, &[pkts[0].clone(), pkts[2].clone()], T0);
+    assert!(rebuilt.is_empty());
+    assert_eq!(rx.stats().errs, 1);
+}
