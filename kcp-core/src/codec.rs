@@ -95,4 +95,9 @@ pub trait Codec {
     fn poll_recovered(&mut self, _buf: &mut [u8]) -> Option<usize> {
         None
     }
+
+    /// Reports this layer's counters, by a stable name each (`"fec_recovered"`,
+    /// `"in_csum_errors"`, ...), so a session or endpoint can aggregate them without knowing
+    /// the layer's type. The default reports none.
+    fn visit_counters(&self, _visit: &mut dyn FnMut(&'static str, u64)) {}
 }

@@ -67,6 +67,12 @@ pub struct Config {
     pub early_retransmit: bool,
     /// Segments that may wait in the send queue beyond the send window.
     pub send_queue: u32,
+    /// Our extension, 0 (off) by default: fast and early retransmission of a segment wait
+    /// until it has been out for `srtt + retransmit_hold_ms`. With FEC, a lost packet is
+    /// usually rebuilt by the receiver a little later than the ACKs of the packets after it
+    /// arrive; holding back gives the rebuilt copy's ACK time to arrive and saves the
+    /// retransmission (see `docs/tuning.md`). RTO retransmission is unaffected.
+    pub retransmit_hold_ms: u32,
 }
 
 impl Default for Config {
@@ -89,6 +95,7 @@ impl Default for Config {
             backoff: Backoff::Linear,
             early_retransmit: true,
             send_queue: MAX_FRAGMENTS as u32,
+            retransmit_hold_ms: 0,
         }
     }
 }

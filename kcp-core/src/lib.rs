@@ -40,6 +40,7 @@
 //! * [`config`]: knobs, kcptun's presets and validation;
 //! * [`congestion`]: congestion controllers behind a trait;
 //! * [`codec`]: the boundary that FEC and crypto layers implement;
+//! * [`session`] (feature `alloc`): an engine plus its codec stack, in kcp-go's order;
 //! * [`stats`][mod@stats]: counters.
 //!
 //! # Features
@@ -59,6 +60,8 @@ pub mod codec;
 pub mod config;
 pub mod congestion;
 mod engine;
+#[cfg(feature = "alloc")]
+pub mod session;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod stats;
@@ -73,5 +76,7 @@ pub use engine::HEAP_CHUNK;
 pub use engine::{
     AckEntry, Buffers, InputError, Kcp, RecvError, RecvSlot, SendError, SendSlot, StaticBuffers,
 };
+#[cfg(feature = "alloc")]
+pub use session::{Layer, Session, SessionError, SessionStats};
 pub use stats::Stats;
 pub use time::Millis;

@@ -16,6 +16,8 @@ pub struct Stats {
     pub in_datagrams: u64,
     /// Bytes handed to `input`.
     pub in_bytes: u64,
+    /// ... of which datagrams rebuilt by a codec (`input_recovered`).
+    pub in_recovered: u64,
     /// All retransmissions: lost + fast + early (`RetransSegs`).
     pub retrans_segs: u64,
     /// Fast retransmissions (`FastRetransSegs`).
@@ -44,6 +46,9 @@ pub struct Stats {
     pub in_no_buffer: u64,
     /// ACKs not queued because the ACK list was full (the peer retransmits).
     pub ack_list_full: u64,
+    /// FEC-rebuilt PUSH segments too old to acknowledge explicitly (covered by `una` instead,
+    /// so the sender takes no inflated RTT sample).
+    pub stale_recovered: u64,
     /// Zero-length messages received and skipped (ikcp.c `ikcp_send(.., 0)`; kcp-spec H6).
     pub empty_messages: u64,
     /// Bytes accepted by `send`.

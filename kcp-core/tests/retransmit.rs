@@ -198,3 +198,19 @@ fn rtt_sample_sets_rto_like_kcp_go() {
     assert_eq!((k.srtt(), k.rttvar(), k.rto()), (40, 20, 120));
     assert!(k.is_idle());
 }
+
+#[test]
+fn retransmit_hold_delays_fast_retransmit_until_srtt_plus_hold() {
+    let cfg = Config {
+        retransmit_hold_ms: 30,
+        ..message_fast(1)
+    };
+    let (mut k, _) = in_flight(cfg, 3);
+    // sn 1 acked at +5 (srtt 5): sn 0 has a fast-ack but has only been out 10 ms < 5 + 30.
+    k.input(T0 + 5, &ack(9, 1, T0.0, 0)).unwrap();
+    assert_eq!(retransmitted(&mut k, T0 + 10), Vec::<u32>::new());
+    // The timer wakes the engine when the hold ends, and the segment goes then.
+    let wake = k.poll_timeout().unwrap();
+    assert!(wake.since(T0) <= 35, "wakes at {wake:?}");
+    assert_eq!(retransmitted(&mut k, T0 + 35), [0]);
+}

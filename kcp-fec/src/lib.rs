@@ -236,4 +236,18 @@ impl Codec for Fec {
     fn poll_recovered(&mut self, buf: &mut [u8]) -> Option<usize> {
         self.decoder.poll_recovered(buf)
     }
+
+    /// kcp-go's FEC counters under their SNMP names, plus the malformed-input ones.
+    fn visit_counters(&self, visit: &mut dyn FnMut(&'static str, u64)) {
+        let s = self.stats();
+        visit("fec_recovered_shards", s.recovered);
+        visit("fec_errs", s.errs);
+        visit("fec_parity_shards", s.parity_shards);
+        visit("fec_short_shards", s.short_shards);
+        visit("fec_truncated", s.truncated);
+        visit("fec_oversized", s.oversized);
+        visit("fec_bad_size", s.bad_size);
+        visit("fec_unknown_type", s.unknown_type);
+        visit("fec_seqid_jumps", s.seqid_jumps);
+    }
 }

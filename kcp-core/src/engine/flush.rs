@@ -123,6 +123,8 @@ impl Kcp<'_> {
             None
         };
         let early = self.cfg.early_retransmit;
+        let hold = self.cfg.retransmit_hold_ms;
+        let srtt_hold = (self.srtt.max(0) as u32).saturating_add(hold);
         let mut next = self.cfg.interval;
         let mut bound: Option<Millis> = if full_walk { None } else { self.rto_bound };
         let (mut change, mut lost, mut fast, mut early_n) = (0u32, 0u32, 0u32, 0u32);
@@ -135,6 +137,15 @@ impl Kcp<'_> {
             cur = seg.next;
             let mut send = false;
             let was_candidate = seg.fastack > 0;
+            // With a hold (FEC sessions), a skipped segment is not resent by ACK evidence until
+            // it has been out for an RTT plus the hold: time for a rebuilt copy to be acked.
+            let held = hold > 0 && now.since(Millis(seg.ts)) < srtt_hold as i32;
+            if held && seg.fastack > 0 {
+                let d = (srtt_hold as i32).saturating_sub(now.since(Millis(seg.ts)));
+                if d > 0 && (d as u32) < next {
+                    next = d as u32;
+                }
+            }
             if seg.xmit == 0 {
                 send = true;
                 seg.rto = rx_rto;
@@ -143,14 +154,14 @@ impl Kcp<'_> {
                     // ikcp.c 1.7: first deadline gets an extra rx_rto / 8.
                     seg.resendts += rx_rto >> 3;
                 }
-            } else if seg.fastack >= resent {
+            } else if !held && seg.fastack >= resent {
                 send = true;
                 seg.fastack = 0;
                 seg.rto = rx_rto;
                 seg.resendts = now + seg.rto;
                 change += 1;
                 fast += 1;
-            } else if early && seg.fastack > 0 && new == 0 {
+            } else if !held && early && seg.fastack > 0 && new == 0 {
                 send = true;
                 seg.fastack = 0;
                 seg.rto = rx_rto;

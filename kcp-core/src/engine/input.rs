@@ -29,6 +29,9 @@ impl Kcp<'_> {
     fn input_inner(&mut self, now: Millis, data: &[u8], regular: bool) -> Result<(), InputError> {
         self.stats.in_datagrams += 1;
         self.stats.in_bytes += data.len() as u64;
+        if !regular {
+            self.stats.in_recovered += 1;
+        }
         if data.len() < HEADER_LEN {
             self.stats.in_errors += 1;
             self.stats.in_truncated += 1;
@@ -75,7 +78,7 @@ impl Kcp<'_> {
                     latest_ts = Some(seg.ts);
                 }
                 Command::Push => {
-                    let repeat = self.on_push(seg.sn, seg.ts, seg.frg, payload);
+                    let repeat = self.on_push(seg.sn, seg.ts, seg.frg, payload, regular);
                     if regular && repeat {
                         self.stats.repeat_segs += 1;
                     }
@@ -175,7 +178,24 @@ impl Kcp<'_> {
 
     /// Handles one PUSH: queues its ACK and stores its payload. Returns whether it was a
     /// repeat (duplicate, old, or beyond the window), as kcp-go counts `RepeatSegs`.
-    fn on_push(&mut self, sn: u32, ts: u32, frg: u8, payload: &[u8]) -> bool {
+    ///
+    /// A PUSH rebuilt by FEC (`regular == false`) long after its group started would be
+    /// acknowledged with its original, stale timestamp, and the sender would take the FEC
+    /// wait for path delay (kcp-go's RTO inflation with sparse traffic). So a rebuilt PUSH
+    /// older than the newest regular PUSH by more than [`Self::stale_recovery_ms`] gets no
+    /// explicit ACK: `una` covers it, carried at once by a window-tell (which has no RTT
+    /// meaning). A rebuilt PUSH from the same burst is acknowledged as usual, so bulk
+    /// transfers see no spurious retransmission.
+    fn on_push(&mut self, sn: u32, ts: u32, frg: u8, payload: &[u8], regular: bool) -> bool {
+        let stale = if regular {
+            if self.newest_push_ts.is_none_or(|n| seq_diff(ts, n) > 0) {
+                self.newest_push_ts = Some(ts);
+            }
+            false
+        } else {
+            self.newest_push_ts
+                .is_some_and(|n| seq_diff(n, ts) > self.stale_recovery_ms() as i32)
+        };
         let wnd = self.cfg.rcv_wnd;
         if seq_diff(sn, self.rcv_nxt.wrapping_add(wnd)) >= 0 {
             return true;
@@ -189,10 +209,19 @@ impl Kcp<'_> {
                 None => return false,
             }
         }
-        if self.acks.push_back(AckEntry { sn, ts }).is_err() {
+        if stale {
+            self.stats.stale_recovered += 1;
+            self.probe |= ASK_TELL;
+        } else if self.acks.push_back(AckEntry { sn, ts }).is_err() {
             self.stats.ack_list_full += 1;
         }
         repeat
+    }
+
+    /// How much older than the newest regular PUSH a rebuilt PUSH may be and still be
+    /// acknowledged explicitly: two flush intervals, at least 30 ms.
+    pub(crate) fn stale_recovery_ms(&self) -> u32 {
+        (2 * self.cfg.interval).max(30)
     }
 
     /// Stores a PUSH inside the receive window. `Some(true)` if it was already there,

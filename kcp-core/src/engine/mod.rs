@@ -217,6 +217,8 @@ pub struct Kcp<'a> {
     /// keeps kcp-go's phase (ticks every `interval` from here).
     timer_anchor: Millis,
     pending: Pending,
+    /// Newest `ts` of a regular PUSH, to tell stale FEC-rebuilt segments (see `on_push`).
+    newest_push_ts: Option<u32>,
     stats: Stats,
 }
 
@@ -364,6 +366,7 @@ impl<'a> Kcp<'a> {
             timer: Some(now),
             timer_anchor: now,
             pending: Pending::None,
+            newest_push_ts: None,
             stats: Stats::default(),
             cfg,
         }

@@ -4,9 +4,27 @@ use std::collections::VecDeque;
 use std::vec;
 use std::vec::Vec;
 
-use super::{LinkConfig, Rng, Sim};
+use super::{LinkConfig, Node, Rng, Sim};
 use crate::time::Millis;
-use crate::{Config, Kcp};
+use crate::{Config, Kcp, Session};
+
+/// A node a scenario can play an application on: it exposes its engine.
+pub trait Peer: Node {
+    /// The engine (send, recv, stats).
+    fn engine(&mut self) -> &mut Kcp<'static>;
+}
+
+impl Peer for Kcp<'static> {
+    fn engine(&mut self) -> &mut Kcp<'static> {
+        self
+    }
+}
+
+impl Peer for Session<'static> {
+    fn engine(&mut self) -> &mut Kcp<'static> {
+        self.kcp_mut()
+    }
+}
 
 /// Deterministic payload byte at stream offset `i`, used by [`transfer`] to check content.
 pub fn pattern(i: u64) -> u8 {
@@ -37,7 +55,7 @@ pub struct Transfer {
 }
 
 /// What a [`Transfer`] measured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Report {
     /// Whether every byte arrived within the time limit.
     pub completed: bool,
@@ -53,6 +71,10 @@ pub struct Report {
     pub retrans: u64,
     /// Segments the sender emitted.
     pub sent_segs: u64,
+    /// The sender's engine counters at the end.
+    pub sender: crate::Stats,
+    /// The receiver's engine counters at the end.
+    pub receiver: crate::Stats,
 }
 
 impl Report {
@@ -81,13 +103,20 @@ impl Transfer {
     /// On corrupted, duplicated or reordered data, or a broken message boundary: this is a
     /// test harness.
     pub fn run(&self) -> Report {
+        self.run_with(|cfg| Kcp::new(0xC0FFEE, cfg, START).expect("valid config"))
+    }
+
+    /// [`run`](Self::run) between nodes that `make` builds from the configuration (for
+    /// example sessions with a codec stack). Sequence numbers are set to [`START_SN`].
+    pub fn run_with<N: Peer>(&self, mut make: impl FnMut(Config) -> N) -> Report {
         let cfg = self.config;
-        let mk = || {
-            let mut k = Kcp::new(0xC0FFEE, cfg, START).expect("valid config");
-            k.set_initial_sequence(START_SN);
-            k
+        let mut mk = || {
+            let mut n = make(cfg);
+            n.engine().set_initial_sequence(START_SN);
+            n
         };
-        let mut sim = Sim::new(mk(), mk(), self.link, self.link, self.seed, START);
+        let (a, b) = (mk(), mk());
+        let mut sim = Sim::new(a, b, self.link, self.link, self.seed, START);
         let mut rng = Rng::new(self.seed ^ 0xABCDEF);
         let total = self.bytes;
         let (mut sent, mut recvd) = (0u64, 0u64);
@@ -98,7 +127,7 @@ impl Transfer {
         let max_msg = self.max_msg.max(1) as u32;
 
         let done = sim.run_until(self.limit_ms, |s| {
-            while sent < total && s.a.is_writable() {
+            while sent < total && s.a.engine().is_writable() {
                 let msg = match pending.take() {
                     Some(m) => m,
                     None => {
@@ -106,7 +135,7 @@ impl Transfer {
                         (sent..sent + len).map(pattern).collect::<Vec<u8>>()
                     }
                 };
-                match s.a.send(&msg) {
+                match s.a.engine().send(&msg) {
                     Ok(n) if n == msg.len() => {
                         sent += n as u64;
                         marks.push_back((sent, s.elapsed_ms()));
@@ -122,7 +151,7 @@ impl Transfer {
                     }
                 }
             }
-            while let Ok(n) = s.b.recv(&mut buf) {
+            while let Ok(n) = s.b.engine().recv(&mut buf) {
                 for (k, &byte) in buf[..n].iter().enumerate() {
                     let at = recvd + k as u64;
                     assert_eq!(byte, pattern(at), "corrupt byte at offset {at}");
@@ -147,7 +176,7 @@ impl Transfer {
         if done.is_some() {
             // Nothing more may arrive afterwards (no late duplicate delivery).
             sim.run_until(2_000, |s| {
-                assert!(s.b.recv(&mut buf).is_err(), "data delivered twice");
+                assert!(s.b.engine().recv(&mut buf).is_err(), "data delivered twice");
                 None::<()>
             });
         }
@@ -158,8 +187,99 @@ impl Transfer {
             bytes: recvd,
             p50_ms: percentile(&latencies, 0.5),
             p99_ms: percentile(&latencies, 0.99),
-            retrans: sim.a.stats().retrans_segs,
-            sent_segs: sim.a.stats().out_segs,
+            retrans: sim.a.engine().stats().retrans_segs,
+            sent_segs: sim.a.engine().stats().out_segs,
+            sender: *sim.a.engine().stats(),
+            receiver: *sim.b.engine().stats(),
+        }
+    }
+}
+
+/// Sparse request/response traffic: `a` sends a `size`-byte message every `every_ms`, `b`
+/// echoes it, `a` times each round trip (from `send` to the echo's `recv`).
+#[derive(Debug, Clone, Copy)]
+pub struct Echo {
+    /// Engine configuration (both sides).
+    pub config: Config,
+    /// Impairments of both directions.
+    pub link: LinkConfig,
+    /// Seed for the links.
+    pub seed: u64,
+    /// Messages to exchange.
+    pub messages: u32,
+    /// Bytes per message.
+    pub size: usize,
+    /// Interval between messages (ms of virtual time).
+    pub every_ms: u64,
+}
+
+/// Round-trip times of an [`Echo`] run, in ms, sorted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EchoReport {
+    /// One entry per echoed message, ascending.
+    pub rtts: Vec<u64>,
+    /// Retransmissions by `a`.
+    pub retrans: u64,
+}
+
+impl EchoReport {
+    /// The `p`-quantile (0.0..=1.0) of the round-trip times.
+    pub fn percentile(&self, p: f64) -> u64 {
+        percentile(&self.rtts, p)
+    }
+}
+
+impl Echo {
+    /// Runs the exchange between nodes built by `make`; every echo is checked.
+    ///
+    /// # Panics
+    /// On a corrupted echo or if the exchange does not finish: this is a test harness.
+    pub fn run_with<N: Peer>(&self, mut make: impl FnMut(Config) -> N) -> EchoReport {
+        let cfg = Config {
+            stream: false,
+            ..self.config
+        };
+        let mut sim = Sim::new(make(cfg), make(cfg), self.link, self.link, self.seed, START);
+        sim.max_step_ms = 1;
+        let mut sent_at: VecDeque<(u32, u64)> = VecDeque::new();
+        let (mut next_id, mut rtts) = (0u32, Vec::new());
+        let mut buf = vec![0u8; 64 * 1024];
+        let size = self.size.max(4);
+        let limit = self.every_ms * self.messages as u64 + 120_000;
+        let done = sim.run_until(limit, |s| {
+            if next_id < self.messages && s.elapsed_ms() >= next_id as u64 * self.every_ms {
+                let mut msg = vec![(next_id % 251) as u8; size];
+                msg[..4].copy_from_slice(&next_id.to_le_bytes());
+                s.a.engine().send(&msg).expect("send");
+                sent_at.push_back((next_id, s.elapsed_ms()));
+                next_id += 1;
+            }
+            while let Ok(n) = s.b.engine().recv(&mut buf) {
+                let m = buf[..n].to_vec();
+                s.b.engine().send(&m).expect("echo");
+            }
+            while let Ok(n) = s.a.engine().recv(&mut buf) {
+                let (id, t) = sent_at.pop_front().expect("echo without a request");
+                assert_eq!(n, size);
+                assert_eq!(buf[..4], id.to_le_bytes(), "echoes out of order");
+                assert!(
+                    buf[4..n].iter().all(|&b| b == (id % 251) as u8),
+                    "corrupt echo"
+                );
+                rtts.push(s.elapsed_ms() - t);
+            }
+            (rtts.len() == self.messages as usize).then_some(())
+        });
+        assert!(
+            done.is_some(),
+            "echo did not finish: {} of {}",
+            rtts.len(),
+            self.messages
+        );
+        rtts.sort_unstable();
+        EchoReport {
+            rtts,
+            retrans: sim.a.engine().stats().retrans_segs,
         }
     }
 }

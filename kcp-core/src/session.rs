@@ -1,0 +1,346 @@
+//! A session: one engine plus its codec stack, in kcp-go's order (feature `alloc`).
+//!
+//! On send, the engine's datagram goes through the layers innermost first (FEC, then crypto);
+//! on receive, outermost first (crypto, then FEC). Every layer's header room is reserved in
+//! front of the engine's datagrams, so the MSS is `mtu - 24 - sum(header_len) -
+//! sum(trailer_len)`, exactly kcp-go's arithmetic (1348 with FEC and crypto at MTU 1400), and
+//! a session configured like kcptun talks to kcptun's kcp-go.
+
+use alloc::boxed::Box;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::fmt;
+
+use crate::codec::{Codec, CodecError};
+use crate::config::{Config, ConfigError};
+use crate::engine::{InputError, Kcp};
+use crate::time::Millis;
+use crate::wire::HEADER_LEN;
+
+/// A codec layer as a session holds it.
+pub type Layer = Box<dyn Codec + Send>;
+
+/// Why [`Session::input`] rejected a datagram. Every rejection is counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionError {
+    /// A codec layer rejected it (checksum, authentication, malformed header...).
+    Codec(CodecError),
+    /// The KCP datagram inside is shorter than a segment header (kcp-go drops these).
+    Short,
+    /// The engine rejected the KCP datagram.
+    Kcp(InputError),
+}
+
+impl fmt::Display for SessionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SessionError::Codec(e) => write!(f, "codec: {e}"),
+            SessionError::Short => write!(f, "datagram shorter than a KCP header"),
+            SessionError::Kcp(e) => write!(f, "kcp: {e}"),
+        }
+    }
+}
+
+impl core::error::Error for SessionError {}
+
+/// Per-session packet counters (kcp-go's SNMP packet-level ones); the engine's ARQ counters
+/// are in [`Kcp::stats`] and each layer's in [`Session::visit_counters`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SessionStats {
+    /// Datagrams handed to `input` (`InPkts`).
+    pub in_pkts: u64,
+    /// Their bytes (`InBytes`).
+    pub in_bytes: u64,
+    /// Datagrams produced by `poll_transmit` (`OutPkts`).
+    pub out_pkts: u64,
+    /// Their bytes (`OutBytes`).
+    pub out_bytes: u64,
+    /// Rejected by a layer's integrity check (`InCsumErrors`).
+    pub in_csum_errors: u64,
+    /// Rejected by a layer for any other reason.
+    pub in_codec_errors: u64,
+    /// KCP part shorter than a header.
+    pub in_short: u64,
+    /// Rejected by the engine, regular or rebuilt (`KCPInErrors`).
+    pub kcp_in_errors: u64,
+    /// Rebuilt datagrams the engine accepted (`FECRecovered`).
+    pub fec_recovered: u64,
+    /// Packets a layer failed to seal (never expected; counted, not sent).
+    pub seal_errors: u64,
+}
+
+/// An engine and its codec stack.
+pub struct Session<'a> {
+    kcp: Kcp<'a>,
+    /// Innermost first: `layers[0]` wraps the KCP datagram.
+    layers: Vec<Layer>,
+    /// Header room in front of layer `i`'s header, i.e. the sum of the outer layers' headers.
+    offsets: Vec<usize>,
+    room: usize,
+    /// A layer that may have extra packets (FEC parity) to hand out, innermost first.
+    extras_from: Option<usize>,
+    scratch: Vec<u8>,
+    stats: SessionStats,
+}
+
+impl fmt::Debug for Session<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("kcp", &self.kcp)
+            .field("layers", &self.layers.len())
+            .field("stats", &self.stats)
+            .finish()
+    }
+}
+
+impl Session<'static> {
+    /// A heap-backed session. `layers` are innermost first (`[fec, crypto]` as kcp-go);
+    /// `config.header_room` and `trailer_room` are set from them.
+    pub fn new(
+        conv: u32,
+        mut config: Config,
+        layers: Vec<Layer>,
+        now: Millis,
+    ) -> Result<Self, ConfigError> {
+        config.header_room = layers.iter().map(|l| l.header_len() as u32).sum();
+        config.trailer_room = layers.iter().map(|l| l.trailer_len() as u32).sum();
+        let kcp = Kcp::new(conv, config, now)?;
+        Ok(Session::from_parts(kcp, layers))
+    }
+}
+
+impl<'a> Session<'a> {
+    /// Wraps an existing engine, whose `header_room`/`trailer_room` must already cover the
+    /// layers (checked).
+    pub fn with_engine(kcp: Kcp<'a>, layers: Vec<Layer>) -> Result<Self, ConfigError> {
+        let head: usize = layers.iter().map(|l| l.header_len()).sum();
+        let tail: usize = layers.iter().map(|l| l.trailer_len()).sum();
+        let cfg = kcp.config();
+        if (cfg.header_room as usize) < head || (cfg.trailer_room as usize) < tail {
+            return Err(ConfigError::Storage(
+                "engine header room smaller than the layers",
+            ));
+        }
+        Ok(Session::from_parts(kcp, layers))
+    }
+
+    fn from_parts(kcp: Kcp<'a>, layers: Vec<Layer>) -> Self {
+        let room = kcp.config().header_room as usize;
+        let mut offsets = vec![0; layers.len()];
+        let mut outer = 0;
+        for i in (0..layers.len()).rev() {
+            offsets[i] = outer;
+            outer += layers[i].header_len();
+        }
+        // Engine datagrams start at `room`; with_engine may reserve more than the layers use.
+        let shift = room.saturating_sub(outer);
+        for o in &mut offsets {
+            *o += shift;
+        }
+        let mtu = kcp.config().mtu as usize;
+        Session {
+            kcp,
+            layers,
+            offsets,
+            room,
+            extras_from: None,
+            scratch: vec![0; mtu.max(1500) + 64],
+            stats: SessionStats::default(),
+        }
+    }
+
+    /// The engine: send, recv, stats, timers.
+    pub fn kcp(&self) -> &Kcp<'a> {
+        &self.kcp
+    }
+
+    /// The engine, mutably.
+    pub fn kcp_mut(&mut self) -> &mut Kcp<'a> {
+        &mut self.kcp
+    }
+
+    /// Packet-level counters.
+    pub fn stats(&self) -> &SessionStats {
+        &self.stats
+    }
+
+    /// Every layer's counters by name (see [`Codec::visit_counters`]).
+    pub fn visit_counters(&self, visit: &mut dyn FnMut(&'static str, u64)) {
+        for l in &self.layers {
+            l.visit_counters(visit);
+        }
+    }
+
+    /// Largest datagram `poll_transmit` produces: the MTU.
+    pub fn max_datagram(&self) -> usize {
+        self.kcp.config().mtu as usize
+    }
+
+    /// Processes one received datagram, decoding it in place through the layers.
+    pub fn input(&mut self, now: Millis, datagram: &mut [u8]) -> Result<(), SessionError> {
+        self.stats.in_pkts += 1;
+        self.stats.in_bytes += datagram.len() as u64;
+        let mut range = 0..datagram.len();
+        let mut result = Ok(());
+        let mut delivered = true;
+        let mut opened_to = self.layers.len();
+        for i in (0..self.layers.len()).rev() {
+            let Some(part) = datagram.get_mut(range.clone()) else {
+                return Err(self.codec_error(CodecError::Malformed));
+            };
+            match self.layers[i].open(part, now) {
+                Ok(Some(inner)) => {
+                    range = range.start + inner.start..range.start + inner.end;
+                }
+                Ok(None) => {
+                    delivered = false;
+                    opened_to = i;
+                    break;
+                }
+                Err(e) => {
+                    result = Err(self.codec_error(e));
+                    delivered = false;
+                    opened_to = i;
+                    break;
+                }
+            }
+        }
+        if delivered {
+            opened_to = 0;
+            let kcp_part = datagram.get(range).unwrap_or(&[]);
+            result = self.feed(now, kcp_part, true);
+        }
+        // Rebuilt packets of every layer that was reached, opened through the inner layers.
+        for i in opened_to..self.layers.len() {
+            self.drain_recovered(i, now);
+        }
+        result
+    }
+
+    fn codec_error(&mut self, e: CodecError) -> SessionError {
+        if e == CodecError::Integrity {
+            self.stats.in_csum_errors += 1;
+        } else {
+            self.stats.in_codec_errors += 1;
+        }
+        SessionError::Codec(e)
+    }
+
+    fn feed(&mut self, now: Millis, kcp_part: &[u8], regular: bool) -> Result<(), SessionError> {
+        if kcp_part.len() < HEADER_LEN {
+            self.stats.in_short += 1;
+            return Err(SessionError::Short);
+        }
+        let r = if regular {
+            self.kcp.input(now, kcp_part)
+        } else {
+            self.kcp.input_recovered(now, kcp_part)
+        };
+        match r {
+            Ok(()) => {
+                if !regular {
+                    self.stats.fec_recovered += 1;
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.stats.kcp_in_errors += 1;
+                Err(SessionError::Kcp(e))
+            }
+        }
+    }
+
+    fn drain_recovered(&mut self, layer: usize, now: Millis) {
+        let mut scratch = core::mem::take(&mut self.scratch);
+        while let Some(n) = self.layers[layer].poll_recovered(&mut scratch) {
+            let mut range = 0..n.min(scratch.len());
+            let mut ok = true;
+            for i in (0..layer).rev() {
+                let Some(part) = scratch.get_mut(range.clone()) else {
+                    ok = false;
+                    break;
+                };
+                match self.layers[i].open(part, now) {
+                    Ok(Some(inner)) => range = range.start + inner.start..range.start + inner.end,
+                    Ok(None) => {
+                        ok = false;
+                        break;
+                    }
+                    Err(e) => {
+                        let _ = self.codec_error(e);
+                        ok = false;
+                        break;
+                    }
+                }
+            }
+            if ok {
+                let part = scratch.get(range).unwrap_or(&[]);
+                let _ = self.feed(now, part, false);
+            }
+        }
+        self.scratch = scratch;
+    }
+
+    /// Writes the next datagram to send (all layers applied) into `buf`, which must hold
+    /// [`max_datagram`](Self::max_datagram) bytes. Drain it after every call that changes the
+    /// session, as with [`Kcp::poll_transmit`].
+    pub fn poll_transmit(&mut self, now: Millis, buf: &mut [u8]) -> Option<usize> {
+        loop {
+            // Extra packets (FEC parity) come right after the packet that produced them.
+            while let Some(i) = self.extras_from {
+                let off = self.offsets[i];
+                let Some(region) = buf.get_mut(off..) else {
+                    self.extras_from = None;
+                    break;
+                };
+                match self.layers[i].poll_extra(region, now) {
+                    Some(Ok(len)) => match self.seal_from(i + 1, buf, off + len, now) {
+                        Some(n) => return Some(self.count_out(n)),
+                        None => continue,
+                    },
+                    Some(Err(_)) => self.stats.seal_errors += 1,
+                    None => self.extras_from = if i == 0 { None } else { Some(i - 1) },
+                }
+            }
+            let room = self.room;
+            let tail = self.kcp.config().trailer_room as usize;
+            let end = buf.len().saturating_sub(tail);
+            let region = buf.get_mut(room..end)?;
+            let n = self.kcp.poll_transmit(now, region)?;
+            if let Some(sealed) = self.seal_from(0, buf, room + n, now) {
+                // Outermost layers first would reorder parity; poll inner to outer.
+                self.extras_from = self.layers.len().checked_sub(1);
+                return Some(self.count_out(sealed));
+            }
+        }
+    }
+
+    /// Seals a packet that ends at `end` through layers `first..`; returns the final length.
+    fn seal_from(
+        &mut self,
+        first: usize,
+        buf: &mut [u8],
+        mut end: usize,
+        now: Millis,
+    ) -> Option<usize> {
+        for i in first..self.layers.len() {
+            let off = self.offsets[i];
+            let region = buf.get_mut(off..)?;
+            match self.layers[i].seal(region, end - off, now) {
+                Ok(len) => end = off + len,
+                Err(_) => {
+                    self.stats.seal_errors += 1;
+                    return None;
+                }
+            }
+        }
+        Some(end)
+    }
+
+    fn count_out(&mut self, n: usize) -> usize {
+        self.stats.out_pkts += 1;
+        self.stats.out_bytes += n as u64;
+        n
+    }
+}

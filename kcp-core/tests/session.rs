@@ -1,0 +1,92 @@
+//! Session: an engine plus a codec stack, with kcp-go's MTU arithmetic and layer order.
+
+use std::ops::Range;
+
+use kcp_core::sim::scenario::{lossy, Transfer, START};
+use kcp_core::{Codec, CodecError, Config, Layer, Millis, Session};
+
+/// A test layer: a 4-byte tag in front, a 2-byte trailer; rejects anything else.
+struct Tag([u8; 4]);
+
+impl Codec for Tag {
+    fn header_len(&self) -> usize {
+        4
+    }
+    fn trailer_len(&self) -> usize {
+        2
+    }
+    fn seal(&mut self, buf: &mut [u8], len: usize, _now: Millis) -> Result<usize, CodecError> {
+        if buf.len() < len + 2 {
+            return Err(CodecError::BufferTooSmall);
+        }
+        buf[..4].copy_from_slice(&self.0);
+        buf[len..len + 2].copy_from_slice(&[0xEE, 0xFF]);
+        Ok(len + 2)
+    }
+    fn open(&mut self, buf: &mut [u8], _now: Millis) -> Result<Option<Range<usize>>, CodecError> {
+        if buf.len() < 6 {
+            return Err(CodecError::Truncated);
+        }
+        if buf[..4] != self.0 || buf[buf.len() - 2..] != [0xEE, 0xFF] {
+            return Err(CodecError::Integrity);
+        }
+        Ok(Some(4..buf.len() - 2))
+    }
+}
+
+fn layers() -> Vec<Layer> {
+    vec![Box::new(Tag(*b"in__")), Box::new(Tag(*b"out_"))]
+}
+
+#[test]
+fn mss_leaves_room_for_every_layer() {
+    let s = Session::new(1, Config::default(), layers(), START).unwrap();
+    // 1400 - 24 - (4 + 4) - (2 + 2)
+    assert_eq!(s.kcp().mss(), 1364);
+}
+
+#[test]
+fn layers_wrap_innermost_first_and_datagrams_fit_the_mtu() {
+    let mut s = Session::new(1, Config::fast3(), layers(), START).unwrap();
+    s.kcp_mut().send(&[7u8; 5000]).unwrap();
+    let mut buf = [0u8; 1400];
+    let mut n_out = 0;
+    while let Some(n) = s.poll_transmit(START, &mut buf) {
+        n_out += 1;
+        assert!(n <= 1400);
+        assert_eq!(&buf[..4], b"out_");
+        assert_eq!(&buf[4..8], b"in__");
+        assert_eq!(&buf[n - 4..n], &[0xEE, 0xFF, 0xEE, 0xFF]);
+        let mut peer = Session::new(1, Config::fast3(), layers(), START).unwrap();
+        peer.input(START, &mut buf[..n]).unwrap();
+    }
+    assert!(n_out >= 4);
+}
+
+#[test]
+fn rejected_datagrams_are_typed_and_counted() {
+    let mut s = Session::new(1, Config::fast3(), layers(), START).unwrap();
+    let mut junk = [0u8; 40];
+    assert!(matches!(
+        s.input(START, &mut junk),
+        Err(kcp_core::SessionError::Codec(CodecError::Integrity))
+    ));
+    let mut short = [0u8; 3];
+    assert!(s.input(START, &mut short).is_err());
+    assert_eq!(s.stats().in_csum_errors, 1);
+    assert_eq!(s.stats().in_codec_errors, 1);
+}
+
+#[test]
+fn sessions_transfer_over_a_lossy_link() {
+    let r = Transfer {
+        config: Config::fast3(),
+        link: lossy(0.1),
+        seed: 3,
+        bytes: 300_000,
+        max_msg: 4000,
+        limit_ms: 300_000,
+    }
+    .run_with(|cfg| Session::new(5, cfg, layers(), START).unwrap());
+    assert!(r.completed);
+}
