@@ -3,7 +3,9 @@
 //!
 //! Run: `cargo bench -p kcp-core --bench engine`.
 
-use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use std::hint::black_box;
+
 use kcp_core::wire::{Command, Segment, SegmentRepr, HEADER_LEN};
 use kcp_core::{Config, Kcp, Millis};
 
