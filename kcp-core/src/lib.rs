@@ -40,6 +40,7 @@
 //! * [`config`]: knobs, kcptun's presets and validation;
 //! * [`congestion`]: congestion controllers behind a trait;
 //! * [`codec`]: the boundary that FEC and crypto layers implement;
+//! * [`endpoint`] (feature `alloc`): many sessions on one socket, accept decisions, timers;
 //! * [`session`] (feature `alloc`): an engine plus its codec stack, in kcp-go's order;
 //! * [`stats`][mod@stats]: counters.
 //!
@@ -59,6 +60,8 @@ extern crate std;
 pub mod codec;
 pub mod config;
 pub mod congestion;
+#[cfg(feature = "alloc")]
+pub mod endpoint;
 mod engine;
 #[cfg(feature = "alloc")]
 pub mod session;

@@ -181,11 +181,36 @@ impl<'a> Session<'a> {
     pub fn input(&mut self, now: Millis, datagram: &mut [u8]) -> Result<(), SessionError> {
         self.stats.in_pkts += 1;
         self.stats.in_bytes += datagram.len() as u64;
+        self.input_layers(now, datagram, self.layers.len())
+    }
+
+    /// Processes a datagram whose `opened` outermost layers were already opened by the caller
+    /// (an [`Endpoint`](crate::endpoint::Endpoint) decrypts before it demultiplexes); `inner`
+    /// is what those layers delivered.
+    pub fn input_opened(
+        &mut self,
+        now: Millis,
+        inner: &mut [u8],
+        opened: usize,
+    ) -> Result<(), SessionError> {
+        self.stats.in_pkts += 1;
+        self.stats.in_bytes += inner.len() as u64;
+        let remaining = self.layers.len().saturating_sub(opened);
+        self.input_layers(now, inner, remaining)
+    }
+
+    /// Opens `datagram` through layers `count-1 ..= 0` and feeds the engine.
+    fn input_layers(
+        &mut self,
+        now: Millis,
+        datagram: &mut [u8],
+        count: usize,
+    ) -> Result<(), SessionError> {
         let mut range = 0..datagram.len();
         let mut result = Ok(());
         let mut delivered = true;
-        let mut opened_to = self.layers.len();
-        for i in (0..self.layers.len()).rev() {
+        let mut opened_to = count;
+        for i in (0..count).rev() {
             let Some(part) = datagram.get_mut(range.clone()) else {
                 return Err(self.codec_error(CodecError::Malformed));
             };
@@ -212,10 +237,15 @@ impl<'a> Session<'a> {
             result = self.feed(now, kcp_part, true);
         }
         // Rebuilt packets of every layer that was reached, opened through the inner layers.
-        for i in opened_to..self.layers.len() {
+        for i in opened_to..count {
             self.drain_recovered(i, now);
         }
         result
+    }
+
+    /// Number of codec layers.
+    pub fn layer_count(&self) -> usize {
+        self.layers.len()
     }
 
     fn codec_error(&mut self, e: CodecError) -> SessionError {
