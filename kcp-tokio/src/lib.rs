@@ -4,3 +4,4 @@
 //! `AsyncWrite`) and `KcpListener`, driving `kcp-core`'s sans-IO `Endpoint` from one task per
 //! UDP socket.
 #![deny(missing_docs)]
+pub mod impair;

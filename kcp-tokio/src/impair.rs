@@ -1,0 +1,823 @@
+//! A userspace UDP impairment proxy: loss, delay, jitter, reordering, duplication and a
+//! bandwidth limit with a bounded drop-tail queue, for kernels without `tc netem`.
+//!
+//! [`Proxy`] listens on one UDP socket for clients and forwards each client's datagrams to a
+//! fixed `forward` address through an upstream socket of its own (bound to an ephemeral port),
+//! so the server sees one address per client, as behind a NAT. Datagrams going client → server
+//! are impaired according to the `up` [`ImpairConfig`], and server → client according to
+//! `down`.
+//!
+//! Each direction draws its decisions from its own seeded PRNG (SplitMix64; `up` uses
+//! `seed`, `down` uses `seed ^ 0x9E37_79B9_7F4A_7C15`), so two runs that see the same datagrams
+//! in the same order make the same loss, jitter, reorder and duplicate decisions. Drops of the
+//! bandwidth queue depend on wall-clock arrival times and so are only as reproducible as the
+//! traffic's timing.
+//!
+//! All delayed datagrams of a proxy sit in one binary heap ordered by due time, served by a
+//! single timer, so thousands of datagrams in flight cost one heap entry each and no task.
+//!
+//! # Pipeline
+//!
+//! For every datagram, in order:
+//!
+//! 1. **loss**: dropped with probability [`ImpairConfig::loss`] (counted in
+//!    [`DirectionStats::lost`]);
+//! 2. **bandwidth**: with [`ImpairConfig::rate_mbps`] set, the datagram joins a FIFO
+//!    bottleneck served at that rate. If the link is busy and the bytes waiting plus this
+//!    datagram would exceed [`ImpairConfig::queue_bytes`], it is dropped
+//!    ([`DirectionStats::queue_drops`]); a datagram reaching an idle link is always accepted.
+//!    Otherwise it leaves the bottleneck when its last bit has been serialised;
+//! 3. **delay**: it is then held [`ImpairConfig::delay_ms`] plus a uniform jitter in
+//!    `-jitter_ms..=jitter_ms` (the sum clamped at zero; jitter on its own can reorder);
+//! 4. **reorder**: with probability [`ImpairConfig::reorder`], held another
+//!    [`ImpairConfig::reorder_ms`] ([`DirectionStats::reordered`]), so later datagrams
+//!    overtake it;
+//! 5. **duplication**: with probability [`ImpairConfig::dup`], a second copy is delivered
+//!    right after it ([`DirectionStats::duplicated`]). The copy does not use bandwidth.
+//!
+//! # Example
+//!
+//! ```
+//! use std::net::SocketAddr;
+//! use kcp_tokio::impair::{ImpairConfig, Proxy};
+//! use tokio::net::UdpSocket;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> std::io::Result<()> {
+//! let server = UdpSocket::bind("127.0.0.1:0").await?;
+//! let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+//!
+//! // 20 ms each way, 1% loss client -> server, reproducible with seed 7.
+//! let up = ImpairConfig { delay_ms: 20, loss: 0.01, seed: 7, ..ImpairConfig::default() };
+//! let down = ImpairConfig { delay_ms: 20, seed: 7, ..ImpairConfig::default() };
+//! let proxy = Proxy::bind(any, server.local_addr()?, up, down).await?;
+//! let proxy_addr = proxy.local_addr();
+//! let handle = proxy.spawn();
+//!
+//! // Clients talk to the proxy instead of the server.
+//! let client = UdpSocket::bind("127.0.0.1:0").await?;
+//! client.send_to(b"ping", proxy_addr).await?;
+//!
+//! println!("{:?}", handle.stats().up);
+//! handle.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+
+use std::cmp::Ordering as CmpOrdering;
+use std::collections::{BinaryHeap, HashMap};
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, MissedTickBehavior};
+
+/// Largest datagram the proxy relays: the UDP length field's maximum.
+pub const MAX_DATAGRAM: usize = 65_535;
+
+/// How long a client mapping lives without traffic either way, unless changed with
+/// [`Proxy::set_idle_timeout`].
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How many client mappings a proxy keeps at most, unless changed with
+/// [`Proxy::set_max_clients`]; a new client beyond it evicts the least recently active one.
+pub const DEFAULT_MAX_CLIENTS: usize = 1024;
+
+/// Constant XORed into [`ImpairConfig::seed`] for the down direction's PRNG.
+pub const DOWN_SEED_XOR: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// Longest hold the proxy schedules for one datagram; longer computed delays are cut to it
+/// so that no arithmetic on instants can overflow.
+const MAX_HOLD: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Depth of the channel carrying datagrams from the upstream readers to the proxy task.
+const DOWN_CHANNEL: usize = 1024;
+
+/// How one direction of the proxy impairs its datagrams.
+///
+/// [`Default`] is no impairment at all. See the [module docs](self) for the order in which
+/// the settings apply.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImpairConfig {
+    /// Probability, in `0.0..=1.0`, that a datagram is dropped.
+    pub loss: f64,
+    /// Fixed one-way delay added to every datagram, in milliseconds.
+    pub delay_ms: u32,
+    /// Uniform jitter added to the delay, in `-jitter_ms..=jitter_ms` milliseconds (the total
+    /// delay never goes below zero).
+    pub jitter_ms: u32,
+    /// Probability, in `0.0..=1.0`, that a datagram is held back an extra
+    /// [`reorder_ms`](Self::reorder_ms), letting later ones overtake it.
+    pub reorder: f64,
+    /// Extra hold for reordered datagrams, in milliseconds.
+    pub reorder_ms: u32,
+    /// Probability, in `0.0..=1.0`, that a datagram is delivered twice.
+    pub dup: f64,
+    /// Bottleneck bandwidth in megabits (10^6 bits) per second, counting UDP payload bytes;
+    /// `None` is unlimited. Must be finite and positive.
+    pub rate_mbps: Option<f64>,
+    /// Capacity of the bottleneck's drop-tail queue in payload bytes; only used with
+    /// [`rate_mbps`](Self::rate_mbps).
+    pub queue_bytes: usize,
+    /// Seed of the PRNG that draws this direction's decisions (the down direction XORs it
+    /// with [`DOWN_SEED_XOR`]).
+    pub seed: u64,
+}
+
+impl Default for ImpairConfig {
+    /// No loss, delay, reordering or duplication, unlimited bandwidth, a 256 KiB queue (used
+    /// only if a rate is set) and seed 0.
+    fn default() -> Self {
+        ImpairConfig {
+            loss: 0.0,
+            delay_ms: 0,
+            jitter_ms: 0,
+            reorder: 0.0,
+            reorder_ms: 0,
+            dup: 0.0,
+            rate_mbps: None,
+            queue_bytes: 256 * 1024,
+            seed: 0,
+        }
+    }
+}
+
+impl ImpairConfig {
+    /// Checks the settings: each probability must lie in `0.0..=1.0` (NaN is rejected) and a
+    /// rate, if any, must be finite and greater than zero.
+    pub fn validate(&self) -> Result<(), ImpairError> {
+        for (field, value) in [
+            ("loss", self.loss),
+            ("reorder", self.reorder),
+            ("dup", self.dup),
+        ] {
+            if !(0.0..=1.0).contains(&value) {
+                return Err(ImpairError::Probability { field, value });
+            }
+        }
+        if let Some(rate) = self.rate_mbps {
+            if !(rate.is_finite() && rate > 0.0) {
+                return Err(ImpairError::Rate(rate));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Why an [`ImpairConfig`] was rejected.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ImpairError {
+    /// A probability field was outside `0.0..=1.0` or NaN.
+    Probability {
+        /// The field's name: `"loss"`, `"reorder"` or `"dup"`.
+        field: &'static str,
+        /// The rejected value.
+        value: f64,
+    },
+    /// `rate_mbps` was zero, negative, infinite or NaN.
+    Rate(f64),
+}
+
+impl fmt::Display for ImpairError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ImpairError::Probability { field, value } => {
+                write!(f, "{field} must be a probability in 0..=1, got {value}")
+            }
+            ImpairError::Rate(rate) => {
+                write!(f, "rate_mbps must be finite and greater than 0, got {rate}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ImpairError {}
+
+impl From<ImpairError> for io::Error {
+    fn from(e: ImpairError) -> io::Error {
+        io::Error::new(io::ErrorKind::InvalidInput, e)
+    }
+}
+
+/// Counters of one direction, as read by [`Proxy::stats`] or [`ProxyHandle::stats`].
+///
+/// Every datagram received is, eventually, exactly one of forwarded, lost, dropped by the
+/// queue or a send error; while datagrams are delayed in the proxy the sum falls short of
+/// `received`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DirectionStats {
+    /// Datagrams that entered the proxy in this direction.
+    pub received: u64,
+    /// Datagrams sent on (duplicate copies are not counted here).
+    pub forwarded: u64,
+    /// Datagrams dropped by the loss setting.
+    pub lost: u64,
+    /// Extra copies sent by the duplication setting.
+    pub duplicated: u64,
+    /// Datagrams held back by the reorder setting.
+    pub reordered: u64,
+    /// Datagrams dropped because the bandwidth queue was full.
+    pub queue_drops: u64,
+    /// Payload bytes sent on, duplicate copies included.
+    pub bytes: u64,
+    /// Datagrams (or copies) that could not be sent, or could not get an upstream socket.
+    pub send_errors: u64,
+}
+
+/// A snapshot of a proxy's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProxyStats {
+    /// Client → server.
+    pub up: DirectionStats,
+    /// Server → client.
+    pub down: DirectionStats,
+    /// Client mappings currently open.
+    pub clients: u64,
+    /// Client mappings closed for idleness or evicted for room.
+    pub expired: u64,
+}
+
+#[derive(Default)]
+struct DirCounters {
+    received: AtomicU64,
+    forwarded: AtomicU64,
+    lost: AtomicU64,
+    duplicated: AtomicU64,
+    reordered: AtomicU64,
+    queue_drops: AtomicU64,
+    bytes: AtomicU64,
+    send_errors: AtomicU64,
+}
+
+impl DirCounters {
+    fn snapshot(&self) -> DirectionStats {
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        DirectionStats {
+            received: l(&self.received),
+            forwarded: l(&self.forwarded),
+            lost: l(&self.lost),
+            duplicated: l(&self.duplicated),
+            reordered: l(&self.reordered),
+            queue_drops: l(&self.queue_drops),
+            bytes: l(&self.bytes),
+            send_errors: l(&self.send_errors),
+        }
+    }
+}
+
+fn bump(a: &AtomicU64, n: u64) {
+    a.fetch_add(n, Ordering::Relaxed);
+}
+
+#[derive(Default)]
+struct Counters {
+    up: DirCounters,
+    down: DirCounters,
+    clients: AtomicU64,
+    expired: AtomicU64,
+}
+
+impl Counters {
+    fn snapshot(&self) -> ProxyStats {
+        ProxyStats {
+            up: self.up.snapshot(),
+            down: self.down.snapshot(),
+            clients: self.clients.load(Ordering::Relaxed),
+            expired: self.expired.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// SplitMix64: tiny, fast and fully determined by its seed.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0.0..1.0`.
+    fn next_f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+    }
+
+    /// True with probability `p`; draws nothing when `p` is zero.
+    fn chance(&mut self, p: f64) -> bool {
+        p > 0.0 && self.next_f64() < p
+    }
+}
+
+/// One direction's impairment state: its config, PRNG and bottleneck.
+struct Impairer {
+    cfg: ImpairConfig,
+    rng: SplitMix64,
+    /// When the bottleneck finishes sending everything accepted so far.
+    link_free_at: Instant,
+}
+
+/// What [`Impairer::decide`] made of a datagram.
+enum Verdict {
+    Lost,
+    QueueDrop,
+    Deliver {
+        at: Instant,
+        reordered: bool,
+        dup: bool,
+    },
+}
+
+impl Impairer {
+    fn new(cfg: ImpairConfig, seed: u64) -> Self {
+        Impairer {
+            cfg,
+            rng: SplitMix64(seed),
+            link_free_at: Instant::now(),
+        }
+    }
+
+    fn decide(&mut self, len: usize, now: Instant) -> Verdict {
+        if self.rng.chance(self.cfg.loss) {
+            return Verdict::Lost;
+        }
+        let mut depart = now;
+        if let Some(mbps) = self.cfg.rate_mbps {
+            let bytes_per_sec = mbps * 1e6 / 8.0;
+            let backlog = self.link_free_at.saturating_duration_since(now);
+            let waiting = backlog.as_secs_f64() * bytes_per_sec;
+            if !backlog.is_zero() && waiting + len as f64 > self.cfg.queue_bytes as f64 {
+                return Verdict::QueueDrop;
+            }
+            let start = self.link_free_at.max(now);
+            let tx = secs(len as f64 / bytes_per_sec);
+            self.link_free_at = add(start, tx);
+            depart = self.link_free_at;
+        }
+        let mut hold_ms = i64::from(self.cfg.delay_ms);
+        if self.cfg.jitter_ms > 0 {
+            let span = 2 * u64::from(self.cfg.jitter_ms) + 1;
+            let j = (self.rng.next_u64() % span) as i64 - i64::from(self.cfg.jitter_ms);
+            hold_ms = (hold_ms + j).max(0);
+        }
+        let reordered = self.rng.chance(self.cfg.reorder);
+        if reordered {
+            hold_ms += i64::from(self.cfg.reorder_ms);
+        }
+        let dup = self.rng.chance(self.cfg.dup);
+        let hold = Duration::from_millis(hold_ms.max(0) as u64);
+        Verdict::Deliver {
+            at: add(depart, hold),
+            reordered,
+            dup,
+        }
+    }
+}
+
+/// Seconds to a duration, saturating at [`MAX_HOLD`] (and at zero for NaN or negatives).
+fn secs(s: f64) -> Duration {
+    Duration::try_from_secs_f64(s)
+        .unwrap_or(if s > 0.0 { MAX_HOLD } else { Duration::ZERO })
+        .min(MAX_HOLD)
+}
+
+fn add(t: Instant, d: Duration) -> Instant {
+    t.checked_add(d.min(MAX_HOLD))
+        .or_else(|| t.checked_add(Duration::from_secs(3600)))
+        .unwrap_or(t)
+}
+
+/// Where a scheduled datagram goes.
+enum Route {
+    /// Client → server through that client's upstream socket (kept alive by this `Arc` even
+    /// if the mapping is evicted meanwhile).
+    Up(Arc<UdpSocket>),
+    /// Server → client through the listening socket.
+    Down(SocketAddr),
+}
+
+struct Scheduled {
+    at: Instant,
+    seq: u64,
+    copy: bool,
+    route: Route,
+    data: Arc<[u8]>,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == CmpOrdering::Equal
+    }
+}
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<CmpOrdering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Scheduled {
+    /// Reversed, so that `BinaryHeap` (a max-heap) pops the earliest due, then first queued.
+    fn cmp(&self, other: &Self) -> CmpOrdering {
+        (other.at, other.seq).cmp(&(self.at, self.seq))
+    }
+}
+
+/// A client's NAT entry: its upstream socket and the task reading it.
+struct Mapping {
+    socket: Arc<UdpSocket>,
+    last_seen: Instant,
+    reader: JoinHandle<()>,
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+/// A UDP impairment proxy between clients and one server; see the [module docs](self).
+///
+/// Create it with [`Proxy::bind`], then drive it with [`Proxy::run`] or [`Proxy::spawn`].
+pub struct Proxy {
+    listen: Arc<UdpSocket>,
+    local_addr: SocketAddr,
+    forward: SocketAddr,
+    up: ImpairConfig,
+    down: ImpairConfig,
+    idle_timeout: Duration,
+    max_clients: usize,
+    counters: Arc<Counters>,
+}
+
+impl fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Proxy")
+            .field("local_addr", &self.local_addr)
+            .field("forward", &self.forward)
+            .field("up", &self.up)
+            .field("down", &self.down)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("max_clients", &self.max_clients)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Proxy {
+    /// Binds the client-facing socket on `listen` (port 0 picks a free one) and prepares to
+    /// forward to `forward`, impairing client → server traffic with `up` and server → client
+    /// traffic with `down`.
+    ///
+    /// Nothing is relayed until the proxy is driven by [`run`](Self::run) or
+    /// [`spawn`](Self::spawn).
+    ///
+    /// # Errors
+    ///
+    /// [`io::ErrorKind::InvalidInput`] wrapping an [`ImpairError`] if either config fails
+    /// [`ImpairConfig::validate`]; otherwise whatever binding the socket returns.
+    pub async fn bind(
+        listen: SocketAddr,
+        forward: SocketAddr,
+        up: ImpairConfig,
+        down: ImpairConfig,
+    ) -> io::Result<Proxy> {
+        up.validate()?;
+        down.validate()?;
+        let socket = UdpSocket::bind(listen).await?;
+        let local_addr = socket.local_addr()?;
+        Ok(Proxy {
+            listen: Arc::new(socket),
+            local_addr,
+            forward,
+            up,
+            down,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            max_clients: DEFAULT_MAX_CLIENTS,
+            counters: Arc::new(Counters::default()),
+        })
+    }
+
+    /// The address clients send to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The server address datagrams are forwarded to.
+    pub fn forward_addr(&self) -> SocketAddr {
+        self.forward
+    }
+
+    /// Sets how long a client mapping may go without traffic, either way, before its upstream
+    /// socket is closed ([`DEFAULT_IDLE_TIMEOUT`] unless set). A zero duration is raised to
+    /// one millisecond.
+    pub fn set_idle_timeout(&mut self, timeout: Duration) {
+        self.idle_timeout = timeout.max(Duration::from_millis(1));
+    }
+
+    /// Sets how many client mappings are kept at most ([`DEFAULT_MAX_CLIENTS`] unless set;
+    /// at least 1). A new client beyond it evicts the least recently active mapping.
+    pub fn set_max_clients(&mut self, max: usize) {
+        self.max_clients = max.max(1);
+    }
+
+    /// A snapshot of the counters so far.
+    pub fn stats(&self) -> ProxyStats {
+        self.counters.snapshot()
+    }
+
+    /// Spawns [`run`](Self::run) on the current Tokio runtime and returns a handle to watch
+    /// and stop it.
+    ///
+    /// # Panics
+    ///
+    /// Like [`tokio::spawn`], if called outside a Tokio runtime.
+    pub fn spawn(self) -> ProxyHandle {
+        let local_addr = self.local_addr;
+        let counters = Arc::clone(&self.counters);
+        let task = tokio::spawn(self.run());
+        ProxyHandle {
+            local_addr,
+            counters,
+            task,
+        }
+    }
+
+    /// Relays datagrams until the returned future is dropped; it never completes on its own.
+    ///
+    /// Receive and send errors are counted or ignored, never fatal. Dropping the future
+    /// closes every upstream socket and discards datagrams still delayed.
+    pub fn run(self) -> impl Future<Output = ()> + Send + 'static {
+        self.run_inner()
+    }
+
+    async fn run_inner(self) {
+        let Proxy {
+            listen,
+            forward,
+            up,
+            down,
+            idle_timeout,
+            max_clients,
+            counters,
+            ..
+        } = self;
+        let down_seed = down.seed ^ DOWN_SEED_XOR;
+        let mut up_imp = Impairer::new(up.clone(), up.seed);
+        let mut down_imp = Impairer::new(down, down_seed);
+        let (down_tx, mut down_rx) = mpsc::channel::<(SocketAddr, Vec<u8>)>(DOWN_CHANNEL);
+        let mut mappings: HashMap<SocketAddr, Mapping> = HashMap::new();
+        let mut heap: BinaryHeap<Scheduled> = BinaryHeap::new();
+        let mut seq: u64 = 0;
+        let mut buf = vec![0u8; MAX_DATAGRAM + 1];
+
+        let sweep_every =
+            (idle_timeout / 4).clamp(Duration::from_millis(5), Duration::from_secs(1));
+        let mut sweep = tokio::time::interval(sweep_every);
+        sweep.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let timer = tokio::time::sleep(MAX_HOLD);
+        tokio::pin!(timer);
+
+        loop {
+            flush_due(&mut heap, &listen, &counters).await;
+            if let Some(head) = heap.peek() {
+                if timer.deadline() != head.at {
+                    timer.as_mut().reset(head.at);
+                }
+            }
+            let armed = !heap.is_empty();
+
+            tokio::select! {
+                r = listen.recv_from(&mut buf) => {
+                    let (n, client) = match r {
+                        Ok(x) => x,
+                        Err(_) => continue,
+                    };
+                    let n = n.min(MAX_DATAGRAM);
+                    bump(&counters.up.received, 1);
+                    let now = Instant::now();
+                    let socket = match mappings.get_mut(&client) {
+                        Some(m) => {
+                            m.last_seen = now;
+                            Arc::clone(&m.socket)
+                        }
+                        None => {
+                            if mappings.len() >= max_clients {
+                                evict_oldest(&mut mappings, &counters);
+                            }
+                            match open_mapping(forward, client, down_tx.clone(), now).await {
+                                Ok(m) => {
+                                    let s = Arc::clone(&m.socket);
+                                    mappings.insert(client, m);
+                                    counters.clients.store(mappings.len() as u64, Ordering::Relaxed);
+                                    s
+                                }
+                                Err(_) => {
+                                    bump(&counters.up.send_errors, 1);
+                                    continue;
+                                }
+                            }
+                        }
+                    };
+                    schedule(&mut up_imp, &counters.up, &mut heap, &mut seq, Route::Up(socket), &buf[..n], now);
+                }
+                Some((client, data)) = down_rx.recv() => {
+                    bump(&counters.down.received, 1);
+                    let now = Instant::now();
+                    if let Some(m) = mappings.get_mut(&client) {
+                        m.last_seen = now;
+                    }
+                    schedule(&mut down_imp, &counters.down, &mut heap, &mut seq, Route::Down(client), &data, now);
+                }
+                () = &mut timer, if armed => {}
+                _ = sweep.tick() => {
+                    let now = Instant::now();
+                    let before = mappings.len();
+                    mappings.retain(|_, m| now.saturating_duration_since(m.last_seen) < idle_timeout);
+                    let gone = before - mappings.len();
+                    if gone > 0 {
+                        bump(&counters.expired, gone as u64);
+                        counters.clients.store(mappings.len() as u64, Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Applies a direction's impairments to one datagram and queues what survives.
+fn schedule(
+    imp: &mut Impairer,
+    c: &DirCounters,
+    heap: &mut BinaryHeap<Scheduled>,
+    seq: &mut u64,
+    route: Route,
+    data: &[u8],
+    now: Instant,
+) {
+    match imp.decide(data.len(), now) {
+        Verdict::Lost => bump(&c.lost, 1),
+        Verdict::QueueDrop => bump(&c.queue_drops, 1),
+        Verdict::Deliver { at, reordered, dup } => {
+            if reordered {
+                bump(&c.reordered, 1);
+            }
+            let data: Arc<[u8]> = Arc::from(data);
+            if dup {
+                let copy_route = match &route {
+                    Route::Up(s) => Route::Up(Arc::clone(s)),
+                    Route::Down(a) => Route::Down(*a),
+                };
+                heap.push(Scheduled {
+                    at,
+                    seq: *seq + 1,
+                    copy: true,
+                    route: copy_route,
+                    data: Arc::clone(&data),
+                });
+            }
+            heap.push(Scheduled {
+                at,
+                seq: *seq,
+                copy: false,
+                route,
+                data,
+            });
+            *seq = seq.wrapping_add(2);
+        }
+    }
+}
+
+/// Sends every datagram that is due.
+async fn flush_due(heap: &mut BinaryHeap<Scheduled>, listen: &UdpSocket, counters: &Counters) {
+    let now = Instant::now();
+    while heap.peek().is_some_and(|h| h.at <= now) {
+        let Some(item) = heap.pop() else { break };
+        let (c, result) = match &item.route {
+            Route::Up(s) => (&counters.up, s.send(&item.data).await),
+            Route::Down(client) => (&counters.down, listen.send_to(&item.data, *client).await),
+        };
+        match result {
+            Ok(_) => {
+                bump(
+                    if item.copy {
+                        &c.duplicated
+                    } else {
+                        &c.forwarded
+                    },
+                    1,
+                );
+                bump(&c.bytes, item.data.len() as u64);
+            }
+            Err(_) => bump(&c.send_errors, 1),
+        }
+    }
+}
+
+fn evict_oldest(mappings: &mut HashMap<SocketAddr, Mapping>, counters: &Counters) {
+    let oldest = mappings
+        .iter()
+        .min_by_key(|(_, m)| m.last_seen)
+        .map(|(a, _)| *a);
+    if let Some(addr) = oldest {
+        mappings.remove(&addr);
+        bump(&counters.expired, 1);
+    }
+}
+
+/// Opens an upstream socket for `client`, connected to `forward`, and spawns its reader.
+async fn open_mapping(
+    forward: SocketAddr,
+    client: SocketAddr,
+    tx: mpsc::Sender<(SocketAddr, Vec<u8>)>,
+    now: Instant,
+) -> io::Result<Mapping> {
+    let local: SocketAddr = match forward {
+        SocketAddr::V4(a) if a.ip().is_loopback() => (Ipv4Addr::LOCALHOST, 0).into(),
+        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+        SocketAddr::V6(a) if a.ip().is_loopback() => (Ipv6Addr::LOCALHOST, 0).into(),
+        SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    let socket = UdpSocket::bind(local).await?;
+    socket.connect(forward).await?;
+    let socket = Arc::new(socket);
+    let reader = tokio::spawn(read_upstream(Arc::clone(&socket), client, tx));
+    Ok(Mapping {
+        socket,
+        last_seen: now,
+        reader,
+    })
+}
+
+/// Reads the server's replies for one client and hands them to the proxy task.
+async fn read_upstream(
+    socket: Arc<UdpSocket>,
+    client: SocketAddr,
+    tx: mpsc::Sender<(SocketAddr, Vec<u8>)>,
+) {
+    let mut buf = vec![0u8; MAX_DATAGRAM + 1];
+    loop {
+        match socket.recv(&mut buf).await {
+            Ok(n) => {
+                let n = n.min(MAX_DATAGRAM);
+                if tx.send((client, buf[..n].to_vec())).await.is_err() {
+                    return;
+                }
+            }
+            // An ICMP port unreachable from an earlier send: the server is not there (yet).
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionReset
+                ) => {}
+            // Anything else: back off a little rather than spin.
+            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    }
+}
+
+/// A running [`Proxy`], from [`Proxy::spawn`]. Dropping it stops the proxy too.
+#[derive(Debug)]
+pub struct ProxyHandle {
+    local_addr: SocketAddr,
+    counters: Arc<Counters>,
+    task: JoinHandle<()>,
+}
+
+impl fmt::Debug for Counters {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.snapshot().fmt(f)
+    }
+}
+
+impl ProxyHandle {
+    /// The address clients send to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// A snapshot of the counters so far.
+    pub fn stats(&self) -> ProxyStats {
+        self.counters.snapshot()
+    }
+
+    /// Stops the proxy and waits until its task is gone, with every socket closed; datagrams
+    /// still delayed are discarded.
+    pub async fn shutdown(mut self) {
+        self.task.abort();
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl Drop for ProxyHandle {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
