@@ -26,7 +26,7 @@ impl Peer for Session<'static> {
     }
 }
 
-/// Deterministic payload byte at stream offset `i`, used by [`transfer`] to check content.
+/// Deterministic payload byte at stream offset `i`, used by [`Transfer`] to check content.
 pub fn pattern(i: u64) -> u8 {
     (i.wrapping_mul(7) ^ (i >> 9)) as u8
 }
