@@ -1,0 +1,376 @@
+//! Endpoint: many sessions on one socket, demultiplexed by (address, conv); accept backlog and
+//! limits; idle timeout, dead link, shutdown; no phantom sessions; one timer structure.
+
+use std::collections::VecDeque;
+use std::ops::Range;
+
+use kcp_core::endpoint::{
+    CloseReason, Drop, Endpoint, EndpointConfig, EndpointError, Event, SessionId,
+};
+use kcp_core::{Codec, CodecError, Config, Millis};
+use proptest::prelude::*;
+
+type Addr = u8;
+const SERVER: Addr = 0;
+
+/// A tiny network: endpoints by address, datagrams delivered after `delay` ms, optional loss
+/// of everything going to `blackhole`.
+struct Net {
+    now: Millis,
+    eps: Vec<(Addr, Endpoint<Addr>)>,
+    wire: VecDeque<(Millis, Addr, Addr, Vec<u8>)>,
+    delay: u32,
+    blackhole: Option<Addr>,
+}
+
+impl Net {
+    fn new(eps: Vec<(Addr, Endpoint<Addr>)>) -> Net {
+        Net {
+            now: Millis(u32::MAX - 2_000),
+            eps,
+            wire: VecDeque::new(),
+            delay: 5,
+            blackhole: None,
+        }
+    }
+    fn ep(&mut self, a: Addr) -> &mut Endpoint<Addr> {
+        &mut self.eps.iter_mut().find(|(x, _)| *x == a).unwrap().1
+    }
+    fn transmit(&mut self) {
+        let mut buf = [0u8; 1500];
+        let now = self.now;
+        for (from, ep) in &mut self.eps {
+            while let Some((to, n)) = ep.poll_transmit(now, &mut buf) {
+                if self.blackhole != Some(to) {
+                    self.wire
+                        .push_back((now + self.delay, *from, to, buf[..n].to_vec()));
+                }
+            }
+        }
+    }
+    /// Advances `ms` of time in 1 ms steps, delivering and running timers; returns events.
+    fn run(&mut self, ms: u32) -> Vec<(Addr, Event)> {
+        let mut events = Vec::new();
+        for _ in 0..ms {
+            self.transmit();
+            let now = self.now;
+            while self.wire.front().is_some_and(|(t, ..)| now.reached(*t)) {
+                let (_, from, to, mut d) = self.wire.pop_front().unwrap();
+                if let Some((_, ep)) = self.eps.iter_mut().find(|(a, _)| *a == to) {
+                    let _ = ep.handle_datagram(now, from, &mut d);
+                }
+            }
+            for (a, ep) in &mut self.eps {
+                if ep.poll_timeout().is_some_and(|t| now.reached(t)) {
+                    ep.handle_timeout(now);
+                }
+                let mut buf = [0u8; 1500];
+                while let Some((to, n)) = ep.poll_transmit(now, &mut buf) {
+                    if self.blackhole != Some(to) {
+                        self.wire
+                            .push_back((now + self.delay, *a, to, buf[..n].to_vec()));
+                    }
+                }
+                while let Some(e) = ep.poll_event() {
+                    events.push((*a, e));
+                }
+            }
+            self.now += 1;
+        }
+        events
+    }
+}
+
+fn server_cfg() -> EndpointConfig {
+    EndpointConfig {
+        accept: true,
+        ..EndpointConfig::new(Config::fast3())
+    }
+}
+
+fn client_cfg() -> EndpointConfig {
+    EndpointConfig::new(Config::fast3())
+}
+
+fn read_all(ep: &mut Endpoint<Addr>, id: SessionId) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 65536];
+    while let Ok(n) = ep.recv(id, &mut buf) {
+        out.extend_from_slice(&buf[..n]);
+    }
+    out
+}
+
+#[test]
+fn accepts_a_peer_and_exchanges_data() {
+    let mut net = Net::new(vec![
+        (SERVER, Endpoint::new(server_cfg()).unwrap()),
+        (1, Endpoint::new(client_cfg()).unwrap()),
+    ]);
+    let now = net.now;
+    let c = net.ep(1).connect(now, SERVER, 77).unwrap();
+    net.ep(1).send(c, &[5u8; 100_000]).unwrap();
+    let events = net.run(20);
+    assert!(events.contains(&(SERVER, Event::Incoming)));
+    let s = net.ep(SERVER).accept().expect("accepted");
+    assert!(events.contains(&(SERVER, Event::Readable(s))));
+    assert_eq!(net.ep(SERVER).session(s).unwrap().kcp().conv(), 77);
+    // The receive window (32 segments) fills unless the application reads: read as it comes.
+    let mut got = Vec::new();
+    for _ in 0..50 {
+        got.extend(read_all(net.ep(SERVER), s));
+        net.run(5);
+    }
+    assert_eq!(got.len(), 100_000);
+    assert!(got.iter().all(|&b| b == 5));
+    net.ep(SERVER).send(s, b"pong").unwrap();
+    net.run(50);
+    assert_eq!(read_all(net.ep(1), c), b"pong");
+    let st = net.ep(SERVER).stats();
+    assert_eq!(
+        (st.passive_opens, st.curr_estab, st.bytes_received),
+        (1, 1, 100_000)
+    );
+    assert!(net.ep(1).stats().out_pkts > 70);
+}
+
+#[test]
+fn sessions_from_one_address_are_told_apart_by_conv() {
+    let mut net = Net::new(vec![
+        (SERVER, Endpoint::new(server_cfg()).unwrap()),
+        (1, Endpoint::new(client_cfg()).unwrap()),
+    ]);
+    let now = net.now;
+    let a = net.ep(1).connect(now, SERVER, 1).unwrap();
+    let b = net.ep(1).connect(now, SERVER, 2).unwrap();
+    assert_eq!(
+        net.ep(1).connect(now, SERVER, 2),
+        Err(EndpointError::Duplicate)
+    );
+    net.ep(1).send(a, b"first").unwrap();
+    net.ep(1).send(b, b"second").unwrap();
+    net.run(50);
+    let s1 = net.ep(SERVER).accept().unwrap();
+    let s2 = net.ep(SERVER).accept().unwrap();
+    let mut got = [
+        (
+            net.ep(SERVER).session(s1).unwrap().kcp().conv(),
+            read_all(net.ep(SERVER), s1),
+        ),
+        (
+            net.ep(SERVER).session(s2).unwrap().kcp().conv(),
+            read_all(net.ep(SERVER), s2),
+        ),
+    ];
+    got.sort();
+    assert_eq!(got, [(1, b"first".to_vec()), (2, b"second".to_vec())]);
+}
+
+#[test]
+fn backlog_bounds_unaccepted_sessions() {
+    let cfg = EndpointConfig {
+        backlog: 2,
+        ..server_cfg()
+    };
+    let mut net = Net::new(vec![
+        (SERVER, Endpoint::new(cfg).unwrap()),
+        (1, Endpoint::new(client_cfg()).unwrap()),
+    ]);
+    let now = net.now;
+    for conv in 1..=3 {
+        let id = net.ep(1).connect(now, SERVER, conv).unwrap();
+        net.ep(1).send(id, b"hi").unwrap();
+    }
+    net.run(20);
+    assert_eq!(net.ep(SERVER).len(), 2);
+    assert!(net.ep(SERVER).stats().refused >= 1);
+    // Once accepted, the retransmission of the third gets in.
+    net.ep(SERVER).accept().unwrap();
+    net.ep(SERVER).accept().unwrap();
+    net.run(400);
+    assert_eq!(net.ep(SERVER).len(), 3);
+}
+
+#[test]
+fn idle_sessions_time_out_and_late_datagrams_make_no_phantom() {
+    let cfg = EndpointConfig {
+        idle_timeout_ms: Some(1_000),
+        ..server_cfg()
+    };
+    let mut net = Net::new(vec![
+        (SERVER, Endpoint::new(cfg).unwrap()),
+        (
+            1,
+            Endpoint::new(EndpointConfig {
+                idle_timeout_ms: None,
+                ..client_cfg()
+            })
+            .unwrap(),
+        ),
+    ]);
+    let now = net.now;
+    let c = net.ep(1).connect(now, SERVER, 9).unwrap();
+    net.ep(1).send(c, b"hello").unwrap();
+    net.run(100);
+    let s = net.ep(SERVER).accept().unwrap();
+    let events = net.run(1_100);
+    assert!(
+        events.contains(&(SERVER, Event::Closed(s, CloseReason::IdleTimeout))),
+        "{events:?}"
+    );
+    assert!(net.ep(SERVER).is_empty());
+    // A late datagram of the closed conversation does not open a phantom session.
+    net.ep(1).send(c, b"late").unwrap();
+    net.run(100);
+    assert!(net.ep(SERVER).is_empty());
+    assert!(net.ep(SERVER).accept().is_none());
+}
+
+#[test]
+fn dead_link_is_reported() {
+    let cfg = EndpointConfig {
+        idle_timeout_ms: None,
+        ..client_cfg()
+    };
+    let mut net = Net::new(vec![(1, Endpoint::new(cfg).unwrap())]);
+    let now = net.now;
+    let c = net.ep(1).connect(now, SERVER, 3).unwrap();
+    net.ep(1).send(c, b"into the void").unwrap();
+    let events = net.run(40_000);
+    assert!(events.contains(&(1, Event::Closed(c, CloseReason::DeadLink))));
+    assert_eq!(net.ep(1).send(c, b"x"), Err(EndpointError::UnknownSession));
+}
+
+#[test]
+fn shutdown_waits_for_acknowledgement_and_is_bounded() {
+    let mut net = Net::new(vec![
+        (SERVER, Endpoint::new(server_cfg()).unwrap()),
+        (1, Endpoint::new(client_cfg()).unwrap()),
+    ]);
+    let now = net.now;
+    let c = net.ep(1).connect(now, SERVER, 4).unwrap();
+    net.ep(1).send(c, &[1u8; 50_000]).unwrap();
+    net.ep(1).shutdown(now, c, 5_000).unwrap();
+    let mut events = net.run(20);
+    let s = net.ep(SERVER).accept().unwrap();
+    let mut got = 0;
+    for _ in 0..50 {
+        got += read_all(net.ep(SERVER), s).len();
+        events.extend(net.run(10));
+    }
+    assert_eq!(got, 50_000);
+    assert!(
+        events.contains(&(1, Event::Closed(c, CloseReason::Shutdown))),
+        "{events:?}"
+    );
+
+    // With the peer unreachable, shutdown gives up at its deadline.
+    let mut net = Net::new(vec![(1, Endpoint::new(client_cfg()).unwrap())]);
+    let now = net.now;
+    let c = net.ep(1).connect(now, SERVER, 5).unwrap();
+    net.ep(1).send(c, b"unacknowledged").unwrap();
+    net.ep(1).shutdown(now, c, 300).unwrap();
+    let events = net.run(400);
+    assert!(events.contains(&(1, Event::Closed(c, CloseReason::ShutdownTimeout))));
+}
+
+#[test]
+fn idle_endpoint_needs_no_timer() {
+    let cfg = EndpointConfig {
+        idle_timeout_ms: None,
+        ..server_cfg()
+    };
+    let mut net = Net::new(vec![
+        (SERVER, Endpoint::new(cfg).unwrap()),
+        (
+            1,
+            Endpoint::new(EndpointConfig {
+                idle_timeout_ms: None,
+                ..client_cfg()
+            })
+            .unwrap(),
+        ),
+    ]);
+    let now = net.now;
+    for conv in 0..50 {
+        let c = net.ep(1).connect(now, SERVER, conv).unwrap();
+        net.ep(1).send(c, b"x").unwrap();
+    }
+    net.run(300);
+    assert_eq!(net.ep(SERVER).len(), 50);
+    assert_eq!(
+        net.ep(SERVER).poll_timeout(),
+        None,
+        "idle sessions must not keep timers"
+    );
+    assert_eq!(net.ep(1).poll_timeout(), None);
+}
+
+/// Outer layer for demultiplexing tests: XOR with a byte, 1-byte header holding a check value.
+struct Xor(u8);
+impl Codec for Xor {
+    fn header_len(&self) -> usize {
+        1
+    }
+    fn seal(&mut self, buf: &mut [u8], len: usize, _now: Millis) -> Result<usize, CodecError> {
+        buf[0] = 0xA5;
+        buf[..len].iter_mut().for_each(|b| *b ^= self.0);
+        Ok(len)
+    }
+    fn open(&mut self, buf: &mut [u8], _now: Millis) -> Result<Option<Range<usize>>, CodecError> {
+        buf.iter_mut().for_each(|b| *b ^= self.0);
+        if buf.first() != Some(&0xA5) {
+            return Err(CodecError::Integrity);
+        }
+        Ok(Some(1..buf.len()))
+    }
+}
+
+#[test]
+fn demultiplexes_after_the_endpoint_opens_outer_layers() {
+    let mk = |accept| EndpointConfig {
+        layers: Box::new(|| vec![Box::new(Xor(0x3C)) as kcp_core::Layer]),
+        demux_layers: 1,
+        accept,
+        ..EndpointConfig::new(Config::fast3())
+    };
+    let mut net = Net::new(vec![
+        (SERVER, Endpoint::new(mk(true)).unwrap()),
+        (1, Endpoint::new(mk(false)).unwrap()),
+    ]);
+    let now = net.now;
+    let c = net.ep(1).connect(now, SERVER, 0xABCD).unwrap();
+    net.ep(1).send(c, b"secret").unwrap();
+    net.run(50);
+    let s = net.ep(SERVER).accept().unwrap();
+    assert_eq!(net.ep(SERVER).session(s).unwrap().kcp().conv(), 0xABCD);
+    assert_eq!(read_all(net.ep(SERVER), s), b"secret");
+    let mut junk = [0u8; 40];
+    let r = net.ep(SERVER).handle_datagram(now, 9, &mut junk);
+    assert_eq!(
+        r,
+        Err(EndpointError::Rejected(Drop::Codec(CodecError::Integrity)))
+    );
+    assert_eq!(net.ep(SERVER).stats().in_csum_errors, 1);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    #[test]
+    fn hostile_datagrams_open_bounded_sessions(
+        datagrams in prop::collection::vec((any::<u8>(), prop::collection::vec(any::<u8>(), 0..120)), 1..200)
+    ) {
+        let cfg = EndpointConfig { backlog: 8, max_sessions: 16, ..server_cfg() };
+        let mut ep: Endpoint<u8> = Endpoint::new(cfg).unwrap();
+        let mut now = Millis(0);
+        let mut buf = [0u8; 1500];
+        for (from, mut d) in datagrams {
+            let _ = ep.handle_datagram(now, from, &mut d);
+            ep.handle_timeout(now);
+            while ep.poll_transmit(now, &mut buf).is_some() {}
+            while ep.poll_event().is_some() {}
+            prop_assert!(ep.len() <= 8);
+            now += 3;
+        }
+    }
+}
