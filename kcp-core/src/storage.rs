@@ -222,6 +222,16 @@ impl<'a, T: Copy + Default> SeqRing<'a, T> {
         true
     }
 
+    /// Changes the bound (owned storage only; borrowed storage keeps its capacity). Never
+    /// below the entries held. Returns whether the requested bound is in force.
+    pub(crate) fn set_max(&mut self, max: usize) -> bool {
+        if self.slots.is_borrowed() {
+            return max <= self.slots.len();
+        }
+        self.max = max.max(self.len);
+        self.max == max
+    }
+
     /// Free entries before the bound is reached.
     pub(crate) fn spare(&self) -> usize {
         self.max.saturating_sub(self.len)
@@ -311,6 +321,15 @@ impl<'a> Pool<'a> {
     #[inline]
     pub(crate) fn available(&self) -> usize {
         self.nfree + (self.max - self.total)
+    }
+
+    /// Changes the bound in chunks (owned storage only), never below the chunks that exist.
+    pub(crate) fn set_max(&mut self, max: usize) -> bool {
+        if self.arena.is_borrowed() {
+            return max <= self.max;
+        }
+        self.max = max.max(self.total);
+        true
     }
 
     /// Takes a chunk, growing owned storage if needed. `None` when exhausted.

@@ -1,7 +1,49 @@
-//! Tokio adapter for the KCP stack.
+//! Tokio adapter for the KCP stack: [`KcpStream`] and [`KcpListener`], kcp-go's `net.Conn`
+//! and `net.Listener` in Tokio's terms.
 //!
-//! This crate is a placeholder until its issue lands: it will hold `KcpStream` (`AsyncRead` and
-//! `AsyncWrite`) and `KcpListener`, driving `kcp-core`'s sans-IO `Endpoint` from one task per
-//! UDP socket.
+//! Each UDP socket has one driver task, whatever the number of sessions on it; all protocol
+//! state is kcp-core's sans-IO [`Endpoint`](kcp_core::endpoint::Endpoint), shared with the
+//! streams behind a mutex, and streams are woken through wakers (no channel per packet).
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! use kcp_core::Config;
+//! use kcp_tokio::{KcpConfig, KcpListener, KcpStream};
+//! use tokio::io::{AsyncReadExt, AsyncWriteExt};
+//!
+//! let config = KcpConfig::new(Config::fast3()).fec(10, 3);
+//! let listener = KcpListener::bind("127.0.0.1:0", config.clone()).await?;
+//! let addr = listener.local_addr();
+//! tokio::spawn(async move {
+//!     let (mut s, _) = listener.accept().await.unwrap();
+//!     let mut buf = [0u8; 5];
+//!     s.read_exact(&mut buf).await.unwrap();
+//!     s.write_all(&buf).await.unwrap();
+//! });
+//! let mut c = KcpStream::connect(addr, config).await?;
+//! c.write_all(b"hello").await?;
+//! let mut buf = [0u8; 5];
+//! c.read_exact(&mut buf).await?;
+//! assert_eq!(&buf, b"hello");
+//! # Ok(()) }
+//! ```
 #![deny(missing_docs)]
+
+mod config;
+mod driver;
 pub mod impair;
+mod listener;
+mod stream;
+
+pub use config::KcpConfig;
+pub use listener::KcpListener;
+pub use stream::{KcpStream, OwnedReadHalf, OwnedWriteHalf, StreamStats};
+
+/// Refuses configurations whose layers cannot be built (kcp-go silently disables FEC).
+pub(crate) fn check_layers(config: &KcpConfig) -> std::io::Result<()> {
+    if let Some((ds, ps)) = config.fec {
+        kcp_fec::Fec::new(ds, ps)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+    }
+    Ok(())
+}

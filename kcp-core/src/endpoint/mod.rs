@@ -205,6 +205,8 @@ enum State {
     Open,
     /// Shutting down; closed when idle or at the deadline (elapsed ms).
     Draining(u64),
+    /// Closed by the application: sends what it owes (ACKs) once, then goes.
+    Closing,
 }
 
 struct Slot<A> {
@@ -463,8 +465,10 @@ impl<A: Ord + Copy> Endpoint<A> {
     /// Queues data on a session (see [`Kcp::send`](crate::Kcp::send)).
     pub fn send(&mut self, id: SessionId, data: &[u8]) -> Result<usize, EndpointError> {
         let slot = self.slot_mut(id).ok_or(EndpointError::UnknownSession)?;
-        if matches!(slot.state, State::Draining(_)) {
-            return Err(EndpointError::Send(SendError::Full));
+        match slot.state {
+            State::Open => {}
+            State::Draining(_) => return Err(EndpointError::Send(SendError::Full)),
+            State::Closing => return Err(EndpointError::UnknownSession),
         }
         let r = slot
             .session
@@ -517,12 +521,14 @@ impl<A: Ord + Copy> Endpoint<A> {
         Ok(())
     }
 
-    /// Closes a session at once, dropping whatever it still holds (kcp-go's `Close`).
+    /// Closes a session, dropping whatever data it still holds (kcp-go's `Close`): it flushes
+    /// once, so the peer gets the ACKs it is owed, and is gone after the next
+    /// [`poll_transmit`](Self::poll_transmit) drain.
     pub fn close(&mut self, id: SessionId) -> Result<(), EndpointError> {
-        if self.slot(id).is_none() {
-            return Err(EndpointError::UnknownSession);
-        }
-        self.remove(id.idx, CloseReason::Closed);
+        let slot = self.slot_mut(id).ok_or(EndpointError::UnknownSession)?;
+        slot.state = State::Closing;
+        slot.session.kcp_mut().flush();
+        self.mark(id.idx);
         Ok(())
     }
 
@@ -724,6 +730,9 @@ impl<A: Ord + Copy> Endpoint<A> {
             return false;
         };
         let kcp = slot.session.kcp();
+        if slot.state == State::Closing {
+            return true;
+        }
         let reason = if kcp.is_dead() {
             Some(CloseReason::DeadLink)
         } else if idle.is_some_and(|ms| t >= slot.last_heard + ms as u64) {
@@ -756,15 +765,22 @@ impl<A: Ord + Copy> Endpoint<A> {
         while let Some(&idx) = self.dirty.front() {
             let alive = self.check_lifecycle(idx);
             if alive {
+                let mut closing = false;
                 if let Some(Some(slot)) = self.slots.get_mut(idx as usize) {
                     if let Some(n) = slot.session.poll_transmit(now, buf) {
                         self.stats.out_pkts += 1;
                         self.stats.out_bytes += n as u64;
                         return Some((slot.addr, n));
                     }
+                    closing = slot.state == State::Closing;
                 }
-                self.reschedule(idx);
-                self.after_io_quiet(idx);
+                if closing {
+                    self.timers.cancel(idx);
+                    self.remove(idx, CloseReason::Closed);
+                } else {
+                    self.reschedule(idx);
+                    self.after_io_quiet(idx);
+                }
             }
             self.dirty.pop_front();
             if let Some(Some(slot)) = self.slots.get_mut(idx as usize) {

@@ -386,6 +386,49 @@ impl<'a> Kcp<'a> {
         true
     }
 
+    /// Changes settings at run time (kcp-go's `NoDelay`, `WndSize`, `SetACKNoDelay`,
+    /// `SetWriteDelay`...). The MTU, header and trailer room and stream mode are fixed at
+    /// creation; changing them is refused. With caller-provided buffers, windows cannot grow
+    /// beyond what the buffers hold. Nothing changes when an error is returned.
+    pub fn reconfigure(&mut self, config: Config) -> Result<(), ConfigError> {
+        config.validate()?;
+        let c = &self.cfg;
+        if config.mtu != c.mtu
+            || config.header_room != c.header_room
+            || config.trailer_room != c.trailer_room
+            || config.stream != c.stream
+        {
+            return Err(ConfigError::Storage(
+                "mtu, codec room and stream mode are fixed at creation",
+            ));
+        }
+        let snd = (config.snd_wnd + config.send_queue) as usize;
+        let rcv = 2 * config.rcv_wnd as usize;
+        if self.snd.max_len() < snd && !self.snd.set_max(snd)
+            || self.rcv.max_len() < rcv && !self.rcv.set_max(rcv)
+            || self.txq.max_len() < snd && !self.txq.set_max(snd)
+        {
+            return Err(ConfigError::Storage(
+                "buffers too small for the new windows",
+            ));
+        }
+        #[cfg(feature = "alloc")]
+        {
+            self.acks
+                .set_max(config.ack_capacity().max(self.acks.max_len()));
+        }
+        self.pool.set_max(snd + rcv);
+        if config.nc != c.nc {
+            self.cc = if config.nc {
+                Congestion::None(NoControl)
+            } else {
+                Congestion::Classic(Classic::opened())
+            };
+        }
+        self.cfg = config;
+        Ok(())
+    }
+
     /// Conversation id.
     pub fn conv(&self) -> u32 {
         self.conv

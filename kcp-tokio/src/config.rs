@@ -1,0 +1,207 @@
+//! Configuration of streams and listeners.
+
+use std::fmt;
+use std::time::Duration;
+
+use kcp_core::endpoint::{EndpointConfig, LayerFactory};
+use kcp_core::{Config, Layer};
+
+/// Settings for a [`KcpStream`](crate::KcpStream) or [`KcpListener`](crate::KcpListener):
+/// the engine's knobs ([`Config`], with kcptun's presets), the codec layers, and lifecycle.
+///
+/// ```
+/// use kcp_tokio::KcpConfig;
+/// use kcp_core::Config;
+///
+/// let cfg = KcpConfig::new(Config::fast3().with_windows(1024, 1024)).fec(10, 3).idle_timeout(None);
+/// ```
+pub struct KcpConfig {
+    pub(crate) engine: Config,
+    pub(crate) fec: Option<(usize, usize)>,
+    pub(crate) layers: Option<std::sync::Arc<dyn Fn() -> Vec<Layer> + Send + Sync>>,
+    pub(crate) demux_layers: usize,
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) backlog: usize,
+    pub(crate) max_sessions: usize,
+    pub(crate) shutdown_timeout: Duration,
+    pub(crate) sockbuf: Option<usize>,
+    pub(crate) dscp: Option<u8>,
+}
+
+impl Clone for KcpConfig {
+    fn clone(&self) -> Self {
+        KcpConfig {
+            engine: self.engine,
+            fec: self.fec,
+            layers: self.layers.clone(),
+            demux_layers: self.demux_layers,
+            idle_timeout: self.idle_timeout,
+            backlog: self.backlog,
+            max_sessions: self.max_sessions,
+            shutdown_timeout: self.shutdown_timeout,
+            sockbuf: self.sockbuf,
+            dscp: self.dscp,
+        }
+    }
+}
+
+impl fmt::Debug for KcpConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KcpConfig")
+            .field("engine", &self.engine)
+            .field("fec", &self.fec)
+            .field("custom_layers", &self.layers.is_some())
+            .field("idle_timeout", &self.idle_timeout)
+            .field("backlog", &self.backlog)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for KcpConfig {
+    /// kcptun's default mode (`fast`), stream mode, no FEC, no encryption.
+    fn default() -> Self {
+        KcpConfig::new(Config::fast())
+    }
+}
+
+impl KcpConfig {
+    /// Settings around an engine configuration (see [`Config`]'s presets).
+    pub fn new(engine: Config) -> Self {
+        KcpConfig {
+            engine,
+            fec: None,
+            layers: None,
+            demux_layers: 0,
+            idle_timeout: Some(Duration::from_secs(60)),
+            backlog: 128,
+            max_sessions: 65_536,
+            shutdown_timeout: Duration::from_secs(10),
+            sockbuf: Some(4 << 20),
+            dscp: None,
+        }
+    }
+
+    /// The engine configuration.
+    pub fn engine(&self) -> &Config {
+        &self.engine
+    }
+
+    /// Replaces the engine configuration.
+    pub fn with_engine(mut self, engine: Config) -> Self {
+        self.engine = engine;
+        self
+    }
+
+    /// Reed-Solomon FEC, kcp-go compatible: `ds` data and `ps` parity datagrams per group
+    /// (kcptun's `--datashard`/`--parityshard`; 0/0 turns it off).
+    pub fn fec(mut self, ds: usize, ps: usize) -> Self {
+        self.fec = (ds > 0 && ps > 0).then_some((ds, ps));
+        self
+    }
+
+    /// Custom outer codec layers (for example encryption), outermost last. Each session gets
+    /// its own instances from `factory`; `demux` of them (counted from the outside) are
+    /// opened by the socket's endpoint before demultiplexing (1 for a crypto layer).
+    pub fn layers(
+        mut self,
+        factory: impl Fn() -> Vec<Layer> + Send + Sync + 'static,
+        demux: usize,
+    ) -> Self {
+        self.layers = Some(std::sync::Arc::new(factory));
+        self.demux_layers = demux;
+        self
+    }
+
+    /// Close a session after this long without hearing from the peer (`None`: never). KCP
+    /// has no close handshake; this is how a vanished peer is noticed. Default 60 s.
+    pub fn idle_timeout(mut self, t: Option<Duration>) -> Self {
+        self.idle_timeout = t;
+        self
+    }
+
+    /// Accepted sessions waiting for `accept` (default 128, as kcp-go).
+    pub fn backlog(mut self, n: usize) -> Self {
+        self.backlog = n;
+        self
+    }
+
+    /// Most sessions per socket.
+    pub fn max_sessions(mut self, n: usize) -> Self {
+        self.max_sessions = n;
+        self
+    }
+
+    /// How long `shutdown` waits for queued data to be acknowledged (default 10 s).
+    pub fn shutdown_timeout(mut self, t: Duration) -> Self {
+        self.shutdown_timeout = t;
+        self
+    }
+
+    /// Socket send and receive buffer size in bytes (kcptun's `--sockbuf`, default 4 MiB;
+    /// `None` keeps the system default). The kernel may cap it (`net.core.rmem_max`).
+    pub fn sockbuf(mut self, bytes: Option<usize>) -> Self {
+        self.sockbuf = bytes;
+        self
+    }
+
+    /// DSCP code point for outgoing datagrams (kcptun's `--dscp`; IPv4 TOS = dscp << 2, IPv6
+    /// traffic class likewise).
+    pub fn dscp(mut self, dscp: Option<u8>) -> Self {
+        self.dscp = dscp;
+        self
+    }
+
+    /// Applies socket options to a socket this configuration will drive.
+    pub(crate) fn apply_socket(&self, socket: &tokio::net::UdpSocket) -> std::io::Result<()> {
+        let s = socket2::SockRef::from(socket);
+        if let Some(b) = self.sockbuf {
+            s.set_recv_buffer_size(b)?;
+            s.set_send_buffer_size(b)?;
+        }
+        if let Some(d) = self.dscp {
+            let tos = u32::from(d & 0x3F) << 2;
+            match socket.local_addr()? {
+                std::net::SocketAddr::V4(_) => s.set_tos_v4(tos)?,
+                std::net::SocketAddr::V6(_) => s.set_tclass_v6(tos)?,
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn endpoint_config(&self, accept: bool) -> EndpointConfig {
+        let fec = self.fec;
+        let custom = self.layers.clone();
+        let factory: LayerFactory = Box::new(move || {
+            let mut v: Vec<Layer> = Vec::new();
+            match fec {
+                Some((ds, ps)) => {
+                    if let Ok(f) = kcp_fec::Fec::new(ds, ps) {
+                        v.push(Box::new(f));
+                    }
+                }
+                // Like kcp-go with FEC off: decode a peer that sends FEC, send plain KCP.
+                None => {
+                    if let Ok(f) = kcp_fec::Fec::receive_only(Default::default()) {
+                        v.push(Box::new(f));
+                    }
+                }
+            }
+            if let Some(c) = &custom {
+                v.extend(c());
+            }
+            v
+        });
+        EndpointConfig {
+            session: self.engine,
+            layers: factory,
+            demux_layers: self.demux_layers,
+            accept,
+            backlog: self.backlog,
+            max_sessions: self.max_sessions,
+            idle_timeout_ms: self
+                .idle_timeout
+                .map(|d| d.as_millis().min(u32::MAX as u128) as u32),
+            closed_linger_ms: 10_000,
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! One driver task per UDP socket: it owns nothing but the socket loop; all protocol state is
+//! the sans-IO [`Endpoint`] behind a mutex that streams share, and streams talk to it through
+//! that state and wakers (no channel per packet).
+
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Waker;
+use std::time::{Duration, Instant};
+
+use kcp_core::endpoint::{CloseReason, Endpoint, Event, SessionId};
+use kcp_core::Millis;
+use tokio::net::UdpSocket;
+use tokio::sync::Notify;
+
+/// Largest datagram we read.
+const RECV_BUF: usize = 65_536;
+/// Datagrams read per wake-up before the loop yields to timers and writers.
+const RECV_BATCH: usize = 64;
+/// Datagrams kept while the socket's send buffer is full.
+const MAX_BACKLOG: usize = 4096;
+
+/// State shared by the driver task and every stream and listener of one socket.
+pub(crate) struct Shared {
+    pub(crate) ep: Endpoint<SocketAddr>,
+    socket: Arc<UdpSocket>,
+    start: Instant,
+    tx_buf: Vec<u8>,
+    pub(crate) read_wakers: HashMap<SessionId, Waker>,
+    pub(crate) write_wakers: HashMap<SessionId, Waker>,
+    pub(crate) close_wakers: HashMap<SessionId, Waker>,
+    pub(crate) closed: HashMap<SessionId, CloseReason>,
+    pub(crate) accept_waker: Option<Waker>,
+    pub(crate) send_drops: u64,
+    pub(crate) stopped: Option<io::ErrorKind>,
+    backlog: VecDeque<(SocketAddr, Vec<u8>)>,
+}
+
+impl Shared {
+    pub(crate) fn now(&self) -> Millis {
+        Millis(self.start.elapsed().as_millis() as u32)
+    }
+
+    /// Sends every datagram the endpoint has, then dispatches events to wakers.
+    pub(crate) fn flush(&mut self) {
+        let now = self.now();
+        while let Some((to, n)) = self.ep.poll_transmit(now, &mut self.tx_buf) {
+            let datagram = &self.tx_buf[..n];
+            if !self.backlog.is_empty() {
+                self.queue(to, n);
+                continue;
+            }
+            match socket2::SockRef::from(&*self.socket).send_to(datagram, &to.into()) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.queue(to, n),
+                // Unreachable peers and the like: the datagram is lost, KCP retransmits.
+                Err(_) => self.send_drops += 1,
+            }
+        }
+        while let Some(ev) = self.ep.poll_event() {
+            match ev {
+                Event::Incoming => {
+                    if let Some(w) = self.accept_waker.take() {
+                        w.wake();
+                    }
+                }
+                Event::Readable(id) => {
+                    if let Some(w) = self.read_wakers.remove(&id) {
+                        w.wake();
+                    }
+                }
+                Event::Writable(id) => {
+                    if let Some(w) = self.write_wakers.remove(&id) {
+                        w.wake();
+                    }
+                }
+                Event::Closed(id, reason) => {
+                    self.closed.insert(id, reason);
+                    for map in [
+                        &mut self.read_wakers,
+                        &mut self.write_wakers,
+                        &mut self.close_wakers,
+                    ] {
+                        if let Some(w) = map.remove(&id) {
+                            w.wake();
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Keeps a datagram the kernel had no room for; the driver sends it when the socket is
+    /// writable. Bounded: beyond `MAX_BACKLOG` datagrams are dropped (KCP retransmits).
+    fn queue(&mut self, to: SocketAddr, n: usize) {
+        if self.backlog.len() >= MAX_BACKLOG {
+            self.send_drops += 1;
+            return;
+        }
+        self.backlog.push_back((to, self.tx_buf[..n].to_vec()));
+    }
+
+    /// Sends queued datagrams until the kernel pushes back; true when the queue is empty.
+    fn drain_backlog(&mut self) -> bool {
+        while let Some((to, d)) = self.backlog.front() {
+            match socket2::SockRef::from(&*self.socket).send_to(d, &(*to).into()) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                Err(_) => self.send_drops += 1,
+            }
+            self.backlog.pop_front();
+        }
+        true
+    }
+
+    fn deadline(&mut self) -> Option<Instant> {
+        let t = self.ep.poll_timeout()?;
+        let at = t.since(self.now()).max(0) as u64;
+        Some(Instant::now() + Duration::from_millis(at))
+    }
+
+    fn stop(&mut self, kind: io::ErrorKind) {
+        self.stopped = Some(kind);
+        for (_, w) in self
+            .read_wakers
+            .drain()
+            .chain(self.write_wakers.drain())
+            .chain(self.close_wakers.drain())
+        {
+            w.wake();
+        }
+        if let Some(w) = self.accept_waker.take() {
+            w.wake();
+        }
+    }
+}
+
+/// What the driver task and the handles share.
+pub(crate) struct Inner {
+    pub(crate) shared: Mutex<Shared>,
+    notify: Notify,
+    stop: Notify,
+    pub(crate) local: SocketAddr,
+}
+
+/// A handle on one socket's driver, held (in an `Arc`) by its streams and listener; when the
+/// last one is dropped the driver task stops.
+pub(crate) struct Driver {
+    inner: Arc<Inner>,
+}
+
+impl Driver {
+    /// Starts the driver task for `socket`.
+    pub(crate) fn spawn(socket: UdpSocket, ep: Endpoint<SocketAddr>) -> io::Result<Arc<Driver>> {
+        let local = socket.local_addr()?;
+        let socket = Arc::new(socket);
+        let mtu = ep.config().session.mtu as usize;
+        let inner = Arc::new(Inner {
+            shared: Mutex::new(Shared {
+                ep,
+                socket: socket.clone(),
+                start: Instant::now(),
+                tx_buf: vec![0; mtu.max(1500)],
+                read_wakers: HashMap::new(),
+                write_wakers: HashMap::new(),
+                close_wakers: HashMap::new(),
+                closed: HashMap::new(),
+                accept_waker: None,
+                send_drops: 0,
+                stopped: None,
+                backlog: VecDeque::new(),
+            }),
+            notify: Notify::new(),
+            stop: Notify::new(),
+            local,
+        });
+        tokio::spawn(run(inner.clone(), socket));
+        Ok(Arc::new(Driver { inner }))
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Shared> {
+        self.inner.lock()
+    }
+
+    /// Tells the driver that timers may have changed (after an application call).
+    pub(crate) fn poke(&self) {
+        self.inner.notify.notify_one();
+    }
+
+    pub(crate) fn local_addr(&self) -> SocketAddr {
+        self.inner.local
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, Shared> {
+        // Nothing panics while holding the lock; if something did, the state is still usable.
+        self.shared.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        self.inner.stop.notify_one();
+    }
+}
+
+async fn run(d: Arc<Inner>, socket: Arc<UdpSocket>) {
+    let mut buf = vec![0u8; RECV_BUF];
+    loop {
+        let (deadline, backlog) = {
+            let mut s = d.lock();
+            (s.deadline(), !s.backlog.is_empty())
+        };
+        let writable = async {
+            if backlog {
+                let _ = socket.writable().await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        let sleep = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            r = socket.recv_from(&mut buf) => {
+                let mut s = d.lock();
+                match r {
+                    Ok((n, from)) => {
+                        let now = s.now();
+                        let _ = s.ep.handle_datagram(now, from, &mut buf[..n]);
+                        // Drain what else is queued without waiting, up to a batch.
+                        for _ in 1..RECV_BATCH {
+                            match socket.try_recv_from(&mut buf) {
+                                Ok((n, from)) => {
+                                    let _ = s.ep.handle_datagram(now, from, &mut buf[..n]);
+                                }
+                                Err(_) => break,
+                            }
+                        }
+                        s.flush();
+                    }
+                    // ICMP port unreachable and the like surface here on Linux: ignore.
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionRefused
+                        || e.kind() == io::ErrorKind::ConnectionReset => {}
+                    Err(e) => {
+                        s.stop(e.kind());
+                        return;
+                    }
+                }
+            }
+            _ = sleep => {
+                let mut s = d.lock();
+                let now = s.now();
+                s.ep.handle_timeout(now);
+                s.flush();
+            }
+            _ = writable => {
+                let mut s = d.lock();
+                if s.drain_backlog() {
+                    s.flush();
+                }
+            }
+            _ = d.notify.notified() => {}
+            _ = d.stop.notified() => {
+                d.lock().stop(io::ErrorKind::NotConnected);
+                return;
+            }
+        }
+    }
+}
