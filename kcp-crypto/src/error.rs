@@ -20,8 +20,7 @@ pub enum CryptoError {
         /// Length that was given.
         got: usize,
     },
-    /// The cipher cannot be used by this kind of layer (for example `null` has no packet
-    /// header, so it has no raw block transform to run).
+    /// The requested combination of cipher and layer is not supported.
     Unsupported,
 }
 

@@ -56,21 +56,25 @@
 #![no_std]
 #![deny(missing_docs)]
 
+mod aead;
 mod block;
 mod error;
 pub mod kdf;
 mod kind;
 mod nonce;
 mod packet;
+mod replay;
 mod stats;
 mod tea;
 
+pub use aead::{AeadCrypt, AeadKind, AEAD_NONCE_LEN, TAG_LEN};
 pub use block::{BlockCrypt, INITIAL_VECTOR};
 pub use error::CryptoError;
 pub use kdf::{Pass, XorTable};
 pub use kind::CipherKind;
 pub use nonce::NonceGen;
 pub use packet::{PacketCrypt, CRC_LEN, HEADER_LEN, NONCE_LEN};
+pub use replay::{ReplayAeadCrypt, ReplayWindow, REPLAY_HEADER_LEN};
 pub use stats::CryptoStats;
 pub use tea::{Tea16, XteaBe};
 
