@@ -4,7 +4,8 @@
 //! with kcp-go's fixed IV, ciphertext as long as plaintext (the last partial block is XORed with
 //! a truncated keystream block). The random nonce in the packet's first 16 bytes is what makes
 //! every packet's keystream different. CFB decryption runs the cipher on ciphertext only, so
-//! `cfb-mode` decrypts several blocks at once on CPUs with parallel AES (AES-NI pipelines).
+//! its keystream blocks are independent and computed in parallel: by `cfb-mode` for AES
+//! (AES-NI/VAES batches), and by the `cfb` module's loop for the 8-byte-block ciphers.
 
 use core::fmt;
 
@@ -185,12 +186,12 @@ impl BlockCrypt {
             Inner::Aes128(c) => cfb_decrypt(c, packet),
             Inner::Aes192(c) => cfb_decrypt(c, packet),
             Inner::Aes256(c) => cfb_decrypt(c, packet),
-            Inner::Blowfish(c) => cfb_decrypt(c, packet),
+            Inner::Blowfish(c) => cfb_decrypt_narrow(c, packet),
             Inner::Twofish(c) => cfb_decrypt(c, packet),
-            Inner::Cast5(c) => cfb_decrypt(c, packet),
-            Inner::TripleDes(c) => cfb_decrypt(c, packet),
-            Inner::Tea(c) => cfb_decrypt(c, packet),
-            Inner::Xtea(c) => cfb_decrypt(c, packet),
+            Inner::Cast5(c) => cfb_decrypt_narrow(c, packet),
+            Inner::TripleDes(c) => cfb_decrypt_narrow(c, packet),
+            Inner::Tea(c) => cfb_decrypt_narrow(c, packet),
+            Inner::Xtea(c) => cfb_decrypt_narrow(c, packet),
             Inner::Sm4(c) => cfb_decrypt(c, packet),
             Inner::Salsa20(k) => salsa20(k, packet),
             Inner::Xor(t) => t.apply(packet),
@@ -227,8 +228,14 @@ fn cfb_encrypt<C: BlockCipherEncrypt>(cipher: &C, packet: &mut [u8]) {
     cfb_mode::Encryptor::<&C>::inner_iv_init(cipher, &iv::<C>()).encrypt(packet);
 }
 
+/// `cfb-mode`'s decryption: parallel in whole groups of the backend's width (AES-NI, VAES).
 fn cfb_decrypt<C: BlockCipherEncrypt>(cipher: &C, packet: &mut [u8]) {
     cfb_mode::Decryptor::<&C>::inner_iv_init(cipher, &iv::<C>()).decrypt(packet);
+}
+
+/// Decryption with independent keystream blocks, for ciphers without a parallel backend.
+fn cfb_decrypt_narrow<C: BlockCipherEncrypt>(cipher: &C, packet: &mut [u8]) {
+    crate::cfb::decrypt(cipher, packet);
 }
 
 fn salsa20(key: &SalsaKey, packet: &mut [u8]) {
