@@ -52,6 +52,20 @@ fn ciphers(c: &mut Criterion) {
         });
     }
     enc.finish();
+    // The same packets, eight at a time with interleaved CFB chains (BlockCrypt::encrypt_many).
+    let mut batch = c.benchmark_group("encrypt-batch8");
+    batch.throughput(Throughput::Bytes(PACKET as u64 * 8));
+    for kind in kinds.clone() {
+        let cipher = BlockCrypt::from_pass(kind, &pass);
+        let mut bufs: Vec<Vec<u8>> = (0..8).map(|_| data()).collect();
+        batch.bench_function(kind.name(), |b| {
+            b.iter(|| {
+                let mut refs: Vec<&mut [u8]> = bufs.iter_mut().map(|p| p.as_mut_slice()).collect();
+                cipher.encrypt_many(black_box(&mut refs))
+            })
+        });
+    }
+    batch.finish();
     let mut dec = c.benchmark_group("decrypt");
     dec.throughput(Throughput::Bytes(PACKET as u64));
     for kind in kinds {

