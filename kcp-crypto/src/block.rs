@@ -5,7 +5,7 @@
 //! a truncated keystream block). The random nonce in the packet's first 16 bytes is what makes
 //! every packet's keystream different. CFB decryption runs the cipher on ciphertext only, so
 //! its keystream blocks are independent and computed in parallel: by `cfb-mode` for AES
-//! (AES-NI/VAES batches), and by the `cfb` module's loop for the 8-byte-block ciphers.
+//! (AES-NI/VAES batches), and by the `cfb` module's loop for the other block ciphers.
 
 use core::fmt;
 
@@ -16,11 +16,11 @@ use cipher::{Block, BlockCipherEncrypt, InnerIvInit, KeyInit, KeyIvInit, StreamC
 use des::TdesEde3;
 use salsa20::Salsa20;
 use sm4::Sm4;
-use twofish::Twofish;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use crate::kdf::{Pass, XorTable};
 use crate::tea::{Tea16, XteaBe};
+use crate::twofish_fast::TwofishTables;
 use crate::{CipherKind, CryptoError};
 
 /// kcp-go's fixed CFB IV (`initialVector`); 8-byte-block ciphers use its first 8 bytes.
@@ -41,7 +41,7 @@ enum Inner {
     Aes256(Aes256Enc),
     Salsa20(SalsaKey),
     Blowfish(Blowfish),
-    Twofish(Twofish),
+    Twofish(TwofishTables),
     Cast5(Cast5),
     TripleDes(TdesEde3),
     Tea(Tea16),
@@ -118,13 +118,12 @@ impl BlockCrypt {
                         got: key.len(),
                     });
                 }
-                Inner::Twofish(Twofish::new_from_slice(key).map_err(|_| {
-                    CryptoError::BadKeyLength {
-                        min: 16,
-                        max: 32,
-                        got: key.len(),
-                    }
-                })?)
+                let bad = CryptoError::BadKeyLength {
+                    min: 16,
+                    max: 32,
+                    got: key.len(),
+                };
+                Inner::Twofish(TwofishTables::new(key).ok_or(bad)?)
             }
             CipherKind::Cast5 => Inner::Cast5(init(key, 16)?),
             CipherKind::TripleDes => Inner::TripleDes(init(key, 24)?),
@@ -214,7 +213,7 @@ impl BlockCrypt {
             Inner::Aes192(c) => cfb_decrypt(c, packet),
             Inner::Aes256(c) => cfb_decrypt(c, packet),
             Inner::Blowfish(c) => cfb_decrypt_narrow(c, packet),
-            Inner::Twofish(c) => cfb_decrypt(c, packet),
+            Inner::Twofish(c) => cfb_decrypt_narrow(c, packet),
             Inner::Cast5(c) => cfb_decrypt_narrow(c, packet),
             Inner::TripleDes(c) => cfb_decrypt_narrow(c, packet),
             Inner::Tea(c) => cfb_decrypt_narrow(c, packet),

@@ -67,6 +67,7 @@ mod packet;
 mod replay;
 mod stats;
 mod tea;
+mod twofish_fast;
 
 pub use aead::{AeadCrypt, AeadKind, AEAD_NONCE_LEN, TAG_LEN};
 pub use block::{BlockCrypt, INITIAL_VECTOR};
@@ -78,5 +79,6 @@ pub use packet::{PacketCrypt, CRC_LEN, HEADER_LEN, NONCE_LEN};
 pub use replay::{ReplayAeadCrypt, ReplayWindow, REPLAY_HEADER_LEN};
 pub use stats::CryptoStats;
 pub use tea::{Tea16, XteaBe};
+pub use twofish_fast::TwofishTables;
 
 pub use kcp_core::{Codec, CodecError, Millis};
