@@ -58,11 +58,9 @@ fn ciphers(c: &mut Criterion) {
     for kind in kinds.clone() {
         let cipher = BlockCrypt::from_pass(kind, &pass);
         let mut bufs: Vec<Vec<u8>> = (0..8).map(|_| data()).collect();
+        let mut refs: Vec<&mut [u8]> = bufs.iter_mut().map(|p| p.as_mut_slice()).collect();
         batch.bench_function(kind.name(), |b| {
-            b.iter(|| {
-                let mut refs: Vec<&mut [u8]> = bufs.iter_mut().map(|p| p.as_mut_slice()).collect();
-                cipher.encrypt_many(black_box(&mut refs))
-            })
+            b.iter(|| cipher.encrypt_many(black_box(&mut refs)))
         });
     }
     batch.finish();
