@@ -143,11 +143,11 @@ impl BlockCrypt {
         let n = kind.kcptun_key_len().min(key.len());
         match BlockCrypt::new(kind, key.get(..n).unwrap_or(key)) {
             Ok(c) => c,
-            // Unreachable: kcptun's slice lengths are all valid. Degrade to the cipher the
-            // slice is certainly valid for rather than panic.
+            // Unreachable: kcptun's slice lengths are all valid. Never degrade to plaintext:
+            // fall back to AES-256 keyed with the whole `pass` (infallible for 32 bytes).
             Err(_) => BlockCrypt {
-                kind: CipherKind::None,
-                inner: Inner::Identity,
+                kind: CipherKind::Aes256,
+                inner: Inner::Aes256(Aes256Enc::new(key.into())),
             },
         }
     }
