@@ -1,10 +1,13 @@
+//go:build kcpgobench
+
 // Extra benchmarks for kcp-go v5.6.1, measuring encryption and decryption separately on
 // 1400-byte packets (kcp-go's own benchmarks time encrypt+decrypt of 1500 bytes together).
 //
 // This file does not build on its own: interop/bench-crypto.sh copies it into a scratch copy
 // of Debian's kcp-go folder (package kcp) next to kcp-go's crypt_test.go only (the other test
 // files start network servers or need testify), and runs `go test -bench` there. It defines
-// `pass`, which crypt_test.go uses and kcp-go's sess_test.go would otherwise define.
+// `pass`, which crypt_test.go uses and kcp-go's sess_test.go would otherwise define. The
+// kcpgobench build tag keeps Go tooling run over this repository from compiling it here.
 
 package kcp
 
