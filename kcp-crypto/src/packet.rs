@@ -97,9 +97,7 @@ impl PacketCrypt {
         self.stats.sealed += 1;
         Ok(len)
     }
-}
 
-impl PacketCrypt {
     /// Seals several packets at once: each slice is one whole packet, its first
     /// [`HEADER_LEN`] bytes room for the header and the rest the inner packet (so the sealed
     /// length is the slice length). Same bytes as [`Codec::seal`] on each in turn, faster for
