@@ -26,6 +26,7 @@ pub struct KcpConfig {
     pub(crate) shutdown_timeout: Duration,
     pub(crate) sockbuf: Option<usize>,
     pub(crate) dscp: Option<u8>,
+    pub(crate) crypt: Option<(kcp_crypto::CipherKind, kcp_crypto::Pass)>,
 }
 
 impl Clone for KcpConfig {
@@ -41,6 +42,7 @@ impl Clone for KcpConfig {
             shutdown_timeout: self.shutdown_timeout,
             sockbuf: self.sockbuf,
             dscp: self.dscp,
+            crypt: self.crypt.clone(),
         }
     }
 }
@@ -78,6 +80,7 @@ impl KcpConfig {
             shutdown_timeout: Duration::from_secs(10),
             sockbuf: Some(4 << 20),
             dscp: None,
+            crypt: None,
         }
     }
 
@@ -97,6 +100,22 @@ impl KcpConfig {
     pub fn fec(mut self, ds: usize, ps: usize) -> Self {
         self.fec = (ds > 0 && ps > 0).then_some((ds, ps));
         self
+    }
+
+    /// kcp-go packet encryption as kcptun sets it up: `--crypt name --key key` (`aes`,
+    /// `aes-128`, `aes-192`, `salsa20`, `blowfish`, `twofish`, `cast5`, `3des`, `tea`, `xtea`,
+    /// `xor`, `sm4`, `none`, `null`). The key is derived once (PBKDF2, a few ms); each session
+    /// gets its own cipher and nonce generator, seeded from the OS. Unknown names are refused.
+    pub fn crypt(mut self, name: &str, key: &str) -> std::io::Result<Self> {
+        let kind = kcp_crypto::CipherKind::from_name(name).map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("--crypt {name}: {e}"),
+            )
+        })?;
+        self.crypt = (kind != kcp_crypto::CipherKind::Null)
+            .then(|| (kind, kcp_crypto::Pass::derive(key.as_bytes())));
+        Ok(self)
     }
 
     /// Custom outer codec layers (for example encryption), outermost last. Each session gets
@@ -171,6 +190,7 @@ impl KcpConfig {
     pub(crate) fn endpoint_config(&self, accept: bool) -> EndpointConfig {
         let fec = self.fec;
         let custom = self.layers.clone();
+        let crypt = self.crypt.clone();
         let factory: LayerFactory = Box::new(move || {
             let mut v: Vec<Layer> = Vec::new();
             match fec {
@@ -189,12 +209,24 @@ impl KcpConfig {
             if let Some(c) = &custom {
                 v.extend(c());
             }
+            if let Some((kind, pass)) = &crypt {
+                // The OS random source does not fail on the systems we run on; if it did,
+                // this panics rather than send predictable nonces.
+                let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
+                let cipher = kcp_crypto::BlockCrypt::from_pass(*kind, pass);
+                v.push(Box::new(kcp_crypto::PacketCrypt::new(cipher, &mut rng)));
+            }
             v
         });
+        let demux = if self.crypt.is_some() {
+            1
+        } else {
+            self.demux_layers
+        };
         EndpointConfig {
             session: self.engine,
             layers: factory,
-            demux_layers: self.demux_layers,
+            demux_layers: demux,
             accept,
             backlog: self.backlog,
             max_sessions: self.max_sessions,

@@ -33,6 +33,7 @@ mod config;
 mod driver;
 pub mod impair;
 mod listener;
+pub mod perf;
 mod stream;
 
 pub use config::KcpConfig;

@@ -247,6 +247,12 @@ impl KcpStream {
             .unwrap_or(0)
     }
 
+    /// Largest segment payload: messages up to this size travel as one segment.
+    pub fn mss(&self) -> usize {
+        self.with(|s, id| s.ep.session(id).map(|x| x.kcp().mss()))
+            .unwrap_or(0)
+    }
+
     /// The peer's address.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         self.with(|s, id| s.ep.remote(id))

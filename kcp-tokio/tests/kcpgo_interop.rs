@@ -1,0 +1,358 @@
+//! Live interop with kcp-go v5.6.1 (Debian's package) through the kcp-perf protocol: for every
+//! cipher x FEC {0/0, 10/3} x {stream, message}, a Rust client against the Go server and the Go
+//! client against a Rust listener each move 1 MiB and check it; a subset runs through the
+//! impairment proxy at 5% loss and 20 ms delay; ikcp.c (siokcp) sends to a Rust listener.
+//!
+//! The peers must be installed (`.ci/setup.sh`); if they are missing these tests fail.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use kcp_core::Config;
+use kcp_tokio::impair::{ImpairConfig, Proxy};
+use kcp_tokio::perf::{self, Test};
+use kcp_tokio::{KcpConfig, KcpListener, KcpStream};
+use tokio::io::AsyncWriteExt;
+use tokio::time::timeout;
+
+const KEY: &str = "interop test key";
+const CIPHERS: [&str; 14] = [
+    "aes", "aes-128", "aes-192", "salsa20", "blowfish", "twofish", "cast5", "3des", "tea", "xtea",
+    "xor", "sm4", "none", "null",
+];
+const MIB: u64 = 1 << 20;
+
+/// The matrices run one at a time: in parallel they would starve each other of the 2 cores and
+/// turn slow runs into false failures.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn go_bin() -> PathBuf {
+    let out = Command::new("bash")
+        .arg(root().join("interop/build-go.sh"))
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("bash");
+    assert!(
+        out.status.success(),
+        "building the kcp-go peer failed: run .ci/setup.sh"
+    );
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Case {
+    crypt: &'static str,
+    fec: bool,
+    stream: bool,
+}
+
+impl Case {
+    fn rust(&self) -> KcpConfig {
+        let engine = Config {
+            mtu: 1350,
+            stream: self.stream,
+            ..Config::fast3().with_windows(256, 256)
+        };
+        let c = KcpConfig::new(engine).crypt(self.crypt, KEY).unwrap();
+        if self.fec {
+            c.fec(10, 3)
+        } else {
+            c
+        }
+    }
+    fn go_flags(&self) -> Vec<String> {
+        let (ds, ps) = if self.fec { (10, 3) } else { (0, 0) };
+        [
+            "--mode",
+            "fast3",
+            "--mtu",
+            "1350",
+            "--sndwnd",
+            "256",
+            "--rcvwnd",
+            "256",
+            "--crypt",
+            self.crypt,
+            "--key",
+            KEY,
+            "--datashard",
+            &ds.to_string(),
+            "--parityshard",
+            &ps.to_string(),
+            &format!("--stream={}", self.stream),
+            "--timeout",
+            "20",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    }
+    /// Message size: in message mode kcp-go keeps boundaries only within one segment.
+    fn msg(&self) -> usize {
+        if self.stream {
+            16 * 1024
+        } else {
+            1350 - 24 - if self.crypt == "null" { 0 } else { 20 } - if self.fec { 8 } else { 0 }
+        }
+    }
+}
+
+struct GoServer {
+    child: Child,
+    addr: std::net::SocketAddr,
+}
+
+impl Drop for GoServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn go_server(bin: &PathBuf, case: &Case) -> GoServer {
+    let mut child = Command::new(bin)
+        .arg("server")
+        .args(["--listen", "127.0.0.1:0", "--linger", "2"])
+        .args(case.go_flags())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kcp-perf-go");
+    let mut line = String::new();
+    BufReader::new(child.stderr.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening ")
+        .unwrap_or_else(|| panic!("{line}"))
+        .parse()
+        .unwrap();
+    GoServer { child, addr }
+}
+
+async fn rust_client(addr: std::net::SocketAddr, case: Case, test: Test) {
+    let mut s = KcpStream::connect(addr, case.rust()).await.unwrap();
+    let r = timeout(
+        Duration::from_secs(30),
+        perf::client(&mut s, test, MIB, case.msg(), !case.stream),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("{case:?} {test:?}: timed out"))
+    .unwrap_or_else(|e| panic!("{case:?} {test:?}: {e}"));
+    assert_eq!(r.bytes, MIB);
+}
+
+/// A Rust listener serving kcp-perf sessions until dropped.
+async fn rust_server(case: Case) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    let l = KcpListener::bind("127.0.0.1:0", case.rust()).await.unwrap();
+    let addr = l.local_addr();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                if perf::serve(&mut s, !case.stream).await.is_ok() {
+                    let _ = s.shutdown().await;
+                }
+            });
+        }
+    });
+    (addr, task)
+}
+
+async fn go_client(bin: PathBuf, addr: std::net::SocketAddr, case: Case, test: Test) {
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(bin)
+            .arg("client")
+            .args([
+                "--connect",
+                &addr.to_string(),
+                "--test",
+                test.name(),
+                "--bytes",
+                "1M",
+            ])
+            .args(["--msg", &case.msg().to_string()])
+            .args(case.go_flags())
+            .output()
+            .expect("kcp-perf-go")
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "Go client {case:?} {test:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+async fn both_directions(bin: &PathBuf, case: Case) {
+    let server = go_server(bin, &case);
+    rust_client(server.addr, case, Test::Sink).await;
+    rust_client(server.addr, case, Test::Source).await;
+    drop(server);
+    let (addr, task) = rust_server(case).await;
+    go_client(bin.clone(), addr, case, Test::Sink).await;
+    go_client(bin.clone(), addr, case, Test::Echo).await;
+    task.abort();
+}
+
+async fn matrix(stream: bool, fec: bool) {
+    let _serial = SERIAL.lock().await;
+    let bin = go_bin();
+    for crypt in CIPHERS {
+        both_directions(&bin, Case { crypt, fec, stream }).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_cipher_stream_mode_without_fec() {
+    matrix(true, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_cipher_stream_mode_with_fec() {
+    matrix(true, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_cipher_message_mode_without_fec() {
+    matrix(false, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_cipher_message_mode_with_fec() {
+    matrix(false, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_a_lossy_delayed_link() {
+    let _serial = SERIAL.lock().await;
+    let bin = go_bin();
+    for case in [
+        Case {
+            crypt: "aes",
+            fec: true,
+            stream: true,
+        },
+        Case {
+            crypt: "salsa20",
+            fec: false,
+            stream: false,
+        },
+        Case {
+            crypt: "null",
+            fec: true,
+            stream: false,
+        },
+    ] {
+        let server = go_server(&bin, &case);
+        let imp = ImpairConfig {
+            loss: 0.05,
+            delay_ms: 20,
+            seed: 11,
+            ..ImpairConfig::default()
+        };
+        let proxy = Proxy::bind(
+            "127.0.0.1:0".parse().unwrap(),
+            server.addr,
+            imp.clone(),
+            ImpairConfig { seed: 12, ..imp },
+        )
+        .await
+        .unwrap();
+        let paddr = proxy.local_addr();
+        let handle = proxy.spawn();
+        rust_client(paddr, case, Test::Sink).await;
+        rust_client(paddr, case, Test::Source).await;
+        assert!(handle.stats().up.lost > 0);
+        drop(server);
+
+        // And the Go client through the proxy to a Rust listener.
+        let (addr, task) = rust_server(case).await;
+        let proxy = Proxy::bind(
+            "127.0.0.1:0".parse().unwrap(),
+            addr,
+            imp.clone(),
+            ImpairConfig { seed: 13, ..imp },
+        )
+        .await
+        .unwrap();
+        let paddr = proxy.local_addr();
+        let _h = proxy.spawn();
+        go_client(bin.clone(), paddr, case, Test::Sink).await;
+        task.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ikcp_c_sends_to_a_rust_listener() {
+    let _serial = SERIAL.lock().await;
+    for stream in [true, false] {
+        // ikcp.c speaks plain KCP: no crypto header (null), no FEC.
+        let engine = Config {
+            stream,
+            ..Config::ikcp()
+                .with_nodelay(true, 10, 2, true)
+                .with_windows(128, 128)
+        };
+        let l = KcpListener::bind("127.0.0.1:0", KcpConfig::new(engine))
+            .await
+            .unwrap();
+        let addr = l.local_addr();
+        let total: usize = 300_000;
+        let mode = if stream { "stream" } else { "message" };
+        let mut child = tokio::process::Command::new("python3")
+            .arg(root().join("interop/ikcp_peer.py"))
+            .args([
+                "send",
+                "--connect",
+                &addr.to_string(),
+                "--mode",
+                mode,
+                "--bytes",
+                &total.to_string(),
+            ])
+            .args(["--msg", "3000", "--timeout", "40"])
+            .spawn()
+            .expect("python3 with siokcp: run .ci/setup.sh");
+        let (s, _) = timeout(Duration::from_secs(20), l.accept())
+            .await
+            .unwrap()
+            .unwrap();
+        let mut got = 0usize;
+        let mut buf = vec![0u8; 65536];
+        while got < total {
+            let n = timeout(Duration::from_secs(20), s.recv_message(&mut buf))
+                .await
+                .unwrap()
+                .unwrap();
+            if !stream {
+                assert_eq!(n, 3000.min(total - got), "message boundary");
+            }
+            for (k, &b) in buf[..n].iter().enumerate() {
+                assert_eq!(
+                    b as u64,
+                    perf::pattern((got + k) as u64) as u64,
+                    "byte {}",
+                    got + k
+                );
+            }
+            got += n;
+        }
+        let status = timeout(Duration::from_secs(30), child.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(status.success(), "ikcp.c sender failed");
+    }
+}
