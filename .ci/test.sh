@@ -29,6 +29,9 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features
 step "no_std build (thumbv7em-none-eabihf, no allocator)"
 cargo build -p kcp-core --no-default-features --target thumbv7em-none-eabihf
 
+step "kcp-perf demo (the README's main job)"
+cargo run --release -q -p kcp-tokio --example kcp-perf -- demo
+
 step "fuzz smoke run"
 bash .ci/fuzz-smoke.sh "${FUZZ_SECONDS:-20}"
 

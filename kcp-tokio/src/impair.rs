@@ -492,6 +492,7 @@ impl Proxy {
         up.validate()?;
         down.validate()?;
         let socket = UdpSocket::bind(listen).await?;
+        enlarge_buffers(&socket);
         let local_addr = socket.local_addr()?;
         Ok(Proxy {
             listen: Arc::new(socket),
@@ -746,6 +747,7 @@ async fn open_mapping(
         SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
     };
     let socket = UdpSocket::bind(local).await?;
+    enlarge_buffers(&socket);
     socket.connect(forward).await?;
     let socket = Arc::new(socket);
     let reader = tokio::spawn(read_upstream(Arc::clone(&socket), client, tx));
@@ -820,4 +822,12 @@ impl Drop for ProxyHandle {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// Asks for 4 MiB socket buffers so that bursts are shaped by the configured impairments, not
+/// by the kernel's default buffer (the kernel may cap the request; failures are ignored).
+fn enlarge_buffers(socket: &UdpSocket) {
+    let s = socket2::SockRef::from(socket);
+    let _ = s.set_recv_buffer_size(4 << 20);
+    let _ = s.set_send_buffer_size(4 << 20);
 }

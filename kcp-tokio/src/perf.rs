@@ -201,6 +201,19 @@ pub async fn client(
     msg: usize,
     message_mode: bool,
 ) -> io::Result<Report> {
+    client_paced(stream, test, count, msg, message_mode, None).await
+}
+
+/// [`client`], with echo messages sent one per `pace` (sparse traffic, for latency) instead of
+/// back to back.
+pub async fn client_paced(
+    stream: &mut KcpStream,
+    test: Test,
+    count: u64,
+    msg: usize,
+    message_mode: bool,
+    pace: Option<Duration>,
+) -> io::Result<Report> {
     let msg = msg.max(1);
     let mut io = Io {
         s: stream,
@@ -214,7 +227,12 @@ pub async fn client(
         Test::Echo => {
             start = Instant::now();
             let mut off = 0u64;
+            let mut i = 0u32;
             while off < count {
+                if let Some(p) = pace {
+                    tokio::time::sleep_until((start + p * i).into()).await;
+                }
+                i += 1;
                 let len = (msg as u64).min(count - off) as usize;
                 let data: Vec<u8> = (off..off + len as u64).map(pattern).collect();
                 let t = Instant::now();
