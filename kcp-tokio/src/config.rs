@@ -27,6 +27,8 @@ pub struct KcpConfig {
     pub(crate) sockbuf: Option<usize>,
     pub(crate) dscp: Option<u8>,
     pub(crate) crypt: Option<(kcp_crypto::CipherKind, kcp_crypto::Pass)>,
+    pub(crate) read_timeout: Option<Duration>,
+    pub(crate) write_timeout: Option<Duration>,
 }
 
 impl Clone for KcpConfig {
@@ -43,6 +45,8 @@ impl Clone for KcpConfig {
             sockbuf: self.sockbuf,
             dscp: self.dscp,
             crypt: self.crypt.clone(),
+            read_timeout: self.read_timeout,
+            write_timeout: self.write_timeout,
         }
     }
 }
@@ -81,6 +85,8 @@ impl KcpConfig {
             sockbuf: Some(4 << 20),
             dscp: None,
             crypt: None,
+            read_timeout: None,
+            write_timeout: None,
         }
     }
 
@@ -153,6 +159,19 @@ impl KcpConfig {
     /// How long `shutdown` waits for queued data to be acknowledged (default 10 s).
     pub fn shutdown_timeout(mut self, t: Duration) -> Self {
         self.shutdown_timeout = t;
+        self
+    }
+
+    /// Default read timeout of streams made with this configuration (see
+    /// [`KcpStream::set_read_timeout`](crate::KcpStream::set_read_timeout)).
+    pub fn read_timeout(mut self, t: Option<Duration>) -> Self {
+        self.read_timeout = t;
+        self
+    }
+
+    /// Default write timeout of streams made with this configuration.
+    pub fn write_timeout(mut self, t: Option<Duration>) -> Self {
+        self.write_timeout = t;
         self
     }
 

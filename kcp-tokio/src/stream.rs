@@ -2,11 +2,13 @@
 //! mode, a message socket that keeps boundaries).
 
 use std::future::poll_fn;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use kcp_core::endpoint::{CloseReason, Endpoint, EndpointError, SessionId};
 use kcp_core::{RecvError, SendError, SessionStats, Stats};
@@ -181,6 +183,56 @@ impl Inner {
 pub struct KcpStream {
     inner: Arc<Inner>,
     shutdown_ms: u32,
+    read_to: Deadline,
+    write_to: Deadline,
+}
+
+/// A read or write timeout: armed when an operation first has to wait, cleared when one
+/// completes. `None` waits for ever.
+#[derive(Default)]
+struct Deadline {
+    timeout: Option<Duration>,
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Deadline {
+    fn new(timeout: Option<Duration>) -> Deadline {
+        Deadline {
+            timeout,
+            sleep: None,
+        }
+    }
+
+    fn wrap<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        r: Poll<io::Result<T>>,
+        what: &str,
+    ) -> Poll<io::Result<T>> {
+        match r {
+            Poll::Ready(v) => {
+                self.sleep = None;
+                Poll::Ready(v)
+            }
+            Poll::Pending => {
+                let Some(t) = self.timeout else {
+                    return Poll::Pending;
+                };
+                let sleep = self
+                    .sleep
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(t)));
+                if sleep.as_mut().poll(cx).is_ready() {
+                    self.sleep = None;
+                    Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("{what} timed out"),
+                    )))
+                } else {
+                    Poll::Pending
+                }
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for KcpStream {
@@ -238,7 +290,20 @@ impl KcpStream {
         KcpStream {
             inner: Arc::new(Inner { driver, id }),
             shutdown_ms: config.shutdown_timeout.as_millis().min(u32::MAX as u128) as u32,
+            read_to: Deadline::new(config.read_timeout),
+            write_to: Deadline::new(config.write_timeout),
         }
+    }
+
+    /// Fails a read that waits longer than `t` with `TimedOut` (kcp-go's read deadline, as a
+    /// duration per operation); `None` waits for ever. The session stays usable.
+    pub fn set_read_timeout(&mut self, t: Option<Duration>) {
+        self.read_to = Deadline::new(t);
+    }
+
+    /// Fails a write that waits longer than `t` (for room in the send window) with `TimedOut`.
+    pub fn set_write_timeout(&mut self, t: Option<Duration>) {
+        self.write_to = Deadline::new(t);
     }
 
     /// The conversation id.
@@ -302,7 +367,12 @@ impl KcpStream {
     /// Sends one message (message mode keeps boundaries; at most 255 fragments). Waits while
     /// the send window is full.
     pub async fn send_message(&self, msg: &[u8]) -> io::Result<()> {
-        let n = poll_fn(|cx| self.inner.poll_write_from(cx, msg)).await?;
+        let mut to = Deadline::new(self.write_to.timeout);
+        let n = poll_fn(|cx| {
+            let r = self.inner.poll_write_from(cx, msg);
+            to.wrap(cx, r, "write")
+        })
+        .await?;
         if n != msg.len() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -314,7 +384,12 @@ impl KcpStream {
 
     /// Receives one whole message into `buf` (message mode); `Ok(0)` after a local shutdown.
     pub async fn recv_message(&self, buf: &mut [u8]) -> io::Result<usize> {
-        poll_fn(|cx| self.inner.poll_read_into(cx, buf)).await
+        let mut to = Deadline::new(self.read_to.timeout);
+        poll_fn(|cx| {
+            let r = self.inner.poll_read_into(cx, buf);
+            to.wrap(cx, r, "read")
+        })
+        .await
     }
 
     /// Splits into a read half and a write half that can move to different tasks.
@@ -322,10 +397,12 @@ impl KcpStream {
         (
             OwnedReadHalf {
                 inner: self.inner.clone(),
+                read_to: self.read_to,
             },
             OwnedWriteHalf {
                 inner: self.inner,
                 shutdown_ms: self.shutdown_ms,
+                write_to: self.write_to,
             },
         )
     }
@@ -351,7 +428,9 @@ impl AsyncRead for KcpStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        poll_read_buf(&self.inner, cx, buf)
+        let this = self.get_mut();
+        let r = poll_read_buf(&this.inner, cx, buf);
+        this.read_to.wrap(cx, r, "read")
     }
 }
 
@@ -361,7 +440,9 @@ impl AsyncWrite for KcpStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.inner.poll_write_from(cx, buf)
+        let this = self.get_mut();
+        let r = this.inner.poll_write_from(cx, buf);
+        this.write_to.wrap(cx, r, "write")
     }
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         // Every write is handed to the engine and flushed to the socket at once.
@@ -392,12 +473,14 @@ fn poll_read_buf(
 /// The reading half of a [`KcpStream`].
 pub struct OwnedReadHalf {
     inner: Arc<Inner>,
+    read_to: Deadline,
 }
 
 /// The writing half of a [`KcpStream`].
 pub struct OwnedWriteHalf {
     inner: Arc<Inner>,
     shutdown_ms: u32,
+    write_to: Deadline,
 }
 
 impl std::fmt::Debug for OwnedReadHalf {
@@ -418,7 +501,9 @@ impl AsyncRead for OwnedReadHalf {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        poll_read_buf(&self.inner, cx, buf)
+        let this = self.get_mut();
+        let r = poll_read_buf(&this.inner, cx, buf);
+        this.read_to.wrap(cx, r, "read")
     }
 }
 
@@ -428,7 +513,9 @@ impl AsyncWrite for OwnedWriteHalf {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.inner.poll_write_from(cx, buf)
+        let this = self.get_mut();
+        let r = this.inner.poll_write_from(cx, buf);
+        this.write_to.wrap(cx, r, "write")
     }
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(Ok(()))

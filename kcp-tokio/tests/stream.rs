@@ -250,3 +250,33 @@ async fn settings_change_at_run_time() {
     assert!(c.set_config(|c| c.mtu = 500).is_err());
     assert!(c.set_config(|c| c.interval = 1).is_err());
 }
+
+#[tokio::test]
+async fn read_and_write_timeouts() {
+    let listener = KcpListener::bind("127.0.0.1:0", cfg()).await.unwrap();
+    let addr = listener.local_addr();
+    let mut c = KcpStream::connect(addr, cfg().write_timeout(Some(Duration::from_millis(300))))
+        .await
+        .unwrap();
+    c.set_read_timeout(Some(Duration::from_millis(200)));
+    c.write_all(b"hi").await.unwrap();
+    let (_s, _) = timeout(Duration::from_secs(5), listener.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    let t = Instant::now();
+    let mut buf = [0u8; 4];
+    let e = c.read(&mut buf).await.unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
+    assert!(t.elapsed() >= Duration::from_millis(190) && t.elapsed() < Duration::from_secs(2));
+    // The server never reads: writes stall once the windows are full, then time out.
+    let chunk = vec![0u8; 64 * 1024];
+    let e = loop {
+        if let Err(e) = c.write_all(&chunk).await {
+            break e;
+        }
+    };
+    assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
+    // The session itself is still alive after a timeout.
+    assert!(c.stats().is_some());
+}
