@@ -15,9 +15,10 @@ use tokio::net::UdpSocket;
 use tokio::sync::Notify;
 
 /// Largest datagram we read.
+#[cfg(not(target_os = "linux"))]
 const RECV_BUF: usize = 65_536;
 /// Datagrams read per wake-up before the loop yields to timers and writers.
-const RECV_BATCH: usize = 64;
+const RECV_BATCH: usize = 128;
 /// Datagrams kept while the socket's send buffer is full.
 const MAX_BACKLOG: usize = 4096;
 
@@ -26,7 +27,10 @@ pub(crate) struct Shared {
     pub(crate) ep: Endpoint<SocketAddr>,
     socket: Arc<UdpSocket>,
     start: Instant,
+    #[cfg(not(target_os = "linux"))]
     tx_buf: Vec<u8>,
+    #[cfg(target_os = "linux")]
+    batch: crate::batch::SendBatch,
     pub(crate) read_wakers: HashMap<SessionId, Waker>,
     pub(crate) write_wakers: HashMap<SessionId, Waker>,
     pub(crate) close_wakers: HashMap<SessionId, Waker>,
@@ -45,18 +49,20 @@ impl Shared {
     /// Sends every datagram the endpoint has, then dispatches events to wakers.
     pub(crate) fn flush(&mut self) {
         let now = self.now();
+        #[cfg(target_os = "linux")]
+        {
+            while let Some((to, n)) = self.ep.poll_transmit(now, self.batch.slot()) {
+                self.batch.push(to, n);
+                if self.batch.is_full() {
+                    self.send_batch();
+                }
+            }
+            self.send_batch();
+        }
+        #[cfg(not(target_os = "linux"))]
         while let Some((to, n)) = self.ep.poll_transmit(now, &mut self.tx_buf) {
-            let datagram = &self.tx_buf[..n];
-            if !self.backlog.is_empty() {
-                self.queue(to, n);
-                continue;
-            }
-            match socket2::SockRef::from(&*self.socket).send_to(datagram, &to.into()) {
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.queue(to, n),
-                // Unreachable peers and the like: the datagram is lost, KCP retransmits.
-                Err(_) => self.send_drops += 1,
-            }
+            let datagram = self.tx_buf[..n].to_vec();
+            self.send_one(to, datagram);
         }
         while let Some(ev) = self.ep.poll_event() {
             match ev {
@@ -91,14 +97,63 @@ impl Shared {
         }
     }
 
+    /// Sends the datagrams collected in the batch with one `sendmmsg`; what the kernel did not
+    /// take waits in the backlog.
+    #[cfg(target_os = "linux")]
+    fn send_batch(&mut self) {
+        let n = self.batch.len();
+        if n == 0 {
+            return;
+        }
+        let sent = if self.backlog.is_empty() {
+            match self.batch.send(&self.socket) {
+                Ok(k) => k,
+                // One bad destination fails the call: send one by one instead.
+                Err(_) => {
+                    for i in 0..n {
+                        if let Some((to, d)) = self.batch.datagram(i) {
+                            let d = d.to_vec();
+                            self.send_one(to, d);
+                        }
+                    }
+                    self.batch.clear();
+                    return;
+                }
+            }
+        } else {
+            0
+        };
+        for i in sent..n {
+            if let Some((to, d)) = self.batch.datagram(i) {
+                let d = d.to_vec();
+                self.queue(to, d);
+            }
+        }
+        self.batch.clear();
+    }
+
+    /// Sends one datagram now, or queues it behind the backlog / when the kernel is full.
+    fn send_one(&mut self, to: SocketAddr, datagram: Vec<u8>) {
+        if !self.backlog.is_empty() {
+            self.queue(to, datagram);
+            return;
+        }
+        match socket2::SockRef::from(&*self.socket).send_to(&datagram, &to.into()) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.queue(to, datagram),
+            // Unreachable peers and the like: the datagram is lost, KCP retransmits.
+            Err(_) => self.send_drops += 1,
+        }
+    }
+
     /// Keeps a datagram the kernel had no room for; the driver sends it when the socket is
     /// writable. Bounded: beyond `MAX_BACKLOG` datagrams are dropped (KCP retransmits).
-    fn queue(&mut self, to: SocketAddr, n: usize) {
+    fn queue(&mut self, to: SocketAddr, datagram: Vec<u8>) {
         if self.backlog.len() >= MAX_BACKLOG {
             self.send_drops += 1;
             return;
         }
-        self.backlog.push_back((to, self.tx_buf[..n].to_vec()));
+        self.backlog.push_back((to, datagram));
     }
 
     /// Sends queued datagrams until the kernel pushes back; true when the queue is empty.
@@ -155,13 +210,17 @@ impl Driver {
     pub(crate) fn spawn(socket: UdpSocket, ep: Endpoint<SocketAddr>) -> io::Result<Arc<Driver>> {
         let local = socket.local_addr()?;
         let socket = Arc::new(socket);
+        #[cfg(not(target_os = "linux"))]
         let mtu = ep.config().session.mtu as usize;
         let inner = Arc::new(Inner {
             shared: Mutex::new(Shared {
                 ep,
                 socket: socket.clone(),
                 start: Instant::now(),
+                #[cfg(not(target_os = "linux"))]
                 tx_buf: vec![0; mtu.max(1500)],
+                #[cfg(target_os = "linux")]
+                batch: crate::batch::SendBatch::new(),
                 read_wakers: HashMap::new(),
                 write_wakers: HashMap::new(),
                 close_wakers: HashMap::new(),
@@ -206,8 +265,60 @@ impl Drop for Driver {
     }
 }
 
+/// Reads what the socket has (up to a bound, so timers and writers get their turn) and hands
+/// every datagram to the endpoint.
+fn receive(socket: &UdpSocket, rx: &mut Rx, s: &mut Shared, now: Millis) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    for _ in 0..RECV_BATCH / crate::batch::BATCH {
+        match rx.recv(socket) {
+            Ok(n) => {
+                for i in 0..n {
+                    if let Some((from, data)) = rx.get(i) {
+                        let _ = s.ep.handle_datagram(now, from, data);
+                    }
+                }
+                if n < crate::batch::BATCH {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            // ICMP port unreachable and the like surface here: not our socket's fault.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionReset
+                ) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    for _ in 0..RECV_BATCH {
+        match socket.try_recv_from(rx) {
+            Ok((n, from)) => {
+                let _ = s.ep.handle_datagram(now, from, &mut rx[..n]);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionReset
+                ) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(target_os = "linux")]
+type Rx = crate::batch::RecvBatch;
+#[cfg(not(target_os = "linux"))]
+type Rx = Vec<u8>;
+
 async fn run(d: Arc<Inner>, socket: Arc<UdpSocket>) {
-    let mut buf = vec![0u8; RECV_BUF];
+    #[cfg(target_os = "linux")]
+    let mut rx = crate::batch::RecvBatch::new();
+    #[cfg(not(target_os = "linux"))]
+    let mut rx = vec![0u8; RECV_BUF];
     loop {
         let (deadline, backlog) = {
             let mut s = d.lock();
@@ -227,31 +338,18 @@ async fn run(d: Arc<Inner>, socket: Arc<UdpSocket>) {
             }
         };
         tokio::select! {
-            r = socket.recv_from(&mut buf) => {
+            r = socket.readable() => {
                 let mut s = d.lock();
-                match r {
-                    Ok((n, from)) => {
-                        let now = s.now();
-                        let _ = s.ep.handle_datagram(now, from, &mut buf[..n]);
-                        // Drain what else is queued without waiting, up to a batch.
-                        for _ in 1..RECV_BATCH {
-                            match socket.try_recv_from(&mut buf) {
-                                Ok((n, from)) => {
-                                    let _ = s.ep.handle_datagram(now, from, &mut buf[..n]);
-                                }
-                                Err(_) => break,
-                            }
-                        }
-                        s.flush();
-                    }
-                    // ICMP port unreachable and the like surface here on Linux: ignore.
-                    Err(e) if e.kind() == io::ErrorKind::ConnectionRefused
-                        || e.kind() == io::ErrorKind::ConnectionReset => {}
-                    Err(e) => {
-                        s.stop(e.kind());
-                        return;
-                    }
+                if let Err(e) = r {
+                    s.stop(e.kind());
+                    return;
                 }
+                let now = s.now();
+                if let Err(e) = receive(&socket, &mut rx, &mut s, now) {
+                    s.stop(e.kind());
+                    return;
+                }
+                s.flush();
             }
             _ = sleep => {
                 let mut s = d.lock();

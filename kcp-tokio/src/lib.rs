@@ -29,6 +29,8 @@
 //! ```
 #![deny(missing_docs)]
 
+#[cfg(target_os = "linux")]
+mod batch;
 mod config;
 mod driver;
 pub mod impair;
