@@ -37,14 +37,14 @@ use crate::stream::KcpStream;
 /// # }
 /// ```
 pub struct KcpListener {
-    driver: Arc<Driver>,
+    drivers: Vec<Arc<Driver>>,
     config: KcpConfig,
 }
 
 impl std::fmt::Debug for KcpListener {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KcpListener")
-            .field("local", &self.driver.local_addr())
+            .field("local", &self.local_addr())
             .finish_non_exhaustive()
     }
 }
@@ -63,44 +63,80 @@ impl KcpListener {
         let ep = Endpoint::new(config.endpoint_config(true))
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
         let driver = Driver::spawn(socket, ep)?;
-        Ok(KcpListener { driver, config })
+        Ok(KcpListener {
+            drivers: vec![driver],
+            config,
+        })
+    }
+
+    /// Binds `sockets` UDP sockets to the same address with `SO_REUSEPORT` (Linux and the
+    /// BSDs), each with its own driver task: the kernel spreads peers over the sockets by
+    /// address, so sessions spread over the runtime's worker threads. `accept` returns
+    /// sessions from all of them.
+    #[cfg(unix)]
+    pub async fn bind_reuseport(
+        addr: SocketAddr,
+        config: KcpConfig,
+        sockets: usize,
+    ) -> io::Result<KcpListener> {
+        use socket2::{Domain, Socket, Type};
+        crate::check_layers(&config)?;
+        let mut drivers = Vec::new();
+        let mut bound = addr;
+        for _ in 0..sockets.max(1) {
+            let s = Socket::new(Domain::for_address(bound), Type::DGRAM, None)?;
+            s.set_reuse_port(true)?;
+            s.set_nonblocking(true)?;
+            s.bind(&bound.into())?;
+            let socket = UdpSocket::from_std(s.into())?;
+            // Later sockets join the port the first one got (when asked for port 0).
+            bound = socket.local_addr()?;
+            config.apply_socket(&socket)?;
+            let ep = Endpoint::new(config.endpoint_config(true))
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+            drivers.push(Driver::spawn(socket, ep)?);
+        }
+        Ok(KcpListener { drivers, config })
+    }
+
+    /// Sessions currently open on each of the listener's sockets.
+    pub fn sessions_per_socket(&self) -> Vec<usize> {
+        self.drivers.iter().map(|d| d.lock().ep.len()).collect()
     }
 
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
-        self.driver.local_addr()
+        self.drivers[0].local_addr()
     }
 
     /// The next session a peer opened.
     pub async fn accept(&self) -> io::Result<(KcpStream, SocketAddr)> {
-        let id = poll_fn(|cx| {
-            let mut s = self.driver.lock();
-            if let Some(k) = s.stopped {
-                return Poll::Ready(Err(io::Error::new(k, "socket driver stopped")));
-            }
-            match s.ep.accept() {
-                Some(id) => Poll::Ready(Ok(id)),
-                None => {
-                    s.accept_waker = Some(cx.waker().clone());
-                    Poll::Pending
+        let (driver, id) = poll_fn(|cx| {
+            for driver in &self.drivers {
+                let mut s = driver.lock();
+                if let Some(k) = s.stopped {
+                    return Poll::Ready(Err(io::Error::new(k, "socket driver stopped")));
                 }
+                if let Some(id) = s.ep.accept() {
+                    return Poll::Ready(Ok((driver.clone(), id)));
+                }
+                s.accept_waker = Some(cx.waker().clone());
             }
+            Poll::Pending
         })
         .await?;
-        let peer = self
-            .driver
+        let peer = driver
             .lock()
             .ep
             .remote(id)
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "session ended"))?;
-        Ok((
-            KcpStream::from_parts(self.driver.clone(), id, &self.config),
-            peer,
-        ))
+        Ok((KcpStream::from_parts(driver, id, &self.config), peer))
     }
 
-    /// kcp-go's SNMP counters for this socket.
+    /// kcp-go's SNMP counters, summed over the listener's sockets.
     pub fn stats(&self) -> kcp_core::endpoint::EndpointStats {
-        self.driver.lock().ep.stats()
+        let mut all = self.drivers.iter().map(|d| d.lock().ep.stats());
+        let first = all.next().unwrap_or_default();
+        all.fold(first, |acc, s| acc.merged(&s))
     }
 }

@@ -280,3 +280,37 @@ async fn read_and_write_timeouts() {
     // The session itself is still alive after a timeout.
     assert!(c.stats().is_some());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reuseport_sockets_share_a_port_and_the_sessions() {
+    let l = KcpListener::bind_reuseport("127.0.0.1:0".parse().unwrap(), cfg(), 2)
+        .await
+        .unwrap();
+    let addr = l.local_addr();
+    let l = std::sync::Arc::new(l);
+    let acceptor = {
+        let l = l.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((s, _)) = l.accept().await else { return };
+                tokio::spawn(async move {
+                    let (mut r, mut w) = s.into_split();
+                    let _ = tokio::io::copy(&mut r, &mut w).await;
+                });
+            }
+        })
+    };
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        tasks.push(tokio::spawn(echo_roundtrip(addr, cfg(), 32 * 1024)));
+    }
+    for t in tasks {
+        timeout(Duration::from_secs(30), t).await.unwrap().unwrap();
+    }
+    let per = l.sessions_per_socket();
+    assert_eq!(per.iter().sum::<usize>(), 16);
+    // The kernel hashes peers over both sockets (all 16 on one: probability 2^-15).
+    assert!(per.iter().all(|&n| n > 0), "{per:?}");
+    assert_eq!(l.stats().passive_opens, 16);
+    acceptor.abort();
+}

@@ -117,6 +117,16 @@ impl EndpointStats {
         ]
     }
 
+    /// Counters of two endpoints together (gauges `max_conn` and `curr_estab` add up too, as
+    /// for sockets sharing a port).
+    pub fn merged(&self, o: &EndpointStats) -> EndpointStats {
+        let mut m = *self;
+        m.add(o);
+        m.max_conn = self.max_conn + o.max_conn;
+        m.curr_estab = self.curr_estab + o.curr_estab;
+        m
+    }
+
     /// Adds a session's own counters (engine, session, layers).
     pub(super) fn absorb_session(&mut self, s: &Session<'_>) {
         let k = s.kcp().stats();
