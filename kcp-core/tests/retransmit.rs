@@ -214,3 +214,36 @@ fn retransmit_hold_delays_fast_retransmit_until_srtt_plus_hold() {
     assert!(wake.since(T0) <= 35, "wakes at {wake:?}");
     assert_eq!(retransmitted(&mut k, T0 + 35), [0]);
 }
+
+#[test]
+fn mtu_changes_at_run_time_apply_to_new_segments() {
+    let mut k = Kcp::new(
+        1,
+        Config {
+            stream: false,
+            ..Config::fast3()
+        },
+        T0,
+    )
+    .unwrap();
+    k.send(&[1u8; 1000]).unwrap();
+    let smaller = Config {
+        mtu: 500,
+        ..*k.config()
+    };
+    assert!(
+        k.reconfigure(smaller).is_err(),
+        "a queued 1000-byte segment would not fit"
+    );
+    let mut buf = [0u8; 1500];
+    while k.poll_transmit(T0, &mut buf).is_some() {}
+    k.input(T0 + 5, &ack(1, 0, T0.0, 1)).unwrap();
+    k.reconfigure(smaller).unwrap();
+    assert_eq!(k.mss(), 476);
+    k.send(&[2u8; 1000]).unwrap();
+    let mut sizes = Vec::new();
+    while let Some(n) = k.poll_transmit(T0 + 6, &mut buf) {
+        sizes.push(n);
+    }
+    assert!(sizes.iter().all(|&n| n <= 500), "{sizes:?}");
+}

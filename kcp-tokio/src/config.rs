@@ -191,20 +191,42 @@ impl KcpConfig {
 
     /// Applies socket options to a socket this configuration will drive.
     pub(crate) fn apply_socket(&self, socket: &tokio::net::UdpSocket) -> std::io::Result<()> {
-        let s = socket2::SockRef::from(socket);
         if let Some(b) = self.sockbuf {
-            s.set_recv_buffer_size(b)?;
-            s.set_send_buffer_size(b)?;
+            set_sockbuf(socket, b)?;
         }
         if let Some(d) = self.dscp {
-            let tos = u32::from(d & 0x3F) << 2;
-            match socket.local_addr()? {
-                std::net::SocketAddr::V4(_) => s.set_tos_v4(tos)?,
-                std::net::SocketAddr::V6(_) => s.set_tclass_v6(tos)?,
-            }
+            set_dscp(socket, d)?;
         }
         Ok(())
     }
+}
+
+/// Sets both socket buffers (the kernel may cap them at `net.core.rmem_max`/`wmem_max`).
+pub(crate) fn set_sockbuf(socket: &tokio::net::UdpSocket, bytes: usize) -> std::io::Result<()> {
+    let s = socket2::SockRef::from(socket);
+    s.set_recv_buffer_size(bytes)?;
+    s.set_send_buffer_size(bytes)
+}
+
+/// Sets the DSCP code point (IPv4 TOS or IPv6 traffic class = dscp << 2).
+pub(crate) fn set_dscp(socket: &tokio::net::UdpSocket, dscp: u8) -> std::io::Result<()> {
+    if dscp > 63 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "DSCP is 0..=63",
+        ));
+    }
+    let s = socket2::SockRef::from(socket);
+    let tos = u32::from(dscp) << 2;
+    match socket.local_addr()? {
+        std::net::SocketAddr::V4(_) => s.set_tos_v4(tos),
+        std::net::SocketAddr::V6(_) => s.set_tclass_v6(tos),
+    }
+}
+
+impl KcpConfig {
+    #[doc(hidden)]
+    pub fn _unused(&self) {}
 
     pub(crate) fn endpoint_config(&self, accept: bool) -> EndpointConfig {
         let fec = self.fec;

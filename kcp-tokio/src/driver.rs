@@ -250,6 +250,12 @@ impl Driver {
     pub(crate) fn local_addr(&self) -> SocketAddr {
         self.inner.local
     }
+
+    /// Runs `f` on the driver's socket (socket options at run time).
+    pub(crate) fn with_socket<T>(&self, f: impl FnOnce(&UdpSocket) -> T) -> T {
+        let s = self.lock();
+        f(&s.socket)
+    }
 }
 
 impl Inner {

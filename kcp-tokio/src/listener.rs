@@ -99,6 +99,20 @@ impl KcpListener {
         Ok(KcpListener { drivers, config })
     }
 
+    /// Sets the socket buffers of the listener's sockets at run time (kcptun's `--sockbuf`).
+    pub fn set_sockbuf(&self, bytes: usize) -> io::Result<()> {
+        self.drivers
+            .iter()
+            .try_for_each(|d| d.with_socket(|s| crate::config::set_sockbuf(s, bytes)))
+    }
+
+    /// Sets the DSCP code point of the listener's sockets at run time (`SetDSCP`).
+    pub fn set_dscp(&self, dscp: u8) -> io::Result<()> {
+        self.drivers
+            .iter()
+            .try_for_each(|d| d.with_socket(|s| crate::config::set_dscp(s, dscp)))
+    }
+
     /// Sessions currently open on each of the listener's sockets.
     pub fn sessions_per_socket(&self) -> Vec<usize> {
         self.drivers.iter().map(|d| d.lock().ep.len()).collect()
@@ -130,7 +144,7 @@ impl KcpListener {
             .ep
             .remote(id)
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "session ended"))?;
-        Ok((KcpStream::from_parts(driver, id, &self.config), peer))
+        Ok((KcpStream::from_parts(driver, id, &self.config, false), peer))
     }
 
     /// kcp-go's SNMP counters, summed over the listener's sockets.

@@ -45,6 +45,8 @@ pub struct StreamStats {
 pub(crate) struct Inner {
     pub(crate) driver: Arc<Driver>,
     pub(crate) id: SessionId,
+    /// Whether this stream's socket is its own (connect) or its listener's.
+    pub(crate) owns_socket: bool,
 }
 
 impl Drop for Inner {
@@ -283,15 +285,52 @@ impl KcpStream {
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?
         };
         driver.poke();
-        Ok(KcpStream::from_parts(driver, id, &config))
+        Ok(KcpStream::from_parts(driver, id, &config, true))
     }
 
-    pub(crate) fn from_parts(driver: Arc<Driver>, id: SessionId, config: &KcpConfig) -> KcpStream {
+    pub(crate) fn from_parts(
+        driver: Arc<Driver>,
+        id: SessionId,
+        config: &KcpConfig,
+        owns_socket: bool,
+    ) -> KcpStream {
         KcpStream {
-            inner: Arc::new(Inner { driver, id }),
+            inner: Arc::new(Inner {
+                driver,
+                id,
+                owns_socket,
+            }),
             shutdown_ms: config.shutdown_timeout.as_millis().min(u32::MAX as u128) as u32,
             read_to: Deadline::new(config.read_timeout),
             write_to: Deadline::new(config.write_timeout),
+        }
+    }
+
+    /// Sets the socket buffers at run time (`SetReadBuffer`/`SetWriteBuffer`). Like kcp-go,
+    /// refused for a stream a listener accepted: its socket is the listener's.
+    pub fn set_sockbuf(&self, bytes: usize) -> io::Result<()> {
+        self.own_socket()?;
+        self.inner
+            .driver
+            .with_socket(|s| crate::config::set_sockbuf(s, bytes))
+    }
+
+    /// Sets the DSCP code point at run time (`SetDSCP`); refused for accepted streams.
+    pub fn set_dscp(&self, dscp: u8) -> io::Result<()> {
+        self.own_socket()?;
+        self.inner
+            .driver
+            .with_socket(|s| crate::config::set_dscp(s, dscp))
+    }
+
+    fn own_socket(&self) -> io::Result<()> {
+        if self.inner.owns_socket {
+            Ok(())
+        } else {
+            Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "an accepted stream shares its listener's socket: set it on the listener",
+            ))
         }
     }
 
@@ -342,8 +381,9 @@ impl KcpStream {
     }
 
     /// Changes the engine settings at run time (kcp-go's `SetNoDelay`, `SetWindowSize`,
-    /// `SetACKNoDelay`, `SetWriteDelay`), through `f` on the engine's configuration; invalid
-    /// results are refused and nothing changes. MTU and stream mode are fixed at creation.
+    /// `SetACKNoDelay`, `SetWriteDelay`, `SetMtu`), through `f` on the engine's
+    /// configuration; invalid results are refused and nothing changes. Stream mode is fixed at
+    /// creation; an MTU change waits until queued segments fit it (an error says so).
     pub fn set_config(&self, f: impl FnOnce(&mut kcp_core::Config)) -> io::Result<()> {
         let r = self.with(|s, id| {
             s.ep.session_mut(id).map(|x| {

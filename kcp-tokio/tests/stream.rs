@@ -247,7 +247,13 @@ async fn settings_change_at_run_time() {
         c.ack_nodelay = true;
     })
     .unwrap();
-    assert!(c.set_config(|c| c.mtu = 500).is_err());
+    c.set_dscp(46).unwrap();
+    c.set_sockbuf(1 << 20).unwrap();
+    assert!(c.set_dscp(64).is_err());
+    c.set_config(|c| c.mtu = 500).unwrap();
+    assert_eq!(c.mss(), 500 - 24);
+    assert!(c.set_config(|c| c.mtu = 40).is_err());
+    assert!(c.set_config(|c| c.stream = false).is_err());
     assert!(c.set_config(|c| c.interval = 1).is_err());
 }
 

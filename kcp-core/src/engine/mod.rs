@@ -387,20 +387,38 @@ impl<'a> Kcp<'a> {
     }
 
     /// Changes settings at run time (kcp-go's `NoDelay`, `WndSize`, `SetACKNoDelay`,
-    /// `SetWriteDelay`...). The MTU, header and trailer room and stream mode are fixed at
-    /// creation; changing them is refused. With caller-provided buffers, windows cannot grow
-    /// beyond what the buffers hold. Nothing changes when an error is returned.
+    /// `SetWriteDelay`, `SetMtu`...). Header and trailer room and stream mode are fixed at
+    /// creation; an MTU change is refused while queued segments would not fit it. With
+    /// caller-provided buffers, windows cannot grow beyond what the buffers hold. Nothing
+    /// changes when an error is returned.
     pub fn reconfigure(&mut self, config: Config) -> Result<(), ConfigError> {
         config.validate()?;
         let c = &self.cfg;
-        if config.mtu != c.mtu
-            || config.header_room != c.header_room
+        if config.header_room != c.header_room
             || config.trailer_room != c.trailer_room
             || config.stream != c.stream
         {
             return Err(ConfigError::Storage(
-                "mtu, codec room and stream mode are fixed at creation",
+                "codec room and stream mode are fixed at creation",
             ));
+        }
+        let mss = config.mss();
+        if mss != self.mss {
+            // A new MTU applies to segments queued from now on; segments already queued must
+            // still fit in a datagram, and payload chunks must hold the new segment size.
+            if mss as usize > self.pool.chunk_len() {
+                return Err(ConfigError::Storage(
+                    "payload chunks smaller than the new MSS",
+                ));
+            }
+            let too_big = (0..self.snd.len())
+                .filter_map(|i| self.snd.at(i))
+                .any(|seg| !seg.acked && seg.len as u32 > mss);
+            if too_big {
+                return Err(ConfigError::Storage(
+                    "queued segments exceed the new MSS; retry once they are acknowledged",
+                ));
+            }
         }
         let snd = (config.snd_wnd + config.send_queue) as usize;
         let rcv = 2 * config.rcv_wnd as usize;
@@ -426,6 +444,7 @@ impl<'a> Kcp<'a> {
             };
         }
         self.cfg = config;
+        self.mss = mss;
         Ok(())
     }
 
