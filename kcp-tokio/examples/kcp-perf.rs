@@ -3,7 +3,7 @@
 //! ```text
 //! kcp-perf server --listen ADDR [--json]
 //! kcp-perf client --connect ADDR --test echo|sink|source [--bytes SIZE] [--msg SIZE]
-//!                 [--conns N] [--rate MSGS_PER_SEC] [--json]
+//!                 [--conns N] [--rate MSGS_PER_SEC] [--duration SECS] [--json]
 //! kcp-perf proxy  --listen ADDR --forward ADDR [--loss PCT] [--delay MS] [--jitter MS]
 //!                 [--reorder PCT] [--dup PCT] [--rate-mbps R] [--seed S]
 //! kcp-perf demo
@@ -227,9 +227,7 @@ async fn client(mut a: Args) -> Result<bool, String> {
     let rate: f64 = a.num("rate", 0.0)?;
     let json = a.bool("json", false)?;
     let (cfg, stream) = kcp_config(&mut a)?;
-    if a.flags.contains_key("duration") {
-        return Err("--duration: not supported by this build yet; use --bytes".into());
-    }
+    let duration: f64 = a.num("duration", 0.0)?;
     a.done()?;
     if rate > 0.0 && test != Test::Echo {
         return Err("--rate applies to --test echo".into());
@@ -241,7 +239,12 @@ async fn client(mut a: Args) -> Result<bool, String> {
             let mut s = KcpStream::connect(connect, cfg).await?;
             let msg = if stream { msg } else { msg.min(s.mss()) };
             let pace = (rate > 0.0).then(|| Duration::from_secs_f64(1.0 / rate));
-            let r = perf::client_paced(&mut s, test, bytes, msg, !stream, pace).await;
+            let r = if duration > 0.0 {
+                let d = Duration::from_secs_f64(duration);
+                perf::client_for(&mut s, test, msg, !stream, pace, d).await
+            } else {
+                perf::client_paced(&mut s, test, bytes, msg, !stream, pace).await
+            };
             let _ = s.shutdown().await;
             r
         }));

@@ -325,6 +325,77 @@ pub async fn client_paced(
     })
 }
 
+/// Runs one client session for `duration` instead of a byte count (header count 0: the
+/// server serves until the session ends). Sink and source then have no answer or CRC; every
+/// byte is still checked against the pattern.
+pub async fn client_for(
+    stream: &mut KcpStream,
+    test: Test,
+    msg: usize,
+    message_mode: bool,
+    pace: Option<Duration>,
+    duration: Duration,
+) -> io::Result<Report> {
+    let msg = msg.max(1);
+    let mut io = Io {
+        s: stream,
+        message: message_mode,
+        buf: vec![0u8; 1 << 16],
+    };
+    io.write(&header(test, 0)).await?;
+    let start = Instant::now();
+    let end = start + duration;
+    let mut off = 0u64;
+    let mut rtts = Vec::new();
+    let mut i = 0u32;
+    while Instant::now() < end {
+        match test {
+            Test::Echo => {
+                if let Some(p) = pace {
+                    tokio::time::sleep_until((start + p * i).into()).await;
+                    i += 1;
+                }
+                let data: Vec<u8> = (off..off + msg as u64).map(pattern).collect();
+                let t = Instant::now();
+                io.write(&data).await?;
+                let back = io.read_exact_n(msg).await?;
+                if back != data {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("echo mismatch at offset {off}"),
+                    ));
+                }
+                rtts.push(t.elapsed().as_micros() as u64);
+                off += msg as u64;
+            }
+            Test::Sink => {
+                let data: Vec<u8> = (off..off + msg as u64).map(pattern).collect();
+                io.write(&data).await?;
+                off += msg as u64;
+            }
+            Test::Source => {
+                let left = end.saturating_duration_since(Instant::now());
+                let got = match tokio::time::timeout(left, io.read_some(1 << 16)).await {
+                    Ok(r) => r?,
+                    Err(_) => break,
+                };
+                check(got, off)?;
+                off += got.len() as u64;
+            }
+        }
+    }
+    rtts.sort_unstable();
+    let (retrans, fec_recovered) = stats(io.s);
+    Ok(Report {
+        test,
+        bytes: off,
+        seconds: start.elapsed().as_secs_f64(),
+        rtts_us: rtts,
+        retrans,
+        fec_recovered,
+    })
+}
+
 /// Serves one session: reads the header and runs its test. The caller shuts the stream down
 /// afterwards (KCP has no FIN: shutdown waits until the last bytes were acknowledged).
 pub async fn serve(stream: &mut KcpStream, message_mode: bool) -> io::Result<Report> {
@@ -340,30 +411,62 @@ pub async fn serve(stream: &mut KcpStream, message_mode: bool) -> io::Result<Rep
         io.read_exact_n(16).await?
     };
     let (test, count) = parse_header(&h)?;
+    // Count 0: until the session ends (the client's --duration runs); the end is an error
+    // from the session (idle timeout), which then is the normal end of the test.
+    let unlimited = count == 0;
     let mut start = None;
+    let mut moved = 0u64;
+    let r = serve_test(&mut io, test, count, unlimited, &mut start, &mut moved).await;
+    if let Err(e) = r {
+        if !(unlimited && moved > 0) {
+            return Err(e);
+        }
+    }
+    let seconds = start.map(|s| s.elapsed().as_secs_f64()).unwrap_or(0.0);
+    let (retrans, fec_recovered) = stats(io.s);
+    Ok(Report {
+        test,
+        bytes: if unlimited { moved } else { count },
+        seconds,
+        rtts_us: Vec::new(),
+        retrans,
+        fec_recovered,
+    })
+}
+
+async fn serve_test(
+    io: &mut Io<'_>,
+    test: Test,
+    count: u64,
+    unlimited: bool,
+    start: &mut Option<Instant>,
+    moved: &mut u64,
+) -> io::Result<()> {
+    let left = |off: u64| {
+        if unlimited {
+            1 << 16
+        } else {
+            (count - off).min(1 << 16) as usize
+        }
+    };
     match test {
         Test::Echo => {
-            let mut off = 0u64;
-            while off < count {
-                let got = io
-                    .read_some((count - off).min(1 << 16) as usize)
-                    .await?
-                    .to_vec();
+            while unlimited || *moved < count {
+                let got = io.read_some(left(*moved)).await?.to_vec();
                 start.get_or_insert_with(Instant::now);
-                check(&got, off)?;
+                check(&got, *moved)?;
                 io.write(&got).await?;
-                off += got.len() as u64;
+                *moved += got.len() as u64;
             }
         }
         Test::Sink => {
             let mut h = crc32fast::Hasher::new();
-            let mut off = 0u64;
-            while off < count {
-                let got = io.read_some((count - off).min(1 << 16) as usize).await?;
+            while unlimited || *moved < count {
+                let got = io.read_some(left(*moved)).await?;
                 start.get_or_insert_with(Instant::now);
-                check(got, off)?;
+                check(got, *moved)?;
                 h.update(got);
-                off += got.len() as u64;
+                *moved += got.len() as u64;
             }
             let mut ans = [0u8; 12];
             ans[..8].copy_from_slice(&count.to_le_bytes());
@@ -371,29 +474,23 @@ pub async fn serve(stream: &mut KcpStream, message_mode: bool) -> io::Result<Rep
             io.write(&ans).await?;
         }
         Test::Source => {
-            start = Some(Instant::now());
+            *start = Some(Instant::now());
             let mut h = crc32fast::Hasher::new();
-            let mut off = 0u64;
-            while off < count {
-                let len = (count - off).min(32768);
-                let data: Vec<u8> = (off..off + len).map(pattern).collect();
+            while unlimited || *moved < count {
+                let len = if unlimited {
+                    32768
+                } else {
+                    (count - *moved).min(32768)
+                };
+                let data: Vec<u8> = (*moved..*moved + len).map(pattern).collect();
                 h.update(&data);
                 io.write(&data).await?;
-                off += len;
+                *moved += len;
             }
             io.write(&h.finalize().to_le_bytes()).await?;
         }
     }
-    let seconds = start.map(|s| s.elapsed().as_secs_f64()).unwrap_or(0.0);
-    let (retrans, fec_recovered) = stats(io.s);
-    Ok(Report {
-        test,
-        bytes: count,
-        seconds,
-        rtts_us: Vec::new(),
-        retrans,
-        fec_recovered,
-    })
+    Ok(())
 }
 
 /// One JSON line for a report (kcp-perf's `--json` format).
