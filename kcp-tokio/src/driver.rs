@@ -18,7 +18,11 @@ use tokio::sync::Notify;
 #[cfg(not(target_os = "linux"))]
 const RECV_BUF: usize = 65_536;
 /// Datagrams read per wake-up before the loop yields to timers and writers.
+#[cfg(not(target_os = "linux"))]
 const RECV_BATCH: usize = 128;
+/// `recvmmsg` calls per wake-up before the loop yields to timers and writers.
+#[cfg(target_os = "linux")]
+const RECV_CALLS: usize = 4;
 /// Datagrams kept while the socket's send buffer is full.
 const MAX_BACKLOG: usize = 4096;
 
@@ -207,7 +211,13 @@ pub(crate) struct Driver {
 
 impl Driver {
     /// Starts the driver task for `socket`.
-    pub(crate) fn spawn(socket: UdpSocket, ep: Endpoint<SocketAddr>) -> io::Result<Arc<Driver>> {
+    /// Starts the driver task for `socket`. `gro` asks for receive offload (64 KiB receive
+    /// slots: worth it for a listener's busy socket, not for every client socket).
+    pub(crate) fn spawn(
+        socket: UdpSocket,
+        ep: Endpoint<SocketAddr>,
+        gro: bool,
+    ) -> io::Result<Arc<Driver>> {
         let local = socket.local_addr()?;
         let socket = Arc::new(socket);
         #[cfg(not(target_os = "linux"))]
@@ -234,7 +244,7 @@ impl Driver {
             stop: Notify::new(),
             local,
         });
-        tokio::spawn(run(inner.clone(), socket));
+        tokio::spawn(run(inner.clone(), socket, gro));
         Ok(Arc::new(Driver { inner }))
     }
 
@@ -275,15 +285,13 @@ impl Drop for Driver {
 /// every datagram to the endpoint.
 fn receive(socket: &UdpSocket, rx: &mut Rx, s: &mut Shared, now: Millis) -> io::Result<()> {
     #[cfg(target_os = "linux")]
-    for _ in 0..RECV_BATCH / crate::batch::BATCH {
+    for _ in 0..RECV_CALLS {
         match rx.recv(socket) {
             Ok(n) => {
-                for i in 0..n {
-                    if let Some((from, data)) = rx.get(i) {
-                        let _ = s.ep.handle_datagram(now, from, data);
-                    }
-                }
-                if n < crate::batch::BATCH {
+                rx.for_each(|from, data| {
+                    let _ = s.ep.handle_datagram(now, from, data);
+                });
+                if n == 0 {
                     break;
                 }
             }
@@ -320,9 +328,11 @@ type Rx = crate::batch::RecvBatch;
 #[cfg(not(target_os = "linux"))]
 type Rx = Vec<u8>;
 
-async fn run(d: Arc<Inner>, socket: Arc<UdpSocket>) {
+async fn run(d: Arc<Inner>, socket: Arc<UdpSocket>, gro: bool) {
     #[cfg(target_os = "linux")]
-    let mut rx = crate::batch::RecvBatch::new();
+    let mut rx = crate::batch::RecvBatch::new(&socket, gro);
+    #[cfg(not(target_os = "linux"))]
+    let _ = gro;
     #[cfg(not(target_os = "linux"))]
     let mut rx = vec![0u8; RECV_BUF];
     loop {

@@ -62,7 +62,7 @@ impl KcpListener {
         config.apply_socket(&socket)?;
         let ep = Endpoint::new(config.endpoint_config(true))
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
-        let driver = Driver::spawn(socket, ep)?;
+        let driver = Driver::spawn(socket, ep, true)?;
         Ok(KcpListener {
             drivers: vec![driver],
             config,
@@ -94,7 +94,7 @@ impl KcpListener {
             config.apply_socket(&socket)?;
             let ep = Endpoint::new(config.endpoint_config(true))
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
-            drivers.push(Driver::spawn(socket, ep)?);
+            drivers.push(Driver::spawn(socket, ep, true)?);
         }
         Ok(KcpListener { drivers, config })
     }

@@ -277,7 +277,7 @@ impl KcpStream {
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
         crate::check_layers(&config)?;
         config.apply_socket(&socket)?;
-        let driver = Driver::spawn(socket, ep)?;
+        let driver = Driver::spawn(socket, ep, false)?;
         let id = {
             let mut s = driver.lock();
             let now = s.now();
