@@ -232,11 +232,14 @@ async fn client(mut a: Args) -> Result<bool, String> {
     if rate > 0.0 && test != Test::Echo {
         return Err("--rate applies to --test echo".into());
     }
+    use std::io::IsTerminal;
+    let show_progress = !json && std::io::stderr().is_terminal();
     let mut tasks = Vec::new();
     for _ in 0..conns.max(1) {
         let cfg = cfg.clone();
         tasks.push(tokio::spawn(async move {
             let mut s = KcpStream::connect(connect, cfg).await?;
+            let progress = (show_progress && conns == 1).then(|| spawn_progress(s.monitor()));
             let msg = if stream { msg } else { msg.min(s.mss()) };
             let pace = (rate > 0.0).then(|| Duration::from_secs_f64(1.0 / rate));
             let r = if duration > 0.0 {
@@ -245,6 +248,10 @@ async fn client(mut a: Args) -> Result<bool, String> {
             } else {
                 perf::client_paced(&mut s, test, bytes, msg, !stream, pace).await
             };
+            if let Some(p) = progress {
+                p.abort();
+                eprint!("\r{:60}\r", "");
+            }
             let _ = s.shutdown().await;
             r
         }));
@@ -264,6 +271,27 @@ async fn client(mut a: Args) -> Result<bool, String> {
         }
     }
     Ok(ok)
+}
+
+/// A one-line progress display on stderr (terminals only), updated twice a second.
+fn spawn_progress(m: kcp_tokio::StreamMonitor) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let start = std::time::Instant::now();
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let Some(st) = m.stats() else { return };
+            let secs = start.elapsed().as_secs_f64();
+            let moved = st.kcp.bytes_sent + st.kcp.bytes_received;
+            eprint!(
+                "\r{:>8.1} MB in {:>5.1} s ({:>7.2} MB/s), rtt {:>4} ms, retrans {}   ",
+                moved as f64 / 1e6,
+                secs,
+                moved as f64 / 1e6 / secs,
+                st.srtt_ms,
+                st.kcp.retrans_segs
+            );
+        }
+    })
 }
 
 fn impair(a: &mut Args, seed: u64) -> Result<ImpairConfig, String> {

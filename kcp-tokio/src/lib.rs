@@ -40,7 +40,7 @@ mod stream;
 
 pub use config::KcpConfig;
 pub use listener::KcpListener;
-pub use stream::{KcpStream, OwnedReadHalf, OwnedWriteHalf, StreamStats};
+pub use stream::{KcpStream, OwnedReadHalf, OwnedWriteHalf, StreamMonitor, StreamStats};
 
 /// Refuses configurations whose layers cannot be built (kcp-go silently disables FEC).
 pub(crate) fn check_layers(config: &KcpConfig) -> std::io::Result<()> {

@@ -368,6 +368,14 @@ impl KcpStream {
         self.inner.driver.local_addr()
     }
 
+    /// A handle that reads this stream's counters from elsewhere (a progress display, a
+    /// metrics task) while the stream itself is busy.
+    pub fn monitor(&self) -> StreamMonitor {
+        StreamMonitor {
+            inner: self.inner.clone(),
+        }
+    }
+
     /// Counters and RTT of the session (`None` once it ended).
     pub fn stats(&self) -> Option<StreamStats> {
         self.with(|s, id| {
@@ -507,6 +515,32 @@ fn poll_read_buf(
         }
         Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
         Poll::Pending => Poll::Pending,
+    }
+}
+
+/// Reads a stream's counters; see [`KcpStream::monitor`]. Keeps the session's socket driver
+/// alive while held, but not the session: it ends with its stream.
+#[derive(Clone)]
+pub struct StreamMonitor {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for StreamMonitor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamMonitor").finish_non_exhaustive()
+    }
+}
+
+impl StreamMonitor {
+    /// Counters and RTT of the session (`None` once it ended).
+    pub fn stats(&self) -> Option<StreamStats> {
+        let s = self.inner.driver.lock();
+        s.ep.session(self.inner.id).map(|x| StreamStats {
+            kcp: *x.kcp().stats(),
+            session: *x.stats(),
+            srtt_ms: x.kcp().srtt(),
+            rto_ms: x.kcp().rto(),
+        })
     }
 }
 
