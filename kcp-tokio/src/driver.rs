@@ -173,10 +173,13 @@ impl Shared {
         true
     }
 
+    /// The instant of the endpoint's next deadline, on the exact millisecond boundary of the
+    /// engine clock (not "now + n ms", which would drift late by the sub-millisecond part).
     fn deadline(&mut self) -> Option<Instant> {
         let t = self.ep.poll_timeout()?;
-        let at = t.since(self.now()).max(0) as u64;
-        Some(Instant::now() + Duration::from_millis(at))
+        let now = self.now();
+        let at = u64::from(now.0) + t.since(now).max(0) as u64;
+        Some(self.start + Duration::from_millis(at))
     }
 
     fn stop(&mut self, kind: io::ErrorKind) {

@@ -238,8 +238,19 @@ impl Kcp<'_> {
         });
 
         if kind == Pending::Timer {
-            self.timer = Some(now + next);
-            self.timer_anchor = now + next;
+            // kcp-go re-arms at now + next on a sub-millisecond clock; on a millisecond clock,
+            // a tick that runs late would push every later tick back. Keep the cadence of the
+            // deadline that fired (never earlier than the next millisecond).
+            let base = match self.timer {
+                Some(t) if now.since(t) >= 0 && now.since(t) < next as i32 => t,
+                _ => now,
+            };
+            let mut at = base + next;
+            if !at.reached(now + 1) {
+                at = now + 1;
+            }
+            self.timer = Some(at);
+            self.timer_anchor = at;
         }
     }
 
