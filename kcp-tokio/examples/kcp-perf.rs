@@ -3,7 +3,7 @@
 //! ```text
 //! kcp-perf server --listen ADDR [--json]
 //! kcp-perf client --connect ADDR --test echo|sink|source [--bytes SIZE] [--msg SIZE]
-//!                 [--conns N] [--rate MSGS_PER_SEC] [--duration SECS] [--json]
+//!                 [--conns N] [--rate MSGS_PER_SEC] [--duration SECS] [--timeout SECS] [--json]
 //! kcp-perf proxy  --listen ADDR --forward ADDR [--loss PCT] [--delay MS] [--jitter MS]
 //!                 [--reorder PCT] [--dup PCT] [--rate-mbps R] [--seed S]
 //! kcp-perf demo
@@ -228,6 +228,7 @@ async fn client(mut a: Args) -> Result<bool, String> {
     let json = a.bool("json", false)?;
     let (cfg, stream) = kcp_config(&mut a)?;
     let duration: f64 = a.num("duration", 0.0)?;
+    let idle: f64 = a.num("timeout", 30.0)?;
     a.done()?;
     if rate > 0.0 && test != Test::Echo {
         return Err("--rate applies to --test echo".into());
@@ -236,7 +237,9 @@ async fn client(mut a: Args) -> Result<bool, String> {
     let show_progress = !json && std::io::stderr().is_terminal();
     let mut tasks = Vec::new();
     for _ in 0..conns.max(1) {
-        let cfg = cfg.clone();
+        // --timeout: seconds a read or write may wait without progress (as the Go peer).
+        let t = (idle > 0.0).then(|| Duration::from_secs_f64(idle));
+        let cfg = cfg.clone().read_timeout(t).write_timeout(t);
         tasks.push(tokio::spawn(async move {
             let mut s = KcpStream::connect(connect, cfg).await?;
             let progress = (show_progress && conns == 1).then(|| spawn_progress(s.monitor()));
@@ -257,9 +260,24 @@ async fn client(mut a: Args) -> Result<bool, String> {
         }));
     }
     let mut ok = true;
+    let started = std::time::Instant::now();
+    let mut total = Report {
+        test,
+        bytes: 0,
+        seconds: 0.0,
+        rtts_us: Vec::new(),
+        retrans: 0,
+        fec_recovered: 0,
+    };
     for t in tasks {
         match t.await {
-            Ok(Ok(r)) => print_report("client", &r, true, json),
+            Ok(Ok(r)) => {
+                print_report("client", &r, true, json);
+                total.bytes += r.bytes;
+                total.retrans += r.retrans;
+                total.fec_recovered += r.fec_recovered;
+                total.rtts_us.extend_from_slice(&r.rtts_us);
+            }
             Ok(Err(e)) => {
                 eprintln!("session failed: {e}");
                 ok = false;
@@ -268,6 +286,23 @@ async fn client(mut a: Args) -> Result<bool, String> {
                 eprintln!("session task failed: {e}");
                 ok = false;
             }
+        }
+    }
+    if conns > 1 || json {
+        // One summary line per run (all sessions), as the Go peer prints.
+        total.seconds = started.elapsed().as_secs_f64();
+        total.rtts_us.sort_unstable();
+        if json {
+            let (cpu, rss) = resources();
+            let line = perf::json("client", &total, ok, cpu, rss);
+            println!(
+                "{},\"summary\":true,\"conns\":{}}}",
+                &line[..line.len() - 1],
+                conns.max(1)
+            );
+        } else {
+            print!("total ({} conns): ", conns);
+            print_report("client", &total, ok, false);
         }
     }
     Ok(ok)
