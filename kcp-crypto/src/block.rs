@@ -59,6 +59,9 @@ enum Inner {
 pub struct BlockCrypt {
     kind: CipherKind,
     inner: Inner,
+    /// AES-128/256 CFB decryption with VAES, when the CPU has it (see `aes_vaes.rs`).
+    #[cfg(target_arch = "x86_64")]
+    vaes: Option<crate::aes_vaes::AesVaes>,
 }
 
 fn check_len(key: &[u8], min: usize, max: usize) -> Result<(), CryptoError> {
@@ -133,7 +136,20 @@ impl BlockCrypt {
             CipherKind::Xor => Inner::Xor(XorTable::derive(key)),
             CipherKind::None | CipherKind::Null => Inner::Identity,
         };
-        Ok(BlockCrypt { kind, inner })
+        #[cfg(target_arch = "x86_64")]
+        let vaes = match kind {
+            CipherKind::Aes128 => crate::aes_vaes::AesVaes::new128(&key16(key)?),
+            CipherKind::Aes256 => <&[u8; 32]>::try_from(key)
+                .ok()
+                .and_then(crate::aes_vaes::AesVaes::new256),
+            _ => None,
+        };
+        Ok(BlockCrypt {
+            kind,
+            inner,
+            #[cfg(target_arch = "x86_64")]
+            vaes,
+        })
     }
 
     /// Builds a cipher from kcptun's derived key, taking the slice kcptun takes
@@ -148,6 +164,8 @@ impl BlockCrypt {
             Err(_) => BlockCrypt {
                 kind: CipherKind::Aes256,
                 inner: Inner::Aes256(Aes256Enc::new(key.into())),
+                #[cfg(target_arch = "x86_64")]
+                vaes: None,
             },
         }
     }
@@ -209,9 +227,23 @@ impl BlockCrypt {
     /// Decrypts a whole packet in place, as kcp-go's `Decrypt(dst, src)` with `dst == src`.
     pub fn decrypt(&self, packet: &mut [u8]) {
         match &self.inner {
-            Inner::Aes128(c) => cfb_decrypt(c, packet),
+            Inner::Aes128(c) => {
+                #[cfg(target_arch = "x86_64")]
+                if let Some(v) = &self.vaes {
+                    v.cfb_decrypt(&INITIAL_VECTOR, packet);
+                    return;
+                }
+                cfb_decrypt(c, packet)
+            }
             Inner::Aes192(c) => cfb_decrypt(c, packet),
-            Inner::Aes256(c) => cfb_decrypt(c, packet),
+            Inner::Aes256(c) => {
+                #[cfg(target_arch = "x86_64")]
+                if let Some(v) = &self.vaes {
+                    v.cfb_decrypt(&INITIAL_VECTOR, packet);
+                    return;
+                }
+                cfb_decrypt(c, packet)
+            }
             Inner::Blowfish(c) => cfb_decrypt_narrow(c, packet),
             Inner::Twofish(c) => cfb_decrypt_narrow(c, packet),
             Inner::Cast5(c) => cfb_decrypt_narrow(c, packet),

@@ -69,6 +69,8 @@
 #![deny(missing_docs)]
 
 mod aead;
+#[cfg(target_arch = "x86_64")]
+mod aes_vaes;
 mod block;
 mod cfb;
 mod error;

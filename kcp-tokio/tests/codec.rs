@@ -26,9 +26,16 @@ async fn lines_codec_round_trip() {
     let mut f = Framed::new(c, LinesCodec::new());
     for word in ["hello", "kcp", "over", "udp"] {
         f.send(word).await.unwrap();
-        let back = tokio::time::timeout(Duration::from_secs(5), f.next()).await.unwrap().unwrap().unwrap();
+        let back = tokio::time::timeout(Duration::from_secs(5), f.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
         assert_eq!(back, word.to_uppercase());
     }
     f.send("bye").await.unwrap();
-    tokio::time::timeout(Duration::from_secs(5), server).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .unwrap()
+        .unwrap();
 }
