@@ -174,8 +174,8 @@ unsafe fn cfb_decrypt(keys: &[[u8; 16]; 15], rounds: usize, iv: &[u8; 16], data:
         let ks = encrypt1(rk, input(full));
         let mut k = [0u8; 16];
         _mm_storeu_si128(k.as_mut_ptr().cast(), ks);
-        for j in 0..tail {
-            *p.add(full * 16 + j) ^= k[j];
+        for (j, kb) in k.iter().enumerate().take(tail) {
+            *p.add(full * 16 + j) ^= kb;
         }
     }
     // Full blocks back to front: 16 at a time (4 x 4 lanes), then 4, then 1.
