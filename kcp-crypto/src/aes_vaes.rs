@@ -70,29 +70,33 @@ unsafe fn expand256(key: &[u8; 32]) -> [[u8; 16]; 15] {
         k = _mm_xor_si128(k, _mm_slli_si128::<4>(k));
         _mm_xor_si128(k, t)
     }
-    macro_rules! pair {
+    macro_rules! even {
         ($i:expr, $rcon:expr) => {{
-            a = mix(
-                a,
-                _mm_shuffle_epi32::<0xff>(_mm_aeskeygenassist_si128::<$rcon>(b)),
-            );
+            let t = _mm_aeskeygenassist_si128::<$rcon>(b);
+            a = mix(a, _mm_shuffle_epi32::<0xff>(t));
             _mm_storeu_si128(out[$i].as_mut_ptr().cast(), a);
-            if $i + 1 < 15 {
-                b = mix(
-                    b,
-                    _mm_shuffle_epi32::<0xaa>(_mm_aeskeygenassist_si128::<0>(a)),
-                );
-                _mm_storeu_si128(out[$i + 1].as_mut_ptr().cast(), b);
-            }
         }};
     }
-    pair!(2, 0x01);
-    pair!(4, 0x02);
-    pair!(6, 0x04);
-    pair!(8, 0x08);
-    pair!(10, 0x10);
-    pair!(12, 0x20);
-    pair!(14, 0x40);
+    macro_rules! odd {
+        ($i:expr) => {{
+            let t = _mm_aeskeygenassist_si128::<0>(a);
+            b = mix(b, _mm_shuffle_epi32::<0xaa>(t));
+            _mm_storeu_si128(out[$i].as_mut_ptr().cast(), b);
+        }};
+    }
+    even!(2, 0x01);
+    odd!(3);
+    even!(4, 0x02);
+    odd!(5);
+    even!(6, 0x04);
+    odd!(7);
+    even!(8, 0x08);
+    odd!(9);
+    even!(10, 0x10);
+    odd!(11);
+    even!(12, 0x20);
+    odd!(13);
+    even!(14, 0x40);
     out
 }
 
