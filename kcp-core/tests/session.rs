@@ -90,3 +90,36 @@ fn sessions_transfer_over_a_lossy_link() {
     .run_with(|cfg| Session::new(5, cfg, layers(), START).unwrap());
     assert!(r.completed);
 }
+
+#[test]
+fn strided_transmit_matches_one_at_a_time() {
+    let mk = || {
+        let mut s = Session::new(1, Config::fast3(), layers(), START).unwrap();
+        s.kcp_mut().send(&[3u8; 20_000]).unwrap();
+        s
+    };
+    let mut one = mk();
+    let mut singles = Vec::new();
+    let mut buf = [0u8; 1400];
+    while let Some(n) = one.poll_transmit(START, &mut buf) {
+        singles.push(buf[..n].to_vec());
+    }
+    let mut many = mk();
+    let stride = 1500;
+    let mut region = vec![0u8; 4 * stride];
+    let mut lens = [0usize; 4];
+    let mut batched = Vec::new();
+    loop {
+        let n = many.poll_transmit_strided(START, &mut region, stride, &mut lens);
+        if n == 0 {
+            break;
+        }
+        assert!(n <= 4);
+        for (i, &len) in lens[..n].iter().enumerate() {
+            batched.push(region[i * stride..i * stride + len].to_vec());
+        }
+    }
+    assert!(singles.len() > 8);
+    assert_eq!(batched, singles);
+    assert_eq!(many.stats().out_pkts, one.stats().out_pkts);
+}

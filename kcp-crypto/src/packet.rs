@@ -129,6 +129,38 @@ impl PacketCrypt {
 }
 
 impl Codec for PacketCrypt {
+    /// Seals up to eight packets per cipher call with interleaved CFB chains
+    /// ([`PacketCrypt::seal_many`]): a lone packet's CFB chain runs at the cipher's latency,
+    /// eight run at its throughput.
+    fn seal_strided(
+        &mut self,
+        buf: &mut [u8],
+        stride: usize,
+        lens: &mut [usize],
+        _now: Millis,
+    ) -> Result<(), CodecError> {
+        const GROUP: usize = 8;
+        let hl = self.header_len();
+        if buf.len() < lens.len() * stride || lens.iter().any(|&l| l < hl || l > stride) {
+            self.stats.seal_errors += 1;
+            return Err(CodecError::BufferTooSmall);
+        }
+        for (g, group_lens) in lens.chunks(GROUP).enumerate() {
+            let base = g * GROUP * stride;
+            let region = &mut buf[base..base + group_lens.len() * stride];
+            let mut chunks = region.chunks_mut(stride);
+            let mut packets: [&mut [u8]; GROUP] = core::array::from_fn(|i| match chunks.next() {
+                Some(c) => {
+                    let l = group_lens.get(i).copied().unwrap_or(0).min(c.len());
+                    &mut c[..l]
+                }
+                None => &mut [],
+            });
+            self.seal_many(&mut packets[..group_lens.len()])?;
+        }
+        Ok(())
+    }
+
     fn header_len(&self) -> usize {
         self.cipher.kind().header_len()
     }

@@ -350,3 +350,42 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn strided_sealing_opens_like_single_sealing() {
+    for name in ["aes-128", "aes", "blowfish", "salsa20", "none", "null"] {
+        let mut sealer = PacketCrypt::from_password(name, b"k", &mut TestRng(1)).unwrap();
+        let mut opener = PacketCrypt::from_password(name, b"k", &mut TestRng(2)).unwrap();
+        let hl = sealer.header_len();
+        let stride = 1500;
+        let count = 11; // more than one group of eight
+        let mut buf = vec![0u8; count * stride];
+        let mut lens = vec![0usize; count];
+        for i in 0..count {
+            let payload = 100 + i * 97;
+            for (k, b) in buf[i * stride + hl..i * stride + hl + payload]
+                .iter_mut()
+                .enumerate()
+            {
+                *b = (k * 3 + i) as u8;
+            }
+            lens[i] = hl + payload;
+        }
+        sealer
+            .seal_strided(&mut buf, stride, &mut lens, Millis(0))
+            .unwrap();
+        for i in 0..count {
+            let pkt = &mut buf[i * stride..i * stride + lens[i]];
+            let inner = opener.open(pkt, Millis(0)).unwrap().unwrap();
+            let payload = &pkt[inner];
+            assert_eq!(payload.len(), 100 + i * 97, "{name}");
+            assert!(
+                payload
+                    .iter()
+                    .enumerate()
+                    .all(|(k, &b)| b == (k * 3 + i) as u8),
+                "{name} packet {i}"
+            );
+        }
+    }
+}

@@ -220,6 +220,10 @@ impl Codec for Fec {
         }
     }
 
+    fn produces_extra(&self) -> bool {
+        self.encoder.is_some()
+    }
+
     fn poll_extra(&mut self, buf: &mut [u8], _now: Millis) -> Option<Result<usize, CodecError>> {
         self.encoder.as_mut()?.poll_parity(buf)
     }

@@ -293,9 +293,24 @@ impl SendBatch {
     }
 
     /// The slot for the next datagram (write into it, then `push`).
+    #[cfg(test)]
     pub(crate) fn slot(&mut self) -> &mut [u8] {
         let i = self.lens.len().min(BATCH - 1);
         &mut self.buf[i * SLOT..(i + 1) * SLOT]
+    }
+
+    /// The free slots, contiguous, `SLOT` bytes apart, and how many there are (write into
+    /// them, then `commit`).
+    pub(crate) fn free_slots(&mut self) -> (&mut [u8], usize) {
+        let used = self.lens.len().min(BATCH);
+        (&mut self.buf[used * SLOT..], BATCH - used)
+    }
+
+    /// Commits `lens.len()` datagrams to `to`, written into the first free slots.
+    pub(crate) fn commit(&mut self, to: SocketAddr, lens: &[usize]) {
+        for &len in lens {
+            self.push(to, len);
+        }
     }
 
     /// Commits the datagram written into `slot()`.

@@ -55,10 +55,21 @@ impl Shared {
         let now = self.now();
         #[cfg(target_os = "linux")]
         {
-            while let Some((to, n)) = self.ep.poll_transmit(now, self.batch.slot()) {
-                self.batch.push(to, n);
+            // Sessions write straight into the send batch's free slots, several datagrams per
+            // call, so the crypto layer seals them together (interleaved CFB chains).
+            let mut lens = [0usize; crate::batch::BATCH];
+            loop {
                 if self.batch.is_full() {
                     self.send_batch();
+                }
+                let (region, free) = self.batch.free_slots();
+                let stride = crate::batch::SLOT;
+                match self
+                    .ep
+                    .poll_transmit_strided(now, region, stride, &mut lens[..free])
+                {
+                    Some((to, n)) => self.batch.commit(to, &lens[..n]),
+                    None => break,
                 }
             }
             self.send_batch();

@@ -761,15 +761,32 @@ impl<A: Ord + Copy> Endpoint<A> {
     /// The next datagram to send and its destination. Drain it after every call that changes
     /// the endpoint; `buf` must hold the MTU.
     pub fn poll_transmit(&mut self, now: Millis, buf: &mut [u8]) -> Option<(A, usize)> {
+        let stride = buf.len();
+        let mut len = [0usize; 1];
+        let (to, n) = self.poll_transmit_strided(now, buf, stride, &mut len)?;
+        (n == 1).then_some((to, len[0]))
+    }
+
+    /// Up to `lens.len()` datagrams to one destination at once (see
+    /// [`Session::poll_transmit_strided`]): datagram `i` in `buf[i * stride..]`, its length in
+    /// `lens[i]`. Returns the destination and how many; `None` when nothing is left to send.
+    pub fn poll_transmit_strided(
+        &mut self,
+        now: Millis,
+        buf: &mut [u8],
+        stride: usize,
+        lens: &mut [usize],
+    ) -> Option<(A, usize)> {
         self.tick(now);
         while let Some(&idx) = self.dirty.front() {
             let alive = self.check_lifecycle(idx);
             if alive {
                 let mut closing = false;
                 if let Some(Some(slot)) = self.slots.get_mut(idx as usize) {
-                    if let Some(n) = slot.session.poll_transmit(now, buf) {
-                        self.stats.out_pkts += 1;
-                        self.stats.out_bytes += n as u64;
+                    let n = slot.session.poll_transmit_strided(now, buf, stride, lens);
+                    if n > 0 {
+                        self.stats.out_pkts += n as u64;
+                        self.stats.out_bytes += lens[..n].iter().sum::<usize>() as u64;
                         return Some((slot.addr, n));
                     }
                     closing = slot.state == State::Closing;
