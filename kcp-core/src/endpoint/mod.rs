@@ -648,23 +648,9 @@ impl<A: Ord + Copy> Endpoint<A> {
         Ok(id.idx)
     }
 
-    /// Readiness edges after a session processed something.
+    /// Readiness edges after a session processed something; it then has output to drain.
     fn after_io(&mut self, idx: u32) {
-        let Some(Some(slot)) = self.slots.get_mut(idx as usize) else {
-            return;
-        };
-        let id = SessionId { idx, gen: slot.gen };
-        let kcp = slot.session.kcp();
-        let readable = kcp.peek_size().is_some();
-        let writable = slot.state == State::Open && kcp.is_writable();
-        if readable && !slot.readable {
-            self.events.push_back(Event::Readable(id));
-        }
-        if writable && !slot.writable {
-            self.events.push_back(Event::Writable(id));
-        }
-        slot.readable = readable;
-        slot.writable = writable;
+        self.after_io_quiet(idx);
         self.mark(idx);
     }
 
