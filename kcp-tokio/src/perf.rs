@@ -164,6 +164,22 @@ impl Io<'_> {
         Ok(&self.buf[..n])
     }
 
+    /// Sends `len` pattern bytes from stream offset `off`, waits for their echo, checks it;
+    /// returns the round trip in microseconds.
+    async fn echo_once(&mut self, off: u64, len: usize) -> io::Result<u64> {
+        let data: Vec<u8> = (off..off + len as u64).map(pattern).collect();
+        let t = Instant::now();
+        self.write(&data).await?;
+        let back = self.read_exact_n(len).await?;
+        if back != data {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("echo mismatch at offset {off}"),
+            ));
+        }
+        Ok(t.elapsed().as_micros() as u64)
+    }
+
     async fn read_exact_n(&mut self, n: usize) -> io::Result<Vec<u8>> {
         let mut out = Vec::with_capacity(n);
         while out.len() < n {
@@ -234,17 +250,7 @@ pub async fn client_paced(
                 }
                 i += 1;
                 let len = (msg as u64).min(count - off) as usize;
-                let data: Vec<u8> = (off..off + len as u64).map(pattern).collect();
-                let t = Instant::now();
-                io.write(&data).await?;
-                let back = io.read_exact_n(len).await?;
-                if back != data {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!("echo mismatch at offset {off}"),
-                    ));
-                }
-                rtts.push(t.elapsed().as_micros() as u64);
+                rtts.push(io.echo_once(off, len).await?);
                 off += len as u64;
             }
         }
@@ -355,17 +361,7 @@ pub async fn client_for(
                     tokio::time::sleep_until((start + p * i).into()).await;
                     i += 1;
                 }
-                let data: Vec<u8> = (off..off + msg as u64).map(pattern).collect();
-                let t = Instant::now();
-                io.write(&data).await?;
-                let back = io.read_exact_n(msg).await?;
-                if back != data {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!("echo mismatch at offset {off}"),
-                    ));
-                }
-                rtts.push(t.elapsed().as_micros() as u64);
+                rtts.push(io.echo_once(off, msg).await?);
                 off += msg as u64;
             }
             Test::Sink => {
