@@ -25,11 +25,7 @@ base_gopath=$("$here/gopath.sh")
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 pkg="$tmp/src/kcpenginebench"
-mkdir -p "$pkg"
-for f in "$deb"/*.go; do
-    case "$f" in *_test.go) continue ;; esac
-    cp "$f" "$pkg/"
-done
+"$here/kcpgo-scratch.sh" "$pkg"
 cp "$here/engine-bench/engine_bench_test.go" "$pkg/"
 (cd "$pkg" && GOPATH="$tmp:$base_gopath" GO111MODULE=off GOFLAGS= \
     go test -run '^$' -bench '^BenchmarkEngine' -benchtime "${secs}s" -count 1 .) |

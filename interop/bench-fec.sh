@@ -27,11 +27,7 @@ base_gopath=$("$here/gopath.sh")
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 pkg="$tmp/src/kcpfecbench"
-mkdir -p "$pkg"
-for f in "$deb"/*.go; do
-    case "$f" in *_test.go) continue ;; esac
-    cp "$f" "$pkg/"
-done
+"$here/kcpgo-scratch.sh" "$pkg"
 cp "$deb/fec_test.go" "$here/fec-vectors/kcpshim/bench1400_test.go" "$pkg/"
 (cd "$pkg" && GOPATH="$tmp:$base_gopath" GO111MODULE=off GOFLAGS= \
     go test -run '^$' -bench '^BenchmarkFEC(En|De)code' -benchtime "${secs}s" -count 1 .) |

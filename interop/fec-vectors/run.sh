@@ -14,11 +14,7 @@ base_gopath=$("$here/../gopath.sh")
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 pkg="$tmp/src/kcpfecscratch"
-mkdir -p "$pkg/kcp"
-for f in "$deb"/*.go; do
-    case "$f" in *_test.go) continue ;; esac
-    cp "$f" "$pkg/kcp/"
-done
+"$here/../kcpgo-scratch.sh" "$pkg/kcp"
 cp "$here"/kcpshim/*.go "$pkg/kcp/"
 cp "$here/main.go" "$pkg/"
 cd "$pkg"
