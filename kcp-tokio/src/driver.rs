@@ -2,7 +2,7 @@
 //! the sans-IO [`Endpoint`] behind a mutex that streams share, and streams talk to it through
 //! that state and wakers (no channel per packet).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -38,7 +38,12 @@ pub(crate) struct Shared {
     pub(crate) read_wakers: HashMap<SessionId, Waker>,
     pub(crate) write_wakers: HashMap<SessionId, Waker>,
     pub(crate) close_wakers: HashMap<SessionId, Waker>,
+    /// Why sessions that have a stream ended, until the stream is dropped. Sessions nobody
+    /// holds a stream for (ended before `accept`) are not recorded, so this stays bounded by
+    /// the live streams.
     pub(crate) closed: HashMap<SessionId, CloseReason>,
+    /// Sessions some `KcpStream` refers to.
+    pub(crate) streams: HashSet<SessionId>,
     pub(crate) accept_waker: Option<Waker>,
     pub(crate) send_drops: u64,
     pub(crate) stopped: Option<io::ErrorKind>,
@@ -97,7 +102,9 @@ impl Shared {
                     }
                 }
                 Event::Closed(id, reason) => {
-                    self.closed.insert(id, reason);
+                    if self.streams.contains(&id) {
+                        self.closed.insert(id, reason);
+                    }
                     for map in [
                         &mut self.read_wakers,
                         &mut self.write_wakers,
@@ -249,6 +256,7 @@ impl Driver {
                 write_wakers: HashMap::new(),
                 close_wakers: HashMap::new(),
                 closed: HashMap::new(),
+                streams: HashSet::new(),
                 accept_waker: None,
                 send_drops: 0,
                 stopped: None,
@@ -399,5 +407,45 @@ async fn run(d: Arc<Inner>, socket: Arc<UdpSocket>, gro: bool) {
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use kcp_core::wire::{Command, SegmentRepr, HEADER_LEN};
+
+    use crate::{KcpConfig, KcpListener};
+
+    /// Peers that open sessions and vanish before `accept` leave nothing behind.
+    #[tokio::test]
+    async fn unaccepted_sessions_leave_no_state() {
+        let cfg = KcpConfig::new(kcp_core::Config::fast3())
+            .idle_timeout(Some(Duration::from_millis(100)));
+        let l = KcpListener::bind("127.0.0.1:0", cfg).await.unwrap();
+        let peer = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        for conv in 0..20u32 {
+            let mut d = [0u8; HEADER_LEN + 1];
+            SegmentRepr {
+                conv,
+                cmd: Command::Push,
+                frg: 0,
+                wnd: 32,
+                ts: 0,
+                sn: 0,
+                una: 0,
+                len: 1,
+            }
+            .emit(&mut d)
+            .unwrap();
+            peer.send_to(&d, l.local_addr()).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(l.sessions_per_socket(), [20]);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(l.sessions_per_socket(), [0], "idle sessions time out");
+        let s = l.drivers[0].lock();
+        assert!(s.closed.is_empty() && s.streams.is_empty());
     }
 }

@@ -37,7 +37,7 @@ use crate::stream::KcpStream;
 /// # }
 /// ```
 pub struct KcpListener {
-    drivers: Vec<Arc<Driver>>,
+    pub(crate) drivers: Vec<Arc<Driver>>,
     config: KcpConfig,
 }
 

@@ -53,7 +53,7 @@ impl Drop for Inner {
     fn drop(&mut self) {
         let mut s = self.driver.lock();
         let _ = s.ep.close(self.id);
-        s.closed.remove(&self.id);
+        s.streams.remove(&self.id);
         s.read_wakers.remove(&self.id);
         s.write_wakers.remove(&self.id);
         s.close_wakers.remove(&self.id);
@@ -294,6 +294,7 @@ impl KcpStream {
         config: &KcpConfig,
         owns_socket: bool,
     ) -> KcpStream {
+        driver.lock().streams.insert(id);
         KcpStream {
             inner: Arc::new(Inner {
                 driver,
