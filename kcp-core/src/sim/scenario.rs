@@ -1,4 +1,8 @@
-//! Ready-made scenarios: a checked bulk transfer between two engines.
+//! Ready-made scenarios: a checked bulk transfer and a sparse echo between two nodes.
+//!
+//! These are test harnesses: they panic (assert) when a check fails or when given a
+//! configuration the engine refuses, instead of returning errors; nothing here runs on
+//! untrusted input.
 
 use std::collections::VecDeque;
 use std::vec;
@@ -100,8 +104,8 @@ impl Transfer {
     /// and in message mode that every message arrives whole.
     ///
     /// # Panics
-    /// On corrupted, duplicated or reordered data, or a broken message boundary: this is a
-    /// test harness.
+    /// On corrupted, duplicated or reordered data, a broken message boundary, or an invalid
+    /// configuration: this is a test harness.
     pub fn run(&self) -> Report {
         self.run_with(|cfg| Kcp::new(0xC0FFEE, cfg, START).expect("valid config"))
     }
@@ -233,7 +237,8 @@ impl Echo {
     /// Runs the exchange between nodes built by `make`; every echo is checked.
     ///
     /// # Panics
-    /// On a corrupted echo or if the exchange does not finish: this is a test harness.
+    /// On a corrupted echo, a refused send, or an exchange that does not finish: this is a
+    /// test harness.
     pub fn run_with<N: Peer>(&self, mut make: impl FnMut(Config) -> N) -> EchoReport {
         let cfg = Config {
             stream: false,
