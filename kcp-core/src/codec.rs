@@ -59,10 +59,33 @@ impl fmt::Display for CodecError {
 
 impl core::error::Error for CodecError {}
 
+/// Where an [`Endpoint`](crate::endpoint::Endpoint) finds the session a packet belongs to,
+/// as a layer tells it through [`Codec::route`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Route {
+    /// The packet wraps an inner packet at this range (the next inner layer's packet, or the
+    /// KCP datagram): the endpoint looks there for the conversation id.
+    Inner(Range<usize>),
+    /// The packet carries no conversation id (FEC parity): it belongs to the session that last
+    /// received a packet routed through this layer from the same address.
+    Attach,
+}
+
 /// A packet layer between the KCP engine and the socket.
 ///
 /// See the [module documentation](self) for the buffer convention. Implementations must never
 /// panic on any input and must bound the memory they hold whatever a peer sends.
+///
+/// # Layers on an endpoint
+///
+/// An endpoint demultiplexes many sessions on one socket and never learns a layer's packet
+/// format. The outermost `demux_layers` (encryption) are opened by the endpoint's own
+/// instance with [`demux_open`](Self::demux_open) before the conversation id is visible; the
+/// session's own instance of each of those layers then sees the opened packet through
+/// [`accept_demuxed`](Self::accept_demuxed) (where per-peer state such as a replay window
+/// lives). The remaining layers are asked, on the endpoint's instance, where their inner packet
+/// is ([`route`](Self::route)), without changing state, and are opened by the session.
 pub trait Codec {
     /// Bytes this layer writes in front of the packet it wraps.
     fn header_len(&self) -> usize;
@@ -123,6 +146,51 @@ pub trait Codec {
     fn poll_recovered(&mut self, _buf: &mut [u8]) -> Option<usize> {
         None
     }
+
+    /// Where the inner packet of `packet` lies, so an endpoint can read the conversation id
+    /// before choosing the session whose instance will [`open`](Self::open) it. Must not
+    /// change state (the endpoint asks its own instance, which never opens these packets);
+    /// errors are for packets `open` would refuse on sight (truncated, unknown type). The
+    /// default says the packet is its own inner packet (a layer without a header).
+    fn route(&self, packet: &[u8]) -> Result<Route, CodecError> {
+        Ok(Route::Inner(0..packet.len()))
+    }
+
+    /// Opens a packet on an endpoint's shared instance, before demultiplexing: it must accept
+    /// a packet of any peer. A layer that keeps per-peer state (a pinned sender, a replay
+    /// window) authenticates here without touching that state, and checks and advances it in
+    /// the session's instance through [`accept_demuxed`](Self::accept_demuxed). The default
+    /// is [`open`](Self::open).
+    fn demux_open(
+        &mut self,
+        buf: &mut [u8],
+        now: Millis,
+    ) -> Result<Option<Range<usize>>, CodecError> {
+        self.open(buf, now)
+    }
+
+    /// Told, on a session's own instance, about a packet the endpoint opened with
+    /// [`demux_open`](Self::demux_open): `packet` is that opened packet (this layer's header
+    /// still in place) and `inner` where its inner packet lies. An error drops the packet
+    /// (counted as this layer's rejection). The default accepts every packet.
+    fn accept_demuxed(
+        &mut self,
+        _packet: &[u8],
+        _inner: Range<usize>,
+        _now: Millis,
+    ) -> Result<(), CodecError> {
+        Ok(())
+    }
+
+    /// Heap bytes this instance holds now (buffers, tables, queued packets), for memory
+    /// accounting; an estimate is fine. The default reports none.
+    fn heap_bytes(&self) -> usize {
+        0
+    }
+
+    /// Gives back memory that only speeds things up (buffer pools, scratch space), called when
+    /// the session goes idle. The default keeps everything.
+    fn trim(&mut self) {}
 
     /// Reports this layer's counters, by a stable name each (`"fec_recovered"`,
     /// `"in_csum_errors"`, ...), so a session or endpoint can aggregate them without knowing

@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::ops::Range;
 
 use kcp_core::endpoint::{
-    CloseReason, Drop, Endpoint, EndpointConfig, EndpointError, Event, SessionId,
+    CloseReason, DropReason, Endpoint, EndpointConfig, EndpointError, Event, SessionId,
 };
 use kcp_core::{Codec, CodecError, Config, Millis};
 use proptest::prelude::*;
@@ -250,7 +250,7 @@ fn shutdown_waits_for_acknowledgement_and_is_bounded() {
     let now = net.now;
     let c = net.ep(1).connect(now, SERVER, 4).unwrap();
     net.ep(1).send(c, &[1u8; 50_000]).unwrap();
-    net.ep(1).shutdown(now, c, 5_000).unwrap();
+    net.ep(1).close_after_flush(now, c, 5_000).unwrap();
     let mut events = net.run(20);
     let s = net.ep(SERVER).accept().unwrap();
     let mut got = 0;
@@ -269,7 +269,7 @@ fn shutdown_waits_for_acknowledgement_and_is_bounded() {
     let now = net.now;
     let c = net.ep(1).connect(now, SERVER, 5).unwrap();
     net.ep(1).send(c, b"unacknowledged").unwrap();
-    net.ep(1).shutdown(now, c, 300).unwrap();
+    net.ep(1).close_after_flush(now, c, 300).unwrap();
     let events = net.run(400);
     assert!(events.contains(&(1, Event::Closed(c, CloseReason::ShutdownTimeout))));
 }
@@ -349,7 +349,9 @@ fn demultiplexes_after_the_endpoint_opens_outer_layers() {
     let r = net.ep(SERVER).handle_datagram(now, 9, &mut junk);
     assert_eq!(
         r,
-        Err(EndpointError::Rejected(Drop::Codec(CodecError::Integrity)))
+        Err(EndpointError::Rejected(DropReason::Codec(
+            CodecError::Integrity
+        )))
     );
     assert_eq!(net.ep(SERVER).stats().in_csum_errors, 1);
 }

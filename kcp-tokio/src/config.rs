@@ -275,6 +275,7 @@ impl KcpConfig {
                 .idle_timeout
                 .map(|d| d.as_millis().min(u32::MAX as u128) as u32),
             closed_linger_ms: 10_000,
+            ..EndpointConfig::new(self.engine)
         }
     }
 }

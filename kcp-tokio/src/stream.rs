@@ -24,6 +24,7 @@ pub(crate) fn close_error(reason: CloseReason) -> io::Error {
         CloseReason::IdleTimeout | CloseReason::ShutdownTimeout => io::ErrorKind::TimedOut,
         CloseReason::DeadLink => io::ErrorKind::ConnectionAborted,
         CloseReason::Shutdown | CloseReason::Closed => io::ErrorKind::NotConnected,
+        _ => io::ErrorKind::ConnectionAborted,
     };
     io::Error::new(kind, reason.to_string())
 }
@@ -151,7 +152,7 @@ impl Inner {
             return Poll::Ready(Ok(()));
         }
         let now = s.now();
-        let _ = s.ep.shutdown(now, self.id, timeout_ms);
+        let _ = s.ep.close_after_flush(now, self.id, timeout_ms);
         s.close_wakers.insert(self.id, cx.waker().clone());
         s.flush();
         drop(s);

@@ -68,6 +68,22 @@ pub struct EndpointConfig {
     /// How long a closed (address, conv) is remembered so its late datagrams do not create a
     /// phantom session (kcp-spec H8).
     pub closed_linger_ms: u32,
+    /// A session a peer opened is *half-open* until the peer sends a second valid datagram
+    /// (the endpoint asks it to, with a window probe); it is closed
+    /// ([`CloseReason::Unconfirmed`]) if that does not happen within this time. Default 5 s.
+    pub half_open_timeout_ms: u32,
+    /// Most half-open sessions at once; further first datagrams are refused (counted) until
+    /// some are confirmed or reaped. Default 1024.
+    pub max_half_open: usize,
+    /// Most half-open sessions per source host (IP address, whatever the port). Default 64.
+    pub max_half_open_per_host: usize,
+    /// Close a session a peer opened if the application has not accepted it after this long
+    /// ([`CloseReason::NotAccepted`]; `None`: wait for ever). Default 10 s.
+    pub accept_timeout_ms: Option<u32>,
+    /// Bytes of payload buffers the endpoint keeps for its sessions to reuse after they drain
+    /// (an idle session holds none). Beyond this, drained buffers go back to the allocator.
+    /// Default 4 MiB.
+    pub pool_bytes: usize,
 }
 
 impl EndpointConfig {
@@ -82,6 +98,11 @@ impl EndpointConfig {
             max_sessions: 65_536,
             idle_timeout_ms: Some(60_000),
             closed_linger_ms: 10_000,
+            half_open_timeout_ms: 5_000,
+            max_half_open: 1_024,
+            max_half_open_per_host: 64,
+            accept_timeout_ms: Some(10_000),
+            pool_bytes: 4 << 20,
         }
     }
 }
@@ -95,9 +116,43 @@ impl fmt::Debug for EndpointConfig {
             .field("backlog", &self.backlog)
             .field("max_sessions", &self.max_sessions)
             .field("idle_timeout_ms", &self.idle_timeout_ms)
+            .field("half_open_timeout_ms", &self.half_open_timeout_ms)
+            .field("max_half_open", &self.max_half_open)
+            .field("max_half_open_per_host", &self.max_half_open_per_host)
+            .field("accept_timeout_ms", &self.accept_timeout_ms)
+            .field("pool_bytes", &self.pool_bytes)
             .finish_non_exhaustive()
     }
 }
+
+/// A peer address as an endpoint keys sessions by. [`host`](Self::host) is what admission
+/// limits count per source: the IP address of a socket address, whatever its port.
+pub trait PeerAddr: Ord + Copy {
+    /// The part of the address that identifies a source host.
+    type Host: Ord + Copy;
+    /// The source host of this address.
+    fn host(&self) -> Self::Host;
+}
+
+impl PeerAddr for core::net::SocketAddr {
+    type Host = core::net::IpAddr;
+    fn host(&self) -> core::net::IpAddr {
+        self.ip()
+    }
+}
+
+macro_rules! peer_addr_is_host {
+    ($($t:ty),*) => {$(
+        /// For tests and simulations: the whole value is the host.
+        impl PeerAddr for $t {
+            type Host = $t;
+            fn host(&self) -> $t {
+                *self
+            }
+        }
+    )*};
+}
+peer_addr_is_host!(u8, u16, u32, u64, u128);
 
 /// A session of an [`Endpoint`]. Ids are not reused while the endpoint lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -108,6 +163,7 @@ pub struct SessionId {
 
 /// Why a session ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CloseReason {
     /// No valid datagram from the peer for the idle timeout.
     IdleTimeout,
@@ -119,6 +175,13 @@ pub enum CloseReason {
     ShutdownTimeout,
     /// Closed locally with [`Endpoint::close`].
     Closed,
+    /// A session a peer opened never got past half-open: the peer did not speak again
+    /// within `half_open_timeout_ms` of its first datagram (a spoofed source, or a peer that
+    /// vanished at once).
+    Unconfirmed,
+    /// A session a peer opened waited longer than `accept_timeout_ms` for
+    /// [`Endpoint::accept`].
+    NotAccepted,
 }
 
 impl fmt::Display for CloseReason {
@@ -131,6 +194,8 @@ impl fmt::Display for CloseReason {
             CloseReason::Shutdown => "shut down: all data acknowledged",
             CloseReason::ShutdownTimeout => "shutdown timed out with data unacknowledged",
             CloseReason::Closed => "closed locally",
+            CloseReason::Unconfirmed => "the peer never confirmed the session it opened",
+            CloseReason::NotAccepted => "the application did not accept the session in time",
         })
     }
 }
@@ -150,6 +215,7 @@ pub enum Event {
 
 /// Why an endpoint call failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum EndpointError {
     /// No such session (closed, or never existed).
     UnknownSession,
@@ -160,16 +226,20 @@ pub enum EndpointError {
     /// Building the session failed.
     Config(ConfigError),
     /// The datagram was rejected (counted in the stats).
-    Rejected(Drop),
+    Rejected(DropReason),
     /// Sending failed.
     Send(SendError),
     /// Receiving failed.
     Recv(RecvError),
+    /// The session's write side was shut down ([`Endpoint::shutdown_write`] or
+    /// [`Endpoint::close_after_flush`]): no more data can be queued.
+    WriteClosed,
 }
 
 /// Why a received datagram was dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Drop {
+#[non_exhaustive]
+pub enum DropReason {
     /// The endpoint's own layers rejected it (checksum, authentication...).
     Codec(CodecError),
     /// Too short to carry a KCP header.
@@ -194,15 +264,27 @@ impl fmt::Display for EndpointError {
             EndpointError::Rejected(d) => write!(f, "datagram dropped: {d:?}"),
             EndpointError::Send(e) => write!(f, "send: {e}"),
             EndpointError::Recv(e) => write!(f, "recv: {e}"),
+            EndpointError::WriteClosed => write!(f, "write side shut down"),
         }
     }
 }
 
-impl core::error::Error for EndpointError {}
+impl core::error::Error for EndpointError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            EndpointError::Config(e) => Some(e),
+            EndpointError::Send(e) => Some(e),
+            EndpointError::Recv(e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     Open,
+    /// The write side is shut down; reading goes on.
+    WriteClosed,
     /// Shutting down; closed when idle or at the deadline (elapsed ms).
     Draining(u64),
     /// Closed by the application: sends what it owes (ACKs) once, then goes.
@@ -291,7 +373,7 @@ fn route(plain: &[u8]) -> Option<Route> {
     }
 }
 
-impl<A: Ord + Copy> Endpoint<A> {
+impl<A: PeerAddr> Endpoint<A> {
     /// An endpoint; checks the configuration by building one codec stack and one session.
     pub fn new(mut cfg: EndpointConfig) -> Result<Self, ConfigError> {
         let mut demux = (cfg.layers)();
@@ -467,7 +549,7 @@ impl<A: Ord + Copy> Endpoint<A> {
         let slot = self.slot_mut(id).ok_or(EndpointError::UnknownSession)?;
         match slot.state {
             State::Open => {}
-            State::Draining(_) => return Err(EndpointError::Send(SendError::Full)),
+            State::WriteClosed | State::Draining(_) => return Err(EndpointError::WriteClosed),
             State::Closing => return Err(EndpointError::UnknownSession),
         }
         let r = slot
@@ -503,10 +585,31 @@ impl<A: Ord + Copy> Endpoint<A> {
             .is_some_and(|s| s.state == State::Open && s.session.kcp().is_writable())
     }
 
-    /// Stops sending new data and closes the session once everything queued is acknowledged,
-    /// or after `timeout_ms` with a [`CloseReason::ShutdownTimeout`] (KCP has no FIN: the peer
-    /// is not told; it will see an idle timeout).
-    pub fn shutdown(
+    /// Shuts down the write side (TCP's half-close): data already queued is still delivered,
+    /// further [`send`](Self::send)s fail with [`EndpointError::WriteClosed`], and the session
+    /// stays open for reading until it is closed or ends. KCP has no FIN: the peer is not
+    /// told. [`is_flushed`](Self::is_flushed) says when everything written was acknowledged.
+    pub fn shutdown_write(&mut self, id: SessionId) -> Result<(), EndpointError> {
+        let slot = self.slot_mut(id).ok_or(EndpointError::UnknownSession)?;
+        if slot.state == State::Open {
+            slot.state = State::WriteClosed;
+            slot.writable = false;
+        }
+        self.mark(id.idx);
+        Ok(())
+    }
+
+    /// Whether everything queued on the session was acknowledged by the peer (nothing queued
+    /// or in flight). `false` for an unknown session.
+    pub fn is_flushed(&self, id: SessionId) -> bool {
+        self.slot(id).is_some_and(|s| s.session.kcp().is_idle())
+    }
+
+    /// Closes the session once everything queued is acknowledged (a [`CloseReason::Shutdown`]
+    /// event), or after `timeout_ms` with [`CloseReason::ShutdownTimeout`]: what closing a TCP
+    /// socket with a linger does. Stops the write side at once; data received meanwhile is
+    /// still readable. KCP has no FIN: the peer is not told; it will see an idle timeout.
+    pub fn close_after_flush(
         &mut self,
         now: Millis,
         id: SessionId,
@@ -514,8 +617,9 @@ impl<A: Ord + Copy> Endpoint<A> {
     ) -> Result<(), EndpointError> {
         let t = self.tick(now);
         let slot = self.slot_mut(id).ok_or(EndpointError::UnknownSession)?;
-        if slot.state == State::Open {
+        if matches!(slot.state, State::Open | State::WriteClosed) {
             slot.state = State::Draining(t + timeout_ms as u64);
+            slot.writable = false;
         }
         self.mark(id.idx);
         Ok(())
@@ -581,21 +685,21 @@ impl<A: Ord + Copy> Endpoint<A> {
                     } else {
                         self.stats.in_errs += 1;
                     }
-                    return Err(EndpointError::Rejected(Drop::Codec(e)));
+                    return Err(EndpointError::Rejected(DropReason::Codec(e)));
                 }
             }
         }
         let plain = datagram.get_mut(range).unwrap_or(&mut []);
         let Some(route) = route(plain) else {
             self.stats.in_errs += 1;
-            return Err(EndpointError::Rejected(Drop::Short));
+            return Err(EndpointError::Rejected(DropReason::Short));
         };
         let idx = match route {
             Route::Parity => match self.fec_route.get(&from) {
                 Some(&i) => i,
                 None => {
                     self.stats.in_errs += 1;
-                    return Err(EndpointError::Rejected(Drop::NoSession));
+                    return Err(EndpointError::Rejected(DropReason::NoSession));
                 }
             },
             Route::Conv { conv, fec } => {
@@ -611,14 +715,14 @@ impl<A: Ord + Copy> Endpoint<A> {
         };
         let opened = self.demux.len();
         let Some(Some(slot)) = self.slots.get_mut(idx as usize) else {
-            return Err(EndpointError::Rejected(Drop::NoSession));
+            return Err(EndpointError::Rejected(DropReason::NoSession));
         };
         let r = slot.session.input_opened(now, plain, opened);
         if r.is_ok() {
             slot.last_heard = t;
         }
         self.after_io(idx);
-        r.map_err(|e| EndpointError::Rejected(Drop::Session(e)))
+        r.map_err(|e| EndpointError::Rejected(DropReason::Session(e)))
     }
 
     /// Decides about a datagram for an unknown (address, conv).
@@ -626,18 +730,18 @@ impl<A: Ord + Copy> Endpoint<A> {
         if let Some(&until) = self.closed.get(&(from, conv)) {
             if t < until {
                 self.stats.in_errs += 1;
-                return Err(EndpointError::Rejected(Drop::RecentlyClosed));
+                return Err(EndpointError::Rejected(DropReason::RecentlyClosed));
             }
             self.closed.remove(&(from, conv));
         }
         if !self.cfg.accept {
             self.stats.in_errs += 1;
-            return Err(EndpointError::Rejected(Drop::NoSession));
+            return Err(EndpointError::Rejected(DropReason::NoSession));
         }
         if self.accept_queue.len() >= self.cfg.backlog || self.by_key.len() >= self.cfg.max_sessions
         {
             self.stats.refused += 1;
-            return Err(EndpointError::Rejected(Drop::Refused));
+            return Err(EndpointError::Rejected(DropReason::Refused));
         }
         let id = self
             .create(now, t, from, conv)
