@@ -184,6 +184,29 @@ impl<'a> Session<'a> {
         self.input_layers(now, datagram, self.layers.len())
     }
 
+    /// Tells layer `layer` (innermost is 0) about a packet the caller opened with its own
+    /// instance ([`Codec::demux_open`]), so per-peer state (a replay window) is checked and
+    /// advanced here; see [`Codec::accept_demuxed`]. Rejections are counted.
+    pub fn accept_demuxed(
+        &mut self,
+        layer: usize,
+        packet: &[u8],
+        inner: core::ops::Range<usize>,
+        now: Millis,
+    ) -> Result<(), SessionError> {
+        let Some(l) = self.layers.get_mut(layer) else {
+            return Ok(());
+        };
+        match l.accept_demuxed(packet, inner, now) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.stats.in_pkts += 1;
+                self.stats.in_bytes += packet.len() as u64;
+                Err(self.codec_error(e))
+            }
+        }
+    }
+
     /// Processes a datagram whose `opened` outermost layers were already opened by the caller
     /// (an [`Endpoint`](crate::endpoint::Endpoint) decrypts before it demultiplexes); `inner`
     /// is what those layers delivered.

@@ -88,7 +88,7 @@ mod wire;
 use core::fmt;
 use core::ops::Range;
 
-use kcp_core::{Codec, CodecError, Millis};
+use kcp_core::{Codec, CodecError, Millis, Route};
 
 pub use decoder::FecDecoder;
 pub use encoder::FecEncoder;
@@ -226,6 +226,17 @@ impl Codec for Fec {
 
     fn poll_extra(&mut self, buf: &mut [u8], _now: Millis) -> Option<Result<usize, CodecError>> {
         self.encoder.as_mut()?.poll_parity(buf)
+    }
+
+    /// Data shards wrap the KCP datagram at [`HEADER_LEN`]; parity shards carry no
+    /// conversation id and go with the session that last received data from their address;
+    /// plain KCP packets are their own inner packet.
+    fn route(&self, packet: &[u8]) -> Result<Route, CodecError> {
+        Ok(match wire::classify(packet)? {
+            PacketKind::Plain => Route::Inner(0..packet.len()),
+            PacketKind::Data { .. } => Route::Inner(HEADER_LEN..packet.len()),
+            PacketKind::Parity { .. } => Route::Attach,
+        })
     }
 
     fn open(&mut self, buf: &mut [u8], now: Millis) -> Result<Option<Range<usize>>, CodecError> {

@@ -38,7 +38,7 @@ use core::fmt;
 pub use stats::EndpointStats;
 use timers::Timers;
 
-use crate::codec::CodecError;
+use crate::codec::{CodecError, Route};
 use crate::config::{Config, ConfigError};
 use crate::engine::{RecvError, SendError};
 use crate::session::{Layer, Session, SessionError};
@@ -312,7 +312,8 @@ pub struct Endpoint<A> {
     free: Vec<u32>,
     next_gen: u32,
     by_key: BTreeMap<(A, u32), u32>,
-    fec_route: BTreeMap<A, u32>,
+    /// The session last routed through a layer that asks for attachment, per address.
+    attach_route: BTreeMap<A, u32>,
     closed: BTreeMap<(A, u32), u64>,
     closed_order: VecDeque<((A, u32), u64)>,
     accept_queue: VecDeque<SessionId>,
@@ -334,55 +335,29 @@ impl<A> fmt::Debug for Endpoint<A> {
     }
 }
 
-const FEC_DATA: u16 = 0xF1;
-const FEC_PARITY: u16 = 0xF2;
-const FEC_HEADER: usize = 8;
+/// Most layers an endpoint opens itself before demultiplexing.
+const MAX_DEMUX_LAYERS: usize = 4;
 
-/// What the plaintext says about its conversation.
-enum Route {
-    Conv { conv: u32, fec: bool },
-    Parity,
-}
-
-fn le32(b: &[u8], at: usize) -> Option<u32> {
-    let s = b.get(at..at + 4)?;
-    Some(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
-}
-
-fn route(plain: &[u8]) -> Option<Route> {
-    if plain.len() < HEADER_LEN {
-        return None;
-    }
-    let kind = u16::from_le_bytes([plain[4], plain[5]]);
-    match kind {
-        FEC_DATA => {
-            let kcp = plain.get(FEC_HEADER..)?;
-            if kcp.len() < HEADER_LEN {
-                return None;
-            }
-            Some(Route::Conv {
-                conv: le32(kcp, 0)?,
-                fec: true,
-            })
-        }
-        FEC_PARITY => Some(Route::Parity),
-        _ => Some(Route::Conv {
-            conv: le32(plain, 0)?,
-            fec: false,
-        }),
-    }
+/// Where the codec stack said a datagram belongs.
+enum Routed {
+    /// The KCP datagram lies at this range; `attach` when a layer asked to remember the
+    /// address's session for packets without a conversation id.
+    Conv { conv: u32, attach: bool },
+    /// No conversation id (FEC parity): the session last routed from the same address.
+    Attach,
 }
 
 impl<A: PeerAddr> Endpoint<A> {
     /// An endpoint; checks the configuration by building one codec stack and one session.
     pub fn new(mut cfg: EndpointConfig) -> Result<Self, ConfigError> {
-        let mut demux = (cfg.layers)();
-        if cfg.demux_layers > demux.len() {
-            return Err(ConfigError::Storage("demux_layers exceeds the codec stack"));
+        // The endpoint's own stack: its outermost `demux_layers` open every datagram, the
+        // others only say where their inner packet lies (`Codec::route`).
+        let demux = (cfg.layers)();
+        if cfg.demux_layers > demux.len() || cfg.demux_layers > MAX_DEMUX_LAYERS {
+            return Err(ConfigError::Storage(
+                "demux_layers exceeds the codec stack (or 4)",
+            ));
         }
-        // Keep only the outermost `demux_layers` for opening.
-        let keep = demux.len() - cfg.demux_layers;
-        demux.drain(..keep);
         Session::new(0, cfg.session, (cfg.layers)(), Millis(0))?;
         cfg.backlog = cfg.backlog.max(1);
         Ok(Endpoint {
@@ -392,7 +367,7 @@ impl<A: PeerAddr> Endpoint<A> {
             free: Vec::new(),
             next_gen: 1,
             by_key: BTreeMap::new(),
-            fec_route: BTreeMap::new(),
+            attach_route: BTreeMap::new(),
             closed: BTreeMap::new(),
             closed_order: VecDeque::new(),
             accept_queue: VecDeque::new(),
@@ -642,8 +617,8 @@ impl<A: PeerAddr> Endpoint<A> {
         };
         let key = (slot.addr, slot.conv);
         self.by_key.remove(&key);
-        if self.fec_route.get(&slot.addr) == Some(&idx) {
-            self.fec_route.remove(&slot.addr);
+        if self.attach_route.get(&slot.addr) == Some(&idx) {
+            self.attach_route.remove(&slot.addr);
         }
         self.retired.absorb_session(&slot.session);
         let until = self.elapsed + self.cfg.closed_linger_ms as u64;
@@ -672,12 +647,22 @@ impl<A: PeerAddr> Endpoint<A> {
         let t = self.tick(now);
         self.stats.in_pkts += 1;
         self.stats.in_bytes += datagram.len() as u64;
-        // Open the outer layers (crypto) with the endpoint's own instance.
+        // Open the outer layers (crypto) with the endpoint's own instances, outermost first,
+        // remembering each opened packet for the session's instances.
+        let total = self.demux.len();
+        let first_demux = total - self.cfg.demux_layers;
+        let mut opened: [(usize, usize, usize, usize); MAX_DEMUX_LAYERS] =
+            [(0, 0, 0, 0); MAX_DEMUX_LAYERS];
         let mut range = 0..datagram.len();
-        for layer in self.demux.iter_mut().rev() {
+        for (k, i) in (first_demux..total).rev().enumerate() {
             let part = datagram.get_mut(range.clone()).unwrap_or(&mut []);
-            match layer.open(part, now) {
-                Ok(Some(inner)) => range = range.start + inner.start..range.start + inner.end,
+            match self.demux[i].demux_open(part, now) {
+                Ok(Some(inner)) => {
+                    if let Some(o) = opened.get_mut(k) {
+                        *o = (range.start, range.end, inner.start, inner.end);
+                    }
+                    range = range.start + inner.start..range.start + inner.end;
+                }
                 Ok(None) => return Ok(()),
                 Err(e) => {
                     if e == CodecError::Integrity {
@@ -689,40 +674,88 @@ impl<A: PeerAddr> Endpoint<A> {
                 }
             }
         }
-        let plain = datagram.get_mut(range).unwrap_or(&mut []);
-        let Some(route) = route(plain) else {
-            self.stats.in_errs += 1;
-            return Err(EndpointError::Rejected(DropReason::Short));
+        let plain_range = range.clone();
+        // Ask the inner layers where the KCP datagram lies.
+        let routed = match self.route(first_demux, datagram.get(range).unwrap_or(&[])) {
+            Ok(r) => r,
+            Err(reason) => {
+                self.stats.in_errs += 1;
+                return Err(EndpointError::Rejected(reason));
+            }
         };
-        let idx = match route {
-            Route::Parity => match self.fec_route.get(&from) {
+        let idx = match routed {
+            Routed::Attach => match self.attach_route.get(&from) {
                 Some(&i) => i,
                 None => {
                     self.stats.in_errs += 1;
                     return Err(EndpointError::Rejected(DropReason::NoSession));
                 }
             },
-            Route::Conv { conv, fec } => {
+            Routed::Conv { conv, attach } => {
                 let idx = match self.by_key.get(&(from, conv)) {
                     Some(&i) => i,
                     None => self.admit(now, t, from, conv)?,
                 };
-                if fec {
-                    self.fec_route.insert(from, idx);
+                if attach {
+                    self.attach_route.insert(from, idx);
                 }
                 idx
             }
         };
-        let opened = self.demux.len();
         let Some(Some(slot)) = self.slots.get_mut(idx as usize) else {
             return Err(EndpointError::Rejected(DropReason::NoSession));
         };
-        let r = slot.session.input_opened(now, plain, opened);
+        // The session's own instances of the opened layers see what was opened (replay
+        // windows live there).
+        let mut r = Ok(());
+        for (k, i) in (first_demux..total).rev().enumerate() {
+            let Some(&(ps, pe, is, ie)) = opened.get(k) else {
+                break;
+            };
+            let packet = datagram.get(ps..pe).unwrap_or(&[]);
+            r = slot.session.accept_demuxed(i, packet, is..ie, now);
+            if r.is_err() {
+                break;
+            }
+        }
+        if r.is_ok() {
+            let plain = datagram.get_mut(plain_range).unwrap_or(&mut []);
+            r = slot.session.input_opened(now, plain, self.cfg.demux_layers);
+        }
         if r.is_ok() {
             slot.last_heard = t;
         }
         self.after_io(idx);
         r.map_err(|e| EndpointError::Rejected(DropReason::Session(e)))
+    }
+
+    /// Finds the conversation of a datagram whose outer layers are open: layers
+    /// `..first_demux` (innermost first) are asked, outermost first, where their inner packet
+    /// lies; the KCP datagram then carries the conversation id in its first four bytes.
+    fn route(&self, first_demux: usize, plain: &[u8]) -> Result<Routed, DropReason> {
+        let mut range = 0..plain.len();
+        let mut attach = false;
+        for layer in self.demux[..first_demux].iter().rev() {
+            let part = plain.get(range.clone()).unwrap_or(&[]);
+            match layer.route(part).map_err(DropReason::Codec)? {
+                Route::Inner(inner) => {
+                    if inner.start > inner.end || inner.end > part.len() {
+                        return Err(DropReason::Codec(CodecError::Malformed));
+                    }
+                    if inner != (0..part.len()) {
+                        attach = true;
+                    }
+                    range = range.start + inner.start..range.start + inner.end;
+                }
+                Route::Attach => return Ok(Routed::Attach),
+            }
+        }
+        let kcp = plain.get(range).unwrap_or(&[]);
+        if kcp.len() < HEADER_LEN {
+            return Err(DropReason::Short);
+        }
+        let conv = u32::from_le_bytes([kcp[0], kcp[1], kcp[2], kcp[3]]);
+        Ok(Routed::Conv { conv, attach })
     }
 
     /// Decides about a datagram for an unknown (address, conv).
