@@ -1,0 +1,586 @@
+//! The codec stack and settings below both adapters, sans IO.
+//!
+//! [`KcpConfig`] holds everything a kcptun-style command line sets: the engine's knobs
+//! ([`Config`] with kcptun's presets), FEC shards, the cipher and key, custom layers, the
+//! lifecycle of sessions (idle timeout, shutdown linger, how long closed conversations are
+//! remembered), the endpoint's admission limits (backlog, session cap, half-open limits) and
+//! the socket options. [`KcpConfig::endpoint_config`] turns it into kcp-core's
+//! [`EndpointConfig`], whose layer factory builds each session's stack in kcp-go's order:
+//!
+//! ```text
+//! innermost                                             outermost
+//! [ Fec (or Fec::receive_only) , custom layers... , crypto ]
+//!                                                    ^ demux_layers = 1 with crypto
+//! ```
+//!
+//! What does not depend on the session (the FEC parameters, the derived key) is built once per
+//! endpoint in a [`Stack`]; [`Stack::session_layers`] adds the per-session state (FEC group
+//! buffers, a cipher with its own nonce generator). Nothing here knows a runtime: socket
+//! options go through [`socket2::SockRef`], which any std, mio or tokio socket converts to.
+
+use std::fmt;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kcp_core::endpoint::{EndpointConfig, LayerFactory};
+use kcp_core::{Config, Layer};
+use kcp_crypto::{CipherKind, Pass};
+use socket2::SockRef;
+
+/// A custom layer factory: builds one session's custom layers, innermost first.
+pub type CustomLayers = Arc<dyn Fn() -> Vec<Layer> + Send + Sync>;
+
+/// Settings of an endpoint and its sessions, shared by kcp-mio and kcp-tokio.
+///
+/// ```
+/// use kcp_mio::KcpConfig;
+/// use kcp_core::Config;
+///
+/// let cfg = KcpConfig::new(Config::fast3().with_windows(1024, 1024))
+///     .fec(10, 3)
+///     .crypt("aes", "it's a secrect")
+///     .unwrap()
+///     .idle_timeout(None);
+/// let endpoint = cfg.endpoint_config(true).unwrap();
+/// assert_eq!(endpoint.demux_layers, 1);
+/// ```
+#[derive(Clone)]
+pub struct KcpConfig {
+    engine: Config,
+    fec: Option<(usize, usize)>,
+    crypt: Option<(CipherKind, Pass)>,
+    custom: Option<CustomLayers>,
+    custom_demux: usize,
+    idle_timeout: Option<Duration>,
+    backlog: usize,
+    max_sessions: usize,
+    shutdown_timeout: Duration,
+    closed_linger: Duration,
+    half_open_timeout: Duration,
+    max_half_open: usize,
+    max_half_open_per_host: usize,
+    accept_timeout: Option<Duration>,
+    pool_bytes: usize,
+    sockbuf: Option<usize>,
+    dscp: Option<u8>,
+    send_backlog: usize,
+}
+
+impl fmt::Debug for KcpConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The key is not printed.
+        f.debug_struct("KcpConfig")
+            .field("engine", &self.engine)
+            .field("fec", &self.fec)
+            .field("cipher", &self.crypt.as_ref().map(|c| c.0))
+            .field("custom_layers", &self.custom.is_some())
+            .field("idle_timeout", &self.idle_timeout)
+            .field("backlog", &self.backlog)
+            .field("max_sessions", &self.max_sessions)
+            .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("sockbuf", &self.sockbuf)
+            .field("dscp", &self.dscp)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for KcpConfig {
+    /// kcptun's default mode (`fast`), stream mode, no FEC, no encryption.
+    fn default() -> Self {
+        KcpConfig::new(Config::fast())
+    }
+}
+
+/// Milliseconds of a duration, saturated to what the endpoint's `u32` fields hold.
+fn ms(d: Duration) -> u32 {
+    d.as_millis().min(u32::MAX as u128) as u32
+}
+
+fn invalid(msg: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, msg)
+}
+
+impl KcpConfig {
+    /// Settings around an engine configuration (see [`Config`]'s presets). Defaults: no FEC,
+    /// no encryption, idle timeout 60 s, backlog 128, 65,536 sessions, shutdown linger 10 s,
+    /// socket buffers 4 MiB, the endpoint's admission defaults.
+    pub fn new(engine: Config) -> Self {
+        let ep = EndpointConfig::new(engine);
+        KcpConfig {
+            engine,
+            fec: None,
+            crypt: None,
+            custom: None,
+            custom_demux: 0,
+            idle_timeout: Some(Duration::from_secs(60)),
+            backlog: ep.backlog,
+            max_sessions: ep.max_sessions,
+            shutdown_timeout: Duration::from_secs(10),
+            closed_linger: Duration::from_millis(u64::from(ep.closed_linger_ms)),
+            half_open_timeout: Duration::from_millis(u64::from(ep.half_open_timeout_ms)),
+            max_half_open: ep.max_half_open,
+            max_half_open_per_host: ep.max_half_open_per_host,
+            accept_timeout: ep
+                .accept_timeout_ms
+                .map(|m| Duration::from_millis(u64::from(m))),
+            pool_bytes: ep.pool_bytes,
+            sockbuf: Some(4 << 20),
+            dscp: None,
+            send_backlog: crate::udp::DEFAULT_BACKLOG,
+        }
+    }
+
+    /// The engine configuration.
+    pub fn engine(&self) -> &Config {
+        &self.engine
+    }
+
+    /// Replaces the engine configuration.
+    pub fn with_engine(mut self, engine: Config) -> Self {
+        self.engine = engine;
+        self
+    }
+
+    /// Reed-Solomon FEC, kcp-go compatible: `ds` data and `ps` parity datagrams per group
+    /// (kcptun's `--datashard`/`--parityshard`; 0 for either turns it off, as kcp-go). With
+    /// FEC off, sessions still decode a peer that sends FEC (kcp-go does the same).
+    pub fn fec(mut self, ds: usize, ps: usize) -> Self {
+        self.fec = (ds > 0 && ps > 0).then_some((ds, ps));
+        self
+    }
+
+    /// The FEC shards, `None` when off.
+    pub fn fec_shards(&self) -> Option<(usize, usize)> {
+        self.fec
+    }
+
+    /// kcp-go packet encryption as kcptun sets it up: `--crypt name --key key` (`aes`,
+    /// `aes-128`, `aes-192`, `salsa20`, `blowfish`, `twofish`, `cast5`, `3des`, `tea`, `xtea`,
+    /// `xor`, `sm4`, `none`, `null`). The key is derived once here (PBKDF2, a few ms); each
+    /// session gets its own cipher and nonce generator, seeded from the OS. Unknown names are
+    /// refused (kcptun would silently fall back to aes).
+    pub fn crypt(mut self, name: &str, key: &str) -> io::Result<Self> {
+        let kind =
+            CipherKind::from_name(name).map_err(|e| invalid(format!("--crypt {name}: {e}")))?;
+        self.crypt = (kind != CipherKind::Null).then(|| (kind, Pass::derive(key.as_bytes())));
+        Ok(self)
+    }
+
+    /// The cipher, `None` without encryption (`null`).
+    pub fn cipher(&self) -> Option<CipherKind> {
+        self.crypt.as_ref().map(|c| c.0)
+    }
+
+    /// Custom codec layers, placed between FEC and encryption (innermost first). Each session
+    /// gets its own instances from `factory`. Without encryption, `demux` of them (counted from
+    /// the outside) are opened by the endpoint before demultiplexing; with encryption, the
+    /// endpoint opens the cipher only and asks the custom layers to
+    /// [`route`](kcp_core::Codec::route).
+    pub fn layers(
+        mut self,
+        factory: impl Fn() -> Vec<Layer> + Send + Sync + 'static,
+        demux: usize,
+    ) -> Self {
+        self.custom = Some(Arc::new(factory));
+        self.custom_demux = demux;
+        self
+    }
+
+    /// Close a session after this long without hearing from the peer (`None`: never). KCP
+    /// has no close handshake; this is how a vanished peer is noticed. Default 60 s.
+    pub fn idle_timeout(mut self, t: Option<Duration>) -> Self {
+        self.idle_timeout = t;
+        self
+    }
+
+    /// The idle timeout.
+    pub fn get_idle_timeout(&self) -> Option<Duration> {
+        self.idle_timeout
+    }
+
+    /// Sessions peers opened that wait for `accept` (default 128, as kcp-go); more are refused.
+    pub fn backlog(mut self, n: usize) -> Self {
+        self.backlog = n;
+        self
+    }
+
+    /// Most sessions per endpoint (socket), accepted and connected.
+    pub fn max_sessions(mut self, n: usize) -> Self {
+        self.max_sessions = n;
+        self
+    }
+
+    /// How long a graceful close waits for queued data to be acknowledged (default 10 s).
+    pub fn shutdown_timeout(mut self, t: Duration) -> Self {
+        self.shutdown_timeout = t;
+        self
+    }
+
+    /// The graceful-close linger.
+    pub fn get_shutdown_timeout(&self) -> Duration {
+        self.shutdown_timeout
+    }
+
+    /// How long a closed (address, conversation) is remembered, so its late datagrams do not
+    /// open a phantom session (default 10 s).
+    pub fn closed_linger(mut self, t: Duration) -> Self {
+        self.closed_linger = t;
+        self
+    }
+
+    /// Admission of sessions peers open: a new session is half-open until its peer speaks
+    /// twice; it is dropped after `timeout`, at most `max` are half-open at once and at most
+    /// `per_host` from one IP address (defaults: the endpoint's, 5 s, 1024, 64).
+    pub fn half_open(mut self, timeout: Duration, max: usize, per_host: usize) -> Self {
+        self.half_open_timeout = timeout;
+        self.max_half_open = max;
+        self.max_half_open_per_host = per_host;
+        self
+    }
+
+    /// Close a session a peer opened if the application has not accepted it after this long
+    /// (`None`: wait for ever; default 10 s).
+    pub fn accept_timeout(mut self, t: Option<Duration>) -> Self {
+        self.accept_timeout = t;
+        self
+    }
+
+    /// Bytes of payload buffers the endpoint keeps for reuse (default 4 MiB).
+    pub fn pool_bytes(mut self, bytes: usize) -> Self {
+        self.pool_bytes = bytes;
+        self
+    }
+
+    /// Socket send and receive buffer size in bytes (kcptun's `--sockbuf`, default 4 MiB;
+    /// `None` keeps the system default). The kernel may cap it (`net.core.rmem_max`).
+    pub fn sockbuf(mut self, bytes: Option<usize>) -> Self {
+        self.sockbuf = bytes;
+        self
+    }
+
+    /// DSCP code point for outgoing datagrams (kcptun's `--dscp`; IPv4 TOS = dscp << 2, IPv6
+    /// traffic class likewise).
+    pub fn dscp(mut self, dscp: Option<u8>) -> Self {
+        self.dscp = dscp;
+        self
+    }
+
+    /// Datagrams kept while the socket's send buffer is full (default
+    /// [`udp::DEFAULT_BACKLOG`](crate::udp::DEFAULT_BACKLOG)); beyond, datagrams are dropped
+    /// and counted, and KCP retransmits them.
+    pub fn send_backlog(mut self, datagrams: usize) -> Self {
+        self.send_backlog = datagrams;
+        self
+    }
+
+    /// The send backlog bound in datagrams.
+    pub fn get_send_backlog(&self) -> usize {
+        self.send_backlog
+    }
+
+    /// Checks the engine settings and that the codec layers can be built (kcp-go silently
+    /// disables FEC it cannot build; this refuses it).
+    pub fn check(&self) -> io::Result<()> {
+        self.engine
+            .validate()
+            .map_err(|e| invalid(format!("KCP settings: {e}")))?;
+        Stack::new(self).map(|_| ())
+    }
+
+    /// Applies the socket options (buffers, DSCP) to a socket this configuration will drive.
+    pub fn apply_socket(&self, socket: SockRef<'_>) -> io::Result<()> {
+        if let Some(b) = self.sockbuf {
+            set_sockbuf(SockRef::from(&*socket), b)?;
+        }
+        if let Some(d) = self.dscp {
+            set_dscp(SockRef::from(&*socket), d)?;
+        }
+        Ok(())
+    }
+
+    /// The endpoint settings for kcp-core, with the layer factory: the shared part of the
+    /// stack is built here once, the per-session part by the factory for each session.
+    /// `accept`: whether the endpoint accepts sessions peers open (a listener).
+    pub fn endpoint_config(&self, accept: bool) -> io::Result<EndpointConfig> {
+        let stack = Stack::new(self)?;
+        let demux_layers = stack.demux_layers();
+        let layers: LayerFactory = Box::new(move || stack.session_layers());
+        Ok(EndpointConfig {
+            session: self.engine,
+            layers,
+            demux_layers,
+            accept,
+            backlog: self.backlog,
+            max_sessions: self.max_sessions,
+            idle_timeout_ms: self.idle_timeout.map(ms),
+            closed_linger_ms: ms(self.closed_linger),
+            half_open_timeout_ms: ms(self.half_open_timeout),
+            max_half_open: self.max_half_open,
+            max_half_open_per_host: self.max_half_open_per_host,
+            accept_timeout_ms: self.accept_timeout.map(ms),
+            pool_bytes: self.pool_bytes,
+            ..EndpointConfig::new(self.engine)
+        })
+    }
+}
+
+/// The FEC part shared by every session of an endpoint.
+#[derive(Clone, Debug)]
+struct SharedFec {
+    ds: usize,
+    ps: usize,
+}
+
+impl SharedFec {
+    fn new(ds: usize, ps: usize) -> io::Result<SharedFec> {
+        kcp_fec::Fec::new(ds, ps).map_err(|e| invalid(format!("FEC {ds}/{ps}: {e}")))?;
+        Ok(SharedFec { ds, ps })
+    }
+
+    /// One session's FEC layer. The parameters were checked in `new`, so this cannot fail
+    /// short of running out of memory.
+    fn session_layer(&self) -> Option<Layer> {
+        kcp_fec::Fec::new(self.ds, self.ps)
+            .ok()
+            .map(|f| Box::new(f) as Layer)
+    }
+}
+
+/// The cipher part shared by every session of an endpoint: the derived key.
+#[derive(Clone)]
+struct SharedCipher {
+    kind: CipherKind,
+    pass: Pass,
+}
+
+impl SharedCipher {
+    /// One session's cipher layer, with its own nonce generator seeded from the OS.
+    fn session_layer(&self) -> Layer {
+        // The OS random source does not fail on the systems we run on; if it did, this
+        // panics rather than send predictable nonces.
+        let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
+        let cipher = kcp_crypto::BlockCrypt::from_pass(self.kind, &self.pass);
+        Box::new(kcp_crypto::PacketCrypt::new(cipher, &mut rng))
+    }
+}
+
+/// The part of a codec stack built once per endpoint; [`session_layers`](Self::session_layers)
+/// builds each session's layers from it in kcp-go's order.
+#[derive(Clone)]
+pub struct Stack {
+    fec: Option<SharedFec>,
+    custom: Option<CustomLayers>,
+    crypt: Option<SharedCipher>,
+    demux_layers: usize,
+}
+
+impl fmt::Debug for Stack {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Stack")
+            .field("fec", &self.fec)
+            .field("custom", &self.custom.is_some())
+            .field("cipher", &self.crypt.as_ref().map(|c| c.kind))
+            .field("demux_layers", &self.demux_layers)
+            .finish()
+    }
+}
+
+impl Stack {
+    /// Builds the shared part of `config`'s stack; refuses FEC shards kcp-fec cannot use.
+    pub fn new(config: &KcpConfig) -> io::Result<Stack> {
+        let fec = match config.fec {
+            Some((ds, ps)) => Some(SharedFec::new(ds, ps)?),
+            None => None,
+        };
+        let crypt = config.crypt.as_ref().map(|(kind, pass)| SharedCipher {
+            kind: *kind,
+            pass: pass.clone(),
+        });
+        let demux_layers = if crypt.is_some() {
+            1
+        } else {
+            config.custom_demux
+        };
+        Ok(Stack {
+            fec,
+            custom: config.custom.clone(),
+            crypt,
+            demux_layers,
+        })
+    }
+
+    /// How many outermost layers the endpoint opens before demultiplexing: 1 with encryption
+    /// (the conversation id is encrypted), else what the custom layers asked for.
+    pub fn demux_layers(&self) -> usize {
+        self.demux_layers
+    }
+
+    /// One session's layers, innermost first: FEC (or a receive-only FEC decoder, as kcp-go
+    /// with FEC off), the custom layers, the cipher.
+    pub fn session_layers(&self) -> Vec<Layer> {
+        let mut v: Vec<Layer> = Vec::with_capacity(3);
+        match &self.fec {
+            Some(f) => v.extend(f.session_layer()),
+            // Like kcp-go with FEC off: decode a peer that sends FEC, send plain KCP.
+            None => {
+                if let Ok(f) = kcp_fec::Fec::receive_only(Default::default()) {
+                    v.push(Box::new(f));
+                }
+            }
+        }
+        if let Some(c) = &self.custom {
+            v.extend(c());
+        }
+        if let Some(c) = &self.crypt {
+            v.push(c.session_layer());
+        }
+        v
+    }
+}
+
+/// Sets both socket buffers (the kernel may cap them at `net.core.rmem_max`/`wmem_max`).
+pub fn set_sockbuf(socket: SockRef<'_>, bytes: usize) -> io::Result<()> {
+    socket.set_recv_buffer_size(bytes)?;
+    socket.set_send_buffer_size(bytes)
+}
+
+/// Sets the DSCP code point (IPv4 TOS or IPv6 traffic class = dscp << 2).
+pub fn set_dscp(socket: SockRef<'_>, dscp: u8) -> io::Result<()> {
+    if dscp > 63 {
+        return Err(invalid(format!("DSCP is 0..=63, got {dscp}")));
+    }
+    let tos = u32::from(dscp) << 2;
+    if socket.local_addr()?.is_ipv6() {
+        socket.set_tclass_v6(tos)
+    } else {
+        socket.set_tos_v4(tos)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(layers: &[Layer]) -> Vec<usize> {
+        layers.iter().map(|l| l.header_len()).collect()
+    }
+
+    #[test]
+    fn stack_is_built_in_kcp_go_order_with_crypto_demultiplexed() {
+        let cfg = KcpConfig::new(Config::fast3())
+            .fec(10, 3)
+            .crypt("aes", "k")
+            .unwrap();
+        let stack = Stack::new(&cfg).unwrap();
+        // FEC header (8 incl. size field... 6 + 2) then crypto nonce + CRC (20).
+        assert_eq!(names(&stack.session_layers()), [8, 20]);
+        assert_eq!(stack.demux_layers(), 1);
+        let ep = cfg.endpoint_config(true).unwrap();
+        assert_eq!(ep.demux_layers, 1);
+        assert!(ep.accept);
+    }
+
+    #[test]
+    fn fec_off_still_decodes_and_null_crypto_adds_no_layer() {
+        let cfg = KcpConfig::new(Config::fast())
+            .crypt("null", "k")
+            .unwrap()
+            .fec(0, 3);
+        let stack = Stack::new(&cfg).unwrap();
+        let layers = stack.session_layers();
+        assert_eq!(layers.len(), 1, "a receive-only FEC decoder");
+        assert_eq!(layers[0].header_len(), 0, "which sends plain KCP");
+        assert_eq!(stack.demux_layers(), 0);
+        assert_eq!(cfg.cipher(), None);
+    }
+
+    #[test]
+    fn custom_layers_sit_between_fec_and_crypto() {
+        struct Tag;
+        impl kcp_core::Codec for Tag {
+            fn header_len(&self) -> usize {
+                3
+            }
+            fn seal(
+                &mut self,
+                _: &mut [u8],
+                len: usize,
+                _: kcp_core::Millis,
+            ) -> Result<usize, kcp_core::CodecError> {
+                Ok(len)
+            }
+            fn open(
+                &mut self,
+                buf: &mut [u8],
+                _: kcp_core::Millis,
+            ) -> Result<Option<std::ops::Range<usize>>, kcp_core::CodecError> {
+                Ok(Some(3..buf.len()))
+            }
+        }
+        let cfg = KcpConfig::new(Config::fast())
+            .fec(4, 2)
+            .layers(|| vec![Box::new(Tag) as Layer], 1)
+            .crypt("salsa20", "k")
+            .unwrap();
+        let stack = Stack::new(&cfg).unwrap();
+        assert_eq!(names(&stack.session_layers()), [8, 3, 20]);
+        assert_eq!(
+            stack.demux_layers(),
+            1,
+            "with crypto only the cipher is demuxed"
+        );
+        let plain = KcpConfig::new(Config::fast()).layers(|| vec![Box::new(Tag) as Layer], 1);
+        assert_eq!(Stack::new(&plain).unwrap().demux_layers(), 1);
+    }
+
+    #[test]
+    fn bad_settings_are_refused() {
+        assert!(KcpConfig::default().crypt("rot13", "k").is_err());
+        assert!(KcpConfig::default().fec(200, 200).check().is_err());
+        let bad = Config {
+            mtu: 20,
+            ..Config::fast()
+        };
+        assert!(KcpConfig::new(bad).check().is_err());
+        assert!(KcpConfig::default().check().is_ok());
+    }
+
+    #[test]
+    fn lifecycle_and_admission_reach_the_endpoint() {
+        let cfg = KcpConfig::default()
+            .idle_timeout(Some(Duration::from_secs(5)))
+            .backlog(7)
+            .max_sessions(9)
+            .closed_linger(Duration::from_millis(1234))
+            .half_open(Duration::from_secs(2), 11, 3)
+            .accept_timeout(None)
+            .pool_bytes(1 << 10);
+        let ep = cfg.endpoint_config(false).unwrap();
+        assert_eq!(ep.idle_timeout_ms, Some(5000));
+        assert_eq!((ep.backlog, ep.max_sessions), (7, 9));
+        assert_eq!(ep.closed_linger_ms, 1234);
+        assert_eq!(
+            (
+                ep.half_open_timeout_ms,
+                ep.max_half_open,
+                ep.max_half_open_per_host
+            ),
+            (2000, 11, 3)
+        );
+        assert_eq!(ep.accept_timeout_ms, None);
+        assert_eq!(ep.pool_bytes, 1024);
+        assert!(!ep.accept);
+    }
+
+    #[test]
+    fn socket_options_apply_through_a_sockref() {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let cfg = KcpConfig::default().sockbuf(Some(1 << 18)).dscp(Some(46));
+        cfg.apply_socket(SockRef::from(&s)).unwrap();
+        let r = SockRef::from(&s);
+        assert!(r.recv_buffer_size().unwrap() >= 1 << 18);
+        assert_eq!(r.tos_v4().unwrap(), 46 << 2);
+        assert!(set_dscp(SockRef::from(&s), 64).is_err());
+    }
+}
