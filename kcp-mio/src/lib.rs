@@ -1,5 +1,84 @@
-//! mio adapter for the KCP stack.
+//! mio adapter for the KCP stack, and the runtime-free parts both adapters share.
 //!
-//! This crate is a placeholder until its issue lands: it will drive `kcp-core`'s sans-IO
-//! `Endpoint` from a mio `Poll` loop that the user owns.
+//! * [`Endpoint`]: every KCP session of one UDP socket, driven from a `mio::Poll` loop the
+//!   user owns: no threads, no async, no allocation per packet in steady state. It serves
+//!   sessions peers open and opens its own (several may share the socket).
+//! * [`stack`]: the configuration ([`KcpConfig`]: engine presets, FEC, cipher and key,
+//!   custom layers, lifecycle, admission limits, socket options) turned into kcp-core's
+//!   endpoint settings with the codec stack in kcp-go's order. kcp-tokio uses it too.
+//! * [`udp`]: batched socket I/O (`recvmmsg`/`sendmmsg`, UDP GSO and GRO on Linux, a plain
+//!   path elsewhere) for any non-blocking socket. kcp-tokio uses it too.
+//! * [`perf`]: the kcp-perf test protocol as per-session state machines over an `Endpoint`
+//!   (the examples and the interop tests use it).
+//!
+//! # The loop
+//!
+//! A server and a client endpoint in one loop exchange a message over loopback:
+//!
+//! ```
+//! use std::time::Duration;
+//! use kcp_core::Config;
+//! use kcp_mio::{Endpoint, Event, KcpConfig};
+//! use mio::{Events, Poll, Token};
+//!
+//! # fn main() -> std::io::Result<()> {
+//! let config = KcpConfig::new(Config::fast3()).fec(10, 3).crypt("aes", "secret")?;
+//! let mut poll = Poll::new()?;
+//! let mut server = Endpoint::listen("127.0.0.1:0".parse().unwrap(), &config, poll.registry(), Token(0))?;
+//! let mut client = Endpoint::client("127.0.0.1:0".parse().unwrap(), &config, poll.registry(), Token(1))?;
+//!
+//! let to_server = client.connect(server.local_addr()?)?;
+//! client.send(to_server, b"hello")?;
+//!
+//! let mut events = Events::with_capacity(64);
+//! let mut buf = [0u8; 2048];
+//! let mut reply = Vec::new();
+//! for _ in 0..1000 {
+//!     // Sleep until a socket is ready or the earliest session timer is due.
+//!     let timeout = [server.poll_timeout(), client.poll_timeout()].into_iter().flatten().min();
+//!     poll.poll(&mut events, timeout.or(Some(Duration::from_millis(100))))?;
+//!     for event in events.iter() {
+//!         server.handle_event(event)?; // events of other tokens are ignored
+//!         client.handle_event(event)?;
+//!     }
+//!     server.handle_timeout()?;
+//!     client.handle_timeout()?;
+//!
+//!     // What changed: no scan over the sessions.
+//!     while let Some(event) = server.poll_event() {
+//!         match event {
+//!             Event::Incoming => while server.accept().is_some() {},
+//!             Event::Readable(id) => loop {
+//!                 match server.recv(id, &mut buf) {
+//!                     Ok(n) => { server.send(id, &buf[..n])?; } // echo
+//!                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+//!                     Err(e) => return Err(e),
+//!                 }
+//!             },
+//!             Event::Writable(_) | Event::Closed(..) => {}
+//!         }
+//!     }
+//!     while let Some(event) = client.poll_event() {
+//!         if let Event::Readable(id) = event {
+//!             while let Ok(n) = client.recv(id, &mut buf) {
+//!                 reply.extend_from_slice(&buf[..n]);
+//!             }
+//!         }
+//!     }
+//!     if reply == b"hello" {
+//!         break;
+//!     }
+//! }
+//! assert_eq!(reply, b"hello");
+//! # Ok(()) }
+//! ```
 #![deny(missing_docs)]
+
+mod endpoint;
+pub mod perf;
+pub mod stack;
+pub mod udp;
+
+pub use endpoint::{Endpoint, SessionInfo, Work};
+pub use kcp_core::endpoint::{CloseReason, EndpointStats, Event, SessionId};
+pub use stack::KcpConfig;
