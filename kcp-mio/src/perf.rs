@@ -327,8 +327,9 @@ impl ServerSession {
     }
 
     fn step(&mut self, ep: &mut Endpoint, id: SessionId, buf: &mut [u8]) -> io::Result<bool> {
-        let unlimited = self.count == 0;
         loop {
+            // Count 0 (a client's --duration run): until the session ends.
+            let unlimited = self.count == 0;
             if !self.out.flush(ep, id)? {
                 return Ok(false);
             }
