@@ -286,8 +286,15 @@ impl Endpoint {
     }
 
     fn on_writable(&mut self) {
-        if self.tx.send_backlog(SockRef::from(&self.socket)).is_ok() && self.writable_interest {
-            self.set_writable_interest(false);
+        match self.tx.send_backlog(SockRef::from(&self.socket)) {
+            Ok(()) => {
+                if self.writable_interest {
+                    self.set_writable_interest(false);
+                }
+            }
+            // Still full: re-arm, so the kernel reports the next moment it is writable even
+            // if that moment came between the refusal and now (the event is edge-triggered).
+            Err(_) => self.set_writable_interest(true),
         }
     }
 
@@ -484,6 +491,12 @@ impl Endpoint {
         s.datagrams_received = r.datagrams_received;
         s.recv_calls = r.recv_calls;
         s
+    }
+
+    /// Whether datagrams wait for the socket to become writable (the endpoint then listens
+    /// for `WRITABLE` events too).
+    pub fn is_send_blocked(&self) -> bool {
+        self.writable_interest
     }
 
     /// Counters of the work done, per kind.

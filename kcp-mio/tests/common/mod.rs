@@ -19,6 +19,13 @@ use mio::{Events, Poll, Token};
 pub struct Served {
     pub done: Vec<Report>,
     pub failed: Vec<String>,
+    /// Sessions accepted so far.
+    pub accepted: usize,
+    /// Most sessions live at once.
+    pub peak_sessions: usize,
+    /// Live sessions and the endpoint's counters, refreshed every 50 ms.
+    pub sessions: usize,
+    pub stats: kcp_mio::EndpointStats,
 }
 
 /// A kcp-perf server on one kcp-mio endpoint, in a thread, until dropped.
@@ -48,7 +55,17 @@ impl MioServer {
             let mut events = Events::with_capacity(256);
             let mut sessions: HashMap<SessionId, ServerSession> = HashMap::new();
             let mut buf = vec![0u8; perf::READ_BUF];
+            let mut refreshed = Instant::now();
             while !s2.load(Ordering::Relaxed) {
+                {
+                    let mut v = v2.lock().unwrap();
+                    v.peak_sessions = v.peak_sessions.max(ep.len());
+                    if refreshed.elapsed() > Duration::from_millis(50) {
+                        refreshed = Instant::now();
+                        v.sessions = ep.len();
+                        v.stats = ep.stats();
+                    }
+                }
                 let t = ep.poll_timeout().map_or(Duration::from_millis(20), |t| {
                     t.min(Duration::from_millis(20))
                 });
@@ -61,6 +78,7 @@ impl MioServer {
                     let id = match ev {
                         Event::Incoming => {
                             while let Some(id) = ep.accept() {
+                                v2.lock().unwrap().accepted += 1;
                                 sessions.insert(id, ServerSession::new(message));
                                 drive_server(&mut ep, &mut sessions, id, &mut buf, &v2);
                             }

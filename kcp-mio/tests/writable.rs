@@ -1,0 +1,136 @@
+//! The send path respects writability: what the kernel refuses waits in the bounded backlog,
+//! the endpoint listens for `WRITABLE` until it is sent, and beyond the bound datagrams are
+//! dropped and counted while KCP retransmits them. Loopback never pushes back (it hands
+//! datagrams to the receiver synchronously), so the refusals are simulated in the sender:
+//! the next kernel send fails with `WouldBlock`, as when the socket buffer is full.
+
+use std::time::{Duration, Instant};
+
+use kcp_core::Config;
+use kcp_mio::{Endpoint, Event, KcpConfig};
+use mio::{Events, Poll, Token};
+
+/// Moves `total` bytes client to server, refusing one kernel send of the client every
+/// `every` iterations (and of the server every `every + 1`); checks every byte. Returns the
+/// client's endpoint for its counters.
+fn transfer(config: KcpConfig, total: u64, every: u64) -> (Endpoint, Endpoint) {
+    let mut poll = Poll::new().unwrap();
+    let mut server = Endpoint::listen(
+        "127.0.0.1:0".parse().unwrap(),
+        &config,
+        poll.registry(),
+        Token(0),
+    )
+    .unwrap();
+    let mut client = Endpoint::client(
+        "127.0.0.1:0".parse().unwrap(),
+        &config,
+        poll.registry(),
+        Token(1),
+    )
+    .unwrap();
+    let tx = client.connect(server.local_addr().unwrap()).unwrap();
+    let data: Vec<u8> = (0..total + 256).map(|i| (i % 251) as u8).collect();
+    let (mut sent, mut got) = (0u64, 0u64);
+    let mut buf = vec![0u8; 65536];
+    let mut events = Events::with_capacity(64);
+    let mut writable_events = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut i = 0u64;
+    // Then, without refusals, until the backlogs are sent.
+    while got < total || client.is_send_blocked() || server.is_send_blocked() {
+        assert!(Instant::now() < deadline, "{got} of {total}");
+        i += 1;
+        if got < total && i % every == 0 {
+            client.sender_mut().simulate_full_socket(1);
+        }
+        if got < total && i % (every + 1) == 0 {
+            server.sender_mut().simulate_full_socket(1);
+        }
+        while sent < total {
+            let end = (sent + 8192).min(total) as usize;
+            match client.send(tx, &data[sent as usize..end]) {
+                Ok(n) => sent += n as u64,
+                Err(_) => break,
+            }
+        }
+        let t = [server.poll_timeout(), client.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min();
+        poll.poll(&mut events, t.or(Some(Duration::from_millis(50))))
+            .unwrap();
+        for e in events.iter() {
+            if e.is_writable() {
+                writable_events += 1;
+            }
+            server.handle_event(e).unwrap();
+            client.handle_event(e).unwrap();
+        }
+        server.handle_timeout().unwrap();
+        client.handle_timeout().unwrap();
+        while let Some(ev) = server.poll_event() {
+            match ev {
+                Event::Incoming => {
+                    server.accept();
+                }
+                Event::Readable(id) => {
+                    while let Ok(n) = server.recv(id, &mut buf) {
+                        assert_eq!(&buf[..n], &data[got as usize..got as usize + n]);
+                        got += n as u64;
+                    }
+                }
+                Event::Closed(_, r) => panic!("closed: {r}"),
+                Event::Writable(_) => {}
+            }
+        }
+        while let Some(ev) = client.poll_event() {
+            if let Event::Closed(_, r) = ev {
+                panic!("closed: {r}");
+            }
+        }
+    }
+    assert!(
+        writable_events > 0,
+        "the endpoints asked for WRITABLE and got it"
+    );
+    (client, server)
+}
+
+#[test]
+fn refused_datagrams_go_out_on_the_writable_event() {
+    let config = KcpConfig::new(Config::fast3().with_windows(256, 256))
+        .crypt("aes", "writable")
+        .unwrap();
+    let (client, server) = transfer(config, 2 << 20, 7);
+    for ep in [&client, &server] {
+        let s = ep.udp_stats();
+        assert!(s.would_block > 0, "{s:?}");
+        assert!(s.backlog_peak > 0, "{s:?}");
+        assert_eq!(
+            s.backlog_drops, 0,
+            "the default backlog holds a refused batch: {s:?}"
+        );
+        assert!(
+            !ep.is_send_blocked(),
+            "WRITABLE interest dropped once drained"
+        );
+    }
+}
+
+#[test]
+fn a_full_backlog_drops_and_counts_and_kcp_retransmits() {
+    let config = KcpConfig::new(Config::fast3().with_windows(256, 256))
+        .crypt("aes", "writable")
+        .unwrap()
+        .send_backlog(16);
+    let (client, _server) = transfer(config, 2 << 20, 10);
+    let s = client.udp_stats();
+    assert!(s.backlog_drops > 0, "{s:?}");
+    assert!(s.backlog_peak <= 16, "{s:?}");
+    assert!(
+        client.stats().retrans_segs > 0,
+        "KCP resent what was dropped"
+    );
+    assert!(!client.is_send_blocked());
+}
