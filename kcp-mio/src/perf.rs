@@ -340,11 +340,11 @@ impl ServerSession {
                     } else {
                         16 - self.hdr.len()
                     };
-                    let Some(n) = read(ep, id, buf, self.message, max).or_else(|e| {
+                    let Some(n) = read(ep, id, buf, self.message, max).map_err(|e| {
                         if e.kind() == io::ErrorKind::InvalidData {
-                            Err(bad("bad header: not 16 bytes".into()))
+                            bad("bad header: not 16 bytes".into())
                         } else {
-                            Err(e)
+                            e
                         }
                     })?
                     else {

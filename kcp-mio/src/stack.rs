@@ -306,6 +306,9 @@ impl KcpConfig {
         let stack = Stack::new(self)?;
         let demux_layers = stack.demux_layers();
         let layers: LayerFactory = Box::new(move || stack.session_layers());
+        // The update keeps this compiling (with kcp-core's defaults) when the endpoint grows
+        // a setting.
+        #[allow(clippy::needless_update)]
         Ok(EndpointConfig {
             session: self.engine,
             layers,

@@ -41,10 +41,10 @@ fn transfer(config: KcpConfig, total: u64, every: u64) -> (Endpoint, Endpoint) {
     while got < total || client.is_send_blocked() || server.is_send_blocked() {
         assert!(Instant::now() < deadline, "{got} of {total}");
         i += 1;
-        if got < total && i % every == 0 {
+        if got < total && i.is_multiple_of(every) {
             client.sender_mut().simulate_full_socket(1);
         }
-        if got < total && i % (every + 1) == 0 {
+        if got < total && i.is_multiple_of(every + 1) {
             server.sender_mut().simulate_full_socket(1);
         }
         while sent < total {
