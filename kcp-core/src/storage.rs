@@ -70,6 +70,10 @@ impl<T> From<Vec<T>> for Managed<'_, T> {
     }
 }
 
+/// Smallest owned ring: rings start here and shrink back here when they drain.
+#[cfg(feature = "alloc")]
+pub(crate) const MIN_RING: usize = 4;
+
 /// A ring of `T` indexed by wrapping `u32` sequence number, starting at `base`.
 ///
 /// Logical entries are `base .. base + len`. Owned storage grows (doubling, up to `max`) when
@@ -243,15 +247,46 @@ impl<'a, T: Copy + Default> SeqRing<'a, T> {
         if cap >= self.max {
             return false;
         }
-        let new_cap = (cap * 2).clamp(8, self.max);
+        // Doubling from a small start, never past the bound (`max` may be below the start).
+        let new_cap = cap.saturating_mul(2).max(MIN_RING).min(self.max);
         let Managed::Owned(v) = &mut self.slots else {
             return false;
         };
         // Linearise the ring so the grown part is contiguous after the last entry.
         v.rotate_left(self.head);
         self.head = 0;
+        v.reserve_exact(new_cap - cap);
         v.resize(new_cap, T::default());
         true
+    }
+
+    /// Gives owned storage back down to `keep` slots once the ring is empty (borrowed storage
+    /// is the caller's and stays). Returns the bytes freed.
+    #[cfg(feature = "alloc")]
+    pub(crate) fn shrink(&mut self, keep: usize) -> usize {
+        if self.len != 0 {
+            return 0;
+        }
+        let Managed::Owned(v) = &mut self.slots else {
+            return 0;
+        };
+        let before = v.capacity();
+        if before <= keep {
+            return 0;
+        }
+        self.head = 0;
+        v.truncate(keep);
+        v.shrink_to_fit();
+        (before - v.capacity()) * core::mem::size_of::<T>()
+    }
+
+    /// Heap bytes held (owned storage; 0 when borrowed).
+    #[cfg(feature = "alloc")]
+    pub(crate) fn heap_bytes(&self) -> usize {
+        match &self.slots {
+            Managed::Owned(v) => v.capacity() * core::mem::size_of::<T>(),
+            Managed::Borrowed(_) => 0,
+        }
     }
 
     #[cfg(not(feature = "alloc"))]
@@ -263,131 +298,339 @@ impl<'a, T: Copy + Default> SeqRing<'a, T> {
 /// Identifies one payload chunk of a [`Pool`].
 pub(crate) type ChunkId = u32;
 
-/// Fixed-size payload chunks, handed out by id.
+/// One heap payload chunk: the largest segment payload a 1500-byte MTU allows.
+#[cfg(feature = "alloc")]
+pub type Chunk = alloc::boxed::Box<[u8; crate::engine::HEAP_CHUNK]>;
+
+/// A fresh zeroed heap chunk.
+#[cfg(feature = "alloc")]
+fn new_chunk() -> Chunk {
+    alloc::boxed::Box::new([0u8; crate::engine::HEAP_CHUNK])
+}
+
+/// Payload chunks for many engines to share (feature `alloc`): an endpoint keeps the chunks
+/// its sessions give back when they drain and hands them to sessions that need them, so an
+/// idle session holds no payload memory and a busy one does not allocate per packet.
+///
+/// Bounded by a byte budget: chunks given back beyond it are freed.
+#[cfg(feature = "alloc")]
+#[derive(Debug, Default)]
+pub struct ChunkCache {
+    chunks: Vec<Chunk>,
+    max_chunks: usize,
+}
+
+#[cfg(feature = "alloc")]
+impl ChunkCache {
+    /// A cache that keeps at most `budget_bytes` of chunks.
+    pub fn new(budget_bytes: usize) -> ChunkCache {
+        ChunkCache {
+            chunks: Vec::new(),
+            max_chunks: budget_bytes / crate::engine::HEAP_CHUNK,
+        }
+    }
+
+    /// Chunks held.
+    pub fn len(&self) -> usize {
+        self.chunks.len()
+    }
+
+    /// Whether it holds no chunk.
+    pub fn is_empty(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    /// Bytes held (chunks and the list of them).
+    pub fn heap_bytes(&self) -> usize {
+        self.chunks.len() * crate::engine::HEAP_CHUNK
+            + self.chunks.capacity() * core::mem::size_of::<Chunk>()
+    }
+
+    /// Takes a chunk, if one is kept.
+    pub fn take(&mut self) -> Option<Chunk> {
+        self.chunks.pop()
+    }
+
+    /// Keeps `chunk` for reuse, or frees it when the budget is reached.
+    pub fn give(&mut self, chunk: Chunk) {
+        if self.chunks.len() < self.max_chunks {
+            if self.chunks.len() == self.chunks.capacity() {
+                // Grow in steps within the budget, not by doubling past it.
+                let step = self.chunks.len().clamp(16, 1024);
+                let room = self.max_chunks - self.chunks.len();
+                self.chunks.reserve_exact(step.min(room));
+            }
+            self.chunks.push(chunk);
+        }
+    }
+}
+
+/// Fixed-size payload chunks, handed out by id: over a caller's arena (no allocator), or
+/// (feature `alloc`) heap chunks that are given back when the engine drains.
 #[derive(Debug)]
-pub(crate) struct Pool<'a> {
-    arena: Managed<'a, u8>,
-    free: Managed<'a, ChunkId>,
+pub(crate) enum Pool<'a> {
+    /// Caller-provided arena cut into chunks.
+    Borrowed(ArenaPool<'a>),
+    /// Heap chunks, one allocation each, reusable across engines through a [`ChunkCache`].
+    #[cfg(feature = "alloc")]
+    Owned(HeapPool),
+}
+
+/// Chunks of a borrowed arena.
+#[derive(Debug)]
+pub(crate) struct ArenaPool<'a> {
+    arena: &'a mut [u8],
+    free: &'a mut [ChunkId],
     nfree: usize,
     chunk: usize,
     total: usize,
+}
+
+/// Heap chunks by id. An id keeps its number while in use; a free id may have given its
+/// storage back (`None`), and gets a chunk again when it is taken.
+#[cfg(feature = "alloc")]
+#[derive(Debug)]
+pub(crate) struct HeapPool {
+    slots: Vec<Option<Chunk>>,
+    free: Vec<ChunkId>,
+    /// Spare chunks handed in by an endpoint ([`Pool::stock`]), used before allocating.
+    stock: Vec<Chunk>,
     max: usize,
 }
 
 impl<'a> Pool<'a> {
-    /// A pool over `arena`, cut into chunks of `chunk` bytes. `free` must have room for one id
-    /// per chunk (borrowed) or is grown alongside (owned); `max` bounds owned growth in chunks.
-    pub(crate) fn new(
-        arena: Managed<'a, u8>,
-        free: Managed<'a, ChunkId>,
-        chunk: usize,
-        max: usize,
-    ) -> Self {
+    /// A pool over a caller's `arena`, cut into chunks of `chunk` bytes; `free` must have room
+    /// for one id per chunk.
+    pub(crate) fn borrowed(arena: &'a mut [u8], free: &'a mut [ChunkId], chunk: usize) -> Self {
         let chunk = chunk.max(1);
-        let mut pool = Pool {
-            total: arena.len() / chunk,
-            arena,
-            free,
-            nfree: 0,
-            chunk,
-            max,
-        };
-        if pool.arena.is_borrowed() {
-            pool.total = pool.total.min(pool.free.len());
-            pool.max = pool.total;
-        }
-        for id in (0..pool.total).rev() {
-            if let Some(slot) = pool.free.get_mut(pool.nfree) {
+        let total = (arena.len() / chunk).min(free.len());
+        let mut nfree = 0;
+        for id in (0..total).rev() {
+            if let Some(slot) = free.get_mut(nfree) {
                 *slot = id as ChunkId;
-                pool.nfree += 1;
+                nfree += 1;
             }
         }
-        pool
+        Pool::Borrowed(ArenaPool {
+            arena,
+            free,
+            nfree,
+            chunk,
+            total,
+        })
+    }
+
+    /// An empty heap pool of at most `max` chunks of [`HEAP_CHUNK`](crate::HEAP_CHUNK) bytes.
+    #[cfg(feature = "alloc")]
+    pub(crate) fn heap(max: usize) -> Self {
+        Pool::Owned(HeapPool {
+            slots: Vec::new(),
+            free: Vec::new(),
+            stock: Vec::new(),
+            max,
+        })
     }
 
     /// Bytes per chunk: the largest segment payload this pool can hold.
     #[inline]
     pub(crate) fn chunk_len(&self) -> usize {
-        self.chunk
+        match self {
+            Pool::Borrowed(p) => p.chunk,
+            #[cfg(feature = "alloc")]
+            Pool::Owned(_) => crate::engine::HEAP_CHUNK,
+        }
     }
 
     /// Chunks currently handed out.
     #[inline]
     pub(crate) fn in_use(&self) -> usize {
-        self.total - self.nfree
+        match self {
+            Pool::Borrowed(p) => p.total - p.nfree,
+            #[cfg(feature = "alloc")]
+            Pool::Owned(p) => p.slots.len() - p.free.len(),
+        }
     }
 
-    /// Chunks that can still be handed out (including by growing).
+    /// Chunks that can still be handed out.
     #[inline]
     pub(crate) fn available(&self) -> usize {
-        self.nfree + (self.max - self.total)
+        match self {
+            Pool::Borrowed(p) => p.nfree,
+            #[cfg(feature = "alloc")]
+            Pool::Owned(p) => p.free.len() + p.max.saturating_sub(p.slots.len()),
+        }
     }
 
-    /// Changes the bound in chunks (owned storage only), never below the chunks that exist.
+    /// Changes the bound in chunks (heap pools only), never below the ids that exist.
     pub(crate) fn set_max(&mut self, max: usize) -> bool {
-        if self.arena.is_borrowed() {
-            return max <= self.max;
+        match self {
+            Pool::Borrowed(p) => max <= p.total,
+            #[cfg(feature = "alloc")]
+            Pool::Owned(p) => {
+                p.max = max.max(p.slots.len());
+                true
+            }
         }
-        self.max = max.max(self.total);
-        true
     }
 
-    /// Takes a chunk, growing owned storage if needed. `None` when exhausted.
+    /// Takes a chunk. `None` when exhausted.
     pub(crate) fn take(&mut self) -> Option<ChunkId> {
-        if self.nfree == 0 && !self.grow() {
-            return None;
+        match self {
+            Pool::Borrowed(p) => {
+                if p.nfree == 0 {
+                    return None;
+                }
+                p.nfree -= 1;
+                p.free.get(p.nfree).copied()
+            }
+            #[cfg(feature = "alloc")]
+            Pool::Owned(p) => p.take(),
         }
-        self.nfree -= 1;
-        self.free.get(self.nfree).copied()
     }
 
     /// Returns a chunk to the pool.
     pub(crate) fn give(&mut self, id: ChunkId) {
-        if let Some(slot) = self.free.get_mut(self.nfree) {
-            *slot = id;
-            self.nfree += 1;
+        match self {
+            Pool::Borrowed(p) => {
+                if let Some(slot) = p.free.get_mut(p.nfree) {
+                    *slot = id;
+                    p.nfree += 1;
+                }
+            }
+            #[cfg(feature = "alloc")]
+            Pool::Owned(p) => {
+                if p.free.len() == p.free.capacity() {
+                    p.free.reserve_exact(p.free.len().clamp(MIN_RING, 64));
+                }
+                p.free.push(id);
+            }
         }
     }
 
     #[inline]
     pub(crate) fn chunk(&self, id: ChunkId) -> &[u8] {
-        let start = id as usize * self.chunk;
-        self.arena.get(start..start + self.chunk).unwrap_or(&[])
+        match self {
+            Pool::Borrowed(p) => {
+                let start = id as usize * p.chunk;
+                p.arena.get(start..start + p.chunk).unwrap_or(&[])
+            }
+            #[cfg(feature = "alloc")]
+            Pool::Owned(p) => match p.slots.get(id as usize) {
+                Some(Some(c)) => &c[..],
+                _ => &[],
+            },
+        }
     }
 
     #[inline]
     pub(crate) fn chunk_mut(&mut self, id: ChunkId) -> &mut [u8] {
-        let start = id as usize * self.chunk;
-        self.arena
-            .get_mut(start..start + self.chunk)
-            .unwrap_or(&mut [])
+        match self {
+            Pool::Borrowed(p) => {
+                let start = id as usize * p.chunk;
+                p.arena.get_mut(start..start + p.chunk).unwrap_or(&mut [])
+            }
+            #[cfg(feature = "alloc")]
+            Pool::Owned(p) => match p.slots.get_mut(id as usize) {
+                Some(Some(c)) => &mut c[..],
+                _ => &mut [],
+            },
+        }
     }
 
+    /// Moves up to `n` chunks from `cache` into this pool's stock (heap pools only), so the
+    /// next takes do not allocate.
     #[cfg(feature = "alloc")]
-    fn grow(&mut self) -> bool {
-        if self.total >= self.max {
-            return false;
-        }
-        let add = self.total.clamp(4, 64).min(self.max - self.total);
-        let (Managed::Owned(arena), Managed::Owned(free)) = (&mut self.arena, &mut self.free)
-        else {
-            return false;
-        };
-        arena.resize((self.total + add) * self.chunk, 0);
-        free.resize(self.total + add, 0);
-        for id in (self.total..self.total + add).rev() {
-            if let Some(slot) = free.get_mut(self.nfree) {
-                *slot = id as ChunkId;
-                self.nfree += 1;
+    pub(crate) fn stock(&mut self, cache: &mut ChunkCache, n: usize) {
+        if let Pool::Owned(p) = self {
+            // Free ids that still hold storage count as stock already.
+            let have = p.stock.len() + p.free.iter().filter(|&&id| p.holds(id)).count();
+            for _ in have..n {
+                match cache.take() {
+                    Some(c) => p.stock.push(c),
+                    None => break,
+                }
             }
         }
-        self.total += add;
-        true
     }
 
-    #[cfg(not(feature = "alloc"))]
-    fn grow(&mut self) -> bool {
-        false
+    /// Gives every chunk not in use to `cache`; with nothing in use, also shrinks the id
+    /// tables. Returns the heap bytes this pool no longer holds.
+    #[cfg(feature = "alloc")]
+    pub(crate) fn release(&mut self, cache: &mut ChunkCache) -> usize {
+        let before = self.heap_bytes();
+        let Pool::Owned(p) = self else {
+            return 0;
+        };
+        for c in p.stock.drain(..) {
+            cache.give(c);
+        }
+        for &id in &p.free {
+            if let Some(slot) = p.slots.get_mut(id as usize) {
+                if let Some(c) = slot.take() {
+                    cache.give(c);
+                }
+            }
+        }
+        if p.slots.len() == p.free.len() {
+            p.slots.clear();
+            p.free.clear();
+            p.slots.shrink_to(MIN_RING);
+            p.free.shrink_to(MIN_RING);
+            p.stock.shrink_to(0);
+        }
+        before.saturating_sub(self.heap_bytes())
+    }
+
+    /// Heap bytes held: chunks and tables (0 for a borrowed arena).
+    #[cfg(feature = "alloc")]
+    pub(crate) fn heap_bytes(&self) -> usize {
+        match self {
+            Pool::Borrowed(_) => 0,
+            Pool::Owned(p) => {
+                let chunks = p.slots.iter().filter(|c| c.is_some()).count() + p.stock.len();
+                chunks * crate::engine::HEAP_CHUNK + p.heap_tables()
+            }
+        }
+    }
+}
+
+#[cfg(feature = "alloc")]
+impl HeapPool {
+    fn holds(&self, id: ChunkId) -> bool {
+        matches!(self.slots.get(id as usize), Some(Some(_)))
+    }
+
+    fn heap_tables(&self) -> usize {
+        self.slots.capacity() * core::mem::size_of::<Option<Chunk>>()
+            + self.free.capacity() * core::mem::size_of::<ChunkId>()
+            + self.stock.capacity() * core::mem::size_of::<Chunk>()
+    }
+
+    fn fill(&mut self) -> Chunk {
+        self.stock.pop().unwrap_or_else(new_chunk)
+    }
+
+    fn take(&mut self) -> Option<ChunkId> {
+        if let Some(id) = self.free.pop() {
+            if let Some(slot) = self.slots.get_mut(id as usize) {
+                if slot.is_none() {
+                    *slot = Some(self.stock.pop().unwrap_or_else(new_chunk));
+                }
+                return Some(id);
+            }
+            return None;
+        }
+        if self.slots.len() >= self.max {
+            return None;
+        }
+        if self.slots.len() == self.slots.capacity() {
+            let want = self.slots.len().clamp(MIN_RING, 64);
+            self.slots
+                .reserve_exact(want.min(self.max - self.slots.len()));
+        }
+        let c = self.fill();
+        self.slots.push(Some(c));
+        Some((self.slots.len() - 1) as ChunkId)
     }
 }
 
@@ -434,12 +677,7 @@ mod tests {
     fn pool_hands_out_distinct_chunks() {
         let mut arena = [0u8; 40];
         let mut free = [0u32; 4];
-        let mut p = Pool::new(
-            Managed::Borrowed(&mut arena),
-            Managed::Borrowed(&mut free),
-            10,
-            0,
-        );
+        let mut p = Pool::borrowed(&mut arena, &mut free, 10);
         let a = p.take().unwrap();
         let b = p.take().unwrap();
         assert_ne!(a, b);

@@ -27,6 +27,7 @@ impl Kcp<'_> {
     }
 
     fn input_inner(&mut self, now: Millis, data: &[u8], regular: bool) -> Result<(), InputError> {
+        self.observe(now);
         self.stats.in_datagrams += 1;
         self.stats.in_bytes += data.len() as u64;
         if !regular {

@@ -20,6 +20,8 @@ pub use buffers::{AckEntry, Buffers, RecvSlot, SendSlot, StaticBuffers};
 use crate::config::{Config, ConfigError, MAX_FRAGMENTS};
 use crate::congestion::{Classic, Congestion, NoControl};
 use crate::stats::Stats;
+#[cfg(feature = "alloc")]
+use crate::storage::{ChunkCache, MIN_RING};
 use crate::storage::{ChunkId, Managed, Pool, SeqRing};
 use crate::time::{seq_diff, Millis};
 use crate::wire::WireError;
@@ -219,6 +221,8 @@ pub struct Kcp<'a> {
     pending: Pending,
     /// Newest `ts` of a regular PUSH, to tell stale FEC-rebuilt segments (see `on_push`).
     newest_push_ts: Option<u32>,
+    /// The latest `now` the engine was given, to notice a clock that wrapped past 2^31 ms.
+    last_now: Millis,
     stats: Stats,
 }
 
@@ -258,12 +262,7 @@ impl Kcp<'static> {
             SeqRing::new(Managed::Owned(Vec::new()), 0, rcv_max),
             SeqRing::new(Managed::Owned(Vec::new()), 0, config.ack_capacity()),
             SeqRing::new(Managed::Owned(Vec::new()), 0, snd_max),
-            Pool::new(
-                Managed::Owned(Vec::new()),
-                Managed::Owned(Vec::new()),
-                HEAP_CHUNK,
-                snd_max + rcv_max,
-            ),
+            Pool::heap(snd_max + rcv_max),
         ))
     }
 }
@@ -311,12 +310,7 @@ impl<'a> Kcp<'a> {
             SeqRing::new(Managed::Borrowed(buffers.recv), 0, 0),
             SeqRing::new(Managed::Borrowed(buffers.acks), 0, 0),
             SeqRing::new(Managed::Borrowed(buffers.transmit), 0, 0),
-            Pool::new(
-                Managed::Borrowed(buffers.arena),
-                Managed::Borrowed(buffers.free),
-                buffers.chunk_len,
-                0,
-            ),
+            Pool::borrowed(buffers.arena, buffers.free, buffers.chunk_len),
         ))
     }
 
@@ -367,6 +361,7 @@ impl<'a> Kcp<'a> {
             timer_anchor: now,
             pending: Pending::None,
             newest_push_ts: None,
+            last_now: now,
             stats: Stats::default(),
             cfg,
         }
@@ -516,6 +511,56 @@ impl<'a> Kcp<'a> {
         self.pool.in_use()
     }
 
+    /// Whether the engine holds no data at all: nothing queued, in flight, received but
+    /// unread, or waiting to be acknowledged. Then [`release_storage`](Self::release_storage)
+    /// can give back everything but a few bytes.
+    pub fn is_drained(&self) -> bool {
+        self.snd.is_empty() && self.rcv.is_empty() && self.acks.is_empty() && self.txq.is_empty()
+    }
+
+    /// Heap bytes the engine holds beyond its own struct: rings and payload chunks (0 on
+    /// caller-provided buffers).
+    #[cfg(feature = "alloc")]
+    pub fn heap_bytes(&self) -> usize {
+        self.snd.heap_bytes()
+            + self.rcv.heap_bytes()
+            + self.acks.heap_bytes()
+            + self.txq.heap_bytes()
+            + self.pool.heap_bytes()
+    }
+
+    /// Moves up to `chunks` payload chunks from `cache` into the engine, so the segments it is
+    /// about to store (a datagram's PUSH segments, a `send`) need no allocation. Heap-backed
+    /// engines only; a no-op on caller-provided buffers.
+    #[cfg(feature = "alloc")]
+    pub fn stock_storage(&mut self, cache: &mut ChunkCache, chunks: usize) {
+        self.pool.stock(cache, chunks);
+    }
+
+    /// Gives payload chunks the engine does not use to `cache` and, when it is
+    /// [drained](Self::is_drained), shrinks its rings to a few entries, so memory follows the
+    /// data held rather than the high-water mark of the last burst. Returns the heap bytes
+    /// the engine no longer holds. Heap-backed engines only.
+    #[cfg(feature = "alloc")]
+    pub fn release_storage(&mut self, cache: &mut ChunkCache) -> usize {
+        let mut freed = self.pool.release(cache);
+        if self.is_drained() {
+            freed += self.snd.shrink(MIN_RING)
+                + self.rcv.shrink(MIN_RING)
+                + self.acks.shrink(MIN_RING)
+                + self.txq.shrink(MIN_RING);
+        }
+        freed
+    }
+
+    /// Asks the peer for its window (a `WASK` segment at the next flush); a KCP peer answers
+    /// with a `WINS`. An endpoint uses it to make a new peer speak again (see
+    /// [`Endpoint`](crate::endpoint::Endpoint)'s half-open sessions).
+    pub fn ask_window(&mut self) {
+        self.probe |= ASK_SEND;
+        self.request(Pending::Full);
+    }
+
     /// When [`handle_timeout`](Self::handle_timeout) must next be called; `None` while the
     /// session is idle (nothing to send, acknowledge or probe), until the next `send` or
     /// `input`. Ask again after every call that changes the engine.
@@ -527,6 +572,7 @@ impl<'a> Kcp<'a> {
     /// has reached [`poll_timeout`](Self::poll_timeout). Then drain
     /// [`poll_transmit`](Self::poll_transmit).
     pub fn handle_timeout(&mut self, now: Millis) {
+        self.observe(now);
         if let Some(t) = self.timer {
             if now.reached(t) {
                 self.request(Pending::Timer);
@@ -539,6 +585,36 @@ impl<'a> Kcp<'a> {
     /// periodic timer keeps its schedule.
     pub fn flush(&mut self) {
         self.request(Pending::Full);
+    }
+
+    /// Notes the caller's clock. Time never goes back, so a `now` that looks earlier than the
+    /// last one means the wrapping clock moved on by 2^31 ms or more while the engine was not
+    /// called (an idle session sleeps with no timer). Every deadline is then re-anchored on
+    /// `now`: the timer and retransmissions are due at once, instead of 2^31 ms away.
+    pub(crate) fn observe(&mut self, now: Millis) {
+        if now.since(self.last_now) >= 0 {
+            self.last_now = now;
+            return;
+        }
+        self.last_now = now;
+        self.timer_anchor = now;
+        if self.timer.is_some() {
+            self.timer = Some(now);
+        }
+        let mut cur = self.ua_head;
+        while let Some(sn) = cur {
+            let Some(seg) = self.snd.get_mut(sn) else {
+                break;
+            };
+            seg.resendts = now;
+            cur = seg.next;
+        }
+        if self.ua_head.is_some() {
+            self.rto_bound = Some(now);
+        }
+        if self.probe_wait > 0 {
+            self.ts_probe = now;
+        }
     }
 
     pub(crate) fn request(&mut self, p: Pending) {
