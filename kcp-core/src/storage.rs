@@ -81,10 +81,12 @@ pub(crate) const MIN_RING: usize = 4;
 #[derive(Debug)]
 pub(crate) struct SeqRing<'a, T> {
     slots: Managed<'a, T>,
-    head: usize,
-    len: usize,
+    // u32 indices: rings never exceed 2 * MAX_WINDOW + MAX_FRAGMENTS entries, and a session
+    // is smaller with them (memory per session is a target).
+    head: u32,
+    len: u32,
     base: u32,
-    max: usize,
+    max: u32,
 }
 
 impl<'a, T: Copy + Default> SeqRing<'a, T> {
@@ -102,7 +104,7 @@ impl<'a, T: Copy + Default> SeqRing<'a, T> {
             head: 0,
             len: 0,
             base,
-            max,
+            max: max.min(u32::MAX as usize) as u32,
         }
     }
 
@@ -113,7 +115,7 @@ impl<'a, T: Copy + Default> SeqRing<'a, T> {
 
     #[inline]
     pub(crate) fn len(&self) -> usize {
-        self.len
+        self.len as usize
     }
 
     #[inline]
@@ -124,19 +126,19 @@ impl<'a, T: Copy + Default> SeqRing<'a, T> {
     /// Sequence number one past the last entry.
     #[inline]
     pub(crate) fn end(&self) -> u32 {
-        self.base.wrapping_add(self.len as u32)
+        self.base.wrapping_add(self.len)
     }
 
     /// The most entries this ring can ever hold.
     #[inline]
     pub(crate) fn max_len(&self) -> usize {
-        self.max
+        self.max as usize
     }
 
     #[inline]
     fn phys(&self, offset: usize) -> usize {
         let cap = self.slots.len();
-        let i = self.head + offset;
+        let i = self.head as usize + offset;
         if i >= cap {
             i - cap
         } else {
@@ -148,7 +150,7 @@ impl<'a, T: Copy + Default> SeqRing<'a, T> {
     #[inline]
     pub(crate) fn get(&self, sn: u32) -> Option<&T> {
         let off = sn.wrapping_sub(self.base) as usize;
-        if off < self.len {
+        if off < self.len as usize {
             let p = self.phys(off);
             self.slots.get(p)
         } else {
@@ -160,7 +162,7 @@ impl<'a, T: Copy + Default> SeqRing<'a, T> {
     #[inline]
     pub(crate) fn get_mut(&mut self, sn: u32) -> Option<&mut T> {
         let off = sn.wrapping_sub(self.base) as usize;
-        if off < self.len {
+        if off < self.len as usize {
             let p = self.phys(off);
             self.slots.get_mut(p)
         } else {
@@ -171,7 +173,7 @@ impl<'a, T: Copy + Default> SeqRing<'a, T> {
     /// The entry at logical offset `off` from the front.
     #[inline]
     pub(crate) fn at(&self, off: usize) -> Option<&T> {
-        if off < self.len {
+        if off < self.len as usize {
             self.slots.get(self.phys(off))
         } else {
             None
@@ -180,10 +182,10 @@ impl<'a, T: Copy + Default> SeqRing<'a, T> {
 
     /// Appends `value` as entry `end()`. Fails when the ring is at its bound.
     pub(crate) fn push_back(&mut self, value: T) -> Result<(), T> {
-        if self.len == self.slots.len() && !self.grow() {
+        if self.len as usize == self.slots.len() && !self.grow() {
             return Err(value);
         }
-        let p = self.phys(self.len);
+        let p = self.phys(self.len as usize);
         match self.slots.get_mut(p) {
             Some(slot) => {
                 *slot = value;
@@ -199,8 +201,8 @@ impl<'a, T: Copy + Default> SeqRing<'a, T> {
         if self.len == 0 {
             return None;
         }
-        let v = self.slots.get(self.head).copied();
-        self.head = self.phys(1);
+        let v = self.slots.get(self.head as usize).copied();
+        self.head = self.phys(1) as u32;
         self.len -= 1;
         self.base = self.base.wrapping_add(1);
         if self.len == 0 {
@@ -218,7 +220,7 @@ impl<'a, T: Copy + Default> SeqRing<'a, T> {
 
     /// Makes sure at least `n` more entries fit without failing.
     pub(crate) fn reserve(&mut self, n: usize) -> bool {
-        while self.slots.len() - self.len < n {
+        while self.slots.len() - (self.len as usize) < n {
             if !self.grow() {
                 return false;
             }
@@ -232,28 +234,29 @@ impl<'a, T: Copy + Default> SeqRing<'a, T> {
         if self.slots.is_borrowed() {
             return max <= self.slots.len();
         }
+        let max = max.min(u32::MAX as usize) as u32;
         self.max = max.max(self.len);
         self.max == max
     }
 
     /// Free entries before the bound is reached.
     pub(crate) fn spare(&self) -> usize {
-        self.max.saturating_sub(self.len)
+        self.max.saturating_sub(self.len) as usize
     }
 
     #[cfg(feature = "alloc")]
     fn grow(&mut self) -> bool {
         let cap = self.slots.len();
-        if cap >= self.max {
+        if cap >= self.max as usize {
             return false;
         }
         // Doubling from a small start, never past the bound (`max` may be below the start).
-        let new_cap = cap.saturating_mul(2).max(MIN_RING).min(self.max);
+        let new_cap = cap.saturating_mul(2).max(MIN_RING).min(self.max as usize);
         let Managed::Owned(v) = &mut self.slots else {
             return false;
         };
         // Linearise the ring so the grown part is contiguous after the last entry.
-        v.rotate_left(self.head);
+        v.rotate_left(self.head as usize);
         self.head = 0;
         v.reserve_exact(new_cap - cap);
         v.resize(new_cap, T::default());
@@ -392,10 +395,10 @@ pub(crate) struct ArenaPool<'a> {
 #[derive(Debug)]
 pub(crate) struct HeapPool {
     slots: Vec<Option<Chunk>>,
+    /// Ids not in use; those whose slot holds a chunk are taken first (the stock an endpoint
+    /// hands in with [`Pool::stock`] becomes such ids).
     free: Vec<ChunkId>,
-    /// Spare chunks handed in by an endpoint ([`Pool::stock`]), used before allocating.
-    stock: Vec<Chunk>,
-    max: usize,
+    max: u32,
 }
 
 impl<'a> Pool<'a> {
@@ -426,8 +429,7 @@ impl<'a> Pool<'a> {
         Pool::Owned(HeapPool {
             slots: Vec::new(),
             free: Vec::new(),
-            stock: Vec::new(),
-            max,
+            max: max.min(u32::MAX as usize) as u32,
         })
     }
 
@@ -457,7 +459,7 @@ impl<'a> Pool<'a> {
         match self {
             Pool::Borrowed(p) => p.nfree,
             #[cfg(feature = "alloc")]
-            Pool::Owned(p) => p.free.len() + p.max.saturating_sub(p.slots.len()),
+            Pool::Owned(p) => p.free.len() + (p.max as usize).saturating_sub(p.slots.len()),
         }
     }
 
@@ -467,7 +469,7 @@ impl<'a> Pool<'a> {
             Pool::Borrowed(p) => max <= p.total,
             #[cfg(feature = "alloc")]
             Pool::Owned(p) => {
-                p.max = max.max(p.slots.len());
+                p.max = max.max(p.slots.len()).min(u32::MAX as usize) as u32;
                 true
             }
         }
@@ -498,12 +500,8 @@ impl<'a> Pool<'a> {
                 }
             }
             #[cfg(feature = "alloc")]
-            Pool::Owned(p) => {
-                if p.free.len() == p.free.capacity() {
-                    p.free.reserve_exact(p.free.len().clamp(MIN_RING, 64));
-                }
-                p.free.push(id);
-            }
+            // `reserve_one` keeps the free list as long as the id table: no allocation here.
+            Pool::Owned(p) => p.free.push(id),
         }
     }
 
@@ -542,13 +540,30 @@ impl<'a> Pool<'a> {
     #[cfg(feature = "alloc")]
     pub(crate) fn stock(&mut self, cache: &mut ChunkCache, n: usize) {
         if let Pool::Owned(p) = self {
-            // Free ids that still hold storage count as stock already.
-            let have = p.stock.len() + p.free.iter().filter(|&&id| p.holds(id)).count();
-            for _ in have..n {
-                match cache.take() {
-                    Some(c) => p.stock.push(c),
-                    None => break,
+            // Free ids that hold a chunk are stock already; empty free ids get one first.
+            let mut have = 0;
+            for &id in &p.free {
+                if have >= n {
+                    return;
                 }
+                match p.slots.get_mut(id as usize) {
+                    Some(slot @ None) => match cache.take() {
+                        Some(c) => *slot = Some(c),
+                        None => return,
+                    },
+                    Some(Some(_)) => {}
+                    None => continue,
+                }
+                have += 1;
+            }
+            while have < n && p.slots.len() < p.max as usize {
+                let Some(c) = cache.take() else {
+                    return;
+                };
+                p.reserve_one();
+                p.free.push(p.slots.len() as ChunkId);
+                p.slots.push(Some(c));
+                have += 1;
             }
         }
     }
@@ -561,9 +576,6 @@ impl<'a> Pool<'a> {
         let Pool::Owned(p) = self else {
             return 0;
         };
-        for c in p.stock.drain(..) {
-            cache.give(c);
-        }
         for &id in &p.free {
             if let Some(slot) = p.slots.get_mut(id as usize) {
                 if let Some(c) = slot.take() {
@@ -576,7 +588,6 @@ impl<'a> Pool<'a> {
             p.free.clear();
             p.slots.shrink_to(MIN_RING);
             p.free.shrink_to(MIN_RING);
-            p.stock.shrink_to(0);
         }
         before.saturating_sub(self.heap_bytes())
     }
@@ -587,7 +598,7 @@ impl<'a> Pool<'a> {
         match self {
             Pool::Borrowed(_) => 0,
             Pool::Owned(p) => {
-                let chunks = p.slots.iter().filter(|c| c.is_some()).count() + p.stock.len();
+                let chunks = p.slots.iter().filter(|c| c.is_some()).count();
                 chunks * crate::engine::HEAP_CHUNK + p.heap_tables()
             }
         }
@@ -596,40 +607,38 @@ impl<'a> Pool<'a> {
 
 #[cfg(feature = "alloc")]
 impl HeapPool {
-    fn holds(&self, id: ChunkId) -> bool {
-        matches!(self.slots.get(id as usize), Some(Some(_)))
-    }
-
     fn heap_tables(&self) -> usize {
         self.slots.capacity() * core::mem::size_of::<Option<Chunk>>()
             + self.free.capacity() * core::mem::size_of::<ChunkId>()
-            + self.stock.capacity() * core::mem::size_of::<Chunk>()
     }
 
-    fn fill(&mut self) -> Chunk {
-        self.stock.pop().unwrap_or_else(new_chunk)
+    /// Room for one more id, growing in small steps within the bound (not by doubling past
+    /// it); the free list gets the same room so `give` never allocates.
+    fn reserve_one(&mut self) {
+        if self.slots.len() == self.slots.capacity() {
+            let room = (self.max as usize).saturating_sub(self.slots.len()).max(1);
+            let want = self.slots.len().clamp(MIN_RING, 64).min(room);
+            self.slots.reserve_exact(want);
+        }
+        let need = self.slots.capacity().saturating_sub(self.free.len());
+        self.free.reserve_exact(need);
     }
 
     fn take(&mut self) -> Option<ChunkId> {
         if let Some(id) = self.free.pop() {
             if let Some(slot) = self.slots.get_mut(id as usize) {
                 if slot.is_none() {
-                    *slot = Some(self.stock.pop().unwrap_or_else(new_chunk));
+                    *slot = Some(new_chunk());
                 }
                 return Some(id);
             }
             return None;
         }
-        if self.slots.len() >= self.max {
+        if self.slots.len() >= self.max as usize {
             return None;
         }
-        if self.slots.len() == self.slots.capacity() {
-            let want = self.slots.len().clamp(MIN_RING, 64);
-            self.slots
-                .reserve_exact(want.min(self.max - self.slots.len()));
-        }
-        let c = self.fill();
-        self.slots.push(Some(c));
+        self.reserve_one();
+        self.slots.push(Some(new_chunk()));
         Some((self.slots.len() - 1) as ChunkId)
     }
 }

@@ -378,7 +378,8 @@ pub struct Endpoint<A: PeerAddr> {
     /// The endpoint's own codec stack (innermost first): the outermost `demux_layers` open
     /// datagrams, the others route them.
     demux: Vec<Layer>,
-    slots: Vec<Option<Slot<A>>>,
+    /// Sessions by index, boxed so growing the table moves pointers, not sessions.
+    slots: Vec<Option<Box<Slot<A>>>>,
     free: Vec<u32>,
     next_gen: u32,
     by_key: BTreeMap<(A, u32), u32>,
@@ -519,18 +520,12 @@ impl<A: PeerAddr> Endpoint<A> {
         let idx = match self.free.pop() {
             Some(i) => {
                 if let Some(s) = self.slots.get_mut(i as usize) {
-                    *s = Some(slot);
+                    *s = Some(Box::new(slot));
                 }
                 i
             }
             None => {
-                if self.slots.len() == self.slots.capacity() {
-                    // Grow in steps, not by doubling far past the sessions that exist.
-                    let step = self.slots.len().clamp(16, 4096);
-                    let room = self.cfg.max_sessions.saturating_sub(self.slots.len());
-                    self.slots.reserve_exact(step.min(room).max(1));
-                }
-                self.slots.push(Some(slot));
+                self.slots.push(Some(Box::new(slot)));
                 (self.slots.len() - 1) as u32
             }
         };
@@ -544,14 +539,14 @@ impl<A: PeerAddr> Endpoint<A> {
     fn slot(&self, id: SessionId) -> Option<&Slot<A>> {
         self.slots
             .get(id.idx as usize)?
-            .as_ref()
+            .as_deref()
             .filter(|s| s.gen == id.gen)
     }
 
     fn slot_mut(&mut self, id: SessionId) -> Option<&mut Slot<A>> {
         self.slots
             .get_mut(id.idx as usize)?
-            .as_mut()
+            .as_deref_mut()
             .filter(|s| s.gen == id.gen)
     }
 
@@ -613,7 +608,7 @@ impl<A: PeerAddr> Endpoint<A> {
         let slot = self
             .slots
             .get_mut(id.idx as usize)
-            .and_then(Option::as_mut)
+            .and_then(Option::as_deref_mut)
             .filter(|s| s.gen == id.gen)
             .ok_or(EndpointError::UnknownSession)?;
         match slot.state {
@@ -721,13 +716,12 @@ impl<A: PeerAddr> Endpoint<A> {
     /// those kept for reuse, as [`Session::heap_bytes`] and [`ChunkCache::heap_bytes`] count
     /// them; for memory accounting.
     pub fn heap_bytes(&self) -> (usize, usize) {
-        let slot = core::mem::size_of::<Option<Slot<A>>>();
-        let sessions = self.slots.capacity() * slot
+        let sessions = self.slots.capacity() * core::mem::size_of::<Option<Box<Slot<A>>>>()
             + self
                 .slots
                 .iter()
                 .flatten()
-                .map(|s| s.session.heap_bytes())
+                .map(|s| core::mem::size_of::<Slot<A>>() + s.session.heap_bytes())
                 .sum::<usize>();
         (sessions, self.cache.heap_bytes())
     }
