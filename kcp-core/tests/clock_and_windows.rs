@@ -43,7 +43,7 @@ fn exchange(mut a: Kcp, mut b: Kcp, msgs: &[Vec<u8>], seed: u64) -> Vec<u8> {
         rng ^= rng << 13;
         rng ^= rng >> 7;
         rng ^= rng << 17;
-        rng % 10 == 0
+        rng.is_multiple_of(10)
     };
     let mut now = Millis(u32::MAX - 500);
     let mut got = Vec::new();
