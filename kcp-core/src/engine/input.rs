@@ -94,6 +94,7 @@ impl Kcp<'_> {
             let rtt = now.since(Millis(ts));
             if rtt >= 0 {
                 self.update_rtt(rtt);
+                self.cc.on_rtt(rtt as u32);
             }
         }
         if seq_diff(self.snd.base(), prev_una) > 0 {

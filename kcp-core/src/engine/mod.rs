@@ -18,7 +18,7 @@ use core::fmt;
 pub use buffers::{AckEntry, Buffers, RecvSlot, SendSlot, StaticBuffers};
 
 use crate::config::{Config, ConfigError, MAX_FRAGMENTS};
-use crate::congestion::{Classic, Congestion, NoControl};
+use crate::congestion::Congestion;
 use crate::stats::Stats;
 #[cfg(feature = "alloc")]
 use crate::storage::{ChunkCache, MIN_RING};
@@ -207,7 +207,7 @@ pub struct Kcp<'a> {
     rttvar: i32,
     rx_rto: u32,
     rmt_wnd: u32,
-    cc: Congestion,
+    cc: Congestion<'a>,
     probe: u8,
     emit_probe: u8,
     last_ack: (u32, u32),
@@ -345,11 +345,7 @@ impl<'a> Kcp<'a> {
             rttvar: 0,
             rx_rto: 200,
             rmt_wnd: 32,
-            cc: if cfg.nc {
-                Congestion::None(NoControl)
-            } else {
-                Congestion::Classic(Classic::opened())
-            },
+            cc: Congestion::for_nc(cfg.nc),
             probe: 0,
             emit_probe: 0,
             last_ack: (0, 0),
@@ -431,16 +427,24 @@ impl<'a> Kcp<'a> {
                 .set_max(config.ack_capacity().max(self.acks.max_len()));
         }
         self.pool.set_max(snd + rcv);
-        if config.nc != c.nc {
-            self.cc = if config.nc {
-                Congestion::None(NoControl)
-            } else {
-                Congestion::Classic(Classic::opened())
-            };
+        if config.nc != c.nc && !self.cc.is_custom() {
+            self.cc = Congestion::for_nc(config.nc);
         }
         self.cfg = config;
         self.mss = mss;
         Ok(())
+    }
+
+    /// Replaces the congestion controller (see [`congestion`](crate::congestion)); `nc` in the
+    /// configuration no longer changes it. The new controller starts from its own state; the
+    /// flow-control windows still bound what is sent.
+    pub fn set_controller(&mut self, controller: Congestion<'a>) {
+        self.cc = controller;
+    }
+
+    /// The congestion controller.
+    pub fn controller(&self) -> &Congestion<'a> {
+        &self.cc
     }
 
     /// Conversation id.
