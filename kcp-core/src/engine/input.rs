@@ -103,7 +103,9 @@ impl Kcp<'_> {
         }
         if window_slid {
             self.request(Pending::Full);
-        } else if self.cfg.ack_nodelay && !self.acks.is_empty() {
+        } else if (self.cfg.ack_nodelay && !self.acks.is_empty())
+            || (self.cfg.ack_threshold > 0 && self.acks.len() >= self.cfg.ack_threshold as usize)
+        {
             self.request(Pending::AckOnly);
         }
         self.rearm(now);
