@@ -83,8 +83,10 @@ impl Scratch {
 ///   rate-limited (one rebuild per `autotune_interval_ms`);
 /// * the queued shards' buffers may hold at most [`FecConfig::queue_bytes`]; past it the
 ///   oldest shards are evicted first (`evicted_for_bytes`);
-/// * reconstruction is paid for by received bytes (the work budget, see `budget.rs`): a group
-///   whose rebuild the credit does not cover waits (`work_refused`).
+/// * reconstruction is paid for by received bytes (the work budget, see the crate docs,
+///   "Limits"): a group whose rebuild the credit does not cover waits (`work_refused`);
+/// * the autotune sample ring is built at the first shard whose type contradicts the
+///   parameters, so detection starts one or two groups later than in kcp-go.
 ///
 /// # Memory
 ///

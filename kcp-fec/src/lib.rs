@@ -28,20 +28,23 @@
 //! # Memory follows data
 //!
 //! A layer allocates only for what it carries, and [`Codec::trim`] (called by the session
-//! when it goes idle) gives back everything that only speeds things up:
+//! when it goes idle, nothing in flight) gives back everything else:
 //!
 //! * no decoder exists until the first FEC packet arrives ([`Fec::receive_only`] holds no heap
-//!   at all until then, as kcp-go builds its decoder only then);
+//!   at all until then, as kcp-go builds its decoder only then), and its autotune ring only
+//!   once a shard contradicts its parameters;
 //! * the encoder keeps a partial group as the packets' own bytes (three 60-byte datagrams hold
-//!   186 bytes), computes parity when the group completes, and keeps its group and parity
-//!   buffers only while traffic flows;
-//! * queued shards sit in buffers of their own length once trimmed; the buffer pool, the
-//!   inverse cache and the queue's slack go on `trim`;
+//!   186 bytes) and computes parity over zero-padded shards without copying them;
+//! * queued shards use buffers of two sizes (256 and 1500 bytes) that are pooled and never
+//!   grown, so a warm layer allocates nothing per packet;
+//! * `trim` frees the pools, the inverse cache, the queue and the encoder's buffers, and ends
+//!   the current groups (everything sent was acknowledged, so their parity could only rebuild
+//!   packets the peer already has): see [`FecEncoder::trim`] and [`FecDecoder::trim`];
 //! * the Reed-Solomon matrix of a (ds, ps) is a [`FecCode`], built once and shared by every
 //!   session that clones it ([`Fec::with_code`]); the GF(2^8) tables are `static`.
 //!
 //! [`Codec::heap_bytes`] reports what a layer holds (its share of a shared code included), and
-//! [`Fec::heap_bound`] the most it can hold.
+//! [`Fec::heap_bound`] the most it can hold whatever a peer sends.
 //!
 //! # Limits
 //!
@@ -50,10 +53,11 @@
 //! * `max_shards` (default 32): the largest group autotune adopts. kcptun uses 10/3; kcp-go
 //!   allows 255. Matrix work grows with the cube of the group size, so the default keeps an
 //!   inversion under 60,000 multiply-accumulates; up to 256 is allowed by configuration.
-//! * `queue_bytes` (default 64 KiB): the heap the queued shards' buffers (and spare pooled
-//!   ones) may hold, counted in real buffer bytes. kcp-go's own limit of `3 * (ds + ps)`
-//!   shards still applies; 64 KiB holds its three groups of 10/3 at 1500 bytes, so such a
-//!   peer decodes exactly as with kcp-go. Past the budget the oldest shards go first.
+//! * `queue_bytes` (default 64 KiB): the heap the queued shards' buffers may hold, counted in
+//!   real buffer bytes (spare pooled buffers may hold half as much again). kcp-go's own limit
+//!   of `3 * (ds + ps)` shards still applies; 64 KiB holds its three groups of 10/3 at 1500
+//!   bytes, so such a peer decodes exactly as with kcp-go. Past the budget the oldest shards
+//!   go first ([`FecStats::evicted_for_bytes`]).
 //! * the work budget: every accepted FEC shard of `len` bytes earns `ds * len + 2 * ds^2`
 //!   GF(2^8) multiply-accumulates of credit, and a reconstruction runs only if the credit covers
 //!   it (`m * ds * L` for `m` lost shards of `L` bytes, plus `2 * ds^3` when the inverse for
@@ -61,6 +65,8 @@
 //!   parity cannot buy more work per packet than the worst legitimate group costs. Refusals
 //!   are counted in [`FecStats::work_refused`], work in [`FecStats::decode_work`].
 //! * `autotune_interval_ms` (default 1000): at most one codec rebuild per interval.
+//!
+//! `docs/tuning.md` gives the cost of each and the measurements.
 //!
 //! # Platform
 //!

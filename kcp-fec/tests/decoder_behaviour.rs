@@ -214,3 +214,69 @@ fn a_rebuilt_shard_with_a_bad_size_field_counts_as_fec_err() {
     assert!(rebuilt.is_empty());
     assert_eq!(rx.stats().errs, 1);
 }
+
+#[test]
+fn the_byte_budget_evicts_the_oldest_shards_first_and_counts_them() {
+    let mut cfg = FecConfig::default();
+    cfg.queue_bytes = 6 * 1500;
+    let mut tx = Fec::new(3, 2).unwrap();
+    let kcps: Vec<Vec<u8>> = (0..30u8).map(|i| vec![i; 1392]).collect();
+    let pkts = seal_all(&mut tx, &kcps, T0);
+    let mut rx = Fec::with_config(3, 2, cfg).unwrap();
+    // The first data shard of each of 10 groups: nothing can complete.
+    for g in 0..10 {
+        rx.open(&mut pkts[g * 5].clone(), T0).unwrap();
+    }
+    let dec = rx.decoder().unwrap();
+    assert_eq!(dec.queued(), 6);
+    assert!(dec.queued_bytes() <= cfg.queue_bytes);
+    assert_eq!(rx.stats().evicted_for_bytes, 4);
+    assert_eq!(rx.stats().short_shards, 4);
+    // The oldest group lost its shard: its parity rebuilds nothing.
+    let (_, rebuilt) = open_all(&mut rx, &pkts[3..5], T0);
+    assert!(rebuilt.is_empty());
+    // The newest kept its shard: its parity rebuilds the two missing ones.
+    let (_, rebuilt) = open_all(&mut rx, &pkts[48..50], T0);
+    assert_eq!(sorted(rebuilt), vec![kcps[28].clone(), kcps[29].clone()]);
+}
+
+#[test]
+fn trim_drops_incomplete_groups_and_decoding_goes_on() {
+    let mut tx = Fec::new(3, 2).unwrap();
+    let kcps = datagrams(6, 3);
+    let pkts = seal_all(&mut tx, &kcps, T0);
+    let mut rx = Fec::new(3, 2).unwrap();
+    open_all(&mut rx, &pkts[..2], T0);
+    assert_eq!(rx.decoder().unwrap().queued(), 2);
+    rx.trim();
+    assert_eq!(rx.decoder().unwrap().queued(), 0);
+    assert_eq!(rx.stats().expired, 2);
+    // Group 0's dropped shards count as lost: its two parity shards alone rebuild nothing.
+    // Group 1 loses one data shard and rebuilds it.
+    let mut rest: Vec<Vec<u8>> = pkts[3..].to_vec();
+    rest.remove(6 - 3);
+    let (_, rebuilt) = open_all(&mut rx, &rest, T0);
+    assert_eq!(rebuilt, vec![kcps[4].clone()]);
+}
+
+#[test]
+fn a_group_cut_by_the_senders_trim_reaches_the_receiver_as_lost_parity() {
+    let mut tx = Fec::new(3, 2).unwrap();
+    let kcps = datagrams(6, 4);
+    let mut pkts = seal_all(&mut tx, &kcps[..1], T0);
+    tx.trim();
+    pkts.extend(seal_all(&mut tx, &kcps[1..], T0));
+    // Group 0 (seqids 0..=2) comes without parity; group 1 is whole.
+    let seqids: Vec<u32> = pkts
+        .iter()
+        .map(|p| u32::from_le_bytes(p[..4].try_into().unwrap()))
+        .collect();
+    assert_eq!(seqids, [0, 1, 2, 5, 6, 7, 8, 9]);
+    let mut rx = Fec::new(3, 2).unwrap();
+    pkts.remove(4);
+    let (direct, rebuilt) = open_all(&mut rx, &pkts, T0);
+    assert_eq!(direct.len(), 5);
+    assert_eq!(rebuilt, vec![kcps[4].clone()]);
+    let s = rx.stats();
+    assert_eq!((s.seqid_jumps, s.autotune_rebuilds), (0, 0));
+}
