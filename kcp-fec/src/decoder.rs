@@ -52,6 +52,8 @@ struct Scratch {
     /// Rebuilt shards (size field + KCP datagram + zero padding) not handed out yet.
     recovered: VecDeque<Vec<u8>>,
     inverses: Inverses,
+    /// A group's shards by position during a reconstruction (empty in between).
+    slots: Vec<Vec<u8>>,
 }
 
 impl Scratch {
@@ -63,6 +65,7 @@ impl Scratch {
             + self.recovered.capacity() * vec
             + self.recovered.iter().map(Vec::capacity).sum::<usize>()
             + self.inverses.heap_bytes()
+            + self.slots.capacity() * vec
     }
 }
 
@@ -113,6 +116,8 @@ pub struct FecDecoder {
     /// Built at the first shard whose type contradicts the parameters.
     autotune: Option<AutoTune>,
     budget: WorkBudget,
+    /// [`budget::cap`] of the current code.
+    budget_cap: u64,
     last_rebuild: Option<Millis>,
     /// Newest accepted seqid and when the last packet was accepted.
     anchor: Option<(u32, Millis)>,
@@ -160,6 +165,7 @@ impl FecDecoder {
             scratch: None,
             autotune: None,
             budget: WorkBudget::default(),
+            budget_cap: budget::cap(ds, ps),
             last_rebuild: None,
             anchor: None,
             jump_candidate: None,
@@ -216,7 +222,8 @@ impl FecDecoder {
             + config.queue_bytes / 2
             + core::mem::size_of::<Scratch>()
             + (2 * total + 1) * vec
-            + total * vec
+            // Rebuilt shards' queue and the group's slots.
+            + 2 * total * vec
             + total / 2 * MAX_PACKET_LEN
             // Inverse cache and elimination matrix, or the scratch of a code build.
             + Inverses::heap_bound(total - 1)
@@ -247,6 +254,7 @@ impl FecDecoder {
             // Rebuilt packets not polled yet stay; the rest goes.
             s.pool = Vec::new();
             s.pool_bytes = 0;
+            s.slots = Vec::new();
             s.inverses.trim();
         }
     }
@@ -258,10 +266,10 @@ impl FecDecoder {
     /// [`poll_recovered`](Self::poll_recovered); any not taken before the next `input` are
     /// dropped. Plain (non-FEC) packets are only counted.
     pub fn input(&mut self, packet: &[u8], now: Millis) -> Result<PacketKind, CodecError> {
-        self.recycle_recovered();
         let kind = match wire::classify(packet) {
             Ok(kind) => kind,
             Err(r) => {
+                self.recycle_recovered();
                 count_reject(&mut self.stats, r);
                 return Err(r.into());
             }
@@ -348,13 +356,21 @@ impl FecDecoder {
     /// flows, and the pool warms up to the largest number of each class in use at once.
     fn take(&mut self, len: usize) -> Vec<u8> {
         let fit = self.scratch.as_mut().and_then(|s| {
-            let i = s
+            // Uniform traffic: the last buffer given back is the right size.
+            let last_fits = s
                 .pool
-                .iter()
-                .enumerate()
-                .filter(|(_, b)| b.capacity() >= len)
-                .min_by_key(|(_, b)| b.capacity())
-                .map(|(i, _)| i)?;
+                .last()
+                .is_some_and(|b| b.capacity() >= len && b.capacity() <= size_class(len));
+            let i = if last_fits {
+                s.pool.len() - 1
+            } else {
+                s.pool
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, b)| b.capacity() >= len)
+                    .min_by_key(|(_, b)| b.capacity())
+                    .map(|(i, _)| i)?
+            };
             let b = s.pool.swap_remove(i);
             s.pool_bytes -= b.capacity();
             Some(b)
@@ -475,7 +491,8 @@ impl FecDecoder {
         self.ps = aps;
         self.rxlimit = RX_MULTI * (ads + aps);
         self.last_rebuild = Some(now);
-        self.budget.clamp(budget::cap(ads, aps));
+        self.budget_cap = budget::cap(ads, aps);
+        self.budget.clamp(self.budget_cap);
         let max = self.pool_max();
         if let Some(s) = &mut self.scratch {
             s.inverses.clear();
@@ -496,7 +513,7 @@ impl FecDecoder {
         self.maybe_autotune(seqid, is_data, now);
         self.budget.earn(
             budget::earned(self.ds, packet.len() - FEC_HEADER_LEN),
-            budget::cap(self.ds, self.ps),
+            self.budget_cap,
         );
 
         // Duplicate drop and ordered insert, scanning from the newest end.
@@ -632,10 +649,10 @@ impl FecDecoder {
             self.stats.work_refused = self.stats.work_refused.wrapping_add(1);
             return;
         }
-        let mut slots: [Vec<u8>; MAX_TOTAL_SHARDS] = [const { Vec::new() }; MAX_TOTAL_SHARDS];
-        let Some(slots) = slots.get_mut(..total) else {
-            return;
-        };
+        let mut slots = core::mem::take(&mut self.scratch().slots);
+        let need = total.saturating_sub(slots.len());
+        reserve_within(&mut slots, need, total);
+        slots.resize_with(total, Vec::new);
         // Move the group's shards out of the queue into their slots, as they are: the code
         // reads shorter ones as zero-padded to the longest.
         for _ in first..end {
@@ -662,7 +679,7 @@ impl FecDecoder {
         let scratch = self.scratch.get_or_insert_with(Default::default);
         let result = scratch
             .inverses
-            .reconstruct_data(code, present, slots, range, allowance);
+            .reconstruct_data(code, present, &mut slots, range, allowance);
         let ok = match result {
             Ok(work) => {
                 self.budget.spend(work);
@@ -691,6 +708,7 @@ impl FecDecoder {
                 self.give(b);
             }
         }
+        self.scratch().slots = slots;
     }
 }
 

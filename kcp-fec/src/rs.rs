@@ -36,7 +36,8 @@ pub(crate) fn inversion_work(n: usize) -> u64 {
 
 /// The rows a reconstruction reads and whether their inverse is cached.
 struct Plan {
-    chosen: [usize; MAX_TOTAL_SHARDS],
+    /// Indices of the shards read (each below 256).
+    chosen: [u8; MAX_TOTAL_SHARDS],
     n: usize,
     key: Key,
     missing: usize,
@@ -121,7 +122,7 @@ impl Inverses {
         };
         for (k, _) in present.iter().enumerate().filter(|(_, p)| **p).take(ds) {
             if let Some(c) = plan.chosen.get_mut(plan.n) {
-                *c = k;
+                *c = k as u8;
                 plan.n += 1;
             }
             if let Some(w) = plan.key.get_mut(k / 64) {
@@ -204,7 +205,7 @@ impl Inverses {
             for (slot, &k) in ins.iter_mut().zip(chosen.iter()) {
                 // Present shards may be shorter than `range`: read as zero-padded.
                 *slot = shards
-                    .get(k)
+                    .get(usize::from(k))
                     .and_then(|s| s.get(range.start.min(s.len())..range.end.min(s.len())))
                     .unwrap_or(&[]);
             }
@@ -226,7 +227,7 @@ impl Inverses {
     fn invert_into_cache(
         &mut self,
         code: &FecCode,
-        chosen: &[usize],
+        chosen: &[u8],
         key: Key,
     ) -> Result<usize, RsError> {
         let ds = chosen.len();
@@ -256,6 +257,7 @@ impl Inverses {
         // The augmented matrix [rows of the chosen shards | identity].
         self.work.fill(0);
         for (r, &k) in chosen.iter().enumerate() {
+            let k = usize::from(k);
             let row = self
                 .work
                 .get_mut(r * w..r * w + ds)

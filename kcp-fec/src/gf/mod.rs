@@ -187,6 +187,11 @@ pub fn matmul_padded(k: Kernel, coefs: &[u8], ins: &[&[u8]], outs: &mut [&mut [u
     let n_in = ins.len();
     let out_len = outs.iter().map(|o| o.len()).min().unwrap_or(0);
     let common = ins.iter().map(|s| s.len()).min().unwrap_or(0).min(out_len);
+    if common == out_len {
+        // Every input covers the outputs: nothing to pad.
+        matmul(k, coefs, ins, outs);
+        return;
+    }
     for (c, chunk) in outs.chunks_mut(MAX_OUTS).enumerate() {
         let rows = coefs.get(c * MAX_OUTS * n_in..).unwrap_or(&[]);
         let n_out = chunk.len();
