@@ -4,7 +4,7 @@
 //! (ds, ps) group whose longest shard is `L` bytes costs `m * ds * L`, plus `2 * ds^3` when the
 //! inverse for that erasure pattern is not cached.
 //!
-//! Every accepted FEC shard of `len` bytes earns `ds * len + 2 * ds^2`; a reconstruction runs
+//! Every FEC shard of `len` bytes that joins the receive queue (not a duplicate) earns `ds * len + 2 * ds^2`; a reconstruction runs
 //! only if the credit covers it, and is deferred otherwise (the shards stay queued, the refusal
 //! is counted). That is exactly what the worst legitimate group costs per packet: a group that
 //! loses `m` data shards delivers at least `m` parity shards of its full length `L` (and `ds`

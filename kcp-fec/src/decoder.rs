@@ -511,10 +511,6 @@ impl FecDecoder {
 
     fn decode(&mut self, packet: &[u8], seqid: u32, is_data: bool, now: Millis) {
         self.maybe_autotune(seqid, is_data, now);
-        self.budget.earn(
-            budget::earned(self.ds, packet.len() - FEC_HEADER_LEN),
-            self.budget_cap,
-        );
 
         // Duplicate drop and ordered insert, scanning from the newest end.
         let mut insert_idx = 0;
@@ -528,6 +524,11 @@ impl FecDecoder {
                 break;
             }
         }
+        // Only a shard that joins the queue earns work credit (a duplicate buys nothing).
+        self.budget.earn(
+            budget::earned(self.ds, packet.len() - FEC_HEADER_LEN),
+            self.budget_cap,
+        );
         let mut buf = self.take(packet.len());
         buf.extend_from_slice(packet);
         self.queued_bytes += buf.capacity();

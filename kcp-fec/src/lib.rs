@@ -58,7 +58,7 @@
 //!   of `3 * (ds + ps)` shards still applies; 64 KiB holds its three groups of 10/3 at 1500
 //!   bytes, so such a peer decodes exactly as with kcp-go. Past the budget the oldest shards
 //!   go first ([`FecStats::evicted_for_bytes`]).
-//! * the work budget: every accepted FEC shard of `len` bytes earns `ds * len + 2 * ds^2`
+//! * the work budget: every FEC shard of `len` bytes that joins the queue earns `ds * len + 2 * ds^2`
 //!   GF(2^8) multiply-accumulates of credit, and a reconstruction runs only if the credit covers
 //!   it (`m * ds * L` for `m` lost shards of `L` bytes, plus `2 * ds^3` when the inverse for
 //!   the erasure pattern is not cached). A legitimate group always pays for itself; crafted

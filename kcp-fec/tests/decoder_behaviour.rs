@@ -280,3 +280,23 @@ fn a_group_cut_by_the_senders_trim_reaches_the_receiver_as_lost_parity() {
     let s = rx.stats();
     assert_eq!((s.seqid_jumps, s.autotune_rebuilds), (0, 0));
 }
+
+#[test]
+fn duplicate_shards_earn_no_reconstruction_credit() {
+    // One long and 15 short parity shards of a (16,16) group: rebuilding its 16 data shards
+    // costs 16 x 16 x 1494 products, which these bytes do not earn, however often the long
+    // one is repeated.
+    let mut rx = Fec::new(16, 16).unwrap();
+    let long = fec_packet(16, 0xf2, 1500);
+    for _ in 0..1000 {
+        rx.open(&mut long.clone(), T0).unwrap();
+    }
+    for k in 17..32 {
+        rx.open(&mut fec_packet(k, 0xf2, 8), T0).unwrap();
+    }
+    let s = rx.stats();
+    assert_eq!(s.duplicates, 999);
+    assert_eq!(s.reconstructions, 0);
+    assert!(s.work_refused > 0);
+    assert_eq!(s.decode_work, 0);
+}
