@@ -93,7 +93,7 @@ impl Scratch {
 ///
 /// # Memory
 ///
-/// Nothing is allocated before the first shard. Queued shards are held in buffers of two
+/// No buffer is allocated before the first shard. Queued shards are held in buffers of two
 /// sizes, 256 bytes for packets that fit and 1500 for the others, so that buffers are reused
 /// without ever growing; spare buffers are pooled, at most two groups' worth and half of
 /// `queue_bytes`. [`FecConfig::queue_bytes`] counts these buffers' real size.
