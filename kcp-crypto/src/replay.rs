@@ -252,8 +252,7 @@ impl ReplayKey {
 
     /// Sets how many sender keys an endpoint's shared instance keeps (default
     /// [`DEFAULT_DEMUX_CACHE`]); 0 derives the key for every packet. Each entry holds one
-    /// key schedule (about 520 bytes with AES-128-GCM, 56 with ChaCha20-Poly1305), allocated
-    /// as senders appear. Size it to the number of peers that send at once: beyond that,
+    /// key schedule (about 540 bytes), allocated as senders appear. Size it to the number of peers that send at once: beyond that,
     /// packets of evicted senders each cost a derivation (one HMAC-SHA1 pass and a key
     /// schedule, about two microseconds). Needs the `alloc` feature; without it every packet
     /// is derived.
