@@ -143,7 +143,8 @@ pub(crate) fn split_sealed(
 /// The immutable part of an [`AeadCrypt`], built once and shared by every session of an
 /// endpoint: the keyed AEAD (an AES-128-GCM key schedule is about 500 bytes) and the key of
 /// the nonce generator. Each session's [`AeadCrypt::with_key`] then holds a handle to it (an
-/// `Arc`, or a `&'static` reference without an allocator) and 64 bytes of state.
+/// `Arc`, or a `&'static` reference without an allocator) and 144 bytes of state (nonce
+/// position, four nonces computed ahead, counters).
 ///
 /// ```
 /// use std::sync::Arc;
@@ -237,7 +238,7 @@ impl fmt::Debug for AeadKey {
 ///
 /// `K` holds the [`AeadKey`]: owned (the default, [`AeadCrypt::new`]), or shared between
 /// sessions (`Arc<AeadKey>`, `&'static AeadKey`; [`AeadCrypt::with_key`]), in which case the
-/// layer is 64 bytes and holds no heap. It has no per-peer state, so on an endpoint the
+/// layer is 152 bytes and holds no heap. It has no per-peer state, so on an endpoint the
 /// shared instance opens every packet (the [`Codec`] defaults).
 pub struct AeadCrypt<K = AeadKey> {
     key: K,

@@ -26,7 +26,8 @@
 //!   practice. Layouts that keep only part of the nonce on the wire lose that margin: see
 //!   `docs/security.md` for Salsa20 (8 bytes used) and the AEAD layout (12 bytes used).
 //!
-//! Sharing the key costs every layer 16 bytes of state instead of its own AES key schedule.
+//! Sharing the key costs every layer 16 bytes of position (plus 64 bytes of nonces computed
+//! ahead, for speed) instead of its own AES key schedule.
 
 use core::fmt;
 
@@ -77,11 +78,17 @@ impl NonceKey {
     }
 }
 
-/// One layer's position in the nonce sequence: 16 bytes, no key material.
-#[derive(Clone, Copy)]
+/// Nonces a stream computes ahead per AES call when asked for one at a time. An AES call has a
+/// fixed cost of several blocks (bench `nonce`: 67 ns per nonce computed one per call, 26 ns
+/// four per call, 12 ns eight per call); four ahead cost a session 64 bytes.
+const AHEAD: usize = 4;
+
+/// One layer's position in the nonce sequence (no key material) and the next few nonces.
 pub(crate) struct NonceStream {
     stream: u64,
     counter: u64,
+    ahead: [[u8; 16]; AHEAD],
+    next: u8,
 }
 
 impl NonceStream {
@@ -90,6 +97,8 @@ impl NonceStream {
         NonceStream {
             stream: key.next_stream(),
             counter: 0,
+            ahead: [[0; 16]; AHEAD],
+            next: AHEAD as u8,
         }
     }
 
@@ -108,16 +117,25 @@ impl NonceStream {
     /// The next 16-byte nonce.
     #[inline]
     pub(crate) fn next(&mut self, key: &NonceKey) -> [u8; 16] {
-        let mut b = self.advance(key);
-        key.cipher.encrypt_block(&mut b);
+        if self.next as usize >= AHEAD {
+            let mut ahead = [[0u8; 16]; AHEAD];
+            self.fill(key, &mut ahead);
+            self.ahead = ahead;
+            ahead.zeroize();
+            self.next = 0;
+        }
         let mut out = [0u8; 16];
-        out.copy_from_slice(&b);
-        b.zeroize();
+        if let Some(n) = self.ahead.get_mut(self.next as usize) {
+            out = *n;
+            n.zeroize();
+        }
+        self.next += 1;
         out
     }
 
-    /// Fills `out` with the next nonces, up to eight per AES call (its pipeline keeps them
-    /// in flight together).
+    /// Fills `out` with fresh nonces, up to eight per AES call (its pipeline keeps them in
+    /// flight together). Nonces computed ahead for [`next`](Self::next) stay for it: every
+    /// input block is still used once, which is all uniqueness needs.
     pub(crate) fn fill(&mut self, key: &NonceKey, out: &mut [[u8; 16]]) {
         for chunk in out.chunks_mut(BATCH) {
             let mut blocks: [Block<Aes128Enc>; BATCH] = Default::default();
@@ -131,6 +149,12 @@ impl NonceStream {
                 b.zeroize();
             }
         }
+    }
+}
+
+impl Drop for NonceStream {
+    fn drop(&mut self) {
+        self.ahead.as_flattened_mut().zeroize();
     }
 }
 
@@ -175,7 +199,7 @@ impl fmt::Debug for NonceGen {
 
 #[cfg(test)]
 mod tests {
-    use super::{NonceKey, NonceStream};
+    use super::{NonceKey, NonceStream, AHEAD};
 
     struct Counting(u8);
     impl rand_core::TryRng for Counting {
@@ -215,14 +239,21 @@ mod tests {
     }
 
     #[test]
-    fn batched_nonces_equal_one_at_a_time() {
+    fn batched_and_single_nonces_never_repeat_each_other() {
         let key = NonceKey::new(&mut rand_core::UnwrapErr(Counting(7)));
         let mut a = NonceStream::new(&key);
-        let mut b = a;
-        let mut batch = [[0u8; 16]; 11];
-        a.fill(&key, &mut batch);
-        for n in batch {
-            assert_eq!(n, b.next(&key));
+        let mut seen = [[0u8; 16]; 3 + 11 + 6];
+        for n in seen[..3].iter_mut() {
+            *n = a.next(&key);
+        }
+        a.fill(&key, &mut seen[3..14]);
+        for n in seen[14..].iter_mut() {
+            *n = a.next(&key);
+        }
+        for i in 0..seen.len() {
+            for j in i + 1..seen.len() {
+                assert_ne!(seen[i], seen[j], "nonces {i} and {j} repeat");
+            }
         }
     }
 
@@ -234,6 +265,6 @@ mod tests {
         s.counter = u64::MAX;
         let _ = s.next(&key);
         assert_ne!(s.stream, first);
-        assert_eq!(s.counter, 0);
+        assert!(s.counter < AHEAD as u64);
     }
 }

@@ -21,7 +21,8 @@ pub const CRC_LEN: usize = 4;
 /// endpoint: the keyed cipher (up to 4.5 KiB of key schedule and tables: Blowfish and Twofish
 /// keep key-dependent S-boxes, `xor` a 1500-byte table) and the key of the nonce
 /// generator. Each session's [`PacketCrypt::with_key`] then holds only a handle to it (an
-/// `Arc`, or a `&'static` reference without an allocator) and 64 bytes of state.
+/// `Arc`, or a `&'static` reference without an allocator) and 144 bytes of state (nonce
+/// position, four nonces computed ahead, counters).
 ///
 /// Immutable and `Sync`: sessions on any thread use it at once without locking.
 ///
@@ -51,7 +52,7 @@ pub const CRC_LEN: usize = 4;
 /// // Once per session, in the layer factory: a handle and a nonce position.
 /// let mut a = PacketCrypt::with_key(Arc::clone(&shared));
 /// let mut b = PacketCrypt::with_key(Arc::clone(&shared));
-/// assert!(core::mem::size_of_val(&a) <= 80);
+/// assert!(core::mem::size_of_val(&a) <= 160);
 ///
 /// let mut buf = [0u8; 64];
 /// buf[HEADER_LEN..HEADER_LEN + 2].copy_from_slice(b"hi");
@@ -110,7 +111,7 @@ impl fmt::Debug for PacketKey {
 ///
 /// `K` holds the [`PacketKey`]: owned (the default, [`PacketCrypt::new`], no allocator
 /// needed), or shared between sessions (`Arc<PacketKey>` or `&'static PacketKey`, built with
-/// [`PacketCrypt::with_key`]), in which case the layer itself is 64 bytes and holds no heap.
+/// [`PacketCrypt::with_key`]), in which case the layer itself is 152 bytes and holds no heap.
 /// The layer has no per-peer state, so on an endpoint its shared instance opens every
 /// packet and the session's instance accepts them (the [`Codec`] defaults).
 ///
