@@ -165,12 +165,25 @@ impl fmt::Debug for NonceStream {
 }
 
 /// A self-contained nonce source: `nonce_i = AES-128(k, s || i)` with a random key `k` drawn
-/// once from a caller-supplied cryptographic RNG (see the [module docs](self) for why the
-/// nonces never repeat and cannot be predicted).
+/// once from a caller-supplied cryptographic RNG, a stream number `s` and a counter `i`.
 ///
-/// The crypto layers use the same construction with the key shared between sessions (so each
-/// session keeps only a 16-byte position); this type owns its key, for callers that want
-/// nonces of their own. The key is zeroized on drop.
+/// The crypto layers use the same construction with `k` shared by every session of an
+/// endpoint ([`crate::PacketKey`], [`crate::AeadKey`]): each session takes a stream number of
+/// its own from an atomic counter in the shared key and counts its packets. Why that is safe:
+///
+/// * **Unique under one key, with certainty**: AES under a fixed key is a permutation, so two
+///   nonces are equal only if their `(s, i)` are; stream numbers are handed out by one
+///   `fetch_add` (never twice, from any thread), and a stream that exhausts its 2^64 counter
+///   values takes a fresh stream number.
+/// * **Unpredictable**: `k` never leaves the process and nothing a peer sees is derived from
+///   it, so seeing any number of nonces does not help predict the next (AES as a
+///   pseudorandom permutation).
+/// * **Across processes** (every kcptun client has its own `k` but the same cipher key) the
+///   nonces are independent random values: 16 bytes never collide in practice, but layouts
+///   that use fewer bytes have a birthday bound (Salsa20 uses 8; see `docs/security.md`).
+///
+/// This type owns its key, for callers that want nonces of their own. The key is zeroized on
+/// drop.
 pub struct NonceGen {
     key: NonceKey,
     stream: NonceStream,
