@@ -1144,12 +1144,13 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[test]
     fn a_full_send_buffer_does_not_spin() {
-        let t = std::thread::spawn(|| {
+        let (done, result) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .unwrap();
-            rt.block_on(async {
+            let r = rt.block_on(async {
                 // A peer that never reads or answers.
                 let peer = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
                 let cfg = KcpConfig::new(kcp_core::Config::fast3());
@@ -1169,9 +1170,13 @@ mod tests {
                 let st = c.socket_stats();
                 assert!(st.send_would_block > 0 && st.backlog > 0, "{st:?}");
                 (cpu, wall, st)
-            })
+            });
+            let _ = done.send(r);
         });
-        let (cpu, wall, st) = t.join().unwrap();
+        // A driver that spins on a current-thread runtime can starve the test's own timer.
+        let (cpu, wall, st) = result
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the runtime never got back to the test: the driver spins");
         // A spinning driver burns the whole second; a sleeping one a few ms.
         assert!(
             cpu < wall / 10,
