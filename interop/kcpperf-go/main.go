@@ -399,7 +399,8 @@ type report struct {
 	Test         string  `json:"test"`
 	Bytes        uint64  `json:"bytes"`
 	Seconds      float64 `json:"seconds"`
-	Mbps         float64 `json:"mbps"`
+	MBPerS       float64 `json:"mb_per_s"`
+	MbitPerS     float64 `json:"mbit_per_s"`
 	RttP50       int64   `json:"rtt_p50_us"`
 	RttP99       int64   `json:"rtt_p99_us"`
 	RttMax       int64   `json:"rtt_max_us"`
@@ -423,7 +424,8 @@ var outMu sync.Mutex
 func (r *report) finish(start, end time.Time) {
 	if !start.IsZero() && end.After(start) {
 		r.Seconds = end.Sub(start).Seconds()
-		r.Mbps = float64(r.Bytes) / r.Seconds / 1e6
+		r.MBPerS = float64(r.Bytes) / r.Seconds / 1e6
+		r.MbitPerS = r.MBPerS * 8
 	}
 	if len(r.rtts) > 0 {
 		sort.Slice(r.rtts, func(i, j int) bool { return r.rtts[i] < r.rtts[j] })
@@ -471,7 +473,7 @@ func (r *report) print(asJSON bool) {
 		rtt = fmt.Sprintf(", rtt p50 %d us p99 %d us max %d us", r.RttP50, r.RttP99, r.RttMax)
 	}
 	fmt.Printf("%s: %d bytes in %.3f s = %.2f MB/s%s, retrans %d, fec recovered %d: %s\n",
-		who, r.Bytes, r.Seconds, r.Mbps, rtt, r.Retrans, r.FECRecovered, status)
+		who, r.Bytes, r.Seconds, r.MBPerS, rtt, r.Retrans, r.FECRecovered, status)
 }
 
 // ---------------------------------------------------------------------------

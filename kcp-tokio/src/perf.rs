@@ -110,7 +110,7 @@ pub struct Report {
 }
 
 impl Report {
-    /// MB/s (10^6 bytes per second).
+    /// Megabytes per second (10^6 bytes per second; JSON `mb_per_s`).
     pub fn mbps(&self) -> f64 {
         if self.seconds > 0.0 {
             self.bytes as f64 / self.seconds / 1e6
@@ -388,14 +388,16 @@ pub async fn client_for(
     };
     io.write(&header(test, 0)).await?;
     let start = Instant::now();
-    let end = start + duration;
+    // `Duration::MAX` (kcp-perf's `--duration inf`): until interrupted.
+    let end = start.checked_add(duration);
+    let running = || end.is_none_or(|e| Instant::now() < e);
     let mut off = 0u64;
     let mut rtts = Vec::new();
     let mut last = start;
     match test {
         Test::Echo => {
             let mut i = 0u32;
-            while Instant::now() < end {
+            while running() {
                 if let Some(p) = pace {
                     tokio::time::sleep_until((start + p * i).into()).await;
                     i += 1;
@@ -418,7 +420,7 @@ pub async fn client_for(
         }
         Test::Sink => {
             let mut h = crc32fast::Hasher::new();
-            while Instant::now() < end {
+            while running() {
                 let data: Vec<u8> = (off..off + msg as u64).map(pattern).collect();
                 h.update(&data);
                 io.write(&frame(&data)).await?;
@@ -440,7 +442,7 @@ pub async fn client_for(
             let mut h = crc32fast::Hasher::new();
             let mut stopped = false;
             loop {
-                if !stopped && Instant::now() >= end {
+                if !stopped && !running() {
                     io.write(&frame(&[])).await?;
                     stopped = true;
                 }
@@ -626,14 +628,16 @@ async fn serve_frames(
     }
 }
 
-/// One JSON line for a report (kcp-perf's `--json` format).
+/// One JSON line for a report (kcp-perf's `--json` format): `mb_per_s` is 10^6 bytes per
+/// second, `mbit_per_s` 10^6 bits per second.
 pub fn json(role: &str, r: &Report, ok: bool, cpu_seconds: f64, peak_rss_kb: u64) -> String {
     format!(
-        "{{\"role\":\"{role}\",\"test\":\"{}\",\"bytes\":{},\"seconds\":{:.6},\"mbps\":{:.3},\"rtt_p50_us\":{},\"rtt_p99_us\":{},\"rtt_max_us\":{},\"cpu_seconds\":{:.3},\"peak_rss_kb\":{},\"retrans\":{},\"fec_recovered\":{},\"ok\":{}}}",
+        "{{\"role\":\"{role}\",\"test\":\"{}\",\"bytes\":{},\"seconds\":{:.6},\"mb_per_s\":{:.3},\"mbit_per_s\":{:.3},\"rtt_p50_us\":{},\"rtt_p99_us\":{},\"rtt_max_us\":{},\"cpu_seconds\":{:.3},\"peak_rss_kb\":{},\"retrans\":{},\"fec_recovered\":{},\"ok\":{}}}",
         r.test.name(),
         r.bytes,
         r.seconds,
         r.mbps(),
+        r.mbps() * 8.0,
         r.rtt_us(0.5),
         r.rtt_us(0.99),
         r.rtts_us.last().copied().unwrap_or(0),
