@@ -146,6 +146,9 @@ pub(crate) struct Shared {
     lingering: HashSet<SessionId>,
     /// Sessions with `shutdown` callers waiting.
     flush_watch: HashSet<SessionId>,
+    /// Sessions with writers waiting: checked after every drain, since the endpoint's
+    /// writable edge can pass unseen between a writer's check and the next drain.
+    write_watch: HashSet<SessionId>,
     pub(crate) acceptors: Waiters,
     /// A listener accepts from this socket (otherwise sessions peers open are closed).
     pub(crate) listening: bool,
@@ -216,6 +219,19 @@ impl Shared {
                 _ => {}
             }
         }
+        if !self.write_watch.is_empty() {
+            let ep = &self.ep;
+            let sessions = &mut self.sessions;
+            self.write_watch.retain(|id| match sessions.get_mut(id) {
+                Some(s) if s.writers.is_empty() => false,
+                Some(s) if ep.is_writable(*id) || ep.session(*id).is_none() => {
+                    s.writers.take_into(wake);
+                    false
+                }
+                Some(_) => true,
+                None => false,
+            });
+        }
         if !self.flush_watch.is_empty() {
             let ep = &self.ep;
             let sessions = &mut self.sessions;
@@ -231,6 +247,11 @@ impl Shared {
         }
     }
 
+    /// A writer waits until `id` is writable.
+    pub(crate) fn watch_write(&mut self, id: SessionId) {
+        self.write_watch.insert(id);
+    }
+
     /// A `shutdown` caller waits until `id` is flushed.
     pub(crate) fn watch_flush(&mut self, id: SessionId) {
         self.flush_watch.insert(id);
@@ -241,6 +262,7 @@ impl Shared {
     pub(crate) fn release(&mut self, id: SessionId, now: u64, linger_ms: Option<u32>) {
         self.sessions.remove(&id);
         self.flush_watch.remove(&id);
+        self.write_watch.remove(&id);
         if self.ep.session(id).is_none() {
             return;
         }
@@ -439,6 +461,7 @@ impl Driver {
                 sessions: HashMap::new(),
                 lingering: HashSet::new(),
                 flush_watch: HashSet::new(),
+                write_watch: HashSet::new(),
                 acceptors: Waiters::default(),
                 listening,
                 stopped: None,
@@ -526,7 +549,7 @@ impl Driver {
         st
     }
 
-    #[cfg(test)]
+    #[cfg(all(test, target_os = "linux"))]
     pub(crate) fn inner(&self) -> &Inner {
         &self.inner
     }

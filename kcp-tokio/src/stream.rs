@@ -233,6 +233,10 @@ impl Inner {
         }
         if !ep.is_writable(self.id) {
             sess.writers.register(key, cx.waker());
+            s.watch_write(self.id);
+            drop(s);
+            // A drain may be due (and with it the writable check).
+            self.driver.transmit();
             return Poll::Pending;
         }
         let mut src = src;
@@ -255,6 +259,9 @@ impl Inner {
             }
             Err(EndpointError::Send(SendError::Full)) => {
                 sess.writers.register(key, cx.waker());
+                s.watch_write(self.id);
+                drop(s);
+                self.driver.transmit();
                 Poll::Pending
             }
             Err(EndpointError::Send(e)) => Poll::Ready(Err(io::Error::new(

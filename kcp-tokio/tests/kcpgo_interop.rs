@@ -144,7 +144,13 @@ async fn rust_client(addr: std::net::SocketAddr, case: Case, test: Test) {
         perf::client(&mut s, test, MIB, case.msg(), !case.stream),
     )
     .await
-    .unwrap_or_else(|_| panic!("{case:?} {test:?}: timed out"))
+    .unwrap_or_else(|_| {
+        panic!(
+            "{case:?} {test:?}: timed out; session {:?}; socket {:?}",
+            s.stats(),
+            s.socket_stats()
+        )
+    })
     .unwrap_or_else(|e| panic!("{case:?} {test:?}: {e}"));
     assert_eq!(r.bytes, MIB);
 }

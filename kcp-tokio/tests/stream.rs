@@ -287,6 +287,7 @@ async fn read_and_write_timeouts() {
     assert!(c.stats().is_some());
 }
 
+#[cfg(unix)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reuseport_sockets_share_a_port_and_the_sessions() {
     let l = KcpListener::bind_reuseport("127.0.0.1:0".parse().unwrap(), cfg(), 2)
