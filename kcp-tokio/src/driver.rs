@@ -688,6 +688,10 @@ impl Inner {
             self.counters
                 .backlog
                 .store(tx.backlog.len() as u64, Ordering::Relaxed);
+            if tx.backlog.len() == 1 {
+                // The driver waits for writability only while it knows of a backlog.
+                self.notify.notify_one();
+            }
         }
     }
 
