@@ -97,7 +97,7 @@ impl<A: PeerAddr> Endpoint<A> {
             return false;
         };
         let kcp = slot.session.kcp();
-        if slot.state == State::Closing {
+        if matches!(slot.state, State::Closing(_)) {
             return true;
         }
         let reason = if kcp.is_dead() {
@@ -118,13 +118,9 @@ impl<A: PeerAddr> Endpoint<A> {
         {
             Some(CloseReason::IdleTimeout)
         } else if let State::Draining(deadline) = slot.state {
-            if kcp.is_idle() {
-                Some(CloseReason::Shutdown)
-            } else if t >= deadline {
-                Some(CloseReason::ShutdownTimeout)
-            } else {
-                None
-            }
+            // Once flushed, the session still sends the ACKs it owes before it goes (see
+            // `poll_transmit_strided`); only the deadline ends it here.
+            (t >= deadline && !kcp.is_idle()).then_some(CloseReason::ShutdownTimeout)
         } else {
             None
         };
@@ -219,7 +215,7 @@ impl<A: PeerAddr> Endpoint<A> {
         while let Some(&idx) = self.dirty.front() {
             let alive = self.check_lifecycle(idx);
             if alive {
-                let mut closing = false;
+                let mut closing = None;
                 if let Some(Some(slot)) = self.slots.get_mut(idx as usize) {
                     let n = slot.session.poll_transmit_strided(now, buf, stride, lens);
                     if n > 0 {
@@ -227,11 +223,26 @@ impl<A: PeerAddr> Endpoint<A> {
                         self.stats.out_bytes += lens[..n].iter().sum::<usize>() as u64;
                         return Some((slot.addr, n));
                     }
-                    closing = slot.state == State::Closing;
+                    match slot.state {
+                        State::Closing(reason) => closing = Some(reason),
+                        State::Draining(_) if slot.session.kcp().is_idle() => {
+                            // Flushed: owe the peer its ACKs once more, then go.
+                            slot.state = State::Closing(CloseReason::Shutdown);
+                            slot.session.kcp_mut().flush();
+                            let n = slot.session.poll_transmit_strided(now, buf, stride, lens);
+                            if n > 0 {
+                                self.stats.out_pkts += n as u64;
+                                self.stats.out_bytes += lens[..n].iter().sum::<usize>() as u64;
+                                return Some((slot.addr, n));
+                            }
+                            closing = Some(CloseReason::Shutdown);
+                        }
+                        _ => {}
+                    }
                 }
-                if closing {
+                if let Some(reason) = closing {
                     self.timers.cancel(idx);
-                    self.remove(idx, CloseReason::Closed);
+                    self.remove(idx, reason);
                 } else {
                     self.settle(idx);
                     self.reschedule(idx);

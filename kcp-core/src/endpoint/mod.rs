@@ -336,8 +336,9 @@ enum State {
     WriteClosed,
     /// Closing once everything is acknowledged, or at the deadline (elapsed ms).
     Draining(u64),
-    /// Closed by the application: sends what it owes (ACKs) once, then goes.
-    Closing,
+    /// Ending: sends what it owes (ACKs) once, then goes with this reason (`Closed` after
+    /// `close`, `Shutdown` after a graceful close finished).
+    Closing(CloseReason),
 }
 
 /// A session a peer opened that the peer has not confirmed yet.
@@ -614,7 +615,7 @@ impl<A: PeerAddr> Endpoint<A> {
         match slot.state {
             State::Open => {}
             State::WriteClosed | State::Draining(_) => return Err(EndpointError::WriteClosed),
-            State::Closing => return Err(EndpointError::UnknownSession),
+            State::Closing(_) => return Err(EndpointError::UnknownSession),
         }
         let kcp = slot.session.kcp_mut();
         let chunks = data.len().div_ceil(kcp.mss().max(1)).min(256);
@@ -693,7 +694,7 @@ impl<A: PeerAddr> Endpoint<A> {
     /// [`poll_transmit`](Self::poll_transmit) drain.
     pub fn close(&mut self, id: SessionId) -> Result<(), EndpointError> {
         let slot = self.slot_mut(id).ok_or(EndpointError::UnknownSession)?;
-        slot.state = State::Closing;
+        slot.state = State::Closing(CloseReason::Closed);
         slot.session.kcp_mut().flush();
         self.mark(id.idx);
         Ok(())
