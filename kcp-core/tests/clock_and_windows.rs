@@ -275,3 +275,61 @@ fn an_endpoint_does_not_spin_after_a_long_gap() {
         assert_eq!(server.poll_timeout(), None);
     }
 }
+
+/// Threads read the clock before they take the lock that guards an endpoint, so a call may
+/// carry a `now` a few milliseconds older than the previous call's. That is not a wrap of
+/// the clock: nothing times out, nothing is re-anchored.
+#[test]
+fn a_slightly_stale_now_is_not_a_clock_wrap() {
+    let mut server: Endpoint<u8> = Endpoint::new(EndpointConfig {
+        accept: true,
+        ..EndpointConfig::new(Config::fast3())
+    })
+    .unwrap();
+    let mut client: Endpoint<u8> = Endpoint::new(EndpointConfig::new(Config::fast3())).unwrap();
+    let mut now = Millis(5);
+    let c = client.connect(now, 0, 1).unwrap();
+    let mut buf = [0u8; 1500];
+    let mut got = 0usize;
+    let mut sink = [0u8; 4096];
+    for i in 0..2_000u32 {
+        if i % 10 == 0 {
+            let _ = client.send(c, &[1u8; 500]);
+        }
+        // Every other call is 7 ms stale.
+        let t = if i % 2 == 0 {
+            now
+        } else {
+            Millis(now.0.wrapping_sub(7))
+        };
+        client.handle_timeout(t);
+        server.handle_timeout(t);
+        while let Some((_, n)) = client.poll_transmit(t, &mut buf) {
+            let _ = server.handle_datagram(t, 1, &mut buf[..n]);
+        }
+        while let Some((_, n)) = server.poll_transmit(t, &mut buf) {
+            let _ = client.handle_datagram(t, 0, &mut buf[..n]);
+        }
+        while let Some(ev) = server.poll_event() {
+            assert!(
+                !matches!(ev, kcp_core::endpoint::Event::Closed(..)),
+                "{ev:?} at step {i}"
+            );
+        }
+        if let Some(s) = server.accept() {
+            assert_eq!(server.len(), 1);
+            let _ = s;
+        }
+        for s in server.sessions() {
+            while let Ok(n) = server.recv(s, &mut sink) {
+                got += n;
+            }
+        }
+        if let Some(t) = server.poll_timeout() {
+            assert!(t.since(now) <= 70_000, "deadline {t:?} far from {now:?}");
+        }
+        now += 1;
+    }
+    assert_eq!(server.len(), 1);
+    assert_eq!(got, 200 * 500);
+}

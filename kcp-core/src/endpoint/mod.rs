@@ -18,10 +18,11 @@
 //!   [`poll_event`](Endpoint::poll_event) until `None` (readable, writable, closed), then ask
 //!   `poll_timeout` again.
 //!
-//! Time is a wrapping millisecond clock ([`Millis`]) that must never go back. A `now` that
-//! looks earlier than the previous one is taken as the clock having moved on by 2^31 ms or
-//! more (an endpoint with no deadline is not called for that long), and every timer is
-//! re-anchored on it.
+//! Time is a wrapping millisecond clock ([`Millis`]) that must never go back. A `now` up to a
+//! minute earlier than the previous one is taken as a stale reading (threads that read the
+//! clock before taking a lock) and counts as no time; one that looks earlier by more is the
+//! clock having moved on by 2^31 ms or more (an endpoint with no deadline is not called for
+//! that long), and every timer is re-anchored on it.
 //!
 //! # Codec layers and demultiplexing
 //!
@@ -454,14 +455,16 @@ impl<A: PeerAddr> Endpoint<A> {
         &self.cfg
     }
 
-    /// Milliseconds since the endpoint first saw a time (monotonic, never wraps). A `now`
-    /// that looks earlier than the last one is the wrapping clock having moved on by 2^31 ms
-    /// or more (time never goes back): it counts forward by the wrapped difference.
+    /// Milliseconds since the endpoint first saw a time (monotonic, never wraps). Time never
+    /// goes back: a `now` up to [`STALE_MS`](crate::time::STALE_MS) earlier than the last
+    /// one is a caller's stale reading (another thread read the clock before taking its
+    /// lock) and counts as no time; one that looks earlier by more is the wrapping clock
+    /// having moved on by 2^31 ms or more, and counts forward by the wrapped difference.
     fn tick(&mut self, now: Millis) -> u64 {
         if let Some(last) = self.last_now {
-            let d = now.0.wrapping_sub(last.0);
-            if d > 0 {
-                self.elapsed += u64::from(d);
+            let d = now.since(last);
+            if d > 0 || d < -crate::time::STALE_MS {
+                self.elapsed += u64::from(now.0.wrapping_sub(last.0));
                 self.last_now = Some(now);
             }
         } else {

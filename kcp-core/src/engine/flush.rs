@@ -54,6 +54,11 @@ impl Kcp<'_> {
             (true, None) => {
                 // Next tick of the schedule kcp-go's timer would have kept while we slept.
                 let interval = self.cfg.interval;
+                // The anchor is the last scheduled tick, at most an interval ahead of any
+                // clock reading; further ahead, the clock has wrapped: start over from now.
+                if self.timer_anchor.since(now) > interval as i32 {
+                    self.timer_anchor = now;
+                }
                 let behind = now.since(self.timer_anchor).max(0) as u32;
                 let t = self.timer_anchor + behind.div_ceil(interval).saturating_mul(interval);
                 self.timer = Some(t);

@@ -23,7 +23,7 @@ use crate::stats::Stats;
 #[cfg(feature = "alloc")]
 use crate::storage::{ChunkCache, MIN_RING};
 use crate::storage::{ChunkId, Managed, Pool, SeqRing};
-use crate::time::{seq_diff, Millis};
+use crate::time::{seq_diff, Millis, STALE_MS};
 use crate::wire::WireError;
 
 pub(crate) const NO_CHUNK: ChunkId = ChunkId::MAX;
@@ -578,7 +578,9 @@ impl<'a> Kcp<'a> {
     pub fn handle_timeout(&mut self, now: Millis) {
         self.observe(now);
         if let Some(t) = self.timer {
-            if now.reached(t) {
+            // The timer is never set more than an interval ahead of the clock; further ahead,
+            // the clock has wrapped past it.
+            if now.reached(t) || t.since(now) > self.cfg.interval as i32 {
                 self.request(Pending::Timer);
             }
         }
@@ -591,13 +593,19 @@ impl<'a> Kcp<'a> {
         self.request(Pending::Full);
     }
 
-    /// Notes the caller's clock. Time never goes back, so a `now` that looks earlier than the
-    /// last one means the wrapping clock moved on by 2^31 ms or more while the engine was not
-    /// called (an idle session sleeps with no timer). Every deadline is then re-anchored on
-    /// `now`: the timer and retransmissions are due at once, instead of 2^31 ms away.
+    /// Notes the caller's clock. Time never goes back: a `now` up to [`STALE_MS`] earlier
+    /// than the last one is a caller's stale reading and changes nothing, and one that looks
+    /// earlier by more means the wrapping clock moved on by 2^31 ms or more while the engine
+    /// was not called (an idle session sleeps with no timer). Every deadline is then
+    /// re-anchored on `now`: the timer and retransmissions are due at once, instead of
+    /// 2^31 ms away.
     pub(crate) fn observe(&mut self, now: Millis) {
-        if now.since(self.last_now) >= 0 {
+        let d = now.since(self.last_now);
+        if d >= 0 {
             self.last_now = now;
+            return;
+        }
+        if d >= -STALE_MS {
             return;
         }
         self.last_now = now;
