@@ -463,7 +463,7 @@ impl<A: PeerAddr> Endpoint<A> {
     fn tick(&mut self, now: Millis) -> u64 {
         if let Some(last) = self.last_now {
             let d = now.since(last);
-            if d > 0 || d < -crate::time::STALE_MS {
+            if !(-crate::time::STALE_MS..=0).contains(&d) {
                 self.elapsed += u64::from(now.0.wrapping_sub(last.0));
                 self.last_now = Some(now);
             }
