@@ -29,6 +29,8 @@ use crate::wire::WireError;
 pub(crate) const NO_CHUNK: ChunkId = ChunkId::MAX;
 const RTO_MAX: u32 = 60_000;
 const PROBE_INIT: u32 = 7_000;
+/// Shortest wait before the first zero-window probe.
+const PROBE_FIRST: u32 = 200;
 const PROBE_LIMIT: u32 = 120_000;
 pub(crate) const ASK_SEND: u8 = 1;
 pub(crate) const ASK_TELL: u8 = 2;
@@ -427,11 +429,18 @@ impl<'a> Kcp<'a> {
                 .set_max(config.ack_capacity().max(self.acks.max_len()));
         }
         self.pool.set_max(snd + rcv);
+        let tell = config.rcv_wnd > c.rcv_wnd;
         if config.nc != c.nc && !self.cc.is_custom() {
             self.cc = Congestion::for_nc(config.nc);
         }
         self.cfg = config;
         self.mss = mss;
+        if tell {
+            // Tell the peer at once: a peer that saw a full window would otherwise wait for
+            // its next probe (kcp-go does not tell after SetWindowSize).
+            self.probe |= ASK_TELL;
+            self.request(Pending::Full);
+        }
         Ok(())
     }
 
