@@ -3,6 +3,7 @@
 #   - Debian's golang-go and golang-github-xtaci-kcp-dev (kcp-go v5.6.1, the reference peer)
 #   - the PyPI package siokcp (wraps ikcp.c, the C reference peer)
 #   - the thumbv7em-none-eabihf target (no_std build check)
+#   - the aarch64 Linux, macOS and Windows targets (kcp-tokio is type-checked for them)
 # Idempotent: each step is skipped when its result is already present.
 set -euo pipefail
 
@@ -19,6 +20,8 @@ if ! python3 -c 'import siokcp' >/dev/null 2>&1; then
     python3 -m pip install -q siokcp
 fi
 
-if ! rustup target list --installed | grep -qx thumbv7em-none-eabihf; then
-    rustup target add thumbv7em-none-eabihf
-fi
+for t in thumbv7em-none-eabihf aarch64-unknown-linux-gnu x86_64-apple-darwin x86_64-pc-windows-gnu; do
+    if ! rustup target list --installed | grep -qx "$t"; then
+        rustup target add "$t"
+    fi
+done

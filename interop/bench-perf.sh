@@ -89,7 +89,7 @@ run_one() {
         echo "0 0 0 0 0 false" >"$tmp/run"; return
     fi
     local ccpu; ccpu=$(awk '{ printf "%.3f", $1 + $2 }' "$tmp/c.time" 2>/dev/null || echo 0)
-    echo "$(jq -r '"\(.mbps) \(.rtt_p50_us) \(.rtt_p99_us)"' <<<"$line") $ccpu $(awk -v a="$c0" -v b="$c1" 'BEGIN { printf "%.3f", b - a }') true" >"$tmp/run"
+    echo "$(jq -r '"\(.mb_per_s) \(.rtt_p50_us) \(.rtt_p99_us)"' <<<"$line") $ccpu $(awk -v a="$c0" -v b="$c1" 'BEGIN { printf "%.3f", b - a }') true" >"$tmp/run"
 }
 
 # cell SERVER CLIENT SHARED CFLAGS -> sets MB P50 P99 CPUGIB (medians) and FAILS

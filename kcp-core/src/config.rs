@@ -49,6 +49,12 @@ pub struct Config {
     pub stream: bool,
     /// Send ACKs as soon as a datagram is processed instead of at the next timer flush.
     pub ack_nodelay: bool,
+    /// Our extension: send pending ACKs at once, without waiting for the timer flush, as soon
+    /// as this many are waiting (0: only at the timer flush or with `ack_nodelay`, as kcp-go).
+    /// On fast paths a sender's window then opens while the receiver's interval runs, instead
+    /// of once per interval (kcp-go's window-per-interval cap: `snd_wnd` segments per
+    /// `interval`). Default 32. The ACK segments are the same; only their timing changes.
+    pub ack_threshold: u32,
     /// Do not flush on every `send` (bulk mode); data leaves at the next timer flush or when the
     /// send window is full.
     pub write_delay: bool,
@@ -87,6 +93,7 @@ impl Default for Config {
             rcv_wnd: 32,
             stream: false,
             ack_nodelay: false,
+            ack_threshold: 32,
             write_delay: false,
             min_rto: 100,
             dead_link: 20,

@@ -82,4 +82,6 @@ pub use engine::{
 #[cfg(feature = "alloc")]
 pub use session::{Layer, Session, SessionError, SessionStats};
 pub use stats::Stats;
+#[cfg(feature = "alloc")]
+pub use storage::{Chunk, ChunkCache};
 pub use time::Millis;

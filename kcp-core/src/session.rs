@@ -17,6 +17,9 @@ use crate::engine::{InputError, Kcp};
 use crate::time::Millis;
 use crate::wire::HEADER_LEN;
 
+/// Largest packet a layer can rebuild: the largest MTU plus slack for codec headers.
+const RECOVERED_MAX: usize = crate::config::MAX_MTU as usize + 64;
+
 /// A codec layer as a session holds it.
 pub type Layer = Box<dyn Codec + Send>;
 
@@ -80,7 +83,6 @@ pub struct Session<'a> {
     room: usize,
     /// A layer that may have extra packets (FEC parity) to hand out, innermost first.
     extras_from: Option<usize>,
-    scratch: Vec<u8>,
     stats: SessionStats,
 }
 
@@ -138,14 +140,12 @@ impl<'a> Session<'a> {
         for o in &mut offsets {
             *o += shift;
         }
-        let mtu = kcp.config().mtu as usize;
         Session {
             kcp,
             layers,
             offsets,
             room,
             extras_from: None,
-            scratch: vec![0; mtu.max(1500) + 64],
             stats: SessionStats::default(),
         }
     }
@@ -169,6 +169,29 @@ impl<'a> Session<'a> {
     pub fn visit_counters(&self, visit: &mut dyn FnMut(&'static str, u64)) {
         for l in &self.layers {
             l.visit_counters(visit);
+        }
+    }
+
+    /// Heap bytes this session holds beyond its own struct: the engine's storage, the codec
+    /// layers (their structs and what they report through [`Codec::heap_bytes`]) and the
+    /// session's tables. For memory accounting.
+    pub fn heap_bytes(&self) -> usize {
+        let layers: usize = self
+            .layers
+            .iter()
+            .map(|l| core::mem::size_of_val(&**l) + l.heap_bytes())
+            .sum();
+        self.kcp.heap_bytes()
+            + layers
+            + self.layers.capacity() * core::mem::size_of::<Layer>()
+            + self.offsets.capacity() * core::mem::size_of::<usize>()
+    }
+
+    /// Gives back memory the codec layers keep only for speed ([`Codec::trim`]); the
+    /// endpoint calls it when the session has held no data for a while.
+    pub fn trim(&mut self) {
+        for l in &mut self.layers {
+            l.trim();
         }
     }
 
@@ -305,7 +328,8 @@ impl<'a> Session<'a> {
     }
 
     fn drain_recovered(&mut self, layer: usize, now: Millis) {
-        let mut scratch = core::mem::take(&mut self.scratch);
+        // Rebuilt packets are at most the largest MTU; no buffer is kept per session.
+        let mut scratch = [0u8; RECOVERED_MAX];
         while let Some(n) = self.layers[layer].poll_recovered(&mut scratch) {
             let mut range = 0..n.min(scratch.len());
             let mut ok = true;
@@ -332,7 +356,6 @@ impl<'a> Session<'a> {
                 let _ = self.feed(now, part, false);
             }
         }
-        self.scratch = scratch;
     }
 
     /// Writes the next datagram to send (all layers applied) into `buf`, which must hold

@@ -70,6 +70,10 @@ impl<T> From<Vec<T>> for Managed<'_, T> {
     }
 }
 
+/// Smallest owned ring: rings start here and shrink back here when they drain.
+#[cfg(feature = "alloc")]
+pub(crate) const MIN_RING: usize = 4;
+
 /// A ring of `T` indexed by wrapping `u32` sequence number, starting at `base`.
 ///
 /// Logical entries are `base .. base + len`. Owned storage grows (doubling, up to `max`) when
@@ -77,10 +81,12 @@ impl<T> From<Vec<T>> for Managed<'_, T> {
 #[derive(Debug)]
 pub(crate) struct SeqRing<'a, T> {
     slots: Managed<'a, T>,
-    head: usize,
-    len: usize,
+    // u32 indices: rings never exceed 2 * MAX_WINDOW + MAX_FRAGMENTS entries, and a session
+    // is smaller with them (memory per session is a target).
+    head: u32,
+    len: u32,
     base: u32,
-    max: usize,
+    max: u32,
 }
 
 impl<'a, T: Copy + Default> SeqRing<'a, T> {
@@ -98,7 +104,7 @@ impl<'a, T: Copy + Default> SeqRing<'a, T> {
             head: 0,
             len: 0,
             base,
-            max,
+            max: max.min(u32::MAX as usize) as u32,
         }
     }
 
@@ -109,7 +115,7 @@ impl<'a, T: Copy + Default> SeqRing<'a, T> {
 
     #[inline]
     pub(crate) fn len(&self) -> usize {
-        self.len
+        self.len as usize
     }
 
     #[inline]
@@ -120,19 +126,19 @@ impl<'a, T: Copy + Default> SeqRing<'a, T> {
     /// Sequence number one past the last entry.
     #[inline]
     pub(crate) fn end(&self) -> u32 {
-        self.base.wrapping_add(self.len as u32)
+        self.base.wrapping_add(self.len)
     }
 
     /// The most entries this ring can ever hold.
     #[inline]
     pub(crate) fn max_len(&self) -> usize {
-        self.max
+        self.max as usize
     }
 
     #[inline]
     fn phys(&self, offset: usize) -> usize {
         let cap = self.slots.len();
-        let i = self.head + offset;
+        let i = self.head as usize + offset;
         if i >= cap {
             i - cap
         } else {
@@ -144,7 +150,7 @@ impl<'a, T: Copy + Default> SeqRing<'a, T> {
     #[inline]
     pub(crate) fn get(&self, sn: u32) -> Option<&T> {
         let off = sn.wrapping_sub(self.base) as usize;
-        if off < self.len {
+        if off < self.len as usize {
             let p = self.phys(off);
             self.slots.get(p)
         } else {
@@ -156,7 +162,7 @@ impl<'a, T: Copy + Default> SeqRing<'a, T> {
     #[inline]
     pub(crate) fn get_mut(&mut self, sn: u32) -> Option<&mut T> {
         let off = sn.wrapping_sub(self.base) as usize;
-        if off < self.len {
+        if off < self.len as usize {
             let p = self.phys(off);
             self.slots.get_mut(p)
         } else {
@@ -167,7 +173,7 @@ impl<'a, T: Copy + Default> SeqRing<'a, T> {
     /// The entry at logical offset `off` from the front.
     #[inline]
     pub(crate) fn at(&self, off: usize) -> Option<&T> {
-        if off < self.len {
+        if off < self.len as usize {
             self.slots.get(self.phys(off))
         } else {
             None
@@ -176,10 +182,10 @@ impl<'a, T: Copy + Default> SeqRing<'a, T> {
 
     /// Appends `value` as entry `end()`. Fails when the ring is at its bound.
     pub(crate) fn push_back(&mut self, value: T) -> Result<(), T> {
-        if self.len == self.slots.len() && !self.grow() {
+        if self.len as usize == self.slots.len() && !self.grow() {
             return Err(value);
         }
-        let p = self.phys(self.len);
+        let p = self.phys(self.len as usize);
         match self.slots.get_mut(p) {
             Some(slot) => {
                 *slot = value;
@@ -195,8 +201,8 @@ impl<'a, T: Copy + Default> SeqRing<'a, T> {
         if self.len == 0 {
             return None;
         }
-        let v = self.slots.get(self.head).copied();
-        self.head = self.phys(1);
+        let v = self.slots.get(self.head as usize).copied();
+        self.head = self.phys(1) as u32;
         self.len -= 1;
         self.base = self.base.wrapping_add(1);
         if self.len == 0 {
@@ -214,7 +220,7 @@ impl<'a, T: Copy + Default> SeqRing<'a, T> {
 
     /// Makes sure at least `n` more entries fit without failing.
     pub(crate) fn reserve(&mut self, n: usize) -> bool {
-        while self.slots.len() - self.len < n {
+        while self.slots.len() - (self.len as usize) < n {
             if !self.grow() {
                 return false;
             }
@@ -228,30 +234,62 @@ impl<'a, T: Copy + Default> SeqRing<'a, T> {
         if self.slots.is_borrowed() {
             return max <= self.slots.len();
         }
+        let max = max.min(u32::MAX as usize) as u32;
         self.max = max.max(self.len);
         self.max == max
     }
 
     /// Free entries before the bound is reached.
     pub(crate) fn spare(&self) -> usize {
-        self.max.saturating_sub(self.len)
+        self.max.saturating_sub(self.len) as usize
     }
 
     #[cfg(feature = "alloc")]
     fn grow(&mut self) -> bool {
         let cap = self.slots.len();
-        if cap >= self.max {
+        if cap >= self.max as usize {
             return false;
         }
-        let new_cap = (cap * 2).clamp(8, self.max);
+        // Doubling from a small start, never past the bound (`max` may be below the start).
+        let new_cap = cap.saturating_mul(2).max(MIN_RING).min(self.max as usize);
         let Managed::Owned(v) = &mut self.slots else {
             return false;
         };
         // Linearise the ring so the grown part is contiguous after the last entry.
-        v.rotate_left(self.head);
+        v.rotate_left(self.head as usize);
         self.head = 0;
+        v.reserve_exact(new_cap - cap);
         v.resize(new_cap, T::default());
         true
+    }
+
+    /// Gives owned storage back down to `keep` slots once the ring is empty (borrowed storage
+    /// is the caller's and stays). Returns the bytes freed.
+    #[cfg(feature = "alloc")]
+    pub(crate) fn shrink(&mut self, keep: usize) -> usize {
+        if self.len != 0 {
+            return 0;
+        }
+        let Managed::Owned(v) = &mut self.slots else {
+            return 0;
+        };
+        let before = v.capacity();
+        if before <= keep {
+            return 0;
+        }
+        self.head = 0;
+        v.truncate(keep);
+        v.shrink_to_fit();
+        (before - v.capacity()) * core::mem::size_of::<T>()
+    }
+
+    /// Heap bytes held (owned storage; 0 when borrowed).
+    #[cfg(feature = "alloc")]
+    pub(crate) fn heap_bytes(&self) -> usize {
+        match &self.slots {
+            Managed::Owned(v) => v.capacity() * core::mem::size_of::<T>(),
+            Managed::Borrowed(_) => 0,
+        }
     }
 
     #[cfg(not(feature = "alloc"))]
@@ -263,131 +301,345 @@ impl<'a, T: Copy + Default> SeqRing<'a, T> {
 /// Identifies one payload chunk of a [`Pool`].
 pub(crate) type ChunkId = u32;
 
-/// Fixed-size payload chunks, handed out by id.
+/// One heap payload chunk: the largest segment payload a 1500-byte MTU allows.
+#[cfg(feature = "alloc")]
+pub type Chunk = alloc::boxed::Box<[u8; crate::engine::HEAP_CHUNK]>;
+
+/// A fresh zeroed heap chunk.
+#[cfg(feature = "alloc")]
+fn new_chunk() -> Chunk {
+    alloc::boxed::Box::new([0u8; crate::engine::HEAP_CHUNK])
+}
+
+/// Payload chunks for many engines to share (feature `alloc`): an endpoint keeps the chunks
+/// its sessions give back when they drain and hands them to sessions that need them, so an
+/// idle session holds no payload memory and a busy one does not allocate per packet.
+///
+/// Bounded by a byte budget: chunks given back beyond it are freed.
+#[cfg(feature = "alloc")]
+#[derive(Debug, Default)]
+pub struct ChunkCache {
+    chunks: Vec<Chunk>,
+    max_chunks: usize,
+}
+
+#[cfg(feature = "alloc")]
+impl ChunkCache {
+    /// A cache that keeps at most `budget_bytes` of chunks.
+    pub fn new(budget_bytes: usize) -> ChunkCache {
+        ChunkCache {
+            chunks: Vec::new(),
+            max_chunks: budget_bytes / crate::engine::HEAP_CHUNK,
+        }
+    }
+
+    /// Chunks held.
+    pub fn len(&self) -> usize {
+        self.chunks.len()
+    }
+
+    /// Whether it holds no chunk.
+    pub fn is_empty(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    /// Bytes held (chunks and the list of them).
+    pub fn heap_bytes(&self) -> usize {
+        self.chunks.len() * crate::engine::HEAP_CHUNK
+            + self.chunks.capacity() * core::mem::size_of::<Chunk>()
+    }
+
+    /// Takes a chunk, if one is kept.
+    pub fn take(&mut self) -> Option<Chunk> {
+        self.chunks.pop()
+    }
+
+    /// Keeps `chunk` for reuse, or frees it when the budget is reached.
+    pub fn give(&mut self, chunk: Chunk) {
+        if self.chunks.len() < self.max_chunks {
+            if self.chunks.len() == self.chunks.capacity() {
+                // Grow in steps within the budget, not by doubling past it.
+                let step = self.chunks.len().clamp(16, 1024);
+                let room = self.max_chunks - self.chunks.len();
+                self.chunks.reserve_exact(step.min(room));
+            }
+            self.chunks.push(chunk);
+        }
+    }
+}
+
+/// Fixed-size payload chunks, handed out by id: over a caller's arena (no allocator), or
+/// (feature `alloc`) heap chunks that are given back when the engine drains.
 #[derive(Debug)]
-pub(crate) struct Pool<'a> {
-    arena: Managed<'a, u8>,
-    free: Managed<'a, ChunkId>,
+pub(crate) enum Pool<'a> {
+    /// Caller-provided arena cut into chunks.
+    Borrowed(ArenaPool<'a>),
+    /// Heap chunks, one allocation each, reusable across engines through a [`ChunkCache`].
+    #[cfg(feature = "alloc")]
+    Owned(HeapPool),
+}
+
+/// Chunks of a borrowed arena.
+#[derive(Debug)]
+pub(crate) struct ArenaPool<'a> {
+    arena: &'a mut [u8],
+    free: &'a mut [ChunkId],
     nfree: usize,
     chunk: usize,
     total: usize,
-    max: usize,
+}
+
+/// Heap chunks by id. An id keeps its number while in use; a free id may have given its
+/// storage back (`None`), and gets a chunk again when it is taken.
+#[cfg(feature = "alloc")]
+#[derive(Debug)]
+pub(crate) struct HeapPool {
+    slots: Vec<Option<Chunk>>,
+    /// Ids not in use; those whose slot holds a chunk are taken first (the stock an endpoint
+    /// hands in with [`Pool::stock`] becomes such ids).
+    free: Vec<ChunkId>,
+    max: u32,
 }
 
 impl<'a> Pool<'a> {
-    /// A pool over `arena`, cut into chunks of `chunk` bytes. `free` must have room for one id
-    /// per chunk (borrowed) or is grown alongside (owned); `max` bounds owned growth in chunks.
-    pub(crate) fn new(
-        arena: Managed<'a, u8>,
-        free: Managed<'a, ChunkId>,
-        chunk: usize,
-        max: usize,
-    ) -> Self {
+    /// A pool over a caller's `arena`, cut into chunks of `chunk` bytes; `free` must have room
+    /// for one id per chunk.
+    pub(crate) fn borrowed(arena: &'a mut [u8], free: &'a mut [ChunkId], chunk: usize) -> Self {
         let chunk = chunk.max(1);
-        let mut pool = Pool {
-            total: arena.len() / chunk,
-            arena,
-            free,
-            nfree: 0,
-            chunk,
-            max,
-        };
-        if pool.arena.is_borrowed() {
-            pool.total = pool.total.min(pool.free.len());
-            pool.max = pool.total;
-        }
-        for id in (0..pool.total).rev() {
-            if let Some(slot) = pool.free.get_mut(pool.nfree) {
+        let total = (arena.len() / chunk).min(free.len());
+        let mut nfree = 0;
+        for id in (0..total).rev() {
+            if let Some(slot) = free.get_mut(nfree) {
                 *slot = id as ChunkId;
-                pool.nfree += 1;
+                nfree += 1;
             }
         }
-        pool
+        Pool::Borrowed(ArenaPool {
+            arena,
+            free,
+            nfree,
+            chunk,
+            total,
+        })
+    }
+
+    /// An empty heap pool of at most `max` chunks of [`HEAP_CHUNK`](crate::HEAP_CHUNK) bytes.
+    #[cfg(feature = "alloc")]
+    pub(crate) fn heap(max: usize) -> Self {
+        Pool::Owned(HeapPool {
+            slots: Vec::new(),
+            free: Vec::new(),
+            max: max.min(u32::MAX as usize) as u32,
+        })
     }
 
     /// Bytes per chunk: the largest segment payload this pool can hold.
     #[inline]
     pub(crate) fn chunk_len(&self) -> usize {
-        self.chunk
+        match self {
+            Pool::Borrowed(p) => p.chunk,
+            #[cfg(feature = "alloc")]
+            Pool::Owned(_) => crate::engine::HEAP_CHUNK,
+        }
     }
 
     /// Chunks currently handed out.
     #[inline]
     pub(crate) fn in_use(&self) -> usize {
-        self.total - self.nfree
+        match self {
+            Pool::Borrowed(p) => p.total - p.nfree,
+            #[cfg(feature = "alloc")]
+            Pool::Owned(p) => p.slots.len() - p.free.len(),
+        }
     }
 
-    /// Chunks that can still be handed out (including by growing).
+    /// Chunks that can still be handed out.
     #[inline]
     pub(crate) fn available(&self) -> usize {
-        self.nfree + (self.max - self.total)
+        match self {
+            Pool::Borrowed(p) => p.nfree,
+            #[cfg(feature = "alloc")]
+            Pool::Owned(p) => p.free.len() + (p.max as usize).saturating_sub(p.slots.len()),
+        }
     }
 
-    /// Changes the bound in chunks (owned storage only), never below the chunks that exist.
+    /// Changes the bound in chunks (heap pools only), never below the ids that exist.
     pub(crate) fn set_max(&mut self, max: usize) -> bool {
-        if self.arena.is_borrowed() {
-            return max <= self.max;
+        match self {
+            Pool::Borrowed(p) => max <= p.total,
+            #[cfg(feature = "alloc")]
+            Pool::Owned(p) => {
+                p.max = max.max(p.slots.len()).min(u32::MAX as usize) as u32;
+                true
+            }
         }
-        self.max = max.max(self.total);
-        true
     }
 
-    /// Takes a chunk, growing owned storage if needed. `None` when exhausted.
+    /// Takes a chunk. `None` when exhausted.
     pub(crate) fn take(&mut self) -> Option<ChunkId> {
-        if self.nfree == 0 && !self.grow() {
-            return None;
+        match self {
+            Pool::Borrowed(p) => {
+                if p.nfree == 0 {
+                    return None;
+                }
+                p.nfree -= 1;
+                p.free.get(p.nfree).copied()
+            }
+            #[cfg(feature = "alloc")]
+            Pool::Owned(p) => p.take(),
         }
-        self.nfree -= 1;
-        self.free.get(self.nfree).copied()
     }
 
     /// Returns a chunk to the pool.
     pub(crate) fn give(&mut self, id: ChunkId) {
-        if let Some(slot) = self.free.get_mut(self.nfree) {
-            *slot = id;
-            self.nfree += 1;
+        match self {
+            Pool::Borrowed(p) => {
+                if let Some(slot) = p.free.get_mut(p.nfree) {
+                    *slot = id;
+                    p.nfree += 1;
+                }
+            }
+            #[cfg(feature = "alloc")]
+            // `reserve_one` keeps the free list as long as the id table: no allocation here.
+            Pool::Owned(p) => p.free.push(id),
         }
     }
 
     #[inline]
     pub(crate) fn chunk(&self, id: ChunkId) -> &[u8] {
-        let start = id as usize * self.chunk;
-        self.arena.get(start..start + self.chunk).unwrap_or(&[])
+        match self {
+            Pool::Borrowed(p) => {
+                let start = id as usize * p.chunk;
+                p.arena.get(start..start + p.chunk).unwrap_or(&[])
+            }
+            #[cfg(feature = "alloc")]
+            Pool::Owned(p) => match p.slots.get(id as usize) {
+                Some(Some(c)) => &c[..],
+                _ => &[],
+            },
+        }
     }
 
     #[inline]
     pub(crate) fn chunk_mut(&mut self, id: ChunkId) -> &mut [u8] {
-        let start = id as usize * self.chunk;
-        self.arena
-            .get_mut(start..start + self.chunk)
-            .unwrap_or(&mut [])
+        match self {
+            Pool::Borrowed(p) => {
+                let start = id as usize * p.chunk;
+                p.arena.get_mut(start..start + p.chunk).unwrap_or(&mut [])
+            }
+            #[cfg(feature = "alloc")]
+            Pool::Owned(p) => match p.slots.get_mut(id as usize) {
+                Some(Some(c)) => &mut c[..],
+                _ => &mut [],
+            },
+        }
     }
 
+    /// Moves up to `n` chunks from `cache` into this pool's stock (heap pools only), so the
+    /// next takes do not allocate.
     #[cfg(feature = "alloc")]
-    fn grow(&mut self) -> bool {
-        if self.total >= self.max {
-            return false;
-        }
-        let add = self.total.clamp(4, 64).min(self.max - self.total);
-        let (Managed::Owned(arena), Managed::Owned(free)) = (&mut self.arena, &mut self.free)
-        else {
-            return false;
-        };
-        arena.resize((self.total + add) * self.chunk, 0);
-        free.resize(self.total + add, 0);
-        for id in (self.total..self.total + add).rev() {
-            if let Some(slot) = free.get_mut(self.nfree) {
-                *slot = id as ChunkId;
-                self.nfree += 1;
+    pub(crate) fn stock(&mut self, cache: &mut ChunkCache, n: usize) {
+        if let Pool::Owned(p) = self {
+            // Free ids that hold a chunk are stock already; empty free ids get one first.
+            let mut have = 0;
+            for &id in &p.free {
+                if have >= n {
+                    return;
+                }
+                match p.slots.get_mut(id as usize) {
+                    Some(slot @ None) => match cache.take() {
+                        Some(c) => *slot = Some(c),
+                        None => return,
+                    },
+                    Some(Some(_)) => {}
+                    None => continue,
+                }
+                have += 1;
+            }
+            while have < n && p.slots.len() < p.max as usize {
+                let Some(c) = cache.take() else {
+                    return;
+                };
+                p.reserve_one();
+                p.free.push(p.slots.len() as ChunkId);
+                p.slots.push(Some(c));
+                have += 1;
             }
         }
-        self.total += add;
-        true
     }
 
-    #[cfg(not(feature = "alloc"))]
-    fn grow(&mut self) -> bool {
-        false
+    /// Gives every chunk not in use to `cache`; with nothing in use, also shrinks the id
+    /// tables. Returns the heap bytes this pool no longer holds.
+    #[cfg(feature = "alloc")]
+    pub(crate) fn release(&mut self, cache: &mut ChunkCache) -> usize {
+        let before = self.heap_bytes();
+        let Pool::Owned(p) = self else {
+            return 0;
+        };
+        for &id in &p.free {
+            if let Some(slot) = p.slots.get_mut(id as usize) {
+                if let Some(c) = slot.take() {
+                    cache.give(c);
+                }
+            }
+        }
+        if p.slots.len() == p.free.len() {
+            p.slots.clear();
+            p.free.clear();
+            p.slots.shrink_to(MIN_RING);
+            p.free.shrink_to(MIN_RING);
+        }
+        before.saturating_sub(self.heap_bytes())
+    }
+
+    /// Heap bytes held: chunks and tables (0 for a borrowed arena).
+    #[cfg(feature = "alloc")]
+    pub(crate) fn heap_bytes(&self) -> usize {
+        match self {
+            Pool::Borrowed(_) => 0,
+            Pool::Owned(p) => {
+                let chunks = p.slots.iter().filter(|c| c.is_some()).count();
+                chunks * crate::engine::HEAP_CHUNK + p.heap_tables()
+            }
+        }
+    }
+}
+
+#[cfg(feature = "alloc")]
+impl HeapPool {
+    fn heap_tables(&self) -> usize {
+        self.slots.capacity() * core::mem::size_of::<Option<Chunk>>()
+            + self.free.capacity() * core::mem::size_of::<ChunkId>()
+    }
+
+    /// Room for one more id, growing in small steps within the bound (not by doubling past
+    /// it); the free list gets the same room so `give` never allocates.
+    fn reserve_one(&mut self) {
+        if self.slots.len() == self.slots.capacity() {
+            let room = (self.max as usize).saturating_sub(self.slots.len()).max(1);
+            let want = self.slots.len().clamp(MIN_RING, 64).min(room);
+            self.slots.reserve_exact(want);
+        }
+        let need = self.slots.capacity().saturating_sub(self.free.len());
+        self.free.reserve_exact(need);
+    }
+
+    fn take(&mut self) -> Option<ChunkId> {
+        if let Some(id) = self.free.pop() {
+            if let Some(slot) = self.slots.get_mut(id as usize) {
+                if slot.is_none() {
+                    *slot = Some(new_chunk());
+                }
+                return Some(id);
+            }
+            return None;
+        }
+        if self.slots.len() >= self.max as usize {
+            return None;
+        }
+        self.reserve_one();
+        self.slots.push(Some(new_chunk()));
+        Some((self.slots.len() - 1) as ChunkId)
     }
 }
 
@@ -434,12 +686,7 @@ mod tests {
     fn pool_hands_out_distinct_chunks() {
         let mut arena = [0u8; 40];
         let mut free = [0u32; 4];
-        let mut p = Pool::new(
-            Managed::Borrowed(&mut arena),
-            Managed::Borrowed(&mut free),
-            10,
-            0,
-        );
+        let mut p = Pool::borrowed(&mut arena, &mut free, 10);
         let a = p.take().unwrap();
         let b = p.take().unwrap();
         assert_ne!(a, b);

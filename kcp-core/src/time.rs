@@ -19,6 +19,11 @@ use core::ops::{Add, AddAssign, Sub};
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Millis(pub u32);
 
+/// How far back a `now` may look and still be taken as a caller's stale reading (threads that
+/// read the clock before taking a lock) rather than the wrapping clock having moved on by
+/// 2^31 ms or more: one minute.
+pub const STALE_MS: i32 = 60_000;
+
 impl Millis {
     /// Milliseconds from `earlier` to `self`, negative when `self` is before `earlier`.
     #[inline]

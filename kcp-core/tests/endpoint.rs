@@ -298,6 +298,10 @@ fn idle_endpoint_needs_no_timer() {
     }
     net.run(300);
     assert_eq!(net.ep(SERVER).len(), 50);
+    while net.ep(SERVER).accept().is_some() {}
+    // Drained sessions trim their codec layers once, TRIM_AFTER_MS later; then nothing.
+    net.run(kcp_core::endpoint::TRIM_AFTER_MS as u32 + 100);
+    assert_eq!(net.ep(SERVER).len(), 50);
     assert_eq!(
         net.ep(SERVER).poll_timeout(),
         None,
@@ -375,4 +379,43 @@ proptest! {
             now += 3;
         }
     }
+}
+
+#[test]
+fn a_graceful_close_still_sends_the_acks_it_owes() {
+    let mut server: Endpoint<Addr> = Endpoint::new(server_cfg()).unwrap();
+    let mut client: Endpoint<Addr> = Endpoint::new(client_cfg()).unwrap();
+    let now = Millis(1_000);
+    let c = client.connect(now, SERVER, 21).unwrap();
+    client.send(c, b"last words").unwrap();
+    let mut buf = [0u8; 1500];
+    let mut to_server = Vec::new();
+    while let Some((_, n)) = client.poll_transmit(now, &mut buf) {
+        to_server.push(buf[..n].to_vec());
+    }
+    // The server takes the data, but its ACK waits for the server's next timer tick.
+    let later = now + 3;
+    for mut d in to_server {
+        server.handle_datagram(later, 1, &mut d).unwrap();
+    }
+    let s = server.accept().expect("accepted");
+    assert_eq!(read_all(&mut server, s), b"last words");
+    // Nothing in flight: the graceful close finishes at once, but the ACK is owed.
+    server.close_after_flush(later, s, 1_000).unwrap();
+    let mut acked = false;
+    while let Some((to, n)) = server.poll_transmit(later, &mut buf) {
+        assert_eq!(to, 1);
+        let _ = client.handle_datagram(later, SERVER, &mut buf[..n]);
+        acked = true;
+    }
+    let events: Vec<Event> = std::iter::from_fn(|| server.poll_event()).collect();
+    assert!(
+        events.contains(&Event::Closed(s, CloseReason::Shutdown)),
+        "{events:?}"
+    );
+    assert!(
+        acked,
+        "the server sent what it owed before its session went"
+    );
+    assert!(client.is_flushed(c), "the client's data is acknowledged");
 }

@@ -1,5 +1,6 @@
 //! Authenticated modes: upstream kcp-go's AEAD layout (AES-128-GCM, ChaCha20-Poly1305).
 
+use core::borrow::Borrow;
 use core::fmt;
 use core::ops::Range;
 
@@ -9,7 +10,8 @@ use chacha20poly1305::ChaCha20Poly1305;
 use kcp_core::{Codec, CodecError, Millis};
 use rand_core::CryptoRng;
 
-use crate::{CryptoError, CryptoStats, NonceGen, Pass};
+use crate::nonce::{NonceKey, NonceStream};
+use crate::{CryptoError, CryptoStats, Pass};
 
 /// Bytes of an AEAD authentication tag (both supported AEADs).
 pub const TAG_LEN: usize = 16;
@@ -138,49 +140,126 @@ pub(crate) fn split_sealed(
     Some((head, body, t))
 }
 
-/// Upstream kcp-go's authenticated layout, a [`Codec`]: `nonce (12, random) || ciphertext ||
-/// tag (16)`, no CRC, no associated data.
+/// The immutable part of an [`AeadCrypt`], built once and shared by every session of an
+/// endpoint: the keyed AEAD (an AES-128-GCM key schedule is about 500 bytes) and the key of
+/// the nonce generator. Each session's [`AeadCrypt::with_key`] then holds a handle to it (an
+/// `Arc`, or a `&'static` reference without an allocator) and 144 bytes of state (nonce
+/// position, four nonces computed ahead, counters).
 ///
-/// Header [`AEAD_NONCE_LEN`] bytes, trailer [`TAG_LEN`] bytes. Wire-compatible with upstream
-/// kcp-go's `NewAESGCMCrypt(pass[:16])` (kcptun `-crypt aes-128-gcm`), **not** with v5.6.1,
-/// which has no AEAD mode. Authenticates every byte but, like kcp-go, does not detect replays:
-/// see [`crate::ReplayAeadCrypt`] for that.
-pub struct AeadCrypt {
+/// ```
+/// use std::sync::Arc;
+/// use kcp_core::{Codec, Millis};
+/// use kcp_crypto::{AeadCrypt, AeadKey, AeadKind, Pass, AEAD_NONCE_LEN, TAG_LEN};
+/// # struct Rng(u64);
+/// # impl rand_core::TryRng for Rng {
+/// #     type Error = core::convert::Infallible;
+/// #     fn try_next_u32(&mut self) -> Result<u32, Self::Error> { Ok(self.try_next_u64()? as u32) }
+/// #     fn try_next_u64(&mut self) -> Result<u64, Self::Error> { self.0 += 1; Ok(self.0) }
+/// #     fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+/// #         for b in dst { *b = self.try_next_u64()? as u8; } Ok(())
+/// #     }
+/// # }
+/// # impl rand_core::TryCryptoRng for Rng {}
+/// # let mut os_rng = Rng(0); // use a real CSPRNG (for example getrandom's) in production
+///
+/// // Once per endpoint (kcptun: -crypt aes-128-gcm --key ...).
+/// let pass = Pass::derive(b"it's a secrect");
+/// let shared = Arc::new(AeadKey::from_pass(AeadKind::Aes128Gcm, &pass, &mut os_rng));
+///
+/// // Once per session.
+/// let mut a = AeadCrypt::with_key(Arc::clone(&shared));
+/// let mut b = AeadCrypt::with_key(Arc::clone(&shared));
+///
+/// let mut buf = [0u8; 64];
+/// buf[AEAD_NONCE_LEN..AEAD_NONCE_LEN + 2].copy_from_slice(b"hi");
+/// let n = a.seal(&mut buf, AEAD_NONCE_LEN + 2, Millis(0)).unwrap();
+/// assert_eq!(n, AEAD_NONCE_LEN + 2 + TAG_LEN);
+/// let inner = b.open(&mut buf[..n], Millis(0)).unwrap().unwrap();
+/// assert_eq!(&buf[inner], b"hi");
+/// ```
+pub struct AeadKey {
     kind: AeadKind,
     aead: Aead,
-    nonces: NonceGen,
-    stats: CryptoStats,
+    nonces: NonceKey,
 }
 
-impl AeadCrypt {
-    /// Builds the layer from a raw key ([`AeadKind::key_len`] bytes).
+impl AeadKey {
+    /// Keys the AEAD with a raw key ([`AeadKind::key_len`] bytes); `rng` (a CSPRNG) keys the
+    /// nonce generator.
     pub fn new<R: CryptoRng + ?Sized>(
         kind: AeadKind,
         key: &[u8],
         rng: &mut R,
-    ) -> Result<AeadCrypt, CryptoError> {
-        Ok(AeadCrypt {
+    ) -> Result<AeadKey, CryptoError> {
+        Ok(AeadKey {
             kind,
             aead: Aead::new(kind, key)?,
-            nonces: NonceGen::new(rng),
-            stats: CryptoStats::default(),
+            nonces: NonceKey::new(rng),
         })
     }
 
-    /// Builds the layer from kcptun's derived key, taking `pass[..key_len]`.
-    pub fn from_pass<R: CryptoRng + ?Sized>(kind: AeadKind, pass: &Pass, rng: &mut R) -> AeadCrypt {
+    /// Keys the AEAD with kcptun's derived key, taking `pass[..key_len]`.
+    pub fn from_pass<R: CryptoRng + ?Sized>(kind: AeadKind, pass: &Pass, rng: &mut R) -> AeadKey {
         let key = pass.as_bytes();
         let aead = match key.get(..kind.key_len()).map(|k| Aead::new(kind, k)) {
             Some(Ok(a)) => a,
             // Unreachable (both key lengths fit in 32 bytes); avoid a panic path anyway.
             _ => Aead::ChaCha(ChaCha20Poly1305::new(key.into())),
         };
-        AeadCrypt {
+        AeadKey {
             kind,
             aead,
-            nonces: NonceGen::new(rng),
-            stats: CryptoStats::default(),
+            nonces: NonceKey::new(rng),
         }
+    }
+
+    /// Which AEAD this is.
+    pub fn kind(&self) -> AeadKind {
+        self.kind
+    }
+}
+
+impl fmt::Debug for AeadKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AeadKey")
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Upstream kcp-go's authenticated layout, a [`Codec`]: `nonce (12, random) || ciphertext ||
+/// tag (16)`, no CRC, no associated data.
+///
+/// Header [`AEAD_NONCE_LEN`] bytes, trailer [`TAG_LEN`] bytes. Wire-compatible with upstream
+/// kcp-go's `NewAESGCMCrypt(pass[:16])` (kcptun `-crypt aes-128-gcm`), **not** with v5.6.1,
+/// which has no AEAD mode. Authenticates every byte but, like kcp-go, does not detect replays:
+/// see [`crate::ReplayAeadCrypt`] for that. The nonce is the first 12 bytes of the
+/// generator's output (see [`crate::NonceGen`]).
+///
+/// `K` holds the [`AeadKey`]: owned (the default, [`AeadCrypt::new`]), or shared between
+/// sessions (`Arc<AeadKey>`, `&'static AeadKey`; [`AeadCrypt::with_key`]), in which case the
+/// layer is 152 bytes and holds no heap. It has no per-peer state, so on an endpoint the
+/// shared instance opens every packet (the [`Codec`] defaults).
+pub struct AeadCrypt<K = AeadKey> {
+    key: K,
+    nonces: NonceStream,
+    stats: CryptoStats,
+}
+
+impl AeadCrypt {
+    /// Builds a layer of its own from a raw key ([`AeadKind::key_len`] bytes). A stack
+    /// builder should build an [`AeadKey`] once and call [`AeadCrypt::with_key`] per session.
+    pub fn new<R: CryptoRng + ?Sized>(
+        kind: AeadKind,
+        key: &[u8],
+        rng: &mut R,
+    ) -> Result<AeadCrypt, CryptoError> {
+        Ok(AeadCrypt::build(AeadKey::new(kind, key, rng)?))
+    }
+
+    /// Builds a layer of its own from kcptun's derived key, taking `pass[..key_len]`.
+    pub fn from_pass<R: CryptoRng + ?Sized>(kind: AeadKind, pass: &Pass, rng: &mut R) -> AeadCrypt {
+        AeadCrypt::build(AeadKey::from_pass(kind, pass, rng))
     }
 
     /// Derives kcptun's key from `password` and builds the layer named `name`.
@@ -192,10 +271,29 @@ impl AeadCrypt {
         let kind = AeadKind::from_name(name)?;
         Ok(AeadCrypt::from_pass(kind, &Pass::derive(password), rng))
     }
+}
+
+impl<K: Borrow<AeadKey>> AeadCrypt<K> {
+    /// A session's layer over a shared key: a nonce stream of its own, nothing copied.
+    ///
+    /// Only on targets with 64-bit atomics, which hand out the nonce streams.
+    #[cfg(target_has_atomic = "64")]
+    pub fn with_key(key: K) -> AeadCrypt<K> {
+        AeadCrypt::build(key)
+    }
+
+    fn build(key: K) -> AeadCrypt<K> {
+        let nonces = NonceStream::new(&key.borrow().nonces);
+        AeadCrypt {
+            key,
+            nonces,
+            stats: CryptoStats::default(),
+        }
+    }
 
     /// Which AEAD this is.
     pub fn kind(&self) -> AeadKind {
-        self.kind
+        self.key.borrow().kind
     }
 
     /// Counters since construction.
@@ -211,7 +309,7 @@ impl AeadCrypt {
         len: usize,
         nonce: &[u8; AEAD_NONCE_LEN],
     ) -> Result<usize, CodecError> {
-        let r = seal_into(&self.aead, buf, len, nonce);
+        let r = seal_into(&self.key.borrow().aead, buf, len, nonce);
         match r {
             Ok(_) => self.stats.sealed += 1,
             Err(_) => self.stats.seal_errors += 1,
@@ -238,7 +336,7 @@ fn seal_into(
     Ok(total)
 }
 
-impl Codec for AeadCrypt {
+impl<K: Borrow<AeadKey>> Codec for AeadCrypt<K> {
     fn header_len(&self) -> usize {
         AEAD_NONCE_LEN
     }
@@ -249,7 +347,8 @@ impl Codec for AeadCrypt {
 
     fn seal(&mut self, buf: &mut [u8], len: usize, _now: Millis) -> Result<usize, CodecError> {
         let mut nonce = [0u8; AEAD_NONCE_LEN];
-        nonce.copy_from_slice(&self.nonces.next_nonce()[..AEAD_NONCE_LEN]);
+        let full = self.nonces.next(&self.key.borrow().nonces);
+        nonce.copy_from_slice(&full[..AEAD_NONCE_LEN]);
         self.seal_with_nonce(buf, len, &nonce)
     }
 
@@ -261,19 +360,29 @@ impl Codec for AeadCrypt {
         };
         let mut nonce = [0u8; AEAD_NONCE_LEN];
         nonce.copy_from_slice(head);
-        if let Err(e) = self.aead.open(&nonce, &[], body, &tag) {
+        if let Err(e) = self.key.borrow().aead.open(&nonce, &[], body, &tag) {
             self.stats.integrity_errors += 1;
             return Err(e);
         }
         self.stats.opened += 1;
         Ok(Some(AEAD_NONCE_LEN..len - TAG_LEN))
     }
+
+    /// No heap of its own: an owned key lives inside the layer, a shared one is counted once
+    /// by whoever owns it.
+    fn heap_bytes(&self) -> usize {
+        0
+    }
+
+    fn visit_counters(&self, visit: &mut dyn FnMut(&'static str, u64)) {
+        self.stats.visit(visit);
+    }
 }
 
-impl fmt::Debug for AeadCrypt {
+impl<K: Borrow<AeadKey>> fmt::Debug for AeadCrypt<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AeadCrypt")
-            .field("kind", &self.kind)
+            .field("kind", &self.kind())
             .field("stats", &self.stats)
             .finish_non_exhaustive()
     }

@@ -14,16 +14,29 @@
 //!
 //! Keys come from [`Pass::derive`] exactly as kcptun derives them, or raw through
 //! [`BlockCrypt::new`]. Adapters that send in batches can seal several packets at once with
-//! [`PacketCrypt::seal_many`] (same bytes, interleaved CFB chains, several times faster). Nonces come from a [`NonceGen`] seeded once from a caller-supplied
+//! [`PacketCrypt::seal_many`] (same bytes, interleaved CFB chains, several times faster).
+//! Nonces come from a keyed permutation (see [`NonceGen`]) keyed once from a caller-supplied
 //! [`rand_core::CryptoRng`], so the crate is `no_std` and needs no allocator; the adapters seed
 //! it from the OS. Key material is zeroized on drop. Which mode protects what is explained in
 //! the project's `docs/security.md`.
 //!
+//! # One key, many sessions
+//!
+//! Key schedules are immutable and shared: an endpoint builds a [`PacketKey`], [`AeadKey`] or
+//! [`ReplayKey`] once (the cipher's key schedule, the nonce key) and every session's layer
+//! holds a handle to it (`Arc`, or `&'static` without an allocator) plus a few dozen bytes of
+//! its own state ([`PacketCrypt::with_key`], [`AeadCrypt::with_key`],
+//! [`ReplayAeadCrypt::with_key`]). The layers' plain constructors (`new`, `from_pass`, ...)
+//! still build a layer that owns its key.
+//!
 //! # Features
 //!
-//! * `std` (off by default): runtime CPU detection for CRC-32 (PCLMULQDQ/VPCLMULQDQ), about ten
-//!   times faster checksums on x86. The ciphers detect AES-NI/VAES without it. Adapters that
-//!   have `std` should enable it.
+//! * `alloc` (off by default): [`ReplayAeadCrypt`] keeps its derived key schedules on the heap,
+//!   built on first use and given back by `Codec::trim` (an idle session holds none), and an
+//!   endpoint's instance caches sender keys. Without it they are inline and nothing is cached.
+//! * `std` (off by default, implies `alloc`): runtime CPU detection for CRC-32
+//!   (PCLMULQDQ/VPCLMULQDQ), about ten times faster checksums on x86. The ciphers detect
+//!   AES-NI/VAES without it. Adapters that have `std` should enable it.
 //!
 //! Which cipher implementations are used: RustCrypto's crates for everything except TEA
 //! ([`Tea16`], 16 rounds, which no crate offers), XTEA ([`XteaBe`], RustCrypto's `xtea` behind
@@ -68,6 +81,9 @@
 #![no_std]
 #![deny(missing_docs)]
 
+#[cfg(feature = "alloc")]
+extern crate alloc;
+
 mod aead;
 #[cfg(target_arch = "x86_64")]
 mod aes_vaes;
@@ -83,14 +99,16 @@ mod stats;
 mod tea;
 mod twofish_fast;
 
-pub use aead::{AeadCrypt, AeadKind, AEAD_NONCE_LEN, TAG_LEN};
+pub use aead::{AeadCrypt, AeadKey, AeadKind, AEAD_NONCE_LEN, TAG_LEN};
 pub use block::{BlockCrypt, INITIAL_VECTOR};
 pub use error::CryptoError;
 pub use kdf::{Pass, XorTable};
 pub use kind::CipherKind;
 pub use nonce::NonceGen;
-pub use packet::{PacketCrypt, CRC_LEN, HEADER_LEN, NONCE_LEN};
-pub use replay::{ReplayAeadCrypt, ReplayWindow, REPLAY_HEADER_LEN};
+pub use packet::{PacketCrypt, PacketKey, CRC_LEN, HEADER_LEN, NONCE_LEN};
+pub use replay::{
+    ReplayAeadCrypt, ReplayKey, ReplayWindow, DEFAULT_DEMUX_CACHE, REPLAY_HEADER_LEN,
+};
 pub use stats::CryptoStats;
 pub use tea::{Tea16, XteaBe};
 pub use twofish_fast::TwofishTables;

@@ -1,11 +1,14 @@
 //! The kcp-go v5.6.1 packet layer: 16-byte nonce, CRC-32, whole packet encrypted.
 
+use core::borrow::Borrow;
+use core::fmt;
 use core::ops::Range;
 
 use kcp_core::{Codec, CodecError, Millis};
 use rand_core::CryptoRng;
 
-use crate::{BlockCrypt, CipherKind, CryptoError, CryptoStats, NonceGen, Pass};
+use crate::nonce::{NonceKey, NonceStream};
+use crate::{BlockCrypt, CipherKind, CryptoError, CryptoStats, Pass};
 
 /// Bytes of kcp-go's crypto header: a 16-byte nonce and a little-endian CRC-32.
 pub const HEADER_LEN: usize = NONCE_LEN + CRC_LEN;
@@ -14,6 +17,91 @@ pub const NONCE_LEN: usize = 16;
 /// Bytes of the CRC-32 field after the nonce.
 pub const CRC_LEN: usize = 4;
 
+/// The immutable part of a [`PacketCrypt`], built once and shared by every session of an
+/// endpoint: the keyed cipher (up to 4.5 KiB of key schedule and tables: Blowfish and Twofish
+/// keep key-dependent S-boxes, `xor` a 1500-byte table) and the key of the nonce
+/// generator. Each session's [`PacketCrypt::with_key`] then holds only a handle to it (an
+/// `Arc`, or a `&'static` reference without an allocator) and 144 bytes of state (nonce
+/// position, four nonces computed ahead, counters).
+///
+/// Immutable and `Sync`: sessions on any thread use it at once without locking.
+///
+/// ```
+/// use std::sync::Arc;
+/// use kcp_core::{Codec, Millis};
+/// use kcp_crypto::{BlockCrypt, CipherKind, PacketCrypt, PacketKey, Pass, HEADER_LEN};
+/// # struct Rng(u64);
+/// # impl rand_core::TryRng for Rng {
+/// #     type Error = core::convert::Infallible;
+/// #     fn try_next_u32(&mut self) -> Result<u32, Self::Error> { Ok(self.try_next_u64()? as u32) }
+/// #     fn try_next_u64(&mut self) -> Result<u64, Self::Error> { self.0 += 1; Ok(self.0) }
+/// #     fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+/// #         for b in dst { *b = self.try_next_u64()? as u8; } Ok(())
+/// #     }
+/// # }
+/// # impl rand_core::TryCryptoRng for Rng {}
+/// # let mut os_rng = Rng(0); // use a real CSPRNG (for example getrandom's) in production
+///
+/// // Once per endpoint (kcptun: -crypt twofish --key ...): the expensive part.
+/// let pass = Pass::derive(b"it's a secrect");
+/// let shared = Arc::new(PacketKey::new(
+///     BlockCrypt::from_pass(CipherKind::Twofish, &pass),
+///     &mut os_rng,
+/// ));
+///
+/// // Once per session, in the layer factory: a handle and a nonce position.
+/// let mut a = PacketCrypt::with_key(Arc::clone(&shared));
+/// let mut b = PacketCrypt::with_key(Arc::clone(&shared));
+/// assert!(core::mem::size_of_val(&a) <= 160);
+///
+/// let mut buf = [0u8; 64];
+/// buf[HEADER_LEN..HEADER_LEN + 2].copy_from_slice(b"hi");
+/// let n = a.seal(&mut buf, HEADER_LEN + 2, Millis(0)).unwrap();
+/// let inner = b.open(&mut buf[..n], Millis(0)).unwrap().unwrap();
+/// assert_eq!(&buf[inner], b"hi");
+/// ```
+pub struct PacketKey {
+    cipher: BlockCrypt,
+    nonces: NonceKey,
+}
+
+impl PacketKey {
+    /// Wraps a keyed cipher; `rng` (a CSPRNG) keys the nonce generator (16 bytes are drawn).
+    pub fn new<R: CryptoRng + ?Sized>(cipher: BlockCrypt, rng: &mut R) -> PacketKey {
+        PacketKey {
+            cipher,
+            nonces: NonceKey::new(rng),
+        }
+    }
+
+    /// Derives kcptun's key from `password` (PBKDF2, a few milliseconds) and keys the cipher
+    /// named `name` with it, as kcptun's `-crypt name --key password` does.
+    pub fn from_password<R: CryptoRng + ?Sized>(
+        name: &str,
+        password: &[u8],
+        rng: &mut R,
+    ) -> Result<PacketKey, CryptoError> {
+        let kind = CipherKind::from_name(name)?;
+        Ok(PacketKey::new(
+            BlockCrypt::from_pass(kind, &Pass::derive(password)),
+            rng,
+        ))
+    }
+
+    /// The keyed cipher.
+    pub fn cipher(&self) -> &BlockCrypt {
+        &self.cipher
+    }
+}
+
+impl fmt::Debug for PacketKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PacketKey")
+            .field("cipher", &self.cipher)
+            .finish_non_exhaustive()
+    }
+}
+
 /// kcp-go compatible crypto layer, a [`Codec`] with [`HEADER_LEN`] header bytes.
 ///
 /// Sealing writes a fresh nonce into bytes `0..16`, CRC-32/IEEE of bytes `20..len` as a
@@ -21,23 +109,28 @@ pub const CRC_LEN: usize = 4;
 /// in place, checks the CRC and returns `20..len`. With [`CipherKind::Null`] the layer has no
 /// header and passes packets through unchanged, as kcp-go does with no `BlockCrypt`.
 ///
+/// `K` holds the [`PacketKey`]: owned (the default, [`PacketCrypt::new`], no allocator
+/// needed), or shared between sessions (`Arc<PacketKey>` or `&'static PacketKey`, built with
+/// [`PacketCrypt::with_key`]), in which case the layer itself is 152 bytes and holds no heap.
+/// The layer has no per-peer state, so on an endpoint its shared instance opens every
+/// packet and the session's instance accepts them (the [`Codec`] defaults).
+///
 /// What this protects and what it does not (it is malleable and has no replay protection) is
 /// explained in `docs/security.md`; [`crate::AeadCrypt`] is the authenticated alternative.
-#[derive(Debug)]
-pub struct PacketCrypt {
-    cipher: BlockCrypt,
-    nonces: NonceGen,
+pub struct PacketCrypt<K = PacketKey> {
+    key: K,
+    nonces: NonceStream,
     stats: CryptoStats,
 }
 
 impl PacketCrypt {
-    /// Wraps a keyed cipher; `rng` seeds the per-packet nonce generator once.
+    /// Wraps a keyed cipher in a layer of its own; `rng` keys the nonce generator once.
+    ///
+    /// A stack builder that makes one layer per session should build a [`PacketKey`] once
+    /// and call [`PacketCrypt::with_key`] per session instead: this copies the cipher's key
+    /// schedule (up to 4.5 KiB) into every layer.
     pub fn new<R: CryptoRng + ?Sized>(cipher: BlockCrypt, rng: &mut R) -> PacketCrypt {
-        PacketCrypt {
-            cipher,
-            nonces: NonceGen::new(rng),
-            stats: CryptoStats::default(),
-        }
+        PacketCrypt::build(PacketKey::new(cipher, rng))
     }
 
     /// Builds the layer kcptun builds for `-crypt name --key password`: derives
@@ -47,16 +140,34 @@ impl PacketCrypt {
         password: &[u8],
         rng: &mut R,
     ) -> Result<PacketCrypt, CryptoError> {
-        let kind = CipherKind::from_name(name)?;
-        Ok(PacketCrypt::new(
-            BlockCrypt::from_pass(kind, &Pass::derive(password)),
-            rng,
-        ))
+        Ok(PacketCrypt::build(PacketKey::from_password(
+            name, password, rng,
+        )?))
+    }
+}
+
+impl<K: Borrow<PacketKey>> PacketCrypt<K> {
+    /// A session's layer over a shared key: takes a stream of nonces of its own from the key
+    /// (never the same as another layer's, see `NonceGen`), copies nothing.
+    ///
+    /// Only on targets with 64-bit atomics, which hand out the streams.
+    #[cfg(target_has_atomic = "64")]
+    pub fn with_key(key: K) -> PacketCrypt<K> {
+        PacketCrypt::build(key)
+    }
+
+    fn build(key: K) -> PacketCrypt<K> {
+        let nonces = NonceStream::new(&key.borrow().nonces);
+        PacketCrypt {
+            key,
+            nonces,
+            stats: CryptoStats::default(),
+        }
     }
 
     /// The cipher in use.
     pub fn cipher(&self) -> &BlockCrypt {
-        &self.cipher
+        &self.key.borrow().cipher
     }
 
     /// Counters since construction.
@@ -65,7 +176,7 @@ impl PacketCrypt {
     }
 
     fn has_header(&self) -> bool {
-        self.cipher.kind() != CipherKind::Null
+        self.cipher().kind() != CipherKind::Null
     }
 
     /// Seals like [`Codec::seal`] but with a caller-chosen nonce instead of a generated one.
@@ -92,7 +203,7 @@ impl PacketCrypt {
             let (nonce_field, crc_field) = head.split_at_mut(NONCE_LEN);
             nonce_field.copy_from_slice(nonce);
             crc_field.copy_from_slice(&crc.to_le_bytes());
-            self.cipher.encrypt(packet);
+            self.key.borrow().cipher.encrypt(packet);
         }
         self.stats.sealed += 1;
         Ok(len)
@@ -113,22 +224,39 @@ impl PacketCrypt {
             self.stats.seal_errors += 1;
             return Err(CodecError::BufferTooSmall);
         }
-        for p in packets.iter_mut() {
-            let nonce = self.nonces.next_nonce();
-            if let Some((head, body)) = p.split_at_mut_checked(HEADER_LEN) {
-                let crc = crc32fast::hash(body);
-                let (nonce_field, crc_field) = head.split_at_mut(NONCE_LEN);
-                nonce_field.copy_from_slice(&nonce);
-                crc_field.copy_from_slice(&crc.to_le_bytes());
+        let key = self.key.borrow();
+        let mut nonces = [[0u8; NONCE_LEN]; 8];
+        for group in packets.chunks_mut(nonces.len()) {
+            let nonces = &mut nonces[..group.len()];
+            self.nonces.fill(&key.nonces, nonces);
+            for (p, nonce) in group.iter_mut().zip(nonces.iter()) {
+                if let Some((head, body)) = p.split_at_mut_checked(HEADER_LEN) {
+                    let crc = crc32fast::hash(body);
+                    let (nonce_field, crc_field) = head.split_at_mut(NONCE_LEN);
+                    nonce_field.copy_from_slice(nonce);
+                    crc_field.copy_from_slice(&crc.to_le_bytes());
+                }
             }
         }
-        self.cipher.encrypt_many(packets);
+        key.cipher.encrypt_many(packets);
         self.stats.sealed += packets.len() as u64;
         Ok(())
     }
 }
 
-impl Codec for PacketCrypt {
+impl<K> fmt::Debug for PacketCrypt<K>
+where
+    K: Borrow<PacketKey>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PacketCrypt")
+            .field("cipher", self.cipher())
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K: Borrow<PacketKey>> Codec for PacketCrypt<K> {
     /// Seals up to eight packets per cipher call with interleaved CFB chains
     /// ([`PacketCrypt::seal_many`]): a lone packet's CFB chain runs at the cipher's latency,
     /// eight run at its throughput.
@@ -162,12 +290,12 @@ impl Codec for PacketCrypt {
     }
 
     fn header_len(&self) -> usize {
-        self.cipher.kind().header_len()
+        self.cipher().kind().header_len()
     }
 
     fn seal(&mut self, buf: &mut [u8], len: usize, _now: Millis) -> Result<usize, CodecError> {
         let nonce = if self.has_header() {
-            self.nonces.next_nonce()
+            self.nonces.next(&self.key.borrow().nonces)
         } else {
             [0; NONCE_LEN]
         };
@@ -183,7 +311,7 @@ impl Codec for PacketCrypt {
             self.stats.truncated += 1;
             return Err(CodecError::Truncated);
         }
-        self.cipher.decrypt(buf);
+        self.key.borrow().cipher.decrypt(buf);
         let Some((head, body)) = buf.split_at_checked(HEADER_LEN) else {
             self.stats.truncated += 1;
             return Err(CodecError::Truncated);
@@ -196,5 +324,15 @@ impl Codec for PacketCrypt {
         }
         self.stats.opened += 1;
         Ok(Some(HEADER_LEN..buf.len()))
+    }
+
+    /// No heap of its own: an owned key lives inside the layer, a shared one is counted once
+    /// by whoever owns it.
+    fn heap_bytes(&self) -> usize {
+        0
+    }
+
+    fn visit_counters(&self, visit: &mut dyn FnMut(&'static str, u64)) {
+        self.stats.visit(visit);
     }
 }

@@ -7,7 +7,9 @@
 pub struct CryptoStats {
     /// Packets sealed.
     pub sealed: u64,
-    /// Packets opened and delivered upward.
+    /// Packets opened and delivered upward. On an endpoint, the shared instance counts the
+    /// packets it opened and each session's instance those it accepted
+    /// ([`Codec::accept_demuxed`](kcp_core::Codec::accept_demuxed)).
     pub opened: u64,
     /// Packets dropped because they were shorter than the header (plus tag). kcp-go drops these
     /// without counting.
@@ -15,8 +17,31 @@ pub struct CryptoStats {
     /// Packets dropped because the CRC-32 (CFB modes) or the authentication tag (AEAD modes)
     /// did not match: kcp-go's `InCsumErrors`.
     pub integrity_errors: u64,
-    /// Packets dropped by the replay window (replay-protected mode only).
+    /// Packets dropped by the replay check (replay-protected mode only): seen before, older
+    /// than the window, from a sender other than the session's peer, or carrying the
+    /// receiver's own sender id (reflected).
     pub replays: u64,
     /// `seal` calls refused because the buffer was too small or the sequence space ran out.
     pub seal_errors: u64,
+    /// Sender keys derived because they were not in the key cache (replay-protected mode:
+    /// every first packet of a sender, on an endpoint every packet of a sender that was
+    /// evicted or never authenticated). Each costs a key derivation (one HMAC-SHA1 pass)
+    /// and a key schedule.
+    pub key_cache_misses: u64,
+}
+
+impl CryptoStats {
+    /// Reports every counter by its stable name (`"crypto_sealed"`, `"crypto_opened"`,
+    /// `"crypto_truncated"`, `"crypto_integrity_errors"`, `"crypto_replays"`,
+    /// `"crypto_seal_errors"`, `"crypto_key_cache_misses"`), as
+    /// [`Codec::visit_counters`](kcp_core::Codec::visit_counters) does.
+    pub fn visit(&self, visit: &mut dyn FnMut(&'static str, u64)) {
+        visit("crypto_sealed", self.sealed);
+        visit("crypto_opened", self.opened);
+        visit("crypto_truncated", self.truncated);
+        visit("crypto_integrity_errors", self.integrity_errors);
+        visit("crypto_replays", self.replays);
+        visit("crypto_seal_errors", self.seal_errors);
+        visit("crypto_key_cache_misses", self.key_cache_misses);
+    }
 }

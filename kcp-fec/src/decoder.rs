@@ -1,4 +1,4 @@
-//! The receiving half: kcp-go v5.6.1's `fecDecoder`, with bounds.
+//! The receiving half: kcp-go v5.6.1's `fecDecoder`, with bounds on memory and work.
 
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
@@ -6,7 +6,10 @@ use alloc::vec::Vec;
 use kcp_core::{CodecError, Millis};
 
 use crate::autotune::AutoTune;
-use crate::rs::ReedSolomon;
+use crate::budget::{self, WorkBudget};
+use crate::code::{FecCode, MAX_TOTAL_SHARDS};
+use crate::grow::{reserve_deque_within, reserve_within};
+use crate::rs::Inverses;
 use crate::stats::FecStats;
 use crate::wire::{self, PacketKind, Reject, FEC_EXPIRE_MS, FEC_HEADER_LEN, MAX_PACKET_LEN};
 use crate::{ConfigError, FecConfig};
@@ -19,6 +22,18 @@ const MAX_SEQID_JUMP: u32 = 1 << 24;
 /// Two consecutive far packets at most this far apart re-anchor the stream.
 const RESYNC_WINDOW: u32 = 1024;
 
+/// Buffers for packets up to this long are this long; longer ones are [`MAX_PACKET_LEN`].
+/// Two classes keep ACK-sized packets cheap without buffers ever having to grow.
+const SMALL_BUF: usize = 256;
+
+fn size_class(len: usize) -> usize {
+    if len <= SMALL_BUF {
+        SMALL_BUF
+    } else {
+        len.max(MAX_PACKET_LEN)
+    }
+}
+
 /// One received shard waiting for its group.
 struct Entry {
     seqid: u32,
@@ -28,12 +43,39 @@ struct Entry {
     buf: Vec<u8>,
 }
 
+/// What only speeds decoding up, given back by [`FecDecoder::trim`].
+#[derive(Default)]
+struct Scratch {
+    /// Spare shard buffers, and their capacity.
+    pool: Vec<Vec<u8>>,
+    pool_bytes: usize,
+    /// Rebuilt shards (size field + KCP datagram + zero padding) not handed out yet.
+    recovered: VecDeque<Vec<u8>>,
+    inverses: Inverses,
+    /// A group's shards by position during a reconstruction (empty in between).
+    slots: Vec<Vec<u8>>,
+}
+
+impl Scratch {
+    fn heap_bytes(&self) -> usize {
+        let vec = core::mem::size_of::<Vec<u8>>();
+        core::mem::size_of::<Scratch>()
+            + self.pool.capacity() * vec
+            + self.pool_bytes
+            + self.recovered.capacity() * vec
+            + self.recovered.iter().map(Vec::capacity).sum::<usize>()
+            + self.inverses.heap_bytes()
+            + self.slots.capacity() * vec
+    }
+}
+
 /// Collects received shards per group and rebuilds lost data shards from parity.
 ///
 /// Follows kcp-go v5.6.1's `fecDecoder::decode` step by step (autotune sample, parameter
 /// check, duplicate drop and ordered insert, group assembly, Reed-Solomon reconstruction, queue
 /// limit of `3 * (ds + ps)` shards, 60 s expiry on the caller's clock), so a group is rebuilt
-/// exactly when kcp-go would rebuild it. Additions, each counted in [`FecStats`]:
+/// exactly when kcp-go would rebuild it, within the limits below. Additions, each counted in
+/// [`FecStats`]:
 ///
 /// * packets are validated first ([`input`](Self::input)); malformed ones are typed errors;
 /// * a seqid more than 2^24 away from the newest accepted seqid is rejected, unless the last
@@ -41,24 +83,41 @@ struct Entry {
 ///   one follows it closely (then the stream is re-anchored), so a real jump costs one packet
 ///   and random garbage cannot displace the stream;
 /// * parameter changes detected by the autotuner are capped (`ds + ps <= max_shards`) and
-///   rate-limited (one rebuild per `autotune_interval_ms`).
+///   rate-limited (one rebuild per `autotune_interval_ms`);
+/// * the queued shards' buffers may hold at most [`FecConfig::queue_bytes`]; past it the
+///   oldest shards are evicted first (`evicted_for_bytes`);
+/// * reconstruction is paid for by received bytes (the work budget, see the crate docs,
+///   "Limits"): a group whose rebuild the credit does not cover waits (`work_refused`);
+/// * the autotune sample ring is built at the first shard whose type contradicts the
+///   parameters, so detection starts one or two groups later than in kcp-go.
 ///
-/// Memory is bounded: at most `3 * max_shards + 1` queued shards plus one group's worth of
-/// rebuilt shards, each at most [`MAX_PACKET_LEN`] bytes, all from a pool that is reused.
+/// # Memory
+///
+/// No buffer is allocated before the first shard. Queued shards are held in buffers of two
+/// sizes, 256 bytes for packets that fit and 1500 for the others, so that buffers are reused
+/// without ever growing; spare buffers are pooled, at most two groups' worth and half of
+/// `queue_bytes`. [`FecConfig::queue_bytes`] counts these buffers' real size.
+/// [`trim`](Self::trim) gives the pool, the queue and the inverse cache back.
+/// [`heap_bytes`](Self::heap_bytes) reports what is held, [`heap_bound`](Self::heap_bound)
+/// the most it can be.
 pub struct FecDecoder {
     ds: usize,
     ps: usize,
     rxlimit: usize,
-    rx: VecDeque<Entry>,
-    pool: Vec<Vec<u8>>,
-    /// Per-group scratch: shard buffers by `seqid % (ds + ps)` and which are present.
-    slots: Vec<Vec<u8>>,
-    present: Vec<bool>,
-    /// Rebuilt shards (size field + KCP datagram + zero padding) not handed out yet.
-    recovered: VecDeque<Vec<u8>>,
-    rs: ReedSolomon,
-    autotune: AutoTune,
+    code: FecCode,
+    /// A caller's code to adopt instead of building one when the peer's parameters match it.
+    hint: Option<FecCode>,
     config: FecConfig,
+    rx: VecDeque<Entry>,
+    /// Capacity of the queued shards' buffers.
+    queued_bytes: usize,
+    /// Pool, rebuilt shards and inverses: built on demand, dropped by `trim`.
+    scratch: Option<alloc::boxed::Box<Scratch>>,
+    /// Built at the first shard whose type contradicts the parameters.
+    autotune: Option<AutoTune>,
+    budget: WorkBudget,
+    /// [`budget::cap`] of the current code.
+    budget_cap: u64,
     last_rebuild: Option<Millis>,
     /// Newest accepted seqid and when the last packet was accepted.
     anchor: Option<(u32, Millis)>,
@@ -73,7 +132,11 @@ impl core::fmt::Debug for FecDecoder {
             .field("ds", &self.ds)
             .field("ps", &self.ps)
             .field("queued", &self.rx.len())
-            .field("recovered_pending", &self.recovered.len())
+            .field("queued_bytes", &self.queued_bytes)
+            .field(
+                "recovered_pending",
+                &self.scratch.as_ref().map_or(0, |s| s.recovered.len()),
+            )
             .field("config", &self.config)
             .finish()
     }
@@ -83,42 +146,36 @@ impl FecDecoder {
     /// A decoder expecting `ds` data and `ps` parity shards per group (it adapts to what the
     /// peer sends, see [`FecConfig`]).
     pub fn new(ds: usize, ps: usize, config: FecConfig) -> Result<Self, ConfigError> {
-        crate::check_shards(ds, ps)?;
-        let rs = ReedSolomon::new(ds, ps).map_err(|_| ConfigError::InvalidShards)?;
-        let total = ds + ps;
-        let mut dec = FecDecoder {
+        Ok(Self::with_code(FecCode::new(ds, ps)?, config))
+    }
+
+    /// A decoder that starts with `code`'s parameters and shares its matrix; it returns to
+    /// `code` without building anything if autotune leaves it and the peer comes back.
+    pub fn with_code(code: FecCode, config: FecConfig) -> Self {
+        let (ds, ps) = code.shards();
+        FecDecoder {
             ds,
             ps,
-            rxlimit: RX_MULTI * total,
-            rx: VecDeque::with_capacity(RX_MULTI * total + 1),
-            pool: Vec::with_capacity(RX_MULTI * total + 2 * total + 1),
-            slots: Vec::new(),
-            present: Vec::new(),
-            recovered: VecDeque::with_capacity(total),
-            rs,
-            autotune: AutoTune::new(),
+            rxlimit: RX_MULTI * (ds + ps),
+            hint: Some(code.clone()),
+            code,
             config,
+            rx: VecDeque::new(),
+            queued_bytes: 0,
+            scratch: None,
+            autotune: None,
+            budget: WorkBudget::default(),
+            budget_cap: budget::cap(ds, ps),
             last_rebuild: None,
             anchor: None,
             jump_candidate: None,
             stats: FecStats::default(),
-        };
-        dec.size_scratch();
-        Ok(dec)
+        }
     }
 
-    fn size_scratch(&mut self) {
-        let total = self.ds + self.ps;
-        self.slots.resize_with(total, Vec::new);
-        self.slots.truncate(total);
-        self.present.resize(total, false);
-        self.present.truncate(total);
-        let want = RX_MULTI * total + 1;
-        self.rx.reserve(want.saturating_sub(self.rx.len()));
-        self.recovered
-            .reserve(total.saturating_sub(self.recovered.len()));
-        self.pool
-            .reserve((want + 2 * total).saturating_sub(self.pool.len()));
+    /// Sets the code to adopt when autotune detects its parameters.
+    pub(crate) fn set_hint(&mut self, code: FecCode) {
+        self.hint = Some(code);
     }
 
     /// Current (data, parity) shard counts (they follow the peer when autotune adapts them).
@@ -131,9 +188,75 @@ impl FecDecoder {
         self.rx.len()
     }
 
+    /// Heap bytes of the queued shards' buffers (what [`FecConfig::queue_bytes`] bounds).
+    pub fn queued_bytes(&self) -> usize {
+        self.queued_bytes
+    }
+
     /// Counters so far (the encoder fields stay zero here).
     pub fn stats(&self) -> FecStats {
         self.stats
+    }
+
+    /// Heap bytes held now: queue, pool, rebuilt shards, scratch, the autotune ring, and this
+    /// decoder's share of its codes' matrices. Not `size_of::<FecDecoder>()` itself.
+    pub fn heap_bytes(&self) -> usize {
+        self.rx.capacity() * core::mem::size_of::<Entry>()
+            + self.queued_bytes
+            + self.scratch.as_ref().map_or(0, |s| s.heap_bytes())
+            + self.autotune.as_ref().map_or(0, |_| AutoTune::HEAP_BYTES)
+            + self.code.share_bytes()
+            + self.hint.as_ref().map_or(0, FecCode::share_bytes)
+    }
+
+    /// The most [`heap_bytes`](Self::heap_bytes) can reach, whatever a peer sends, for a
+    /// decoder with `config` that starts with `ds + ps` shards: `queue_bytes` plus rebuilt
+    /// shards, scratch and tables sized for the largest group it may adopt.
+    pub fn heap_bound(config: &FecConfig, ds: usize, ps: usize) -> usize {
+        let total = config.max_shards.min(MAX_TOTAL_SHARDS).max(ds + ps);
+        let vec = core::mem::size_of::<Vec<u8>>();
+        let rx_entries = RX_MULTI * total + 1;
+        rx_entries * core::mem::size_of::<Entry>()
+            + config.queue_bytes
+            // The pool: half the queue's budget, in at most 2 * total + 1 buffers.
+            + config.queue_bytes / 2
+            + core::mem::size_of::<Scratch>()
+            + (2 * total + 1) * vec
+            // Rebuilt shards' queue and the group's slots.
+            + 2 * total * vec
+            + total / 2 * MAX_PACKET_LEN
+            // Inverse cache and elimination matrix, or the scratch of a code build.
+            + Inverses::heap_bound(total - 1)
+            + AutoTune::HEAP_BYTES
+            // The current code, a hint and a code being built, each at most (total/2, total/2).
+            + 3 * crate::code::matrix_bytes(total / 2, total.div_ceil(2))
+    }
+
+    /// Gives back everything but the decoder's small state, for a session gone idle: the
+    /// buffer pool, the inverse cache, the queue, and the shards of incomplete groups (counted
+    /// in `expired`: a group that straddles an idle period gets no FEC, ARQ repairs it).
+    /// Rebuilt packets not polled yet, the autotune samples (parameter detection needs their
+    /// history across sparse traffic) and the codes stay.
+    pub fn trim(&mut self) {
+        while let Some(e) = self.remove(0) {
+            self.stats.expired = self.stats.expired.wrapping_add(1);
+            drop(e);
+        }
+        self.rx = VecDeque::new();
+        if self
+            .scratch
+            .as_ref()
+            .is_some_and(|s| s.recovered.is_empty())
+        {
+            self.scratch = None;
+        }
+        if let Some(s) = &mut self.scratch {
+            // Rebuilt packets not polled yet stay; the rest goes.
+            s.pool = Vec::new();
+            s.pool_bytes = 0;
+            s.slots = Vec::new();
+            s.inverses.trim();
+        }
     }
 
     /// Takes one received packet (FEC-relative: starting at the FEC header).
@@ -143,24 +266,30 @@ impl FecDecoder {
     /// [`poll_recovered`](Self::poll_recovered); any not taken before the next `input` are
     /// dropped. Plain (non-FEC) packets are only counted.
     pub fn input(&mut self, packet: &[u8], now: Millis) -> Result<PacketKind, CodecError> {
-        self.recycle_recovered();
         let kind = match wire::classify(packet) {
             Ok(kind) => kind,
             Err(r) => {
-                let c = match r {
-                    Reject::Truncated => &mut self.stats.truncated,
-                    Reject::Oversized => &mut self.stats.oversized,
-                    Reject::BadSize => &mut self.stats.bad_size,
-                    Reject::UnknownType => &mut self.stats.unknown_type,
-                };
-                *c = c.wrapping_add(1);
+                self.recycle_recovered();
+                count_reject(&mut self.stats, r);
                 return Err(r.into());
             }
         };
+        self.input_classified(packet, kind, now)?;
+        Ok(kind)
+    }
+
+    /// [`input`](Self::input) for a packet [`wire::classify`] already accepted.
+    pub(crate) fn input_classified(
+        &mut self,
+        packet: &[u8],
+        kind: PacketKind,
+        now: Millis,
+    ) -> Result<(), CodecError> {
+        self.recycle_recovered();
         let (seqid, is_data) = match kind {
             PacketKind::Plain => {
                 self.stats.plain_packets = self.stats.plain_packets.wrapping_add(1);
-                return Ok(kind);
+                return Ok(());
             }
             PacketKind::Data { seqid } => (seqid, true),
             PacketKind::Parity { seqid } => (seqid, false),
@@ -172,7 +301,7 @@ impl FecDecoder {
             self.stats.parity_shards = self.stats.parity_shards.wrapping_add(1);
         }
         self.decode(packet, seqid, is_data, now);
-        Ok(kind)
+        Ok(())
     }
 
     /// Copies the next rebuilt KCP datagram into `buf` and returns its length; `None` when
@@ -180,7 +309,7 @@ impl FecDecoder {
     /// or window updates from them. A rebuilt shard with an invalid size field is dropped
     /// (`errs`), as is one longer than `buf` (`recovered_dropped`).
     pub fn poll_recovered(&mut self, buf: &mut [u8]) -> Option<usize> {
-        while let Some(shard) = self.recovered.pop_front() {
+        while let Some(shard) = self.scratch.as_mut()?.recovered.pop_front() {
             let size = wire::shard_size_field(&shard).map(usize::from).unwrap_or(0);
             let result = if size < 2 || size > shard.len() {
                 self.stats.errs = self.stats.errs.wrapping_add(1);
@@ -208,26 +337,72 @@ impl FecDecoder {
     }
 
     fn recycle_recovered(&mut self) {
-        while let Some(b) = self.recovered.pop_front() {
+        while let Some(b) = self.scratch.as_mut().and_then(|s| s.recovered.pop_front()) {
             self.give(b);
         }
     }
 
-    /// A pooled buffer (allocates only while the pool is still growing to its bound).
-    fn take(&mut self) -> Vec<u8> {
-        let mut b = self.pool.pop().unwrap_or_default();
-        b.clear();
-        if b.capacity() < MAX_PACKET_LEN {
-            b.reserve_exact(MAX_PACKET_LEN);
-        }
-        b
+    /// Most buffers the pool keeps: two groups' worth (the queue's churn).
+    fn pool_max(&self) -> usize {
+        2 * (self.ds + self.ps) + 1
     }
 
-    fn give(&mut self, buf: Vec<u8>) {
-        let total = self.ds + self.ps;
-        if self.pool.len() < RX_MULTI * total + 2 * total + 1 && buf.capacity() > 0 {
-            self.pool.push(buf);
+    fn scratch(&mut self) -> &mut Scratch {
+        self.scratch.get_or_insert_with(Default::default)
+    }
+
+    /// A buffer with room for `len` bytes: the smallest pooled one that fits, else a new one
+    /// of `len`'s size class. Buffers are never grown, so each is allocated once while traffic
+    /// flows, and the pool warms up to the largest number of each class in use at once.
+    fn take(&mut self, len: usize) -> Vec<u8> {
+        let fit = self.scratch.as_mut().and_then(|s| {
+            // Uniform traffic: the last buffer given back is the right size.
+            let last_fits = s
+                .pool
+                .last()
+                .is_some_and(|b| b.capacity() >= len && b.capacity() <= size_class(len));
+            let i = if last_fits {
+                s.pool.len() - 1
+            } else {
+                s.pool
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, b)| b.capacity() >= len)
+                    .min_by_key(|(_, b)| b.capacity())
+                    .map(|(i, _)| i)?
+            };
+            let b = s.pool.swap_remove(i);
+            s.pool_bytes -= b.capacity();
+            Some(b)
+        });
+        match fit {
+            Some(mut b) => {
+                b.clear();
+                b
+            }
+            None => Vec::with_capacity(size_class(len)),
         }
+    }
+
+    /// Pools a buffer if the pool stays within [`FecDecoder::pool_max`] buffers and half of
+    /// `queue_bytes`, else frees it.
+    fn give(&mut self, buf: Vec<u8>) {
+        let cap = buf.capacity();
+        let max = self.pool_max();
+        let budget = self.config.queue_bytes / 2;
+        let s = self.scratch();
+        if cap > 0 && s.pool.len() < max && s.pool_bytes + cap <= budget {
+            reserve_within(&mut s.pool, 1, max);
+            s.pool.push(buf);
+            s.pool_bytes += cap;
+        }
+    }
+
+    /// Removes entry `i` from the queue, keeping `queued_bytes` right.
+    fn remove(&mut self, i: usize) -> Option<Entry> {
+        let e = self.rx.remove(i)?;
+        self.queued_bytes -= e.buf.capacity();
+        Some(e)
     }
 
     fn check_jump(&mut self, seqid: u32, now: Millis) -> Result<(), CodecError> {
@@ -250,7 +425,7 @@ impl FecDecoder {
         self.jump_candidate = None;
         if accept_far {
             // A new epoch: what is queued belongs to groups that can no longer complete.
-            while let Some(e) = self.rx.pop_front() {
+            while let Some(e) = self.remove(0) {
                 self.give(e.buf);
             }
         }
@@ -263,14 +438,20 @@ impl FecDecoder {
     }
 
     fn maybe_autotune(&mut self, seqid: u32, is_data: bool, now: Millis) {
-        self.autotune.sample(is_data, seqid);
         let total = (self.ds + self.ps) as u32;
         let expect_data = ((seqid % total) as usize) < self.ds;
+        if expect_data != is_data && self.autotune.is_none() {
+            self.autotune = Some(AutoTune::new());
+        }
+        let Some(tune) = &mut self.autotune else {
+            return;
+        };
+        tune.sample(is_data, seqid);
         if expect_data == is_data {
             return;
         }
-        let ads = self.autotune.find_period(true);
-        let aps = self.autotune.find_period(false);
+        let ads = tune.find_period(true);
+        let aps = tune.find_period(false);
         if !(ads > 0 && aps > 0 && ads < 256 && aps < 256) {
             return;
         }
@@ -285,19 +466,47 @@ impl FecDecoder {
             self.stats.autotune_suppressed = self.stats.autotune_suppressed.wrapping_add(1);
             return;
         }
-        if self.rs.rebuild(ads, aps).is_err() {
-            // Keep the old parameters; rebuild leaves the code valid only on success, so
-            // restore it.
-            let _ = self.rs.rebuild(self.ds, self.ps);
-            self.stats.autotune_suppressed = self.stats.autotune_suppressed.wrapping_add(1);
-            return;
-        }
+        let code = match &self.hint {
+            Some(h) if h.is(ads, aps) => h.clone(),
+            _ => {
+                // The old code's cached inverses are useless; free them before building.
+                if let Some(s) = &mut self.scratch {
+                    s.inverses.trim();
+                }
+                match FecCode::new(ads, aps) {
+                    Ok(c) => {
+                        self.add_work(FecCode::build_work(ads, aps));
+                        c
+                    }
+                    Err(_) => {
+                        self.stats.autotune_suppressed =
+                            self.stats.autotune_suppressed.wrapping_add(1);
+                        return;
+                    }
+                }
+            }
+        };
+        self.code = code;
         self.ds = ads;
         self.ps = aps;
         self.rxlimit = RX_MULTI * (ads + aps);
         self.last_rebuild = Some(now);
-        self.size_scratch();
+        self.budget_cap = budget::cap(ads, aps);
+        self.budget.clamp(self.budget_cap);
+        let max = self.pool_max();
+        if let Some(s) = &mut self.scratch {
+            s.inverses.clear();
+            while s.pool.len() > max {
+                if let Some(b) = s.pool.pop() {
+                    s.pool_bytes -= b.capacity();
+                }
+            }
+        }
         self.stats.autotune_rebuilds = self.stats.autotune_rebuilds.wrapping_add(1);
+    }
+
+    fn add_work(&mut self, work: u64) {
+        self.stats.decode_work = self.stats.decode_work.wrapping_add(work);
     }
 
     fn decode(&mut self, packet: &[u8], seqid: u32, is_data: bool, now: Millis) {
@@ -315,8 +524,15 @@ impl FecDecoder {
                 break;
             }
         }
-        let mut buf = self.take();
+        // Only a shard that joins the queue earns work credit (a duplicate buys nothing).
+        self.budget.earn(
+            budget::earned(self.ds, packet.len() - FEC_HEADER_LEN),
+            self.budget_cap,
+        );
+        let mut buf = self.take(packet.len());
         buf.extend_from_slice(packet);
+        self.queued_bytes += buf.capacity();
+        reserve_deque_within(&mut self.rx, 1, self.rxlimit + 1);
         self.rx.insert(
             insert_idx,
             Entry {
@@ -331,12 +547,11 @@ impl FecDecoder {
 
         // Queue limit: one eviction per packet, as kcp-go.
         if self.rx.len() > self.rxlimit {
-            if let Some(e) = self.rx.pop_front() {
-                if e.is_data {
-                    self.stats.short_shards = self.stats.short_shards.wrapping_add(1);
-                }
-                self.give(e.buf);
-            }
+            self.evict_front(false);
+        }
+        // Byte budget: oldest first, as many as needed.
+        while self.queued_bytes > self.config.queue_bytes && !self.rx.is_empty() {
+            self.evict_front(true);
         }
         // Expiry of leading entries.
         while self
@@ -344,10 +559,22 @@ impl FecDecoder {
             .front()
             .is_some_and(|e| now.since(e.ts) > FEC_EXPIRE_MS as i32)
         {
-            if let Some(e) = self.rx.pop_front() {
+            if let Some(e) = self.remove(0) {
                 self.stats.expired = self.stats.expired.wrapping_add(1);
                 self.give(e.buf);
             }
+        }
+    }
+
+    fn evict_front(&mut self, for_bytes: bool) {
+        if let Some(e) = self.remove(0) {
+            if e.is_data {
+                self.stats.short_shards = self.stats.short_shards.wrapping_add(1);
+            }
+            if for_bytes {
+                self.stats.evicted_for_bytes = self.stats.evicted_for_bytes.wrapping_add(1);
+            }
+            self.give(e.buf);
         }
     }
 
@@ -366,6 +593,7 @@ impl FecDecoder {
             return;
         }
         let (mut num, mut num_data, mut first, mut maxlen) = (0usize, 0usize, 0usize, 0usize);
+        let mut present = [false; MAX_TOTAL_SHARDS];
         for (i, e) in self.rx.range(search_begin..=search_end).enumerate() {
             if (e.seqid.wrapping_sub(shard_end) as i32) > 0 {
                 break;
@@ -379,6 +607,9 @@ impl FecDecoder {
                     first = search_begin + i;
                 }
                 maxlen = maxlen.max(e.buf.len() - FEC_HEADER_LEN);
+                if let Some(p) = present.get_mut(e.seqid.wrapping_sub(shard_begin) as usize) {
+                    *p = true;
+                }
             }
         }
         let end = (first + num).min(self.rx.len());
@@ -386,76 +617,109 @@ impl FecDecoder {
             // Nothing lost.
             self.free_range(first, end);
         } else if num >= self.ds {
-            self.reconstruct(first, end, shard_begin, maxlen);
+            self.reconstruct(first, end, shard_begin, maxlen, &present);
         }
     }
 
     fn free_range(&mut self, first: usize, end: usize) {
-        if first >= end {
-            return;
-        }
         for _ in first..end {
-            if let Some(e) = self.rx.remove(first) {
+            if let Some(e) = self.remove(first) {
                 self.give(e.buf);
             }
         }
     }
 
-    fn reconstruct(&mut self, first: usize, end: usize, shard_begin: u32, maxlen: usize) {
+    fn reconstruct(
+        &mut self,
+        first: usize,
+        end: usize,
+        shard_begin: u32,
+        maxlen: usize,
+        present: &[bool; MAX_TOTAL_SHARDS],
+    ) {
         let total = self.ds + self.ps;
-        self.present.iter_mut().for_each(|p| *p = false);
-        // Move the group's shards out of the queue into their slots.
+        let present = present.get(..total).unwrap_or(&[]);
+        let range = FEC_HEADER_LEN..FEC_HEADER_LEN + maxlen;
+        let allowance = self.budget.available();
+        let inverses = self.scratch.as_ref().map(|s| &s.inverses);
+        let work = match inverses {
+            Some(inv) => inv.work_for(self.ds, present, range.len()),
+            None => Inverses::default().work_for(self.ds, present, range.len()),
+        };
+        if work.is_ok_and(|w| w > allowance) {
+            self.stats.work_refused = self.stats.work_refused.wrapping_add(1);
+            return;
+        }
+        let mut slots = core::mem::take(&mut self.scratch().slots);
+        let need = total.saturating_sub(slots.len());
+        reserve_within(&mut slots, need, total);
+        slots.resize_with(total, Vec::new);
+        // Move the group's shards out of the queue into their slots, as they are: the code
+        // reads shorter ones as zero-padded to the longest.
         for _ in first..end {
-            let Some(mut e) = self.rx.remove(first) else {
+            let Some(e) = self.remove(first) else {
                 break;
             };
             let slot = e.seqid.wrapping_sub(shard_begin) as usize;
-            match (self.slots.get_mut(slot), self.present.get_mut(slot)) {
-                (Some(s), Some(p)) if !*p && slot < total => {
-                    // Zero padding to the longest present shard.
-                    e.buf.resize(FEC_HEADER_LEN + maxlen, 0);
-                    *s = e.buf;
-                    *p = true;
-                }
+            match slots.get_mut(slot) {
+                Some(s) if s.capacity() == 0 => *s = e.buf,
                 _ => self.give(e.buf),
             }
         }
         for k in 0..self.ds {
-            if !self.present.get(k).copied().unwrap_or(true) {
-                let mut b = self.take();
-                b.resize(FEC_HEADER_LEN + maxlen, 0);
-                if let Some(s) = self.slots.get_mut(k) {
+            if !present.get(k).copied().unwrap_or(true) {
+                let mut b = self.take(range.end);
+                b.resize(range.end, 0);
+                if let Some(s) = slots.get_mut(k) {
                     *s = b;
                 }
             }
         }
-        let ok = self
-            .rs
-            .reconstruct_data(
-                &self.present,
-                &mut self.slots,
-                FEC_HEADER_LEN..FEC_HEADER_LEN + maxlen,
-            )
-            .is_ok();
-        if !ok {
-            self.stats.reconstruct_failures = self.stats.reconstruct_failures.wrapping_add(1);
-        }
-        for k in 0..total {
-            let Some(s) = self.slots.get_mut(k) else {
-                continue;
-            };
+        let (ds, ps) = (self.ds, self.ps);
+        let code = &self.code;
+        let scratch = self.scratch.get_or_insert_with(Default::default);
+        let result = scratch
+            .inverses
+            .reconstruct_data(code, present, &mut slots, range, allowance);
+        let ok = match result {
+            Ok(work) => {
+                self.budget.spend(work);
+                self.add_work(work);
+                self.stats.reconstructions = self.stats.reconstructions.wrapping_add(1);
+                true
+            }
+            Err(_) => {
+                self.stats.reconstruct_failures = self.stats.reconstruct_failures.wrapping_add(1);
+                false
+            }
+        };
+        for (k, s) in slots.iter_mut().enumerate() {
             let mut b = core::mem::take(s);
             if b.capacity() == 0 {
                 continue;
             }
-            let was_present = self.present.get(k).copied().unwrap_or(true);
-            if ok && k < self.ds && !was_present {
+            let was_present = present.get(k).copied().unwrap_or(true);
+            if ok && k < ds && !was_present {
                 // Hand out the shard without its FEC header: size field first.
                 b.drain(..FEC_HEADER_LEN);
-                self.recovered.push_back(b);
+                let recovered = &mut self.scratch().recovered;
+                reserve_deque_within(recovered, 1, ds.min(ps));
+                recovered.push_back(b);
             } else {
                 self.give(b);
             }
         }
+        self.scratch().slots = slots;
     }
+}
+
+/// Counts a packet [`wire::classify`] refused.
+pub(crate) fn count_reject(stats: &mut FecStats, r: Reject) {
+    let c = match r {
+        Reject::Truncated => &mut stats.truncated,
+        Reject::Oversized => &mut stats.oversized,
+        Reject::BadSize => &mut stats.bad_size,
+        Reject::UnknownType => &mut stats.unknown_type,
+    };
+    *c = c.wrapping_add(1);
 }

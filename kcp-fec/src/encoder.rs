@@ -1,12 +1,16 @@
-//! The sending half: kcp-go v5.6.1's `fecEncoder`.
+//! The sending half: kcp-go v5.6.1's `fecEncoder`, storing a partial group compactly.
 
 use alloc::vec::Vec;
 
 use kcp_core::CodecError;
 
-use crate::rs::ReedSolomon;
+use crate::code::{FecCode, MAX_TOTAL_SHARDS};
+use crate::grow::reserve_within;
 use crate::wire::{self, FEC_HEADER_LEN, HEADER_LEN, MAX_PACKET_LEN, TYPE_DATA, TYPE_PARITY};
 use crate::ConfigError;
+
+/// Largest shard (size field + KCP datagram) a packet can carry.
+const MAX_SHARD: usize = MAX_PACKET_LEN - FEC_HEADER_LEN;
 
 /// Numbers every outgoing packet, remembers each group's data shards and computes the group's
 /// parity shards once its last data shard is sealed.
@@ -15,6 +19,16 @@ use crate::ConfigError;
 /// follow a group's data seqids, and seqids wrap at `paws`, the largest multiple of `ds + ps`
 /// not above `u32::MAX`, so groups stay aligned at multiples of `ds + ps`. Parity shards are as
 /// long as the longest packet of their group; shorter data shards count as zero-padded.
+///
+/// # Memory
+///
+/// A partial group is kept as its packets' bytes back to back (the size field and KCP
+/// datagram of each, not an MTU per packet): three 60-byte datagrams hold 186 bytes. When the
+/// group completes, the parity packets are computed into one buffer, reading shorter shards as
+/// zero-padded (no copy); both buffers keep their capacity while traffic flows
+/// (no allocation per packet) and are given back by [`trim`](Self::trim), which also cuts the
+/// partial group. Nothing grows past `ds` shards of data and `ps` parity packets. Nothing is
+/// allocated before the first packet.
 pub struct FecEncoder {
     ds: usize,
     ps: usize,
@@ -22,14 +36,20 @@ pub struct FecEncoder {
     next: u32,
     /// Data shards collected in the current group.
     count: usize,
-    /// Longest packet of the current group (FEC-relative, header included).
-    max_len: usize,
-    /// `ds` data shard copies then `ps` parity packets, each with room for
-    /// [`MAX_PACKET_LEN`] bytes (allocated once).
-    shards: Vec<Vec<u8>>,
+    /// Longest shard of the current group (size field + KCP datagram).
+    max_shard: usize,
+    /// The current group's shards back to back: size field (which is the shard's length),
+    /// then the KCP datagram.
+    group: Vec<u8>,
+    /// The last completed group's parity packets, `parity_len` bytes each, headers included.
+    parity: Vec<u8>,
+    parity_len: usize,
     /// Parity packets of the last completed group not handed out yet.
     pending: usize,
-    rs: ReedSolomon,
+    /// The current group was cut by [`trim`](Self::trim): its remaining data shards are not
+    /// stored and it gets no parity (its seqids are skipped, as if the parity were lost).
+    cut: bool,
+    code: FecCode,
     data_sealed: u64,
     parity_sealed: u64,
 }
@@ -38,25 +58,33 @@ impl FecEncoder {
     /// An encoder for `ds` data and `ps` parity shards per group, starting at seqid 0 as kcp-go
     /// does. `ds, ps >= 1` and `ds + ps <= 256` must hold.
     pub fn new(ds: usize, ps: usize) -> Result<Self, ConfigError> {
-        crate::check_shards(ds, ps)?;
-        let rs = ReedSolomon::new(ds, ps).map_err(|_| ConfigError::InvalidShards)?;
-        let total = ds + ps;
-        let shards = (0..total)
-            .map(|_| Vec::with_capacity(MAX_PACKET_LEN))
-            .collect();
-        Ok(FecEncoder {
+        Ok(Self::with_code(FecCode::new(ds, ps)?))
+    }
+
+    /// An encoder for `code`'s parameters that shares its matrix.
+    pub fn with_code(code: FecCode) -> Self {
+        let (ds, ps) = code.shards();
+        FecEncoder {
             ds,
             ps,
-            paws: paws(total),
+            paws: paws(ds + ps),
             next: 0,
             count: 0,
-            max_len: 0,
-            shards,
+            max_shard: 0,
+            group: Vec::new(),
+            parity: Vec::new(),
+            parity_len: 0,
             pending: 0,
-            rs,
+            cut: false,
+            code,
             data_sealed: 0,
             parity_sealed: 0,
-        })
+        }
+    }
+
+    /// The code this encoder uses.
+    pub fn code(&self) -> &FecCode {
+        &self.code
     }
 
     /// Continues numbering at `seqid` (rounded down to a group boundary and reduced modulo
@@ -67,8 +95,10 @@ impl FecEncoder {
         let s = seqid % self.paws;
         self.next = s - s % total;
         self.count = 0;
-        self.max_len = 0;
+        self.max_shard = 0;
+        self.group.clear();
         self.pending = 0;
+        self.cut = false;
     }
 
     /// The seqid the next data shard gets.
@@ -98,15 +128,21 @@ impl FecEncoder {
         self.next = self.next.wrapping_add(1);
         // `len <= MAX_PACKET_LEN`, so the size fits in a u16.
         wire::put_size(packet, (len - FEC_HEADER_LEN) as u16);
-        let shard = self
-            .shards
-            .get_mut(self.count)
-            .ok_or(CodecError::BufferTooSmall)?;
-        shard.clear();
-        shard.extend_from_slice(packet);
         self.count += 1;
-        self.max_len = self.max_len.max(len);
         self.data_sealed = self.data_sealed.wrapping_add(1);
+        if self.cut {
+            if self.count >= self.ds {
+                // The group's parity seqids go unused, as if its parity packets were lost.
+                self.next = self.next.wrapping_add(self.ps as u32) % self.paws;
+                self.count = 0;
+                self.cut = false;
+            }
+            return Ok(len);
+        }
+        let shard = packet.get(FEC_HEADER_LEN..).unwrap_or(&[]);
+        reserve_within(&mut self.group, shard.len(), self.ds * MAX_SHARD);
+        self.group.extend_from_slice(shard);
+        self.max_shard = self.max_shard.max(shard.len());
         if self.count >= self.ds {
             self.finish_group();
         }
@@ -114,19 +150,44 @@ impl FecEncoder {
     }
 
     fn finish_group(&mut self) {
-        let max = self.max_len;
-        for shard in self.shards.iter_mut() {
-            // Zero padding of data shards; parity buffers get their final length.
-            shard.resize(max, 0);
+        let (ds, ps, stride) = (self.ds, self.ps, self.max_shard);
+        // The shards lie back to back; each starts with its size field, which is its length.
+        // The code reads the shorter ones as zero-padded to the longest, as kcp-go pads them.
+        let mut ins: [&[u8]; MAX_TOTAL_SHARDS] = [&[]; MAX_TOTAL_SHARDS];
+        let mut at = 0;
+        for slot in ins.iter_mut().take(ds) {
+            let rest = self.group.get(at..).unwrap_or(&[]);
+            let size = wire::shard_size_field(rest).map_or(0, usize::from);
+            *slot = rest.get(..size).unwrap_or(rest);
+            at += slot.len();
         }
-        self.rs.encode(&mut self.shards, FEC_HEADER_LEN..max);
-        for shard in self.shards.iter_mut().skip(self.ds) {
-            wire::put_header(shard, self.next, TYPE_PARITY);
-            self.next = self.next.wrapping_add(1) % self.paws;
+        let plen = FEC_HEADER_LEN + stride;
+        self.parity.clear();
+        reserve_within(&mut self.parity, ps * plen, ps * MAX_PACKET_LEN);
+        self.parity.resize(ps * plen, 0);
+        let ins = ins.get(..ds).unwrap_or(&[]);
+        let mut packets = self.parity.chunks_exact_mut(plen);
+        let mut row = 0;
+        loop {
+            let mut outs: [&mut [u8]; crate::gf::MAX_OUTS] = Default::default();
+            let mut n = 0;
+            for (o, p) in outs.iter_mut().zip(packets.by_ref()) {
+                wire::put_header(p, self.next, TYPE_PARITY);
+                self.next = self.next.wrapping_add(1) % self.paws;
+                *o = p.get_mut(FEC_HEADER_LEN..).unwrap_or(&mut []);
+                n += 1;
+            }
+            if n == 0 {
+                break;
+            }
+            self.code.encode(ins, row, &mut outs[..n]);
+            row += n;
         }
-        self.pending = self.ps;
+        self.parity_len = plen;
+        self.pending = ps;
         self.count = 0;
-        self.max_len = 0;
+        self.max_shard = 0;
+        self.group.clear();
     }
 
     /// Copies the next parity packet of the group completed by the last `seal` into `buf` and
@@ -135,15 +196,43 @@ impl FecEncoder {
         if self.pending == 0 {
             return None;
         }
-        let idx = self.ds + self.ps - self.pending;
+        let idx = self.ps - self.pending;
         self.pending -= 1;
-        let shard = self.shards.get(idx)?;
-        let Some(out) = buf.get_mut(..shard.len()) else {
+        let plen = self.parity_len;
+        let packet = self.parity.get(idx * plen..(idx + 1) * plen)?;
+        let Some(out) = buf.get_mut(..plen) else {
             return Some(Err(CodecError::BufferTooSmall));
         };
-        out.copy_from_slice(shard);
+        out.copy_from_slice(packet);
         self.parity_sealed = self.parity_sealed.wrapping_add(1);
-        Some(Ok(shard.len()))
+        Some(Ok(plen))
+    }
+
+    /// Gives back every buffer, for a session gone idle: everything it sent was acknowledged,
+    /// so parity for the packets of the current partial group could only rebuild packets the
+    /// peer already has. That group is cut: its shards are dropped, its remaining data packets
+    /// are sent as usual but not stored, and its parity is never sent (its seqids are skipped,
+    /// which a receiver sees as lost parity; the seqids of later groups are unchanged).
+    /// Parity packets not handed out yet are kept.
+    pub fn trim(&mut self) {
+        if self.count > 0 {
+            self.cut = true;
+            self.max_shard = 0;
+        }
+        self.group = Vec::new();
+        if self.pending == 0 {
+            self.parity = Vec::new();
+        }
+    }
+
+    /// Heap bytes held: both buffers, and this encoder's share of the code's matrix.
+    pub fn heap_bytes(&self) -> usize {
+        self.group.capacity() + self.parity.capacity() + self.code.share_bytes()
+    }
+
+    /// Most heap bytes an encoder for (ds, ps) holds, the whole matrix counted.
+    pub fn heap_bound(ds: usize, ps: usize) -> usize {
+        ds * MAX_SHARD + ps * MAX_PACKET_LEN + crate::code::matrix_bytes(ds, ps)
     }
 
     /// Data shards sealed and parity packets handed out so far.
@@ -173,6 +262,7 @@ pub(crate) fn paws(total: usize) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::vec;
 
     #[test]
     fn paws_matches_kcp_spec_4_2() {
@@ -180,5 +270,66 @@ mod tests {
         assert_eq!(paws(5), 0xFFFF_FFFF);
         assert_eq!(paws(2), 4294967294);
         assert_eq!(paws(10), 4294967290);
+    }
+
+    #[test]
+    fn a_partial_group_holds_its_bytes_not_an_mtu_per_packet() {
+        let mut enc = FecEncoder::new(10, 3).unwrap();
+        let before = enc.heap_bytes();
+        let mut buf = [0u8; 68];
+        for _ in 0..3 {
+            enc.seal(&mut buf, 68).unwrap();
+        }
+        assert_eq!(enc.group.len(), 3 * 62);
+        assert!(enc.heap_bytes() - before <= 4 * 62, "{}", enc.heap_bytes());
+        enc.trim();
+        assert_eq!(enc.heap_bytes(), before);
+    }
+
+    #[test]
+    fn a_group_cut_by_trim_sends_no_parity_and_keeps_later_groups_aligned() {
+        let mut enc = FecEncoder::new(3, 2).unwrap();
+        let mut buf = [0u8; 64];
+        let mut out = [0u8; 64];
+        enc.seal(&mut buf, 40).unwrap();
+        enc.trim();
+        let mut seqids = vec![u32::from_le_bytes(buf[..4].try_into().unwrap())];
+        let mut parity = 0;
+        for _ in 0..5 {
+            enc.seal(&mut buf, 40).unwrap();
+            seqids.push(u32::from_le_bytes(buf[..4].try_into().unwrap()));
+            while let Some(r) = enc.poll_parity(&mut out) {
+                r.unwrap();
+                parity += 1;
+            }
+        }
+        // Group 0 (seqids 0..=2) is cut: no parity 3, 4; group 1 (5..=7) is whole.
+        assert_eq!(seqids, [0, 1, 2, 5, 6, 7]);
+        assert_eq!(parity, 2);
+        assert_eq!(enc.next_seqid(), 10);
+    }
+
+    #[test]
+    fn shards_of_mixed_lengths_are_spread_and_zero_padded() {
+        let mut enc = FecEncoder::new(3, 1).unwrap();
+        // (3,1) parity is the XOR of the padded shards.
+        let lens = [20usize, 40, 9];
+        let mut want = [0u8; 40 - 6];
+        for (i, &len) in lens.iter().enumerate() {
+            let mut buf = [0u8; 64];
+            for (j, b) in buf[8..len].iter_mut().enumerate() {
+                *b = (i * 50 + j) as u8 | 1;
+            }
+            enc.seal(&mut buf, len).unwrap();
+            for (w, b) in want.iter_mut().zip(&buf[6..len]) {
+                *w ^= b;
+            }
+        }
+        let mut out = [0u8; 64];
+        let n = enc.poll_parity(&mut out).unwrap().unwrap();
+        assert_eq!(n, 40);
+        assert_eq!(&out[..4], &3u32.to_le_bytes());
+        assert_eq!(&out[6..n], &want[..]);
+        assert!(enc.poll_parity(&mut out).is_none());
     }
 }

@@ -22,8 +22,51 @@
 //!   update), as kcp-go does. Time is the caller's: it drives the 60 s expiry of incomplete
 //!   groups and the autotune rate limit.
 //!
-//! The layer never panics on input, holds a bounded amount of memory whatever a peer sends
-//! (see [`FecDecoder`]), and allocates nothing per packet once its buffer pools are warm.
+//! The layer never panics on input and holds a bounded amount of memory and does bounded work
+//! whatever a peer sends (see "Limits"); it allocates nothing per packet while traffic flows.
+//!
+//! # Memory follows data
+//!
+//! A layer allocates only for what it carries, and [`Codec::trim`] (called by the session
+//! when it goes idle, nothing in flight) gives back everything else:
+//!
+//! * no decoder exists until the first FEC packet arrives ([`Fec::receive_only`] holds no heap
+//!   at all until then, as kcp-go builds its decoder only then), and its autotune ring only
+//!   once a shard contradicts its parameters;
+//! * the encoder keeps a partial group as the packets' own bytes (three 60-byte datagrams hold
+//!   186 bytes) and computes parity over zero-padded shards without copying them;
+//! * queued shards use buffers of two sizes (256 and 1500 bytes) that are pooled and never
+//!   grown, so a warm layer allocates nothing per packet;
+//! * `trim` frees the pools, the inverse cache, the queue and the encoder's buffers, and ends
+//!   the current groups (everything sent was acknowledged, so their parity could only rebuild
+//!   packets the peer already has): see [`FecEncoder::trim`] and [`FecDecoder::trim`];
+//! * the Reed-Solomon matrix of a (ds, ps) is a [`FecCode`], built once and shared by every
+//!   session that clones it ([`Fec::with_code`]); the GF(2^8) tables are `static`.
+//!
+//! [`Codec::heap_bytes`] reports what a layer holds (its share of a shared code included), and
+//! [`Fec::heap_bound`] the most it can hold whatever a peer sends.
+//!
+//! # Limits
+//!
+//! [`FecConfig`] bounds what a peer can make the decoder hold and do:
+//!
+//! * `max_shards` (default 32): the largest group autotune adopts. kcptun uses 10/3; kcp-go
+//!   allows 255. Matrix work grows with the cube of the group size, so the default keeps an
+//!   inversion under 60,000 multiply-accumulates; up to 256 is allowed by configuration.
+//! * `queue_bytes` (default 64 KiB): the heap the queued shards' buffers may hold, counted in
+//!   real buffer bytes (spare pooled buffers may hold half as much again). kcp-go's own limit
+//!   of `3 * (ds + ps)` shards still applies; 64 KiB holds its three groups of 10/3 at 1500
+//!   bytes, so such a peer decodes exactly as with kcp-go. Past the budget the oldest shards
+//!   go first ([`FecStats::evicted_for_bytes`]).
+//! * the work budget: every FEC shard of `len` bytes that joins the queue earns `ds * len + 2 * ds^2`
+//!   GF(2^8) multiply-accumulates of credit, and a reconstruction runs only if the credit covers
+//!   it (`m * ds * L` for `m` lost shards of `L` bytes, plus `2 * ds^3` when the inverse for
+//!   the erasure pattern is not cached). A legitimate group always pays for itself; crafted
+//!   parity cannot buy more work per packet than the worst legitimate group costs. Refusals
+//!   are counted in [`FecStats::work_refused`], work in [`FecStats::decode_work`].
+//! * `autotune_interval_ms` (default 1000): at most one codec rebuild per interval.
+//!
+//! `docs/tuning.md` gives the cost of each and the measurements.
 //!
 //! # Platform
 //!
@@ -37,10 +80,12 @@
 //!
 //! ```
 //! use kcp_core::{Codec, Millis};
-//! use kcp_fec::Fec;
+//! use kcp_fec::{Fec, FecCode, FecConfig};
 //!
-//! let mut tx = Fec::new(3, 2).unwrap();
-//! let mut rx = Fec::new(3, 2).unwrap();
+//! // One code per listener, cloned into every session's layer.
+//! let code = FecCode::new(3, 2).unwrap();
+//! let mut tx = Fec::with_code(code.clone(), FecConfig::default());
+//! let mut rx = Fec::with_code(code, FecConfig::default());
 //! let now = Millis(0);
 //! let mut wire = Vec::new();
 //! for i in 0..3u8 {
@@ -69,6 +114,10 @@
 //! }
 //! assert_eq!(rebuilt, vec![vec![1u8; 24]]);
 //! assert_eq!(rx.stats().recovered, 1);
+//!
+//! // Idle: give back what only speeds things up; the layer stays within its bound.
+//! rx.trim();
+//! assert!(rx.heap_bytes() <= rx.heap_bound());
 //! ```
 #![no_std]
 #![deny(missing_docs)]
@@ -78,25 +127,32 @@
 extern crate alloc;
 
 mod autotune;
+mod budget;
+mod code;
 mod decoder;
 mod encoder;
 pub mod gf;
+mod grow;
 mod rs;
 mod stats;
 mod wire;
 
+use alloc::boxed::Box;
 use core::fmt;
+use core::mem::size_of;
 use core::ops::Range;
 
 use kcp_core::{Codec, CodecError, Millis, Route};
 
+pub use code::{FecCode, MAX_TOTAL_SHARDS};
 pub use decoder::FecDecoder;
 pub use encoder::FecEncoder;
-pub use rs::MAX_TOTAL_SHARDS;
 pub use stats::FecStats;
 pub use wire::{
     PacketKind, FEC_EXPIRE_MS, FEC_HEADER_LEN, HEADER_LEN, MAX_PACKET_LEN, TYPE_DATA, TYPE_PARITY,
 };
+
+use stats::Screened;
 
 /// Why FEC parameters were refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,28 +178,44 @@ pub(crate) fn check_shards(ds: usize, ps: usize) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// Limits of the receiver's parameter autotune.
+/// What a peer may make the receiving half hold and do (see the crate docs, "Limits").
 ///
 /// kcp-go v5.6.1 re-detects the peer's (ds, ps) from the pattern of data and parity seqids
 /// whenever a shard's type contradicts the current parameters, and rebuilds its codec for
 /// whatever it finds, as often as packets arrive. Here a rebuild needs `ds + ps <= max_shards`
 /// and at least `autotune_interval_ms` since the previous one (the first one is immediate), so
 /// a peer alternating patterns costs at most one matrix build per interval. Refusals are
-/// counted in [`FecStats::autotune_suppressed`].
+/// counted in [`FecStats::autotune_suppressed`]. The parameters a layer is built with are
+/// used whatever `max_shards` says: the limit is on what a peer can impose.
+///
+/// Build it from [`FecConfig::default`] and set the fields to change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct FecConfig {
-    /// Largest `ds + ps` the decoder adopts (default 256, kcp-go's own limit). It also bounds
-    /// the receive queue: `3 * max_shards` shards of at most 1500 bytes.
+    /// Largest `ds + ps` the decoder adopts (default 32; at most 256 takes effect). It bounds
+    /// the matrix work of a reconstruction (`2 * ds^3` for an uncached inverse) and the size of
+    /// the queue (`3 * max_shards` shards).
     pub max_shards: usize,
     /// Least time between two autotune rebuilds, in ms (default 1000).
     pub autotune_interval_ms: u32,
+    /// Heap the receive queue's buffers (with the spare ones kept for reuse) may hold, in bytes
+    /// (default 64 KiB). The oldest shards are evicted first past it, and counted in
+    /// [`FecStats::evicted_for_bytes`]. Below one group of the peer's packets, no group can
+    /// complete.
+    pub queue_bytes: usize,
 }
+
+/// Default [`FecConfig::max_shards`].
+pub const DEFAULT_MAX_SHARDS: usize = 32;
+/// Default [`FecConfig::queue_bytes`].
+pub const DEFAULT_QUEUE_BYTES: usize = 64 * 1024;
 
 impl Default for FecConfig {
     fn default() -> Self {
         FecConfig {
-            max_shards: MAX_TOTAL_SHARDS,
+            max_shards: DEFAULT_MAX_SHARDS,
             autotune_interval_ms: 1000,
+            queue_bytes: DEFAULT_QUEUE_BYTES,
         }
     }
 }
@@ -152,54 +224,124 @@ impl Default for FecConfig {
 /// what it receives.
 ///
 /// Each direction's setting is independent, as in kcp-go: the encoder follows local settings,
-/// the decoder adapts to the peer's (ds, ps).
+/// the decoder adapts to the peer's (ds, ps). The decoder is built on the first FEC packet.
 #[derive(Debug)]
 pub struct Fec {
-    encoder: Option<FecEncoder>,
-    decoder: FecDecoder,
+    encoder: Option<Box<FecEncoder>>,
+    decoder: Option<Box<FecDecoder>>,
+    /// The configured code: the decoder starts with it (for a sending layer) and returns to it
+    /// without building anything.
+    code: Option<FecCode>,
+    /// Whether the decoder starts with `code` rather than kcp-go's receive-only (1, 1).
+    sends: bool,
+    config: FecConfig,
+    screened: Screened,
 }
 
 impl Fec {
-    /// A layer sending groups of `ds` data and `ps` parity shards (kcptun's default is 10, 3).
+    /// A layer sending groups of `ds` data and `ps` parity shards (kcptun's default is 10, 3),
+    /// with its own [`FecCode`]. Servers should build the code once and use
+    /// [`Fec::with_code`].
     pub fn new(ds: usize, ps: usize) -> Result<Self, ConfigError> {
         Self::with_config(ds, ps, FecConfig::default())
     }
 
-    /// [`Fec::new`] with explicit autotune limits.
+    /// [`Fec::new`] with explicit limits.
     pub fn with_config(ds: usize, ps: usize, config: FecConfig) -> Result<Self, ConfigError> {
-        Ok(Fec {
-            encoder: Some(FecEncoder::new(ds, ps)?),
-            decoder: FecDecoder::new(ds, ps, config)?,
-        })
+        Ok(Self::with_code(FecCode::new(ds, ps)?, config))
+    }
+
+    /// A layer sending groups of `code`'s parameters, sharing its matrix with every other
+    /// holder of `code` (one matrix per listener instead of one per session).
+    pub fn with_code(code: FecCode, config: FecConfig) -> Self {
+        Fec {
+            encoder: Some(Box::new(FecEncoder::with_code(code.clone()))),
+            decoder: None,
+            code: Some(code),
+            sends: true,
+            config,
+            screened: Screened::default(),
+        }
     }
 
     /// A layer that sends plain KCP (no header, no parity) but decodes FEC from a peer that
     /// uses it: what a kcp-go session with FEC off does on its first FEC packet (a (1, 1)
-    /// decoder that autotune adapts).
+    /// decoder that autotune adapts). It holds no heap until that packet. Never fails (the
+    /// `Result` is kept for compatibility).
     pub fn receive_only(config: FecConfig) -> Result<Self, ConfigError> {
         Ok(Fec {
             encoder: None,
-            decoder: FecDecoder::new(1, 1, config)?,
+            decoder: None,
+            code: None,
+            sends: false,
+            config,
+            screened: Screened::default(),
         })
+    }
+
+    /// [`Fec::receive_only`] whose decoder adopts `code` (shared, not rebuilt) when autotune
+    /// detects its parameters: for a server whose peers use one known (ds, ps).
+    pub fn receive_only_with_code(code: FecCode, config: FecConfig) -> Self {
+        Fec {
+            encoder: None,
+            decoder: None,
+            code: Some(code),
+            sends: false,
+            config,
+            screened: Screened::default(),
+        }
     }
 
     /// The sending half, `None` for [`Fec::receive_only`].
     pub fn encoder(&self) -> Option<&FecEncoder> {
-        self.encoder.as_ref()
+        self.encoder.as_deref()
     }
 
-    /// The receiving half.
-    pub fn decoder(&self) -> &FecDecoder {
-        &self.decoder
+    /// The receiving half, `None` until the first FEC packet arrives.
+    pub fn decoder(&self) -> Option<&FecDecoder> {
+        self.decoder.as_deref()
     }
 
     /// Counters of both halves.
     pub fn stats(&self) -> FecStats {
-        let mut s = self.decoder.stats();
+        let mut s = self.decoder.as_ref().map(|d| d.stats()).unwrap_or_default();
+        self.screened.add_to(&mut s);
         if let Some(e) = &self.encoder {
             (s.data_sealed, s.parity_sealed) = e.counts();
         }
         s
+    }
+
+    /// The most [`Codec::heap_bytes`] can report for this layer, whatever a peer sends:
+    /// a full encoder group, `queue_bytes` of queued shards, one group of rebuilt shards, and
+    /// scratch and tables for the largest group `max_shards` lets the decoder adopt.
+    pub fn heap_bound(&self) -> usize {
+        let (ds, ps) = self.code.as_ref().map_or((1, 1), FecCode::shards);
+        let enc = if self.encoder.is_some() {
+            size_of::<FecEncoder>() + FecEncoder::heap_bound(ds, ps)
+        } else {
+            0
+        };
+        let own = self.code.as_ref().map_or(0, FecCode::heap_bytes);
+        enc + size_of::<FecDecoder>() + FecDecoder::heap_bound(&self.config, ds, ps) + own
+    }
+
+    fn decoder_mut(&mut self) -> &mut FecDecoder {
+        let config = self.config;
+        let (code, sends) = (&self.code, self.sends);
+        self.decoder.get_or_insert_with(|| {
+            let dec = match code {
+                Some(c) if sends => FecDecoder::with_code(c.clone(), config),
+                _ => {
+                    let mut d = FecDecoder::with_code(FecCode::one_one(), config);
+                    if let Some(c) = code {
+                        d.set_hint(c.clone());
+                    }
+                    d
+                }
+            };
+            Box::new(dec)
+        })
     }
 }
 
@@ -240,19 +382,57 @@ impl Codec for Fec {
     }
 
     fn open(&mut self, buf: &mut [u8], now: Millis) -> Result<Option<Range<usize>>, CodecError> {
-        Ok(match self.decoder.input(buf, now)? {
-            PacketKind::Plain => Some(0..buf.len()),
+        let kind = match wire::classify(buf) {
+            Ok(kind) => kind,
+            Err(r) => {
+                self.screened.reject(r);
+                return Err(r.into());
+            }
+        };
+        if kind == PacketKind::Plain {
+            // Plain KCP never builds a decoder.
+            self.screened.plain();
+            return Ok(Some(0..buf.len()));
+        }
+        self.decoder_mut().input_classified(buf, kind, now)?;
+        Ok(match kind {
             PacketKind::Data { .. } => Some(HEADER_LEN..buf.len()),
-            PacketKind::Parity { .. } => None,
+            _ => None,
         })
     }
 
     /// Rebuilt KCP datagrams; they are not regular (no RTT sample, no window update).
     fn poll_recovered(&mut self, buf: &mut [u8]) -> Option<usize> {
-        self.decoder.poll_recovered(buf)
+        self.decoder.as_mut()?.poll_recovered(buf)
     }
 
-    /// kcp-go's FEC counters under their SNMP names, plus the malformed-input ones.
+    /// Both halves' buffers (boxes included) and this layer's share of its codes' matrices;
+    /// not `size_of::<Fec>()` itself, which lives wherever the caller keeps the layer.
+    fn heap_bytes(&self) -> usize {
+        let enc = self
+            .encoder
+            .as_ref()
+            .map_or(0, |e| size_of::<FecEncoder>() + e.heap_bytes());
+        let dec = self
+            .decoder
+            .as_ref()
+            .map_or(0, |d| size_of::<FecDecoder>() + d.heap_bytes());
+        enc + dec + self.code.as_ref().map_or(0, FecCode::share_bytes)
+    }
+
+    /// Gives back both halves' pools, scratch and slack (see [`FecEncoder::trim`] and
+    /// [`FecDecoder::trim`]); what is kept is data (a partial group, queued shards) and the
+    /// decoder's small state.
+    fn trim(&mut self) {
+        if let Some(e) = &mut self.encoder {
+            e.trim();
+        }
+        if let Some(d) = &mut self.decoder {
+            d.trim();
+        }
+    }
+
+    /// kcp-go's FEC counters under their SNMP names, plus the malformed-input and limit ones.
     fn visit_counters(&self, visit: &mut dyn FnMut(&'static str, u64)) {
         let s = self.stats();
         visit("fec_recovered_shards", s.recovered);
@@ -264,5 +444,9 @@ impl Codec for Fec {
         visit("fec_bad_size", s.bad_size);
         visit("fec_unknown_type", s.unknown_type);
         visit("fec_seqid_jumps", s.seqid_jumps);
+        visit("fec_evicted_for_bytes", s.evicted_for_bytes);
+        visit("fec_work_refused", s.work_refused);
+        visit("fec_decode_work", s.decode_work);
+        visit("fec_autotune_suppressed", s.autotune_suppressed);
     }
 }

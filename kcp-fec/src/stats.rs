@@ -34,7 +34,7 @@ pub struct FecStats {
     pub seqid_jumps: u64,
     /// Shards already in the receive queue, not queued again (a data shard is still delivered).
     pub duplicates: u64,
-    /// Shards dropped from the queue after waiting 60 s.
+    /// Shards dropped from the queue after waiting 60 s, or by `trim` (a session gone idle).
     pub expired: u64,
     /// Groups with enough shards whose reconstruction failed.
     pub reconstruct_failures: u64,
@@ -44,8 +44,57 @@ pub struct FecStats {
     pub autotune_rebuilds: u64,
     /// Detected parameter changes refused by the rebuild limits.
     pub autotune_suppressed: u64,
+    /// Shards evicted from the receive queue, oldest first, to keep its buffers within
+    /// [`FecConfig::queue_bytes`](crate::FecConfig::queue_bytes) (evicted data shards also
+    /// count in `short_shards`).
+    pub evicted_for_bytes: u64,
+    /// Groups rebuilt from parity (each handing out one or more `recovered` packets).
+    pub reconstructions: u64,
+    /// Reconstructions deferred because the work they needed was above the credit earned by
+    /// the bytes received (see the crate docs, "Limits"); the group's shards stay queued.
+    pub work_refused: u64,
+    /// Decoding work done, in nominal GF(2^8) multiply-accumulates: matrix inversions,
+    /// shard products and code builds for autotuned parameters.
+    pub decode_work: u64,
     /// Data shards sealed.
     pub data_sealed: u64,
     /// Parity shards produced.
     pub parity_sealed: u64,
+}
+
+/// Counts of the packets a layer screened before any decoder saw them (plain KCP and
+/// malformed FEC), kept apart so a layer without a decoder stays small.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Screened {
+    plain: u64,
+    truncated: u64,
+    oversized: u64,
+    bad_size: u64,
+    unknown_type: u64,
+}
+
+impl Screened {
+    pub(crate) fn plain(&mut self) {
+        self.plain = self.plain.wrapping_add(1);
+    }
+
+    pub(crate) fn reject(&mut self, r: crate::wire::Reject) {
+        use crate::wire::Reject;
+        let c = match r {
+            Reject::Truncated => &mut self.truncated,
+            Reject::Oversized => &mut self.oversized,
+            Reject::BadSize => &mut self.bad_size,
+            Reject::UnknownType => &mut self.unknown_type,
+        };
+        *c = c.wrapping_add(1);
+    }
+
+    /// Adds these counts to `s`.
+    pub(crate) fn add_to(&self, s: &mut FecStats) {
+        s.plain_packets = s.plain_packets.wrapping_add(self.plain);
+        s.truncated = s.truncated.wrapping_add(self.truncated);
+        s.oversized = s.oversized.wrapping_add(self.oversized);
+        s.bad_size = s.bad_size.wrapping_add(self.bad_size);
+        s.unknown_type = s.unknown_type.wrapping_add(self.unknown_type);
+    }
 }

@@ -2,21 +2,11 @@
 
 mod common;
 
-use common::{datagrams, open_all, seal_all, sorted};
+use common::{datagrams, fec_packet, open_all, seal_all, sorted};
 use kcp_core::{Codec, CodecError, Millis};
 use kcp_fec::{Fec, FecConfig, FecDecoder, FecEncoder, PacketKind, FEC_EXPIRE_MS};
 
 const T0: Millis = Millis(u32::MAX - 1000);
-
-fn fec_packet(seqid: u32, ty: u8, len: usize) -> Vec<u8> {
-    let mut p = vec![0u8; len];
-    p[..4].copy_from_slice(&seqid.to_le_bytes());
-    p[4] = ty;
-    if ty == 0xf1 {
-        p[6..8].copy_from_slice(&((len - 6) as u16).to_le_bytes());
-    }
-    p
-}
 
 #[test]
 fn malformed_packets_are_typed_errors_and_counted() {
@@ -42,7 +32,10 @@ fn malformed_packets_are_typed_errors_and_counted() {
         (s.truncated, s.oversized, s.bad_size, s.unknown_type),
         (1, 1, 1, 1)
     );
-    assert_eq!(fec.decoder().queued(), 0);
+    assert!(
+        fec.decoder().is_none(),
+        "malformed packets build no decoder"
+    );
 }
 
 #[test]
@@ -52,7 +45,7 @@ fn duplicates_are_dropped_but_data_is_still_delivered() {
     assert_eq!(fec.open(&mut p.clone(), T0), Ok(Some(8..40)));
     assert_eq!(fec.open(&mut p, T0), Ok(Some(8..40)));
     assert_eq!(fec.stats().duplicates, 1);
-    assert_eq!(fec.decoder().queued(), 1);
+    assert_eq!(fec.decoder().unwrap().queued(), 1);
 }
 
 #[test]
@@ -125,7 +118,7 @@ fn autotune_follows_the_peers_parameters() {
     pkts.remove(13 * 9);
     pkts.remove(13 * 8);
     let (direct, rebuilt) = open_all(&mut rx, &pkts, T0);
-    assert_eq!(rx.decoder().shards(), (10, 3));
+    assert_eq!(rx.decoder().unwrap().shards(), (10, 3));
     assert_eq!(rx.stats().autotune_rebuilds, 1);
     assert_eq!(
         sorted(rebuilt),
@@ -136,10 +129,9 @@ fn autotune_follows_the_peers_parameters() {
 
 #[test]
 fn autotune_rebuilds_are_rate_limited_and_capped() {
-    let cfg = FecConfig {
-        max_shards: 16,
-        autotune_interval_ms: 1000,
-    };
+    let mut cfg = FecConfig::default();
+    cfg.max_shards = 16;
+    cfg.autotune_interval_ms = 1000;
     let mut rx = Fec::with_config(3, 2, cfg).unwrap();
     let mut now = T0;
     // A peer switching between (10,3) and (4,4) every 60 packets, 1 ms apart.
@@ -171,7 +163,7 @@ fn autotune_rebuilds_are_rate_limited_and_capped() {
         let ty = if s % 40 < 20 { 0xf1 } else { 0xf2 };
         let _ = rx.open(&mut fec_packet(s, ty, 40), T0);
     }
-    assert_eq!(rx.decoder().shards(), (3, 2));
+    assert_eq!(rx.decoder().unwrap().shards(), (3, 2));
 }
 
 #[test]
@@ -186,7 +178,13 @@ fn a_receive_only_layer_sends_plain_kcp_and_decodes_a_fec_peer() {
     let mut pkts = seal_all(&mut tx, &kcps, T0);
     pkts.remove(13 * 3 + 4);
     let (direct, rebuilt) = open_all(&mut rx, &pkts, T0);
-    assert_eq!(rebuilt, vec![kcps[34].clone()]);
+    assert_eq!(
+        rebuilt,
+        vec![kcps[34].clone()],
+        "{:?} {:?}",
+        rx.stats(),
+        rx.decoder().map(|d| d.shards())
+    );
     assert_eq!(direct.len(), 51);
 }
 
@@ -215,4 +213,90 @@ fn a_rebuilt_shard_with_a_bad_size_field_counts_as_fec_err() {
     let (_, rebuilt) = open_all(&mut rx, &[pkts[0].clone(), pkts[2].clone()], T0);
     assert!(rebuilt.is_empty());
     assert_eq!(rx.stats().errs, 1);
+}
+
+#[test]
+fn the_byte_budget_evicts_the_oldest_shards_first_and_counts_them() {
+    let mut cfg = FecConfig::default();
+    cfg.queue_bytes = 6 * 1500;
+    let mut tx = Fec::new(3, 2).unwrap();
+    let kcps: Vec<Vec<u8>> = (0..30u8).map(|i| vec![i; 1392]).collect();
+    let pkts = seal_all(&mut tx, &kcps, T0);
+    let mut rx = Fec::with_config(3, 2, cfg).unwrap();
+    // The first data shard of each of 10 groups: nothing can complete.
+    for g in 0..10 {
+        rx.open(&mut pkts[g * 5].clone(), T0).unwrap();
+    }
+    let dec = rx.decoder().unwrap();
+    assert_eq!(dec.queued(), 6);
+    assert!(dec.queued_bytes() <= cfg.queue_bytes);
+    assert_eq!(rx.stats().evicted_for_bytes, 4);
+    assert_eq!(rx.stats().short_shards, 4);
+    // The oldest group lost its shard: its parity rebuilds nothing.
+    let (_, rebuilt) = open_all(&mut rx, &pkts[3..5], T0);
+    assert!(rebuilt.is_empty());
+    // The newest kept its shard: its parity rebuilds the two missing ones.
+    let (_, rebuilt) = open_all(&mut rx, &pkts[48..50], T0);
+    assert_eq!(sorted(rebuilt), vec![kcps[28].clone(), kcps[29].clone()]);
+}
+
+#[test]
+fn trim_drops_incomplete_groups_and_decoding_goes_on() {
+    let mut tx = Fec::new(3, 2).unwrap();
+    let kcps = datagrams(6, 3);
+    let pkts = seal_all(&mut tx, &kcps, T0);
+    let mut rx = Fec::new(3, 2).unwrap();
+    open_all(&mut rx, &pkts[..2], T0);
+    assert_eq!(rx.decoder().unwrap().queued(), 2);
+    rx.trim();
+    assert_eq!(rx.decoder().unwrap().queued(), 0);
+    assert_eq!(rx.stats().expired, 2);
+    // Group 0's dropped shards count as lost: its two parity shards alone rebuild nothing.
+    // Group 1 loses one data shard and rebuilds it.
+    let mut rest: Vec<Vec<u8>> = pkts[3..].to_vec();
+    rest.remove(6 - 3);
+    let (_, rebuilt) = open_all(&mut rx, &rest, T0);
+    assert_eq!(rebuilt, vec![kcps[4].clone()]);
+}
+
+#[test]
+fn a_group_cut_by_the_senders_trim_reaches_the_receiver_as_lost_parity() {
+    let mut tx = Fec::new(3, 2).unwrap();
+    let kcps = datagrams(6, 4);
+    let mut pkts = seal_all(&mut tx, &kcps[..1], T0);
+    tx.trim();
+    pkts.extend(seal_all(&mut tx, &kcps[1..], T0));
+    // Group 0 (seqids 0..=2) comes without parity; group 1 is whole.
+    let seqids: Vec<u32> = pkts
+        .iter()
+        .map(|p| u32::from_le_bytes(p[..4].try_into().unwrap()))
+        .collect();
+    assert_eq!(seqids, [0, 1, 2, 5, 6, 7, 8, 9]);
+    let mut rx = Fec::new(3, 2).unwrap();
+    pkts.remove(4);
+    let (direct, rebuilt) = open_all(&mut rx, &pkts, T0);
+    assert_eq!(direct.len(), 5);
+    assert_eq!(rebuilt, vec![kcps[4].clone()]);
+    let s = rx.stats();
+    assert_eq!((s.seqid_jumps, s.autotune_rebuilds), (0, 0));
+}
+
+#[test]
+fn duplicate_shards_earn_no_reconstruction_credit() {
+    // One long and 15 short parity shards of a (16,16) group: rebuilding its 16 data shards
+    // costs 16 x 16 x 1494 products, which these bytes do not earn, however often the long
+    // one is repeated.
+    let mut rx = Fec::new(16, 16).unwrap();
+    let long = fec_packet(16, 0xf2, 1500);
+    for _ in 0..1000 {
+        rx.open(&mut long.clone(), T0).unwrap();
+    }
+    for k in 17..32 {
+        rx.open(&mut fec_packet(k, 0xf2, 8), T0).unwrap();
+    }
+    let s = rx.stats();
+    assert_eq!(s.duplicates, 999);
+    assert_eq!(s.reconstructions, 0);
+    assert!(s.work_refused > 0);
+    assert_eq!(s.decode_work, 0);
 }

@@ -101,7 +101,8 @@ proptest! {
             1..300,
         ),
     ) {
-        let cfg = FecConfig { max_shards, autotune_interval_ms: 1000 };
+        let mut cfg = FecConfig::default();
+        cfg.max_shards = max_shards;
         let mut fec = Fec::with_config(ds, ps, cfg).unwrap();
         let mut now = Millis(u32::MAX - 100_000);
         let mut base = 0u32;
@@ -132,9 +133,17 @@ proptest! {
             while let Some(n) = fec.poll_recovered(buf) {
                 prop_assert!(n <= buf.len());
             }
-            prop_assert!(fec.decoder().queued() <= 3 * max_shards.max(ds + ps) + 1);
-            let (d, p) = fec.decoder().shards();
-            prop_assert!(d + p <= max_shards.max(ds + ps));
+            if let Some(dec) = fec.decoder() {
+                prop_assert!(dec.queued() <= 3 * max_shards.max(ds + ps) + 1);
+                prop_assert!(dec.queued_bytes() <= cfg.queue_bytes);
+                let (d, p) = dec.shards();
+                prop_assert!(d + p <= max_shards.max(ds + ps));
+            }
+            prop_assert!(fec.heap_bytes() <= fec.heap_bound());
+            if i % 50 == 49 {
+                fec.trim();
+                prop_assert!(fec.heap_bytes() <= fec.heap_bound());
+            }
         }
     }
 }

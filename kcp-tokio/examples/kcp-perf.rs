@@ -1,172 +1,295 @@
 //! kcp-perf: an iperf-like tool for the KCP stack (server, client, impairment proxy, demo).
 //!
-//! ```text
-//! kcp-perf server --listen ADDR [--json]
-//! kcp-perf client --connect ADDR --test echo|sink|source [--bytes SIZE] [--msg SIZE]
-//!                 [--conns N] [--rate MSGS_PER_SEC] [--duration SECS] [--timeout SECS] [--json]
-//! kcp-perf proxy  --listen ADDR --forward ADDR [--loss PCT] [--delay MS] [--jitter MS]
-//!                 [--reorder PCT] [--dup PCT] [--rate-mbps R] [--seed S]
-//! kcp-perf demo
-//! shared: --crypt NAME --key KEY --datashard N --parityshard N
-//!         --mode normal|fast|fast2|fast3|manual [--nodelay N --interval MS --resend N --nc N]
-//!         --mtu N --sndwnd N --rcvwnd N --stream[=false] --acknodelay --sockbuf BYTES --dscp N
-//! ```
-//! Sizes accept K, M, G suffixes (powers of 1024). The protocol is `kcp_tokio::perf`'s; the
-//! Go peer in `interop/kcpperf-go` speaks it too.
+//! `kcp-perf --help` and `kcp-perf SUBCOMMAND --help` list every option. Client and server
+//! default to port 4000; addresses may be `host:port`, `ip:port` or kcptun's `:port`. The
+//! protocol is `kcp_tokio::perf`'s, stated in `interop/kcpperf-go/README.md`; the Go peer
+//! there speaks it too.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use clap::{Args, Parser, Subcommand};
 use kcp_core::Config;
 use kcp_tokio::impair::{ImpairConfig, Proxy};
 use kcp_tokio::perf::{self, Report, Test};
 use kcp_tokio::{KcpConfig, KcpListener, KcpStream};
-use tokio::io::AsyncWriteExt;
 
-const USAGE: &str =
-    "usage: kcp-perf server|client|proxy|demo [flags]  (see the file's header or README)";
+/// The port client and server use when an address has none.
+const DEFAULT_PORT: u16 = 4000;
 
-struct Args {
-    cmd: String,
-    flags: HashMap<String, String>,
+#[derive(Parser)]
+#[command(
+    name = "kcp-perf",
+    version,
+    about = "Throughput and latency of KCP sessions"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
 }
 
-fn parse_args() -> Result<Args, String> {
-    let mut it = std::env::args().skip(1);
-    let cmd = it.next().ok_or(USAGE)?;
-    let mut flags = HashMap::new();
-    let rest: Vec<String> = it.collect();
-    let mut i = 0;
-    const BOOLS: [&str; 3] = ["json", "stream", "acknodelay"];
-    while i < rest.len() {
-        let a = rest[i].trim_start_matches('-').to_string();
-        if !rest[i].starts_with('-') {
-            return Err(format!("unexpected argument {:?}\n{USAGE}", rest[i]));
-        }
-        if let Some((k, v)) = a.split_once('=') {
-            flags.insert(k.to_string(), v.to_string());
-        } else if BOOLS.contains(&a.as_str()) {
-            flags.insert(a, "true".into());
-        } else {
-            let v = rest.get(i + 1).ok_or(format!("--{a} needs a value"))?;
-            flags.insert(a, v.clone());
-            i += 1;
-        }
-        i += 1;
-    }
-    Ok(Args { cmd, flags })
+#[derive(Subcommand)]
+enum Cmd {
+    /// Serve kcp-perf sessions until killed.
+    Server(ServerArgs),
+    /// Run echo, sink or source sessions against a server.
+    Client(ClientArgs),
+    /// A UDP relay that loses, delays, reorders, duplicates and rate-limits datagrams.
+    Proxy(ProxyArgs),
+    /// A server, a lossy link and a client in one process.
+    Demo,
 }
 
-impl Args {
-    fn str(&mut self, k: &str, default: &str) -> String {
-        self.flags.remove(k).unwrap_or_else(|| default.to_string())
-    }
-    fn num<T: std::str::FromStr>(&mut self, k: &str, default: T) -> Result<T, String> {
-        match self.flags.remove(k) {
-            None => Ok(default),
-            Some(v) => v.parse().map_err(|_| format!("--{k}: not a number: {v:?}")),
-        }
-    }
-    fn size(&mut self, k: &str, default: u64) -> Result<u64, String> {
-        match self.flags.remove(k) {
-            None => Ok(default),
-            Some(v) => parse_size(&v).ok_or(format!("--{k}: bad size {v:?} (use e.g. 64K, 16M)")),
-        }
-    }
-    fn bool(&mut self, k: &str, default: bool) -> Result<bool, String> {
-        match self.flags.remove(k).as_deref() {
-            None => Ok(default),
-            Some("true") | Some("1") => Ok(true),
-            Some("false") | Some("0") => Ok(false),
-            Some(v) => Err(format!("--{k}: expected true or false, got {v:?}")),
-        }
-    }
-    fn addr(&mut self, k: &str, default: &str) -> Result<SocketAddr, String> {
-        let v = self.str(k, default);
-        v.parse().map_err(|_| format!("--{k}: bad address {v:?}"))
-    }
-    fn done(&self) -> Result<(), String> {
-        match self.flags.keys().next() {
-            Some(k) => Err(format!("unknown flag --{k}\n{USAGE}")),
-            None => Ok(()),
-        }
-    }
+#[derive(Args)]
+struct ServerArgs {
+    /// Address to listen on (`:PORT` = all interfaces).
+    #[arg(long, default_value = ":4000")]
+    listen: String,
+    /// One JSON object per session on stdout.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    kcp: KcpArgs,
 }
 
-fn parse_size(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let (num, mult) = match s.chars().last()? {
-        'k' | 'K' => (&s[..s.len() - 1], 1u64 << 10),
-        'm' | 'M' => (&s[..s.len() - 1], 1 << 20),
-        'g' | 'G' => (&s[..s.len() - 1], 1 << 30),
-        _ => (s, 1),
+#[derive(Args)]
+struct ClientArgs {
+    /// Server address (`host:port`; `:PORT` = localhost).
+    #[arg(long, default_value = ":4000")]
+    connect: String,
+    /// The test to run.
+    #[arg(long, value_parser = ["echo", "sink", "source"])]
+    test: String,
+    /// Bytes per session (suffix K, M, G: powers of 1024).
+    #[arg(long, default_value = "1M", value_parser = parse_size)]
+    bytes: u64,
+    /// Message (echo) or write size; default 1K for echo, 16K otherwise.
+    #[arg(long, value_parser = parse_size)]
+    msg: Option<u64>,
+    /// Concurrent sessions.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    conns: u32,
+    /// Spread the start of the sessions evenly over this many seconds.
+    #[arg(long, default_value = "0", value_parser = parse_secs)]
+    ramp: Duration,
+    /// Echo messages per second per session (paced latency test; 0 = back to back).
+    #[arg(long, default_value_t = 0.0, value_parser = parse_rate)]
+    rate: f64,
+    /// Run each session this many seconds (or `inf`) instead of --bytes.
+    #[arg(long, value_parser = parse_duration)]
+    duration: Option<Duration>,
+    /// Seconds a read or write may wait without progress before the session fails.
+    #[arg(long, default_value = "30", value_parser = parse_secs)]
+    timeout: Duration,
+    /// One JSON object per session and a summary on stdout.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    kcp: KcpArgs,
+}
+
+/// KCP settings, with kcptun's names and defaults (both sides must agree).
+#[derive(Args)]
+struct KcpArgs {
+    /// Packet encryption: aes, aes-128, aes-192, salsa20, blowfish, twofish, cast5, 3des,
+    /// tea, xtea, xor, sm4, none, null.
+    #[arg(long, default_value = "aes")]
+    crypt: String,
+    /// Pre-shared secret.
+    #[arg(long, default_value = "it's a secrect")]
+    key: String,
+    /// FEC data shards (0 with --parityshard 0: no FEC).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u8))]
+    datashard: u8,
+    /// FEC parity shards.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8))]
+    parityshard: u8,
+    /// Preset: normal, fast, fast2, fast3, manual. --nodelay, --interval, --resend and --nc
+    /// override the preset's values.
+    #[arg(long, default_value = "fast", value_parser = ["normal", "fast", "fast2", "fast3", "manual"])]
+    mode: String,
+    /// nodelay (0 or 1).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=1))]
+    nodelay: Option<u8>,
+    /// Update interval in ms.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=5000))]
+    interval: Option<u32>,
+    /// Fast resend after this many skipping ACKs (0: off).
+    #[arg(long)]
+    resend: Option<u32>,
+    /// 1 turns congestion control off.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=1))]
+    nc: Option<u8>,
+    /// Largest UDP payload.
+    #[arg(long, default_value_t = 1350, value_parser = clap::value_parser!(u32).range(78..=1500))]
+    mtu: u32,
+    /// Send window (segments).
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=65535))]
+    sndwnd: u32,
+    /// Receive window (segments).
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=65535))]
+    rcvwnd: u32,
+    /// Stream mode (`--stream=false`: message mode).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    stream: bool,
+    /// Flush ACKs at once.
+    #[arg(long)]
+    acknodelay: bool,
+    /// UDP socket buffers in bytes.
+    #[arg(long, default_value = "4M", value_parser = parse_size)]
+    sockbuf: u64,
+    /// DSCP code point (0..=63; 0 leaves it unset).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=63))]
+    dscp: u8,
+}
+
+#[derive(Args)]
+struct ProxyArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:5000")]
+    listen: String,
+    /// Address to forward to.
+    #[arg(long)]
+    forward: String,
+    /// Loss in percent, each way.
+    #[arg(long, default_value = "0", value_parser = parse_pct)]
+    loss: f64,
+    /// Delay in ms, each way.
+    #[arg(long, default_value_t = 0)]
+    delay: u32,
+    /// Jitter in ms.
+    #[arg(long, default_value_t = 0)]
+    jitter: u32,
+    /// Reordering in percent.
+    #[arg(long, default_value = "0", value_parser = parse_pct)]
+    reorder: f64,
+    /// Duplication in percent.
+    #[arg(long, default_value = "0", value_parser = parse_pct)]
+    dup: f64,
+    /// Rate limit in Mbit/s (0: none).
+    #[arg(long, default_value_t = 0.0, value_parser = parse_rate)]
+    rate_mbps: f64,
+    /// Random seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, mult) = match t.chars().last() {
+        Some('k' | 'K') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('m' | 'M') => (&t[..t.len() - 1], 1 << 20),
+        Some('g' | 'G') => (&t[..t.len() - 1], 1 << 30),
+        _ => (t, 1),
     };
-    num.parse::<u64>().ok()?.checked_mul(mult)
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| format!("{s:?} is not a size (an integer, optionally with K, M or G)"))
 }
 
-/// The kcptun-named flags shared by server and client.
-fn kcp_config(a: &mut Args) -> Result<(KcpConfig, bool), String> {
-    let mode = a.str("mode", "fast");
-    let mut engine = match mode.as_str() {
-        "manual" => {
-            let nd: u32 = a.num("nodelay", 0)?;
-            Config::default().with_nodelay(
-                nd != 0,
-                a.num("interval", 50)?,
-                a.num("resend", 0)?,
-                a.num::<u32>("nc", 0)? != 0,
-            )
-        }
-        m => Config::by_name(m).ok_or(format!(
-            "--mode: unknown {m:?} (normal, fast, fast2, fast3, manual)"
-        ))?,
+fn parse_secs(s: &str) -> Result<Duration, String> {
+    let v: f64 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
+    if !(0.0..=1e9).contains(&v) {
+        return Err(format!("{s}: seconds must be between 0 and 1e9"));
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+/// Seconds, or `inf`: until interrupted.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    if matches!(s, "inf" | "infinity") {
+        return Ok(Duration::MAX);
+    }
+    let d = parse_secs(s)?;
+    if d.is_zero() {
+        return Err("--duration must be positive (or inf)".into());
+    }
+    Ok(d)
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
+    if !v.is_finite() || v < 0.0 {
+        return Err(format!("{s}: must be a finite number >= 0"));
+    }
+    Ok(v)
+}
+
+fn parse_pct(s: &str) -> Result<f64, String> {
+    let v = parse_rate(s)?;
+    if v > 100.0 {
+        return Err(format!("{s}: a percentage is at most 100"));
+    }
+    Ok(v)
+}
+
+/// Resolves `host:port`, `ip:port`, `[v6]:port` or `:port` (`any` host for it).
+async fn resolve(s: &str, any: &str) -> Result<SocketAddr, String> {
+    let full = match s.strip_prefix(':') {
+        Some(port) => format!("{any}:{port}"),
+        None if !s.contains(':') => format!("{s}:{DEFAULT_PORT}"),
+        None => s.to_string(),
     };
-    engine.mtu = a.num("mtu", 1350)?;
-    engine = engine.with_windows(a.num("sndwnd", 128)?, a.num("rcvwnd", 512)?);
-    let stream = a.bool("stream", true)?;
-    engine.stream = stream;
-    engine.ack_nodelay = a.bool("acknodelay", false)?;
+    let mut addrs = tokio::net::lookup_host(full.as_str())
+        .await
+        .map_err(|e| format!("{s}: {e}"))?;
+    addrs.next().ok_or_else(|| format!("{s}: no address"))
+}
+
+fn kcp_config(a: &KcpArgs) -> Result<(KcpConfig, bool), String> {
+    let mut engine = match a.mode.as_str() {
+        "manual" => Config::default().with_nodelay(false, 50, 0, false),
+        m => Config::by_name(m).ok_or(format!("--mode: unknown {m:?}"))?,
+    };
+    if a.nodelay.is_some() || a.interval.is_some() || a.resend.is_some() || a.nc.is_some() {
+        engine = engine.with_nodelay(
+            a.nodelay.map_or(engine.nodelay, |v| v != 0),
+            a.interval.unwrap_or(engine.interval),
+            a.resend.unwrap_or(engine.resend),
+            a.nc.map_or(engine.nc, |v| v != 0),
+        );
+    }
+    engine.mtu = a.mtu;
+    engine = engine.with_windows(a.sndwnd, a.rcvwnd);
+    engine.stream = a.stream;
+    engine.ack_nodelay = a.acknodelay;
     engine
         .validate()
         .map_err(|e| format!("bad KCP settings: {e}"))?;
-    let (ds, ps): (usize, usize) = (a.num("datashard", 10)?, a.num("parityshard", 3)?);
-    let crypt = a.str("crypt", "aes");
-    let key = a.str("key", "it's a secrect");
-    let sockbuf: usize = a.num("sockbuf", 4 << 20)?;
-    let dscp: u8 = a.num("dscp", 0)?;
     let cfg = KcpConfig::new(engine)
-        .fec(ds, ps)
-        .crypt(&crypt, &key)
+        .fec(a.datashard.into(), a.parityshard.into())
+        .crypt(&a.crypt, &a.key)
         .map_err(|e| e.to_string())?
-        .sockbuf(Some(sockbuf))
-        .dscp((dscp != 0).then_some(dscp));
-    Ok((cfg, stream))
+        .sockbuf(Some(a.sockbuf as usize))
+        .dscp((a.dscp != 0).then_some(a.dscp));
+    Ok((cfg, a.stream))
 }
 
-/// Process CPU seconds and peak RSS (KiB) from /proc (0 where unavailable).
+/// Process CPU seconds (user + system) and peak RSS in KiB, from `getrusage`.
+#[cfg(unix)]
 fn resources() -> (f64, u64) {
-    let cpu = std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|s| {
-            let f: Vec<&str> = s.rsplit_once(')')?.1.split_whitespace().collect();
-            let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
-            Some(ticks / 100.0)
-        })
-        .unwrap_or(0.0);
-    let rss = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))?
-                .split_whitespace()
-                .nth(1)?
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0);
+    // SAFETY: an all-zero rusage is valid; getrusage writes into it.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: RUSAGE_SELF with a valid pointer.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+        return (0.0, 0);
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    let cpu = secs(ru.ru_utime) + secs(ru.ru_stime);
+    // Linux reports KiB, macOS bytes.
+    let rss = if cfg!(target_os = "macos") {
+        ru.ru_maxrss as u64 / 1024
+    } else {
+        ru.ru_maxrss as u64
+    };
     (cpu, rss)
+}
+
+#[cfg(not(unix))]
+fn resources() -> (f64, u64) {
+    (0.0, 0)
 }
 
 fn print_report(role: &str, r: &Report, ok: bool, json: bool) {
@@ -180,11 +303,12 @@ fn print_report(role: &str, r: &Report, ok: bool, json: bool) {
             format!(", rtt p50 {} us p99 {} us", r.rtt_us(0.5), r.rtt_us(0.99))
         };
         println!(
-            "{role} {}: {} bytes in {:.3} s = {:.2} MB/s{rtt}, retrans {}, fec recovered {}: {}",
+            "{role} {}: {} bytes in {:.3} s = {:.2} MB/s ({:.1} Mbit/s){rtt}, retrans {}, fec recovered {}: {}",
             r.test.name(),
             r.bytes,
             r.seconds,
             r.mbps(),
+            r.mbps() * 8.0,
             r.retrans,
             r.fec_recovered,
             if ok { "ok" } else { "FAILED" }
@@ -192,75 +316,78 @@ fn print_report(role: &str, r: &Report, ok: bool, json: bool) {
     }
 }
 
-async fn server(mut a: Args) -> Result<bool, String> {
-    let listen = a.addr("listen", "127.0.0.1:0")?;
-    let json = a.bool("json", false)?;
-    let (cfg, stream) = kcp_config(&mut a)?;
-    a.done()?;
+async fn server(a: ServerArgs) -> Result<bool, String> {
+    let listen = resolve(&a.listen, "0.0.0.0").await?;
+    let (cfg, stream) = kcp_config(&a.kcp)?;
     let l = KcpListener::bind(listen, cfg)
         .await
         .map_err(|e| format!("bind {listen}: {e}"))?;
     eprintln!("listening {}", l.local_addr());
+    let json = a.json;
     loop {
+        // Only a failed socket ends this loop; sessions that ended unaccepted are skipped.
         let (mut s, peer) = l.accept().await.map_err(|e| e.to_string())?;
         tokio::spawn(async move {
             match perf::serve(&mut s, !stream).await {
-                Ok(r) => {
-                    let _ = s.shutdown().await;
-                    print_report("server", &r, true, json);
-                }
+                // Dropping the stream delivers the tail (the answer, the CRC) before the
+                // session goes (KcpConfig::linger).
+                Ok(r) => print_report("server", &r, true, json),
                 Err(e) => eprintln!("session from {peer}: {e}"),
             }
         });
     }
 }
 
-async fn client(mut a: Args) -> Result<bool, String> {
-    let connect = a.addr("connect", "127.0.0.1:4000")?;
-    let test = a.str("test", "");
-    let test = Test::from_name(&test).ok_or(format!(
-        "--test: expected echo, sink or source, got {test:?}"
-    ))?;
-    let bytes = a.size("bytes", 1 << 20)?;
-    let msg = a.size("msg", if test == Test::Echo { 1024 } else { 16 << 10 })? as usize;
-    let conns: usize = a.num("conns", 1)?;
-    let rate: f64 = a.num("rate", 0.0)?;
-    let json = a.bool("json", false)?;
-    let (cfg, stream) = kcp_config(&mut a)?;
-    let duration: f64 = a.num("duration", 0.0)?;
-    let idle: f64 = a.num("timeout", 30.0)?;
-    a.done()?;
-    if rate > 0.0 && test != Test::Echo {
+async fn client(a: ClientArgs) -> Result<bool, String> {
+    let connect = resolve(&a.connect, "127.0.0.1").await?;
+    let test = Test::from_name(&a.test).ok_or("--test: echo, sink or source")?;
+    let msg = a
+        .msg
+        .unwrap_or(if test == Test::Echo { 1024 } else { 16 << 10 });
+    if msg == 0 || msg > 1 << 30 {
+        return Err("--msg must be between 1 and 1G".into());
+    }
+    if a.rate > 0.0 && test != Test::Echo {
         return Err("--rate applies to --test echo".into());
     }
+    if a.bytes == 0 && a.duration.is_none() {
+        return Err("--bytes 0 needs --duration".into());
+    }
+    let (cfg, stream) = kcp_config(&a.kcp)?;
+    let json = a.json;
+    let conns = a.conns as usize;
     use std::io::IsTerminal;
-    let show_progress = !json && std::io::stderr().is_terminal();
+    let show_progress = !json && conns == 1 && std::io::stderr().is_terminal();
+    let started = std::time::Instant::now();
     let mut tasks = Vec::new();
-    for _ in 0..conns.max(1) {
-        // --timeout: seconds a read or write may wait without progress (as the Go peer).
-        let t = (idle > 0.0).then(|| Duration::from_secs_f64(idle));
+    for i in 0..conns {
+        // --timeout: how long a read or write may wait without progress (as the Go peer).
+        let t = (!a.timeout.is_zero()).then_some(a.timeout);
         let cfg = cfg.clone().read_timeout(t).write_timeout(t);
+        let delay = a.ramp.mul_f64(i as f64 / conns as f64);
+        let (bytes, rate, duration) = (a.bytes, a.rate, a.duration);
         tasks.push(tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
             let mut s = KcpStream::connect(connect, cfg).await?;
-            let progress = (show_progress && conns == 1).then(|| spawn_progress(s.monitor()));
-            let msg = if stream { msg } else { msg.min(s.mss()) };
-            let pace = (rate > 0.0).then(|| Duration::from_secs_f64(1.0 / rate));
-            let r = if duration > 0.0 {
-                let d = Duration::from_secs_f64(duration);
-                perf::client_for(&mut s, test, msg, !stream, pace, d).await
+            let progress = show_progress.then(|| spawn_progress(s.monitor()));
+            let msg = if stream {
+                msg as usize
             } else {
-                perf::client_paced(&mut s, test, bytes, msg, !stream, pace).await
+                (msg as usize).min(s.mss())
+            };
+            let pace = (rate > 0.0).then(|| Duration::from_secs_f64(1.0 / rate));
+            let r = match duration {
+                Some(d) => perf::client_for(&mut s, test, msg, !stream, pace, d).await,
+                None => perf::client_paced(&mut s, test, bytes, msg, !stream, pace).await,
             };
             if let Some(p) = progress {
                 p.abort();
-                eprint!("\r{:60}\r", "");
+                eprint!("\r{:70}\r", "");
             }
-            let _ = s.shutdown().await;
             r
         }));
     }
     let mut ok = true;
-    let started = std::time::Instant::now();
     let mut total = Report {
         test,
         bytes: 0,
@@ -296,12 +423,11 @@ async fn client(mut a: Args) -> Result<bool, String> {
             let (cpu, rss) = resources();
             let line = perf::json("client", &total, ok, cpu, rss);
             println!(
-                "{},\"summary\":true,\"conns\":{}}}",
-                &line[..line.len() - 1],
-                conns.max(1)
+                "{},\"summary\":true,\"conns\":{conns}}}",
+                &line[..line.len() - 1]
             );
         } else {
-            print!("total ({} conns): ", conns);
+            print!("total ({conns} conns): ");
             print_report("client", &total, ok, false);
         }
     }
@@ -329,29 +455,21 @@ fn spawn_progress(m: kcp_tokio::StreamMonitor) -> tokio::task::JoinHandle<()> {
     })
 }
 
-fn impair(a: &mut Args, seed: u64) -> Result<ImpairConfig, String> {
-    let pct = |v: f64| v / 100.0;
-    let rate: f64 = a.num("rate-mbps", 0.0)?;
-    Ok(ImpairConfig {
-        loss: pct(a.num("loss", 0.0)?),
-        delay_ms: a.num("delay", 0)?,
-        jitter_ms: a.num("jitter", 0)?,
-        reorder: pct(a.num("reorder", 0.0)?),
-        dup: pct(a.num("dup", 0.0)?),
-        rate_mbps: (rate > 0.0).then_some(rate),
-        seed,
+async fn proxy(a: ProxyArgs) -> Result<bool, String> {
+    let listen = resolve(&a.listen, "0.0.0.0").await?;
+    let forward = resolve(&a.forward, "127.0.0.1").await?;
+    let up = ImpairConfig {
+        loss: a.loss / 100.0,
+        delay_ms: a.delay,
+        jitter_ms: a.jitter,
+        reorder: a.reorder / 100.0,
+        dup: a.dup / 100.0,
+        rate_mbps: (a.rate_mbps > 0.0).then_some(a.rate_mbps),
+        seed: a.seed,
         ..ImpairConfig::default()
-    })
-}
-
-async fn proxy(mut a: Args) -> Result<bool, String> {
-    let listen = a.addr("listen", "127.0.0.1:0")?;
-    let forward = a.addr("forward", "")?;
-    let seed: u64 = a.num("seed", 1)?;
-    let up = impair(&mut a, seed)?;
-    a.done()?;
+    };
     let down = ImpairConfig {
-        seed: seed ^ 0x5EED,
+        seed: a.seed ^ 0x5EED,
         ..up.clone()
     };
     let p = Proxy::bind(listen, forward, up, down)
@@ -382,9 +500,7 @@ async fn demo() -> Result<bool, String> {
     tokio::spawn(async move {
         while let Ok((mut s, _)) = l.accept().await {
             tokio::spawn(async move {
-                if perf::serve(&mut s, false).await.is_ok() {
-                    let _ = s.shutdown().await;
-                }
+                let _ = perf::serve(&mut s, false).await;
             });
         }
     });
@@ -429,7 +545,6 @@ async fn demo() -> Result<bool, String> {
                 ok = false;
             }
         }
-        let _ = s.shutdown().await;
     }
     let st = handle.stats();
     println!(
@@ -441,19 +556,12 @@ async fn demo() -> Result<bool, String> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("kcp-perf: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let r = match args.cmd.as_str() {
-        "server" => server(args).await,
-        "client" => client(args).await,
-        "proxy" => proxy(args).await,
-        "demo" => demo().await,
-        other => Err(format!("unknown command {other:?}\n{USAGE}")),
+    let cli = Cli::parse();
+    let r = match cli.cmd {
+        Cmd::Server(a) => server(a).await,
+        Cmd::Client(a) => client(a).await,
+        Cmd::Proxy(a) => proxy(a).await,
+        Cmd::Demo => demo().await,
     };
     match r {
         Ok(true) => ExitCode::SUCCESS,

@@ -96,6 +96,8 @@ pub(crate) struct RecvBatch {
     cmsgs: Vec<[u64; CMSG_WORDS]>,
     /// Per received message: (slot, length, segment size).
     got: Vec<(usize, usize, usize)>,
+    /// Messages dropped because they did not fit their slot (`MSG_TRUNC`).
+    truncated: u64,
 }
 
 // SAFETY: the raw pointers in iovs/hdrs only ever point into this struct's own buffers and are
@@ -140,7 +142,14 @@ impl RecvBatch {
             hdrs: vec![unsafe { mem::zeroed() }; count],
             cmsgs: vec![[0; CMSG_WORDS]; count],
             got: Vec::with_capacity(count),
+            truncated: 0,
         }
+    }
+
+    /// Datagrams dropped so far because they were larger than a receive slot: a truncated
+    /// datagram is never passed on.
+    pub(crate) fn truncated(&self) -> u64 {
+        self.truncated
     }
 
     /// Whether the kernel coalesces received datagrams for us.
@@ -189,6 +198,10 @@ impl RecvBatch {
         })?;
         self.got.clear();
         for i in 0..n {
+            if self.hdrs[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
+                self.truncated += 1;
+                continue;
+            }
             let len = (self.hdrs[i].msg_len as usize).min(self.slot);
             let seg = if self.gro {
                 self.segment_size(i).unwrap_or(len)
@@ -321,6 +334,12 @@ impl SendBatch {
             self.addrs.push(to);
             self.lens.push(len.min(SLOT));
         }
+    }
+
+    /// The committed datagrams, `SLOT` bytes apart, and their lengths (to seal them in place).
+    pub(crate) fn committed_mut(&mut self) -> (&mut [u8], &mut [usize]) {
+        let n = self.lens.len();
+        (&mut self.buf[..n * SLOT], &mut self.lens[..])
     }
 
     /// Datagram `i` and its destination.

@@ -29,6 +29,9 @@ pub struct KcpConfig {
     pub(crate) crypt: Option<(kcp_crypto::CipherKind, kcp_crypto::Pass)>,
     pub(crate) read_timeout: Option<Duration>,
     pub(crate) write_timeout: Option<Duration>,
+    pub(crate) linger: Option<Duration>,
+    /// Where the driver's millisecond clock starts (tests of the 2^32 ms wrap).
+    pub(crate) clock_offset_ms: u64,
 }
 
 impl Clone for KcpConfig {
@@ -47,6 +50,8 @@ impl Clone for KcpConfig {
             crypt: self.crypt.clone(),
             read_timeout: self.read_timeout,
             write_timeout: self.write_timeout,
+            linger: self.linger,
+            clock_offset_ms: self.clock_offset_ms,
         }
     }
 }
@@ -87,6 +92,8 @@ impl KcpConfig {
             crypt: None,
             read_timeout: None,
             write_timeout: None,
+            linger: None,
+            clock_offset_ms: 0,
         }
     }
 
@@ -156,10 +163,35 @@ impl KcpConfig {
         self
     }
 
-    /// How long `shutdown` waits for queued data to be acknowledged (default 10 s).
+    /// How long `shutdown` waits for everything written to be acknowledged before it fails
+    /// with `TimedOut` (default 10 s).
     pub fn shutdown_timeout(mut self, t: Duration) -> Self {
         self.shutdown_timeout = t;
         self
+    }
+
+    /// How long a dropped stream keeps its session to deliver what was written (like
+    /// `SO_LINGER` on a TCP socket): the session ends once everything is acknowledged, or
+    /// after this time with the rest discarded. `Duration::ZERO` discards at once, as
+    /// [`KcpStream::abort`](crate::KcpStream::abort) does. Default: the
+    /// [`shutdown_timeout`](Self::shutdown_timeout). The socket of a connected stream stays
+    /// open (its driver runs) until the session ends.
+    pub fn linger(mut self, t: Duration) -> Self {
+        self.linger = Some(t);
+        self
+    }
+
+    /// Starts the driver's millisecond clock at `ms` (tests of the 2^32 ms wrap).
+    #[cfg(test)]
+    pub(crate) fn clock_offset(mut self, ms: u64) -> Self {
+        self.clock_offset_ms = ms;
+        self
+    }
+
+    /// The linger of dropped streams in ms (`None`: discard at once).
+    pub(crate) fn linger_ms(&self) -> Option<u32> {
+        let t = self.linger.unwrap_or(self.shutdown_timeout);
+        (!t.is_zero()).then(|| t.as_millis().min(u32::MAX as u128) as u32)
     }
 
     /// Default read timeout of streams made with this configuration (see
@@ -220,13 +252,92 @@ pub(crate) fn set_dscp(socket: &tokio::net::UdpSocket, dscp: u8) -> std::io::Res
     let tos = u32::from(dscp) << 2;
     match socket.local_addr()? {
         std::net::SocketAddr::V4(_) => s.set_tos_v4(tos),
-        std::net::SocketAddr::V6(_) => s.set_tclass_v6(tos),
+        std::net::SocketAddr::V6(_) => set_tclass_v6(&s, tos),
+    }
+}
+
+#[cfg(any(
+    target_os = "android",
+    target_os = "dragonfly",
+    target_os = "freebsd",
+    target_os = "fuchsia",
+    target_os = "linux",
+    target_os = "macos",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_os = "illumos",
+))]
+fn set_tclass_v6(s: &socket2::SockRef<'_>, tclass: u32) -> std::io::Result<()> {
+    s.set_tclass_v6(tclass)
+}
+
+/// socket2 has no `IPV6_TCLASS` setter here (Windows among others).
+#[cfg(not(any(
+    target_os = "android",
+    target_os = "dragonfly",
+    target_os = "freebsd",
+    target_os = "fuchsia",
+    target_os = "linux",
+    target_os = "macos",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_os = "illumos",
+)))]
+fn set_tclass_v6(_: &socket2::SockRef<'_>, _: u32) -> std::io::Result<()> {
+    Err(std::io::Error::new(
+        std::io::ErrorKind::Unsupported,
+        "DSCP on IPv6 sockets is not supported on this system",
+    ))
+}
+
+/// Stands in for kcp-go's packet encryption in every session's codec stack: it reserves the
+/// crypto header (nonce and CRC) in front of each datagram but leaves sealing and opening to
+/// the socket's driver, which does both outside the lock that streams take (see
+/// `driver.rs`). Datagrams reach the endpoint already decrypted and checked.
+struct DeferredCrypt {
+    header: usize,
+}
+
+impl kcp_core::Codec for DeferredCrypt {
+    fn header_len(&self) -> usize {
+        self.header
+    }
+
+    fn seal(
+        &mut self,
+        buf: &mut [u8],
+        len: usize,
+        _now: kcp_core::Millis,
+    ) -> Result<usize, kcp_core::CodecError> {
+        if len > buf.len() || len < self.header {
+            return Err(kcp_core::CodecError::BufferTooSmall);
+        }
+        Ok(len)
+    }
+
+    fn open(
+        &mut self,
+        buf: &mut [u8],
+        _now: kcp_core::Millis,
+    ) -> Result<Option<std::ops::Range<usize>>, kcp_core::CodecError> {
+        if buf.len() < self.header {
+            return Err(kcp_core::CodecError::Truncated);
+        }
+        Ok(Some(self.header..buf.len()))
     }
 }
 
 impl KcpConfig {
-    #[doc(hidden)]
-    pub fn _unused(&self) {}
+    /// The packet encryption the driver applies (the sessions' stacks only reserve room for
+    /// it); `None` without encryption. Each call seeds a new nonce generator from the OS.
+    pub(crate) fn packet_crypt(&self) -> Option<kcp_crypto::PacketCrypt> {
+        let (kind, pass) = self.crypt.as_ref()?;
+        // The OS random source does not fail on the systems we run on; if it did, this
+        // panics rather than send predictable nonces.
+        let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
+        let cipher = kcp_crypto::BlockCrypt::from_pass(*kind, pass);
+        Some(kcp_crypto::PacketCrypt::new(cipher, &mut rng))
+    }
 
     pub(crate) fn endpoint_config(&self, accept: bool) -> EndpointConfig {
         let fec = self.fec;
@@ -250,12 +361,11 @@ impl KcpConfig {
             if let Some(c) = &custom {
                 v.extend(c());
             }
-            if let Some((kind, pass)) = &crypt {
-                // The OS random source does not fail on the systems we run on; if it did,
-                // this panics rather than send predictable nonces.
-                let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
-                let cipher = kcp_crypto::BlockCrypt::from_pass(*kind, pass);
-                v.push(Box::new(kcp_crypto::PacketCrypt::new(cipher, &mut rng)));
+            if let Some((kind, _)) = &crypt {
+                // Sealed and opened by the driver, outside the state lock.
+                v.push(Box::new(DeferredCrypt {
+                    header: kind.header_len(),
+                }));
             }
             v
         });

@@ -1,282 +1,519 @@
-//! One driver task per UDP socket: it owns nothing but the socket loop; all protocol state is
-//! the sans-IO [`Endpoint`] behind a mutex that streams share, and streams talk to it through
-//! that state and wakers (no channel per packet).
+//! One driver task per UDP socket. All protocol state is the sans-IO [`Endpoint`] behind the
+//! *state lock* that streams share; sending has its own *send lock*.
+//!
+//! * Under the state lock only endpoint calls run: queueing and reading data, feeding
+//!   received (already decrypted) datagrams, timers, and collecting outgoing datagrams into
+//!   the send batch. No system call and no encryption happens under it.
+//! * Whoever holds the send lock (a stream's task after a write, or the driver) collects
+//!   datagrams under the state lock, releases it, then seals the batch (kcp-go's packet
+//!   encryption, see [`crate::config`]) and sends it. Sends go through Tokio's readiness
+//!   (`try_io`): when the kernel refuses (`EAGAIN`) the readiness is cleared and the driver
+//!   sleeps until the socket is writable again, keeping what it could not send in a bounded
+//!   backlog (beyond it datagrams are dropped, counted in [`SocketStats::send_drops`]; KCP
+//!   retransmits).
+//! * The driver reads datagrams, decrypts them without any lock, and feeds them in chunks,
+//!   running due timers between chunks so that ACKs keep flowing while it is busy.
+//! * Time is a 64-bit millisecond clock from an `Instant`; the endpoint gets it truncated to
+//!   `u32` ([`Millis`]), deadlines are computed in 64 bits.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use kcp_core::endpoint::{CloseReason, Endpoint, Event, SessionId};
-use kcp_core::Millis;
+use kcp_core::{Codec, CodecError, Millis};
+use kcp_crypto::PacketCrypt;
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::sync::Notify;
 
-/// Largest datagram we read.
-#[cfg(not(target_os = "linux"))]
-const RECV_BUF: usize = 65_536;
-/// Datagrams read per wake-up before the loop yields to timers and writers.
-#[cfg(not(target_os = "linux"))]
-const RECV_BATCH: usize = 128;
-/// `recvmmsg` calls per wake-up before the loop yields to timers and writers.
 #[cfg(target_os = "linux")]
-const RECV_CALLS: usize = 4;
+use crate::batch::{SendBatch, BATCH, SLOT};
+#[cfg(not(target_os = "linux"))]
+use portable::{SendBatch, BATCH, SLOT};
+
 /// Datagrams kept while the socket's send buffer is full.
 const MAX_BACKLOG: usize = 4096;
+/// Received datagrams fed to the endpoint per state-lock hold; due timers run between chunks.
+const CHUNK: usize = 32;
+/// Received datagrams per wake-up before the loop looks at timers, writers and its stop signal.
+const RECV_PER_WAKE: usize = 256;
 
-/// State shared by the driver task and every stream and listener of one socket.
+/// The driver's clock: milliseconds since it started (plus a test offset), 64 bits.
+pub(crate) struct Clock {
+    start: Instant,
+    offset_ms: u64,
+}
+
+impl Clock {
+    pub(crate) fn new(offset_ms: u64) -> Clock {
+        Clock {
+            start: Instant::now(),
+            offset_ms,
+        }
+    }
+
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.offset_ms
+            .saturating_add(self.start.elapsed().as_millis() as u64)
+    }
+
+    /// The instant at clock reading `ms`.
+    pub(crate) fn instant_at(&self, ms: u64) -> Instant {
+        self.start + Duration::from_millis(ms.saturating_sub(self.offset_ms))
+    }
+}
+
+/// The endpoint's view of the 64-bit time `ms`.
+pub(crate) fn millis(ms: u64) -> Millis {
+    Millis(ms as u32)
+}
+
+/// The 64-bit time of an endpoint deadline `t` seen at 64-bit time `now` (a deadline in the
+/// past is `now`).
+pub(crate) fn deadline_ms(now: u64, t: Millis) -> u64 {
+    now + t.since(millis(now)).max(0) as u64
+}
+
+static NEXT_KEY: AtomicU64 = AtomicU64::new(1);
+
+/// A fresh key for one waiting caller.
+pub(crate) fn waiter_key() -> u64 {
+    NEXT_KEY.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Tasks waiting for one condition, one entry per caller (keyed), all woken together: several
+/// concurrent callers never overwrite each other's waker.
+#[derive(Default)]
+pub(crate) struct Waiters(Vec<(u64, Waker)>);
+
+impl Waiters {
+    pub(crate) fn register(&mut self, key: u64, waker: &Waker) {
+        match self.0.iter_mut().find(|e| e.0 == key) {
+            Some(e) => {
+                if !e.1.will_wake(waker) {
+                    e.1 = waker.clone();
+                }
+            }
+            None => self.0.push((key, waker.clone())),
+        }
+    }
+
+    pub(crate) fn remove(&mut self, key: u64) {
+        self.0.retain(|e| e.0 != key);
+    }
+
+    fn take_into(&mut self, out: &mut Vec<Waker>) {
+        out.extend(self.0.drain(..).map(|e| e.1));
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// What the adapter keeps for a session some stream refers to.
+#[derive(Default)]
+pub(crate) struct Sess {
+    pub(crate) readers: Waiters,
+    pub(crate) writers: Waiters,
+    /// `shutdown` callers waiting until everything written is acknowledged.
+    pub(crate) flushers: Waiters,
+    /// Why the session ended (recorded while a stream refers to it).
+    pub(crate) ended: Option<CloseReason>,
+    /// The write side is shut down (writes fail with BrokenPipe).
+    pub(crate) write_shut: bool,
+    /// `shutdown` completed: everything written was acknowledged.
+    pub(crate) shutdown_done: bool,
+    /// When `shutdown` gives up (clock ms).
+    pub(crate) shutdown_deadline: Option<u64>,
+    /// Message mode: the rest of a message a small read took only part of.
+    pub(crate) leftover: Vec<u8>,
+    pub(crate) leftover_pos: usize,
+}
+
+/// State shared by the driver task and every stream and listener of one socket: the state
+/// lock. Nothing under it makes a system call or encrypts.
 pub(crate) struct Shared {
     pub(crate) ep: Endpoint<SocketAddr>,
-    socket: Arc<UdpSocket>,
-    start: Instant,
-    #[cfg(not(target_os = "linux"))]
-    tx_buf: Vec<u8>,
-    #[cfg(target_os = "linux")]
-    batch: crate::batch::SendBatch,
-    pub(crate) read_wakers: HashMap<SessionId, Waker>,
-    pub(crate) write_wakers: HashMap<SessionId, Waker>,
-    pub(crate) close_wakers: HashMap<SessionId, Waker>,
-    /// Why sessions that have a stream ended, until the stream is dropped. Sessions nobody
-    /// holds a stream for (ended before `accept`) are not recorded, so this stays bounded by
-    /// the live streams.
-    pub(crate) closed: HashMap<SessionId, CloseReason>,
-    /// Sessions some `KcpStream` refers to.
-    pub(crate) streams: HashSet<SessionId>,
-    pub(crate) accept_waker: Option<Waker>,
-    pub(crate) send_drops: u64,
+    /// Sessions some stream refers to.
+    pub(crate) sessions: HashMap<SessionId, Sess>,
+    /// Sessions whose streams were dropped and that deliver what was written (linger).
+    lingering: HashSet<SessionId>,
+    /// Sessions with `shutdown` callers waiting.
+    flush_watch: HashSet<SessionId>,
+    /// Sessions with writers waiting: checked after every drain, since the endpoint's
+    /// writable edge can pass unseen between a writer's check and the next drain.
+    write_watch: HashSet<SessionId>,
+    pub(crate) acceptors: Waiters,
+    /// A listener accepts from this socket (otherwise sessions peers open are closed).
+    pub(crate) listening: bool,
+    /// The socket failed with this kind; the driver stopped.
     pub(crate) stopped: Option<io::ErrorKind>,
-    backlog: VecDeque<(SocketAddr, Vec<u8>)>,
+    /// The deadline the driver sleeps until (clock ms).
+    armed: Option<u64>,
+    /// The longest linger a dropped stream asked for (bounds the driver's life after the
+    /// last handle is gone).
+    linger_max: u64,
+    /// Counters the driver keeps in front of the endpoint (decryption), added to its stats.
+    pub(crate) in_pkts: u64,
+    pub(crate) in_bytes: u64,
+    pub(crate) in_csum_errors: u64,
+    pub(crate) in_errs: u64,
 }
 
 impl Shared {
-    pub(crate) fn now(&self) -> Millis {
-        Millis(self.start.elapsed().as_millis() as u32)
+    /// The endpoint's next deadline in clock ms.
+    fn deadline(&mut self, now: u64) -> Option<u64> {
+        self.ep.poll_timeout().map(|t| deadline_ms(now, t))
     }
 
-    /// Sends every datagram the endpoint has, then dispatches events to wakers.
-    pub(crate) fn flush(&mut self) {
-        let now = self.now();
-        #[cfg(target_os = "linux")]
-        {
-            // Sessions write straight into the send batch's free slots, several datagrams per
-            // call, so the crypto layer seals them together (interleaved CFB chains).
-            let mut lens = [0usize; crate::batch::BATCH];
-            loop {
-                if self.batch.is_full() {
-                    self.send_batch();
-                }
-                let (region, free) = self.batch.free_slots();
-                let stride = crate::batch::SLOT;
-                match self
-                    .ep
-                    .poll_transmit_strided(now, region, stride, &mut lens[..free])
-                {
-                    Some((to, n)) => self.batch.commit(to, &lens[..n]),
-                    None => break,
-                }
-            }
-            self.send_batch();
+    /// Whether the driver must recompute its sleep (a deadline earlier than the armed one).
+    pub(crate) fn timer_moved_earlier(&mut self, now: u64) -> bool {
+        match (self.deadline(now), self.armed) {
+            (Some(d), Some(a)) => d < a,
+            (Some(_), None) => true,
+            _ => false,
         }
-        #[cfg(not(target_os = "linux"))]
-        while let Some((to, n)) = self.ep.poll_transmit(now, &mut self.tx_buf) {
-            let datagram = self.tx_buf[..n].to_vec();
-            self.send_one(to, datagram);
-        }
+    }
+
+    /// Hands the endpoint's events to the waiting tasks (woken by the caller after it
+    /// released the lock).
+    pub(crate) fn dispatch(&mut self, wake: &mut Vec<Waker>) {
         while let Some(ev) = self.ep.poll_event() {
             match ev {
                 Event::Incoming => {
-                    if let Some(w) = self.accept_waker.take() {
-                        w.wake();
+                    if self.listening {
+                        self.acceptors.take_into(wake);
+                    } else {
+                        while let Some(id) = self.ep.accept() {
+                            let _ = self.ep.close(id);
+                        }
                     }
                 }
                 Event::Readable(id) => {
-                    if let Some(w) = self.read_wakers.remove(&id) {
-                        w.wake();
+                    if let Some(s) = self.sessions.get_mut(&id) {
+                        s.readers.take_into(wake);
                     }
                 }
                 Event::Writable(id) => {
-                    if let Some(w) = self.write_wakers.remove(&id) {
-                        w.wake();
+                    if let Some(s) = self.sessions.get_mut(&id) {
+                        s.writers.take_into(wake);
                     }
                 }
                 Event::Closed(id, reason) => {
-                    if self.streams.contains(&id) {
-                        self.closed.insert(id, reason);
-                    }
-                    for map in [
-                        &mut self.read_wakers,
-                        &mut self.write_wakers,
-                        &mut self.close_wakers,
-                    ] {
-                        if let Some(w) = map.remove(&id) {
-                            w.wake();
-                        }
+                    self.lingering.remove(&id);
+                    if let Some(s) = self.sessions.get_mut(&id) {
+                        s.ended = Some(reason);
+                        s.readers.take_into(wake);
+                        s.writers.take_into(wake);
+                        s.flushers.take_into(wake);
                     }
                 }
+                // Events added to kcp-core later: nothing waits on them.
+                #[allow(unreachable_patterns)]
+                _ => {}
             }
         }
-    }
-
-    /// Sends the datagrams collected in the batch with one `sendmmsg`; what the kernel did not
-    /// take waits in the backlog.
-    #[cfg(target_os = "linux")]
-    fn send_batch(&mut self) {
-        let n = self.batch.len();
-        if n == 0 {
-            return;
-        }
-        let sent = if self.backlog.is_empty() {
-            match self.batch.send(&self.socket) {
-                Ok(k) => k,
-                // One bad destination fails the call: send one by one instead.
-                Err(_) => {
-                    for i in 0..n {
-                        if let Some((to, d)) = self.batch.datagram(i) {
-                            let d = d.to_vec();
-                            self.send_one(to, d);
-                        }
-                    }
-                    self.batch.clear();
-                    return;
+        if !self.write_watch.is_empty() {
+            let ep = &self.ep;
+            let sessions = &mut self.sessions;
+            self.write_watch.retain(|id| match sessions.get_mut(id) {
+                Some(s) if s.writers.is_empty() => false,
+                Some(s) if ep.is_writable(*id) || ep.session(*id).is_none() => {
+                    s.writers.take_into(wake);
+                    false
                 }
-            }
-        } else {
-            0
-        };
-        for i in sent..n {
-            if let Some((to, d)) = self.batch.datagram(i) {
-                let d = d.to_vec();
-                self.queue(to, d);
-            }
+                Some(_) => true,
+                None => false,
+            });
         }
-        self.batch.clear();
+        if !self.flush_watch.is_empty() {
+            let ep = &self.ep;
+            let sessions = &mut self.sessions;
+            self.flush_watch.retain(|id| match sessions.get_mut(id) {
+                Some(s) if s.flushers.is_empty() => false,
+                Some(s) if ep.is_flushed(*id) || ep.session(*id).is_none() => {
+                    s.flushers.take_into(wake);
+                    false
+                }
+                Some(_) => true,
+                None => false,
+            });
+        }
     }
 
-    /// Sends one datagram now, or queues it behind the backlog / when the kernel is full.
-    fn send_one(&mut self, to: SocketAddr, datagram: Vec<u8>) {
-        if !self.backlog.is_empty() {
-            self.queue(to, datagram);
+    /// A writer waits until `id` is writable.
+    pub(crate) fn watch_write(&mut self, id: SessionId) {
+        self.write_watch.insert(id);
+    }
+
+    /// A `shutdown` caller waits until `id` is flushed.
+    pub(crate) fn watch_flush(&mut self, id: SessionId) {
+        self.flush_watch.insert(id);
+    }
+
+    /// The last stream of `id` is gone: deliver what was written within `linger_ms`, or
+    /// discard it (`abort`).
+    pub(crate) fn release(&mut self, id: SessionId, now: u64, linger_ms: Option<u32>) {
+        self.sessions.remove(&id);
+        self.flush_watch.remove(&id);
+        self.write_watch.remove(&id);
+        if self.ep.session(id).is_none() {
             return;
         }
-        match socket2::SockRef::from(&*self.socket).send_to(&datagram, &to.into()) {
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.queue(to, datagram),
-            // Unreachable peers and the like: the datagram is lost, KCP retransmits.
-            Err(_) => self.send_drops += 1,
+        match linger_ms {
+            // Delivered already: close at once, flushing the ACKs the peer is owed.
+            Some(_) if self.ep.is_flushed(id) => {
+                let _ = self.ep.close(id);
+            }
+            Some(ms) => {
+                let _ = self.ep.close_after_flush(millis(now), id, ms);
+                self.lingering.insert(id);
+                self.linger_max = self.linger_max.max(u64::from(ms));
+            }
+            None => {
+                let _ = self.ep.close(id);
+            }
         }
     }
 
-    /// Keeps a datagram the kernel had no room for; the driver sends it when the socket is
-    /// writable. Bounded: beyond `MAX_BACKLOG` datagrams are dropped (KCP retransmits).
-    fn queue(&mut self, to: SocketAddr, datagram: Vec<u8>) {
-        if self.backlog.len() >= MAX_BACKLOG {
-            self.send_drops += 1;
+    /// Lingering sessions whose data was all acknowledged close now, with `close`, which
+    /// flushes the ACKs the peer is owed (`close_after_flush` would end them without).
+    fn close_delivered(&mut self) {
+        if self.lingering.is_empty() {
             return;
         }
-        self.backlog.push_back((to, datagram));
-    }
-
-    /// Sends queued datagrams until the kernel pushes back; true when the queue is empty.
-    fn drain_backlog(&mut self) -> bool {
-        while let Some((to, d)) = self.backlog.front() {
-            match socket2::SockRef::from(&*self.socket).send_to(d, &(*to).into()) {
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
-                Err(_) => self.send_drops += 1,
+        let ep = &mut self.ep;
+        self.lingering.retain(|&id| {
+            if ep.is_flushed(id) {
+                let _ = ep.close(id);
+                false
+            } else {
+                true
             }
-            self.backlog.pop_front();
-        }
-        true
+        });
     }
 
-    /// The instant of the endpoint's next deadline, on the exact millisecond boundary of the
-    /// engine clock (not "now + n ms", which would drift late by the sub-millisecond part).
-    fn deadline(&mut self) -> Option<Instant> {
-        let t = self.ep.poll_timeout()?;
-        let now = self.now();
-        let at = u64::from(now.0) + t.since(now).max(0) as u64;
-        Some(self.start + Duration::from_millis(at))
-    }
-
-    fn stop(&mut self, kind: io::ErrorKind) {
+    fn stop(&mut self, kind: io::ErrorKind, wake: &mut Vec<Waker>) {
         self.stopped = Some(kind);
-        for (_, w) in self
-            .read_wakers
-            .drain()
-            .chain(self.write_wakers.drain())
-            .chain(self.close_wakers.drain())
-        {
-            w.wake();
+        for s in self.sessions.values_mut() {
+            s.readers.take_into(wake);
+            s.writers.take_into(wake);
+            s.flushers.take_into(wake);
         }
-        if let Some(w) = self.accept_waker.take() {
-            w.wake();
-        }
+        self.acceptors.take_into(wake);
     }
+
+    /// The endpoint's counters plus the driver's own (datagrams it could not decrypt).
+    pub(crate) fn stats(&self) -> kcp_core::endpoint::EndpointStats {
+        let mut st = self.ep.stats();
+        st.in_pkts += self.in_pkts;
+        st.in_bytes += self.in_bytes;
+        st.in_csum_errors += self.in_csum_errors;
+        st.in_errs += self.in_errs;
+        st
+    }
+}
+
+/// Counters of one socket's driver.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SocketStats {
+    /// Datagrams the kernel took.
+    pub datagrams_sent: u64,
+    /// Send system calls (`sendmmsg` or `sendto`).
+    pub send_calls: u64,
+    /// Times the kernel refused a send because its buffer was full (`EAGAIN`); what it
+    /// refused waits in the backlog.
+    pub send_would_block: u64,
+    /// Datagrams dropped on the way out: the backlog was full, or the kernel refused them
+    /// with an error (unreachable destination...). KCP retransmits them.
+    pub send_drops: u64,
+    /// Datagrams waiting in the backlog now.
+    pub backlog: u64,
+    /// Datagrams read from the socket.
+    pub datagrams_received: u64,
+    /// Datagrams dropped because they were larger than the receive buffer (never passed on
+    /// truncated).
+    pub recv_truncated: u64,
+    /// Times the driver task woke up.
+    pub wakeups: u64,
+    /// With the `perf` feature: the longest time the state lock was held, in ns (0 without).
+    pub lock_hold_max_ns: u64,
+    /// With the `perf` feature: total time the state lock was held, in ns.
+    pub lock_hold_total_ns: u64,
+    /// With the `perf` feature: how often the state lock was taken.
+    pub lock_acquisitions: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    datagrams_sent: AtomicU64,
+    send_calls: AtomicU64,
+    send_would_block: AtomicU64,
+    send_drops: AtomicU64,
+    backlog: AtomicU64,
+    datagrams_received: AtomicU64,
+    recv_truncated: AtomicU64,
+    wakeups: AtomicU64,
+    #[cfg(feature = "perf")]
+    lock_hold_max_ns: AtomicU64,
+    #[cfg(feature = "perf")]
+    lock_hold_total_ns: AtomicU64,
+    #[cfg(feature = "perf")]
+    lock_acquisitions: AtomicU64,
+}
+
+fn bump(c: &AtomicU64, n: u64) {
+    c.fetch_add(n, Ordering::Relaxed);
+}
+
+/// The send side: the batch being filled, the sealer, the backlog. Behind the send lock.
+struct Tx {
+    batch: SendBatch,
+    lens: Vec<usize>,
+    /// kcp-go's packet encryption, applied to every datagram after collection (the sessions'
+    /// stacks only reserve its header).
+    sealer: Option<PacketCrypt>,
+    backlog: VecDeque<(SocketAddr, Vec<u8>)>,
 }
 
 /// What the driver task and the handles share.
 pub(crate) struct Inner {
-    pub(crate) shared: Mutex<Shared>,
+    state: Mutex<Shared>,
+    tx: Mutex<Tx>,
+    /// Set by every caller that wants a transmit pass; the send lock's holder loops while set.
+    tx_pending: AtomicBool,
     notify: Notify,
     stop: Notify,
-    pub(crate) local: SocketAddr,
+    socket: Arc<UdpSocket>,
+    pub(crate) clock: Clock,
+    local: SocketAddr,
+    counters: Counters,
+    /// Test hook: every send fails with `WouldBlock` inside `try_io`, as when the kernel's
+    /// send buffer stays full.
+    #[cfg(test)]
+    pub(crate) stall_sends: AtomicBool,
+}
+
+/// The state lock's guard; with the `perf` feature it records how long it was held.
+pub(crate) struct StateGuard<'a> {
+    guard: MutexGuard<'a, Shared>,
+    #[cfg(feature = "perf")]
+    since: Instant,
+    #[cfg(feature = "perf")]
+    counters: &'a Counters,
+}
+
+impl std::ops::Deref for StateGuard<'_> {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.guard
+    }
+}
+
+impl std::ops::DerefMut for StateGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Shared {
+        &mut self.guard
+    }
+}
+
+#[cfg(feature = "perf")]
+impl Drop for StateGuard<'_> {
+    fn drop(&mut self) {
+        let ns = self.since.elapsed().as_nanos() as u64;
+        bump(&self.counters.lock_hold_total_ns, ns);
+        bump(&self.counters.lock_acquisitions, 1);
+        self.counters
+            .lock_hold_max_ns
+            .fetch_max(ns, Ordering::Relaxed);
+    }
 }
 
 /// A handle on one socket's driver, held (in an `Arc`) by its streams and listener; when the
-/// last one is dropped the driver task stops.
+/// last one is dropped the driver finishes the sessions that linger and stops.
 pub(crate) struct Driver {
     inner: Arc<Inner>,
 }
 
 impl Driver {
-    /// Starts the driver task for `socket`.
     /// Starts the driver task for `socket`. `gro` asks for receive offload (64 KiB receive
-    /// slots: worth it for a listener's busy socket, not for every client socket).
+    /// slots: worth it for a listener's busy socket, not for every client socket). `crypt`
+    /// builds the packet encryption the sessions' stacks left to the driver.
     pub(crate) fn spawn(
         socket: UdpSocket,
         ep: Endpoint<SocketAddr>,
         gro: bool,
+        crypt: impl Fn() -> Option<PacketCrypt>,
+        clock_offset_ms: u64,
     ) -> io::Result<Arc<Driver>> {
         let local = socket.local_addr()?;
         let socket = Arc::new(socket);
-        #[cfg(not(target_os = "linux"))]
-        let mtu = ep.config().session.mtu as usize;
+        let listening = ep.config().accept;
         let inner = Arc::new(Inner {
-            shared: Mutex::new(Shared {
+            state: Mutex::new(Shared {
                 ep,
-                socket: socket.clone(),
-                start: Instant::now(),
-                #[cfg(not(target_os = "linux"))]
-                tx_buf: vec![0; mtu.max(1500)],
-                #[cfg(target_os = "linux")]
-                batch: crate::batch::SendBatch::new(),
-                read_wakers: HashMap::new(),
-                write_wakers: HashMap::new(),
-                close_wakers: HashMap::new(),
-                closed: HashMap::new(),
-                streams: HashSet::new(),
-                accept_waker: None,
-                send_drops: 0,
+                sessions: HashMap::new(),
+                lingering: HashSet::new(),
+                flush_watch: HashSet::new(),
+                write_watch: HashSet::new(),
+                acceptors: Waiters::default(),
+                listening,
                 stopped: None,
+                armed: None,
+                linger_max: 0,
+                in_pkts: 0,
+                in_bytes: 0,
+                in_csum_errors: 0,
+                in_errs: 0,
+            }),
+            tx: Mutex::new(Tx {
+                batch: SendBatch::new(),
+                lens: vec![0; BATCH],
+                sealer: crypt(),
                 backlog: VecDeque::new(),
             }),
+            tx_pending: AtomicBool::new(false),
             notify: Notify::new(),
             stop: Notify::new(),
+            socket: socket.clone(),
+            clock: Clock::new(clock_offset_ms),
             local,
+            counters: Counters::default(),
+            #[cfg(test)]
+            stall_sends: AtomicBool::new(false),
         });
-        tokio::spawn(run(inner.clone(), socket, gro));
+        tokio::spawn(run(inner.clone(), gro, crypt()));
         Ok(Arc::new(Driver { inner }))
     }
 
-    pub(crate) fn lock(&self) -> MutexGuard<'_, Shared> {
+    /// Takes the state lock.
+    pub(crate) fn lock(&self) -> StateGuard<'_> {
         self.inner.lock()
     }
 
-    /// Tells the driver that timers may have changed (after an application call).
+    /// Sends what the endpoint has (in the caller's task), then, if timers moved earlier than
+    /// the driver's sleep, wakes the driver.
+    pub(crate) fn transmit(&self) {
+        self.inner.transmit();
+    }
+
+    /// Tells the driver its timers moved earlier.
     pub(crate) fn poke(&self) {
         self.inner.notify.notify_one();
+    }
+
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.inner.clock.now_ms()
+    }
+
+    pub(crate) fn instant_at(&self, ms: u64) -> Instant {
+        self.inner.clock.instant_at(ms)
     }
 
     pub(crate) fn local_addr(&self) -> SocketAddr {
@@ -285,15 +522,36 @@ impl Driver {
 
     /// Runs `f` on the driver's socket (socket options at run time).
     pub(crate) fn with_socket<T>(&self, f: impl FnOnce(&UdpSocket) -> T) -> T {
-        let s = self.lock();
-        f(&s.socket)
+        f(&self.inner.socket)
     }
-}
 
-impl Inner {
-    fn lock(&self) -> MutexGuard<'_, Shared> {
-        // Nothing panics while holding the lock; if something did, the state is still usable.
-        self.shared.lock().unwrap_or_else(|p| p.into_inner())
+    pub(crate) fn socket_stats(&self) -> SocketStats {
+        let c = &self.inner.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        #[allow(unused_mut)]
+        let mut st = SocketStats {
+            datagrams_sent: get(&c.datagrams_sent),
+            send_calls: get(&c.send_calls),
+            send_would_block: get(&c.send_would_block),
+            send_drops: get(&c.send_drops),
+            backlog: get(&c.backlog),
+            datagrams_received: get(&c.datagrams_received),
+            recv_truncated: get(&c.recv_truncated),
+            wakeups: get(&c.wakeups),
+            ..SocketStats::default()
+        };
+        #[cfg(feature = "perf")]
+        {
+            st.lock_hold_max_ns = get(&c.lock_hold_max_ns);
+            st.lock_hold_total_ns = get(&c.lock_hold_total_ns);
+            st.lock_acquisitions = get(&c.lock_acquisitions);
+        }
+        st
+    }
+
+    #[cfg(all(test, target_os = "linux"))]
+    pub(crate) fn inner(&self) -> &Inner {
+        &self.inner
     }
 }
 
@@ -303,109 +561,568 @@ impl Drop for Driver {
     }
 }
 
-/// Reads what the socket has (up to a bound, so timers and writers get their turn) and hands
-/// every datagram to the endpoint.
-fn receive(socket: &UdpSocket, rx: &mut Rx, s: &mut Shared, now: Millis) -> io::Result<()> {
+impl Inner {
+    fn lock(&self) -> StateGuard<'_> {
+        // Nothing panics while holding the lock; if something did, the state is still usable.
+        StateGuard {
+            guard: self.state.lock().unwrap_or_else(|p| p.into_inner()),
+            #[cfg(feature = "perf")]
+            since: Instant::now(),
+            #[cfg(feature = "perf")]
+            counters: &self.counters,
+        }
+    }
+
+    /// Collects every datagram the endpoint has and sends it. Only one caller sends at a
+    /// time (datagrams stay in order); a caller that finds the send lock taken leaves a flag
+    /// the holder acts on before it lets go.
+    fn transmit(&self) {
+        loop {
+            self.tx_pending.store(true, Ordering::SeqCst);
+            let mut tx = match self.tx.try_lock() {
+                Ok(g) => g,
+                Err(TryLockError::WouldBlock) => return,
+                Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            };
+            while self.tx_pending.swap(false, Ordering::SeqCst) {
+                self.transmit_locked(&mut tx);
+            }
+            drop(tx);
+            if !self.tx_pending.load(Ordering::SeqCst) {
+                return;
+            }
+        }
+    }
+
+    fn transmit_locked(&self, tx: &mut Tx) {
+        let mut wake = Vec::new();
+        loop {
+            let now = self.clock.now_ms();
+            let more = {
+                let mut s = self.lock();
+                let more = collect(tx, &mut s.ep, millis(now));
+                s.dispatch(&mut wake);
+                if s.timer_moved_earlier(now) {
+                    self.notify.notify_one();
+                }
+                more
+            };
+            for w in wake.drain(..) {
+                w.wake();
+            }
+            self.seal_and_send(tx, now);
+            if !more {
+                return;
+            }
+        }
+    }
+
+    /// Seals the collected batch (no lock but the send lock) and sends it, or queues it
+    /// behind the backlog.
+    fn seal_and_send(&self, tx: &mut Tx, now: u64) {
+        let n = tx.batch.len();
+        if n == 0 {
+            return;
+        }
+        if let Some(c) = &mut tx.sealer {
+            let (buf, lens) = tx.batch.committed_mut();
+            if c.seal_strided(buf, SLOT, lens, millis(now)).is_err() {
+                // Cannot happen with the engine's datagram sizes; never send plaintext.
+                bump(&self.counters.send_drops, n as u64);
+                tx.batch.clear();
+                return;
+            }
+        }
+        if !tx.backlog.is_empty() {
+            for i in 0..n {
+                self.queue(tx, i);
+            }
+            tx.batch.clear();
+            return;
+        }
+        bump(&self.counters.send_calls, 1);
+        let r = self.socket.try_io(Interest::WRITABLE, || {
+            #[cfg(test)]
+            if self.stall_sends.load(Ordering::Relaxed) {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            send_batch(&mut tx.batch, &self.socket)
+        });
+        let sent = match r {
+            Ok(k) => k,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                bump(&self.counters.send_would_block, 1);
+                0
+            }
+            // One bad destination fails the whole call: send one by one instead.
+            Err(_) => {
+                for i in 0..n {
+                    if let Some((to, d)) = tx.batch.datagram(i) {
+                        match self.send_one(to, d) {
+                            Ok(()) => {}
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.queue(tx, i),
+                            Err(_) => bump(&self.counters.send_drops, 1),
+                        }
+                    }
+                }
+                tx.batch.clear();
+                return;
+            }
+        };
+        bump(&self.counters.datagrams_sent, sent as u64);
+        for i in sent..n {
+            self.queue(tx, i);
+        }
+        tx.batch.clear();
+    }
+
+    /// Keeps datagram `i` of the batch for when the socket is writable; beyond
+    /// `MAX_BACKLOG` it is dropped (KCP retransmits).
+    fn queue(&self, tx: &mut Tx, i: usize) {
+        if tx.backlog.len() >= MAX_BACKLOG {
+            bump(&self.counters.send_drops, 1);
+            return;
+        }
+        if let Some((to, d)) = tx.batch.datagram(i) {
+            tx.backlog.push_back((to, d.to_vec()));
+            self.counters
+                .backlog
+                .store(tx.backlog.len() as u64, Ordering::Relaxed);
+            if tx.backlog.len() == 1 {
+                // The driver waits for writability only while it knows of a backlog.
+                self.notify.notify_one();
+            }
+        }
+    }
+
+    /// One datagram through Tokio's readiness.
+    fn send_one(&self, to: SocketAddr, d: &[u8]) -> io::Result<()> {
+        bump(&self.counters.send_calls, 1);
+        let r = self.socket.try_io(Interest::WRITABLE, || {
+            #[cfg(test)]
+            if self.stall_sends.load(Ordering::Relaxed) {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            socket2::SockRef::from(&*self.socket).send_to(d, &to.into())
+        });
+        match r {
+            Ok(_) => {
+                bump(&self.counters.datagrams_sent, 1);
+                Ok(())
+            }
+            Err(e) => {
+                if e.kind() == io::ErrorKind::WouldBlock {
+                    bump(&self.counters.send_would_block, 1);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Sends the backlog until the kernel pushes back; true when it is empty.
+    fn drain_backlog(&self) -> bool {
+        let mut tx = match self.tx.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        while let Some((to, d)) = tx.backlog.front() {
+            match self.send_one(*to, d) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => bump(&self.counters.send_drops, 1),
+            }
+            tx.backlog.pop_front();
+        }
+        self.counters
+            .backlog
+            .store(tx.backlog.len() as u64, Ordering::Relaxed);
+        tx.backlog.is_empty()
+    }
+
+    fn has_backlog(&self) -> bool {
+        self.counters.backlog.load(Ordering::Relaxed) > 0
+    }
+}
+
+/// Fills the batch from the endpoint; true if it filled up (more may be waiting).
+fn collect(tx: &mut Tx, ep: &mut Endpoint<SocketAddr>, now: Millis) -> bool {
+    loop {
+        if tx.batch.is_full() {
+            return true;
+        }
+        let (region, free) = tx.batch.free_slots();
+        match ep.poll_transmit_strided(now, region, SLOT, &mut tx.lens[..free]) {
+            Some((to, n)) => tx.batch.commit(to, &tx.lens[..n]),
+            None => return false,
+        }
+    }
+}
+
+/// One send call for the whole batch; `WouldBlock` (nothing sent) as an error so that
+/// `try_io` clears the socket's readiness.
+fn send_batch(batch: &mut SendBatch, socket: &UdpSocket) -> io::Result<usize> {
+    match batch.send(socket)? {
+        0 => Err(io::ErrorKind::WouldBlock.into()),
+        k => Ok(k),
+    }
+}
+
+/// Received datagrams, decrypted, waiting to be fed to the endpoint under the state lock.
+struct Stage {
+    buf: Vec<u8>,
+    items: Vec<(SocketAddr, usize, usize)>,
+}
+
+impl Stage {
+    fn push(&mut self, from: SocketAddr, data: &[u8]) {
+        let start = self.buf.len();
+        self.buf.extend_from_slice(data);
+        self.items.push((from, start, self.buf.len()));
+    }
+}
+
+/// The receive side, owned by the driver task.
+struct Rx {
     #[cfg(target_os = "linux")]
-    for _ in 0..RECV_CALLS {
-        match rx.recv(socket) {
-            Ok(n) => {
-                rx.for_each(|from, data| {
-                    let _ = s.ep.handle_datagram(now, from, data);
+    batch: crate::batch::RecvBatch,
+    #[cfg(not(target_os = "linux"))]
+    buf: Vec<u8>,
+    p: RxProc,
+}
+
+/// What processes received datagrams (apart from the receive buffers, so both can be
+/// borrowed at once).
+struct RxProc {
+    opener: Option<PacketCrypt>,
+    stage: Stage,
+    /// The last clock ms at which timers ran (they run at most once per ms).
+    timers_at: u64,
+}
+
+impl Inner {
+    /// Decrypts one datagram (no lock held) and stages it; feeds the stage when full.
+    fn take(&self, rx: &mut RxProc, from: SocketAddr, data: &mut [u8], now: u64) {
+        bump(&self.counters.datagrams_received, 1);
+        if let Some(c) = &mut rx.opener {
+            match c.open(data, millis(now)) {
+                Ok(Some(_)) => {}
+                Ok(None) => return,
+                Err(e) => {
+                    let mut s = self.lock();
+                    s.in_pkts += 1;
+                    s.in_bytes += data.len() as u64;
+                    if e == CodecError::Integrity {
+                        s.in_csum_errors += 1;
+                    } else {
+                        s.in_errs += 1;
+                    }
+                    return;
+                }
+            }
+        }
+        rx.stage.push(from, data);
+        if rx.stage.items.len() >= CHUNK {
+            self.feed(rx);
+        }
+    }
+
+    /// Feeds the staged datagrams to the endpoint, runs timers that are due, then sends.
+    fn feed(&self, rx: &mut RxProc) {
+        if rx.stage.items.is_empty() {
+            return;
+        }
+        let now = self.clock.now_ms();
+        {
+            let mut s = self.lock();
+            let Stage { buf, items } = &mut rx.stage;
+            for &(from, a, b) in items.iter() {
+                if let Some(d) = buf.get_mut(a..b) {
+                    let _ = s.ep.handle_datagram(millis(now), from, d);
+                }
+            }
+            s.close_delivered();
+            if rx.timers_at != now && s.deadline(now).is_some_and(|d| d <= now) {
+                s.ep.handle_timeout(millis(now));
+                rx.timers_at = now;
+            }
+        }
+        rx.stage.buf.clear();
+        rx.stage.items.clear();
+        self.transmit();
+    }
+
+    /// Reads up to `RECV_PER_WAKE` datagrams; `Err` only for a socket failure.
+    fn receive(&self, rx: &mut Rx) -> io::Result<()> {
+        let mut got = 0;
+        while got < RECV_PER_WAKE {
+            #[cfg(target_os = "linux")]
+            {
+                match rx.batch.recv(&self.socket) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if ignorable(&e) => {
+                        got += 1;
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                }
+                self.counters
+                    .recv_truncated
+                    .store(rx.batch.truncated(), Ordering::Relaxed);
+                let now = self.clock.now_ms();
+                let mut n = 0;
+                let p = &mut rx.p;
+                rx.batch.for_each(|from, data| {
+                    n += 1;
+                    self.take(p, from, data, now);
                 });
                 if n == 0 {
                     break;
                 }
+                got += n;
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            // ICMP port unreachable and the like surface here: not our socket's fault.
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionReset
-                ) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    for _ in 0..RECV_BATCH {
-        match socket.try_recv_from(rx) {
-            Ok((n, from)) => {
-                let _ = s.ep.handle_datagram(now, from, &mut rx[..n]);
+            #[cfg(not(target_os = "linux"))]
+            {
+                let mut buf = std::mem::take(&mut rx.buf);
+                let r = self.socket.try_recv_from(&mut buf);
+                let r = match r {
+                    Ok((n, from)) => {
+                        let now = self.clock.now_ms();
+                        if let Some(d) = buf.get_mut(..n) {
+                            self.take(&mut rx.p, from, d, now);
+                        }
+                        got += 1;
+                        Ok(())
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(None),
+                    Err(e) if ignorable(&e) => {
+                        got += 1;
+                        Ok(())
+                    }
+                    // A datagram larger than the buffer (Windows reports it as an error).
+                    Err(e) if is_truncation(&e) => {
+                        bump(&self.counters.recv_truncated, 1);
+                        Ok(())
+                    }
+                    Err(e) => Err(Some(e)),
+                };
+                rx.buf = buf;
+                match r {
+                    Ok(()) => {}
+                    Err(None) => break,
+                    Err(Some(e)) => return Err(e),
+                }
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionReset
-                ) => {}
-            Err(e) => return Err(e),
         }
+        self.feed(&mut rx.p);
+        Ok(())
     }
-    Ok(())
 }
 
-#[cfg(target_os = "linux")]
-type Rx = crate::batch::RecvBatch;
-#[cfg(not(target_os = "linux"))]
-type Rx = Vec<u8>;
+/// Errors a UDP socket reports for an earlier datagram (ICMP port unreachable and the like):
+/// not the socket's fault.
+fn ignorable(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::Interrupted
+    )
+}
 
-async fn run(d: Arc<Inner>, socket: Arc<UdpSocket>, gro: bool) {
-    #[cfg(target_os = "linux")]
-    let mut rx = crate::batch::RecvBatch::new(&socket, gro);
+#[cfg(not(target_os = "linux"))]
+fn is_truncation(e: &io::Error) -> bool {
+    #[cfg(windows)]
+    {
+        // WSAEMSGSIZE
+        e.raw_os_error() == Some(10040)
+    }
+    #[cfg(not(windows))]
+    {
+        let _ = e;
+        false
+    }
+}
+
+async fn run(d: Arc<Inner>, gro: bool, opener: Option<PacketCrypt>) {
     #[cfg(not(target_os = "linux"))]
     let _ = gro;
-    #[cfg(not(target_os = "linux"))]
-    let mut rx = vec![0u8; RECV_BUF];
+    let mut rx = Rx {
+        #[cfg(target_os = "linux")]
+        batch: crate::batch::RecvBatch::new(&d.socket, gro),
+        // The largest UDP payload: nothing is ever truncated.
+        #[cfg(not(target_os = "linux"))]
+        buf: vec![0u8; 65_536],
+        p: RxProc {
+            opener,
+            stage: Stage {
+                buf: Vec::with_capacity(CHUNK * 1500),
+                items: Vec::with_capacity(CHUNK),
+            },
+            timers_at: u64::MAX,
+        },
+    };
+    // After the last handle went: the time by which lingering sessions are given up.
+    let mut stopping: Option<u64> = None;
     loop {
-        let (deadline, backlog) = {
+        bump(&d.counters.wakeups, 1);
+        let now = d.clock.now_ms();
+        let (deadline, ran) = {
             let mut s = d.lock();
-            (s.deadline(), !s.backlog.is_empty())
+            let mut ran = false;
+            if rx.p.timers_at != now && s.deadline(now).is_some_and(|t| t <= now) {
+                s.ep.handle_timeout(millis(now));
+                rx.p.timers_at = now;
+                ran = true;
+            }
+            if let Some(until) = stopping {
+                if s.ep.is_empty() || now >= until {
+                    return;
+                }
+            }
+            let deadline = s.deadline(now);
+            s.armed = deadline;
+            (deadline, ran)
         };
+        if ran {
+            d.transmit();
+            continue;
+        }
+        // A deadline in this very millisecond (timers ran already): the next millisecond.
+        let deadline = deadline.map(|t| t.max(now + 1));
+        let backlog = d.has_backlog();
         let writable = async {
             if backlog {
-                let _ = socket.writable().await;
+                let _ = d.socket.writable().await;
             } else {
                 std::future::pending::<()>().await;
             }
         };
         let sleep = async {
             match deadline {
-                Some(at) => tokio::time::sleep_until(at.into()).await,
+                Some(at) => tokio::time::sleep_until(d.clock.instant_at(at).into()).await,
                 None => std::future::pending().await,
             }
         };
+        let stop = async {
+            if stopping.is_none() {
+                d.stop.notified().await;
+            } else {
+                std::future::pending().await
+            }
+        };
         tokio::select! {
-            r = socket.readable() => {
-                let mut s = d.lock();
+            r = d.socket.readable() => {
+                let r = r.and_then(|()| d.receive(&mut rx));
                 if let Err(e) = r {
-                    s.stop(e.kind());
+                    let mut wake = Vec::new();
+                    d.lock().stop(e.kind(), &mut wake);
+                    for w in wake {
+                        w.wake();
+                    }
                     return;
                 }
-                let now = s.now();
-                if let Err(e) = receive(&socket, &mut rx, &mut s, now) {
-                    s.stop(e.kind());
-                    return;
-                }
-                s.flush();
             }
-            _ = sleep => {
-                let mut s = d.lock();
-                let now = s.now();
-                s.ep.handle_timeout(now);
-                s.flush();
-            }
+            _ = sleep => {}
             _ = writable => {
-                let mut s = d.lock();
-                if s.drain_backlog() {
-                    s.flush();
+                if d.drain_backlog() {
+                    d.transmit();
                 }
             }
             _ = d.notify.notified() => {}
-            _ = d.stop.notified() => {
-                d.lock().stop(io::ErrorKind::NotConnected);
-                return;
+            _ = stop => {
+                // The last handle is gone: sessions no stream refers to (never accepted) go
+                // now; those that linger deliver what was written, bounded by their linger.
+                let now = d.clock.now_ms();
+                let mut s = d.lock();
+                s.listening = false;
+                let ids = s.ep.sessions();
+                for id in ids {
+                    if !s.lingering.contains(&id) {
+                        let _ = s.ep.close(id);
+                    }
+                }
+                let bound = s.linger_max + 1_000;
+                drop(s);
+                d.transmit();
+                // Lingering sessions end by their own deadline; this bounds the task anyway.
+                stopping = Some(now + bound);
             }
+        }
+    }
+}
+
+/// Send batches where the platform has no `sendmmsg`: the same interface, one `sendto` per
+/// datagram.
+#[cfg(not(target_os = "linux"))]
+mod portable {
+    use std::io;
+    use std::net::SocketAddr;
+
+    use tokio::net::UdpSocket;
+
+    pub(crate) const BATCH: usize = 32;
+    pub(crate) const SLOT: usize = 2048;
+
+    pub(crate) struct SendBatch {
+        buf: Vec<u8>,
+        lens: Vec<usize>,
+        addrs: Vec<SocketAddr>,
+    }
+
+    impl SendBatch {
+        pub(crate) fn new() -> SendBatch {
+            SendBatch {
+                buf: vec![0; BATCH * SLOT],
+                lens: Vec::with_capacity(BATCH),
+                addrs: Vec::with_capacity(BATCH),
+            }
+        }
+        pub(crate) fn len(&self) -> usize {
+            self.lens.len()
+        }
+        pub(crate) fn is_full(&self) -> bool {
+            self.lens.len() == BATCH
+        }
+        pub(crate) fn free_slots(&mut self) -> (&mut [u8], usize) {
+            let used = self.lens.len().min(BATCH);
+            (&mut self.buf[used * SLOT..], BATCH - used)
+        }
+        pub(crate) fn commit(&mut self, to: SocketAddr, lens: &[usize]) {
+            for &len in lens {
+                if self.lens.len() < BATCH {
+                    self.addrs.push(to);
+                    self.lens.push(len.min(SLOT));
+                }
+            }
+        }
+        pub(crate) fn committed_mut(&mut self) -> (&mut [u8], &mut [usize]) {
+            let n = self.lens.len();
+            (&mut self.buf[..n * SLOT], &mut self.lens[..])
+        }
+        pub(crate) fn datagram(&self, i: usize) -> Option<(SocketAddr, &[u8])> {
+            let len = *self.lens.get(i)?;
+            Some((*self.addrs.get(i)?, self.buf.get(i * SLOT..i * SLOT + len)?))
+        }
+        /// Sends datagrams in order until the kernel pushes back; how many went.
+        pub(crate) fn send(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+            let mut sent = 0;
+            for i in 0..self.lens.len() {
+                let Some((to, d)) = self.datagram(i) else {
+                    break;
+                };
+                match socket2::SockRef::from(socket).send_to(d, &to.into()) {
+                    Ok(_) => sent += 1,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if sent == 0 => return Err(e),
+                    Err(_) => break,
+                }
+            }
+            Ok(sent)
+        }
+        pub(crate) fn clear(&mut self) {
+            self.lens.clear();
+            self.addrs.clear();
         }
     }
 }
@@ -415,8 +1132,135 @@ mod tests {
     use std::time::Duration;
 
     use kcp_core::wire::{Command, SegmentRepr, HEADER_LEN};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    use crate::{KcpConfig, KcpListener};
+    use super::*;
+    use crate::{KcpConfig, KcpListener, KcpStream};
+
+    /// CPU time of the calling thread.
+    #[cfg(target_os = "linux")]
+    fn thread_cpu() -> Duration {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a valid timespec to write into.
+        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+        Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+    }
+
+    #[test]
+    fn deadlines_are_computed_in_64_bits_across_the_wrap() {
+        let wrap = 1u64 << 32;
+        // A deadline 30 ms ahead, seen 10 ms before the u32 clock wraps.
+        let now = wrap - 10;
+        assert_eq!(deadline_ms(now, millis(now + 30)), now + 30);
+        // Seen after the wrap (now is past 2^32, the endpoint's Millis is small again).
+        let now = wrap + 5;
+        assert_eq!(deadline_ms(now, millis(now + 30)), now + 30);
+        // A deadline already past is now, never 49.7 days away or in the distant past.
+        assert_eq!(deadline_ms(now, millis(now - 3)), now);
+        let c = Clock::new(wrap - 1);
+        let t = c.now_ms();
+        assert!(c.instant_at(t + 1000) > Instant::now());
+    }
+
+    /// The kernel's send buffer stays full (every send refused with EAGAIN, through
+    /// `try_io`) while the peer never answers: the driver sleeps until its timers, it does
+    /// not spin on a writable readiness that never clears.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_full_send_buffer_does_not_spin() {
+        let (done, result) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let r = rt.block_on(async {
+                // A peer that never reads or answers.
+                let peer = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+                let cfg = KcpConfig::new(kcp_core::Config::fast3());
+                let mut c = KcpStream::connect(peer.local_addr().unwrap(), cfg)
+                    .await
+                    .unwrap();
+                c.driver()
+                    .inner()
+                    .stall_sends
+                    .store(true, Ordering::Relaxed);
+                c.write_all(&[1u8; 64 * 1024]).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let cpu = thread_cpu();
+                let wall = Instant::now();
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let (cpu, wall) = (thread_cpu() - cpu, wall.elapsed());
+                let st = c.socket_stats();
+                assert!(st.send_would_block > 0 && st.backlog > 0, "{st:?}");
+                (cpu, wall, st)
+            });
+            let _ = done.send(r);
+        });
+        // A driver that spins on a current-thread runtime can starve the test's own timer.
+        let (cpu, wall, st) = result
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the runtime never got back to the test: the driver spins");
+        // A spinning driver burns the whole second; a sleeping one a few ms.
+        assert!(
+            cpu < wall / 10,
+            "driver used {cpu:?} CPU in {wall:?} ({} wake-ups)",
+            st.wakeups
+        );
+    }
+
+    /// The driver's clock crosses 2^32 ms (49.7 days) during a transfer: data still flows,
+    /// the driver does not spin, and an idle timeout after the wrap fires on time.
+    #[tokio::test]
+    async fn timers_work_across_the_32_bit_clock_wrap() {
+        let start = (1u64 << 32) - 1_500;
+        let cfg = KcpConfig::new(kcp_core::Config::fast3())
+            .idle_timeout(Some(Duration::from_millis(1_000)))
+            .clock_offset(start);
+        let l = KcpListener::bind("127.0.0.1:0", cfg.clone()).await.unwrap();
+        let mut c = KcpStream::connect(l.local_addr(), cfg).await.unwrap();
+        c.write_all(b"x").await.unwrap();
+        let (mut s, _) = l.accept().await.unwrap();
+        let mut b = [0u8; 1];
+        s.read_exact(&mut b).await.unwrap();
+        // Echo round trips for 2.5 s: the clocks wrap 1.5 s in.
+        let t = Instant::now();
+        let mut n = 0u32;
+        while t.elapsed() < Duration::from_millis(2_500) {
+            c.write_all(&n.to_le_bytes()).await.unwrap();
+            let mut got = [0u8; 4];
+            s.read_exact(&mut got).await.unwrap();
+            s.write_all(&got).await.unwrap();
+            c.read_exact(&mut got).await.unwrap();
+            assert_eq!(u32::from_le_bytes(got), n);
+            n += 1;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(c.driver().now_ms() > 1 << 32);
+        assert!(n > 50, "only {n} round trips");
+        // Silence: the server's session ends by its idle timeout, on time.
+        let quiet = Instant::now();
+        drop(c);
+        let e = tokio::time::timeout(Duration::from_secs(5), s.read(&mut b))
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(
+            crate::KcpError::of(&e),
+            Some(crate::KcpError::Ended(CloseReason::IdleTimeout))
+        );
+        let waited = quiet.elapsed();
+        assert!(
+            waited > Duration::from_millis(700) && waited < Duration::from_millis(2_000),
+            "{waited:?}"
+        );
+        // A spinning driver wakes up millions of times in 3.5 s.
+        let st = l.socket_stats();
+        assert!(st.wakeups < 5_000, "{st:?}");
+    }
 
     /// Peers that open sessions and vanish before `accept` leave nothing behind.
     #[tokio::test]
@@ -446,6 +1290,6 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(400)).await;
         assert_eq!(l.sessions_per_socket(), [0], "idle sessions time out");
         let s = l.drivers[0].lock();
-        assert!(s.closed.is_empty() && s.streams.is_empty());
+        assert!(s.sessions.is_empty() && s.lingering.is_empty());
     }
 }

@@ -33,12 +33,17 @@
 mod batch;
 mod config;
 mod driver;
+mod error;
+#[cfg(feature = "impair")]
 pub mod impair;
 mod listener;
+#[cfg(feature = "perf")]
 pub mod perf;
 mod stream;
 
 pub use config::KcpConfig;
+pub use driver::SocketStats;
+pub use error::KcpError;
 pub use listener::KcpListener;
 pub use stream::{KcpStream, OwnedReadHalf, OwnedWriteHalf, StreamMonitor, StreamStats};
 

@@ -10,7 +10,8 @@ use kcp_core::endpoint::Endpoint;
 use tokio::net::{ToSocketAddrs, UdpSocket};
 
 use crate::config::KcpConfig;
-use crate::driver::Driver;
+use crate::driver::{waiter_key, Driver, Sess, SocketStats};
+use crate::error::KcpError;
 use crate::stream::KcpStream;
 
 /// Accepts KCP sessions on one UDP socket (kcp-go's `Listener`).
@@ -62,7 +63,13 @@ impl KcpListener {
         config.apply_socket(&socket)?;
         let ep = Endpoint::new(config.endpoint_config(true))
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
-        let driver = Driver::spawn(socket, ep, true)?;
+        let driver = Driver::spawn(
+            socket,
+            ep,
+            true,
+            || config.packet_crypt(),
+            config.clock_offset_ms,
+        )?;
         Ok(KcpListener {
             drivers: vec![driver],
             config,
@@ -94,7 +101,13 @@ impl KcpListener {
             config.apply_socket(&socket)?;
             let ep = Endpoint::new(config.endpoint_config(true))
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
-            drivers.push(Driver::spawn(socket, ep, true)?);
+            drivers.push(Driver::spawn(
+                socket,
+                ep,
+                true,
+                || config.packet_crypt(),
+                config.clock_offset_ms,
+            )?);
         }
         Ok(KcpListener { drivers, config })
     }
@@ -124,33 +137,87 @@ impl KcpListener {
     }
 
     /// The next session a peer opened.
+    ///
+    /// A session that ended before it was accepted is skipped, never reported as an error:
+    /// only a failed socket ends `accept().await?` loops. Safe to call from several tasks at
+    /// once (each session goes to one of them) and cancellation-safe (a dropped `accept`
+    /// future took no session).
     pub async fn accept(&self) -> io::Result<(KcpStream, SocketAddr)> {
-        let (driver, id) = poll_fn(|cx| {
+        let key = waiter_key();
+        let _guard = AcceptGuard {
+            drivers: &self.drivers,
+            key,
+        };
+        let (driver, id, peer) = poll_fn(|cx| {
             for driver in &self.drivers {
                 let mut s = driver.lock();
+                while let Some(id) = s.ep.accept() {
+                    let Some(peer) = s.ep.remote(id) else {
+                        continue;
+                    };
+                    s.sessions.insert(id, Sess::default());
+                    s.acceptors.remove(key);
+                    return Poll::Ready(Ok((driver.clone(), id, peer)));
+                }
                 if let Some(k) = s.stopped {
-                    return Poll::Ready(Err(io::Error::new(k, "socket driver stopped")));
+                    return Poll::Ready(Err(io::Error::from(KcpError::Socket(k))));
                 }
-                if let Some(id) = s.ep.accept() {
-                    return Poll::Ready(Ok((driver.clone(), id)));
-                }
-                s.accept_waker = Some(cx.waker().clone());
+                s.acceptors.register(key, cx.waker());
             }
             Poll::Pending
         })
         .await?;
-        let peer = driver
-            .lock()
-            .ep
-            .remote(id)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "session ended"))?;
         Ok((KcpStream::from_parts(driver, id, &self.config, false), peer))
+    }
+
+    /// Counters of the listener's sockets (summed): datagrams sent and dropped, kernel
+    /// pushback, truncated datagrams.
+    pub fn socket_stats(&self) -> SocketStats {
+        let mut t = SocketStats::default();
+        for d in &self.drivers {
+            let s = d.socket_stats();
+            t.datagrams_sent += s.datagrams_sent;
+            t.send_calls += s.send_calls;
+            t.send_would_block += s.send_would_block;
+            t.send_drops += s.send_drops;
+            t.backlog += s.backlog;
+            t.datagrams_received += s.datagrams_received;
+            t.recv_truncated += s.recv_truncated;
+            t.wakeups += s.wakeups;
+            t.lock_hold_max_ns = t.lock_hold_max_ns.max(s.lock_hold_max_ns);
+            t.lock_hold_total_ns += s.lock_hold_total_ns;
+            t.lock_acquisitions += s.lock_acquisitions;
+        }
+        t
     }
 
     /// kcp-go's SNMP counters, summed over the listener's sockets.
     pub fn stats(&self) -> kcp_core::endpoint::EndpointStats {
-        let mut all = self.drivers.iter().map(|d| d.lock().ep.stats());
+        let mut all = self.drivers.iter().map(|d| d.lock().stats());
         let first = all.next().unwrap_or_default();
         all.fold(first, |acc, s| acc.merged(&s))
+    }
+}
+
+/// Removes a waiting `accept` caller's entry when its future is dropped.
+struct AcceptGuard<'a> {
+    drivers: &'a [Arc<Driver>],
+    key: u64,
+}
+
+impl Drop for AcceptGuard<'_> {
+    fn drop(&mut self) {
+        for d in self.drivers {
+            d.lock().acceptors.remove(self.key);
+        }
+    }
+}
+
+impl Drop for KcpListener {
+    /// Sessions peers open from now on are closed at once; accepted streams go on.
+    fn drop(&mut self) {
+        for d in &self.drivers {
+            d.lock().listening = false;
+        }
     }
 }

@@ -1,13 +1,16 @@
 //! The kcp-perf protocol (what `examples/kcp-perf.rs` and `interop/kcpperf-go` speak), as a
 //! library so that tests and benchmarks drive it in-process.
 //!
-//! All integers are little-endian; CRC is CRC-32/IEEE. The client first sends a 16-byte
-//! header (in message mode one message of its own): ASCII `KPRF`, version 1, test byte (1
-//! echo, 2 sink, 3 source), two zero bytes, u64 byte count. **echo**: the client sends
-//! `msg`-sized messages one at a time and waits for each echo. **sink**: the client sends
-//! `count` bytes; the server answers with the u64 count and u32 CRC of what it received.
-//! **source**: the server sends `count` bytes followed by their u32 CRC. Payload byte `i` of
-//! each direction is [`pattern`]`(i)`; both sides check every byte.
+//! The protocol is stated in `interop/kcpperf-go/README.md`. In short: all integers are
+//! little-endian; CRC is CRC-32/IEEE. The client first sends a 16-byte header (in message
+//! mode one message of its own): ASCII `KPRF`, version 1, test byte (1 echo, 2 sink, 3
+//! source), two zero bytes, u64 byte count. **echo**: the client sends `msg`-sized messages
+//! one at a time and waits for each echo. **sink**: the client sends `count` bytes; the
+//! server answers with the u64 count and u32 CRC of what it received. **source**: the server
+//! sends `count` bytes followed by their u32 CRC. Payload bytes are whatever a side chooses
+//! (ours: [`pattern`]); a receiver checks them by the CRC or the echo, never by their
+//! values. Count 0 (a `--duration` run) frames the payload: u32 length then the bytes, a
+//! zero length ends the run, after which sink and source end as with a count.
 
 use std::io;
 use std::time::{Duration, Instant};
@@ -107,7 +110,7 @@ pub struct Report {
 }
 
 impl Report {
-    /// MB/s (10^6 bytes per second).
+    /// Megabytes per second (10^6 bytes per second; JSON `mb_per_s`).
     pub fn mbps(&self) -> f64 {
         if self.seconds > 0.0 {
             self.bytes as f64 / self.seconds / 1e6
@@ -197,17 +200,66 @@ fn stats(s: &KcpStream) -> (u64, u64) {
         .unwrap_or((0, 0))
 }
 
-fn check(data: &[u8], offset: u64) -> io::Result<()> {
-    for (k, &b) in data.iter().enumerate() {
-        if b != pattern(offset + k as u64) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("corrupt byte at offset {}", offset + k as u64),
-            ));
+/// The CRC-32 of `count` pattern bytes from offset 0.
+fn pattern_crc(count: u64) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    let mut off = 0u64;
+    let mut chunk = vec![0u8; 65536];
+    while off < count {
+        let len = (chunk.len() as u64).min(count - off) as usize;
+        for (k, b) in chunk[..len].iter_mut().enumerate() {
+            *b = pattern(off + k as u64);
         }
+        h.update(&chunk[..len]);
+        off += len as u64;
     }
-    Ok(())
+    h.finalize()
 }
+
+fn bad(why: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, why)
+}
+
+impl Io<'_> {
+    /// Exactly `n` bytes as a byte stream, across message boundaries in message mode.
+    async fn read_bytes(&mut self, n: usize) -> io::Result<Vec<u8>> {
+        let mut v = vec![0u8; n];
+        self.s.read_exact(&mut v).await?;
+        Ok(v)
+    }
+
+    async fn read_u32(&mut self) -> io::Result<u32> {
+        let b = self.read_bytes(4).await?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    /// Reads what is there without waiting (`None`: nothing yet).
+    async fn read_now(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        use std::task::Poll;
+        use tokio::io::AsyncRead;
+        let s = &mut *self.s;
+        std::future::poll_fn(|cx| {
+            let mut rb = tokio::io::ReadBuf::new(buf);
+            match std::pin::Pin::new(&mut *s).poll_read(cx, &mut rb) {
+                Poll::Ready(Ok(())) => Poll::Ready(Ok(Some(rb.filled().len()))),
+                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                Poll::Pending => Poll::Ready(Ok(None)),
+            }
+        })
+        .await
+    }
+}
+
+/// A frame of a count-0 (duration) run: u32 length, then the payload.
+fn frame(payload: &[u8]) -> Vec<u8> {
+    let mut f = Vec::with_capacity(4 + payload.len());
+    f.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// The largest frame payload a count-0 run accepts.
+const MAX_FRAME: u32 = 1 << 20;
 
 /// Runs one client session. `msg` is the message size (echo) or write size.
 pub async fn client(
@@ -264,26 +316,12 @@ pub async fn client_paced(
                 off += len as u64;
             }
             let ans = io.read_exact_n(12).await?;
-            let mut c = [0u8; 8];
-            c.copy_from_slice(&ans[..8]);
-            let got = u64::from_le_bytes(c);
+            let got = u64::from_le_bytes(ans[..8].try_into().unwrap_or([0; 8]));
             let crc = u32::from_le_bytes([ans[8], ans[9], ans[10], ans[11]]);
-            let mut h = crc32fast::Hasher::new();
-            let mut off = 0u64;
-            let mut chunk = vec![0u8; 65536];
-            while off < count {
-                let len = (chunk.len() as u64).min(count - off) as usize;
-                for (k, b) in chunk[..len].iter_mut().enumerate() {
-                    *b = pattern(off + k as u64);
-                }
-                h.update(&chunk[..len]);
-                off += len as u64;
-            }
-            if got != count || crc != h.finalize() {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "sink answer does not match what was sent",
-                ));
+            if got != count || crc != pattern_crc(count) {
+                return Err(bad(format!(
+                    "sink answer: {got} bytes with CRC {crc:08x}, sent {count}"
+                )));
             }
         }
         Test::Source => {
@@ -294,18 +332,18 @@ pub async fn client_paced(
                 let left = (count - off).min(1 << 16) as usize;
                 let got = io.read_some(left).await?;
                 first.get_or_insert_with(Instant::now);
-                check(got, off)?;
                 h.update(got);
                 off += got.len() as u64;
             }
             start = first.unwrap_or_else(Instant::now);
             let elapsed = start.elapsed();
             let crc = io.read_exact_n(4).await?;
-            if u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]) != h.finalize() {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "source CRC mismatch",
-                ));
+            let want = h.finalize();
+            let got = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
+            if got != want {
+                return Err(bad(format!(
+                    "source CRC {got:08x}, received data has CRC {want:08x}"
+                )));
             }
             let (retrans, fec_recovered) = stats(io.s);
             return Ok(Report {
@@ -331,9 +369,9 @@ pub async fn client_paced(
     })
 }
 
-/// Runs one client session for `duration` instead of a byte count (header count 0: the
-/// server serves until the session ends). Sink and source then have no answer or CRC; every
-/// byte is still checked against the pattern.
+/// Runs one client session for `duration` instead of a byte count (header count 0): the
+/// payload travels in frames and a zero-length frame ends the run, so the server reports at
+/// once and sink and source are checked by their CRC as with a count.
 pub async fn client_for(
     stream: &mut KcpStream,
     test: Test,
@@ -350,33 +388,83 @@ pub async fn client_for(
     };
     io.write(&header(test, 0)).await?;
     let start = Instant::now();
-    let end = start + duration;
+    // `Duration::MAX` (kcp-perf's `--duration inf`): until interrupted.
+    let end = start.checked_add(duration);
+    let running = || end.is_none_or(|e| Instant::now() < e);
     let mut off = 0u64;
     let mut rtts = Vec::new();
-    let mut i = 0u32;
-    while Instant::now() < end {
-        match test {
-            Test::Echo => {
+    let mut last = start;
+    match test {
+        Test::Echo => {
+            let mut i = 0u32;
+            while running() {
                 if let Some(p) = pace {
                     tokio::time::sleep_until((start + p * i).into()).await;
                     i += 1;
                 }
-                rtts.push(io.echo_once(off, msg).await?);
-                off += msg as u64;
-            }
-            Test::Sink => {
                 let data: Vec<u8> = (off..off + msg as u64).map(pattern).collect();
-                io.write(&data).await?;
+                let f = frame(&data);
+                let t = Instant::now();
+                io.write(&f).await?;
+                if io.read_bytes(f.len()).await? != f {
+                    return Err(bad(format!("echo mismatch at offset {off}")));
+                }
+                rtts.push(t.elapsed().as_micros() as u64);
+                off += msg as u64;
+                last = Instant::now();
+            }
+            io.write(&frame(&[])).await?;
+            if io.read_u32().await? != 0 {
+                return Err(bad("echo of the end frame differs".into()));
+            }
+        }
+        Test::Sink => {
+            let mut h = crc32fast::Hasher::new();
+            while running() {
+                let data: Vec<u8> = (off..off + msg as u64).map(pattern).collect();
+                h.update(&data);
+                io.write(&frame(&data)).await?;
                 off += msg as u64;
             }
-            Test::Source => {
-                let left = end.saturating_duration_since(Instant::now());
-                let got = match tokio::time::timeout(left, io.read_some(1 << 16)).await {
-                    Ok(r) => r?,
-                    Err(_) => break,
-                };
-                check(got, off)?;
-                off += got.len() as u64;
+            io.write(&frame(&[])).await?;
+            let ans = io.read_bytes(12).await?;
+            last = Instant::now();
+            let got = u64::from_le_bytes(ans[..8].try_into().unwrap_or([0; 8]));
+            let crc = u32::from_le_bytes([ans[8], ans[9], ans[10], ans[11]]);
+            let want = h.finalize();
+            if got != off || crc != want {
+                return Err(bad(format!(
+                    "sink answer: {got} bytes with CRC {crc:08x}, sent {off} with CRC {want:08x}"
+                )));
+            }
+        }
+        Test::Source => {
+            let mut h = crc32fast::Hasher::new();
+            let mut stopped = false;
+            loop {
+                if !stopped && !running() {
+                    io.write(&frame(&[])).await?;
+                    stopped = true;
+                }
+                // The server sends frames back to back: the clock is checked between them.
+                let len = io.read_u32().await?;
+                if len == 0 {
+                    break;
+                }
+                if len > MAX_FRAME {
+                    return Err(bad(format!("source frame of {len} bytes")));
+                }
+                let data = io.read_bytes(len as usize).await?;
+                h.update(&data);
+                off += u64::from(len);
+                last = Instant::now();
+            }
+            let crc = io.read_u32().await?;
+            let want = h.finalize();
+            if crc != want {
+                return Err(bad(format!(
+                    "source CRC {crc:08x}, received data has CRC {want:08x}"
+                )));
             }
         }
     }
@@ -385,15 +473,15 @@ pub async fn client_for(
     Ok(Report {
         test,
         bytes: off,
-        seconds: start.elapsed().as_secs_f64(),
+        seconds: (last - start).as_secs_f64(),
         rtts_us: rtts,
         retrans,
         fec_recovered,
     })
 }
 
-/// Serves one session: reads the header and runs its test. The caller shuts the stream down
-/// afterwards (KCP has no FIN: shutdown waits until the last bytes were acknowledged).
+/// Serves one session: reads the header and runs its test, accepting whatever bytes the
+/// client sends. The caller closes the stream afterwards (dropping it delivers the tail).
 pub async fn serve(stream: &mut KcpStream, message_mode: bool) -> io::Result<Report> {
     let mut io = Io {
         s: stream,
@@ -407,22 +495,18 @@ pub async fn serve(stream: &mut KcpStream, message_mode: bool) -> io::Result<Rep
         io.read_exact_n(16).await?
     };
     let (test, count) = parse_header(&h)?;
-    // Count 0: until the session ends (the client's --duration runs); the end is an error
-    // from the session (idle timeout), which then is the normal end of the test.
-    let unlimited = count == 0;
     let mut start = None;
     let mut moved = 0u64;
-    let r = serve_test(&mut io, test, count, unlimited, &mut start, &mut moved).await;
-    if let Err(e) = r {
-        if !(unlimited && moved > 0) {
-            return Err(e);
-        }
+    if count == 0 {
+        serve_frames(&mut io, test, &mut start, &mut moved).await?;
+    } else {
+        serve_test(&mut io, test, count, &mut start, &mut moved).await?;
     }
     let seconds = start.map(|s| s.elapsed().as_secs_f64()).unwrap_or(0.0);
     let (retrans, fec_recovered) = stats(io.s);
     Ok(Report {
         test,
-        bytes: if unlimited { moved } else { count },
+        bytes: moved,
         seconds,
         rtts_us: Vec::new(),
         retrans,
@@ -434,50 +518,37 @@ async fn serve_test(
     io: &mut Io<'_>,
     test: Test,
     count: u64,
-    unlimited: bool,
     start: &mut Option<Instant>,
     moved: &mut u64,
 ) -> io::Result<()> {
-    let left = |off: u64| {
-        if unlimited {
-            1 << 16
-        } else {
-            (count - off).min(1 << 16) as usize
-        }
-    };
+    let left = |off: u64| (count - off).min(1 << 16) as usize;
     match test {
         Test::Echo => {
-            while unlimited || *moved < count {
+            while *moved < count {
                 let got = io.read_some(left(*moved)).await?.to_vec();
                 start.get_or_insert_with(Instant::now);
-                check(&got, *moved)?;
                 io.write(&got).await?;
                 *moved += got.len() as u64;
             }
         }
         Test::Sink => {
             let mut h = crc32fast::Hasher::new();
-            while unlimited || *moved < count {
+            while *moved < count {
                 let got = io.read_some(left(*moved)).await?;
                 start.get_or_insert_with(Instant::now);
-                check(got, *moved)?;
                 h.update(got);
                 *moved += got.len() as u64;
             }
             let mut ans = [0u8; 12];
-            ans[..8].copy_from_slice(&count.to_le_bytes());
+            ans[..8].copy_from_slice(&moved.to_le_bytes());
             ans[8..].copy_from_slice(&h.finalize().to_le_bytes());
             io.write(&ans).await?;
         }
         Test::Source => {
             *start = Some(Instant::now());
             let mut h = crc32fast::Hasher::new();
-            while unlimited || *moved < count {
-                let len = if unlimited {
-                    32768
-                } else {
-                    (count - *moved).min(32768)
-                };
+            while *moved < count {
+                let len = (count - *moved).min(32768);
                 let data: Vec<u8> = (*moved..*moved + len).map(pattern).collect();
                 h.update(&data);
                 io.write(&data).await?;
@@ -489,14 +560,84 @@ async fn serve_test(
     Ok(())
 }
 
-/// One JSON line for a report (kcp-perf's `--json` format).
+/// A count-0 run: framed payload until a zero-length frame.
+async fn serve_frames(
+    io: &mut Io<'_>,
+    test: Test,
+    start: &mut Option<Instant>,
+    moved: &mut u64,
+) -> io::Result<()> {
+    match test {
+        Test::Echo => loop {
+            let len = io.read_u32().await?;
+            if len > MAX_FRAME {
+                return Err(bad(format!("frame of {len} bytes")));
+            }
+            let data = io.read_bytes(len as usize).await?;
+            start.get_or_insert_with(Instant::now);
+            io.write(&frame(&data)).await?;
+            if len == 0 {
+                return Ok(());
+            }
+            *moved += u64::from(len);
+        },
+        Test::Sink => {
+            let mut h = crc32fast::Hasher::new();
+            loop {
+                let len = io.read_u32().await?;
+                if len == 0 {
+                    break;
+                }
+                if len > MAX_FRAME {
+                    return Err(bad(format!("frame of {len} bytes")));
+                }
+                let data = io.read_bytes(len as usize).await?;
+                start.get_or_insert_with(Instant::now);
+                h.update(&data);
+                *moved += u64::from(len);
+            }
+            let mut ans = [0u8; 12];
+            ans[..8].copy_from_slice(&moved.to_le_bytes());
+            ans[8..].copy_from_slice(&h.finalize().to_le_bytes());
+            io.write(&ans).await
+        }
+        Test::Source => {
+            *start = Some(Instant::now());
+            let mut h = crc32fast::Hasher::new();
+            let mut stop = [0u8; 4];
+            let mut got = 0;
+            while got < 4 {
+                let data: Vec<u8> = (*moved..*moved + 32768).map(pattern).collect();
+                h.update(&data);
+                io.write(&frame(&data)).await?;
+                *moved += data.len() as u64;
+                while got < 4 {
+                    match io.read_now(&mut stop[got..]).await? {
+                        Some(0) => return Err(bad("session ended before the stop frame".into())),
+                        Some(n) => got += n,
+                        None => break,
+                    }
+                }
+            }
+            if stop != [0; 4] {
+                return Err(bad("the client's stop frame is not empty".into()));
+            }
+            io.write(&frame(&[])).await?;
+            io.write(&h.finalize().to_le_bytes()).await
+        }
+    }
+}
+
+/// One JSON line for a report (kcp-perf's `--json` format): `mb_per_s` is 10^6 bytes per
+/// second, `mbit_per_s` 10^6 bits per second.
 pub fn json(role: &str, r: &Report, ok: bool, cpu_seconds: f64, peak_rss_kb: u64) -> String {
     format!(
-        "{{\"role\":\"{role}\",\"test\":\"{}\",\"bytes\":{},\"seconds\":{:.6},\"mbps\":{:.3},\"rtt_p50_us\":{},\"rtt_p99_us\":{},\"rtt_max_us\":{},\"cpu_seconds\":{:.3},\"peak_rss_kb\":{},\"retrans\":{},\"fec_recovered\":{},\"ok\":{}}}",
+        "{{\"role\":\"{role}\",\"test\":\"{}\",\"bytes\":{},\"seconds\":{:.6},\"mb_per_s\":{:.3},\"mbit_per_s\":{:.3},\"rtt_p50_us\":{},\"rtt_p99_us\":{},\"rtt_max_us\":{},\"cpu_seconds\":{:.3},\"peak_rss_kb\":{},\"retrans\":{},\"fec_recovered\":{},\"ok\":{}}}",
         r.test.name(),
         r.bytes,
         r.seconds,
         r.mbps(),
+        r.mbps() * 8.0,
         r.rtt_us(0.5),
         r.rtt_us(0.99),
         r.rtts_us.last().copied().unwrap_or(0),

@@ -144,7 +144,13 @@ async fn rust_client(addr: std::net::SocketAddr, case: Case, test: Test) {
         perf::client(&mut s, test, MIB, case.msg(), !case.stream),
     )
     .await
-    .unwrap_or_else(|_| panic!("{case:?} {test:?}: timed out"))
+    .unwrap_or_else(|_| {
+        panic!(
+            "{case:?} {test:?}: timed out; session {:?}; socket {:?}",
+            s.stats(),
+            s.socket_stats()
+        )
+    })
     .unwrap_or_else(|e| panic!("{case:?} {test:?}: {e}"));
     assert_eq!(r.bytes, MIB);
 }
@@ -355,4 +361,121 @@ async fn ikcp_c_sends_to_a_rust_listener() {
             .unwrap();
         assert!(status.success(), "ikcp.c sender failed");
     }
+}
+
+/// Reads exactly `buf.len()` bytes with reads of at most `chunk` bytes.
+async fn read_in_chunks(s: &mut KcpStream, buf: &mut [u8], chunk: usize) {
+    use tokio::io::AsyncReadExt;
+    let mut got = 0;
+    while got < buf.len() {
+        let end = (got + chunk).min(buf.len());
+        let n = s.read(&mut buf[got..end]).await.unwrap();
+        assert!(n > 0, "end of stream");
+        got += n;
+    }
+}
+
+/// The report: a server that reads 1 or 2 bytes at a time (and one that uses
+/// read_exact) answers a kcp-go client in message mode (salsa20, FEC 10/3) that writes
+/// 7-byte messages and waits for each echo. Reading into 64 KiB always worked; small
+/// reads hung.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_reads_answer_a_kcp_go_client() {
+    let _serial = SERIAL.lock().await;
+    let bin = go_bin();
+    let case = Case {
+        crypt: "salsa20",
+        fec: true,
+        stream: false,
+    };
+    for chunk in [1usize, 2, 7] {
+        let l = KcpListener::bind("127.0.0.1:0", case.rust()).await.unwrap();
+        let addr = l.local_addr();
+        let server = tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut h = [0u8; 16];
+            read_in_chunks(&mut s, &mut h, chunk).await;
+            assert_eq!(&h[..4], b"KPRF");
+            let count = u64::from_le_bytes(h[8..].try_into().unwrap());
+            let mut echoed = 0u64;
+            while echoed < count {
+                let mut m = [0u8; 7];
+                if chunk == 7 {
+                    use tokio::io::AsyncReadExt;
+                    s.read_exact(&mut m).await.unwrap();
+                } else {
+                    read_in_chunks(&mut s, &mut m, chunk).await;
+                }
+                s.write_all(&m).await.unwrap();
+                echoed += 7;
+            }
+            s
+        });
+        timeout(
+            Duration::from_secs(30),
+            go_client_args(
+                bin.clone(),
+                addr,
+                case,
+                &["--test", "echo", "--msg", "7", "--bytes", "700"],
+            ),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("reads of {chunk} bytes: the kcp-go client never got its echo"));
+        timeout(Duration::from_secs(10), server)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+}
+
+/// The Go client's `--duration` runs against a Rust listener end with the end-of-run
+/// frame: both sides check the CRC, in both modes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duration_runs_with_a_kcp_go_client() {
+    let _serial = SERIAL.lock().await;
+    let bin = go_bin();
+    for stream in [true, false] {
+        let case = Case {
+            crypt: "aes",
+            fec: true,
+            stream,
+        };
+        let (addr, task) = rust_server(case).await;
+        for test in ["echo", "sink", "source"] {
+            timeout(
+                Duration::from_secs(30),
+                go_client_args(
+                    bin.clone(),
+                    addr,
+                    case,
+                    &["--test", test, "--duration", "0.5"],
+                ),
+            )
+            .await
+            .unwrap();
+        }
+        task.abort();
+    }
+}
+
+async fn go_client_args(bin: PathBuf, addr: std::net::SocketAddr, case: Case, extra: &[&str]) {
+    let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(bin)
+            .arg("client")
+            .args(["--connect", &addr.to_string()])
+            .args(&extra)
+            .args(case.go_flags())
+            .output()
+            .expect("kcp-perf-go")
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "Go client {case:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -75,27 +75,119 @@ async fn every_test_by_count_in_both_modes() {
     }
 }
 
+/// A `--duration` run ends with an end-of-run frame: the server reports at once (not after
+/// its idle timeout) with the bytes the client counted, in both modes.
 #[tokio::test]
-async fn duration_runs_end_with_the_session() {
-    let (addr, mut reports) = server(true).await;
-    for test in [Test::Echo, Test::Sink, Test::Source] {
-        let mut c = KcpStream::connect(addr, cfg(true)).await.unwrap();
-        let r = timeout(
-            Duration::from_secs(20),
-            perf::client_for(&mut c, test, 1000, false, None, Duration::from_millis(400)),
-        )
-        .await
-        .unwrap()
-        .unwrap();
-        assert!(r.bytes > 0 && r.seconds >= 0.39, "{r:?}");
-        drop(c); // the server notices by its idle timeout
-        let s = timeout(Duration::from_secs(20), reports.recv())
+async fn duration_runs_end_with_an_end_of_run_message() {
+    for stream in [true, false] {
+        let (addr, mut reports) = server(stream).await;
+        for test in [Test::Echo, Test::Sink, Test::Source] {
+            let mut c = KcpStream::connect(addr, cfg(stream)).await.unwrap();
+            let r = timeout(
+                Duration::from_secs(20),
+                perf::client_for(
+                    &mut c,
+                    test,
+                    1000,
+                    !stream,
+                    None,
+                    Duration::from_millis(300),
+                ),
+            )
             .await
             .unwrap()
+            .unwrap();
+            assert!(r.bytes > 0 && r.seconds >= 0.29, "{r:?}");
+            let t = std::time::Instant::now();
+            // The idle timeout is 800 ms: a report within 300 ms came from the end frame.
+            let s = timeout(Duration::from_millis(300), reports.recv())
+                .await
+                .expect("the server reported only by idle timeout")
+                .unwrap()
+                .unwrap();
+            assert!(t.elapsed() < Duration::from_millis(300));
+            assert_eq!((s.test, s.bytes), (test, r.bytes));
+        }
+    }
+}
+
+/// A client of another implementation may send any bytes: the server checks nothing but
+/// the header, answers the sink with the count and CRC of what arrived, and echoes
+/// whatever it gets.
+#[tokio::test]
+async fn the_server_accepts_any_bytes_for_sink_and_echo() {
+    use tokio::io::AsyncReadExt;
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut random = move |n: usize| -> Vec<u8> {
+        (0..n)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                (seed >> 24) as u8
+            })
+            .collect()
+    };
+    for stream in [true, false] {
+        let (addr, mut reports) = server(stream).await;
+        // Sink: 200 KiB of random bytes in 1000-byte writes.
+        let mut c = KcpStream::connect(addr, cfg(stream)).await.unwrap();
+        let data = random(200 * 1024);
+        if stream {
+            c.write_all(&perf::header(Test::Sink, data.len() as u64))
+                .await
+                .unwrap();
+        } else {
+            c.send_message(&perf::header(Test::Sink, data.len() as u64))
+                .await
+                .unwrap();
+        }
+        for piece in data.chunks(1000) {
+            c.write_all(piece).await.unwrap();
+        }
+        let mut ans = [0u8; 12];
+        timeout(Duration::from_secs(20), c.read_exact(&mut ans))
+            .await
             .unwrap()
             .unwrap();
-        assert_eq!(s.test, test);
-        assert!(s.bytes > 0);
+        assert_eq!(
+            u64::from_le_bytes(ans[..8].try_into().unwrap()),
+            data.len() as u64
+        );
+        assert_eq!(
+            u32::from_le_bytes(ans[8..].try_into().unwrap()),
+            crc32fast::hash(&data)
+        );
+        let s = timeout(Duration::from_secs(10), reports.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(s.unwrap().bytes, data.len() as u64);
+        // Echo: random messages come back unchanged.
+        let mut c = KcpStream::connect(addr, cfg(stream)).await.unwrap();
+        let total = 100 * 700;
+        if stream {
+            c.write_all(&perf::header(Test::Echo, total)).await.unwrap();
+        } else {
+            c.send_message(&perf::header(Test::Echo, total))
+                .await
+                .unwrap();
+        }
+        for _ in 0..100 {
+            let m = random(700);
+            c.write_all(&m).await.unwrap();
+            let mut back = vec![0u8; 700];
+            timeout(Duration::from_secs(10), c.read_exact(&mut back))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(back, m);
+        }
+        let s = timeout(Duration::from_secs(10), reports.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(s.unwrap().bytes, total);
     }
 }
 

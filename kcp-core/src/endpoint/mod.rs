@@ -12,21 +12,58 @@
 //! * A datagram arrived: [`handle_datagram`](Endpoint::handle_datagram).
 //! * The time in [`poll_timeout`](Endpoint::poll_timeout) came: [`handle_timeout`](Endpoint::handle_timeout).
 //! * After either, and after any application call ([`send`](Endpoint::send),
-//!   [`recv`](Endpoint::recv), [`connect`](Endpoint::connect), [`shutdown`](Endpoint::shutdown)
-//!   ...): drain [`poll_transmit`](Endpoint::poll_transmit) until `None`, then
+//!   [`recv`](Endpoint::recv), [`connect`](Endpoint::connect),
+//!   [`shutdown_write`](Endpoint::shutdown_write) ...): drain
+//!   [`poll_transmit`](Endpoint::poll_transmit) until `None`, then
 //!   [`poll_event`](Endpoint::poll_event) until `None` (readable, writable, closed), then ask
 //!   `poll_timeout` again.
+//!
+//! Time is a wrapping millisecond clock ([`Millis`]) that must never go back. A `now` up to a
+//! minute earlier than the previous one is taken as a stale reading (threads that read the
+//! clock before taking a lock) and counts as no time; one that looks earlier by more is the
+//! clock having moved on by 2^31 ms or more (an endpoint with no deadline is not called for
+//! that long), and every timer is re-anchored on it.
 //!
 //! # Codec layers and demultiplexing
 //!
 //! With encryption the conversation id is only visible after decryption. The endpoint
-//! therefore owns one instance of the outer layers (`EndpointConfig::demux_layers`, e.g. the
-//! crypto layer) and opens every datagram with it before demultiplexing; each session owns a
-//! full stack of its own for sending and for the inner layers (FEC), built by the layer
-//! factory, so sessions never share mutable codec state. FEC parity datagrams carry no
-//! conversation id: they go to the session that last received an FEC data datagram from the
-//! same address.
+//! therefore owns one instance of the codec stack: its outermost `demux_layers` (the crypto
+//! layer) open every datagram ([`Codec::demux_open`](crate::Codec::demux_open)), and the inner
+//! layers say where their inner packet lies ([`Codec::route`](crate::Codec::route)), so the
+//! endpoint never parses a codec's format. Each session owns a full stack of its own, built by
+//! the layer factory: it sees what the endpoint opened through
+//! [`Codec::accept_demuxed`](crate::Codec::accept_demuxed) (replay windows live there) and
+//! opens the inner layers itself. Packets without a conversation id (FEC parity) go to the
+//! session that last received a routed packet from the same address.
+//!
+//! # Admission: who may create state
+//!
+//! A datagram for an unknown (address, conversation) creates a session only if it could be a
+//! new peer's first flight ([`first_flight`]): a well-formed KCP datagram of PUSH segments
+//! only, one conversation, every length exact, `una == 0` and sequence numbers inside the
+//! receive window of a session that starts at 0. With a CRC or AEAD layer the datagram has
+//! passed that check first. Such a session is *half-open*: it costs a few hundred bytes plus
+//! the data it carries, counts against [`max_half_open`](EndpointConfig::max_half_open) and
+//! [`max_half_open_per_host`](EndpointConfig::max_half_open_per_host), asks the peer to speak
+//! again (a window probe, which every KCP peer answers within one interval), and is closed as
+//! [`CloseReason::Unconfirmed`] unless the peer sends a second, different valid datagram within
+//! [`half_open_timeout_ms`](EndpointConfig::half_open_timeout_ms). A session the application
+//! does not [`accept`](Endpoint::accept) within
+//! [`accept_timeout_ms`](EndpointConfig::accept_timeout_ms) is closed as
+//! [`CloseReason::NotAccepted`].
+//!
+//! # Memory
+//!
+//! Payload chunks and ring storage follow the data a session holds: when a session drains
+//! (nothing queued, in flight, unread or to acknowledge) its chunks go to an endpoint-wide
+//! [`ChunkCache`](crate::ChunkCache) bounded by [`pool_bytes`](EndpointConfig::pool_bytes) and
+//! its rings shrink to a few entries; before a session stores data the endpoint hands it
+//! chunks from the cache, so a busy endpoint does not allocate per packet. A session idle for
+//! [`TRIM_AFTER_MS`] also trims its codec layers ([`Codec::trim`](crate::Codec::trim)).
 
+mod admission;
+mod input;
+mod lifecycle;
 mod stats;
 mod timers;
 
@@ -35,15 +72,16 @@ use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec::Vec;
 use core::fmt;
 
+pub use admission::{first_flight, FirstFlightError};
 pub use stats::EndpointStats;
 use timers::Timers;
 
-use crate::codec::{CodecError, Route};
+use crate::codec::CodecError;
 use crate::config::{Config, ConfigError};
 use crate::engine::{RecvError, SendError};
 use crate::session::{Layer, Session, SessionError};
+use crate::storage::ChunkCache;
 use crate::time::Millis;
-use crate::wire::HEADER_LEN;
 
 /// Builds a fresh codec stack (innermost first), for a session or for the endpoint itself.
 pub type LayerFactory = Box<dyn FnMut() -> Vec<Layer> + Send>;
@@ -248,7 +286,10 @@ pub enum DropReason {
     NoSession,
     /// Its (address, conv) was closed recently (a late datagram; no phantom session).
     RecentlyClosed,
-    /// The accept backlog or session limit is full.
+    /// An unknown conversation whose datagram could not be a peer's first flight (see
+    /// [`first_flight`]).
+    NotFirstFlight(FirstFlightError),
+    /// The accept backlog, the session limit or a half-open limit is full.
     Refused,
     /// The session rejected it.
     Session(SessionError),
@@ -280,15 +321,34 @@ impl core::error::Error for EndpointError {
     }
 }
 
+/// How often a half-open session asks its peer to speak again (window probe).
+pub(super) const ASK_PERIOD_MS: u64 = 1_000;
+/// How long a session must stay drained before its codec layers are trimmed
+/// ([`Codec::trim`](crate::Codec::trim)): long enough that a session exchanging a message a
+/// second does not rebuild its buffers every time.
+pub const TRIM_AFTER_MS: u64 = 5_000;
+/// Most layers an endpoint opens itself before demultiplexing.
+const MAX_DEMUX_LAYERS: usize = 4;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     Open,
     /// The write side is shut down; reading goes on.
     WriteClosed,
-    /// Shutting down; closed when idle or at the deadline (elapsed ms).
+    /// Closing once everything is acknowledged, or at the deadline (elapsed ms).
     Draining(u64),
-    /// Closed by the application: sends what it owes (ACKs) once, then goes.
-    Closing,
+    /// Ending: sends what it owes (ACKs) once, then goes with this reason (`Closed` after
+    /// `close`, `Shutdown` after a graceful close finished).
+    Closing(CloseReason),
+}
+
+/// A session a peer opened that the peer has not confirmed yet.
+#[derive(Debug, Clone, Copy)]
+struct HalfOpen {
+    /// Fingerprint of the peer's first datagram: a copy of it confirms nothing.
+    first: u64,
+    /// When to ask the peer to speak again.
+    next_ask: u64,
 }
 
 struct Slot<A> {
@@ -298,17 +358,30 @@ struct Slot<A> {
     gen: u32,
     state: State,
     last_heard: u64,
+    opened_at: u64,
+    half_open: Option<HalfOpen>,
+    /// Since when the session has held no data (for trimming its codec layers).
+    idle_since: Option<u64>,
+    /// Opened by the peer (listener mode).
+    passive: bool,
+    /// Handed out by `accept`.
+    accepted: bool,
+    /// Codec layers trimmed since the session last held data.
+    trimmed: bool,
     readable: bool,
     writable: bool,
     queued: bool,
 }
 
-/// Many sessions on one socket: demultiplexing, accepting, timers, stats. `A` is the address
-/// type (`std::net::SocketAddr` in the adapters).
-pub struct Endpoint<A> {
+/// Many sessions on one socket: demultiplexing, admission, timers, memory, stats. `A` is the
+/// address type (`std::net::SocketAddr` in the adapters).
+pub struct Endpoint<A: PeerAddr> {
     cfg: EndpointConfig,
+    /// The endpoint's own codec stack (innermost first): the outermost `demux_layers` open
+    /// datagrams, the others route them.
     demux: Vec<Layer>,
-    slots: Vec<Option<Slot<A>>>,
+    /// Sessions by index, boxed so growing the table moves pointers, not sessions.
+    slots: Vec<Option<Box<Slot<A>>>>,
     free: Vec<u32>,
     next_gen: u32,
     by_key: BTreeMap<(A, u32), u32>,
@@ -317,6 +390,9 @@ pub struct Endpoint<A> {
     closed: BTreeMap<(A, u32), u64>,
     closed_order: VecDeque<((A, u32), u64)>,
     accept_queue: VecDeque<SessionId>,
+    half_open_total: usize,
+    half_open_hosts: BTreeMap<A::Host, u32>,
+    cache: ChunkCache,
     dirty: VecDeque<u32>,
     events: VecDeque<Event>,
     timers: Timers,
@@ -326,25 +402,14 @@ pub struct Endpoint<A> {
     retired: EndpointStats,
 }
 
-impl<A> fmt::Debug for Endpoint<A> {
+impl<A: PeerAddr> fmt::Debug for Endpoint<A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Endpoint")
             .field("sessions", &self.by_key.len())
+            .field("half_open", &self.half_open_total)
             .field("accept_queue", &self.accept_queue.len())
             .finish_non_exhaustive()
     }
-}
-
-/// Most layers an endpoint opens itself before demultiplexing.
-const MAX_DEMUX_LAYERS: usize = 4;
-
-/// Where the codec stack said a datagram belongs.
-enum Routed {
-    /// The KCP datagram lies at this range; `attach` when a layer asked to remember the
-    /// address's session for packets without a conversation id.
-    Conv { conv: u32, attach: bool },
-    /// No conversation id (FEC parity): the session last routed from the same address.
-    Attach,
 }
 
 impl<A: PeerAddr> Endpoint<A> {
@@ -360,6 +425,7 @@ impl<A: PeerAddr> Endpoint<A> {
         }
         Session::new(0, cfg.session, (cfg.layers)(), Millis(0))?;
         cfg.backlog = cfg.backlog.max(1);
+        let cache = ChunkCache::new(cfg.pool_bytes);
         Ok(Endpoint {
             cfg,
             demux,
@@ -371,6 +437,9 @@ impl<A: PeerAddr> Endpoint<A> {
             closed: BTreeMap::new(),
             closed_order: VecDeque::new(),
             accept_queue: VecDeque::new(),
+            half_open_total: 0,
+            half_open_hosts: BTreeMap::new(),
+            cache,
             dirty: VecDeque::new(),
             events: VecDeque::new(),
             timers: Timers::default(),
@@ -386,12 +455,16 @@ impl<A: PeerAddr> Endpoint<A> {
         &self.cfg
     }
 
-    /// Milliseconds since the endpoint first saw a time (monotonic, never wraps).
+    /// Milliseconds since the endpoint first saw a time (monotonic, never wraps). Time never
+    /// goes back: a `now` up to [`STALE_MS`](crate::time::STALE_MS) earlier than the last
+    /// one is a caller's stale reading (another thread read the clock before taking its
+    /// lock) and counts as no time; one that looks earlier by more is the wrapping clock
+    /// having moved on by 2^31 ms or more, and counts forward by the wrapped difference.
     fn tick(&mut self, now: Millis) -> u64 {
         if let Some(last) = self.last_now {
             let d = now.since(last);
-            if d > 0 {
-                self.elapsed += d as u64;
+            if !(-crate::time::STALE_MS..=0).contains(&d) {
+                self.elapsed += u64::from(now.0.wrapping_sub(last.0));
                 self.last_now = Some(now);
             }
         } else {
@@ -438,17 +511,25 @@ impl<A: PeerAddr> Endpoint<A> {
             gen,
             state: State::Open,
             last_heard: t,
+            opened_at: t,
+            half_open: None,
+            idle_since: None,
+            passive: false,
+            accepted: false,
+            trimmed: false,
             readable: false,
             writable: true,
             queued: false,
         };
         let idx = match self.free.pop() {
             Some(i) => {
-                self.slots[i as usize] = Some(slot);
+                if let Some(s) = self.slots.get_mut(i as usize) {
+                    *s = Some(Box::new(slot));
+                }
                 i
             }
             None => {
-                self.slots.push(Some(slot));
+                self.slots.push(Some(Box::new(slot)));
                 (self.slots.len() - 1) as u32
             }
         };
@@ -462,14 +543,14 @@ impl<A: PeerAddr> Endpoint<A> {
     fn slot(&self, id: SessionId) -> Option<&Slot<A>> {
         self.slots
             .get(id.idx as usize)?
-            .as_ref()
+            .as_deref()
             .filter(|s| s.gen == id.gen)
     }
 
     fn slot_mut(&mut self, id: SessionId) -> Option<&mut Slot<A>> {
         self.slots
             .get_mut(id.idx as usize)?
-            .as_mut()
+            .as_deref_mut()
             .filter(|s| s.gen == id.gen)
     }
 
@@ -499,6 +580,11 @@ impl<A: PeerAddr> Endpoint<A> {
         self.slot(id).map(|s| s.addr)
     }
 
+    /// Whether a session a peer opened is still half-open (the peer has not confirmed it).
+    pub fn is_half_open(&self, id: SessionId) -> bool {
+        self.slot(id).is_some_and(|s| s.half_open.is_some())
+    }
+
     /// Number of live sessions.
     pub fn len(&self) -> usize {
         self.by_key.len()
@@ -512,7 +598,9 @@ impl<A: PeerAddr> Endpoint<A> {
     /// The next session a peer opened, in arrival order.
     pub fn accept(&mut self) -> Option<SessionId> {
         while let Some(id) = self.accept_queue.pop_front() {
-            if self.slot(id).is_some() {
+            if let Some(slot) = self.slot_mut(id) {
+                slot.accepted = true;
+                self.mark(id.idx);
                 return Some(id);
             }
         }
@@ -521,17 +609,21 @@ impl<A: PeerAddr> Endpoint<A> {
 
     /// Queues data on a session (see [`Kcp::send`](crate::Kcp::send)).
     pub fn send(&mut self, id: SessionId, data: &[u8]) -> Result<usize, EndpointError> {
-        let slot = self.slot_mut(id).ok_or(EndpointError::UnknownSession)?;
+        let slot = self
+            .slots
+            .get_mut(id.idx as usize)
+            .and_then(Option::as_deref_mut)
+            .filter(|s| s.gen == id.gen)
+            .ok_or(EndpointError::UnknownSession)?;
         match slot.state {
             State::Open => {}
             State::WriteClosed | State::Draining(_) => return Err(EndpointError::WriteClosed),
-            State::Closing => return Err(EndpointError::UnknownSession),
+            State::Closing(_) => return Err(EndpointError::UnknownSession),
         }
-        let r = slot
-            .session
-            .kcp_mut()
-            .send(data)
-            .map_err(EndpointError::Send);
+        let kcp = slot.session.kcp_mut();
+        let chunks = data.len().div_ceil(kcp.mss().max(1)).min(256);
+        kcp.stock_storage(&mut self.cache, chunks);
+        let r = kcp.send(data).map_err(EndpointError::Send);
         if r.is_err() {
             slot.writable = false;
         }
@@ -605,353 +697,10 @@ impl<A: PeerAddr> Endpoint<A> {
     /// [`poll_transmit`](Self::poll_transmit) drain.
     pub fn close(&mut self, id: SessionId) -> Result<(), EndpointError> {
         let slot = self.slot_mut(id).ok_or(EndpointError::UnknownSession)?;
-        slot.state = State::Closing;
+        slot.state = State::Closing(CloseReason::Closed);
         slot.session.kcp_mut().flush();
         self.mark(id.idx);
         Ok(())
-    }
-
-    fn remove(&mut self, idx: u32, reason: CloseReason) {
-        let Some(slot) = self.slots.get_mut(idx as usize).and_then(Option::take) else {
-            return;
-        };
-        let key = (slot.addr, slot.conv);
-        self.by_key.remove(&key);
-        if self.attach_route.get(&slot.addr) == Some(&idx) {
-            self.attach_route.remove(&slot.addr);
-        }
-        self.retired.absorb_session(&slot.session);
-        let until = self.elapsed + self.cfg.closed_linger_ms as u64;
-        self.closed.insert(key, until);
-        self.closed_order.push_back((key, until));
-        while self.closed_order.len() > 4 * self.cfg.max_sessions.max(1024) {
-            if let Some((k, u)) = self.closed_order.pop_front() {
-                if self.closed.get(&k) == Some(&u) {
-                    self.closed.remove(&k);
-                }
-            }
-        }
-        self.free.push(idx);
-        self.stats.curr_estab = self.by_key.len() as u64;
-        self.events
-            .push_back(Event::Closed(SessionId { idx, gen: slot.gen }, reason));
-    }
-
-    /// Processes one datagram from `from`. Dropped datagrams are counted and reported.
-    pub fn handle_datagram(
-        &mut self,
-        now: Millis,
-        from: A,
-        datagram: &mut [u8],
-    ) -> Result<(), EndpointError> {
-        let t = self.tick(now);
-        self.stats.in_pkts += 1;
-        self.stats.in_bytes += datagram.len() as u64;
-        // Open the outer layers (crypto) with the endpoint's own instances, outermost first,
-        // remembering each opened packet for the session's instances.
-        let total = self.demux.len();
-        let first_demux = total - self.cfg.demux_layers;
-        let mut opened: [(usize, usize, usize, usize); MAX_DEMUX_LAYERS] =
-            [(0, 0, 0, 0); MAX_DEMUX_LAYERS];
-        let mut range = 0..datagram.len();
-        for (k, i) in (first_demux..total).rev().enumerate() {
-            let part = datagram.get_mut(range.clone()).unwrap_or(&mut []);
-            match self.demux[i].demux_open(part, now) {
-                Ok(Some(inner)) => {
-                    if let Some(o) = opened.get_mut(k) {
-                        *o = (range.start, range.end, inner.start, inner.end);
-                    }
-                    range = range.start + inner.start..range.start + inner.end;
-                }
-                Ok(None) => return Ok(()),
-                Err(e) => {
-                    if e == CodecError::Integrity {
-                        self.stats.in_csum_errors += 1;
-                    } else {
-                        self.stats.in_errs += 1;
-                    }
-                    return Err(EndpointError::Rejected(DropReason::Codec(e)));
-                }
-            }
-        }
-        let plain_range = range.clone();
-        // Ask the inner layers where the KCP datagram lies.
-        let routed = match self.route(first_demux, datagram.get(range).unwrap_or(&[])) {
-            Ok(r) => r,
-            Err(reason) => {
-                self.stats.in_errs += 1;
-                return Err(EndpointError::Rejected(reason));
-            }
-        };
-        let idx = match routed {
-            Routed::Attach => match self.attach_route.get(&from) {
-                Some(&i) => i,
-                None => {
-                    self.stats.in_errs += 1;
-                    return Err(EndpointError::Rejected(DropReason::NoSession));
-                }
-            },
-            Routed::Conv { conv, attach } => {
-                let idx = match self.by_key.get(&(from, conv)) {
-                    Some(&i) => i,
-                    None => self.admit(now, t, from, conv)?,
-                };
-                if attach {
-                    self.attach_route.insert(from, idx);
-                }
-                idx
-            }
-        };
-        let Some(Some(slot)) = self.slots.get_mut(idx as usize) else {
-            return Err(EndpointError::Rejected(DropReason::NoSession));
-        };
-        // The session's own instances of the opened layers see what was opened (replay
-        // windows live there).
-        let mut r = Ok(());
-        for (k, i) in (first_demux..total).rev().enumerate() {
-            let Some(&(ps, pe, is, ie)) = opened.get(k) else {
-                break;
-            };
-            let packet = datagram.get(ps..pe).unwrap_or(&[]);
-            r = slot.session.accept_demuxed(i, packet, is..ie, now);
-            if r.is_err() {
-                break;
-            }
-        }
-        if r.is_ok() {
-            let plain = datagram.get_mut(plain_range).unwrap_or(&mut []);
-            r = slot.session.input_opened(now, plain, self.cfg.demux_layers);
-        }
-        if r.is_ok() {
-            slot.last_heard = t;
-        }
-        self.after_io(idx);
-        r.map_err(|e| EndpointError::Rejected(DropReason::Session(e)))
-    }
-
-    /// Finds the conversation of a datagram whose outer layers are open: layers
-    /// `..first_demux` (innermost first) are asked, outermost first, where their inner packet
-    /// lies; the KCP datagram then carries the conversation id in its first four bytes.
-    fn route(&self, first_demux: usize, plain: &[u8]) -> Result<Routed, DropReason> {
-        let mut range = 0..plain.len();
-        let mut attach = false;
-        for layer in self.demux[..first_demux].iter().rev() {
-            let part = plain.get(range.clone()).unwrap_or(&[]);
-            match layer.route(part).map_err(DropReason::Codec)? {
-                Route::Inner(inner) => {
-                    if inner.start > inner.end || inner.end > part.len() {
-                        return Err(DropReason::Codec(CodecError::Malformed));
-                    }
-                    if inner != (0..part.len()) {
-                        attach = true;
-                    }
-                    range = range.start + inner.start..range.start + inner.end;
-                }
-                Route::Attach => return Ok(Routed::Attach),
-            }
-        }
-        let kcp = plain.get(range).unwrap_or(&[]);
-        if kcp.len() < HEADER_LEN {
-            return Err(DropReason::Short);
-        }
-        let conv = u32::from_le_bytes([kcp[0], kcp[1], kcp[2], kcp[3]]);
-        Ok(Routed::Conv { conv, attach })
-    }
-
-    /// Decides about a datagram for an unknown (address, conv).
-    fn admit(&mut self, now: Millis, t: u64, from: A, conv: u32) -> Result<u32, EndpointError> {
-        if let Some(&until) = self.closed.get(&(from, conv)) {
-            if t < until {
-                self.stats.in_errs += 1;
-                return Err(EndpointError::Rejected(DropReason::RecentlyClosed));
-            }
-            self.closed.remove(&(from, conv));
-        }
-        if !self.cfg.accept {
-            self.stats.in_errs += 1;
-            return Err(EndpointError::Rejected(DropReason::NoSession));
-        }
-        if self.accept_queue.len() >= self.cfg.backlog || self.by_key.len() >= self.cfg.max_sessions
-        {
-            self.stats.refused += 1;
-            return Err(EndpointError::Rejected(DropReason::Refused));
-        }
-        let id = self
-            .create(now, t, from, conv)
-            .map_err(EndpointError::Config)?;
-        self.stats.passive_opens += 1;
-        self.accept_queue.push_back(id);
-        self.events.push_back(Event::Incoming);
-        Ok(id.idx)
-    }
-
-    /// Readiness edges after a session processed something; it then has output to drain.
-    fn after_io(&mut self, idx: u32) {
-        self.after_io_quiet(idx);
-        self.mark(idx);
-    }
-
-    /// Runs every session timer due at `now`, and idle and shutdown deadlines.
-    pub fn handle_timeout(&mut self, now: Millis) {
-        let t = self.tick(now);
-        while let Some(idx) = self.timers.pop_due(t) {
-            let Some(Some(slot)) = self.slots.get_mut(idx as usize) else {
-                continue;
-            };
-            slot.session.kcp_mut().handle_timeout(now);
-            self.mark(idx);
-        }
-    }
-
-    /// When `handle_timeout` is next needed; `None` when no session needs the clock.
-    pub fn poll_timeout(&mut self) -> Option<Millis> {
-        // Sessions changed since the last call may have new deadlines.
-        self.flush_dirty_timers();
-        self.timers.next().map(|t| self.to_millis(t))
-    }
-
-    fn flush_dirty_timers(&mut self) {
-        for i in 0..self.dirty.len() {
-            if let Some(&idx) = self.dirty.get(i) {
-                self.reschedule(idx);
-            }
-        }
-    }
-
-    /// Recomputes one session's deadline: its engine timer, its idle timeout, its shutdown.
-    fn reschedule(&mut self, idx: u32) {
-        let elapsed = self.elapsed;
-        let base = self.last_now.unwrap_or(Millis(0));
-        let idle = self.cfg.idle_timeout_ms;
-        let Some(Some(slot)) = self.slots.get(idx as usize) else {
-            self.timers.cancel(idx);
-            return;
-        };
-        let mut at = slot
-            .session
-            .kcp()
-            .poll_timeout()
-            .map(|m| elapsed + m.since(base).max(0) as u64);
-        let mut consider = |d: u64| at = Some(at.map_or(d, |a: u64| a.min(d)));
-        if let Some(ms) = idle {
-            consider(slot.last_heard + ms as u64);
-        }
-        if let State::Draining(deadline) = slot.state {
-            consider(deadline);
-        }
-        match at {
-            Some(at) => self.timers.set(idx, at),
-            None => self.timers.cancel(idx),
-        }
-    }
-
-    /// Checks lifecycle conditions of one session; returns false if it was removed.
-    fn check_lifecycle(&mut self, idx: u32) -> bool {
-        let t = self.elapsed;
-        let idle = self.cfg.idle_timeout_ms;
-        let Some(Some(slot)) = self.slots.get(idx as usize) else {
-            return false;
-        };
-        let kcp = slot.session.kcp();
-        if slot.state == State::Closing {
-            return true;
-        }
-        let reason = if kcp.is_dead() {
-            Some(CloseReason::DeadLink)
-        } else if idle.is_some_and(|ms| t >= slot.last_heard + ms as u64) {
-            Some(CloseReason::IdleTimeout)
-        } else if let State::Draining(deadline) = slot.state {
-            if kcp.is_idle() {
-                Some(CloseReason::Shutdown)
-            } else if t >= deadline {
-                Some(CloseReason::ShutdownTimeout)
-            } else {
-                None
-            }
-        } else {
-            None
-        };
-        match reason {
-            Some(r) => {
-                self.timers.cancel(idx);
-                self.remove(idx, r);
-                false
-            }
-            None => true,
-        }
-    }
-
-    /// The next datagram to send and its destination. Drain it after every call that changes
-    /// the endpoint; `buf` must hold the MTU.
-    pub fn poll_transmit(&mut self, now: Millis, buf: &mut [u8]) -> Option<(A, usize)> {
-        let stride = buf.len();
-        let mut len = [0usize; 1];
-        let (to, n) = self.poll_transmit_strided(now, buf, stride, &mut len)?;
-        (n == 1).then_some((to, len[0]))
-    }
-
-    /// Up to `lens.len()` datagrams to one destination at once (see
-    /// [`Session::poll_transmit_strided`]): datagram `i` in `buf[i * stride..]`, its length in
-    /// `lens[i]`. Returns the destination and how many; `None` when nothing is left to send.
-    pub fn poll_transmit_strided(
-        &mut self,
-        now: Millis,
-        buf: &mut [u8],
-        stride: usize,
-        lens: &mut [usize],
-    ) -> Option<(A, usize)> {
-        self.tick(now);
-        while let Some(&idx) = self.dirty.front() {
-            let alive = self.check_lifecycle(idx);
-            if alive {
-                let mut closing = false;
-                if let Some(Some(slot)) = self.slots.get_mut(idx as usize) {
-                    let n = slot.session.poll_transmit_strided(now, buf, stride, lens);
-                    if n > 0 {
-                        self.stats.out_pkts += n as u64;
-                        self.stats.out_bytes += lens[..n].iter().sum::<usize>() as u64;
-                        return Some((slot.addr, n));
-                    }
-                    closing = slot.state == State::Closing;
-                }
-                if closing {
-                    self.timers.cancel(idx);
-                    self.remove(idx, CloseReason::Closed);
-                } else {
-                    self.reschedule(idx);
-                    self.after_io_quiet(idx);
-                }
-            }
-            self.dirty.pop_front();
-            if let Some(Some(slot)) = self.slots.get_mut(idx as usize) {
-                slot.queued = false;
-            }
-        }
-        None
-    }
-
-    /// Readiness edges without re-marking the session dirty.
-    fn after_io_quiet(&mut self, idx: u32) {
-        let Some(Some(slot)) = self.slots.get_mut(idx as usize) else {
-            return;
-        };
-        let id = SessionId { idx, gen: slot.gen };
-        let kcp = slot.session.kcp();
-        let readable = kcp.peek_size().is_some();
-        let writable = slot.state == State::Open && kcp.is_writable();
-        if readable && !slot.readable {
-            self.events.push_back(Event::Readable(id));
-        }
-        if writable && !slot.writable {
-            self.events.push_back(Event::Writable(id));
-        }
-        slot.readable = readable;
-        slot.writable = writable;
-    }
-
-    /// The next event (readable, writable, incoming, closed).
-    pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
     }
 
     /// kcp-go's SNMP counters for the whole endpoint: its own packet counters plus the sum of
@@ -962,7 +711,23 @@ impl<A: PeerAddr> Endpoint<A> {
         for slot in self.slots.iter().flatten() {
             s.absorb_session(&slot.session);
         }
+        s.half_open = self.half_open_total as u64;
+        s.pooled_bytes = self.cache.heap_bytes() as u64;
         s
+    }
+
+    /// Heap bytes the endpoint's sessions hold (engines, codec state, session tables) and
+    /// those kept for reuse, as [`Session::heap_bytes`] and [`ChunkCache::heap_bytes`] count
+    /// them; for memory accounting.
+    pub fn heap_bytes(&self) -> (usize, usize) {
+        let sessions = self.slots.capacity() * core::mem::size_of::<Option<Box<Slot<A>>>>()
+            + self
+                .slots
+                .iter()
+                .flatten()
+                .map(|s| core::mem::size_of::<Slot<A>>() + s.session.heap_bytes())
+                .sum::<usize>();
+        (sessions, self.cache.heap_bytes())
     }
 
     /// Ids of all live sessions.

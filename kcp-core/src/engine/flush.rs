@@ -16,7 +16,9 @@ use crate::congestion::{Controller, FlushEvent};
 use crate::time::{seq_diff, Millis};
 use crate::wire::{Command, SegmentRepr, HEADER_LEN};
 
-use super::{Kcp, Pending, ASK_SEND, ASK_TELL, NO_CHUNK, PROBE_INIT, PROBE_LIMIT, RTO_MAX};
+use super::{
+    Kcp, Pending, ASK_SEND, ASK_TELL, NO_CHUNK, PROBE_FIRST, PROBE_INIT, PROBE_LIMIT, RTO_MAX,
+};
 
 impl Kcp<'_> {
     /// Writes the next datagram to send into `buf` and returns its length, or `None` when there
@@ -26,6 +28,7 @@ impl Kcp<'_> {
     /// full-size datagram); codec layers put their headers in front. Call this until it returns
     /// `None` after every call that changes the engine.
     pub fn poll_transmit(&mut self, now: Millis, buf: &mut [u8]) -> Option<usize> {
+        self.observe(now);
         let pending = core::mem::replace(&mut self.pending, Pending::None);
         if pending != Pending::None {
             self.decide_flush(now, pending);
@@ -45,14 +48,20 @@ impl Kcp<'_> {
     /// Arms the periodic timer if the session has work and it is not armed; disarms it when
     /// idle, so an idle session costs nothing.
     pub(crate) fn rearm(&mut self, now: Millis) {
-        let busy = !self.snd.is_empty()
-            || !self.acks.is_empty()
-            || self.probe != 0
-            || (self.rmt_wnd == 0 && self.snd_nxt != self.snd.end());
+        // A closed peer window keeps the timer running even with nothing queued: only a probe
+        // finds out that it opened again (a peer that grows its window without telling, as
+        // kcp-go does after SetWindowSize, would otherwise leave a writer blocked for ever).
+        let busy =
+            !self.snd.is_empty() || !self.acks.is_empty() || self.probe != 0 || self.rmt_wnd == 0;
         match (busy, self.timer) {
             (true, None) => {
                 // Next tick of the schedule kcp-go's timer would have kept while we slept.
                 let interval = self.cfg.interval;
+                // The anchor is the last scheduled tick, at most an interval ahead of any
+                // clock reading; further ahead, the clock has wrapped: start over from now.
+                if self.timer_anchor.since(now) > interval as i32 {
+                    self.timer_anchor = now;
+                }
                 let behind = now.since(self.timer_anchor).max(0) as u32;
                 let t = self.timer_anchor + behind.div_ceil(interval).saturating_mul(interval);
                 self.timer = Some(t);
@@ -73,10 +82,13 @@ impl Kcp<'_> {
         // Zero-window probing (identical in kcp-go and ikcp.c).
         if self.rmt_wnd == 0 {
             if self.probe_wait == 0 {
-                self.probe_wait = PROBE_INIT;
+                // kcp-go and ikcp.c wait 7 s for the first probe; a writer stalls that long
+                // whenever a window update is lost or never sent. Probe after an RTO (at least
+                // PROBE_FIRST), then back off by half each time as they do.
+                self.probe_wait = self.rx_rto.clamp(PROBE_FIRST, PROBE_INIT);
                 self.ts_probe = now + self.probe_wait;
             } else if now.reached(self.ts_probe) {
-                self.probe_wait = self.probe_wait.max(PROBE_INIT);
+                self.probe_wait = self.probe_wait.max(PROBE_FIRST);
                 self.probe_wait += self.probe_wait / 2;
                 self.probe_wait = self.probe_wait.min(PROBE_LIMIT);
                 self.ts_probe = now + self.probe_wait;

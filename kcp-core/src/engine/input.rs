@@ -27,6 +27,7 @@ impl Kcp<'_> {
     }
 
     fn input_inner(&mut self, now: Millis, data: &[u8], regular: bool) -> Result<(), InputError> {
+        self.observe(now);
         self.stats.in_datagrams += 1;
         self.stats.in_bytes += data.len() as u64;
         if !regular {
@@ -93,6 +94,7 @@ impl Kcp<'_> {
             let rtt = now.since(Millis(ts));
             if rtt >= 0 {
                 self.update_rtt(rtt);
+                self.cc.on_rtt(rtt as u32);
             }
         }
         if seq_diff(self.snd.base(), prev_una) > 0 {
@@ -101,7 +103,9 @@ impl Kcp<'_> {
         }
         if window_slid {
             self.request(Pending::Full);
-        } else if self.cfg.ack_nodelay && !self.acks.is_empty() {
+        } else if (self.cfg.ack_nodelay && !self.acks.is_empty())
+            || (self.cfg.ack_threshold > 0 && self.acks.len() >= self.cfg.ack_threshold as usize)
+        {
             self.request(Pending::AckOnly);
         }
         self.rearm(now);

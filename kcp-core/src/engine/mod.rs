@@ -18,15 +18,19 @@ use core::fmt;
 pub use buffers::{AckEntry, Buffers, RecvSlot, SendSlot, StaticBuffers};
 
 use crate::config::{Config, ConfigError, MAX_FRAGMENTS};
-use crate::congestion::{Classic, Congestion, NoControl};
+use crate::congestion::Congestion;
 use crate::stats::Stats;
+#[cfg(feature = "alloc")]
+use crate::storage::{ChunkCache, MIN_RING};
 use crate::storage::{ChunkId, Managed, Pool, SeqRing};
-use crate::time::{seq_diff, Millis};
+use crate::time::{seq_diff, Millis, STALE_MS};
 use crate::wire::WireError;
 
 pub(crate) const NO_CHUNK: ChunkId = ChunkId::MAX;
 const RTO_MAX: u32 = 60_000;
 const PROBE_INIT: u32 = 7_000;
+/// Shortest wait before the first zero-window probe.
+const PROBE_FIRST: u32 = 200;
 const PROBE_LIMIT: u32 = 120_000;
 pub(crate) const ASK_SEND: u8 = 1;
 pub(crate) const ASK_TELL: u8 = 2;
@@ -205,7 +209,7 @@ pub struct Kcp<'a> {
     rttvar: i32,
     rx_rto: u32,
     rmt_wnd: u32,
-    cc: Congestion,
+    cc: Congestion<'a>,
     probe: u8,
     emit_probe: u8,
     last_ack: (u32, u32),
@@ -219,6 +223,8 @@ pub struct Kcp<'a> {
     pending: Pending,
     /// Newest `ts` of a regular PUSH, to tell stale FEC-rebuilt segments (see `on_push`).
     newest_push_ts: Option<u32>,
+    /// The latest `now` the engine was given, to notice a clock that wrapped past 2^31 ms.
+    last_now: Millis,
     stats: Stats,
 }
 
@@ -258,12 +264,7 @@ impl Kcp<'static> {
             SeqRing::new(Managed::Owned(Vec::new()), 0, rcv_max),
             SeqRing::new(Managed::Owned(Vec::new()), 0, config.ack_capacity()),
             SeqRing::new(Managed::Owned(Vec::new()), 0, snd_max),
-            Pool::new(
-                Managed::Owned(Vec::new()),
-                Managed::Owned(Vec::new()),
-                HEAP_CHUNK,
-                snd_max + rcv_max,
-            ),
+            Pool::heap(snd_max + rcv_max),
         ))
     }
 }
@@ -311,12 +312,7 @@ impl<'a> Kcp<'a> {
             SeqRing::new(Managed::Borrowed(buffers.recv), 0, 0),
             SeqRing::new(Managed::Borrowed(buffers.acks), 0, 0),
             SeqRing::new(Managed::Borrowed(buffers.transmit), 0, 0),
-            Pool::new(
-                Managed::Borrowed(buffers.arena),
-                Managed::Borrowed(buffers.free),
-                buffers.chunk_len,
-                0,
-            ),
+            Pool::borrowed(buffers.arena, buffers.free, buffers.chunk_len),
         ))
     }
 
@@ -351,11 +347,7 @@ impl<'a> Kcp<'a> {
             rttvar: 0,
             rx_rto: 200,
             rmt_wnd: 32,
-            cc: if cfg.nc {
-                Congestion::None(NoControl)
-            } else {
-                Congestion::Classic(Classic::opened())
-            },
+            cc: Congestion::for_nc(cfg.nc),
             probe: 0,
             emit_probe: 0,
             last_ack: (0, 0),
@@ -367,6 +359,7 @@ impl<'a> Kcp<'a> {
             timer_anchor: now,
             pending: Pending::None,
             newest_push_ts: None,
+            last_now: now,
             stats: Stats::default(),
             cfg,
         }
@@ -436,16 +429,31 @@ impl<'a> Kcp<'a> {
                 .set_max(config.ack_capacity().max(self.acks.max_len()));
         }
         self.pool.set_max(snd + rcv);
-        if config.nc != c.nc {
-            self.cc = if config.nc {
-                Congestion::None(NoControl)
-            } else {
-                Congestion::Classic(Classic::opened())
-            };
+        let tell = config.rcv_wnd > c.rcv_wnd;
+        if config.nc != c.nc && !self.cc.is_custom() {
+            self.cc = Congestion::for_nc(config.nc);
         }
         self.cfg = config;
         self.mss = mss;
+        if tell {
+            // Tell the peer at once: a peer that saw a full window would otherwise wait for
+            // its next probe (kcp-go does not tell after SetWindowSize).
+            self.probe |= ASK_TELL;
+            self.request(Pending::Full);
+        }
         Ok(())
+    }
+
+    /// Replaces the congestion controller (see [`congestion`](crate::congestion)); `nc` in the
+    /// configuration no longer changes it. The new controller starts from its own state; the
+    /// flow-control windows still bound what is sent.
+    pub fn set_controller(&mut self, controller: Congestion<'a>) {
+        self.cc = controller;
+    }
+
+    /// The congestion controller.
+    pub fn controller(&self) -> &Congestion<'a> {
+        &self.cc
     }
 
     /// Conversation id.
@@ -516,6 +524,56 @@ impl<'a> Kcp<'a> {
         self.pool.in_use()
     }
 
+    /// Whether the engine holds no data at all: nothing queued, in flight, received but
+    /// unread, or waiting to be acknowledged. Then [`release_storage`](Self::release_storage)
+    /// can give back everything but a few bytes.
+    pub fn is_drained(&self) -> bool {
+        self.snd.is_empty() && self.rcv.is_empty() && self.acks.is_empty() && self.txq.is_empty()
+    }
+
+    /// Heap bytes the engine holds beyond its own struct: rings and payload chunks (0 on
+    /// caller-provided buffers).
+    #[cfg(feature = "alloc")]
+    pub fn heap_bytes(&self) -> usize {
+        self.snd.heap_bytes()
+            + self.rcv.heap_bytes()
+            + self.acks.heap_bytes()
+            + self.txq.heap_bytes()
+            + self.pool.heap_bytes()
+    }
+
+    /// Moves up to `chunks` payload chunks from `cache` into the engine, so the segments it is
+    /// about to store (a datagram's PUSH segments, a `send`) need no allocation. Heap-backed
+    /// engines only; a no-op on caller-provided buffers.
+    #[cfg(feature = "alloc")]
+    pub fn stock_storage(&mut self, cache: &mut ChunkCache, chunks: usize) {
+        self.pool.stock(cache, chunks);
+    }
+
+    /// Gives payload chunks the engine does not use to `cache` and, when it is
+    /// [drained](Self::is_drained), shrinks its rings to a few entries, so memory follows the
+    /// data held rather than the high-water mark of the last burst. Returns the heap bytes
+    /// the engine no longer holds. Heap-backed engines only.
+    #[cfg(feature = "alloc")]
+    pub fn release_storage(&mut self, cache: &mut ChunkCache) -> usize {
+        let mut freed = self.pool.release(cache);
+        if self.is_drained() {
+            freed += self.snd.shrink(MIN_RING)
+                + self.rcv.shrink(MIN_RING)
+                + self.acks.shrink(MIN_RING)
+                + self.txq.shrink(MIN_RING);
+        }
+        freed
+    }
+
+    /// Asks the peer for its window (a `WASK` segment at the next flush); a KCP peer answers
+    /// with a `WINS`. An endpoint uses it to make a new peer speak again (see
+    /// [`Endpoint`](crate::endpoint::Endpoint)'s half-open sessions).
+    pub fn ask_window(&mut self) {
+        self.probe |= ASK_SEND;
+        self.request(Pending::Full);
+    }
+
     /// When [`handle_timeout`](Self::handle_timeout) must next be called; `None` while the
     /// session is idle (nothing to send, acknowledge or probe), until the next `send` or
     /// `input`. Ask again after every call that changes the engine.
@@ -527,8 +585,11 @@ impl<'a> Kcp<'a> {
     /// has reached [`poll_timeout`](Self::poll_timeout). Then drain
     /// [`poll_transmit`](Self::poll_transmit).
     pub fn handle_timeout(&mut self, now: Millis) {
+        self.observe(now);
         if let Some(t) = self.timer {
-            if now.reached(t) {
+            // The timer is never set more than an interval ahead of the clock; further ahead,
+            // the clock has wrapped past it.
+            if now.reached(t) || t.since(now) > self.cfg.interval as i32 {
                 self.request(Pending::Timer);
             }
         }
@@ -539,6 +600,42 @@ impl<'a> Kcp<'a> {
     /// periodic timer keeps its schedule.
     pub fn flush(&mut self) {
         self.request(Pending::Full);
+    }
+
+    /// Notes the caller's clock. Time never goes back: a `now` up to [`STALE_MS`] earlier
+    /// than the last one is a caller's stale reading and changes nothing, and one that looks
+    /// earlier by more means the wrapping clock moved on by 2^31 ms or more while the engine
+    /// was not called (an idle session sleeps with no timer). Every deadline is then
+    /// re-anchored on `now`: the timer and retransmissions are due at once, instead of
+    /// 2^31 ms away.
+    pub(crate) fn observe(&mut self, now: Millis) {
+        let d = now.since(self.last_now);
+        if d >= 0 {
+            self.last_now = now;
+            return;
+        }
+        if d >= -STALE_MS {
+            return;
+        }
+        self.last_now = now;
+        self.timer_anchor = now;
+        if self.timer.is_some() {
+            self.timer = Some(now);
+        }
+        let mut cur = self.ua_head;
+        while let Some(sn) = cur {
+            let Some(seg) = self.snd.get_mut(sn) else {
+                break;
+            };
+            seg.resendts = now;
+            cur = seg.next;
+        }
+        if self.ua_head.is_some() {
+            self.rto_bound = Some(now);
+        }
+        if self.probe_wait > 0 {
+            self.ts_probe = now;
+        }
     }
 
     pub(crate) fn request(&mut self, p: Pending) {

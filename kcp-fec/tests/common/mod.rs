@@ -57,3 +57,15 @@ pub fn sorted(mut v: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
     v.sort();
     v
 }
+
+/// An FEC packet as any sender may write it: `seqid`, type byte `ty` (0xf1 data, 0xf2
+/// parity), `len` bytes in all, a data shard's size field consistent with its length.
+pub fn fec_packet(seqid: u32, ty: u8, len: usize) -> Vec<u8> {
+    let mut p = vec![0u8; len];
+    p[..4].copy_from_slice(&seqid.to_le_bytes());
+    p[4] = ty;
+    if ty == 0xf1 {
+        p[6..8].copy_from_slice(&((len - 6) as u16).to_le_bytes());
+    }
+    p
+}

@@ -1,0 +1,78 @@
+//! `ReplayWindow` against the simplest model of its documented semantics: the set of
+//! accepted sequence numbers and the highest of them (`check(s)`: nothing accepted yet, or
+//! `s > top`, or `top - s < SIZE` and `s` unseen; `accept(s)`: records `s` unless it is
+//! older than the window, raising `top`).
+//!
+//! Input: 4-byte operations `[op, how, delta (u16 LE)]`: `op & 1` accepts after checking,
+//! `how` picks the sequence number relative to the current top (ahead, behind, far ahead,
+//! near `u64::MAX`, small absolute).
+#![no_main]
+
+use std::collections::BTreeSet;
+
+use kcp_crypto::ReplayWindow;
+use libfuzzer_sys::fuzz_target;
+
+#[derive(Default)]
+struct Model {
+    seen: BTreeSet<u64>,
+    top: Option<u64>,
+}
+
+impl Model {
+    fn check(&self, s: u64) -> bool {
+        match self.top {
+            None => true,
+            Some(top) => s > top || (top - s < ReplayWindow::SIZE && !self.seen.contains(&s)),
+        }
+    }
+    fn accept(&mut self, s: u64) {
+        match self.top {
+            Some(top) if s <= top && top - s >= ReplayWindow::SIZE => {}
+            Some(top) if s <= top => {
+                self.seen.insert(s);
+            }
+            _ => {
+                self.seen.insert(s);
+                self.top = Some(s);
+            }
+        }
+        // Forget what can never matter again, so the model stays as small as the window.
+        if let Some(top) = self.top {
+            let floor = top.saturating_sub(ReplayWindow::SIZE);
+            self.seen = self.seen.split_off(&floor);
+        }
+    }
+}
+
+fn pick(top: Option<u64>, how: u8, delta: u16) -> u64 {
+    let top = top.unwrap_or(0);
+    let d = delta as u64;
+    match how % 6 {
+        0 => top.saturating_add(d % 200),
+        1 => top.saturating_sub(d % (ReplayWindow::SIZE + 100)),
+        2 => top.saturating_add(d * 64),
+        3 => u64::MAX - d % 300,
+        4 => top.wrapping_add(d << 32),
+        _ => d,
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let mut w = ReplayWindow::new();
+    let mut m = Model::default();
+    for op in data.chunks_exact(4) {
+        let s = pick(m.top, op[1], u16::from_le_bytes([op[2], op[3]]));
+        assert_eq!(w.check(s), m.check(s), "check({s})");
+        if op[0] & 1 == 1 {
+            w.accept(s);
+            m.accept(s);
+            assert_eq!(w.top(), m.top);
+        }
+    }
+    if let Some(top) = m.top {
+        for s in top.saturating_sub(ReplayWindow::SIZE + 2)..=top.saturating_add(2) {
+            assert_eq!(w.check(s), m.check(s), "final check({s})");
+        }
+    }
+});

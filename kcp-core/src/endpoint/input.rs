@@ -1,0 +1,177 @@
+//! Receiving: open the demux layers, route through the inner layers, hand the datagram to its
+//! session (or admit a new one).
+
+use core::ops::Range;
+
+use crate::codec::{CodecError, Route};
+use crate::time::Millis;
+use crate::wire::{Command, Datagram, HEADER_LEN};
+
+use super::admission::fingerprint;
+use super::{DropReason, Endpoint, EndpointError, PeerAddr, MAX_DEMUX_LAYERS};
+
+/// Where the codec stack said a datagram belongs.
+enum Routed {
+    /// The KCP datagram lies at `kcp` (relative to the plaintext); `attach` when a layer
+    /// asked to remember the address's session for packets without a conversation id.
+    Conv {
+        conv: u32,
+        kcp: Range<usize>,
+        attach: bool,
+    },
+    /// No conversation id (FEC parity): the session last routed from the same address.
+    Attach,
+}
+
+/// Payload chunks a KCP datagram may need to store: one per PUSH with data.
+fn chunks_needed(kcp: &[u8]) -> usize {
+    Datagram::new(kcp)
+        .filter_map(Result::ok)
+        .filter(|(seg, p)| seg.cmd == Command::Push && !p.is_empty())
+        .count()
+}
+
+impl<A: PeerAddr> Endpoint<A> {
+    /// Processes one datagram from `from`. Dropped datagrams are counted and reported.
+    pub fn handle_datagram(
+        &mut self,
+        now: Millis,
+        from: A,
+        datagram: &mut [u8],
+    ) -> Result<(), EndpointError> {
+        let t = self.tick(now);
+        self.stats.in_pkts += 1;
+        self.stats.in_bytes += datagram.len() as u64;
+        // Open the outer layers (crypto) with the endpoint's own instances, outermost first,
+        // remembering each opened packet for the session's instances.
+        let total = self.demux.len();
+        let first_demux = total - self.cfg.demux_layers;
+        let mut opened: [(Range<usize>, Range<usize>); MAX_DEMUX_LAYERS] =
+            core::array::from_fn(|_| (0..0, 0..0));
+        let mut range = 0..datagram.len();
+        for (k, i) in (first_demux..total).rev().enumerate() {
+            let part = datagram.get_mut(range.clone()).unwrap_or(&mut []);
+            let Some(layer) = self.demux.get_mut(i) else {
+                break;
+            };
+            match layer.demux_open(part, now) {
+                Ok(Some(inner)) if inner.start <= inner.end && inner.end <= part.len() => {
+                    if let Some(o) = opened.get_mut(k) {
+                        *o = (range.clone(), inner.clone());
+                    }
+                    range = range.start + inner.start..range.start + inner.end;
+                }
+                Ok(Some(_)) => return Err(self.codec_drop(CodecError::Malformed)),
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(self.codec_drop(e)),
+            }
+        }
+        let plain_range = range;
+        let plain = datagram.get(plain_range.clone()).unwrap_or(&[]);
+        // Ask the inner layers where the KCP datagram lies.
+        let routed = match self.route(first_demux, plain) {
+            Ok(r) => r,
+            Err(reason) => {
+                self.stats.in_errs += 1;
+                return Err(EndpointError::Rejected(reason));
+            }
+        };
+        let (idx, needed) = match routed {
+            Routed::Attach => match self.attach_route.get(&from) {
+                Some(&i) => (i, 1),
+                None => {
+                    self.stats.in_errs += 1;
+                    return Err(EndpointError::Rejected(DropReason::NoSession));
+                }
+            },
+            Routed::Conv { conv, kcp, attach } => {
+                let kcp = plain.get(kcp).unwrap_or(&[]);
+                let idx = match self.by_key.get(&(from, conv)) {
+                    Some(&i) => i,
+                    None => self.admit(now, t, from, conv, kcp, plain)?,
+                };
+                if attach {
+                    self.attach_route.insert(from, idx);
+                }
+                (idx, chunks_needed(kcp))
+            }
+        };
+        let Some(Some(slot)) = self.slots.get_mut(idx as usize) else {
+            return Err(EndpointError::Rejected(DropReason::NoSession));
+        };
+        let print = slot.half_open.map(|_| fingerprint(plain));
+        // The session's own instances of the opened layers see what was opened (replay
+        // windows live there).
+        let mut r = Ok(());
+        for (k, i) in (first_demux..total).rev().enumerate() {
+            let Some((packet, inner)) = opened.get(k).cloned() else {
+                break;
+            };
+            let packet = datagram.get(packet).unwrap_or(&[]);
+            r = slot.session.accept_demuxed(i, packet, inner, now);
+            if r.is_err() {
+                break;
+            }
+        }
+        if r.is_ok() {
+            slot.session
+                .kcp_mut()
+                .stock_storage(&mut self.cache, needed);
+            let plain = datagram.get_mut(plain_range).unwrap_or(&mut []);
+            r = slot.session.input_opened(now, plain, self.cfg.demux_layers);
+        }
+        if r.is_ok() {
+            slot.last_heard = t;
+            if let Some(print) = print {
+                self.confirm(idx, print);
+            }
+        }
+        self.after_io(idx);
+        r.map_err(|e| EndpointError::Rejected(DropReason::Session(e)))
+    }
+
+    fn codec_drop(&mut self, e: CodecError) -> EndpointError {
+        if e == CodecError::Integrity {
+            self.stats.in_csum_errors += 1;
+        } else {
+            self.stats.in_errs += 1;
+        }
+        EndpointError::Rejected(DropReason::Codec(e))
+    }
+
+    /// Finds the conversation of a datagram whose outer layers are open: layers
+    /// `..first_demux` (innermost first) are asked, outermost first, where their inner packet
+    /// lies; the KCP datagram then carries the conversation id in its first four bytes.
+    fn route(&self, first_demux: usize, plain: &[u8]) -> Result<Routed, DropReason> {
+        let mut range = 0..plain.len();
+        let mut attach = false;
+        for layer in self.demux.get(..first_demux).unwrap_or(&[]).iter().rev() {
+            let part = plain.get(range.clone()).unwrap_or(&[]);
+            match layer.route(part).map_err(DropReason::Codec)? {
+                Route::Inner(inner) => {
+                    if inner.start > inner.end || inner.end > part.len() {
+                        return Err(DropReason::Codec(CodecError::Malformed));
+                    }
+                    if inner != (0..part.len()) {
+                        attach = true;
+                    }
+                    range = range.start + inner.start..range.start + inner.end;
+                }
+                Route::Attach => return Ok(Routed::Attach),
+            }
+        }
+        let kcp = plain.get(range.clone()).unwrap_or(&[]);
+        let Some(c) = kcp.get(..4) else {
+            return Err(DropReason::Short);
+        };
+        if kcp.len() < HEADER_LEN {
+            return Err(DropReason::Short);
+        }
+        let conv = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        Ok(Routed::Conv {
+            conv,
+            kcp: range,
+            attach,
+        })
+    }
+}

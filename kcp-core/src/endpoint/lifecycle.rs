@@ -1,0 +1,308 @@
+//! Timers, transmission, readiness and the end of sessions.
+
+use crate::time::Millis;
+
+use super::{
+    CloseReason, Endpoint, Event, PeerAddr, SessionId, State, ASK_PERIOD_MS, TRIM_AFTER_MS,
+};
+
+impl<A: PeerAddr> Endpoint<A> {
+    /// Runs every session timer due at `now`: engine timers, idle, shutdown, half-open and
+    /// accept deadlines, and the trimming of sessions that went idle.
+    pub fn handle_timeout(&mut self, now: Millis) {
+        let t = self.tick(now);
+        while let Some(idx) = self.timers.pop_due(t) {
+            let Some(Some(slot)) = self.slots.get_mut(idx as usize) else {
+                continue;
+            };
+            slot.session.kcp_mut().handle_timeout(now);
+            if let Some(h) = &mut slot.half_open {
+                if t >= h.next_ask {
+                    // The peer has not spoken again: ask once more (a lost probe or answer).
+                    h.next_ask = t + ASK_PERIOD_MS;
+                    slot.session.kcp_mut().ask_window();
+                }
+            }
+            if slot.idle_since.is_some_and(|s| t >= s + TRIM_AFTER_MS) {
+                slot.idle_since = None;
+                slot.trimmed = true;
+                slot.session.trim();
+            }
+            self.mark(idx);
+        }
+    }
+
+    /// When `handle_timeout` is next needed; `None` when no session needs the clock.
+    pub fn poll_timeout(&mut self) -> Option<Millis> {
+        // Sessions changed since the last call may have new deadlines.
+        self.flush_dirty_timers();
+        self.timers.next().map(|t| self.to_millis(t))
+    }
+
+    fn flush_dirty_timers(&mut self) {
+        for i in 0..self.dirty.len() {
+            if let Some(&idx) = self.dirty.get(i) {
+                self.reschedule(idx);
+            }
+        }
+    }
+
+    /// Recomputes one session's deadline: its engine timer, idle timeout, shutdown, half-open
+    /// and accept deadlines, and its trim.
+    pub(super) fn reschedule(&mut self, idx: u32) {
+        let elapsed = self.elapsed;
+        let base = self.last_now.unwrap_or(Millis(0));
+        let cfg = &self.cfg;
+        let Some(Some(slot)) = self.slots.get(idx as usize) else {
+            self.timers.cancel(idx);
+            return;
+        };
+        let mut at = slot
+            .session
+            .kcp()
+            .poll_timeout()
+            .map(|m| elapsed + m.since(base).max(0) as u64);
+        let mut consider = |d: u64| at = Some(at.map_or(d, |a: u64| a.min(d)));
+        if let Some(ms) = cfg.idle_timeout_ms {
+            consider(slot.last_heard + ms as u64);
+        }
+        if let State::Draining(deadline) = slot.state {
+            consider(deadline);
+        }
+        if let Some(h) = &slot.half_open {
+            consider(
+                h.next_ask
+                    .min(slot.opened_at + cfg.half_open_timeout_ms as u64),
+            );
+        }
+        if slot.passive && !slot.accepted {
+            if let Some(ms) = cfg.accept_timeout_ms {
+                consider(slot.opened_at + ms as u64);
+            }
+        }
+        if let Some(s) = slot.idle_since {
+            consider(s + TRIM_AFTER_MS);
+        }
+        match at {
+            Some(at) => self.timers.set(idx, at),
+            None => self.timers.cancel(idx),
+        }
+    }
+
+    /// Checks lifecycle conditions of one session; returns false if it was removed.
+    fn check_lifecycle(&mut self, idx: u32) -> bool {
+        let t = self.elapsed;
+        let cfg = &self.cfg;
+        let Some(Some(slot)) = self.slots.get(idx as usize) else {
+            return false;
+        };
+        let kcp = slot.session.kcp();
+        if matches!(slot.state, State::Closing(_)) {
+            return true;
+        }
+        let reason = if kcp.is_dead() {
+            Some(CloseReason::DeadLink)
+        } else if slot.half_open.is_some() && t >= slot.opened_at + cfg.half_open_timeout_ms as u64
+        {
+            Some(CloseReason::Unconfirmed)
+        } else if slot.passive
+            && !slot.accepted
+            && cfg
+                .accept_timeout_ms
+                .is_some_and(|ms| t >= slot.opened_at + ms as u64)
+        {
+            Some(CloseReason::NotAccepted)
+        } else if cfg
+            .idle_timeout_ms
+            .is_some_and(|ms| t >= slot.last_heard + ms as u64)
+        {
+            Some(CloseReason::IdleTimeout)
+        } else if let State::Draining(deadline) = slot.state {
+            // Once flushed, the session still sends the ACKs it owes before it goes (see
+            // `poll_transmit_strided`); only the deadline ends it here.
+            (t >= deadline && !kcp.is_idle()).then_some(CloseReason::ShutdownTimeout)
+        } else {
+            None
+        };
+        match reason {
+            Some(r) => {
+                self.timers.cancel(idx);
+                self.remove(idx, r);
+                false
+            }
+            None => true,
+        }
+    }
+
+    /// Removes a session and reports why.
+    pub(super) fn remove(&mut self, idx: u32, reason: CloseReason) {
+        let Some(mut slot) = self.slots.get_mut(idx as usize).and_then(Option::take) else {
+            return;
+        };
+        let id = SessionId { idx, gen: slot.gen };
+        let key = (slot.addr, slot.conv);
+        self.by_key.remove(&key);
+        if self.attach_route.get(&slot.addr) == Some(&idx) {
+            self.attach_route.remove(&slot.addr);
+        }
+        if slot.half_open.is_some() {
+            self.forget_half_open(slot.addr.host());
+        }
+        if slot.passive && !slot.accepted {
+            self.unqueue(id);
+        }
+        match reason {
+            CloseReason::Unconfirmed => self.stats.unconfirmed += 1,
+            CloseReason::NotAccepted => self.stats.not_accepted += 1,
+            _ => {}
+        }
+        self.retired.absorb_session(&slot.session);
+        slot.session.kcp_mut().release_storage(&mut self.cache);
+        // A session whose peer never confirmed it leaves no trace: it may have been a spoofed
+        // source, and a real peer's next datagram may open it again.
+        if reason != CloseReason::Unconfirmed {
+            let until = self.elapsed + self.cfg.closed_linger_ms as u64;
+            self.closed.insert(key, until);
+            self.closed_order.push_back((key, until));
+            while self.closed_order.len() > 4 * self.cfg.max_sessions.max(1024) {
+                if let Some((k, u)) = self.closed_order.pop_front() {
+                    if self.closed.get(&k) == Some(&u) {
+                        self.closed.remove(&k);
+                    }
+                }
+            }
+            self.expire_closed();
+        }
+        self.free.push(idx);
+        self.stats.curr_estab = self.by_key.len() as u64;
+        self.events.push_back(Event::Closed(id, reason));
+    }
+
+    /// Forgets closed conversations whose linger has passed (the oldest first).
+    fn expire_closed(&mut self) {
+        while let Some(&(k, u)) = self.closed_order.front() {
+            if u > self.elapsed {
+                break;
+            }
+            self.closed_order.pop_front();
+            if self.closed.get(&k) == Some(&u) {
+                self.closed.remove(&k);
+            }
+        }
+    }
+
+    /// The next datagram to send and its destination. Drain it after every call that changes
+    /// the endpoint; `buf` must hold the MTU.
+    pub fn poll_transmit(&mut self, now: Millis, buf: &mut [u8]) -> Option<(A, usize)> {
+        let stride = buf.len();
+        let mut len = [0usize; 1];
+        let (to, n) = self.poll_transmit_strided(now, buf, stride, &mut len)?;
+        (n == 1).then_some((to, len[0]))
+    }
+
+    /// Up to `lens.len()` datagrams to one destination at once (see
+    /// [`Session::poll_transmit_strided`](crate::Session::poll_transmit_strided)): datagram
+    /// `i` in `buf[i * stride..]`, its length in `lens[i]`. Returns the destination and how
+    /// many; `None` when nothing is left to send.
+    pub fn poll_transmit_strided(
+        &mut self,
+        now: Millis,
+        buf: &mut [u8],
+        stride: usize,
+        lens: &mut [usize],
+    ) -> Option<(A, usize)> {
+        self.tick(now);
+        while let Some(&idx) = self.dirty.front() {
+            let alive = self.check_lifecycle(idx);
+            if alive {
+                let mut closing = None;
+                if let Some(Some(slot)) = self.slots.get_mut(idx as usize) {
+                    let n = slot.session.poll_transmit_strided(now, buf, stride, lens);
+                    if n > 0 {
+                        self.stats.out_pkts += n as u64;
+                        self.stats.out_bytes += lens[..n].iter().sum::<usize>() as u64;
+                        return Some((slot.addr, n));
+                    }
+                    match slot.state {
+                        State::Closing(reason) => closing = Some(reason),
+                        State::Draining(_) if slot.session.kcp().is_idle() => {
+                            // Flushed: owe the peer its ACKs once more, then go.
+                            slot.state = State::Closing(CloseReason::Shutdown);
+                            slot.session.kcp_mut().flush();
+                            let n = slot.session.poll_transmit_strided(now, buf, stride, lens);
+                            if n > 0 {
+                                self.stats.out_pkts += n as u64;
+                                self.stats.out_bytes += lens[..n].iter().sum::<usize>() as u64;
+                                return Some((slot.addr, n));
+                            }
+                            closing = Some(CloseReason::Shutdown);
+                        }
+                        _ => {}
+                    }
+                }
+                if let Some(reason) = closing {
+                    self.timers.cancel(idx);
+                    self.remove(idx, reason);
+                } else {
+                    self.settle(idx);
+                    self.reschedule(idx);
+                    self.after_io_quiet(idx);
+                }
+            }
+            self.dirty.pop_front();
+            if let Some(Some(slot)) = self.slots.get_mut(idx as usize) {
+                slot.queued = false;
+            }
+        }
+        None
+    }
+
+    /// A session has sent everything it had: if it holds no data, its payload chunks go to
+    /// the endpoint's cache and its rings shrink; its codec layers are trimmed once it has
+    /// stayed that way for `TRIM_AFTER_MS`.
+    fn settle(&mut self, idx: u32) {
+        let t = self.elapsed;
+        let Some(Some(slot)) = self.slots.get_mut(idx as usize) else {
+            return;
+        };
+        if slot.session.kcp().is_drained() {
+            slot.session.kcp_mut().release_storage(&mut self.cache);
+            if slot.idle_since.is_none() && !slot.trimmed {
+                slot.idle_since = Some(t);
+            }
+        } else {
+            slot.idle_since = None;
+            slot.trimmed = false;
+        }
+    }
+
+    /// Readiness edges after a session processed something; it then has output to drain.
+    pub(super) fn after_io(&mut self, idx: u32) {
+        self.after_io_quiet(idx);
+        self.mark(idx);
+    }
+
+    /// Readiness edges without re-marking the session dirty.
+    fn after_io_quiet(&mut self, idx: u32) {
+        let Some(Some(slot)) = self.slots.get_mut(idx as usize) else {
+            return;
+        };
+        let id = SessionId { idx, gen: slot.gen };
+        let kcp = slot.session.kcp();
+        let readable = kcp.peek_size().is_some();
+        let writable = slot.state == State::Open && kcp.is_writable();
+        if readable && !slot.readable {
+            self.events.push_back(Event::Readable(id));
+        }
+        if writable && !slot.writable {
+            self.events.push_back(Event::Writable(id));
+        }
+        slot.readable = readable;
+        slot.writable = writable;
+    }
+
+    /// The next event (readable, writable, incoming, closed).
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+}

@@ -1,0 +1,262 @@
+//! Memory follows data: heap bytes per idle session at 1, 1,000 and 10,000 sessions on one
+//! endpoint, per half-open session, and after a 16 MiB burst has drained. A global allocator
+//! tracks the bytes live, so the numbers are the process's real heap, not an estimate.
+//!
+//! One test function on purpose: the allocator is process-wide, and tests of one binary run
+//! in parallel threads.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicIsize, Ordering};
+
+use kcp_core::endpoint::{Endpoint, EndpointConfig, SessionId};
+use kcp_core::wire::{Command, Datagram, SegmentRepr, HEADER_LEN};
+use kcp_core::{Config, Millis};
+
+struct Tracking;
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+unsafe impl GlobalAlloc for Tracking {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new: usize) -> *mut u8 {
+        LIVE.fetch_add(new as isize - layout.size() as isize, Ordering::Relaxed);
+        unsafe { System.realloc(ptr, layout, new) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Tracking = Tracking;
+
+fn live() -> isize {
+    LIVE.load(Ordering::Relaxed)
+}
+
+/// Budget per idle session, codec state included (the target).
+const IDLE_BUDGET: usize = 2048;
+/// Budget per half-open session before it carries data.
+const HALF_OPEN_BUDGET: usize = 1024;
+
+fn segment(out: &mut Vec<u8>, conv: u32, cmd: Command, sn: u32, una: u32, ts: u32, data: &[u8]) {
+    let at = out.len();
+    out.resize(at + HEADER_LEN, 0);
+    SegmentRepr {
+        conv,
+        cmd,
+        frg: 0,
+        wnd: 128,
+        ts,
+        sn,
+        una,
+        len: data.len() as u32,
+    }
+    .emit(&mut out[at..])
+    .unwrap();
+    out.extend_from_slice(data);
+}
+
+/// A scripted peer per address: acknowledges what the server sends, answers window probes.
+/// It keeps no state beyond what the server's datagrams tell it (the server's PUSH sn and
+/// ts), so every allocation between two measurements belongs to the server.
+struct Server {
+    ep: Endpoint<u32>,
+    now: Millis,
+    out: Vec<u8>,
+    reply: Vec<(u32, Vec<u8>)>,
+    /// Whether the scripted peers answer (spoofed sources do not).
+    answer: bool,
+}
+
+impl Server {
+    fn new() -> Server {
+        let cfg = EndpointConfig {
+            accept: true,
+            max_sessions: 20_000,
+            backlog: 1024,
+            ..EndpointConfig::new(Config::fast3())
+        };
+        Server {
+            ep: Endpoint::new(cfg).unwrap(),
+            now: Millis(1_000),
+            out: vec![0u8; 1500],
+            reply: Vec::with_capacity(64),
+            answer: true,
+        }
+    }
+
+    fn input(&mut self, from: u32, d: &mut [u8]) {
+        let _ = self.ep.handle_datagram(self.now, from, d);
+    }
+
+    /// Drains the server's output; the scripted peers' answers are queued in `reply`
+    /// (preallocated) and fed back.
+    fn pump(&mut self) {
+        loop {
+            while let Some((to, n)) = self.ep.poll_transmit(self.now, &mut self.out) {
+                let mut answer = Vec::new();
+                for (seg, _) in Datagram::new(&self.out[..n]).flatten() {
+                    match seg.cmd {
+                        Command::Push => {
+                            segment(&mut answer, seg.conv, Command::Ack, seg.sn, 1, seg.ts, &[])
+                        }
+                        Command::WindowAsk => {
+                            segment(&mut answer, seg.conv, Command::WindowTell, 0, 1, 0, &[])
+                        }
+                        _ => {}
+                    }
+                }
+                if !answer.is_empty() && self.answer {
+                    self.reply.push((to, answer));
+                }
+            }
+            while self.ep.poll_event().is_some() {}
+            if self.reply.is_empty() {
+                break;
+            }
+            for (to, mut d) in std::mem::take(&mut self.reply) {
+                self.input(to, &mut d);
+            }
+        }
+    }
+
+    fn advance(&mut self, ms: u32) {
+        let end = self.now + ms;
+        loop {
+            let next = match self.ep.poll_timeout() {
+                Some(t) if end.reached(t) => t,
+                _ => break,
+            };
+            self.now = if next.since(self.now) > 0 {
+                next
+            } else {
+                self.now
+            };
+            self.ep.handle_timeout(self.now);
+            self.pump();
+            if self.now == end {
+                break;
+            }
+        }
+        self.now = end;
+        self.ep.handle_timeout(self.now);
+        self.pump();
+    }
+
+    /// Opens session `addr` as a peer would: "ping" (sn 0), the server reads it and answers
+    /// "pong", the peer acknowledges.
+    fn open(&mut self, addr: u32) -> SessionId {
+        let mut d = Vec::with_capacity(64);
+        segment(&mut d, addr, Command::Push, 0, 0, self.now.0, b"ping");
+        self.input(addr, &mut d);
+        self.pump();
+        let id = self.ep.accept().expect("accepted");
+        let mut buf = [0u8; 16];
+        assert_eq!(self.ep.recv(id, &mut buf), Ok(4));
+        self.ep.send(id, b"pong").unwrap();
+        self.pump();
+        id
+    }
+}
+
+fn per_session(bytes: isize, n: usize) -> usize {
+    (bytes.max(0) as usize).div_ceil(n)
+}
+
+#[test]
+fn memory_follows_data() {
+    let mut s = Server::new();
+    // Warm up the endpoint's own tables once (slot vector, maps, timer heap), then measure
+    // sessions at three scales on top of what exists.
+    let mut opened = 0u32;
+    let mut report = Vec::new();
+    for target in [1u32, 1_000, 10_000] {
+        let before = live();
+        let from = opened;
+        while opened < target {
+            opened += 1;
+            s.open(opened);
+        }
+        // Let every session go idle and trim its codec layers.
+        s.advance(kcp_core::endpoint::TRIM_AFTER_MS as u32 + 200);
+        assert_eq!(s.ep.len(), target as usize);
+        let grown = live() - before;
+        let n = (target - from) as usize;
+        let each = per_session(grown, n);
+        let (sessions, pooled) = s.ep.heap_bytes();
+        report.push((target, each, sessions / target as usize, pooled));
+        eprintln!(
+            "{target} idle sessions: {each} B each measured ({} B by heap_bytes), pool {pooled} B",
+            sessions / target as usize
+        );
+        assert!(
+            each <= IDLE_BUDGET,
+            "{each} B per idle session at {target} sessions (budget {IDLE_BUDGET})"
+        );
+        for id in s.ep.sessions() {
+            assert!(s.ep.is_flushed(id));
+        }
+    }
+
+    // Half-open sessions without data: first flights of one empty PUSH that nobody confirms.
+    let before = live();
+    let n = 500u32;
+    for a in 0..n {
+        let addr = 1_000_000 + a;
+        let mut d = Vec::with_capacity(32);
+        segment(&mut d, addr, Command::Push, 0, 0, s.now.0, &[]);
+        s.input(addr, &mut d);
+        drop(d);
+        // Drain the ACK + probe without answering.
+        while s.ep.poll_transmit(s.now, &mut s.out).is_some() {}
+        while s.ep.poll_event().is_some() {}
+    }
+    assert_eq!(s.ep.stats().half_open, u64::from(n));
+    let each = per_session(live() - before, n as usize);
+    eprintln!("{n} half-open sessions: {each} B each");
+    assert!(each <= HALF_OPEN_BUDGET, "{each} B per half-open session");
+    // Nobody answers their probes: they are reaped as unconfirmed, and their memory goes.
+    s.answer = false;
+    s.advance(6_000);
+    s.answer = true;
+    assert_eq!(s.ep.stats().half_open, 0);
+    assert_eq!(s.ep.stats().unconfirmed, u64::from(n));
+
+    // A 16 MiB burst through one session, then idle: its memory goes back to the idle
+    // budget (what it used is kept in the endpoint's pool, bounded by `pool_bytes`).
+    let id = s.ep.sessions()[0];
+    let conv = s.ep.session(id).unwrap().kcp().conv();
+    let before = live();
+    let chunk = [0x5Au8; 1300];
+    let mut sn = 1u32;
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    while got < 16 << 20 {
+        // 64 segments at a time, in order, as a peer with a wide window sends them.
+        for _ in 0..64 {
+            let mut d = Vec::with_capacity(1400);
+            segment(&mut d, conv, Command::Push, sn, 1, s.now.0, &chunk);
+            s.input(conv, &mut d);
+            sn += 1;
+        }
+        s.pump();
+        while let Ok(n) = s.ep.recv(id, &mut buf) {
+            got += n;
+        }
+        s.advance(10);
+    }
+    drop(buf);
+    s.advance(kcp_core::endpoint::TRIM_AFTER_MS as u32 + 200);
+    let (_, pooled) = s.ep.heap_bytes();
+    let held = s.ep.session(id).unwrap().heap_bytes();
+    let grown = live() - before - pooled as isize;
+    eprintln!("after a 16 MiB burst: session {held} B, pool {pooled} B, rest {grown} B");
+    assert!(held <= IDLE_BUDGET, "{held} B held after the burst");
+    assert!(pooled <= EndpointConfig::new(Config::fast3()).pool_bytes);
+    assert!(grown <= IDLE_BUDGET as isize, "{grown} B not given back");
+    let _ = report;
+}
