@@ -84,7 +84,7 @@ for impl in mio tokio; do
     for _ in $(seq "$REPEATS"); do
         start_server "$impl"
         client --test sink --bytes "$BYTES" --msg 16K
-        mbps=$(jq -r 'select(.summary) | .mbps' "$tmp/c.out")
+        mbps=$(jq -r 'select(.summary) | (.mb_per_s // .mbps)' "$tmp/c.out")
         ccpu=$(awk '{ print $1 + $2 }' "$tmp/c.time")
         echo "$mbps $(awk -v s="$scpu" -v g="$gib" 'BEGIN { printf "%.3f", s / g }') $(awk -v s="$ccpu" -v g="$gib" 'BEGIN { printf "%.3f", s / g }')" >>"$tmp/sink"
         stop_server

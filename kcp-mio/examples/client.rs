@@ -99,11 +99,12 @@ struct Conn {
 fn print_report(r: &Report, conn: Option<usize>, json: bool, ok: bool) {
     if json {
         println!(
-            "{{\"role\":\"client\",\"test\":\"{}\",\"bytes\":{},\"seconds\":{:.6},\"mbps\":{:.3},\"rtt_p50_us\":{},\"rtt_p99_us\":{},\"rtt_max_us\":{},\"retrans\":{},\"fec_recovered\":{},\"ok\":{ok},{}}}",
+            "{{\"role\":\"client\",\"test\":\"{}\",\"bytes\":{},\"seconds\":{:.6},\"mb_per_s\":{:.3},\"mbit_per_s\":{:.3},\"rtt_p50_us\":{},\"rtt_p99_us\":{},\"rtt_max_us\":{},\"retrans\":{},\"fec_recovered\":{},\"ok\":{ok},{}}}",
             r.test.name(),
             r.bytes,
             r.seconds,
             r.mbps(),
+            r.mbps() * 8.0,
             r.rtt_us(0.5),
             r.rtt_us(0.99),
             r.rtts_us.last().copied().unwrap_or(0),

@@ -68,11 +68,12 @@ fn parse() -> Result<Opts, lexopt::Error> {
 fn print_report(r: &Report, peer: Option<SocketAddr>, json: bool) {
     if json {
         println!(
-            "{{\"role\":\"server\",\"test\":\"{}\",\"bytes\":{},\"seconds\":{:.6},\"mbps\":{:.3},\"retrans\":{},\"fec_recovered\":{},\"ok\":true,\"remote\":\"{}\"}}",
+            "{{\"role\":\"server\",\"test\":\"{}\",\"bytes\":{},\"seconds\":{:.6},\"mb_per_s\":{:.3},\"mbit_per_s\":{:.3},\"retrans\":{},\"fec_recovered\":{},\"ok\":true,\"remote\":\"{}\"}}",
             r.test.name(),
             r.bytes,
             r.seconds,
             r.mbps(),
+            r.mbps() * 8.0,
             r.retrans,
             r.fec_recovered,
             peer.map(|p| p.to_string()).unwrap_or_default()

@@ -82,7 +82,7 @@ impl KcpFlags {
             "parityshard" => self.parityshard = p.value()?.parse()?,
             "crypt" => self.crypt = p.value()?.parse()?,
             "key" => self.key = p.value()?.parse()?,
-            "sockbuf" => self.sockbuf = p.value()?.parse()?,
+            "sockbuf" => self.sockbuf = parse_size(&p.value()?.parse::<String>()?)? as usize,
             "dscp" => self.dscp = p.value()?.parse()?,
             _ => return Ok(false),
         }
@@ -121,7 +121,6 @@ impl KcpFlags {
 }
 
 /// Sizes with K, M, G suffixes (powers of 1024).
-#[allow(dead_code)] // the client uses it, the server does not
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let (num, mult) = match s.chars().last() {
