@@ -187,12 +187,14 @@ impl<'a> Session<'a> {
             + self.offsets.capacity() * core::mem::size_of::<usize>()
     }
 
-    /// Gives back memory the codec layers keep only for speed ([`Codec::trim`]); the
-    /// endpoint calls it when the session has held no data for a while.
+    /// Gives back memory kept only for speed: the codec layers' ([`Codec::trim`]) and, when
+    /// the engine holds no data, its rings and tables ([`Kcp::shrink_storage`]). The endpoint
+    /// calls it when the session has held no data for a while.
     pub fn trim(&mut self) {
         for l in &mut self.layers {
             l.trim();
         }
+        self.kcp.shrink_storage();
     }
 
     /// Largest datagram `poll_transmit` produces: the MTU.

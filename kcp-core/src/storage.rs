@@ -329,7 +329,8 @@ impl ChunkCache {
     pub fn new(budget_bytes: usize) -> ChunkCache {
         ChunkCache {
             chunks: Vec::new(),
-            max_chunks: budget_bytes / crate::engine::HEAP_CHUNK,
+            // The list of chunks counts against the budget too.
+            max_chunks: budget_bytes / (crate::engine::HEAP_CHUNK + core::mem::size_of::<Chunk>()),
         }
     }
 
@@ -540,9 +541,10 @@ impl<'a> Pool<'a> {
     #[cfg(feature = "alloc")]
     pub(crate) fn stock(&mut self, cache: &mut ChunkCache, n: usize) {
         if let Pool::Owned(p) = self {
-            // Free ids that hold a chunk are stock already; empty free ids get one first.
+            // Free ids that hold a chunk are stock already; empty free ids get one first, in
+            // the order `take` pops them (from the end).
             let mut have = 0;
-            for &id in &p.free {
+            for &id in p.free.iter().rev() {
                 if have >= n {
                     return;
                 }
@@ -568,8 +570,8 @@ impl<'a> Pool<'a> {
         }
     }
 
-    /// Gives every chunk not in use to `cache`; with nothing in use, also shrinks the id
-    /// tables. Returns the heap bytes this pool no longer holds.
+    /// Gives every chunk not in use to `cache` (their ids stay, empty, so nothing is
+    /// reallocated when data comes back). Returns the heap bytes this pool no longer holds.
     #[cfg(feature = "alloc")]
     pub(crate) fn release(&mut self, cache: &mut ChunkCache) -> usize {
         let before = self.heap_bytes();
@@ -583,7 +585,18 @@ impl<'a> Pool<'a> {
                 }
             }
         }
-        if p.slots.len() == p.free.len() {
+        before.saturating_sub(self.heap_bytes())
+    }
+
+    /// With nothing in use, shrinks the id tables to a few entries (they grow again with
+    /// data). Returns the heap bytes freed.
+    #[cfg(feature = "alloc")]
+    pub(crate) fn shrink(&mut self) -> usize {
+        let before = self.heap_bytes();
+        let Pool::Owned(p) = self else {
+            return 0;
+        };
+        if p.slots.len() == p.free.len() && p.slots.iter().all(Option::is_none) {
             p.slots.clear();
             p.free.clear();
             p.slots.shrink_to(MIN_RING);

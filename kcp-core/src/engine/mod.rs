@@ -550,20 +550,29 @@ impl<'a> Kcp<'a> {
         self.pool.stock(cache, chunks);
     }
 
-    /// Gives payload chunks the engine does not use to `cache` and, when it is
-    /// [drained](Self::is_drained), shrinks its rings to a few entries, so memory follows the
-    /// data held rather than the high-water mark of the last burst. Returns the heap bytes
-    /// the engine no longer holds. Heap-backed engines only.
+    /// Gives the payload chunks the engine does not use to `cache` (no allocation: the
+    /// engine's tables keep their size, so data coming back costs none either). Returns the
+    /// heap bytes the engine no longer holds. Heap-backed engines only.
     #[cfg(feature = "alloc")]
     pub fn release_storage(&mut self, cache: &mut ChunkCache) -> usize {
-        let mut freed = self.pool.release(cache);
-        if self.is_drained() {
-            freed += self.snd.shrink(MIN_RING)
-                + self.rcv.shrink(MIN_RING)
-                + self.acks.shrink(MIN_RING)
-                + self.txq.shrink(MIN_RING);
+        self.pool.release(cache)
+    }
+
+    /// When the engine is [drained](Self::is_drained), shrinks its rings and tables to a few
+    /// entries, so memory follows the data held rather than the high-water mark of the last
+    /// burst; they grow again (allocating) with the next burst, so call it when the session
+    /// has been quiet for a while, not after every exchange. Give the chunks back first
+    /// ([`release_storage`](Self::release_storage)). Returns the heap bytes freed.
+    #[cfg(feature = "alloc")]
+    pub fn shrink_storage(&mut self) -> usize {
+        if !self.is_drained() {
+            return 0;
         }
-        freed
+        self.pool.shrink()
+            + self.snd.shrink(MIN_RING)
+            + self.rcv.shrink(MIN_RING)
+            + self.acks.shrink(MIN_RING)
+            + self.txq.shrink(MIN_RING)
     }
 
     /// Asks the peer for its window (a `WASK` segment at the next flush); a KCP peer answers
