@@ -56,6 +56,7 @@ pub struct KcpConfig {
     backlog: usize,
     max_sessions: usize,
     shutdown_timeout: Duration,
+    linger: Option<Duration>,
     closed_linger: Duration,
     half_open_timeout: Duration,
     max_half_open: usize,
@@ -117,6 +118,7 @@ impl KcpConfig {
             backlog: ep.backlog,
             max_sessions: ep.max_sessions,
             shutdown_timeout: Duration::from_secs(10),
+            linger: None,
             closed_linger: Duration::from_millis(u64::from(ep.closed_linger_ms)),
             half_open_timeout: Duration::from_millis(u64::from(ep.half_open_timeout_ms)),
             max_half_open: ep.max_half_open,
@@ -222,6 +224,20 @@ impl KcpConfig {
         self.shutdown_timeout
     }
 
+    /// How long closing a session that still has unacknowledged data keeps delivering it
+    /// (dropping a Tokio stream, `Endpoint::close_after_flush` in kcp-mio), like a TCP
+    /// socket's linger; then the session ends with the data undelivered. Default: the
+    /// shutdown timeout.
+    pub fn linger(mut self, t: Duration) -> Self {
+        self.linger = Some(t);
+        self
+    }
+
+    /// The linger of a closed session (see [`linger`](Self::linger)).
+    pub fn get_linger(&self) -> Duration {
+        self.linger.unwrap_or(self.shutdown_timeout)
+    }
+
     /// How long a closed (address, conversation) is remembered, so its late datagrams do not
     /// open a phantom session (default 10 s).
     pub fn closed_linger(mut self, t: Duration) -> Self {
@@ -301,15 +317,36 @@ impl KcpConfig {
 
     /// The endpoint settings for kcp-core, with the layer factory: the shared part of the
     /// stack is built here once, the per-session part by the factory for each session.
-    /// `accept`: whether the endpoint accepts sessions peers open (a listener).
+    /// `accept`: whether the endpoint accepts sessions peers open (a listener). Encryption
+    /// runs inside the endpoint (each session seals with its own layer; the endpoint opens
+    /// before demultiplexing), which suits a single-threaded adapter such as kcp-mio.
     pub fn endpoint_config(&self, accept: bool) -> io::Result<EndpointConfig> {
-        let stack = Stack::new(self)?;
+        self.endpoint_config_with(accept, CryptPlacement::Sessions)
+            .map(|(ep, _)| ep)
+    }
+
+    /// The endpoint settings with encryption where `placement` says. With
+    /// [`CryptPlacement::Adapter`], sessions only reserve the cipher's header
+    /// ([`DeferredCrypt`]) and the returned [`AdapterCrypt`] makes the layers that seal
+    /// datagrams after they leave the endpoint and open them before they enter it: an adapter
+    /// whose endpoint sits behind a lock (kcp-tokio) does the cryptography outside it, and
+    /// seals a whole batch at once.
+    pub fn endpoint_config_with(
+        &self,
+        accept: bool,
+        placement: CryptPlacement,
+    ) -> io::Result<(EndpointConfig, Option<AdapterCrypt>)> {
+        let mut stack = Stack::new(self)?;
+        let adapter = match placement {
+            CryptPlacement::Adapter => stack.defer_crypt(),
+            CryptPlacement::Sessions => None,
+        };
         let demux_layers = stack.demux_layers();
         let layers: LayerFactory = Box::new(move || stack.session_layers());
         // The update keeps this compiling (with kcp-core's defaults) when the endpoint grows
         // a setting.
         #[allow(clippy::needless_update)]
-        Ok(EndpointConfig {
+        let ep = EndpointConfig {
             session: self.engine,
             layers,
             demux_layers,
@@ -324,47 +361,137 @@ impl KcpConfig {
             accept_timeout_ms: self.accept_timeout.map(ms),
             pool_bytes: self.pool_bytes,
             ..EndpointConfig::new(self.engine)
-        })
+        };
+        Ok((ep, adapter))
     }
 }
 
-/// The FEC part shared by every session of an endpoint.
+/// Where kcp-go's packet encryption runs (see [`KcpConfig::endpoint_config_with`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CryptPlacement {
+    /// In each session's codec stack, opened by the endpoint before demultiplexing.
+    Sessions,
+    /// In the adapter, around the endpoint; sessions reserve the header only.
+    Adapter,
+}
+
+/// Makes the packet-encryption layers an adapter applies around its endpoint: each
+/// [`layer`](Self::layer) shares the endpoint's key schedule and has its own nonce stream.
+#[derive(Clone)]
+pub struct AdapterCrypt {
+    cipher: SharedCipher,
+}
+
+impl fmt::Debug for AdapterCrypt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdapterCrypt")
+            .field("cipher", &self.cipher.kind)
+            .finish()
+    }
+}
+
+impl AdapterCrypt {
+    /// A layer for one direction of the adapter (one to seal, one to open).
+    pub fn layer(&self) -> kcp_crypto::PacketCrypt<Arc<kcp_crypto::PacketKey>> {
+        self.cipher.layer()
+    }
+}
+
+/// Stands in for kcp-go's packet encryption in a session's codec stack when the adapter does
+/// the cryptography ([`CryptPlacement::Adapter`]): it reserves the header (nonce and CRC) in
+/// front of each datagram, leaves it for the adapter to seal, and strips it from datagrams the
+/// adapter already opened and checked.
+#[derive(Debug, Clone, Copy)]
+pub struct DeferredCrypt {
+    header: usize,
+}
+
+impl DeferredCrypt {
+    /// Reserves `header` bytes.
+    pub fn new(header: usize) -> DeferredCrypt {
+        DeferredCrypt { header }
+    }
+}
+
+impl kcp_core::Codec for DeferredCrypt {
+    fn header_len(&self) -> usize {
+        self.header
+    }
+
+    fn seal(
+        &mut self,
+        buf: &mut [u8],
+        len: usize,
+        _now: kcp_core::Millis,
+    ) -> Result<usize, kcp_core::CodecError> {
+        if len > buf.len() || len < self.header {
+            return Err(kcp_core::CodecError::BufferTooSmall);
+        }
+        Ok(len)
+    }
+
+    fn open(
+        &mut self,
+        buf: &mut [u8],
+        _now: kcp_core::Millis,
+    ) -> Result<Option<std::ops::Range<usize>>, kcp_core::CodecError> {
+        if buf.len() < self.header {
+            return Err(kcp_core::CodecError::Truncated);
+        }
+        Ok(Some(self.header..buf.len()))
+    }
+}
+
+/// The FEC part shared by every session of an endpoint: the code's matrix.
 #[derive(Clone, Debug)]
 struct SharedFec {
-    ds: usize,
-    ps: usize,
+    code: kcp_fec::FecCode,
 }
 
 impl SharedFec {
     fn new(ds: usize, ps: usize) -> io::Result<SharedFec> {
-        kcp_fec::Fec::new(ds, ps).map_err(|e| invalid(format!("FEC {ds}/{ps}: {e}")))?;
-        Ok(SharedFec { ds, ps })
+        let code =
+            kcp_fec::FecCode::new(ds, ps).map_err(|e| invalid(format!("FEC {ds}/{ps}: {e}")))?;
+        Ok(SharedFec { code })
     }
 
-    /// One session's FEC layer. The parameters were checked in `new`, so this cannot fail
-    /// short of running out of memory.
-    fn session_layer(&self) -> Option<Layer> {
-        kcp_fec::Fec::new(self.ds, self.ps)
-            .ok()
-            .map(|f| Box::new(f) as Layer)
+    /// One session's FEC layer (its own group buffers, the shared matrix).
+    fn session_layer(&self) -> Layer {
+        Box::new(kcp_fec::Fec::with_code(
+            self.code.clone(),
+            kcp_fec::FecConfig::default(),
+        ))
     }
 }
 
-/// The cipher part shared by every session of an endpoint: the derived key.
+/// The cipher part shared by every session of an endpoint: the key schedule and the nonce
+/// key, built once (a Twofish schedule alone is 4.5 KiB).
 #[derive(Clone)]
 struct SharedCipher {
     kind: CipherKind,
-    pass: Pass,
+    key: Arc<kcp_crypto::PacketKey>,
 }
 
 impl SharedCipher {
-    /// One session's cipher layer, with its own nonce generator seeded from the OS.
-    fn session_layer(&self) -> Layer {
+    fn new(kind: CipherKind, pass: &Pass) -> SharedCipher {
         // The OS random source does not fail on the systems we run on; if it did, this
         // panics rather than send predictable nonces.
         let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
-        let cipher = kcp_crypto::BlockCrypt::from_pass(self.kind, &self.pass);
-        Box::new(kcp_crypto::PacketCrypt::new(cipher, &mut rng))
+        let cipher = kcp_crypto::BlockCrypt::from_pass(kind, pass);
+        SharedCipher {
+            kind,
+            key: Arc::new(kcp_crypto::PacketKey::new(cipher, &mut rng)),
+        }
+    }
+
+    fn layer(&self) -> kcp_crypto::PacketCrypt<Arc<kcp_crypto::PacketKey>> {
+        kcp_crypto::PacketCrypt::with_key(Arc::clone(&self.key))
+    }
+
+    /// One session's cipher layer: the shared key, its own nonce stream.
+    fn session_layer(&self) -> Layer {
+        Box::new(self.layer())
     }
 }
 
@@ -375,6 +502,10 @@ pub struct Stack {
     fec: Option<SharedFec>,
     custom: Option<CustomLayers>,
     crypt: Option<SharedCipher>,
+    /// The adapter encrypts: sessions reserve the cipher's header only.
+    deferred: bool,
+    /// The FEC layer of sessions with FEC off: receive-only, sharing one (1, 1) code.
+    receive_only: kcp_fec::FecCode,
     demux_layers: usize,
 }
 
@@ -384,6 +515,7 @@ impl fmt::Debug for Stack {
             .field("fec", &self.fec)
             .field("custom", &self.custom.is_some())
             .field("cipher", &self.crypt.as_ref().map(|c| c.kind))
+            .field("deferred", &self.deferred)
             .field("demux_layers", &self.demux_layers)
             .finish()
     }
@@ -396,10 +528,12 @@ impl Stack {
             Some((ds, ps)) => Some(SharedFec::new(ds, ps)?),
             None => None,
         };
-        let crypt = config.crypt.as_ref().map(|(kind, pass)| SharedCipher {
-            kind: *kind,
-            pass: pass.clone(),
-        });
+        let crypt = config
+            .crypt
+            .as_ref()
+            .map(|(kind, pass)| SharedCipher::new(*kind, pass));
+        let receive_only =
+            kcp_fec::FecCode::new(1, 1).map_err(|e| invalid(format!("FEC 1/1: {e}")))?;
         let demux_layers = if crypt.is_some() {
             1
         } else {
@@ -409,8 +543,18 @@ impl Stack {
             fec,
             custom: config.custom.clone(),
             crypt,
+            deferred: false,
+            receive_only,
             demux_layers,
         })
+    }
+
+    /// Leaves encryption to the adapter: sessions reserve the cipher's header only, and the
+    /// returned maker builds the adapter's layers (`None` without encryption).
+    pub fn defer_crypt(&mut self) -> Option<AdapterCrypt> {
+        let cipher = self.crypt.clone()?;
+        self.deferred = true;
+        Some(AdapterCrypt { cipher })
     }
 
     /// How many outermost layers the endpoint opens before demultiplexing: 1 with encryption
@@ -424,19 +568,23 @@ impl Stack {
     pub fn session_layers(&self) -> Vec<Layer> {
         let mut v: Vec<Layer> = Vec::with_capacity(3);
         match &self.fec {
-            Some(f) => v.extend(f.session_layer()),
-            // Like kcp-go with FEC off: decode a peer that sends FEC, send plain KCP.
-            None => {
-                if let Ok(f) = kcp_fec::Fec::receive_only(Default::default()) {
-                    v.push(Box::new(f));
-                }
-            }
+            Some(f) => v.push(f.session_layer()),
+            // Like kcp-go with FEC off: decode a peer that sends FEC, send plain KCP. It holds
+            // no decoder until an FEC packet arrives.
+            None => v.push(Box::new(kcp_fec::Fec::receive_only_with_code(
+                self.receive_only.clone(),
+                kcp_fec::FecConfig::default(),
+            ))),
         }
         if let Some(c) = &self.custom {
             v.extend(c());
         }
         if let Some(c) = &self.crypt {
-            v.push(c.session_layer());
+            if self.deferred {
+                v.push(Box::new(DeferredCrypt::new(c.kind.header_len())));
+            } else {
+                v.push(c.session_layer());
+            }
         }
         v
     }
@@ -455,10 +603,44 @@ pub fn set_dscp(socket: SockRef<'_>, dscp: u8) -> io::Result<()> {
     }
     let tos = u32::from(dscp) << 2;
     if socket.local_addr()?.is_ipv6() {
-        socket.set_tclass_v6(tos)
+        set_tclass_v6(&socket, tos)
     } else {
         socket.set_tos_v4(tos)
     }
+}
+
+#[cfg(any(
+    target_os = "android",
+    target_os = "dragonfly",
+    target_os = "freebsd",
+    target_os = "fuchsia",
+    target_os = "linux",
+    target_os = "macos",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_os = "illumos",
+))]
+fn set_tclass_v6(s: &SockRef<'_>, tclass: u32) -> io::Result<()> {
+    s.set_tclass_v6(tclass)
+}
+
+/// socket2 has no `IPV6_TCLASS` setter here (Windows among others).
+#[cfg(not(any(
+    target_os = "android",
+    target_os = "dragonfly",
+    target_os = "freebsd",
+    target_os = "fuchsia",
+    target_os = "linux",
+    target_os = "macos",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_os = "illumos",
+)))]
+fn set_tclass_v6(_: &SockRef<'_>, _: u32) -> io::Result<()> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "DSCP on IPv6 sockets is not supported on this system",
+    ))
 }
 
 #[cfg(test)]

@@ -305,6 +305,7 @@ impl RecvMsgs {
         slot: usize,
         gro: bool,
         got: &mut Vec<(usize, usize, usize, SocketAddr)>,
+        truncated: &mut u64,
     ) -> io::Result<()> {
         let count = self.hdrs.len().min(buf.len() / slot.max(1));
         for i in 0..count {
@@ -342,6 +343,11 @@ impl RecvMsgs {
             return Err(io::Error::last_os_error());
         }
         for i in 0..n as usize {
+            if self.hdrs[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
+                // Larger than its slot: dropped, never passed on truncated.
+                *truncated += 1;
+                continue;
+            }
             let len = (self.hdrs[i].msg_len as usize).min(slot);
             let seg = if gro {
                 self.segment_size(i).unwrap_or(len)

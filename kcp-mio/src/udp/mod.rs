@@ -69,6 +69,9 @@ pub struct UdpStats {
     pub send_errors: u64,
     /// Most datagrams that waited in the backlog at once.
     pub backlog_peak: u64,
+    /// Datagrams dropped on receipt because they were larger than a receive slot (never
+    /// passed on truncated).
+    pub recv_truncated: u64,
 }
 
 /// Datagrams the kernel had no room for, in preallocated slots: a ring that grows (doubling)
@@ -262,12 +265,33 @@ impl Sender {
         socket: SockRef<'_>,
         mut source: impl FnMut(&mut [u8], usize, &mut [usize]) -> Option<(SocketAddr, usize)>,
     ) -> io::Result<()> {
+        loop {
+            let more = self.fill(&mut source);
+            let _ = self.flush(&socket);
+            if !more {
+                break;
+            }
+        }
+        if self.backlog.len > 0 {
+            Err(io::ErrorKind::WouldBlock.into())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Fills the free slots of the batch from `source` (see [`send_from`](Self::send_from))
+    /// without sending; returns true when the batch is full (`source` may have more). For
+    /// adapters that fill under one lock and seal or send outside it.
+    pub fn fill(
+        &mut self,
+        mut source: impl FnMut(&mut [u8], usize, &mut [usize]) -> Option<(SocketAddr, usize)>,
+    ) -> bool {
         let mut lens = [0usize; BATCH];
         loop {
-            if self.lens.len() == BATCH {
-                self.send_batch(&socket);
-            }
             let used = self.lens.len();
+            if used >= BATCH {
+                return true;
+            }
             let free = BATCH - used;
             let region = self.buf.get_mut(used * SLOT..).unwrap_or(&mut []);
             match source(region, SLOT, &mut lens[..free]) {
@@ -277,11 +301,42 @@ impl Sender {
                         self.addrs.push(to);
                     }
                 }
-                None => break,
+                None => return false,
             }
         }
-        self.send_batch(&socket);
-        if self.backlog.len > 0 {
+    }
+
+    /// The datagrams filled and not yet sent: datagram `i` at `buf[i * SLOT..]`, its length
+    /// in `lens[i]`, for sealing in place (the lengths may change, within `SLOT`).
+    pub fn committed_mut(&mut self) -> (&mut [u8], &mut [usize]) {
+        let n = self.lens.len();
+        (
+            self.buf.get_mut(..n * SLOT).unwrap_or(&mut []),
+            &mut self.lens[..],
+        )
+    }
+
+    /// Datagrams filled and not yet sent.
+    pub fn committed(&self) -> usize {
+        self.lens.len()
+    }
+
+    /// Drops the filled datagrams unsent (counted as send errors): for a sealing failure.
+    pub fn discard(&mut self) {
+        self.stats.send_errors += self.lens.len() as u64;
+        self.lens.clear();
+        self.addrs.clear();
+    }
+
+    /// Sends the filled datagrams. Behind a non-empty backlog they join it without a system
+    /// call; what the kernel refuses goes to the backlog. `Err(WouldBlock)` only when the
+    /// kernel refused in this call (so a readiness-tracking caller such as Tokio's `try_io`
+    /// clears its readiness exactly then); check [`backlog_len`](Self::backlog_len) for
+    /// whether to wait for the socket to be writable.
+    pub fn flush(&mut self, socket: &SockRef<'_>) -> io::Result<()> {
+        let before = self.stats.would_block;
+        self.send_batch(socket);
+        if self.stats.would_block > before {
             Err(io::ErrorKind::WouldBlock.into())
         } else {
             Ok(())
@@ -394,6 +449,42 @@ impl Sender {
     }
 }
 
+/// One datagram into `slot`: `Ok(None)` when it was larger than the slot (truncated by the
+/// kernel), which the caller drops.
+fn recv_whole(socket: &SockRef<'_>, slot: &mut [u8]) -> io::Result<Option<(usize, SocketAddr)>> {
+    #[cfg(unix)]
+    {
+        let mut bufs = [socket2::MaybeUninitSlice::new(
+            // SAFETY: `MaybeUninit<u8>` has the layout of `u8`, and the slice is initialised;
+            // the kernel only writes initialised bytes into it.
+            unsafe {
+                std::slice::from_raw_parts_mut(
+                    slot.as_mut_ptr().cast::<MaybeUninit<u8>>(),
+                    slot.len(),
+                )
+            },
+        )];
+        let (n, flags, from) = socket.recv_from_vectored(&mut bufs)?;
+        if flags.is_truncated() {
+            return Ok(None);
+        }
+        Ok(from.as_socket().map(|a| (n.min(slot.len()), a)))
+    }
+    #[cfg(not(unix))]
+    {
+        // SAFETY: as above.
+        let uninit = unsafe {
+            std::slice::from_raw_parts_mut(slot.as_mut_ptr().cast::<MaybeUninit<u8>>(), slot.len())
+        };
+        match socket.recv_from(uninit) {
+            Ok((n, from)) => Ok(from.as_socket().map(|a| (n.min(slot.len()), a))),
+            // WSAEMSGSIZE: the datagram did not fit (Windows truncates and says so).
+            Err(e) if e.raw_os_error() == Some(10040) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
 /// The receiving half of a socket: a batch of slots filled by one system call.
 pub struct Receiver {
     gro: bool,
@@ -475,10 +566,14 @@ impl Receiver {
         self.got.clear();
         #[cfg(target_os = "linux")]
         if self.batched {
-            match self
-                .mmsg
-                .recv(&socket, &mut self.buf, self.slot, self.gro, &mut self.got)
-            {
+            match self.mmsg.recv(
+                &socket,
+                &mut self.buf,
+                self.slot,
+                self.gro,
+                &mut self.got,
+                &mut self.stats.recv_truncated,
+            ) {
                 Ok(()) => return Ok(self.count_received()),
                 Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => self.batched = false,
                 Err(e) => return Err(e),
@@ -486,20 +581,10 @@ impl Receiver {
         }
         for i in 0..self.count {
             let slot = &mut self.buf[i * self.slot..(i + 1) * self.slot];
-            // SAFETY: `MaybeUninit<u8>` has the layout of `u8`, and the slice is initialised;
-            // `recv_from` only writes initialised bytes into it.
-            let uninit = unsafe {
-                std::slice::from_raw_parts_mut(
-                    slot.as_mut_ptr().cast::<MaybeUninit<u8>>(),
-                    slot.len(),
-                )
-            };
-            match socket.recv_from(uninit) {
-                Ok((n, from)) => {
-                    if let Some(from) = from.as_socket() {
-                        self.got.push((i, n.min(self.slot), n.min(self.slot), from));
-                    }
-                }
+            match recv_whole(&socket, slot) {
+                Ok(Some((n, from))) => self.got.push((i, n, n, from)),
+                // Larger than the slot: dropped and counted, never passed on truncated.
+                Ok(None) => self.stats.recv_truncated += 1,
                 Err(e) if !self.got.is_empty() && !is_transient(&e) => break,
                 Err(e) if self.got.is_empty() => return Err(e),
                 Err(_) => {}
@@ -601,6 +686,43 @@ mod tests {
             .collect();
         assert_eq!(got, want);
         (tx, rx)
+    }
+
+    /// A datagram larger than a receive slot is dropped and counted, never handed out cut;
+    /// the datagrams around it arrive whole. Batched and plain receive paths.
+    fn oversized_datagrams_are_dropped(plain: bool) {
+        let (a, b) = pair();
+        let to = b.local_addr().unwrap();
+        let mut rx = Receiver::new(SockRef::from(&b), false);
+        if plain {
+            rx.use_plain_receives();
+        }
+        for d in [vec![1u8; 100], vec![2u8; SLOT + 500], vec![3u8; 200]] {
+            a.send_to(&d, to).unwrap();
+        }
+        let mut got = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while got.len() < 2 && Instant::now() < deadline {
+            match rx.recv(SockRef::from(&b)) {
+                Ok(_) => rx.for_each(|_, d| got.push((d.len(), d[0]))),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(1))
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(got, [(100, 1), (200, 3)]);
+        assert_eq!(rx.stats().recv_truncated, 1);
+    }
+
+    #[test]
+    fn oversized_datagrams_are_dropped_batched() {
+        oversized_datagrams_are_dropped(false);
+    }
+
+    #[test]
+    fn oversized_datagrams_are_dropped_plain() {
+        oversized_datagrams_are_dropped(true);
     }
 
     fn mixed() -> Vec<usize> {
