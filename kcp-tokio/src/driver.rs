@@ -16,7 +16,7 @@
 //! * Time is a 64-bit millisecond clock from an `Instant`; the endpoint gets it truncated to
 //!   `u32` ([`Millis`]), deadlines are computed in 64 bits.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -26,18 +26,16 @@ use std::time::{Duration, Instant};
 
 use kcp_core::endpoint::{CloseReason, Endpoint, Event, SessionId};
 use kcp_core::{Codec, CodecError, Millis};
-use kcp_crypto::PacketCrypt;
+use kcp_mio::stack::AdapterCrypt;
+use kcp_mio::udp::{is_transient, Receiver, Sender, SLOT};
+use socket2::SockRef;
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::sync::Notify;
 
-#[cfg(target_os = "linux")]
-use crate::batch::{SendBatch, BATCH, SLOT};
-#[cfg(not(target_os = "linux"))]
-use portable::{SendBatch, BATCH, SLOT};
-
-/// Datagrams kept while the socket's send buffer is full.
-const MAX_BACKLOG: usize = 4096;
+/// kcp-go's packet encryption as the driver applies it: the endpoint's shared key, a nonce
+/// stream per layer.
+type Crypt = kcp_crypto::PacketCrypt<Arc<kcp_crypto::PacketKey>>;
 /// Received datagrams fed to the endpoint per state-lock hold; due timers run between chunks.
 const CHUNK: usize = 32;
 /// Received datagrams per wake-up before the loop looks at timers, writers and its stop signal.
@@ -373,14 +371,13 @@ fn bump(c: &AtomicU64, n: u64) {
     c.fetch_add(n, Ordering::Relaxed);
 }
 
-/// The send side: the batch being filled, the sealer, the backlog. Behind the send lock.
+/// The send side, behind the send lock: the shared batched sender (its batch, GSO, the
+/// bounded backlog of what the kernel refused) and the sealer.
 struct Tx {
-    batch: SendBatch,
-    lens: Vec<usize>,
+    sender: Sender,
     /// kcp-go's packet encryption, applied to every datagram after collection (the sessions'
     /// stacks only reserve its header).
-    sealer: Option<PacketCrypt>,
-    backlog: VecDeque<(SocketAddr, Vec<u8>)>,
+    sealer: Option<Crypt>,
 }
 
 /// What the driver task and the handles share.
@@ -449,7 +446,8 @@ impl Driver {
         socket: UdpSocket,
         ep: Endpoint<SocketAddr>,
         gro: bool,
-        crypt: impl Fn() -> Option<PacketCrypt>,
+        crypt: Option<AdapterCrypt>,
+        send_backlog: usize,
         clock_offset_ms: u64,
     ) -> io::Result<Arc<Driver>> {
         let local = socket.local_addr()?;
@@ -473,10 +471,8 @@ impl Driver {
                 in_errs: 0,
             }),
             tx: Mutex::new(Tx {
-                batch: SendBatch::new(),
-                lens: vec![0; BATCH],
-                sealer: crypt(),
-                backlog: VecDeque::new(),
+                sender: Sender::new(send_backlog),
+                sealer: crypt.as_ref().map(AdapterCrypt::layer),
             }),
             tx_pending: AtomicBool::new(false),
             notify: Notify::new(),
@@ -488,7 +484,11 @@ impl Driver {
             #[cfg(test)]
             stall_sends: AtomicBool::new(false),
         });
-        tokio::spawn(run(inner.clone(), gro, crypt()));
+        tokio::spawn(run(
+            inner.clone(),
+            gro,
+            crypt.as_ref().map(AdapterCrypt::layer),
+        ));
         Ok(Arc::new(Driver { inner }))
     }
 
@@ -600,7 +600,10 @@ impl Inner {
             let now = self.clock.now_ms();
             let more = {
                 let mut s = self.lock();
-                let more = collect(tx, &mut s.ep, millis(now));
+                let ep = &mut s.ep;
+                let more = tx.sender.fill(|region, stride, lens| {
+                    ep.poll_transmit_strided(millis(now), region, stride, lens)
+                });
                 s.dispatch(&mut wake);
                 if s.timer_moved_earlier(now) {
                     self.notify.notify_one();
@@ -617,106 +620,60 @@ impl Inner {
         }
     }
 
-    /// Seals the collected batch (no lock but the send lock) and sends it, or queues it
-    /// behind the backlog.
+    /// Seals the collected batch (no lock but the send lock) and sends it through Tokio's
+    /// readiness, or queues it behind the backlog.
     fn seal_and_send(&self, tx: &mut Tx, now: u64) {
-        let n = tx.batch.len();
+        let n = tx.sender.committed();
         if n == 0 {
             return;
         }
         if let Some(c) = &mut tx.sealer {
-            let (buf, lens) = tx.batch.committed_mut();
+            let (buf, lens) = tx.sender.committed_mut();
             if c.seal_strided(buf, SLOT, lens, millis(now)).is_err() {
                 // Cannot happen with the engine's datagram sizes; never send plaintext.
-                bump(&self.counters.send_drops, n as u64);
-                tx.batch.clear();
+                tx.sender.discard();
+                self.count_sends(tx);
                 return;
             }
         }
-        if !tx.backlog.is_empty() {
-            for i in 0..n {
-                self.queue(tx, i);
-            }
-            tx.batch.clear();
-            return;
-        }
-        bump(&self.counters.send_calls, 1);
-        let r = self.socket.try_io(Interest::WRITABLE, || {
-            #[cfg(test)]
-            if self.stall_sends.load(Ordering::Relaxed) {
-                return Err(io::ErrorKind::WouldBlock.into());
-            }
-            send_batch(&mut tx.batch, &self.socket)
-        });
-        let sent = match r {
-            Ok(k) => k,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                bump(&self.counters.send_would_block, 1);
-                0
-            }
-            // One bad destination fails the whole call: send one by one instead.
-            Err(_) => {
-                for i in 0..n {
-                    if let Some((to, d)) = tx.batch.datagram(i) {
-                        match self.send_one(to, d) {
-                            Ok(()) => {}
-                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.queue(tx, i),
-                            Err(_) => bump(&self.counters.send_drops, 1),
-                        }
-                    }
+        let had_backlog = tx.sender.backlog_len() > 0;
+        let socket = SockRef::from(&*self.socket);
+        if had_backlog {
+            // Behind the backlog: queued without a system call; the driver is waiting for
+            // the socket to be writable already.
+            let _ = tx.sender.flush(&socket);
+        } else {
+            let _ = self.socket.try_io(Interest::WRITABLE, || {
+                #[cfg(test)]
+                if self.stall_sends.load(Ordering::Relaxed) {
+                    tx.sender.simulate_full_socket(1);
                 }
-                tx.batch.clear();
-                return;
-            }
-        };
-        bump(&self.counters.datagrams_sent, sent as u64);
-        for i in sent..n {
-            self.queue(tx, i);
+                tx.sender.flush(&socket)
+            });
+            // Tokio refuses without a system call until its reactor has seen the socket
+            // writable once (a new socket): what is still in the batch waits in the backlog
+            // for the writable event, never dropped.
+            tx.sender.defer();
         }
-        tx.batch.clear();
-    }
-
-    /// Keeps datagram `i` of the batch for when the socket is writable; beyond
-    /// `MAX_BACKLOG` it is dropped (KCP retransmits).
-    fn queue(&self, tx: &mut Tx, i: usize) {
-        if tx.backlog.len() >= MAX_BACKLOG {
-            bump(&self.counters.send_drops, 1);
-            return;
-        }
-        if let Some((to, d)) = tx.batch.datagram(i) {
-            tx.backlog.push_back((to, d.to_vec()));
-            self.counters
-                .backlog
-                .store(tx.backlog.len() as u64, Ordering::Relaxed);
-            if tx.backlog.len() == 1 {
-                // The driver waits for writability only while it knows of a backlog.
-                self.notify.notify_one();
-            }
+        self.count_sends(tx);
+        if !had_backlog && tx.sender.backlog_len() > 0 {
+            // The driver waits for writability only while it knows of a backlog.
+            self.notify.notify_one();
         }
     }
 
-    /// One datagram through Tokio's readiness.
-    fn send_one(&self, to: SocketAddr, d: &[u8]) -> io::Result<()> {
-        bump(&self.counters.send_calls, 1);
-        let r = self.socket.try_io(Interest::WRITABLE, || {
-            #[cfg(test)]
-            if self.stall_sends.load(Ordering::Relaxed) {
-                return Err(io::ErrorKind::WouldBlock.into());
-            }
-            socket2::SockRef::from(&*self.socket).send_to(d, &to.into())
-        });
-        match r {
-            Ok(_) => {
-                bump(&self.counters.datagrams_sent, 1);
-                Ok(())
-            }
-            Err(e) => {
-                if e.kind() == io::ErrorKind::WouldBlock {
-                    bump(&self.counters.send_would_block, 1);
-                }
-                Err(e)
-            }
-        }
+    /// Publishes the sender's counters (read by `socket_stats` and the driver's loop without
+    /// the send lock).
+    fn count_sends(&self, tx: &Tx) {
+        let st = tx.sender.stats();
+        let c = &self.counters;
+        c.datagrams_sent.store(st.datagrams_sent, Ordering::Relaxed);
+        c.send_calls.store(st.send_calls, Ordering::Relaxed);
+        c.send_would_block.store(st.would_block, Ordering::Relaxed);
+        c.send_drops
+            .store(st.backlog_drops + st.send_errors, Ordering::Relaxed);
+        c.backlog
+            .store(tx.sender.backlog_len() as u64, Ordering::Relaxed);
     }
 
     /// Sends the backlog until the kernel pushes back; true when it is empty.
@@ -725,45 +682,19 @@ impl Inner {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
-        while let Some((to, d)) = tx.backlog.front() {
-            match self.send_one(*to, d) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(_) => bump(&self.counters.send_drops, 1),
+        let _ = self.socket.try_io(Interest::WRITABLE, || {
+            #[cfg(test)]
+            if self.stall_sends.load(Ordering::Relaxed) {
+                tx.sender.simulate_full_socket(1);
             }
-            tx.backlog.pop_front();
-        }
-        self.counters
-            .backlog
-            .store(tx.backlog.len() as u64, Ordering::Relaxed);
-        tx.backlog.is_empty()
+            tx.sender.send_backlog(SockRef::from(&*self.socket))
+        });
+        self.count_sends(&tx);
+        tx.sender.backlog_len() == 0
     }
 
     fn has_backlog(&self) -> bool {
         self.counters.backlog.load(Ordering::Relaxed) > 0
-    }
-}
-
-/// Fills the batch from the endpoint; true if it filled up (more may be waiting).
-fn collect(tx: &mut Tx, ep: &mut Endpoint<SocketAddr>, now: Millis) -> bool {
-    loop {
-        if tx.batch.is_full() {
-            return true;
-        }
-        let (region, free) = tx.batch.free_slots();
-        match ep.poll_transmit_strided(now, region, SLOT, &mut tx.lens[..free]) {
-            Some((to, n)) => tx.batch.commit(to, &tx.lens[..n]),
-            None => return false,
-        }
-    }
-}
-
-/// One send call for the whole batch; `WouldBlock` (nothing sent) as an error so that
-/// `try_io` clears the socket's readiness.
-fn send_batch(batch: &mut SendBatch, socket: &UdpSocket) -> io::Result<usize> {
-    match batch.send(socket)? {
-        0 => Err(io::ErrorKind::WouldBlock.into()),
-        k => Ok(k),
     }
 }
 
@@ -783,17 +714,14 @@ impl Stage {
 
 /// The receive side, owned by the driver task.
 struct Rx {
-    #[cfg(target_os = "linux")]
-    batch: crate::batch::RecvBatch,
-    #[cfg(not(target_os = "linux"))]
-    buf: Vec<u8>,
+    receiver: Receiver,
     p: RxProc,
 }
 
 /// What processes received datagrams (apart from the receive buffers, so both can be
 /// borrowed at once).
 struct RxProc {
-    opener: Option<PacketCrypt>,
+    opener: Option<Crypt>,
     stage: Stage,
     /// The last clock ms at which timers ran (they run at most once per ms).
     timers_at: u64,
@@ -855,64 +783,33 @@ impl Inner {
     fn receive(&self, rx: &mut Rx) -> io::Result<()> {
         let mut got = 0;
         while got < RECV_PER_WAKE {
-            #[cfg(target_os = "linux")]
-            {
-                match rx.batch.recv(&self.socket) {
-                    Ok(_) => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if ignorable(&e) => {
-                        got += 1;
-                        continue;
-                    }
-                    Err(e) => return Err(e),
+            // Through Tokio's readiness: a `WouldBlock` clears it.
+            match self.socket.try_io(Interest::READABLE, || {
+                rx.receiver.recv(SockRef::from(&*self.socket))
+            }) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if ignorable(&e) => {
+                    got += 1;
+                    continue;
                 }
-                self.counters
-                    .recv_truncated
-                    .store(rx.batch.truncated(), Ordering::Relaxed);
-                let now = self.clock.now_ms();
-                let mut n = 0;
-                let p = &mut rx.p;
-                rx.batch.for_each(|from, data| {
-                    n += 1;
-                    self.take(p, from, data, now);
-                });
-                if n == 0 {
-                    break;
-                }
-                got += n;
+                Err(e) => return Err(e),
             }
-            #[cfg(not(target_os = "linux"))]
-            {
-                let mut buf = std::mem::take(&mut rx.buf);
-                let r = self.socket.try_recv_from(&mut buf);
-                let r = match r {
-                    Ok((n, from)) => {
-                        let now = self.clock.now_ms();
-                        if let Some(d) = buf.get_mut(..n) {
-                            self.take(&mut rx.p, from, d, now);
-                        }
-                        got += 1;
-                        Ok(())
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(None),
-                    Err(e) if ignorable(&e) => {
-                        got += 1;
-                        Ok(())
-                    }
-                    // A datagram larger than the buffer (Windows reports it as an error).
-                    Err(e) if is_truncation(&e) => {
-                        bump(&self.counters.recv_truncated, 1);
-                        Ok(())
-                    }
-                    Err(e) => Err(Some(e)),
-                };
-                rx.buf = buf;
-                match r {
-                    Ok(()) => {}
-                    Err(None) => break,
-                    Err(Some(e)) => return Err(e),
-                }
+            let st = rx.receiver.stats();
+            self.counters
+                .recv_truncated
+                .store(st.recv_truncated, Ordering::Relaxed);
+            let now = self.clock.now_ms();
+            let mut n = 0;
+            let p = &mut rx.p;
+            rx.receiver.for_each(|from, data| {
+                n += 1;
+                self.take(p, from, data, now);
+            });
+            if n == 0 {
+                break;
             }
+            got += n;
         }
         self.feed(&mut rx.p);
         Ok(())
@@ -922,37 +819,12 @@ impl Inner {
 /// Errors a UDP socket reports for an earlier datagram (ICMP port unreachable and the like):
 /// not the socket's fault.
 fn ignorable(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionRefused
-            | io::ErrorKind::ConnectionReset
-            | io::ErrorKind::Interrupted
-    )
+    is_transient(e) || e.kind() == io::ErrorKind::Interrupted
 }
 
-#[cfg(not(target_os = "linux"))]
-fn is_truncation(e: &io::Error) -> bool {
-    #[cfg(windows)]
-    {
-        // WSAEMSGSIZE
-        e.raw_os_error() == Some(10040)
-    }
-    #[cfg(not(windows))]
-    {
-        let _ = e;
-        false
-    }
-}
-
-async fn run(d: Arc<Inner>, gro: bool, opener: Option<PacketCrypt>) {
-    #[cfg(not(target_os = "linux"))]
-    let _ = gro;
+async fn run(d: Arc<Inner>, gro: bool, opener: Option<Crypt>) {
     let mut rx = Rx {
-        #[cfg(target_os = "linux")]
-        batch: crate::batch::RecvBatch::new(&d.socket, gro),
-        // The largest UDP payload: nothing is ever truncated.
-        #[cfg(not(target_os = "linux"))]
-        buf: vec![0u8; 65_536],
+        receiver: Receiver::new(SockRef::from(&*d.socket), gro),
         p: RxProc {
             opener,
             stage: Stage {
@@ -1048,81 +920,6 @@ async fn run(d: Arc<Inner>, gro: bool, opener: Option<PacketCrypt>) {
                 // Lingering sessions end by their own deadline; this bounds the task anyway.
                 stopping = Some(now + bound);
             }
-        }
-    }
-}
-
-/// Send batches where the platform has no `sendmmsg`: the same interface, one `sendto` per
-/// datagram.
-#[cfg(not(target_os = "linux"))]
-mod portable {
-    use std::io;
-    use std::net::SocketAddr;
-
-    use tokio::net::UdpSocket;
-
-    pub(crate) const BATCH: usize = 32;
-    pub(crate) const SLOT: usize = 2048;
-
-    pub(crate) struct SendBatch {
-        buf: Vec<u8>,
-        lens: Vec<usize>,
-        addrs: Vec<SocketAddr>,
-    }
-
-    impl SendBatch {
-        pub(crate) fn new() -> SendBatch {
-            SendBatch {
-                buf: vec![0; BATCH * SLOT],
-                lens: Vec::with_capacity(BATCH),
-                addrs: Vec::with_capacity(BATCH),
-            }
-        }
-        pub(crate) fn len(&self) -> usize {
-            self.lens.len()
-        }
-        pub(crate) fn is_full(&self) -> bool {
-            self.lens.len() == BATCH
-        }
-        pub(crate) fn free_slots(&mut self) -> (&mut [u8], usize) {
-            let used = self.lens.len().min(BATCH);
-            (&mut self.buf[used * SLOT..], BATCH - used)
-        }
-        pub(crate) fn commit(&mut self, to: SocketAddr, lens: &[usize]) {
-            for &len in lens {
-                if self.lens.len() < BATCH {
-                    self.addrs.push(to);
-                    self.lens.push(len.min(SLOT));
-                }
-            }
-        }
-        pub(crate) fn committed_mut(&mut self) -> (&mut [u8], &mut [usize]) {
-            let n = self.lens.len();
-            (&mut self.buf[..n * SLOT], &mut self.lens[..])
-        }
-        pub(crate) fn datagram(&self, i: usize) -> Option<(SocketAddr, &[u8])> {
-            let len = *self.lens.get(i)?;
-            Some((*self.addrs.get(i)?, self.buf.get(i * SLOT..i * SLOT + len)?))
-        }
-        /// Sends datagrams in order until the kernel pushes back; how many went.
-        pub(crate) fn send(&mut self, socket: &UdpSocket) -> io::Result<usize> {
-            let mut sent = 0;
-            for i in 0..self.lens.len() {
-                let Some((to, d)) = self.datagram(i) else {
-                    break;
-                };
-                match socket2::SockRef::from(socket).send_to(d, &to.into()) {
-                    Ok(_) => sent += 1,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if sent == 0 => return Err(e),
-                    Err(_) => break,
-                }
-            }
-            Ok(sent)
-        }
-        pub(crate) fn clear(&mut self) {
-            self.lens.clear();
-            self.addrs.clear();
         }
     }
 }

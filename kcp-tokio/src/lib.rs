@@ -29,8 +29,6 @@
 //! ```
 #![deny(missing_docs)]
 
-#[cfg(target_os = "linux")]
-mod batch;
 mod config;
 mod driver;
 mod error;
@@ -46,12 +44,3 @@ pub use driver::SocketStats;
 pub use error::KcpError;
 pub use listener::KcpListener;
 pub use stream::{KcpStream, OwnedReadHalf, OwnedWriteHalf, StreamMonitor, StreamStats};
-
-/// Refuses configurations whose layers cannot be built (kcp-go silently disables FEC).
-pub(crate) fn check_layers(config: &KcpConfig) -> std::io::Result<()> {
-    if let Some((ds, ps)) = config.fec {
-        kcp_fec::Fec::new(ds, ps)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
-    }
-    Ok(())
-}

@@ -59,15 +59,17 @@ impl KcpListener {
 
     /// Listens on an existing socket (kcp-go's `ServeConn`).
     pub fn from_socket(socket: UdpSocket, config: KcpConfig) -> io::Result<KcpListener> {
-        crate::check_layers(&config)?;
+        config.check()?;
         config.apply_socket(&socket)?;
-        let ep = Endpoint::new(config.endpoint_config(true))
+        let (ep, crypt) = config.endpoint_config(true)?;
+        let ep = Endpoint::new(ep)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
         let driver = Driver::spawn(
             socket,
             ep,
             true,
-            || config.packet_crypt(),
+            crypt,
+            config.stack.get_send_backlog(),
             config.clock_offset_ms,
         )?;
         Ok(KcpListener {
@@ -87,7 +89,7 @@ impl KcpListener {
         sockets: usize,
     ) -> io::Result<KcpListener> {
         use socket2::{Domain, Socket, Type};
-        crate::check_layers(&config)?;
+        config.check()?;
         let mut drivers = Vec::new();
         let mut bound = addr;
         for _ in 0..sockets.max(1) {
@@ -99,13 +101,15 @@ impl KcpListener {
             // Later sockets join the port the first one got (when asked for port 0).
             bound = socket.local_addr()?;
             config.apply_socket(&socket)?;
-            let ep = Endpoint::new(config.endpoint_config(true))
+            let (ep, crypt) = config.endpoint_config(true)?;
+            let ep = Endpoint::new(ep)
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
             drivers.push(Driver::spawn(
                 socket,
                 ep,
                 true,
-                || config.packet_crypt(),
+                crypt,
+                config.stack.get_send_backlog(),
                 config.clock_offset_ms,
             )?);
         }

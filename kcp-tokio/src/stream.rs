@@ -497,15 +497,17 @@ impl KcpStream {
         conv: u32,
         config: KcpConfig,
     ) -> io::Result<KcpStream> {
-        let ep = Endpoint::new(config.endpoint_config(false))
+        config.check()?;
+        let (ep, crypt) = config.endpoint_config(false)?;
+        let ep = Endpoint::new(ep)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
-        crate::check_layers(&config)?;
         config.apply_socket(&socket)?;
         let driver = Driver::spawn(
             socket,
             ep,
             false,
-            || config.packet_crypt(),
+            crypt,
+            config.stack.get_send_backlog(),
             config.clock_offset_ms,
         )?;
         let id = {
@@ -536,7 +538,7 @@ impl KcpStream {
                 linger_ms: config.linger_ms(),
                 aborted: std::sync::atomic::AtomicBool::new(false),
             }),
-            shutdown_ms: config.shutdown_timeout.as_millis().min(u32::MAX as u128) as u32,
+            shutdown_ms: config.shutdown_ms(),
             read_to: Deadline::new(config.read_timeout),
             write_to: Deadline::new(config.write_timeout),
             rkey: waiter_key(),
