@@ -29,9 +29,9 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features
 step "no_std build (thumbv7em-none-eabihf, no allocator)"
 cargo build -p kcp-core --no-default-features --target thumbv7em-none-eabihf
 
-step "kcp-tokio type-checks for Linux x86_64 and aarch64, macOS and Windows"
+step "kcp-tokio and kcp-mio type-check for Linux x86_64 and aarch64, macOS and Windows"
 for t in x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu x86_64-apple-darwin x86_64-pc-windows-gnu; do
-    cargo check -q -p kcp-tokio --all-features --all-targets --target "$t"
+    cargo check -q -p kcp-tokio -p kcp-mio --all-features --all-targets --target "$t"
 done
 
 step "kcp-perf demo (the README's main job)"
