@@ -138,7 +138,7 @@ struct Io<'a> {
 const MAX_BUF: usize = 1 << 16;
 
 /// A session's first read buffer in stream mode; it doubles while reads fill it.
-const FIRST_BUF: usize = 2048;
+const FIRST_BUF: usize = 512;
 
 /// The read buffer a session starts with.
 fn first_buf(message_mode: bool) -> Vec<u8> {
