@@ -384,7 +384,11 @@ async fn client(a: ClientArgs) -> Result<bool, String> {
     // --timeout: how long a read or write may wait without progress (as the Go peer).
     let t = (!a.timeout.is_zero()).then_some(a.timeout);
     let cfg = cfg.read_timeout(t).write_timeout(t);
-    let bind = if connect.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
+    let bind = if connect.is_ipv4() {
+        "0.0.0.0:0"
+    } else {
+        "[::]:0"
+    };
     let mut connectors = Vec::new();
     for _ in 0..a.client_sockets {
         let c = kcp_tokio::KcpConnector::bind(bind, cfg.clone())

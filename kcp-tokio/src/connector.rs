@@ -102,9 +102,7 @@ impl KcpConnector {
                 return Err(io::Error::new(k, "socket driver stopped"));
             }
             let id = s.ep.connect(millis(now), addr, conv).map_err(|e| match e {
-                EndpointError::Duplicate => {
-                    io::Error::new(io::ErrorKind::AddrInUse, e.to_string())
-                }
+                EndpointError::Duplicate => io::Error::new(io::ErrorKind::AddrInUse, e.to_string()),
                 _ => io::Error::new(io::ErrorKind::InvalidInput, e.to_string()),
             })?;
             s.sessions.insert(id, Sess::default());
