@@ -77,12 +77,8 @@ impl Peer {
             .collect();
         self.buf[self.header..self.header + kcp.len()].copy_from_slice(kcp);
         let mut end = self.header + kcp.len();
-        for i in 0..n {
-            let off = offsets[i];
-            end = off
-                + self.layers[i]
-                    .seal(&mut self.buf[off..], end - off, now)
-                    .unwrap();
+        for (layer, &off) in self.layers.iter_mut().zip(&offsets) {
+            end = off + layer.seal(&mut self.buf[off..], end - off, now).unwrap();
         }
         self.out.push(self.buf[..end].to_vec());
         // Parity of the innermost layer (FEC), sealed by the outer ones.
