@@ -279,7 +279,8 @@ fn a_client_without_a_server_fails_with_exit_code_1_after_its_timeout() {
         .local_addr()
         .unwrap()
         .port();
-    let t = Instant::now();
+    // `run` bounds the client's own run time (not the build of the examples): it must give
+    // up by its one-second timeout rather than wait for ever.
     let out = run(
         "client",
         &[
@@ -295,5 +296,4 @@ fn a_client_without_a_server_fails_with_exit_code_1_after_its_timeout() {
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("no progress"), "{err}");
-    assert!(t.elapsed() < Duration::from_secs(5));
 }
