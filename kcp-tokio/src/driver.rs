@@ -375,6 +375,8 @@ fn bump(c: &AtomicU64, n: u64) {
 /// bounded backlog of what the kernel refused) and the sealer.
 struct Tx {
     sender: Sender,
+    /// Wakers collected under the state lock, woken after it (reused: no allocation).
+    wake: Vec<Waker>,
     /// kcp-go's packet encryption, applied to every datagram after collection (the sessions'
     /// stacks only reserve its header).
     sealer: Option<Crypt>,
@@ -472,6 +474,7 @@ impl Driver {
             }),
             tx: Mutex::new(Tx {
                 sender: Sender::new(send_backlog),
+                wake: Vec::with_capacity(16),
                 sealer: crypt.as_ref().map(AdapterCrypt::layer),
             }),
             tx_pending: AtomicBool::new(false),
@@ -595,7 +598,9 @@ impl Inner {
     }
 
     fn transmit_locked(&self, tx: &mut Tx) {
-        let mut wake = Vec::new();
+        // The wakers to wake after the state lock is released, in a list kept with the send
+        // side so that no send allocates.
+        let mut wake = std::mem::take(&mut tx.wake);
         loop {
             let now = self.clock.now_ms();
             let more = {
@@ -615,6 +620,7 @@ impl Inner {
             }
             self.seal_and_send(tx, now);
             if !more {
+                tx.wake = wake;
                 return;
             }
         }

@@ -1,0 +1,157 @@
+//! A steady transfer through kcp-tokio (listener and client drivers, streams, the shared
+//! stack with AES and FEC 10/3, the batched socket I/O) does not allocate per packet: a
+//! counting allocator over some 20,000 datagrams after a warm-up. Both ends run on one
+//! current-thread runtime in one thread, so the count is the whole stack's, both directions.
+//!
+//! What may still allocate is growth to a bound (rings doubling when a burst first exceeds
+//! them), so the test allows a handful.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use kcp_core::Config;
+use kcp_tokio::{KcpConfig, KcpListener, KcpStream};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+struct Counting;
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// Only the measuring thread's allocations count.
+    static COUNTED: Cell<bool> = const { Cell::new(false) };
+}
+
+fn count() {
+    if COUNTED.with(|c| c.get()) {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+// SAFETY: forwards to the system allocator; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count();
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new: usize) -> *mut u8 {
+        count();
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Moves `warm` bytes, then counts allocations while moving `measure` more; returns them and
+/// the datagrams the server received meanwhile.
+async fn steady(config: KcpConfig, warm: usize, measure: usize) -> (u64, u64) {
+    let listener = KcpListener::bind("127.0.0.1:0", config.clone())
+        .await
+        .unwrap();
+    let addr = listener.local_addr();
+    // The server echoes with one reused buffer.
+    let server = tokio::spawn(async move {
+        let (s, _) = listener.accept().await.unwrap();
+        let (mut r, mut w) = s.into_split();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match r.read(&mut buf).await {
+                Ok(0) | Err(_) => return listener,
+                Ok(n) => {
+                    if w.write_all(&buf[..n]).await.is_err() {
+                        return listener;
+                    }
+                }
+            }
+        }
+    });
+    let c = KcpStream::connect(addr, config).await.unwrap();
+    let monitor = c.monitor();
+    let (mut r, mut w) = c.into_split();
+    let chunk: Vec<u8> = (0..16 * 1024 + 256).map(|i| i as u8).collect();
+    let total = warm + measure;
+    let writer = tokio::spawn(async move {
+        let mut sent = 0usize;
+        while sent < total {
+            let n = (total - sent).min(16 * 1024);
+            w.write_all(&chunk[sent % 256..sent % 256 + n])
+                .await
+                .unwrap();
+            sent += n;
+        }
+        w
+    });
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut got = 0usize;
+    let mut before = None;
+    let mut datagrams = 0;
+    let stats = |_: &kcp_tokio::OwnedReadHalf| monitor.socket_stats().datagrams_received;
+    while got < total {
+        if before.is_none() && got >= warm {
+            datagrams = stats(&r);
+            COUNTED.with(|c| c.set(true));
+            before = Some(ALLOCS.load(Ordering::Relaxed));
+        }
+        let n = r.read(&mut buf).await.unwrap();
+        assert!(n > 0, "echo ended early");
+        for (k, &b) in buf[..n].iter().enumerate() {
+            assert_eq!(b, (got + k) as u8, "echo corrupted");
+        }
+        got += n;
+    }
+    COUNTED.with(|c| c.set(false));
+    let allocs = ALLOCS.load(Ordering::Relaxed) - before.unwrap();
+    let datagrams = stats(&r) - datagrams;
+    drop(writer.await.unwrap());
+    drop(r);
+    server.abort();
+    (allocs, datagrams)
+}
+
+fn run(config: KcpConfig) -> (u64, u64) {
+    // The whole stack on this thread: a current-thread runtime.
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            tokio::time::timeout(Duration::from_secs(120), steady(config, 8 << 20, 16 << 20))
+                .await
+                .expect("transfer within two minutes")
+        })
+}
+
+#[test]
+fn a_steady_transfer_allocates_nothing_per_packet() {
+    for (name, config) in [
+        (
+            "aes",
+            KcpConfig::new(Config::fast3().with_windows(256, 256))
+                .crypt("aes", "steady")
+                .unwrap(),
+        ),
+        (
+            "aes + fec 10/3",
+            KcpConfig::new(Config::fast3().with_windows(256, 256))
+                .fec(10, 3)
+                .crypt("aes", "steady")
+                .unwrap(),
+        ),
+    ] {
+        let (allocs, datagrams) = run(config);
+        eprintln!("{name}: {allocs} allocations for {datagrams} datagrams received by the client");
+        assert!(datagrams > 10_000, "{name}: {datagrams}");
+        assert!(
+            allocs <= 8,
+            "{name}: {allocs} allocations for {datagrams} datagrams"
+        );
+    }
+}
