@@ -75,8 +75,8 @@ pub struct FlushEvent {
     pub mss: u32,
 }
 
-/// The controller an engine runs: one of the shipped ones (chosen by [`Config::nc`]
-/// (crate::Config::nc)), or the user's.
+/// The controller an engine runs: one of the shipped ones (chosen by
+/// [`Config::nc`](crate::Config::nc)), or the user's.
 pub enum Congestion<'a> {
     /// KCP's cwnd/ssthresh controller.
     Classic(Classic),

@@ -56,7 +56,7 @@
 //!
 //! Payload chunks and ring storage follow the data a session holds: when a session drains
 //! (nothing queued, in flight, unread or to acknowledge) its chunks go to an endpoint-wide
-//! [`ChunkCache`](crate::ChunkCache) bounded by [`pool_bytes`](EndpointConfig::pool_bytes) and
+//! [`ChunkCache`] bounded by [`pool_bytes`](EndpointConfig::pool_bytes) and
 //! its rings shrink to a few entries; before a session stores data the endpoint hands it
 //! chunks from the cache, so a busy endpoint does not allocate per packet. A session idle for
 //! [`TRIM_AFTER_MS`] also trims its codec layers ([`Codec::trim`](crate::Codec::trim)).
