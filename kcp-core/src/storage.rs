@@ -359,10 +359,11 @@ impl ChunkCache {
     pub fn give(&mut self, chunk: Chunk) {
         if self.chunks.len() < self.max_chunks {
             if self.chunks.len() == self.chunks.capacity() {
-                // Grow in steps within the budget, not by doubling past it.
-                let step = self.chunks.len().clamp(16, 1024);
+                // Doubling within the budget: a handful of reallocations over the endpoint's
+                // life, each at a new high-water mark of chunks given back at once.
                 let room = self.max_chunks - self.chunks.len();
-                self.chunks.reserve_exact(step.min(room));
+                self.chunks
+                    .reserve_exact(self.chunks.len().max(16).min(room));
             }
             self.chunks.push(chunk);
         }
