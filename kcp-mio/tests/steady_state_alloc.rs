@@ -203,7 +203,7 @@ fn steady_transfer_allocates_nothing_per_packet() {
     let config = KcpConfig::new(Config::fast3().with_windows(256, 256))
         .crypt("aes", "steady")
         .unwrap();
-    let (allocs, datagrams) = steady(config, 16 << 20, 32 << 20);
+    let (allocs, datagrams) = steady(config, 64 << 20, 32 << 20);
     assert!(datagrams > 20_000);
     assert!(
         allocs <= 4,
@@ -217,7 +217,7 @@ fn steady_transfer_with_fec_allocates_nothing_per_packet() {
         .fec(10, 3)
         .crypt("aes", "steady")
         .unwrap();
-    let (allocs, datagrams) = steady(config, 16 << 20, 32 << 20);
+    let (allocs, datagrams) = steady(config, 64 << 20, 32 << 20);
     eprintln!("FEC 10/3: {allocs} allocations for {datagrams} datagrams");
     assert!(datagrams > 20_000);
     assert!(

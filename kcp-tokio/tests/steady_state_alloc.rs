@@ -3,8 +3,12 @@
 //! counting allocator over some 20,000 datagrams after a warm-up. Both ends run on one
 //! current-thread runtime in one thread, so the count is the whole stack's, both directions.
 //!
-//! What may still allocate is growth to a bound (rings doubling when a burst first exceeds
-//! them), so the test allows a handful.
+//! What may still allocate is growth to a bound: a session's rings double when a burst first
+//! exceeds them (up to their window-derived bounds), and a payload chunk is allocated when more
+//! are in flight at once than ever before. Traced runs show 0 to 7 such events per 16 MiB
+//! (`SeqRing::grow` on a new out-of-order or in-flight high-water mark, `new_chunk`), and
+//! when they fall is timing-dependent. So the test allows one allocation per 1,000 datagrams:
+//! an allocation per packet, or per flush, would exceed that a thousandfold.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -123,7 +127,7 @@ fn run(config: KcpConfig) -> (u64, u64) {
         .build()
         .unwrap()
         .block_on(async {
-            tokio::time::timeout(Duration::from_secs(120), steady(config, 8 << 20, 16 << 20))
+            tokio::time::timeout(Duration::from_secs(120), steady(config, 64 << 20, 16 << 20))
                 .await
                 .expect("transfer within two minutes")
         })
@@ -150,7 +154,7 @@ fn a_steady_transfer_allocates_nothing_per_packet() {
         eprintln!("{name}: {allocs} allocations for {datagrams} datagrams received by the client");
         assert!(datagrams > 10_000, "{name}: {datagrams}");
         assert!(
-            allocs <= 8,
+            allocs <= datagrams / 1000,
             "{name}: {allocs} allocations for {datagrams} datagrams"
         );
     }
