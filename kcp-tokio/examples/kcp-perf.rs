@@ -49,6 +49,10 @@ struct ServerArgs {
     /// One JSON object per session on stdout.
     #[arg(long)]
     json: bool,
+    /// UDP sockets bound to the address with SO_REUSEPORT, each with its own driver task (the
+    /// kernel spreads peers over them by address); 1: one plain socket.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    sockets: u16,
     #[command(flatten)]
     kcp: KcpArgs,
 }
@@ -319,7 +323,7 @@ fn print_report(role: &str, r: &Report, ok: bool, json: bool) {
 async fn server(a: ServerArgs) -> Result<bool, String> {
     let listen = resolve(&a.listen, "0.0.0.0").await?;
     let (cfg, stream) = kcp_config(&a.kcp)?;
-    let l = KcpListener::bind(listen, cfg)
+    let l = bind_listener(listen, cfg, a.sockets)
         .await
         .map_err(|e| format!("bind {listen}: {e}"))?;
     eprintln!("listening {}", l.local_addr());
@@ -327,6 +331,10 @@ async fn server(a: ServerArgs) -> Result<bool, String> {
     loop {
         // Only a failed socket ends this loop; sessions that ended unaccepted are skipped.
         let (mut s, peer) = l.accept().await.map_err(|e| e.to_string())?;
+        if a.sockets > 1 {
+            // How the kernel spread the peers (benchmarks of several drivers report it).
+            eprintln!("sessions per socket {:?}", l.sessions_per_socket());
+        }
         tokio::spawn(async move {
             match perf::serve(&mut s, !stream).await {
                 // Dropping the stream delivers the tail (the answer, the CRC) before the
@@ -336,6 +344,25 @@ async fn server(a: ServerArgs) -> Result<bool, String> {
             }
         });
     }
+}
+
+/// One plain socket, or `sockets` SO_REUSEPORT sockets with a driver each.
+async fn bind_listener(
+    listen: SocketAddr,
+    cfg: KcpConfig,
+    sockets: u16,
+) -> std::io::Result<KcpListener> {
+    if sockets <= 1 {
+        return KcpListener::bind(listen, cfg).await;
+    }
+    #[cfg(unix)]
+    let l = KcpListener::bind_reuseport(listen, cfg, sockets.into()).await;
+    #[cfg(not(unix))]
+    let l = Err(std::io::Error::new(
+        std::io::ErrorKind::Unsupported,
+        "--sockets > 1 needs SO_REUSEPORT (unix)",
+    ));
+    l
 }
 
 async fn client(a: ClientArgs) -> Result<bool, String> {
