@@ -35,8 +35,9 @@
 # Environment (defaults): BYTES (64M, per sink session), MTU (1400), MODE (fast3),
 # WINDOWS ("1024 4096"), IPERF_SECS (3), IPERF_WND (8192), ECHO_N (2000),
 # SESS_LIST ("1000 5000 10000"), SESS_ECHOES (10, echoes per session at 1/s), SESS_RAMP (5, s),
-# SESS_GO_REF (2000; empty to skip), SESS_FLAGS, DRV_CONNS (8), DRV_BYTES (32M), DRV_FLAGS,
-# MIO_CONNS (1000), MIO_ECHO_N (20), TIMEOUT (60, s per single-session client),
+# SESS_GO_REF (2000; empty to skip), SESS_OPEN_LIST (the largest of SESS_LIST: burst runs against
+# our server with its half-open admission limits raised; empty to skip), SESS_FLAGS,
+# DRV_CONNS (8), DRV_BYTES (32M), DRV_FLAGS, MIO_CONNS (1000), MIO_ECHO_N (20), TIMEOUT (60, s per single-session client),
 # RUST / MIO / GO_PERF (prebuilt binaries; built if unset), OUT (result folder).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -63,6 +64,7 @@ SESS_LIST=${SESS_LIST:-1000 5000 10000}
 SESS_ECHOES=${SESS_ECHOES:-10}
 SESS_RAMP=${SESS_RAMP:-5}
 SESS_GO_REF=${SESS_GO_REF-2000}
+SESS_OPEN_LIST=${SESS_OPEN_LIST-${SESS_LIST##* }}
 SESS_FLAGS=${SESS_FLAGS:---mode $MODE --mtu $MTU --crypt aes --datashard 10 --parityshard 3}
 DRV_CONNS=${DRV_CONNS:-8}
 DRV_BYTES=${DRV_BYTES:-32M}
@@ -266,8 +268,14 @@ section_echo() {
 
 # ---------------------------------------------------------------------------------------------
 # sess_run IMPL N ramp|burst -> cell sess.IMPL.N.MODE
+# (KIND rustopen: our server with the half-open admission limits raised out of the way.)
 sess_run() {
-    local impl=$1 n=$2 how=$3 cell="sess.$1.$2.$3"
+    local kind=$1 n=$2 how=$3 cell="sess.$1.$2.$3"
+    local impl=$kind sflags=
+    case $kind in
+        rust) sflags="--stats 1" ;;
+        rustopen) impl=rust; sflags="--stats 1 --max-half-open 1000000 --max-half-open-per-host 1000000" ;;
+    esac
     local ramp=0; [ "$how" = ramp ] && ramp=$SESS_RAMP
     # The steady window: every session is up (ramp over, connects done) and none has finished.
     # Session i sends echo k at its start + k s (k < SESS_ECHOES) and starts at i/N of the ramp.
@@ -276,7 +284,7 @@ sess_run() {
     for r in $(seq "$REPEATS"); do
         new_run
         # shellcheck disable=SC2086
-        start_server "$impl" $SESS_FLAGS || { record "$cell" '{"ok":false}'; continue; }
+        start_server "$impl" $sflags $SESS_FLAGS || { record "$cell" '{"ok":false}'; continue; }
         sleep 0.2
         local hwm0; hwm0=$(proc_hwm "$SPID"); local cpu0; cpu0=$(proc_cpu "$SPID")
         local d0; d0=$(udp_drops)
@@ -294,6 +302,12 @@ sess_run() {
         local cpu1; cpu1=$(proc_cpu "$SPID"); local hwm1; hwm1=$(proc_hwm "$SPID"); local rss1; rss1=$(proc_rss "$SPID")
         local sdone; sdone=$(grep -c '"role":"server"' "$RUN/s.out" || true)
         local sdrops; sdrops=$(proc_sock_drops "$SPID")
+        # Our server's counters (--stats): sessions refused at admission, its retransmissions.
+        local st; st=$(grep '^stats ' "$RUN/s.err" | tail -1 || true)
+        local refused; refused=$(grep -o ' half_open_refused: [0-9]*' <<<"$st" | grep -o '[0-9]*' || echo null)
+        local sretrans; sretrans=$(grep -o ' retrans_segs: [0-9]*' <<<"$st" | grep -o '[0-9]*' || true)
+        # kcp-go's server: its process-wide counter, as of the last report.
+        [ -n "$sretrans" ] || sretrans=$(jq -s 'map(.retrans // 0) | max // null' "$RUN/s.out")
         stop_server
         local drops=$(( $(udp_drops) - d0 ))
         local c; c=$(client_summary)
@@ -301,7 +315,8 @@ sess_run() {
         local rec
         rec=$(jq -nc --argjson c "$c" --arg rc "$CRC" --arg n "$n" --arg okn "$okn" --arg ca "$ca" --arg cb "$cb" --arg ta "$ta" --arg tb "$tb" \
             --arg cpu0 "$cpu0" --arg cpu1 "$cpu1" --arg hwm0 "$hwm0" --arg hwm1 "$hwm1" --arg rss1 "$rss1" --arg t0 "$t0" --arg tc "$tc" \
-            --arg ccpu "$(client_cpu)" --arg drops "$drops" --arg sdone "$sdone" --arg sdrops "$sdrops" --arg cdrops "$cdrops" '
+            --arg ccpu "$(client_cpu)" --arg drops "$drops" --arg sdone "$sdone" --arg sdrops "$sdrops" --arg cdrops "$cdrops" \
+            --arg refused "$refused" --arg sretrans "$sretrans" '
             ($n | tonumber) as $n | (($cb | tonumber) - ($ca | tonumber)) as $wcpu | (($tb | tonumber) - ($ta | tonumber)) as $wsec |
             (($c.bytes // 0) / 64) as $echoes |
             { ok: ($rc == "0" and $c.ok == true), sessions_ok: ($okn | tonumber), server_reports: ($sdone | tonumber),
@@ -313,13 +328,15 @@ sess_run() {
               p50_ms: ($c.rtt_p50_us / 1000), p99_ms: ($c.rtt_p99_us / 1000), max_ms: ($c.rtt_max_us / 1000),
               retrans: $c.retrans, echoes: $echoes, sys_drops: ($drops | tonumber),
               server_drops: ($sdrops | tonumber? // null), client_drops: ($cdrops | tonumber? // null),
+              refused: ($refused | tonumber? // null), server_retrans: ($sretrans | tonumber? // null),
+              client_us_per_echo: (if $echoes > 0 then (($ccpu | tonumber) / $echoes * 1e6 | round) else null end),
               client_cpu: ($ccpu | tonumber), wall_s: ((($tc | tonumber) - ($t0 | tonumber)) * 10 | round / 10) }')
         record "$cell" "$rec"
-        [ "$(jq -r .ok <<<"$rec")" = true ] || note "failed run: $n sessions ($how) against $(name_of "$impl") (rc $CRC; $RUN): $(grep -v '^$' "$RUN/c.err" | sort | uniq -c | sort -rn | head -3 | tr '\n' ' ' | head -c 400)"
+        [ "$(jq -r .ok <<<"$rec")" = true ] || note "failed run: $n sessions ($how) against $kind (rc $CRC; $RUN): $(grep -v '^$' "$RUN/c.err" | sort | uniq -c | sort -rn | head -3 | tr '\n' ' ' | head -c 400)"
         # Keep the evidence small: the summary and failed sessions only.
         { grep -v '"ok":true' "$RUN/c.out" || true; client_summary; } >"$RUN/c.trim" && mv "$RUN/c.trim" "$RUN/c.out"
         { grep -v '"ok":true' "$RUN/s.out" || true; } >"$RUN/s.trim" && mv "$RUN/s.trim" "$RUN/s.out"
-        log "sessions $impl $n $how run $r: $rec"
+        log "sessions $kind $n $how run $r: $rec"
     done
 }
 
@@ -327,21 +344,23 @@ section_sessions() {
     log "section sessions"
     local n how
     for n in $SESS_LIST; do for how in ramp burst; do sess_run rust "$n" "$how"; sess_run go "$n" "$how"; done; done
+    for n in $SESS_OPEN_LIST; do sess_run rustopen "$n" burst; done
     [ -z "$SESS_GO_REF" ] || sess_run go "$SESS_GO_REF" ramp
     report "" "### 4. Many sessions, one 64 B echo per second each ($SESS_ECHOES per session), our client driving both servers" ""
-    report "\`kcp-perf client --test echo --conns N --rate 1 --bytes $((64 * SESS_ECHOES)) --msg 64 --ramp R --timeout 30 $SESS_FLAGS\` (default windows 128/512), R = $SESS_RAMP s (ramp) or 0 (all at once). Server CPU over a steady window (every session up, none done): % of a core and µs per echo (= window CPU / (N × window s)); \"all\": the whole run's server CPU per echo, set-up and close included. RSS: (server VmHWM at the end − VmHWM before the client) / N. Echo round trips and retransmissions: client's, all sessions. Drops: kernel drops of the server's socket / of the client's sockets (until the end of the window) / all of the machine's UDP buffer errors and backlog drops during the run. Median of $REPEATS runs." ""
-    report "| N | start | server | CPU % core | µs/echo | µs/echo all | KiB/session | peak RSS MiB | p50 ms | p99 ms | max ms | client retrans | drops server / client / all | sessions ok | runs |"
-    report "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+    report "\`kcp-perf client --test echo --conns N --rate 1 --bytes $((64 * SESS_ECHOES)) --msg 64 --ramp R --timeout 30 $SESS_FLAGS\` (default windows 128/512), R = $SESS_RAMP s (ramp) or 0 (all at once). Server CPU over a steady window (every session up, none done): % of a core and µs per echo (= window CPU / (N × window s)); \"all\": the whole run's server CPU per echo, set-up and close included. RSS: (server VmHWM at the end − VmHWM before the client) / N. Echo round trips and retransmissions: client's, all sessions. Server retrans: our server's RetransSegs (\`--stats\`), kcp-go's process-wide counter. Refused: first datagrams our server refused at admission (\`half_open_refused\`; its default limit is 64 half-open sessions per source IP, so a burst from one loopback client is admitted 64 at a time); \"admission open\": the same server with \`--max-half-open 1000000 --max-half-open-per-host 1000000\`. Client µs/echo: the client's whole CPU per echo (it runs one socket and driver per session). Drops: kernel drops of the server's socket / of the client's sockets (until the end of the window) / all of the machine's UDP buffer errors and backlog drops during the run. Median of $REPEATS runs." ""
+    report "| N | start | server | CPU % core | µs/echo | µs/echo all | KiB/session | peak RSS MiB | p50 ms | p99 ms | max ms | client retrans | server retrans | refused | drops server / client / all | client µs/echo | sessions ok | runs |"
+    report "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
     local rows=()
     for n in $SESS_LIST; do for how in ramp burst; do rows+=("$n $how"); done; done
     [ -z "$SESS_GO_REF" ] || rows+=("$SESS_GO_REF ramp")
-    local row impl
+    local row kind label
     for row in "${rows[@]}"; do
         read -r n how <<<"$row"
-        for impl in rust go; do
-            local c="sess.$impl.$n.$how"
+        for kind in rust rustopen go; do
+            local c="sess.$kind.$n.$how"
             [ -f "$OUT/cell.$c" ] || continue
-            report "| $n | $how | $([ "$impl" = rust ] && echo ours || echo kcp-go) | $(med "$c" cpu_pct) | $(med "$c" us_per_echo) | $(med "$c" us_per_echo_all) | $(fmt 2 "$(med "$c" rss_kib_per_session)") | $(med "$c" hwm_mib) | $(fmt 2 "$(med "$c" p50_ms)") | $(fmt 1 "$(med "$c" p99_ms)") | $(fmt 1 "$(med "$c" max_ms)") | $(med "$c" retrans) | $(med "$c" server_drops) / $(med "$c" client_drops) / $(med "$c" sys_drops) | $(med "$c" sessions_ok) | $(runs "$c") |"
+            case $kind in rust) label=ours;; rustopen) label="ours, admission open";; go) label=kcp-go;; esac
+            report "| $n | $how | $label | $(med "$c" cpu_pct) | $(med "$c" us_per_echo) | $(med "$c" us_per_echo_all) | $(fmt 2 "$(med "$c" rss_kib_per_session)") | $(med "$c" hwm_mib) | $(fmt 2 "$(med "$c" p50_ms)") | $(fmt 1 "$(med "$c" p99_ms)") | $(fmt 1 "$(med "$c" max_ms)") | $(med "$c" retrans) | $(med "$c" server_retrans) | $(med "$c" refused) | $(med "$c" server_drops) / $(med "$c" client_drops) / $(med "$c" sys_drops) | $(med "$c" client_us_per_echo) | $(med "$c" sessions_ok) | $(runs "$c") |"
         done
     done
     report "" "Ratios ours / kcp-go (same N, same start):" ""

@@ -53,6 +53,17 @@ struct ServerArgs {
     /// kernel spreads peers over them by address); 1: one plain socket.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     sockets: u16,
+    /// Every SECS seconds, one line of the listener's counters on stderr (`stats {...}`:
+    /// endpoint counters as kcp-go's SNMP plus admission, and the sockets' I/O counters).
+    #[arg(long, value_parser = parse_secs)]
+    stats: Option<Duration>,
+    /// Most half-open sessions at once (the endpoint's admission limit; default 1024).
+    #[arg(long)]
+    max_half_open: Option<usize>,
+    /// Most half-open sessions per source IP (default 64: a burst of new sessions from one
+    /// host, e.g. a benchmark client on loopback, is admitted 64 at a time).
+    #[arg(long)]
+    max_half_open_per_host: Option<usize>,
     #[command(flatten)]
     kcp: KcpArgs,
 }
@@ -322,11 +333,30 @@ fn print_report(role: &str, r: &Report, ok: bool, json: bool) {
 
 async fn server(a: ServerArgs) -> Result<bool, String> {
     let listen = resolve(&a.listen, "0.0.0.0").await?;
-    let (cfg, stream) = kcp_config(&a.kcp)?;
+    let (mut cfg, stream) = kcp_config(&a.kcp)?;
+    if a.max_half_open.is_some() || a.max_half_open_per_host.is_some() {
+        let d = kcp_core::endpoint::EndpointConfig::new(Config::default());
+        cfg = cfg.half_open(
+            Duration::from_millis(d.half_open_timeout_ms.into()),
+            a.max_half_open.unwrap_or(d.max_half_open),
+            a.max_half_open_per_host.unwrap_or(d.max_half_open_per_host),
+        );
+    }
     let l = bind_listener(listen, cfg, a.sockets)
         .await
         .map_err(|e| format!("bind {listen}: {e}"))?;
     eprintln!("listening {}", l.local_addr());
+    let l = std::sync::Arc::new(l);
+    if let Some(every) = a.stats.filter(|d| !d.is_zero()) {
+        let l = l.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                eprintln!("stats {:?} {:?}", l.stats(), l.socket_stats());
+            }
+        });
+    }
     let json = a.json;
     loop {
         // Only a failed socket ends this loop; sessions that ended unaccepted are skipped.
