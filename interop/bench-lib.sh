@@ -69,6 +69,7 @@ start_server() {
     local cmd
     if [ "$impl" = mio ]; then cmd=("$b" --listen 127.0.0.1:0 --json "$@"); else cmd=("$b" server --listen 127.0.0.1:0 --json "$@"); fi
     echo "${cmd[*]}" >"$RUN/s.cmd"
+    : >"$RUN/s.err"
     "${cmd[@]}" >"$RUN/s.out" 2>"$RUN/s.err" &
     SPID=$!
     ADDR=

@@ -34,7 +34,8 @@
 #
 # Environment (defaults): BYTES (64M, per sink session), MTU (1400), MODE (fast3),
 # WINDOWS ("1024 4096"), IPERF_SECS (3), IPERF_WND (8192), ECHO_N (2000),
-# SESS_LIST ("1000 5000 10000"), SESS_ECHOES (10, echoes per session at 1/s), SESS_RAMP (5, s),
+# SESS_LIST ("1000 5000 10000"), SESS_ECHOES (8, echoes per session at 1/s), SESS_RAMP (4, s),
+# SESS_REPEATS (REPEATS: runs per sessions cell, the longest ones),
 # SESS_GO_REF (2000; empty to skip), SESS_OPEN_LIST (the largest of SESS_LIST: burst runs against
 # our server with its half-open admission limits raised; empty to skip), SESS_FLAGS,
 # DRV_CONNS (8), DRV_BYTES (32M), DRV_FLAGS, MIO_CONNS (1000), MIO_ECHO_N (20), TIMEOUT (60, s per single-session client),
@@ -61,8 +62,9 @@ IPERF_SECS=${IPERF_SECS:-3}
 IPERF_WND=${IPERF_WND:-8192}
 ECHO_N=${ECHO_N:-2000}
 SESS_LIST=${SESS_LIST:-1000 5000 10000}
-SESS_ECHOES=${SESS_ECHOES:-10}
-SESS_RAMP=${SESS_RAMP:-5}
+SESS_ECHOES=${SESS_ECHOES:-8}
+SESS_RAMP=${SESS_RAMP:-4}
+SESS_REPEATS=${SESS_REPEATS:-$REPEATS}
 SESS_GO_REF=${SESS_GO_REF-2000}
 SESS_OPEN_LIST=${SESS_OPEN_LIST-${SESS_LIST##* }}
 SESS_FLAGS=${SESS_FLAGS:---mode $MODE --mtu $MTU --crypt aes --datashard 10 --parityshard 3}
@@ -176,41 +178,64 @@ section_sink() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# A port free for TCP (iperf3's control connection) and UDP (its data) at once.
+free_port() {
+    python3 -c '
+import socket
+for _ in range(50):
+    t = socket.socket(); t.bind(("127.0.0.1", 0)); p = t.getsockname()[1]
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        u.bind(("127.0.0.1", p)); print(p); break
+    except OSError:
+        pass
+    finally:
+        u.close(); t.close()
+' 2>/dev/null || echo $((20000 + RANDOM % 20000))
+}
+
+# iperf_run CELL [EXTRA FLAGS]
 iperf_run() {
-    local cell=iperf
+    local cell=$1; shift
     for r in $(seq "$REPEATS"); do
-        new_run
-        local port
-        port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null || echo 5201)
-        iperf3 -s -1 -B 127.0.0.1 -p "$port" -J >"$RUN/s.out" 2>"$RUN/s.err" &
-        IPID=$!
-        sleep 0.3
-        local rc=0
-        timeout -k 5 $((IPERF_SECS + 20)) iperf3 -c 127.0.0.1 -p "$port" -u -b 0 -l 1400 -t "$IPERF_SECS" -J >"$RUN/c.out" 2>"$RUN/c.err" || rc=$?
-        wait "$IPID" 2>/dev/null || true; IPID=
-        local rec
-        rec=$(jq -c --arg rc "$rc" '{ ok: ($rc == "0" and .end.sum_received.bytes > 0),
-            recv_mbps: (.end.sum_received.bytes / .end.sum_received.seconds / 1e6 * 10 | round / 10),
-            sent_mbps: (.end.sum_sent.bytes / .end.sum_sent.seconds / 1e6 * 10 | round / 10),
-            lost_pct: (.end.sum_received.lost_percent * 10 | round / 10) }' "$RUN/c.out" 2>/dev/null || echo '{"ok":false}')
+        local rec='{"ok":false}' try
+        for try in 1 2 3; do    # a port taken between the choice and the bind: another port
+            new_run
+            local port; port=$(free_port)
+            iperf3 -s -1 -B 127.0.0.1 -p "$port" -J >"$RUN/s.out" 2>"$RUN/s.err" &
+            IPID=$!
+            sleep 0.3
+            local rc=0
+            timeout -k 5 $((IPERF_SECS + 20)) iperf3 -c 127.0.0.1 -p "$port" -u -b 0 -l 1400 -t "$IPERF_SECS" -J "$@" >"$RUN/c.out" 2>"$RUN/c.err" || rc=$?
+            kill "$IPID" 2>/dev/null || true; wait "$IPID" 2>/dev/null || true; IPID=
+            rec=$(jq -c --arg rc "$rc" '{ ok: ($rc == "0" and .end.sum_received.bytes > 0),
+                recv_mbps: (.end.sum_received.bytes / .end.sum_received.seconds / 1e6 * 10 | round / 10),
+                sent_mbps: (.end.sum_sent.bytes / .end.sum_sent.seconds / 1e6 * 10 | round / 10),
+                lost_pct: (.end.sum_received.lost_percent * 10 | round / 10) }' "$RUN/c.out" 2>/dev/null || echo '{"ok":false}')
+            [ "$(jq -r .ok <<<"$rec")" = true ] && break
+            log "iperf3 try $try failed: $(jq -r '.error // empty' "$RUN/c.out" 2>/dev/null | head -c 200)"
+        done
         record "$cell" "$rec"
-        log "iperf3 run $r: $rec"
+        [ "$(jq -r .ok <<<"$rec")" = true ] || note "iperf3 failed ($RUN): $(jq -r '.error // empty' "$RUN/c.out" 2>/dev/null | head -c 200)"
+        log "iperf3 $* run $r: $rec"
     done
 }
 
 section_iperf() {
     log "section iperf"
-    iperf_run
+    iperf_run iperf
+    iperf_run iperf.w4m -w 4M
     local w
     for w in $WINDOWS $IPERF_WND; do sink_cell rust null "$w"; sink_cell go null "$w"; done
     local ip; ip=$(med iperf recv_mbps)
     report "" "### 2. Null sink vs raw UDP (\`iperf3 -u -b 0 -l 1400 -t $IPERF_SECS\`), same loopback, same run" ""
-    report "iperf3: received $(fmt 1 "$ip") MB/s (sent $(fmt 1 "$(med iperf sent_mbps)") MB/s, $(med iperf lost_pct) % lost; runs $(runs iperf)). Null sink as in table 1 (receiver-timed), ratio to iperf3's received rate:" ""
-    report "| wnd | ours MB/s | ours / iperf3 | ours retrans | ours tail ms | kcp-go MB/s | kcp-go / iperf3 | kcp-go retrans | kcp-go tail ms |"
-    report "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    report "iperf3: received **$(fmt 1 "$ip") MB/s** (sent $(fmt 1 "$(med iperf sent_mbps)") MB/s, $(med iperf lost_pct) % lost; runs $(runs iperf)); with \`-w 4M\` (the client asks both ends for the 4 MiB socket buffers our tools ask for): received $(fmt 1 "$(med iperf.w4m recv_mbps)") MB/s (sent $(fmt 1 "$(med iperf.w4m sent_mbps)"), $(med iperf.w4m lost_pct) % lost; runs $(runs iperf.w4m)). Null sink as in table 1 (receiver-timed), ratios to iperf3's received rates:" ""
+    local ipw; ipw=$(med iperf.w4m recv_mbps)
+    report "| wnd | ours MB/s | ours / iperf3 | ours / iperf3 -w 4M | ours retrans | ours tail ms | kcp-go MB/s | kcp-go / iperf3 | kcp-go / iperf3 -w 4M | kcp-go retrans | kcp-go tail ms |"
+    report "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     for w in $WINDOWS $IPERF_WND; do
         local r="sink.rust.null.$w" g="sink.go.null.$w"
-        report "| $w | $(fmt 1 "$(med "$r" recv_mbps)") | $(ratio "$(med "$r" recv_mbps)" "$ip") | $(med "$r" retrans) | $(med "$r" tail_ms) | $(fmt 1 "$(med "$g" recv_mbps)") | $(ratio "$(med "$g" recv_mbps)" "$ip") | $(med "$g" retrans) | $(med "$g" tail_ms) |"
+        report "| $w | $(fmt 1 "$(med "$r" recv_mbps)") | $(ratio "$(med "$r" recv_mbps)" "$ip") | $(ratio "$(med "$r" recv_mbps)" "$ipw") | $(med "$r" retrans) | $(med "$r" tail_ms) | $(fmt 1 "$(med "$g" recv_mbps)") | $(ratio "$(med "$g" recv_mbps)" "$ip") | $(ratio "$(med "$g" recv_mbps)" "$ipw") | $(med "$g" retrans) | $(med "$g" tail_ms) |"
     done
     report "" "Per-run retransmissions (ours): $(for w in $WINDOWS $IPERF_WND; do printf 'wnd %s: %s; ' "$w" "$(all "sink.rust.null.$w" retrans)"; done)"
 }
@@ -281,7 +306,7 @@ sess_run() {
     # Session i sends echo k at its start + k s (k < SESS_ECHOES) and starts at i/N of the ramp.
     local wa; wa=$(awk -v r="$ramp" 'BEGIN { print r + 1 }')
     local w; w=$(awk -v a="$wa" -v e="$SESS_ECHOES" 'BEGIN { w = int(e - 1 - a); print (w < 1 ? 1 : w) }')
-    for r in $(seq "$REPEATS"); do
+    for r in $(seq "$SESS_REPEATS"); do
         new_run
         # shellcheck disable=SC2086
         start_server "$impl" $sflags $SESS_FLAGS || { record "$cell" '{"ok":false}'; continue; }
@@ -347,7 +372,7 @@ section_sessions() {
     for n in $SESS_OPEN_LIST; do sess_run rustopen "$n" burst; done
     [ -z "$SESS_GO_REF" ] || sess_run go "$SESS_GO_REF" ramp
     report "" "### 4. Many sessions, one 64 B echo per second each ($SESS_ECHOES per session), our client driving both servers" ""
-    report "\`kcp-perf client --test echo --conns N --rate 1 --bytes $((64 * SESS_ECHOES)) --msg 64 --ramp R --timeout 30 $SESS_FLAGS\` (default windows 128/512), R = $SESS_RAMP s (ramp) or 0 (all at once). Server CPU over a steady window (every session up, none done): % of a core and µs per echo (= window CPU / (N × window s)); \"all\": the whole run's server CPU per echo, set-up and close included. RSS: (server VmHWM at the end − VmHWM before the client) / N. Echo round trips and retransmissions: client's, all sessions. Server retrans: our server's RetransSegs (\`--stats\`), kcp-go's process-wide counter. Refused: first datagrams our server refused at admission (\`half_open_refused\`; its default limit is 64 half-open sessions per source IP, so a burst from one loopback client is admitted 64 at a time); \"admission open\": the same server with \`--max-half-open 1000000 --max-half-open-per-host 1000000\`. Client µs/echo: the client's whole CPU per echo (it runs one socket and driver per session). Drops: kernel drops of the server's socket / of the client's sockets (until the end of the window) / all of the machine's UDP buffer errors and backlog drops during the run. Median of $REPEATS runs." ""
+    report "\`kcp-perf client --test echo --conns N --rate 1 --bytes $((64 * SESS_ECHOES)) --msg 64 --ramp R --timeout 30 $SESS_FLAGS\` (default windows 128/512), R = $SESS_RAMP s (ramp) or 0 (all at once). Server CPU over a steady window (every session up, none done): % of a core and µs per echo (= window CPU / (N × window s)); \"all\": the whole run's server CPU per echo, set-up and close included. RSS: (server VmHWM at the end − VmHWM before the client) / N. Echo round trips and retransmissions: client's, all sessions. Server retrans: our server's RetransSegs (\`--stats\`), kcp-go's process-wide counter. Refused: first datagrams our server refused at admission (\`half_open_refused\`; its default limit is 64 half-open sessions per source IP, so a burst from one loopback client is admitted 64 at a time); \"admission open\": the same server with \`--max-half-open 1000000 --max-half-open-per-host 1000000\`. Client µs/echo: the client's whole CPU per echo (it runs one socket and driver per session). Drops: kernel drops of the server's socket / of the client's sockets (until the end of the window) / all of the machine's UDP buffer errors and backlog drops during the run. Median of $SESS_REPEATS runs." ""
     report "| N | start | server | CPU % core | µs/echo | µs/echo all | KiB/session | peak RSS MiB | p50 ms | p99 ms | max ms | client retrans | server retrans | refused | drops server / client / all | client µs/echo | sessions ok | runs |"
     report "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
     local rows=()
@@ -487,6 +512,7 @@ section_mio() {
 load0=$(cut -d' ' -f1-3 /proc/loadavg)
 report "## bench-perf.sh run of $(date -u '+%Y-%m-%d %H:%M UTC')" ""
 report "Machine: $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), Linux $(uname -r); $(rustc --version 2>/dev/null | cut -d' ' -f1-2), $(go version 2>/dev/null | awk '{ print $3 }'), kcp-go $(dpkg-query -W -f '${Version}' golang-github-xtaci-kcp-dev 2>/dev/null || echo '?'), iperf3 $(iperf3 --version 2>/dev/null | awk 'NR == 1 { print $2 }'); commit $(cd "$root" && git rev-parse --short HEAD 2>/dev/null || echo '?')$(cd "$root" && [ -n "$(git status --porcelain -uno 2>/dev/null)" ] && echo ' (modified)'). Loopback; repeats $REPEATS; sections: $SECTIONS."
+report "Kernel: net.core.rmem_max $(cat /proc/sys/net/core/rmem_max), wmem_max $(cat /proc/sys/net/core/wmem_max), netdev_max_backlog $(cat /proc/sys/net/core/netdev_max_backlog) (the tools ask for 4 MiB socket buffers; the kernel caps them at these maxima)."
 report "Load average at start: $load0. Busiest other processes at start: $(ps -eo pcpu=,ni=,comm= --sort=-pcpu | awk '$1 > 5 { printf "%s%s (%s%%, nice %s)", (n++ ? ", " : ""), $3, $1, $2 }' | head -c 300)."
 for s in $ALL_SECTIONS; do if want "$s"; then "section_$s"; fi; done
 report "" "Load average at end: $(cut -d' ' -f1-3 /proc/loadavg); $(( $(date +%s) - started )) s in all. Raw runs: $OUT."

@@ -353,7 +353,11 @@ async fn server(a: ServerArgs) -> Result<bool, String> {
             let mut tick = tokio::time::interval(every);
             loop {
                 tick.tick().await;
-                eprintln!("stats {:?} {:?}", l.stats(), l.socket_stats());
+                // Summing the sessions' counters holds each driver's lock: say for how long.
+                let t = std::time::Instant::now();
+                let (ep, sock) = (l.stats(), l.socket_stats());
+                let took = t.elapsed().as_micros();
+                eprintln!("stats {ep:?} {sock:?} took_us {took}");
             }
         });
     }
