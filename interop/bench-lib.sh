@@ -91,6 +91,20 @@ start_server() {
     SCPU0=$(proc_cpu "$SPID"); SHWM0=$(proc_hwm "$SPID")
 }
 
+# server_stats: our kcp-perf server's counters line (`stats ...`), asked for with SIGUSR1 (so
+# nothing reads them during the run); empty for other servers.
+server_stats() {
+    local n0 i; n0=$(grep -c '^stats ' "$RUN/s.err" || true)
+    kill -USR1 "$SPID" 2>/dev/null || return 0
+    for i in $(seq 60); do
+        [ "$(grep -c '^stats ' "$RUN/s.err" || true)" -gt "$n0" ] && break
+        sleep 0.05
+    done
+    grep '^stats ' "$RUN/s.err" | tail -1 || true
+}
+# stat_field LINE NAME: a counter of a `stats` line (empty if absent).
+stat_field() { grep -o " $2: [0-9]*" <<<"$1" | grep -o '[0-9]*$' || true; }
+
 stop_server() {
     if [ -n "$SPID" ]; then kill "$SPID" 2>/dev/null || true; wait "$SPID" 2>/dev/null || true; fi
     SPID=

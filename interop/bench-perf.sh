@@ -298,8 +298,7 @@ sess_run() {
     local kind=$1 n=$2 how=$3 cell="sess.$1.$2.$3"
     local impl=$kind sflags=
     case $kind in
-        rust) sflags="--stats 1" ;;
-        rustopen) impl=rust; sflags="--stats 1 --max-half-open 1000000 --max-half-open-per-host 1000000" ;;
+        rustopen) impl=rust; sflags="--max-half-open 1000000 --max-half-open-per-host 1000000" ;;
     esac
     local ramp=0; [ "$how" = ramp ] && ramp=$SESS_RAMP
     # The steady window: every session is up (ramp over, connects done) and none has finished.
@@ -327,10 +326,12 @@ sess_run() {
         local cpu1; cpu1=$(proc_cpu "$SPID"); local hwm1; hwm1=$(proc_hwm "$SPID"); local rss1; rss1=$(proc_rss "$SPID")
         local sdone; sdone=$(grep -c '"role":"server"' "$RUN/s.out" || true)
         local sdrops; sdrops=$(proc_sock_drops "$SPID")
-        # Our server's counters (--stats): sessions refused at admission, its retransmissions.
-        local st; st=$(grep '^stats ' "$RUN/s.err" | tail -1 || true)
-        local refused; refused=$(grep -o ' half_open_refused: [0-9]*' <<<"$st" | grep -o '[0-9]*' || echo null)
-        local sretrans; sretrans=$(grep -o ' retrans_segs: [0-9]*' <<<"$st" | grep -o '[0-9]*' || true)
+        # Our server's counters (SIGUSR1): sessions refused at admission, its retransmissions,
+        # the longest hold of its driver's lock.
+        local st=; [ "$impl" = rust ] && st=$(server_stats)
+        local refused; refused=$(stat_field "$st" half_open_refused)
+        local sretrans; sretrans=$(stat_field "$st" retrans_segs)
+        local lockmax; lockmax=$(stat_field "$st" lock_hold_max_ns)
         # kcp-go's server: its process-wide counter, as of the last report.
         [ -n "$sretrans" ] || sretrans=$(jq -s 'map(.retrans // 0) | max // null' "$RUN/s.out")
         stop_server
@@ -341,7 +342,7 @@ sess_run() {
         rec=$(jq -nc --argjson c "$c" --arg rc "$CRC" --arg n "$n" --arg okn "$okn" --arg ca "$ca" --arg cb "$cb" --arg ta "$ta" --arg tb "$tb" \
             --arg cpu0 "$cpu0" --arg cpu1 "$cpu1" --arg hwm0 "$hwm0" --arg hwm1 "$hwm1" --arg rss1 "$rss1" --arg t0 "$t0" --arg tc "$tc" \
             --arg ccpu "$(client_cpu)" --arg drops "$drops" --arg sdone "$sdone" --arg sdrops "$sdrops" --arg cdrops "$cdrops" \
-            --arg refused "$refused" --arg sretrans "$sretrans" '
+            --arg refused "$refused" --arg sretrans "$sretrans" --arg lockmax "$lockmax" '
             ($n | tonumber) as $n | (($cb | tonumber) - ($ca | tonumber)) as $wcpu | (($tb | tonumber) - ($ta | tonumber)) as $wsec |
             (($c.bytes // 0) / 64) as $echoes |
             { ok: ($rc == "0" and $c.ok == true), sessions_ok: ($okn | tonumber), server_reports: ($sdone | tonumber),
@@ -354,6 +355,7 @@ sess_run() {
               retrans: $c.retrans, echoes: $echoes, sys_drops: ($drops | tonumber),
               server_drops: ($sdrops | tonumber? // null), client_drops: ($cdrops | tonumber? // null),
               refused: ($refused | tonumber? // null), server_retrans: ($sretrans | tonumber? // null),
+              lock_max_ms: (($lockmax | tonumber? // null) | if . then (. / 1e5 | round / 10) else null end),
               client_us_per_echo: (if $echoes > 0 then (($ccpu | tonumber) / $echoes * 1e6 | round) else null end),
               client_cpu: ($ccpu | tonumber), wall_s: ((($tc | tonumber) - ($t0 | tonumber)) * 10 | round / 10) }')
         record "$cell" "$rec"
@@ -372,9 +374,9 @@ section_sessions() {
     for n in $SESS_OPEN_LIST; do sess_run rustopen "$n" burst; done
     [ -z "$SESS_GO_REF" ] || sess_run go "$SESS_GO_REF" ramp
     report "" "### 4. Many sessions, one 64 B echo per second each ($SESS_ECHOES per session), our client driving both servers" ""
-    report "\`kcp-perf client --test echo --conns N --rate 1 --bytes $((64 * SESS_ECHOES)) --msg 64 --ramp R --timeout 30 $SESS_FLAGS\` (default windows 128/512), R = $SESS_RAMP s (ramp) or 0 (all at once). Server CPU over a steady window (every session up, none done): % of a core and µs per echo (= window CPU / (N × window s)); \"all\": the whole run's server CPU per echo, set-up and close included. RSS: (server VmHWM at the end − VmHWM before the client) / N. Echo round trips and retransmissions: client's, all sessions. Server retrans: our server's RetransSegs (\`--stats\`), kcp-go's process-wide counter. Refused: first datagrams our server refused at admission (\`half_open_refused\`; its default limit is 64 half-open sessions per source IP, so a burst from one loopback client is admitted 64 at a time); \"admission open\": the same server with \`--max-half-open 1000000 --max-half-open-per-host 1000000\`. Client µs/echo: the client's whole CPU per echo (it runs one socket and driver per session). Drops: kernel drops of the server's socket / of the client's sockets (until the end of the window) / all of the machine's UDP buffer errors and backlog drops during the run. Median of $SESS_REPEATS runs." ""
-    report "| N | start | server | CPU % core | µs/echo | µs/echo all | KiB/session | peak RSS MiB | p50 ms | p99 ms | max ms | client retrans | server retrans | refused | drops server / client / all | client µs/echo | sessions ok | runs |"
-    report "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+    report "\`kcp-perf client --test echo --conns N --rate 1 --bytes $((64 * SESS_ECHOES)) --msg 64 --ramp R --timeout 30 $SESS_FLAGS\` (default windows 128/512), R = $SESS_RAMP s (ramp) or 0 (all at once). Server CPU over a steady window (every session up, none done): % of a core and µs per echo (= window CPU / (N × window s)); \"all\": the whole run's server CPU per echo, set-up and close included. RSS: (server VmHWM at the end − VmHWM before the client) / N. Echo round trips and retransmissions: client's, all sessions. Server retrans: our server's RetransSegs (its counters, printed on SIGUSR1 at the end), kcp-go's process-wide counter. Lock ms: the longest hold of our server's driver lock (kcp-perf's \`perf\` feature; preemption included). Refused: first datagrams our server refused at admission (\`half_open_refused\`; its default limit is 64 half-open sessions per source IP, so a burst from one loopback client is admitted 64 at a time); \"admission open\": the same server with \`--max-half-open 1000000 --max-half-open-per-host 1000000\`. Client µs/echo: the client's whole CPU per echo (it runs one socket and driver per session). Drops: kernel drops of the server's socket / of the client's sockets (until the end of the window) / all of the machine's UDP buffer errors and backlog drops during the run. Median of $SESS_REPEATS runs." ""
+    report "| N | start | server | CPU % core | µs/echo | µs/echo all | KiB/session | peak RSS MiB | p50 ms | p99 ms | max ms | client retrans | server retrans | refused | lock ms | drops server / client / all | client µs/echo | sessions ok | runs |"
+    report "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
     local rows=()
     for n in $SESS_LIST; do for how in ramp burst; do rows+=("$n $how"); done; done
     [ -z "$SESS_GO_REF" ] || rows+=("$SESS_GO_REF ramp")
@@ -385,7 +387,7 @@ section_sessions() {
             local c="sess.$kind.$n.$how"
             [ -f "$OUT/cell.$c" ] || continue
             case $kind in rust) label=ours;; rustopen) label="ours, admission open";; go) label=kcp-go;; esac
-            report "| $n | $how | $label | $(med "$c" cpu_pct) | $(med "$c" us_per_echo) | $(med "$c" us_per_echo_all) | $(fmt 2 "$(med "$c" rss_kib_per_session)") | $(med "$c" hwm_mib) | $(fmt 2 "$(med "$c" p50_ms)") | $(fmt 1 "$(med "$c" p99_ms)") | $(fmt 1 "$(med "$c" max_ms)") | $(med "$c" retrans) | $(med "$c" server_retrans) | $(med "$c" refused) | $(med "$c" server_drops) / $(med "$c" client_drops) / $(med "$c" sys_drops) | $(med "$c" client_us_per_echo) | $(med "$c" sessions_ok) | $(runs "$c") |"
+            report "| $n | $how | $label | $(med "$c" cpu_pct) | $(med "$c" us_per_echo) | $(med "$c" us_per_echo_all) | $(fmt 2 "$(med "$c" rss_kib_per_session)") | $(med "$c" hwm_mib) | $(fmt 2 "$(med "$c" p50_ms)") | $(fmt 1 "$(med "$c" p99_ms)") | $(fmt 1 "$(med "$c" max_ms)") | $(med "$c" retrans) | $(med "$c" server_retrans) | $(med "$c" refused) | $(med "$c" lock_max_ms) | $(med "$c" server_drops) / $(med "$c" client_drops) / $(med "$c" sys_drops) | $(med "$c" client_us_per_echo) | $(med "$c" sessions_ok) | $(runs "$c") |"
         done
     done
     report "" "Ratios ours / kcp-go (same N, same start):" ""
@@ -418,19 +420,22 @@ drv_run() {
         wait_server_lines "$DRV_CONNS" 5 || true
         local scpu; scpu=$(fsub "$(proc_cpu "$SPID")" "$SCPU0")
         local sdrops; sdrops=$(proc_sock_drops "$SPID")
+        local st=; [ "$impl" = rust ] && st=$(server_stats)
         stop_server
         local spread; spread=$(sed -n 's/^sessions per socket //p' "$RUN/s.err" | tail -1)
         local c; c=$(client_summary)
         local rec
         rec=$(jq -nc --argjson c "$c" --arg rc "$CRC" --arg scpu "$scpu" --arg ccpu "$(client_cpu)" --arg gib "$gib" \
-            --arg spread "${spread:-[$DRV_CONNS]}" --arg drops "$(( $(udp_drops) - d0 ))" --arg sdrops "$sdrops" --arg wall "$(client_wall)" '
+            --arg spread "${spread:-[$DRV_CONNS]}" --arg drops "$(( $(udp_drops) - d0 ))" --arg sdrops "$sdrops" \
+            --arg sendfail "$(stat_field "$st" send_drops)" --arg wouldblock "$(stat_field "$st" send_would_block)" --arg wall "$(client_wall)" '
             ($scpu | tonumber? // null) as $sc | ($ccpu | tonumber) as $cc |
             { ok: ($rc == "0" and $c.ok == true and $sc != null), mbps: $c.mb_per_s,
               server_cpu_pct: (if $sc != null and $c.seconds > 0 then ($sc / $c.seconds * 100 | round) else null end),
               client_cpu_pct: (if $c.seconds > 0 then ($cc / ($wall | tonumber) * 100 | round) else null end),
               cpu_gib: (if $sc != null then (($sc + $cc) / ($gib | tonumber) * 100 | round / 100) else null end),
               server_cpu_gib: (if $sc != null then ($sc / ($gib | tonumber) * 100 | round / 100) else null end),
-              retrans: $c.retrans, spread: $spread, sys_drops: ($drops | tonumber), server_drops: ($sdrops | tonumber? // null) }')
+              retrans: $c.retrans, spread: $spread, send_drops: ($sendfail | tonumber? // null),
+              send_would_block: ($wouldblock | tonumber? // null), sys_drops: ($drops | tonumber), server_drops: ($sdrops | tonumber? // null) }')
         record "$cell" "$rec"
         [ "$(jq -r .ok <<<"$rec")" = true ] || note "failed run: $DRV_CONNS sinks against $(name_of "$impl") with $sockets socket(s) (rc $CRC; $RUN): $(tail -2 "$RUN/c.err" | tr '\n' ' ' | head -c 300)"
         log "drivers $impl $sockets run $r: $rec"

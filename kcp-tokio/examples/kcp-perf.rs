@@ -55,6 +55,7 @@ struct ServerArgs {
     sockets: u16,
     /// Every SECS seconds, one line of the listener's counters on stderr (`stats {...}`:
     /// endpoint counters as kcp-go's SNMP plus admission, and the sockets' I/O counters).
+    /// On unix, SIGUSR1 prints the line too.
     #[arg(long, value_parser = parse_secs)]
     stats: Option<Duration>,
     /// Most half-open sessions at once (the endpoint's admission limit; default 1024).
@@ -345,22 +346,31 @@ async fn server(a: ServerArgs) -> Result<bool, String> {
     let l = bind_listener(listen, cfg, a.sockets)
         .await
         .map_err(|e| format!("bind {listen}: {e}"))?;
+    install_stats_signal();
     eprintln!("listening {}", l.local_addr());
     let l = std::sync::Arc::new(l);
-    if let Some(every) = a.stats.filter(|d| !d.is_zero()) {
-        let l = l.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            loop {
-                tick.tick().await;
+    let every = a.stats.filter(|d| !d.is_zero());
+    let l2 = l.clone();
+    tokio::spawn(async move {
+        // Every `--stats` interval, and (unix) whenever SIGUSR1 arrived: a script's way to
+        // read the counters once, at the end of a run, without disturbing it before.
+        let poll = Duration::from_millis(50);
+        let mut next = every.map(|e| tokio::time::Instant::now() + e);
+        loop {
+            tokio::time::sleep(poll).await;
+            let due = next.is_some_and(|n| tokio::time::Instant::now() >= n);
+            if due || stats_requested() {
+                if let (Some(n), Some(e)) = (next.as_mut(), every) {
+                    *n += e;
+                }
                 // Summing the sessions' counters holds each driver's lock: say for how long.
                 let t = std::time::Instant::now();
-                let (ep, sock) = (l.stats(), l.socket_stats());
+                let (ep, sock) = (l2.stats(), l2.socket_stats());
                 let took = t.elapsed().as_micros();
                 eprintln!("stats {ep:?} {sock:?} took_us {took}");
             }
-        });
-    }
+        }
+    });
     let json = a.json;
     loop {
         // Only a failed socket ends this loop; sessions that ended unaccepted are skipped.
@@ -378,6 +388,37 @@ async fn server(a: ServerArgs) -> Result<bool, String> {
             }
         });
     }
+}
+
+#[cfg(unix)]
+static STATS_WANTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+#[cfg(unix)]
+extern "C" fn on_sigusr1(_: libc::c_int) {
+    // Only an atomic store: async-signal-safe.
+    STATS_WANTED.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Makes SIGUSR1 ask the server for one line of counters.
+fn install_stats_signal() {
+    #[cfg(unix)]
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe; the function
+    // pointer stays valid for the life of the process.
+    unsafe {
+        libc::signal(
+            libc::SIGUSR1,
+            on_sigusr1 as extern "C" fn(libc::c_int) as libc::sighandler_t,
+        );
+    }
+}
+
+/// Whether SIGUSR1 arrived since the last call.
+fn stats_requested() -> bool {
+    #[cfg(unix)]
+    let wanted = STATS_WANTED.swap(false, std::sync::atomic::Ordering::Relaxed);
+    #[cfg(not(unix))]
+    let wanted = false;
+    wanted
 }
 
 /// One plain socket, or `sockets` SO_REUSEPORT sockets with a driver each.
