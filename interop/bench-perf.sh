@@ -96,6 +96,7 @@ cleanup() {
     [ -z "$CPID" ] || kill "$CPID" 2>/dev/null || true
     [ -z "$SPID" ] || kill "$SPID" 2>/dev/null || true
     [ -z "${IPID:-}" ] || kill "$IPID" 2>/dev/null || true
+    [ -z "${LOADPID:-}" ] || kill "$LOADPID" 2>/dev/null || true
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -518,7 +519,15 @@ load0=$(cut -d' ' -f1-3 /proc/loadavg)
 report "## bench-perf.sh run of $(date -u '+%Y-%m-%d %H:%M UTC')" ""
 report "Machine: $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), Linux $(uname -r); $(rustc --version 2>/dev/null | cut -d' ' -f1-2), $(go version 2>/dev/null | awk '{ print $3 }'), kcp-go $(dpkg-query -W -f '${Version}' golang-github-xtaci-kcp-dev 2>/dev/null || echo '?'), iperf3 $(iperf3 --version 2>/dev/null | awk 'NR == 1 { print $2 }'); commit $(cd "$root" && git rev-parse --short HEAD 2>/dev/null || echo '?')$(cd "$root" && [ -n "$(git status --porcelain -uno 2>/dev/null)" ] && echo ' (modified)'). Loopback; repeats $REPEATS; sections: $SECTIONS."
 report "Kernel: net.core.rmem_max $(cat /proc/sys/net/core/rmem_max), wmem_max $(cat /proc/sys/net/core/wmem_max), netdev_max_backlog $(cat /proc/sys/net/core/netdev_max_backlog) (the tools ask for 4 MiB socket buffers; the kernel caps them at these maxima)."
-report "Load average at start: $load0. Busiest other processes at start: $(ps -eo pcpu=,ni=,comm= --sort=-pcpu | awk '$1 > 5 { printf "%s%s (%s%%, nice %s)", (n++ ? ", " : ""), $3, $1, $2 }' | head -c 300)."
+report "Load average at start: $load0. Busiest processes at start (CPU % over their lifetime): $(ps -eo pcpu=,ni=,comm= --sort=-pcpu | awk '$1 > 5 { printf "%s%s (%s%%, nice %s)", (n++ ? ", " : ""), $3, $1, $2 }' | head -c 300)."
+MYPGID=$(ps -o pgid= $$ | tr -d ' ')
+# How quiet the machine was: the load average, and the busiest processes that are not ours,
+# every 15 s.
+( while sleep 15; do
+    echo "$(date -u +%T) load $(cut -d' ' -f1 /proc/loadavg) others: $(ps -eo pgid=,pcpu=,ni=,comm= --sort=-pcpu | awk -v me="$MYPGID" '$1 != me && $2 > 10 { printf "%s(%s%%,nice %s) ", $4, $2, $3 }' | head -c 200)"
+  done ) >"$OUT/load.log" 2>/dev/null &
+LOADPID=$!
 for s in $ALL_SECTIONS; do if want "$s"; then "section_$s"; fi; done
-report "" "Load average at end: $(cut -d' ' -f1-3 /proc/loadavg); $(( $(date +%s) - started )) s in all. Raw runs: $OUT."
+kill "$LOADPID" 2>/dev/null || true
+report "" "Load average at end: $(cut -d' ' -f1-3 /proc/loadavg); 1-minute load during the run (every 15 s): $(awk '{ print $3 }' "$OUT/load.log" | sort -g | awk '{ v[NR] = $1 } END { if (NR) printf "min %s, median %s, max %s", v[1], v[int((NR + 1) / 2)], v[NR]; else print "n/a" }'); $(( $(date +%s) - started )) s in all. Raw runs: $OUT (load.log: the busiest other processes)."
 if [ ${#NOTES[@]} -gt 0 ]; then report "" "Notes:"; for n in "${NOTES[@]}"; do report "- $n"; done; fi
