@@ -520,11 +520,11 @@ report "## bench-perf.sh run of $(date -u '+%Y-%m-%d %H:%M UTC')" ""
 report "Machine: $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), Linux $(uname -r); $(rustc --version 2>/dev/null | cut -d' ' -f1-2), $(go version 2>/dev/null | awk '{ print $3 }'), kcp-go $(dpkg-query -W -f '${Version}' golang-github-xtaci-kcp-dev 2>/dev/null || echo '?'), iperf3 $(iperf3 --version 2>/dev/null | awk 'NR == 1 { print $2 }'); commit $(cd "$root" && git rev-parse --short HEAD 2>/dev/null || echo '?')$(cd "$root" && [ -n "$(git status --porcelain -uno 2>/dev/null)" ] && echo ' (modified)'). Loopback; repeats $REPEATS; sections: $SECTIONS."
 report "Kernel: net.core.rmem_max $(cat /proc/sys/net/core/rmem_max), wmem_max $(cat /proc/sys/net/core/wmem_max), netdev_max_backlog $(cat /proc/sys/net/core/netdev_max_backlog) (the tools ask for 4 MiB socket buffers; the kernel caps them at these maxima)."
 report "Load average at start: $load0. Busiest processes at start (CPU % over their lifetime): $(ps -eo pcpu=,ni=,comm= --sort=-pcpu | awk '$1 > 5 { printf "%s%s (%s%%, nice %s)", (n++ ? ", " : ""), $3, $1, $2 }' | head -c 300)."
-MYPGID=$(ps -o pgid= $$ | tr -d ' ')
-# How quiet the machine was: the load average, and the busiest processes that are not ours,
-# every 15 s.
-( while sleep 15; do
-    echo "$(date -u +%T) load $(cut -d' ' -f1 /proc/loadavg) others: $(ps -eo pgid=,pcpu=,ni=,comm= --sort=-pcpu | awk -v me="$MYPGID" '$1 != me && $2 > 10 { printf "%s(%s%%,nice %s) ", $4, $2, $3 }' | head -c 200)"
+MYSID=$(ps -o sid= $$ | tr -d ' ')
+# How quiet the machine was, every 15 s: the load average, and the processes outside this
+# run's session that used more than 10 % of a core over the last second (top's second sample).
+( while sleep 14; do
+    echo "$(date -u +%T) load $(cut -d' ' -f1 /proc/loadavg) others: $(top -b -n 2 -d 1 -w 200 2>/dev/null | awk '/^top -/ { n++ } n == 2 && $1 ~ /^[0-9]+$/ && $9 + 0 > 10 { print $1, $9, $4, $12 }' | while read -r pid cpu ni cmd; do [ "$(ps -o sid= "$pid" 2>/dev/null | tr -d ' ')" = "$MYSID" ] || printf '%s(%s%%,nice %s) ' "$cmd" "$cpu" "$ni"; done | head -c 200)"
   done ) >"$OUT/load.log" 2>/dev/null &
 LOADPID=$!
 for s in $ALL_SECTIONS; do if want "$s"; then "section_$s"; fi; done
