@@ -5,6 +5,7 @@
 # client's stdout/stderr, /usr/bin/time's numbers (c.time) and one JSON record (rec.json);
 # cells are files of records (one JSON object per line) that `med` reads.
 # shellcheck shell=bash
+# shellcheck disable=SC2034  # SCPU0, CRC, ...: set here, read by bench-perf.sh
 
 TCK=$(getconf CLK_TCK)
 RUN_N=0
@@ -62,7 +63,7 @@ name_of() { case $1 in rust) echo kcp-perf ;; go) echo kcp-perf-go ;; mio) echo 
 new_run() { RUN_N=$((RUN_N + 1)); RUN="$OUT/run$RUN_N"; mkdir -p "$RUN"; }
 
 # start_server IMPL [FLAGS...]: a fresh server on 127.0.0.1:0 -> $SPID, $ADDR; also the
-# baseline $SCPU0 (CPU s) and $SHWM0 (VmHWM KiB) once it is listening.
+# baseline $SCPU0 (CPU s) once it is listening.
 start_server() {
     local impl=$1; shift
     local b; b=$(bin_of "$impl")
@@ -88,7 +89,7 @@ start_server() {
         echo "bench: $(name_of "$impl") server did not start: $(head -c 500 "$RUN/s.err")" >&2
         stop_server; return 1
     fi
-    SCPU0=$(proc_cpu "$SPID"); SHWM0=$(proc_hwm "$SPID")
+    SCPU0=$(proc_cpu "$SPID")
 }
 
 # server_stats: our kcp-perf server's counters line (`stats ...`), asked for with SIGUSR1 (so
@@ -112,8 +113,8 @@ stop_server() {
 
 # wait_server_lines N [SECS]: until the server printed N report lines (or SECS passed).
 wait_server_lines() {
-    local n=$1 secs=${2:-3} i
-    for i in $(seq $((secs * 20))); do
+    local n=$1 secs=${2:-3} _
+    for _ in $(seq $((secs * 20))); do
         [ "$(grep -c '"role":"server"' "$RUN/s.out" 2>/dev/null)" -ge "$n" ] && return 0
         sleep 0.05
     done
