@@ -38,6 +38,8 @@
 # SESS_REPEATS (REPEATS: runs per sessions cell, the longest ones),
 # SESS_GO_REF (2000; empty to skip), SESS_OPEN_LIST (the largest of SESS_LIST: burst runs against
 # our server with its half-open admission limits raised; empty to skip), SESS_FLAGS,
+# SESS_CLIENT_FLAGS (extra client flags, e.g. "--client-sockets 8": ours only, kcp-go's server
+# keys sessions by address),
 # DRV_CONNS (8), DRV_BYTES (32M), DRV_FLAGS, MIO_CONNS (1000), MIO_ECHO_N (20), TIMEOUT (60, s per single-session client),
 # RUST / MIO / GO_PERF (prebuilt binaries; built if unset), OUT (result folder).
 set -euo pipefail
@@ -68,6 +70,7 @@ SESS_REPEATS=${SESS_REPEATS:-$REPEATS}
 SESS_GO_REF=${SESS_GO_REF-2000}
 SESS_OPEN_LIST=${SESS_OPEN_LIST-${SESS_LIST##* }}
 SESS_FLAGS=${SESS_FLAGS:---mode $MODE --mtu $MTU --crypt aes --datashard 10 --parityshard 3}
+SESS_CLIENT_FLAGS=${SESS_CLIENT_FLAGS:-}
 DRV_CONNS=${DRV_CONNS:-8}
 DRV_BYTES=${DRV_BYTES:-32M}
 DRV_FLAGS=${DRV_FLAGS:---mode $MODE --mtu $MTU --sndwnd 1024 --rcvwnd 1024 --crypt aes --datashard 10 --parityshard 3}
@@ -299,7 +302,7 @@ sess_run() {
     local kind=$1 n=$2 how=$3 cell="sess.$1.$2.$3"
     local impl=$kind sflags=
     case $kind in
-        rustopen) impl=rust; sflags="--max-half-open 1000000 --max-half-open-per-host 1000000" ;;
+        rustopen) impl=rust; sflags="--max-half-open 1000000 --half-open-per-host 1000000" ;;
     esac
     local ramp=0; [ "$how" = ramp ] && ramp=$SESS_RAMP
     # The steady window: every session is up (ramp over, connects done) and none has finished.
@@ -315,7 +318,7 @@ sess_run() {
         local d0; d0=$(udp_drops)
         local t0; t0=$(now)
         # shellcheck disable=SC2086
-        client_bg rust $((ramp + SESS_ECHOES + 90)) --test echo --conns "$n" --rate 1 --bytes $((64 * SESS_ECHOES)) --msg 64 --ramp "$ramp" --timeout 30 $SESS_FLAGS
+        client_bg rust $((ramp + SESS_ECHOES + 90)) --test echo --conns "$n" --rate 1 --bytes $((64 * SESS_ECHOES)) --msg 64 --ramp "$ramp" --timeout 30 $SESS_CLIENT_FLAGS $SESS_FLAGS
         sleep "$(awk -v t0="$t0" -v n="$(now)" -v a="$wa" 'BEGIN { d = t0 + a - n; print (d > 0 ? d : 0) }')"
         local ca; ca=$(proc_cpu "$SPID"); local ta; ta=$(now)
         sleep "$w"
@@ -375,7 +378,7 @@ section_sessions() {
     for n in $SESS_OPEN_LIST; do sess_run rustopen "$n" burst; done
     [ -z "$SESS_GO_REF" ] || sess_run go "$SESS_GO_REF" ramp
     report "" "### 4. Many sessions, one 64 B echo per second each ($SESS_ECHOES per session), our client driving both servers" ""
-    report "\`kcp-perf client --test echo --conns N --rate 1 --bytes $((64 * SESS_ECHOES)) --msg 64 --ramp R --timeout 30 $SESS_FLAGS\` (default windows 128/512), R = $SESS_RAMP s (ramp) or 0 (all at once). Server CPU over a steady window (every session up, none done): % of a core and µs per echo (= window CPU / (N × window s)); \"all\": the whole run's server CPU per echo, set-up and close included. RSS: (server VmHWM at the end − VmHWM before the client) / N. Echo round trips and retransmissions: client's, all sessions. Server retrans: our server's RetransSegs (its counters, printed on SIGUSR1 at the end), kcp-go's process-wide counter. Lock ms: the longest hold of our server's driver lock (kcp-perf's \`perf\` feature; preemption included). Refused: first datagrams our server refused at admission (\`half_open_refused\`; its default limit is 64 half-open sessions per source IP, so a burst from one loopback client is admitted 64 at a time); \"admission open\": the same server with \`--max-half-open 1000000 --max-half-open-per-host 1000000\`. Client µs/echo: the client's whole CPU per echo (it runs one socket and driver per session). Drops: kernel drops of the server's socket / of the client's sockets (until the end of the window) / all of the machine's UDP buffer errors and backlog drops during the run. Median of $SESS_REPEATS runs." ""
+    report "\`kcp-perf client --test echo --conns N --rate 1 --bytes $((64 * SESS_ECHOES)) --msg 64 --ramp R --timeout 30 $SESS_CLIENT_FLAGS $SESS_FLAGS\` (default windows 128/512), R = $SESS_RAMP s (ramp) or 0 (all at once). Server CPU over a steady window (every session up, none done): % of a core and µs per echo (= window CPU / (N × window s)); \"all\": the whole run's server CPU per echo, set-up and close included. RSS: (server VmHWM at the end − VmHWM before the client) / N. Echo round trips and retransmissions: client's, all sessions. Server retrans: our server's RetransSegs (its counters, printed on SIGUSR1 at the end), kcp-go's process-wide counter. Lock ms: the longest hold of our server's driver lock (kcp-perf's \`perf\` feature; preemption included). Refused: first datagrams our server refused at admission (\`half_open_refused\`; its default limit is 64 half-open sessions per source IP, so a burst from one loopback client is admitted 64 at a time); \"admission open\": the same server with \`--max-half-open 1000000 --half-open-per-host 1000000\`. Client µs/echo: the client's whole CPU per echo (it runs one socket and driver per session). Drops: kernel drops of the server's socket / of the client's sockets (until the end of the window) / all of the machine's UDP buffer errors and backlog drops during the run. Median of $SESS_REPEATS runs." ""
     report "| N | start | server | CPU % core | µs/echo | µs/echo all | KiB/session | peak RSS MiB | p50 ms | p99 ms | max ms | client retrans | server retrans | refused | lock ms | drops server / client / all | client µs/echo | sessions ok | runs |"
     report "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
     local rows=()

@@ -43,6 +43,16 @@ impl Millis {
         self.since(other) >= 0
     }
 
+    /// The later of two instants (wrap-aware).
+    #[inline]
+    pub fn max_wrapping(self, other: Millis) -> Millis {
+        if self.since(other) >= 0 {
+            self
+        } else {
+            other
+        }
+    }
+
     /// The earlier of two instants (wrap-aware).
     #[inline]
     pub fn min_wrapping(self, other: Millis) -> Millis {

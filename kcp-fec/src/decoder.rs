@@ -188,6 +188,12 @@ impl FecDecoder {
         self.rx.len()
     }
 
+    /// Whether it holds nothing but counters and parameters: no queued shard, no rebuilt
+    /// packet waiting (it can then be dropped and rebuilt when FEC packets come again).
+    pub fn is_empty(&self) -> bool {
+        self.rx.is_empty() && self.scratch.as_ref().is_none_or(|s| s.recovered.is_empty())
+    }
+
     /// Heap bytes of the queued shards' buffers (what [`FecConfig::queue_bytes`] bounds).
     pub fn queued_bytes(&self) -> usize {
         self.queued_bytes

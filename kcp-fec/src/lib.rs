@@ -236,6 +236,8 @@ pub struct Fec {
     sends: bool,
     config: FecConfig,
     screened: Screened,
+    /// Counters of decoders `trim` dropped (boxed: most layers never need it).
+    retired: Option<Box<FecStats>>,
 }
 
 impl Fec {
@@ -261,6 +263,7 @@ impl Fec {
             sends: true,
             config,
             screened: Screened::default(),
+            retired: None,
         }
     }
 
@@ -276,6 +279,7 @@ impl Fec {
             sends: false,
             config,
             screened: Screened::default(),
+            retired: None,
         })
     }
 
@@ -289,6 +293,7 @@ impl Fec {
             sends: false,
             config,
             screened: Screened::default(),
+            retired: None,
         }
     }
 
@@ -305,6 +310,9 @@ impl Fec {
     /// Counters of both halves.
     pub fn stats(&self) -> FecStats {
         let mut s = self.decoder.as_ref().map(|d| d.stats()).unwrap_or_default();
+        if let Some(r) = &self.retired {
+            s.add(r);
+        }
         self.screened.add_to(&mut s);
         if let Some(e) = &self.encoder {
             (s.data_sealed, s.parity_sealed) = e.counts();
@@ -323,7 +331,10 @@ impl Fec {
             0
         };
         let own = self.code.as_ref().map_or(0, FecCode::heap_bytes);
-        enc + size_of::<FecDecoder>() + FecDecoder::heap_bound(&self.config, ds, ps) + own
+        enc + size_of::<FecDecoder>()
+            + FecDecoder::heap_bound(&self.config, ds, ps)
+            + own
+            + size_of::<FecStats>()
     }
 
     fn decoder_mut(&mut self) -> &mut FecDecoder {
@@ -417,18 +428,31 @@ impl Codec for Fec {
             .decoder
             .as_ref()
             .map_or(0, |d| size_of::<FecDecoder>() + d.heap_bytes());
-        enc + dec + self.code.as_ref().map_or(0, FecCode::share_bytes)
+        let retired = self.retired.as_ref().map_or(0, |_| size_of::<FecStats>());
+        enc + dec + retired + self.code.as_ref().map_or(0, FecCode::share_bytes)
     }
 
     /// Gives back both halves' pools, scratch and slack (see [`FecEncoder::trim`] and
     /// [`FecDecoder::trim`]); what is kept is data (a partial group, queued shards) and the
     /// decoder's small state.
+    ///
+    /// A decoder left with nothing queued is dropped altogether (its counters kept): it is
+    /// rebuilt when FEC packets come again, so an idle session holds no decoder, as one that
+    /// never received FEC. What it knew of the peer's parameters (autotune) is learnt again.
     fn trim(&mut self) {
         if let Some(e) = &mut self.encoder {
             e.trim();
         }
         if let Some(d) = &mut self.decoder {
             d.trim();
+            if d.is_empty() {
+                let st = d.stats();
+                match &mut self.retired {
+                    Some(r) => r.add(&st),
+                    None => self.retired = Some(Box::new(st)),
+                }
+                self.decoder = None;
+            }
         }
     }
 

@@ -62,6 +62,64 @@ pub struct FecStats {
     pub parity_sealed: u64,
 }
 
+impl FecStats {
+    /// Adds another set of counters (a decoder retired by `trim` and its successor).
+    pub(crate) fn add(&mut self, o: &FecStats) {
+        let FecStats {
+            recovered,
+            errs,
+            parity_shards,
+            short_shards,
+            data_shards,
+            plain_packets,
+            truncated,
+            oversized,
+            bad_size,
+            unknown_type,
+            seqid_jumps,
+            duplicates,
+            expired,
+            reconstruct_failures,
+            recovered_dropped,
+            autotune_rebuilds,
+            autotune_suppressed,
+            evicted_for_bytes,
+            reconstructions,
+            work_refused,
+            decode_work,
+            data_sealed,
+            parity_sealed,
+        } = *o;
+        for (a, b) in [
+            (&mut self.recovered, recovered),
+            (&mut self.errs, errs),
+            (&mut self.parity_shards, parity_shards),
+            (&mut self.short_shards, short_shards),
+            (&mut self.data_shards, data_shards),
+            (&mut self.plain_packets, plain_packets),
+            (&mut self.truncated, truncated),
+            (&mut self.oversized, oversized),
+            (&mut self.bad_size, bad_size),
+            (&mut self.unknown_type, unknown_type),
+            (&mut self.seqid_jumps, seqid_jumps),
+            (&mut self.duplicates, duplicates),
+            (&mut self.expired, expired),
+            (&mut self.reconstruct_failures, reconstruct_failures),
+            (&mut self.recovered_dropped, recovered_dropped),
+            (&mut self.autotune_rebuilds, autotune_rebuilds),
+            (&mut self.autotune_suppressed, autotune_suppressed),
+            (&mut self.evicted_for_bytes, evicted_for_bytes),
+            (&mut self.reconstructions, reconstructions),
+            (&mut self.work_refused, work_refused),
+            (&mut self.decode_work, decode_work),
+            (&mut self.data_sealed, data_sealed),
+            (&mut self.parity_sealed, parity_sealed),
+        ] {
+            *a = a.wrapping_add(b);
+        }
+    }
+}
+
 /// Counts of the packets a layer screened before any decoder saw them (plain KCP and
 /// malformed FEC), kept apart so a layer without a decoder stays small.
 #[derive(Debug, Clone, Copy, Default)]

@@ -1,17 +1,19 @@
 //! A kcp-perf server on kcp-mio: one thread, one `mio::Poll` loop, any number of sessions on
-//! one UDP socket. `kcp-perf client` (kcp-tokio's example) and the Go peer in
-//! `interop/kcpperf-go` drive it:
+//! one UDP socket. `kcp-perf client` (kcp-tokio's example), this crate's `client` example and
+//! the Go peer in `interop/kcpperf-go` drive it:
 //!
 //! ```text
-//! cargo run --release -p kcp-mio --example server -- --listen 127.0.0.1:4000 --crypt aes --mode fast3
-//! cargo run --release -p kcp-tokio --example kcp-perf -- client --connect 127.0.0.1:4000 \
-//!     --crypt aes --mode fast3 --test sink --bytes 64M
+//! cargo run --release -p kcp-mio --example server -- --crypt aes --mode fast3
+//! cargo run --release -p kcp-tokio --features perf,impair --example kcp-perf -- client \
+//!     --connect :4000 --crypt aes --mode fast3 --test sink --duration 10
 //! ```
 //!
-//! Flags: `--listen ADDR` (default 127.0.0.1:0; prints `listening ADDR` on stderr once bound),
-//! `--json`, `--max-sessions N`, and kcp-perf's shared flags (see `examples/common`). Each
-//! session runs the test its header asks for (echo, sink, source; see `kcp_mio::perf`) and
-//! is then closed gracefully (its last bytes acknowledged, at most the shutdown timeout).
+//! The flags are `kcp-perf server`'s (`--help` lists them): `--listen` (default `:4000`, all
+//! interfaces; prints `listening ADDR` on stderr once bound), `--json`, the shared KCP flags,
+//! and `--max-sessions`. Each session runs the test its header asks for (echo, sink, source,
+//! by byte count or for a duration; see `kcp_mio::perf`), prints one line, and is then closed
+//! gracefully (its last bytes acknowledged, at most the shutdown timeout). Exit code 2: bad
+//! flags or settings, or the socket failed.
 
 mod common;
 
@@ -20,64 +22,38 @@ use std::io;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
+use clap::Parser;
 use kcp_mio::perf::{self, Report, ServerSession, Status};
 use kcp_mio::{Endpoint, Event, SessionId};
-use lexopt::prelude::*;
 use mio::{Events, Poll, Token};
 
-const USAGE: &str = "usage: server [--listen ADDR] [--json] [--max-sessions N] [shared flags]";
-
-struct Opts {
-    listen: SocketAddr,
+#[derive(Parser)]
+#[command(
+    name = "server",
+    version,
+    about = "kcp-perf server on one mio loop (kcp-perf client drives it)"
+)]
+struct Args {
+    /// Address to listen on (`:PORT` = all interfaces).
+    #[arg(long, default_value = ":4000")]
+    listen: String,
+    /// One JSON object per session on stdout.
+    #[arg(long)]
     json: bool,
-    max_sessions: usize,
-    kcp: common::KcpFlags,
-}
-
-fn parse() -> Result<Opts, lexopt::Error> {
-    let mut o = Opts {
-        listen: "127.0.0.1:0".parse().map_err(|_| "default address")?,
-        json: false,
-        max_sessions: 65_536,
-        kcp: common::KcpFlags::default(),
-    };
-    let mut p = lexopt::Parser::from_env();
-    while let Some(arg) = p.next()? {
-        let name = match arg {
-            Long(n) => n.to_string(),
-            Short('h') => "help".to_string(),
-            other => return Err(other.unexpected()),
-        };
-        if o.kcp.take(&name, &mut p)? {
-            continue;
-        }
-        match name.as_str() {
-            "listen" => o.listen = p.value()?.parse()?,
-            "json" => o.json = common::boolean(&mut p)?,
-            "max-sessions" => o.max_sessions = p.value()?.parse()?,
-            "help" => {
-                println!("{USAGE}\n{}", common::SHARED_USAGE);
-                std::process::exit(0);
-            }
-            _ => return Err(Long(&name).unexpected()),
-        }
-    }
-    Ok(o)
+    /// Most sessions at once; further peers are refused until some end.
+    #[arg(long, default_value_t = 65_536, value_parser = clap::value_parser!(u32).range(1..))]
+    max_sessions: u32,
+    #[command(flatten)]
+    kcp: common::KcpArgs,
 }
 
 fn print_report(r: &Report, peer: Option<SocketAddr>, json: bool) {
     if json {
-        println!(
-            "{{\"role\":\"server\",\"test\":\"{}\",\"bytes\":{},\"seconds\":{:.6},\"mb_per_s\":{:.3},\"mbit_per_s\":{:.3},\"retrans\":{},\"fec_recovered\":{},\"ok\":true,\"remote\":\"{}\"}}",
-            r.test.name(),
-            r.bytes,
-            r.seconds,
-            r.mbps(),
-            r.mbps() * 8.0,
-            r.retrans,
-            r.fec_recovered,
-            peer.map(|p| p.to_string()).unwrap_or_default()
-        );
+        let (cpu, rss) = common::resources();
+        let remote = peer
+            .map(|p| format!(",\"remote\":\"{p}\""))
+            .unwrap_or_default();
+        println!("{}", r.json("server", true, cpu, rss, &remote));
     } else {
         println!("{}", r.line("server", true));
     }
@@ -103,24 +79,26 @@ fn drive(
             let _ = ep.shutdown(id);
         }
         Status::Failed(e) => {
-            eprintln!("session from {:?}: {e}; closing it", ep.remote(id));
+            eprintln!("session from {}: {e}", peer(ep, id));
             sessions.remove(&id);
             let _ = ep.close(id);
         }
     }
 }
 
-fn run(o: Opts) -> io::Result<()> {
-    let config = o
-        .kcp
-        .config()
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?
-        .max_sessions(o.max_sessions);
-    let message_mode = !o.kcp.stream;
+fn peer(ep: &Endpoint, id: SessionId) -> String {
+    ep.remote(id).map_or("?".into(), |a| a.to_string())
+}
 
-    let mut poll = Poll::new()?;
-    let mut ep = Endpoint::listen(o.listen, &config, poll.registry(), Token(0))?;
-    eprintln!("listening {}", ep.local_addr()?);
+fn run(a: Args) -> Result<(), String> {
+    let listen = common::resolve(&a.listen, "0.0.0.0")?;
+    let config = a.kcp.config()?.max_sessions(a.max_sessions as usize);
+    let message_mode = !a.kcp.stream;
+
+    let mut poll = Poll::new().map_err(|e| e.to_string())?;
+    let mut ep = Endpoint::listen(listen, &config, poll.registry(), Token(0))
+        .map_err(|e| format!("bind {listen}: {e}"))?;
+    eprintln!("listening {}", ep.local_addr().map_err(|e| e.to_string())?);
 
     let mut events = Events::with_capacity(1024);
     let mut sessions: HashMap<SessionId, ServerSession> = HashMap::new();
@@ -129,34 +107,32 @@ fn run(o: Opts) -> io::Result<()> {
         // 1. Sleep until the socket is ready or a session timer is due.
         match poll.poll(&mut events, ep.poll_timeout()) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            r => r?,
+            r => r.map_err(|e| e.to_string())?,
         }
         // 2. Let the endpoint read, write and run its timers.
         for event in events.iter() {
-            ep.handle_event(event)?;
+            ep.handle_event(event).map_err(|e| e.to_string())?;
         }
-        ep.handle_timeout()?;
+        ep.handle_timeout().map_err(|e| e.to_string())?;
         // 3. Act on what changed.
         while let Some(event) = ep.poll_event() {
             match event {
                 Event::Incoming => {
                     while let Some(id) = ep.accept() {
                         sessions.insert(id, ServerSession::new(message_mode));
-                        drive(&mut ep, &mut sessions, id, &mut buf, o.json);
+                        drive(&mut ep, &mut sessions, id, &mut buf, a.json);
                     }
                 }
                 Event::Readable(id) | Event::Writable(id) => {
-                    drive(&mut ep, &mut sessions, id, &mut buf, o.json)
+                    drive(&mut ep, &mut sessions, id, &mut buf, a.json)
                 }
                 Event::Closed(id, reason) => {
                     if let Some(s) = sessions.remove(&id) {
-                        // A `--duration` client's test ends when its session does.
-                        match s.test() {
-                            Some(t) if s.moved() > 0 => {
-                                println!("server {}: {} bytes, then {reason}", t.name(), s.moved())
-                            }
-                            _ => eprintln!("session ended before its test: {reason}"),
-                        }
+                        let what = s.test().map_or("its header", |t| t.name());
+                        eprintln!(
+                            "session ended before {what} finished ({} bytes): {reason}",
+                            s.moved()
+                        );
                     }
                 }
             }
@@ -165,18 +141,13 @@ fn run(o: Opts) -> io::Result<()> {
 }
 
 fn main() -> ExitCode {
-    let opts = match parse() {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("server: {e}\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(opts) {
+    // Bad flags: clap prints the error and the usage, exit code 2.
+    let args = Args::parse();
+    match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("server: {e}");
-            ExitCode::FAILURE
+            ExitCode::from(2)
         }
     }
 }

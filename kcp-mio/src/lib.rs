@@ -11,6 +11,16 @@
 //! * [`perf`]: the kcp-perf test protocol as per-session state machines over an `Endpoint`
 //!   (the examples and the interop tests use it).
 //!
+//! The `server` and `client` examples are kcp-perf on one mio loop each, with `kcp-perf`'s
+//! flags and defaults (port 4000, `--help`); kcp-tokio's `kcp-perf client` measures the
+//! server, and the client drives any kcp-perf server:
+//!
+//! ```text
+//! cargo run --release -p kcp-mio --example server -- --mode fast3
+//! cargo run --release -p kcp-tokio --features perf,impair --example kcp-perf -- client --mode fast3 --test sink --duration 10
+//! cargo run --release -p kcp-mio --example client -- --mode fast3 --test echo --conns 100 --duration 10
+//! ```
+//!
 //! # The loop
 //!
 //! A server and a client endpoint in one loop exchange a message over loopback:

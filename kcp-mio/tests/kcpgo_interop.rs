@@ -1,7 +1,8 @@
 //! Live interop with kcp-go v5.6.1 (Debian's package) through the kcp-perf protocol: for a
 //! subset of cipher x FEC x mode, a kcp-mio client against the Go server (sink and source)
 //! and the Go client against a kcp-mio server (sink and echo), 1 MiB each, every byte checked
-//! by both sides.
+//! by both sides; and `--duration` runs (count 0, framed payload, the end-of-run frame) of
+//! every test both ways.
 //!
 //! The Go peer is built by `interop/build-go.sh`; if Go or kcp-go is missing these tests fail
 //! (run `.ci/setup.sh`), they do not skip.
@@ -15,9 +16,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use common::{mio_client, MioServer};
+use common::{mio_client, mio_sessions, MioServer};
 use kcp_core::Config;
-use kcp_mio::perf::Test;
+use kcp_mio::perf::{ClientSession, Test};
 use kcp_mio::KcpConfig;
 
 const KEY: &str = "interop test key";
@@ -223,5 +224,107 @@ fn none_cipher_with_fec_in_stream_mode() {
         crypt: "none",
         fec: true,
         stream: true,
+    });
+}
+
+/// The Go client's `--duration` run against `addr`; returns the payload bytes it reports.
+fn go_client_for(bin: &PathBuf, addr: SocketAddr, case: &Case, test: &str, secs: &str) -> u64 {
+    let out = Command::new(bin)
+        .arg("client")
+        .args(["--connect", &addr.to_string(), "--test", test])
+        .args(["--duration", secs, "--json"])
+        .args(case.go_flags())
+        .output()
+        .expect("kcp-perf-go");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "Go client {case:?} {test} --duration {secs}: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = stdout
+        .lines()
+        .find(|l| l.contains("\"conn\":0"))
+        .unwrap_or_else(|| panic!("no session line in {stdout}"));
+    let bytes = line
+        .split("\"bytes\":")
+        .nth(1)
+        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no bytes in {line}"));
+    bytes
+}
+
+/// Count 0 both ways: the mio client's framed runs against the Go server (which checks the
+/// frames and answers by count and CRC, which the mio client checks), and the Go client's
+/// against a kcp-mio server, which must count the payload bytes the Go client reports.
+fn duration_runs(case: Case) {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let bin = go_bin();
+    let server = go_server(&bin, &case);
+    for test in [Test::Echo, Test::Sink, Test::Source] {
+        let msg = if test == Test::Echo {
+            case.msg().min(1024)
+        } else {
+            case.msg()
+        };
+        let t = std::time::Instant::now();
+        let r = mio_sessions(server.addr, &case.mio(), 1, Duration::from_secs(20), |_| {
+            ClientSession::for_duration(test, msg, !case.stream, Duration::from_millis(500))
+        })
+        .pop()
+        .unwrap()
+        .unwrap_or_else(|e| panic!("{case:?} {test:?} against the Go server: {e}"));
+        // The run lasts its duration (a source's interval starts at the first byte received,
+        // whenever the Go server starts sending, so only the wall time is checked).
+        assert!(
+            t.elapsed() >= Duration::from_millis(500),
+            "{case:?} {test:?}"
+        );
+        assert!(r.bytes > 0 && r.seconds > 0.0, "{case:?} {test:?}: {r:?}");
+    }
+    drop(server);
+
+    let server = MioServer::start(case.mio());
+    let mut bytes = Vec::new();
+    for test in ["echo", "sink", "source"] {
+        bytes.push(go_client_for(&bin, server.addr, &case, test, "0.5"));
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while server.served().done.len() < 3 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (done, failed) = {
+        let s = server.served();
+        (s.done.clone(), s.failed.clone())
+    };
+    assert!(failed.is_empty(), "{case:?}: {failed:?}");
+    let got: Vec<_> = done.iter().map(|r| (r.test, r.bytes)).collect();
+    assert_eq!(
+        got,
+        vec![
+            (Test::Echo, bytes[0]),
+            (Test::Sink, bytes[1]),
+            (Test::Source, bytes[2])
+        ],
+        "{case:?}"
+    );
+}
+
+#[test]
+fn duration_runs_with_aes_and_fec_in_stream_mode() {
+    duration_runs(Case {
+        crypt: "aes",
+        fec: true,
+        stream: true,
+    });
+}
+
+#[test]
+fn duration_runs_with_salsa20_without_fec_in_message_mode() {
+    duration_runs(Case {
+        crypt: "salsa20",
+        fec: false,
+        stream: false,
     });
 }

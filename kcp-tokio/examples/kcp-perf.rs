@@ -58,13 +58,17 @@ struct ServerArgs {
     /// On unix, SIGUSR1 prints the line too.
     #[arg(long, value_parser = parse_secs)]
     stats: Option<Duration>,
-    /// Most half-open sessions at once (the endpoint's admission limit; default 1024).
-    #[arg(long)]
-    max_half_open: Option<usize>,
-    /// Most half-open sessions per source IP (default 64: a burst of new sessions from one
-    /// host, e.g. a benchmark client on loopback, is admitted 64 at a time).
-    #[arg(long)]
-    max_half_open_per_host: Option<usize>,
+    /// Most half-open sessions (peers that sent one datagram and were not confirmed yet)
+    /// from one IP address; raise it for many clients behind one address (a benchmark
+    /// client opening thousands of sessions at once).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    half_open_per_host: u32,
+    /// Most half-open sessions in all.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    max_half_open: u32,
+    /// Sessions waiting for accept (kcp-go: 128).
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..))]
+    backlog: u32,
     #[command(flatten)]
     kcp: KcpArgs,
 }
@@ -86,6 +90,10 @@ struct ClientArgs {
     /// Concurrent sessions.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     conns: u32,
+    /// Share this many UDP sockets among the sessions (0: a socket of its own per session,
+    /// as kcp-go's Dial does). Saves a socket, a driver and its wake-ups per session.
+    #[arg(long, default_value_t = 0)]
+    client_sockets: u32,
     /// Spread the start of the sessions evenly over this many seconds.
     #[arg(long, default_value = "0", value_parser = parse_secs)]
     ramp: Duration,
@@ -334,15 +342,14 @@ fn print_report(role: &str, r: &Report, ok: bool, json: bool) {
 
 async fn server(a: ServerArgs) -> Result<bool, String> {
     let listen = resolve(&a.listen, "0.0.0.0").await?;
-    let (mut cfg, stream) = kcp_config(&a.kcp)?;
-    if a.max_half_open.is_some() || a.max_half_open_per_host.is_some() {
-        let d = kcp_core::endpoint::EndpointConfig::new(Config::default());
-        cfg = cfg.half_open(
-            Duration::from_millis(d.half_open_timeout_ms.into()),
-            a.max_half_open.unwrap_or(d.max_half_open),
-            a.max_half_open_per_host.unwrap_or(d.max_half_open_per_host),
-        );
-    }
+    let (cfg, stream) = kcp_config(&a.kcp)?;
+    let cfg = cfg
+        .half_open(
+            std::time::Duration::from_secs(5),
+            a.max_half_open as usize,
+            a.half_open_per_host as usize,
+        )
+        .backlog(a.backlog as usize);
     let l = bind_listener(listen, cfg, a.sockets)
         .await
         .map_err(|e| format!("bind {listen}: {e}"))?;
@@ -461,16 +468,33 @@ async fn client(a: ClientArgs) -> Result<bool, String> {
     use std::io::IsTerminal;
     let show_progress = !json && conns == 1 && std::io::stderr().is_terminal();
     let started = std::time::Instant::now();
+    // --timeout: how long a read or write may wait without progress (as the Go peer).
+    let t = (!a.timeout.is_zero()).then_some(a.timeout);
+    let cfg = cfg.read_timeout(t).write_timeout(t);
+    let bind = if connect.is_ipv4() {
+        "0.0.0.0:0"
+    } else {
+        "[::]:0"
+    };
+    let mut connectors = Vec::new();
+    for _ in 0..a.client_sockets {
+        let c = kcp_tokio::KcpConnector::bind(bind, cfg.clone())
+            .await
+            .map_err(|e| format!("bind {bind}: {e}"))?;
+        connectors.push(std::sync::Arc::new(c));
+    }
     let mut tasks = Vec::new();
     for i in 0..conns {
-        // --timeout: how long a read or write may wait without progress (as the Go peer).
-        let t = (!a.timeout.is_zero()).then_some(a.timeout);
-        let cfg = cfg.clone().read_timeout(t).write_timeout(t);
+        let cfg = cfg.clone();
+        let connector = connectors.get(i % connectors.len().max(1)).cloned();
         let delay = a.ramp.mul_f64(i as f64 / conns as f64);
         let (bytes, rate, duration) = (a.bytes, a.rate, a.duration);
         tasks.push(tokio::spawn(async move {
             tokio::time::sleep(delay).await;
-            let mut s = KcpStream::connect(connect, cfg).await?;
+            let mut s = match connector {
+                Some(c) => c.connect(connect).await?,
+                None => KcpStream::connect(connect, cfg).await?,
+            };
             let progress = show_progress.then(|| spawn_progress(s.monitor()));
             let msg = if stream {
                 msg as usize

@@ -30,6 +30,7 @@
 #![deny(missing_docs)]
 
 mod config;
+mod connector;
 mod driver;
 mod error;
 #[cfg(feature = "impair")]
@@ -40,6 +41,7 @@ pub mod perf;
 mod stream;
 
 pub use config::KcpConfig;
+pub use connector::KcpConnector;
 pub use driver::SocketStats;
 pub use error::KcpError;
 pub use listener::KcpListener;

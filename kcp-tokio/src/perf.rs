@@ -134,6 +134,17 @@ struct Io<'a> {
     buf: Vec<u8>,
 }
 
+/// Largest read buffer of a session (message mode uses it from the start: a message must fit).
+const MAX_BUF: usize = 1 << 16;
+
+/// A session's first read buffer in stream mode; it doubles while reads fill it.
+const FIRST_BUF: usize = 512;
+
+/// The read buffer a session starts with.
+fn first_buf(message_mode: bool) -> Vec<u8> {
+    vec![0u8; if message_mode { MAX_BUF } else { FIRST_BUF }]
+}
+
 impl Io<'_> {
     async fn write(&mut self, data: &[u8]) -> io::Result<()> {
         if self.message {
@@ -156,7 +167,13 @@ impl Io<'_> {
             n
         } else {
             let want = max.min(self.buf.len());
-            self.s.read(&mut self.buf[..want]).await?
+            let n = self.s.read(&mut self.buf[..want]).await?;
+            if n == self.buf.len() && max > n && self.buf.len() < MAX_BUF {
+                // Reads fill the buffer: grow it (sessions that move small messages keep a
+                // small one, so thousands of echo sessions stay cheap).
+                self.buf.resize(self.buf.len() * 2, 0);
+            }
+            n
         };
         if n == 0 {
             return Err(io::Error::new(
@@ -286,7 +303,7 @@ pub async fn client_paced(
     let mut io = Io {
         s: stream,
         message: message_mode,
-        buf: vec![0u8; 1 << 16],
+        buf: first_buf(message_mode),
     };
     io.write(&header(test, count)).await?;
     let mut rtts = Vec::new();
@@ -384,7 +401,7 @@ pub async fn client_for(
     let mut io = Io {
         s: stream,
         message: message_mode,
-        buf: vec![0u8; 1 << 16],
+        buf: first_buf(message_mode),
     };
     io.write(&header(test, 0)).await?;
     let start = Instant::now();
@@ -486,7 +503,7 @@ pub async fn serve(stream: &mut KcpStream, message_mode: bool) -> io::Result<Rep
     let mut io = Io {
         s: stream,
         message: message_mode,
-        buf: vec![0u8; 1 << 16],
+        buf: first_buf(message_mode),
     };
     let h = if message_mode {
         let n = io.s.recv_message(&mut io.buf).await?;

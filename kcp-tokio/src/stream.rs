@@ -730,7 +730,7 @@ impl KcpStream {
     }
 }
 
-fn random_conv() -> u32 {
+pub(crate) fn random_conv() -> u32 {
     // kcp-go draws the conv from crypto/rand; uniqueness is what matters here.
     use std::collections::hash_map::RandomState;
     use std::hash::{BuildHasher, Hasher};

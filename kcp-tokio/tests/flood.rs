@@ -159,6 +159,7 @@ async fn flood(crypt: Option<&str>) {
             crc32fast::hash(&data),
             "the server received other bytes than were sent"
         );
+        c.socket_stats().datagrams_sent
     });
 
     // 200,000 random datagrams from a few sockets.
@@ -217,7 +218,7 @@ async fn flood(crypt: Option<&str>) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
-    tokio::time::timeout(Duration::from_secs(60), real)
+    let real_sent = tokio::time::timeout(Duration::from_secs(60), real)
         .await
         .expect("the real transfer completes during the flood")
         .unwrap();
@@ -241,15 +242,21 @@ async fn flood(crypt: Option<&str>) {
         "  in_errs {} csum {} not_first_flight {} half_open_refused {} unconfirmed {}",
         st.in_errs, st.in_csum_errors, st.not_first_flight, st.half_open_refused, st.unconfirmed
     );
-    // Every random datagram was dropped before it made state: by the first-flight rule, or by
-    // the CRC with encryption.
+    // Every random datagram that reached the endpoint was dropped before it made state: by
+    // the first-flight rule, or by the CRC with encryption. (The kernel may drop some of a
+    // flood before the socket is read: what arrived is what the endpoint counted, minus the
+    // real client's datagrams and the first flights.)
     let dropped = match crypt {
         None => st.in_errs,
         Some(_) => st.in_csum_errors + st.in_errs,
     };
+    let random_arrived = st
+        .in_pkts
+        .saturating_sub(real_sent + FIRST_FLIGHT_PORTS as u64);
     assert!(
-        dropped >= RANDOM_DATAGRAMS as u64 * 99 / 100,
-        "{dropped} of {RANDOM_DATAGRAMS} random datagrams counted as dropped"
+        dropped >= random_arrived && random_arrived > RANDOM_DATAGRAMS as u64 / 2,
+        "{dropped} dropped of about {random_arrived} random datagrams that arrived ({:?})",
+        st
     );
     // The bursts of first flights ran into the per-host cap.
     assert!(st.half_open_refused > 0, "{st:?}");

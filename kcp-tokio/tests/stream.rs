@@ -728,3 +728,30 @@ async fn a_slow_receiver_keeps_acknowledging_while_it_catches_up() {
         "more retransmissions than new segments: {sent:?}"
     );
 }
+
+#[tokio::test]
+async fn a_connector_runs_many_sessions_over_one_socket() {
+    let addr = echo_server(cfg()).await;
+    let connector = kcp_tokio::KcpConnector::bind("127.0.0.1:0", cfg())
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for k in 0..20usize {
+        let s = connector.connect(addr).await.unwrap();
+        assert_eq!(s.local_addr(), connector.local_addr());
+        tasks.push(tokio::spawn(async move {
+            let (mut r, mut w) = s.into_split();
+            let data: Vec<u8> = (0..10_000).map(|i| pattern(i + k)).collect();
+            w.write_all(&data).await.unwrap();
+            let mut got = vec![0u8; data.len()];
+            r.read_exact(&mut got).await.unwrap();
+            assert_eq!(got, data, "session {k}");
+        }));
+    }
+    assert_eq!(connector.sessions(), 20);
+    for t in tasks {
+        timeout(Duration::from_secs(20), t).await.unwrap().unwrap();
+    }
+    // One socket: one driver's counters saw every session's datagrams.
+    assert!(connector.socket_stats().datagrams_received >= 20);
+}

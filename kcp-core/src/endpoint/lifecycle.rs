@@ -40,10 +40,11 @@ impl<A: PeerAddr> Endpoint<A> {
     }
 
     fn flush_dirty_timers(&mut self) {
-        for i in 0..self.dirty.len() {
-            if let Some(&idx) = self.dirty.get(i) {
-                self.reschedule(idx);
+        while let Some(idx) = self.resched.pop_front() {
+            if let Some(Some(slot)) = self.slots.get_mut(idx as usize) {
+                slot.resched_queued = false;
             }
+            self.reschedule(idx);
         }
     }
 

@@ -370,7 +370,10 @@ struct Slot<A> {
     trimmed: bool,
     readable: bool,
     writable: bool,
+    /// In `dirty` (output to drain, lifecycle to check).
     queued: bool,
+    /// In `resched` (deadline to recompute at the next `poll_timeout`).
+    resched_queued: bool,
 }
 
 /// Many sessions on one socket: demultiplexing, admission, timers, memory, stats. `A` is the
@@ -394,6 +397,9 @@ pub struct Endpoint<A: PeerAddr> {
     half_open_hosts: BTreeMap<A::Host, u32>,
     cache: ChunkCache,
     dirty: VecDeque<u32>,
+    /// Sessions whose deadline `poll_timeout` must recompute: each once per change, however
+    /// often `poll_timeout` is asked before the output is drained.
+    resched: VecDeque<u32>,
     events: VecDeque<Event>,
     timers: Timers,
     last_now: Option<Millis>,
@@ -441,6 +447,7 @@ impl<A: PeerAddr> Endpoint<A> {
             half_open_hosts: BTreeMap::new(),
             cache,
             dirty: VecDeque::new(),
+            resched: VecDeque::new(),
             events: VecDeque::new(),
             timers: Timers::default(),
             last_now: None,
@@ -520,6 +527,7 @@ impl<A: PeerAddr> Endpoint<A> {
             readable: false,
             writable: true,
             queued: false,
+            resched_queued: false,
         };
         let idx = match self.free.pop() {
             Some(i) => {
@@ -559,6 +567,10 @@ impl<A: PeerAddr> Endpoint<A> {
             if !s.queued {
                 s.queued = true;
                 self.dirty.push_back(idx);
+            }
+            if !s.resched_queued {
+                s.resched_queued = true;
+                self.resched.push_back(idx);
             }
         }
     }

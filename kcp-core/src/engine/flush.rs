@@ -45,30 +45,74 @@ impl Kcp<'_> {
         }
     }
 
-    /// Arms the periodic timer if the session has work and it is not armed; disarms it when
-    /// idle, so an idle session costs nothing.
+    /// Arms the timer if the session has work: at the next tick of kcp-go's periodic
+    /// schedule, or, when only a retransmission or probe can be due ([`quiet`](Self::quiet)),
+    /// at that deadline; moves an armed timer earlier when the work changed (an ACK to send
+    /// arrived while it slept until a retransmission deadline). Disarms it when idle, so an
+    /// idle session costs nothing.
     pub(crate) fn rearm(&mut self, now: Millis) {
         // A closed peer window keeps the timer running even with nothing queued: only a probe
         // finds out that it opened again (a peer that grows its window without telling, as
         // kcp-go does after SetWindowSize, would otherwise leave a writer blocked for ever).
         let busy =
             !self.snd.is_empty() || !self.acks.is_empty() || self.probe != 0 || self.rmt_wnd == 0;
-        match (busy, self.timer) {
-            (true, None) => {
-                // Next tick of the schedule kcp-go's timer would have kept while we slept.
-                let interval = self.cfg.interval;
-                // The anchor is the last scheduled tick, at most an interval ahead of any
-                // clock reading; further ahead, the clock has wrapped: start over from now.
-                if self.timer_anchor.since(now) > interval as i32 {
-                    self.timer_anchor = now;
-                }
-                let behind = now.since(self.timer_anchor).max(0) as u32;
-                let t = self.timer_anchor + behind.div_ceil(interval).saturating_mul(interval);
-                self.timer = Some(t);
-                self.timer_anchor = t;
+        if !busy {
+            if self.pending == Pending::None {
+                self.timer = None;
             }
-            (false, Some(_)) if self.pending == Pending::None => self.timer = None,
-            _ => {}
+            return;
+        }
+        let want = if self.quiet() {
+            match self.quiet_deadline() {
+                Some(d) => d.max_wrapping(now + 1),
+                None => return,
+            }
+        } else {
+            // The next tick of the schedule kcp-go's timer would have kept while we slept.
+            let interval = self.cfg.interval;
+            // The anchor is the last scheduled tick, at most an interval ahead of any clock
+            // reading; further ahead, the clock has wrapped: start over from now.
+            if self.timer_anchor.since(now) > interval as i32 {
+                self.timer_anchor = now;
+            }
+            let behind = now.since(self.timer_anchor).max(0) as u32;
+            self.timer_anchor + behind.div_ceil(interval).saturating_mul(interval)
+        };
+        match self.timer {
+            Some(t) if t.since(want) <= 0 => {}
+            _ => {
+                self.timer = Some(want);
+                if !self.quiet() {
+                    self.timer_anchor = want;
+                }
+            }
+        }
+    }
+
+    /// Whether a timer tick could only find retransmissions or probes to do: no ACK to send,
+    /// no probe to emit, no fast-retransmit candidate, nothing queued. Then the engine sleeps
+    /// until the earliest retransmission deadline (or probe) instead of ticking every
+    /// interval: kcp-go's timer fires at `min(interval, resendts - now)` and finds nothing to
+    /// do at the ticks in between, so skipping them changes no datagram. With thousands of
+    /// sessions waiting for acknowledgements, those ticks were most of a server's work.
+    fn quiet(&self) -> bool {
+        self.acks.is_empty()
+            && self.probe == 0
+            && self.emit_probe == 0
+            && self.fast_candidates == 0
+            && self.snd_nxt == self.snd.end()
+            && self.pending == Pending::None
+            // A closed window not yet scheduled for probing needs a flush to schedule it.
+            && !(self.rmt_wnd == 0 && self.probe_wait == 0)
+    }
+
+    /// When a quiet engine next has something to do: its earliest retransmission deadline or
+    /// zero-window probe.
+    fn quiet_deadline(&self) -> Option<Millis> {
+        let probe = (self.rmt_wnd == 0 && self.probe_wait > 0).then_some(self.ts_probe);
+        match (self.rto_bound.filter(|_| self.ua_head.is_some()), probe) {
+            (Some(a), Some(b)) => Some(a.min_wrapping(b)),
+            (a, b) => a.or(b),
         }
     }
 
@@ -261,8 +305,15 @@ impl Kcp<'_> {
             if !at.reached(now + 1) {
                 at = now + 1;
             }
-            self.timer = Some(at);
             self.timer_anchor = at;
+            if self.quiet() {
+                // The tick would find nothing: wake at the next retransmission or probe (the
+                // anchor keeps the phase for when ticking resumes). `None` when nothing can be
+                // due: the engine sleeps until it is called.
+                self.timer = self.quiet_deadline().map(|d| d.max_wrapping(now + 1));
+            } else {
+                self.timer = Some(at);
+            }
         }
     }
 

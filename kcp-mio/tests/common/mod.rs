@@ -162,6 +162,22 @@ pub fn mio_clients(
     limit: Duration,
 ) -> Vec<io::Result<Report>> {
     let message = !config.engine().stream;
+    mio_sessions(server, config, sessions, limit, |mss| {
+        let msg = if message { msg.min(mss) } else { msg };
+        ClientSession::new(test, count, msg, message)
+    })
+}
+
+/// Runs the client sessions `make` returns (given the session's mss) on one kcp-mio
+/// endpoint until all are done, failed, or `limit` passed, driving each also when its
+/// `wake_at` comes. Returns each session's result.
+pub fn mio_sessions(
+    server: SocketAddr,
+    config: &KcpConfig,
+    sessions: usize,
+    limit: Duration,
+    make: impl Fn(usize) -> ClientSession,
+) -> Vec<io::Result<Report>> {
     let mut poll = Poll::new().unwrap();
     let mut ep = Endpoint::client(
         "127.0.0.1:0".parse().unwrap(),
@@ -175,8 +191,7 @@ pub fn mio_clients(
         .map(|_| {
             let id = ep.connect(server).unwrap();
             let mss = ep.session_info(id).unwrap().mss;
-            let msg = if message { msg.min(mss) } else { msg };
-            (id, ClientSession::new(test, count, msg, message), None)
+            (id, make(mss), None)
         })
         .collect();
     let index: HashMap<SessionId, usize> =
@@ -199,7 +214,12 @@ pub fn mio_clients(
     let deadline = Instant::now() + limit;
     let mut events = Events::with_capacity(256);
     while conns.iter().any(|c| c.2.is_none()) && Instant::now() < deadline {
-        let left = deadline.saturating_duration_since(Instant::now());
+        let wake = conns
+            .iter()
+            .filter(|c| c.2.is_none())
+            .filter_map(|c| c.1.wake_at())
+            .fold(deadline, Instant::min);
+        let left = wake.saturating_duration_since(Instant::now());
         let t = ep.poll_timeout().map_or(left, |t| t.min(left));
         poll.poll(&mut events, Some(t)).unwrap();
         for e in events.iter() {
@@ -223,6 +243,12 @@ pub fn mio_clients(
                 Event::Incoming => {}
             }
         }
+        let now = Instant::now();
+        for c in conns.iter_mut() {
+            if c.1.wake_at().is_some_and(|t| t <= now) {
+                drive(&mut ep, c, &mut buf);
+            }
+        }
     }
     for c in &conns {
         let _ = ep.close(c.0);
@@ -234,7 +260,7 @@ pub fn mio_clients(
             c.2.unwrap_or_else(|| {
                 Err(io::Error::new(
                     io::ErrorKind::TimedOut,
-                    format!("{test:?} not done after {limit:?}"),
+                    format!("not done after {limit:?}"),
                 ))
             })
         })

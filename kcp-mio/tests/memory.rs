@@ -1,0 +1,264 @@
+//! Heap per idle session with the codec stack included, as the shared stack builds it: at 1,
+//! 1,000 and 10,000 sessions on one endpoint, for no encryption (the receive-only FEC layer
+//! every session carries), AES, and AES with FEC 10/3. A global allocator tracks the bytes
+//! live; the sessions are opened by scripted peers that seal their datagrams with a stack of
+//! their own and acknowledge what the server sends, so between two measurements only the
+//! server allocates (the peers' state is built and warmed up first). Target: 2 KiB each.
+//!
+//! One test function: the allocator is process-wide, and tests of one binary run in parallel.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicIsize, Ordering};
+
+use kcp_core::endpoint::{Endpoint, SessionId, TRIM_AFTER_MS};
+use kcp_core::wire::{Command, Datagram, SegmentRepr, HEADER_LEN};
+use kcp_core::{Config, Layer, Millis};
+use kcp_mio::stack::Stack;
+use kcp_mio::KcpConfig;
+
+struct Tracking;
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+// SAFETY: forwards to the system allocator; only counts.
+unsafe impl GlobalAlloc for Tracking {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new: usize) -> *mut u8 {
+        LIVE.fetch_add(new as isize - layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Tracking = Tracking;
+
+fn live() -> isize {
+    LIVE.load(Ordering::Relaxed)
+}
+
+const IDLE_BUDGET: usize = 2048;
+
+/// A scripted peer side: one codec stack (built like a session's) used for every
+/// conversation, and a buffer. Seals KCP datagrams for the server and opens its replies.
+struct Peer {
+    layers: Vec<Layer>,
+    header: usize,
+    buf: Vec<u8>,
+    out: Vec<Vec<u8>>,
+}
+
+impl Peer {
+    fn new(stack: &Stack) -> Peer {
+        let layers = stack.session_layers();
+        let header = layers.iter().map(|l| l.header_len()).sum();
+        Peer {
+            layers,
+            header,
+            buf: vec![0u8; 4096],
+            out: Vec::with_capacity(64),
+        }
+    }
+
+    /// Seals `kcp` through the layers (innermost first); the datagrams (with FEC parity) go
+    /// to `self.out`.
+    fn seal(&mut self, kcp: &[u8], now: Millis) {
+        let n = self.layers.len();
+        let offsets: Vec<usize> = (0..n)
+            .map(|i| self.layers[i + 1..].iter().map(|l| l.header_len()).sum())
+            .collect();
+        self.buf[self.header..self.header + kcp.len()].copy_from_slice(kcp);
+        let mut end = self.header + kcp.len();
+        for (layer, &off) in self.layers.iter_mut().zip(&offsets) {
+            end = off + layer.seal(&mut self.buf[off..], end - off, now).unwrap();
+        }
+        self.out.push(self.buf[..end].to_vec());
+        // Parity of the innermost layer (FEC), sealed by the outer ones.
+        if n > 1 {
+            let off = offsets[0];
+            let mut extra = vec![0u8; 4096];
+            while let Some(r) = self.layers[0].poll_extra(&mut extra[off..], now) {
+                let mut end = off + r.unwrap();
+                for (layer, &o) in self.layers.iter_mut().zip(&offsets).skip(1) {
+                    end = o + layer.seal(&mut extra[o..], end - o, now).unwrap();
+                }
+                self.out.push(extra[..end].to_vec());
+            }
+        }
+    }
+
+    /// Opens a server datagram through the layers (outermost first); the KCP datagram, or
+    /// `None` for FEC parity.
+    fn open<'a>(&mut self, d: &'a mut [u8], now: Millis) -> Option<&'a [u8]> {
+        let mut range = 0..d.len();
+        for i in (0..self.layers.len()).rev() {
+            let part = &mut d[range.clone()];
+            let inner = self.layers[i].open(part, now).ok()??;
+            range = range.start + inner.start..range.start + inner.end;
+        }
+        Some(&d[range])
+    }
+}
+
+fn segment(out: &mut Vec<u8>, conv: u32, cmd: Command, sn: u32, una: u32, ts: u32, data: &[u8]) {
+    let at = out.len();
+    out.resize(at + HEADER_LEN, 0);
+    SegmentRepr {
+        conv,
+        cmd,
+        frg: 0,
+        wnd: 128,
+        ts,
+        sn,
+        una,
+        len: data.len() as u32,
+    }
+    .emit(&mut out[at..])
+    .unwrap();
+    out.extend_from_slice(data);
+}
+
+struct Bench {
+    ep: Endpoint<u32>,
+    peer: Peer,
+    now: Millis,
+    out: Vec<u8>,
+}
+
+impl Bench {
+    fn deliver(&mut self, from: u32) {
+        for mut d in std::mem::take(&mut self.peer.out) {
+            let _ = self.ep.handle_datagram(self.now, from, &mut d);
+        }
+    }
+
+    /// Drains the server's output; answers PUSH with ACK and WASK with WINS.
+    fn pump(&mut self) {
+        loop {
+            let mut answers: Vec<(u32, Vec<u8>)> = Vec::new();
+            while let Some((to, n)) = self.ep.poll_transmit(self.now, &mut self.out) {
+                let mut d = self.out[..n].to_vec();
+                let Some(kcp) = self.peer.open(&mut d, self.now) else {
+                    continue;
+                };
+                let mut a = Vec::new();
+                for (seg, _) in Datagram::new(kcp).flatten() {
+                    match seg.cmd {
+                        Command::Push => {
+                            segment(&mut a, seg.conv, Command::Ack, seg.sn, 1, seg.ts, &[])
+                        }
+                        Command::WindowAsk => {
+                            segment(&mut a, seg.conv, Command::WindowTell, 0, 1, 0, &[])
+                        }
+                        _ => {}
+                    }
+                }
+                if !a.is_empty() {
+                    answers.push((to, a));
+                }
+            }
+            while self.ep.poll_event().is_some() {}
+            if answers.is_empty() {
+                break;
+            }
+            for (to, a) in answers {
+                self.peer.seal(&a, self.now);
+                self.deliver(to);
+            }
+        }
+    }
+
+    fn advance(&mut self, ms: u32) {
+        let end = self.now + ms;
+        while let Some(t) = self.ep.poll_timeout().filter(|t| end.reached(*t)) {
+            if t.since(self.now) > 0 {
+                self.now = t;
+            }
+            self.ep.handle_timeout(self.now);
+            self.pump();
+        }
+        self.now = end;
+        self.ep.handle_timeout(self.now);
+        self.pump();
+    }
+
+    /// A peer opens conversation `conv`: "ping"; the server reads it and answers "pong".
+    fn open(&mut self, conv: u32) -> SessionId {
+        let mut d = Vec::with_capacity(64);
+        segment(&mut d, conv, Command::Push, 0, 0, self.now.0, b"ping");
+        self.peer.seal(&d, self.now);
+        self.deliver(conv);
+        self.pump();
+        let id = self.ep.accept().expect("accepted");
+        let mut buf = [0u8; 16];
+        assert_eq!(self.ep.recv(id, &mut buf), Ok(4));
+        self.ep.send(id, b"pong").unwrap();
+        self.pump();
+        id
+    }
+}
+
+fn measure(name: &str, config: KcpConfig) -> Vec<(u32, usize)> {
+    let config = config.max_sessions(20_000).backlog(1_000).half_open(
+        std::time::Duration::from_secs(5),
+        20_000,
+        20_000,
+    );
+    let ep = Endpoint::new(config.endpoint_config(true).unwrap()).unwrap();
+    let mut b = Bench {
+        ep,
+        peer: Peer::new(&Stack::new(&config).unwrap()),
+        now: Millis(1_000),
+        out: vec![0u8; 1500],
+    };
+    // Warm up the peer's stack and the endpoint's tables on a first session.
+    b.open(u32::MAX);
+    b.advance(TRIM_AFTER_MS as u32 + 200);
+    let mut opened = 0u32;
+    let mut report = Vec::new();
+    for target in [1u32, 1_000, 10_000] {
+        let before = live();
+        let from = opened;
+        while opened < target {
+            opened += 1;
+            b.open(opened);
+        }
+        b.advance(TRIM_AFTER_MS as u32 + 200);
+        let each = ((live() - before).max(0) as usize).div_ceil((target - from) as usize);
+        eprintln!("{name}: {target} idle sessions, {each} B each");
+        report.push((target, each));
+        for id in b.ep.sessions() {
+            assert!(b.ep.is_flushed(id), "{name}: every pong acknowledged");
+        }
+    }
+    report
+}
+
+#[test]
+fn idle_sessions_hold_at_most_2_kib_with_their_codec_stack() {
+    let base = KcpConfig::new(Config::fast3());
+    let runs = [
+        ("null", base.clone()),
+        ("aes", base.clone().crypt("aes", "memory").unwrap()),
+        (
+            "aes + fec 10/3",
+            base.clone().fec(10, 3).crypt("aes", "memory").unwrap(),
+        ),
+    ];
+    for (name, cfg) in runs {
+        for (n, each) in measure(name, cfg) {
+            assert!(
+                each <= IDLE_BUDGET,
+                "{name}: {each} B per idle session at {n} sessions"
+            );
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! `KcpConnector`: many client sessions over one UDP socket.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use kcp_core::endpoint::{Endpoint, EndpointError};
+use tokio::net::{ToSocketAddrs, UdpSocket};
+
+use crate::config::KcpConfig;
+use crate::driver::{millis, Driver, Sess, SocketStats};
+use crate::stream::{random_conv, KcpStream};
+
+/// Opens client sessions that share one UDP socket and one driver task, each with its own
+/// conversation id (kcp-go's `NewConn3` over a shared `net.PacketConn`).
+///
+/// [`KcpStream::connect`] gives every session a socket of its own, as kcp-go's `Dial` does;
+/// an application that opens many sessions (a tunnel, a load generator) saves a socket, a
+/// driver task and its wake-ups per session this way, and the datagrams of many sessions
+/// leave in one `sendmmsg`. The peer tells the sessions apart by conversation id; a peer
+/// that admits new sessions per source address (kcp-core's half-open limits) sees them all
+/// come from one address.
+///
+/// ```no_run
+/// # async fn demo() -> std::io::Result<()> {
+/// use kcp_tokio::{KcpConfig, KcpConnector};
+/// use tokio::io::AsyncWriteExt;
+///
+/// let connector = KcpConnector::bind("0.0.0.0:0", KcpConfig::default()).await?;
+/// let mut a = connector.connect("127.0.0.1:4000").await?;
+/// let mut b = connector.connect("127.0.0.1:4000").await?;
+/// a.write_all(b"one").await?;
+/// b.write_all(b"two").await?;
+/// # Ok(()) }
+/// ```
+pub struct KcpConnector {
+    driver: Arc<Driver>,
+    config: KcpConfig,
+}
+
+impl std::fmt::Debug for KcpConnector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KcpConnector")
+            .field("local", &self.local_addr())
+            .finish_non_exhaustive()
+    }
+}
+
+impl KcpConnector {
+    /// Binds a UDP socket at `local` (port 0 for an ephemeral one) for client sessions.
+    pub async fn bind(local: impl ToSocketAddrs, config: KcpConfig) -> io::Result<KcpConnector> {
+        let socket = UdpSocket::bind(local).await?;
+        KcpConnector::from_socket(socket, config)
+    }
+
+    /// Client sessions over an existing socket.
+    pub fn from_socket(socket: UdpSocket, config: KcpConfig) -> io::Result<KcpConnector> {
+        config.check()?;
+        let (ep, crypt) = config.endpoint_config(false)?;
+        let ep = Endpoint::new(ep)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        config.apply_socket(&socket)?;
+        let driver = Driver::spawn(
+            socket,
+            ep,
+            false,
+            crypt,
+            config.stack.get_send_backlog(),
+            config.clock_offset_ms,
+        )?;
+        Ok(KcpConnector { driver, config })
+    }
+
+    /// Opens a session to `addr` with a random conversation id. No packet is sent until the
+    /// first write: KCP has no handshake.
+    pub async fn connect(&self, addr: impl ToSocketAddrs) -> io::Result<KcpStream> {
+        let addr = tokio::net::lookup_host(addr)
+            .await?
+            .next()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address"))?;
+        // A random id that another session of this socket to the same peer already uses is
+        // drawn again.
+        for _ in 0..16 {
+            match self.connect_with_conv(addr, random_conv()) {
+                Err(e) if e.kind() == io::ErrorKind::AddrInUse => continue,
+                r => return r,
+            }
+        }
+        Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            "no free conversation id",
+        ))
+    }
+
+    /// Opens a session to `addr` with conversation id `conv`; `AddrInUse` if a session of
+    /// this socket to `addr` has it already.
+    pub fn connect_with_conv(&self, addr: SocketAddr, conv: u32) -> io::Result<KcpStream> {
+        let id = {
+            let now = self.driver.now_ms();
+            let mut s = self.driver.lock();
+            if let Some(k) = s.stopped {
+                return Err(io::Error::new(k, "socket driver stopped"));
+            }
+            let id = s.ep.connect(millis(now), addr, conv).map_err(|e| match e {
+                EndpointError::Duplicate => io::Error::new(io::ErrorKind::AddrInUse, e.to_string()),
+                _ => io::Error::new(io::ErrorKind::InvalidInput, e.to_string()),
+            })?;
+            s.sessions.insert(id, Sess::default());
+            id
+        };
+        self.driver.poke();
+        Ok(KcpStream::from_parts(
+            self.driver.clone(),
+            id,
+            &self.config,
+            false,
+        ))
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.driver.local_addr()
+    }
+
+    /// Sessions open on the socket.
+    pub fn sessions(&self) -> usize {
+        self.driver.lock().ep.len()
+    }
+
+    /// kcp-go's SNMP counters of the socket's sessions.
+    pub fn stats(&self) -> kcp_core::endpoint::EndpointStats {
+        self.driver.lock().stats()
+    }
+
+    /// The socket driver's counters (system calls, backlog, drops).
+    pub fn socket_stats(&self) -> SocketStats {
+        self.driver.socket_stats()
+    }
+
+    /// Sets the socket buffers at run time (kcptun's `--sockbuf`).
+    pub fn set_sockbuf(&self, bytes: usize) -> io::Result<()> {
+        self.driver
+            .with_socket(|s| crate::config::set_sockbuf(s, bytes))
+    }
+}
