@@ -49,6 +49,15 @@ struct ServerArgs {
     /// One JSON object per session on stdout.
     #[arg(long)]
     json: bool,
+    /// UDP sockets bound to the address with SO_REUSEPORT, each with its own driver task (the
+    /// kernel spreads peers over them by address); 1: one plain socket.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    sockets: u16,
+    /// Every SECS seconds, one line of the listener's counters on stderr (`stats {...}`:
+    /// endpoint counters as kcp-go's SNMP plus admission, and the sockets' I/O counters).
+    /// On unix, SIGUSR1 prints the line too.
+    #[arg(long, value_parser = parse_secs)]
+    stats: Option<Duration>,
     /// Most half-open sessions (peers that sent one datagram and were not confirmed yet)
     /// from one IP address; raise it for many clients behind one address (a benchmark
     /// client opening thousands of sessions at once).
@@ -341,14 +350,42 @@ async fn server(a: ServerArgs) -> Result<bool, String> {
             a.half_open_per_host as usize,
         )
         .backlog(a.backlog as usize);
-    let l = KcpListener::bind(listen, cfg)
+    let l = bind_listener(listen, cfg, a.sockets)
         .await
         .map_err(|e| format!("bind {listen}: {e}"))?;
+    install_stats_signal();
     eprintln!("listening {}", l.local_addr());
+    let l = std::sync::Arc::new(l);
+    let every = a.stats.filter(|d| !d.is_zero());
+    let l2 = l.clone();
+    tokio::spawn(async move {
+        // Every `--stats` interval, and (unix) whenever SIGUSR1 arrived: a script's way to
+        // read the counters once, at the end of a run, without disturbing it before.
+        let poll = Duration::from_millis(50);
+        let mut next = every.map(|e| tokio::time::Instant::now() + e);
+        loop {
+            tokio::time::sleep(poll).await;
+            let due = next.is_some_and(|n| tokio::time::Instant::now() >= n);
+            if due || stats_requested() {
+                if let (Some(n), Some(e)) = (next.as_mut(), every) {
+                    *n += e;
+                }
+                // Summing the sessions' counters holds each driver's lock: say for how long.
+                let t = std::time::Instant::now();
+                let (ep, sock) = (l2.stats(), l2.socket_stats());
+                let took = t.elapsed().as_micros();
+                eprintln!("stats {ep:?} {sock:?} took_us {took}");
+            }
+        }
+    });
     let json = a.json;
     loop {
         // Only a failed socket ends this loop; sessions that ended unaccepted are skipped.
         let (mut s, peer) = l.accept().await.map_err(|e| e.to_string())?;
+        if a.sockets > 1 {
+            // How the kernel spread the peers (benchmarks of several drivers report it).
+            eprintln!("sessions per socket {:?}", l.sessions_per_socket());
+        }
         tokio::spawn(async move {
             match perf::serve(&mut s, !stream).await {
                 // Dropping the stream delivers the tail (the answer, the CRC) before the
@@ -358,6 +395,56 @@ async fn server(a: ServerArgs) -> Result<bool, String> {
             }
         });
     }
+}
+
+#[cfg(unix)]
+static STATS_WANTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+#[cfg(unix)]
+extern "C" fn on_sigusr1(_: libc::c_int) {
+    // Only an atomic store: async-signal-safe.
+    STATS_WANTED.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Makes SIGUSR1 ask the server for one line of counters.
+fn install_stats_signal() {
+    #[cfg(unix)]
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe; the function
+    // pointer stays valid for the life of the process.
+    unsafe {
+        libc::signal(
+            libc::SIGUSR1,
+            on_sigusr1 as extern "C" fn(libc::c_int) as libc::sighandler_t,
+        );
+    }
+}
+
+/// Whether SIGUSR1 arrived since the last call.
+fn stats_requested() -> bool {
+    #[cfg(unix)]
+    let wanted = STATS_WANTED.swap(false, std::sync::atomic::Ordering::Relaxed);
+    #[cfg(not(unix))]
+    let wanted = false;
+    wanted
+}
+
+/// One plain socket, or `sockets` SO_REUSEPORT sockets with a driver each.
+async fn bind_listener(
+    listen: SocketAddr,
+    cfg: KcpConfig,
+    sockets: u16,
+) -> std::io::Result<KcpListener> {
+    if sockets <= 1 {
+        return KcpListener::bind(listen, cfg).await;
+    }
+    #[cfg(unix)]
+    let l = KcpListener::bind_reuseport(listen, cfg, sockets.into()).await;
+    #[cfg(not(unix))]
+    let l = Err(std::io::Error::new(
+        std::io::ErrorKind::Unsupported,
+        "--sockets > 1 needs SO_REUSEPORT (unix)",
+    ));
+    l
 }
 
 async fn client(a: ClientArgs) -> Result<bool, String> {
