@@ -22,13 +22,19 @@ const MAX_SEQID_JUMP: u32 = 1 << 24;
 /// Two consecutive far packets at most this far apart re-anchor the stream.
 const RESYNC_WINDOW: u32 = 1024;
 
-/// Buffers for packets up to this long are this long; longer ones are [`MAX_PACKET_LEN`].
-/// Two classes keep ACK-sized packets cheap without buffers ever having to grow.
-const SMALL_BUF: usize = 256;
+/// Buffers for packets up to this long are this long: an ACK or a small message (a 64-byte
+/// echo with its KCP and FEC headers is 96 bytes).
+const SMALL_BUF: usize = 128;
+/// Buffers for longer packets up to this long are this long (a few ACKs or a short message);
+/// longer ones are [`MAX_PACKET_LEN`]. Three classes keep the shards of small-message sessions
+/// cheap (a 10/3 session holds about a group of them) without buffers ever having to grow.
+const MID_BUF: usize = 256;
 
 fn size_class(len: usize) -> usize {
     if len <= SMALL_BUF {
         SMALL_BUF
+    } else if len <= MID_BUF {
+        MID_BUF
     } else {
         len.max(MAX_PACKET_LEN)
     }
@@ -93,8 +99,8 @@ impl Scratch {
 ///
 /// # Memory
 ///
-/// No buffer is allocated before the first shard. Queued shards are held in buffers of two
-/// sizes, 256 bytes for packets that fit and 1500 for the others, so that buffers are reused
+/// No buffer is allocated before the first shard. Queued shards are held in buffers of three
+/// sizes, 128 or 256 bytes for packets that fit and 1500 for the others, so that buffers are reused
 /// without ever growing; spare buffers are pooled, at most two groups' worth and half of
 /// `queue_bytes`. [`FecConfig::queue_bytes`] counts these buffers' real size.
 /// [`trim`](Self::trim) gives the pool, the queue and the inverse cache back.

@@ -336,7 +336,7 @@ fn a_peer_retuning_to_255_1_with_crafted_groups_gets_bounded_memory_and_work() {
     // A server that allows kcp-go's largest groups by configuration.
     let mut cfg = FecConfig::default();
     cfg.max_shards = 256;
-    // Room for a few groups of small shards (256-byte buffers).
+    // Room for a few groups of small shards (128-byte buffers).
     cfg.queue_bytes = 256 * 1024;
     let tune = tune_to_255_1(1, 8);
     // Crafted groups: 254 empty data shards and one full-size parity shard each, the missing
@@ -459,4 +459,27 @@ fn a_parity_flood_into_a_receive_only_layer_stays_within_its_bound() {
     assert!(high <= bound);
     // The decoder's box, the autotune ring (the flood contradicted (1,1)) and the (1,1) code.
     assert!(idle <= 1024, "{idle}");
+}
+
+#[test]
+fn small_message_sessions_hold_their_shards_in_small_buffers() {
+    // An echo session's traffic: 64-byte messages (88-byte KCP datagrams, 96 with the FEC
+    // header) and lone ACKs (24 bytes), many groups of 10/3 without loss.
+    let mut a = Fec::new(10, 3).unwrap();
+    let mut b = Fec::receive_only(FecConfig::default()).unwrap();
+    let mut now = Millis(0);
+    transfer(&mut a, &mut b, 88, 0, now, || false);
+    b.trim();
+    let start = b.heap_bytes();
+    for i in 0..200u32 {
+        let len = if i % 2 == 0 { 88 } else { 24 };
+        transfer(&mut a, &mut b, len, i as u8, now, || false);
+        now += 7;
+    }
+    let buffers = b.heap_bytes() - start;
+    println!("receive side of an echo session: {start} heap bytes trimmed, {buffers} more busy");
+    // The queue and the pool hold up to three groups' worth (40) of buffers, each of the
+    // smallest class (128 bytes), beside the code and the queue's table (about 3 KiB):
+    // about 8.2 KiB; with 256-byte buffers it was 13.2 KiB.
+    assert!(buffers <= 9 * 1024, "{buffers}");
 }
