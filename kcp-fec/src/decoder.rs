@@ -129,8 +129,16 @@ pub struct FecDecoder {
     anchor: Option<(u32, Millis)>,
     /// Seqid of the last packet rejected as a jump, if the previous packet was one.
     jump_candidate: Option<u32>,
+    /// First seqids of the last groups completed (freed or rebuilt), newest at `done_at - 1`:
+    /// their late shards are not queued.
+    done: [Option<u32>; DONE_GROUPS],
+    done_at: usize,
     stats: FecStats,
 }
+
+/// Completed groups remembered. A group's parity follows its last data shard at once, so the
+/// last few cover reordering; a late shard of an older group is queued and ages out as before.
+const DONE_GROUPS: usize = 4;
 
 impl core::fmt::Debug for FecDecoder {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -175,6 +183,8 @@ impl FecDecoder {
             last_rebuild: None,
             anchor: None,
             jump_candidate: None,
+            done: [None; DONE_GROUPS],
+            done_at: 0,
             stats: FecStats::default(),
         }
     }
@@ -502,6 +512,8 @@ impl FecDecoder {
         self.ds = ads;
         self.ps = aps;
         self.rxlimit = RX_MULTI * (ads + aps);
+        // Group boundaries moved: the completed groups no longer name the same seqids.
+        self.done = [None; DONE_GROUPS];
         self.last_rebuild = Some(now);
         self.budget_cap = budget::cap(ads, aps);
         self.budget.clamp(self.budget_cap);
@@ -523,6 +535,12 @@ impl FecDecoder {
 
     fn decode(&mut self, packet: &[u8], seqid: u32, is_data: bool, now: Millis) {
         self.maybe_autotune(seqid, is_data, now);
+
+        let t = (self.ds + self.ps) as u32;
+        if self.done.contains(&Some(seqid - seqid % t)) {
+            self.stats.late_shards = self.stats.late_shards.wrapping_add(1);
+            return;
+        }
 
         // Duplicate drop and ordered insert, scanning from the newest end.
         let mut insert_idx = 0;
@@ -628,9 +646,18 @@ impl FecDecoder {
         if num_data == self.ds {
             // Nothing lost.
             self.free_range(first, end);
-        } else if num >= self.ds {
-            self.reconstruct(first, end, shard_begin, maxlen, &present);
+            self.mark_done(shard_begin);
+        } else if num >= self.ds && self.reconstruct(first, end, shard_begin, maxlen, &present) {
+            self.mark_done(shard_begin);
         }
+    }
+
+    /// Remembers that the group starting at `shard_begin` is complete.
+    fn mark_done(&mut self, shard_begin: u32) {
+        if let Some(slot) = self.done.get_mut(self.done_at % DONE_GROUPS) {
+            *slot = Some(shard_begin);
+        }
+        self.done_at = (self.done_at + 1) % DONE_GROUPS;
     }
 
     fn free_range(&mut self, first: usize, end: usize) {
@@ -641,6 +668,7 @@ impl FecDecoder {
         }
     }
 
+    /// Rebuilds the group's missing data shards; true if it did (the group is complete).
     fn reconstruct(
         &mut self,
         first: usize,
@@ -648,7 +676,7 @@ impl FecDecoder {
         shard_begin: u32,
         maxlen: usize,
         present: &[bool; MAX_TOTAL_SHARDS],
-    ) {
+    ) -> bool {
         let total = self.ds + self.ps;
         let present = present.get(..total).unwrap_or(&[]);
         let range = FEC_HEADER_LEN..FEC_HEADER_LEN + maxlen;
@@ -660,7 +688,7 @@ impl FecDecoder {
         };
         if work.is_ok_and(|w| w > allowance) {
             self.stats.work_refused = self.stats.work_refused.wrapping_add(1);
-            return;
+            return false;
         }
         let mut slots = core::mem::take(&mut self.scratch().slots);
         let need = total.saturating_sub(slots.len());
@@ -722,6 +750,7 @@ impl FecDecoder {
             }
         }
         self.scratch().slots = slots;
+        ok
     }
 }
 

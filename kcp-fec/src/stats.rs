@@ -36,6 +36,11 @@ pub struct FecStats {
     pub duplicates: u64,
     /// Shards dropped from the queue after waiting 60 s, or by `trim` (a session gone idle).
     pub expired: u64,
+    /// Shards of a group that was already complete (every data shard arrived, or it was
+    /// rebuilt), not queued: they could rebuild nothing. Mostly the parity that follows a
+    /// group received without loss; kcp-go queues it until the queue's length limit pushes it
+    /// out.
+    pub late_shards: u64,
     /// Groups with enough shards whose reconstruction failed.
     pub reconstruct_failures: u64,
     /// Rebuilt packets dropped because the caller's buffer was too small.
@@ -78,6 +83,7 @@ impl FecStats {
             unknown_type,
             seqid_jumps,
             duplicates,
+            late_shards,
             expired,
             reconstruct_failures,
             recovered_dropped,
@@ -103,6 +109,7 @@ impl FecStats {
             (&mut self.unknown_type, unknown_type),
             (&mut self.seqid_jumps, seqid_jumps),
             (&mut self.duplicates, duplicates),
+            (&mut self.late_shards, late_shards),
             (&mut self.expired, expired),
             (&mut self.reconstruct_failures, reconstruct_failures),
             (&mut self.recovered_dropped, recovered_dropped),

@@ -302,3 +302,47 @@ fn duplicate_shards_earn_no_reconstruction_credit() {
     assert!(s.work_refused > 0);
     assert_eq!(s.decode_work, 0);
 }
+
+#[test]
+fn late_shards_of_a_complete_group_are_not_queued() {
+    let mut dec = FecDecoder::new(3, 2, FecConfig::default()).unwrap();
+    // Group 0 arrives whole: its three data shards complete it, its parity comes after.
+    for s in 0..3 {
+        dec.input(&fec_packet(s, 0xf1, 40), T0).unwrap();
+    }
+    assert_eq!(dec.queued(), 0);
+    dec.input(&fec_packet(3, 0xf2, 40), T0).unwrap();
+    dec.input(&fec_packet(4, 0xf2, 40), T0).unwrap();
+    assert_eq!(
+        dec.queued(),
+        0,
+        "parity of a complete group could rebuild nothing"
+    );
+    assert_eq!(dec.stats().late_shards, 2);
+    // Group 1 loses a data shard: its parity is queued and rebuilds it.
+    dec.input(&fec_packet(5, 0xf1, 40), T0).unwrap();
+    dec.input(&fec_packet(7, 0xf1, 40), T0).unwrap();
+    dec.input(&fec_packet(8, 0xf2, 40), T0).unwrap();
+    assert_eq!(dec.stats().reconstructions, 1);
+    // The lost shard, only late, and the group's second parity add nothing either.
+    dec.input(&fec_packet(6, 0xf1, 40), T0).unwrap();
+    dec.input(&fec_packet(9, 0xf2, 40), T0).unwrap();
+    assert_eq!(dec.queued(), 0);
+    assert_eq!(dec.stats().late_shards, 4);
+}
+
+#[test]
+fn a_lossless_stream_keeps_the_queue_short() {
+    // kcp-go queues the parity of every group received whole until its length limit (three
+    // groups) pushes it out; here the queue holds at most one group in progress.
+    let mut tx = Fec::new(10, 3).unwrap();
+    let mut rx = Fec::new(10, 3).unwrap();
+    let pkts = seal_all(&mut tx, &datagrams(1000, 7), T0);
+    let mut most = 0;
+    for p in &pkts {
+        open_all(&mut rx, std::slice::from_ref(p), T0);
+        most = most.max(rx.decoder().unwrap().queued());
+    }
+    assert!(most <= 10, "{most}");
+    assert_eq!(rx.stats().late_shards, 300);
+}
