@@ -35,8 +35,12 @@
 //!   once a shard contradicts its parameters;
 //! * the encoder keeps a partial group as the packets' own bytes (three 60-byte datagrams hold
 //!   186 bytes) and computes parity over zero-padded shards without copying them;
-//! * queued shards use buffers of two sizes (256 and 1500 bytes) that are pooled and never
-//!   grown, so a warm layer allocates nothing per packet;
+//! * queued shards use buffers of three sizes (128, 256 and 1500 bytes) that are pooled and
+//!   never grown, so a warm layer allocates nothing per packet;
+//! * the late shards of a group already complete (the parity that follows a group received
+//!   whole) are not queued, as they could rebuild nothing ([`FecStats::late_shards`]; kcp-go
+//!   queues them until its queue limit pushes them out), so a lossless stream's queue holds
+//!   only the group in progress;
 //! * `trim` frees the pools, the inverse cache, the queue and the encoder's buffers, and ends
 //!   the current groups (everything sent was acknowledged, so their parity could only rebuild
 //!   packets the peer already has): see [`FecEncoder::trim`] and [`FecDecoder::trim`];
