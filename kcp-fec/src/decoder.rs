@@ -100,8 +100,8 @@ impl Scratch {
 /// # Memory
 ///
 /// No buffer is allocated before the first shard. Queued shards are held in buffers of three
-/// sizes, 128 or 256 bytes for packets that fit and 1500 for the others, so that buffers are reused
-/// without ever growing; spare buffers are pooled, at most two groups' worth and half of
+/// sizes, 128 or 256 bytes for packets that fit and 1500 for the others, so that buffers are
+/// reused without ever growing; spare buffers are pooled, at most two groups' worth and half of
 /// `queue_bytes`. [`FecConfig::queue_bytes`] counts these buffers' real size.
 /// [`trim`](Self::trim) gives the pool, the queue and the inverse cache back.
 /// [`heap_bytes`](Self::heap_bytes) reports what is held, [`heap_bound`](Self::heap_bound)
@@ -129,10 +129,9 @@ pub struct FecDecoder {
     anchor: Option<(u32, Millis)>,
     /// Seqid of the last packet rejected as a jump, if the previous packet was one.
     jump_candidate: Option<u32>,
-    /// First seqids of the last groups completed (freed or rebuilt), newest at `done_at - 1`:
-    /// their late shards are not queued.
+    /// First seqids of the last groups completed (freed or rebuilt), newest first: their
+    /// late shards are not queued.
     done: [Option<u32>; DONE_GROUPS],
-    done_at: usize,
     stats: FecStats,
 }
 
@@ -184,7 +183,6 @@ impl FecDecoder {
             anchor: None,
             jump_candidate: None,
             done: [None; DONE_GROUPS],
-            done_at: 0,
             stats: FecStats::default(),
         }
     }
@@ -536,8 +534,7 @@ impl FecDecoder {
     fn decode(&mut self, packet: &[u8], seqid: u32, is_data: bool, now: Millis) {
         self.maybe_autotune(seqid, is_data, now);
 
-        let t = (self.ds + self.ps) as u32;
-        if self.done.contains(&Some(seqid - seqid % t)) {
+        if self.done.contains(&Some(self.group_begin(seqid))) {
             self.stats.late_shards = self.stats.late_shards.wrapping_add(1);
             return;
         }
@@ -612,7 +609,7 @@ impl FecDecoder {
     fn try_group(&mut self, seqid: u32, insert_idx: usize) {
         let total = self.ds + self.ps;
         let t = total as u32;
-        let shard_begin = seqid - seqid % t;
+        let shard_begin = self.group_begin(seqid);
         let shard_end = shard_begin.wrapping_add(t - 1);
         let search_begin = insert_idx.saturating_sub((seqid % t) as usize);
         let Some(last) = self.rx.len().checked_sub(1) else {
@@ -652,12 +649,17 @@ impl FecDecoder {
         }
     }
 
-    /// Remembers that the group starting at `shard_begin` is complete.
+    /// First seqid of the group `seqid` belongs to (kcp-go's `shardBegin`).
+    fn group_begin(&self, seqid: u32) -> u32 {
+        seqid - seqid % (self.ds + self.ps) as u32
+    }
+
+    /// Remembers that the group starting at `shard_begin` is complete (the oldest is forgotten).
     fn mark_done(&mut self, shard_begin: u32) {
-        if let Some(slot) = self.done.get_mut(self.done_at % DONE_GROUPS) {
-            *slot = Some(shard_begin);
+        self.done.rotate_right(1);
+        if let Some(newest) = self.done.first_mut() {
+            *newest = Some(shard_begin);
         }
-        self.done_at = (self.done_at + 1) % DONE_GROUPS;
     }
 
     fn free_range(&mut self, first: usize, end: usize) {
