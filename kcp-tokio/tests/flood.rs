@@ -159,7 +159,9 @@ async fn flood(crypt: Option<&str>) {
             crc32fast::hash(&data),
             "the server received other bytes than were sent"
         );
-        c.socket_stats().datagrams_sent
+        // Kept alive: it still acknowledges the answer after this task ends, and its count
+        // of datagrams sent is read after the listener's counters (below).
+        c
     });
 
     // 200,000 random datagrams from a few sockets.
@@ -218,7 +220,7 @@ async fn flood(crypt: Option<&str>) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
-    let real_sent = tokio::time::timeout(Duration::from_secs(60), real)
+    let real_client = tokio::time::timeout(Duration::from_secs(60), real)
         .await
         .expect("the real transfer completes during the flood")
         .unwrap();
@@ -238,6 +240,13 @@ async fn flood(crypt: Option<&str>) {
         ff
     );
     let st = listener.stats();
+    // Read after the listener's counters: the client may still be sending (the ACK of the
+    // answer), and a datagram it sent that the listener has not counted yet only makes the
+    // estimate of random arrivals below smaller, never larger. (The client publishes its
+    // count just after each send call returns: the pause lets a send the listener already
+    // counted reach the client's counter.)
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let real_sent = real_client.socket_stats().datagrams_sent;
     eprintln!(
         "  in_errs {} csum {} not_first_flight {} half_open_refused {} unconfirmed {}",
         st.in_errs, st.in_csum_errors, st.not_first_flight, st.half_open_refused, st.unconfirmed
