@@ -365,11 +365,13 @@ async fn a_write_after_shutdown_fails_at_once_with_broken_pipe() {
         .await
         .unwrap()
         .unwrap();
-    let t = Instant::now();
-    let e = c.write_all(b"more").await.unwrap_err();
+    // At once: no wait for the peer or a timer (a generous bound for a loaded machine).
+    let e = timeout(Duration::from_secs(1), c.write_all(b"more"))
+        .await
+        .expect("the write after shutdown waited")
+        .unwrap_err();
     assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe);
     assert_eq!(KcpError::of(&e), Some(KcpError::WriteShutdown));
-    assert!(t.elapsed() < Duration::from_millis(50));
     // Reading goes on after the half-close: the echo arrives.
     let mut back = [0u8; 5];
     timeout(Duration::from_secs(5), c.read_exact(&mut back))
