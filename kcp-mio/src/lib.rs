@@ -84,11 +84,27 @@
 //! ```
 #![deny(missing_docs)]
 
+#[cfg(feature = "mio")]
 mod endpoint;
+#[cfg(feature = "perf")]
 pub mod perf;
 pub mod stack;
 pub mod udp;
 
+#[cfg(feature = "mio")]
 pub use endpoint::{Endpoint, SessionInfo, Work};
 pub use kcp_core::endpoint::{CloseReason, EndpointStats, Event, SessionId};
 pub use stack::KcpConfig;
+
+// What a user of either adapter touches below it, so one dependency line is enough.
+/// The sans-IO engine, endpoint and codec trait (the `kcp-core` crate).
+pub use kcp_core;
+pub use kcp_core::{Config, Layer, Millis};
+/// kcp-go compatible packet encryption (the `kcp-crypto` crate).
+pub use kcp_crypto;
+pub use kcp_crypto::CipherKind;
+/// kcp-go compatible Reed-Solomon FEC (the `kcp-fec` crate).
+pub use kcp_fec;
+/// The mio version the [`Endpoint`] registers with (its `Poll`, `Token` and `Events`).
+#[cfg(feature = "mio")]
+pub use mio;

@@ -66,6 +66,8 @@ pub struct KcpConfig {
     sockbuf: Option<usize>,
     dscp: Option<u8>,
     send_backlog: usize,
+    read_timeout: Option<Duration>,
+    write_timeout: Option<Duration>,
 }
 
 impl fmt::Debug for KcpConfig {
@@ -82,6 +84,8 @@ impl fmt::Debug for KcpConfig {
             .field("shutdown_timeout", &self.shutdown_timeout)
             .field("sockbuf", &self.sockbuf)
             .field("dscp", &self.dscp)
+            .field("read_timeout", &self.read_timeout)
+            .field("write_timeout", &self.write_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -130,6 +134,8 @@ impl KcpConfig {
             sockbuf: Some(4 << 20),
             dscp: None,
             send_backlog: crate::udp::DEFAULT_BACKLOG,
+            read_timeout: None,
+            write_timeout: None,
         }
     }
 
@@ -293,6 +299,32 @@ impl KcpConfig {
     /// The send backlog bound in datagrams.
     pub fn get_send_backlog(&self) -> usize {
         self.send_backlog
+    }
+
+    /// Default read timeout of the streams an async adapter makes with this configuration
+    /// (kcp-tokio's `KcpStream::set_read_timeout` changes it per stream; `None`, the default,
+    /// waits for ever). A read that times out fails with `TimedOut` and the session goes on.
+    /// The mio [`Endpoint`](crate::Endpoint) never blocks and ignores it.
+    pub fn read_timeout(mut self, t: Option<Duration>) -> Self {
+        self.read_timeout = t;
+        self
+    }
+
+    /// The default read timeout of streams.
+    pub fn get_read_timeout(&self) -> Option<Duration> {
+        self.read_timeout
+    }
+
+    /// Default write timeout of the streams an async adapter makes with this configuration
+    /// (see [`read_timeout`](Self::read_timeout)).
+    pub fn write_timeout(mut self, t: Option<Duration>) -> Self {
+        self.write_timeout = t;
+        self
+    }
+
+    /// The default write timeout of streams.
+    pub fn get_write_timeout(&self) -> Option<Duration> {
+        self.write_timeout
     }
 
     /// Checks the engine settings and that the codec layers can be built (kcp-go silently

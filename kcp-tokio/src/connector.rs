@@ -4,7 +4,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use kcp_core::endpoint::{Endpoint, EndpointError};
+use kcp_core::endpoint::EndpointError;
 use tokio::net::{ToSocketAddrs, UdpSocket};
 
 use crate::config::KcpConfig;
@@ -55,19 +55,7 @@ impl KcpConnector {
 
     /// Client sessions over an existing socket.
     pub fn from_socket(socket: UdpSocket, config: KcpConfig) -> io::Result<KcpConnector> {
-        config.check()?;
-        let (ep, crypt) = config.endpoint_config(false)?;
-        let ep = Endpoint::new(ep)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
-        config.apply_socket(&socket)?;
-        let driver = Driver::spawn(
-            socket,
-            ep,
-            false,
-            crypt,
-            config.stack.get_send_backlog(),
-            config.clock_offset_ms,
-        )?;
+        let driver = Driver::open(socket, &config, false)?;
         Ok(KcpConnector { driver, config })
     }
 

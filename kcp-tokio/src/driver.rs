@@ -28,6 +28,7 @@ use kcp_core::endpoint::{CloseReason, Endpoint, Event, SessionId};
 use kcp_core::{Codec, CodecError, Millis};
 use kcp_mio::stack::AdapterCrypt;
 use kcp_mio::udp::{is_transient, Receiver, Sender, SLOT};
+use kcp_mio::KcpConfig;
 use socket2::SockRef;
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
@@ -441,6 +442,29 @@ pub(crate) struct Driver {
 }
 
 impl Driver {
+    /// The one place a socket becomes a driven endpoint: checks `config`, applies its socket
+    /// options, builds the endpoint (`accept`: whether peers may open sessions, a listener)
+    /// and starts the driver task. Listeners ask for receive offload; client sockets do not.
+    pub(crate) fn open(
+        socket: UdpSocket,
+        config: &KcpConfig,
+        accept: bool,
+    ) -> io::Result<Arc<Driver>> {
+        config.check()?;
+        crate::config::apply_socket(config, &socket)?;
+        let (ep, crypt) = crate::config::endpoint_config(config, accept)?;
+        let ep = Endpoint::new(ep)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        Driver::spawn(
+            socket,
+            ep,
+            accept,
+            crypt,
+            config.get_send_backlog(),
+            crate::config::clock_offset_ms(),
+        )
+    }
+
     /// Starts the driver task for `socket`. `gro` asks for receive offload (64 KiB receive
     /// slots: worth it for a listener's busy socket, not for every client socket). `crypt`
     /// builds the packet encryption the sessions' stacks left to the driver.
@@ -1021,8 +1045,8 @@ mod tests {
     async fn timers_work_across_the_32_bit_clock_wrap() {
         let start = (1u64 << 32) - 1_500;
         let cfg = KcpConfig::new(kcp_core::Config::fast3())
-            .idle_timeout(Some(Duration::from_millis(1_000)))
-            .clock_offset(start);
+            .idle_timeout(Some(Duration::from_millis(1_000)));
+        crate::config::CLOCK_OFFSET_MS.with(|c| c.set(start));
         let l = KcpListener::bind("127.0.0.1:0", cfg.clone()).await.unwrap();
         let mut c = KcpStream::connect(l.local_addr(), cfg).await.unwrap();
         c.write_all(b"x").await.unwrap();

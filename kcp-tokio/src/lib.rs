@@ -7,8 +7,7 @@
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
-//! use kcp_core::Config;
-//! use kcp_tokio::{KcpConfig, KcpListener, KcpStream};
+//! use kcp_tokio::{Config, KcpConfig, KcpListener, KcpStream};
 //! use tokio::io::{AsyncReadExt, AsyncWriteExt};
 //!
 //! let config = KcpConfig::new(Config::fast3()).fec(10, 3);
@@ -42,7 +41,13 @@ mod stream;
 
 pub use config::KcpConfig;
 pub use connector::KcpConnector;
+// What a Tokio user touches below the adapter, so `kcp-tokio` (with `tokio`) is the one
+// dependency a stream needs: the engine presets, the codec layer types, the close reasons.
 pub use driver::SocketStats;
 pub use error::KcpError;
+pub use kcp_core::endpoint::{CloseReason, EndpointStats};
+/// The runtime-free std layer under this adapter (the shared configuration, batched UDP I/O).
+pub use kcp_mio;
+pub use kcp_mio::{kcp_core, kcp_crypto, kcp_fec, CipherKind, Config, Layer};
 pub use listener::KcpListener;
 pub use stream::{KcpStream, OwnedReadHalf, OwnedWriteHalf, StreamMonitor, StreamStats};

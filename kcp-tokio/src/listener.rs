@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::Poll;
 
-use kcp_core::endpoint::Endpoint;
 use tokio::net::{ToSocketAddrs, UdpSocket};
 
 use crate::config::KcpConfig;
@@ -59,19 +58,7 @@ impl KcpListener {
 
     /// Listens on an existing socket (kcp-go's `ServeConn`).
     pub fn from_socket(socket: UdpSocket, config: KcpConfig) -> io::Result<KcpListener> {
-        config.check()?;
-        config.apply_socket(&socket)?;
-        let (ep, crypt) = config.endpoint_config(true)?;
-        let ep = Endpoint::new(ep)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
-        let driver = Driver::spawn(
-            socket,
-            ep,
-            true,
-            crypt,
-            config.stack.get_send_backlog(),
-            config.clock_offset_ms,
-        )?;
+        let driver = Driver::open(socket, &config, true)?;
         Ok(KcpListener {
             drivers: vec![driver],
             config,
@@ -100,18 +87,7 @@ impl KcpListener {
             let socket = UdpSocket::from_std(s.into())?;
             // Later sockets join the port the first one got (when asked for port 0).
             bound = socket.local_addr()?;
-            config.apply_socket(&socket)?;
-            let (ep, crypt) = config.endpoint_config(true)?;
-            let ep = Endpoint::new(ep)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
-            drivers.push(Driver::spawn(
-                socket,
-                ep,
-                true,
-                crypt,
-                config.stack.get_send_backlog(),
-                config.clock_offset_ms,
-            )?);
+            drivers.push(Driver::open(socket, &config, true)?);
         }
         Ok(KcpListener { drivers, config })
     }

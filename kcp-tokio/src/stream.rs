@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use kcp_core::endpoint::{CloseReason, Endpoint, EndpointError, SessionId};
+use kcp_core::endpoint::{CloseReason, EndpointError, SessionId};
 use kcp_core::{RecvError, SendError, SessionStats, Stats};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{ToSocketAddrs, UdpSocket};
@@ -497,19 +497,7 @@ impl KcpStream {
         conv: u32,
         config: KcpConfig,
     ) -> io::Result<KcpStream> {
-        config.check()?;
-        let (ep, crypt) = config.endpoint_config(false)?;
-        let ep = Endpoint::new(ep)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
-        config.apply_socket(&socket)?;
-        let driver = Driver::spawn(
-            socket,
-            ep,
-            false,
-            crypt,
-            config.stack.get_send_backlog(),
-            config.clock_offset_ms,
-        )?;
+        let driver = Driver::open(socket, &config, false)?;
         let id = {
             let now = driver.now_ms();
             let mut s = driver.lock();
@@ -535,12 +523,12 @@ impl KcpStream {
                 driver,
                 id,
                 owns_socket,
-                linger_ms: config.linger_ms(),
+                linger_ms: crate::config::linger_ms(config),
                 aborted: std::sync::atomic::AtomicBool::new(false),
             }),
-            shutdown_ms: config.shutdown_ms(),
-            read_to: Deadline::new(config.read_timeout),
-            write_to: Deadline::new(config.write_timeout),
+            shutdown_ms: crate::config::shutdown_ms(config),
+            read_to: Deadline::new(config.get_read_timeout()),
+            write_to: Deadline::new(config.get_write_timeout()),
             rkey: waiter_key(),
             wkey: waiter_key(),
             shut_sleep: None,

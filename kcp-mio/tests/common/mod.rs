@@ -10,9 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use kcp_mio::mio::{Events, Poll, Token};
 use kcp_mio::perf::{self, ClientSession, Report, ServerSession, Status, Test};
 use kcp_mio::{Endpoint, Event, KcpConfig, SessionId};
-use mio::{Events, Poll, Token};
 
 /// What a server saw: finished tests and failures.
 #[derive(Default, Debug)]

@@ -2,6 +2,7 @@
 //! (every byte checked against the pattern, sink and source also by CRC): a subset of the
 //! cipher x FEC x mode matrix, and several client sessions sharing one kcp-mio socket.
 
+#[path = "../../kcp-mio/tests/common/mod.rs"]
 mod common;
 
 use std::net::SocketAddr;

@@ -13,6 +13,7 @@
 //!
 //! The Go peer's count-0 runs are in `kcpgo_interop.rs`.
 
+#[path = "../../kcp-mio/tests/common/mod.rs"]
 mod common;
 
 use std::net::SocketAddr;
