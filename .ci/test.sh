@@ -34,6 +34,9 @@ for t in x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu x86_64-apple-darwin 
     cargo check -q -p kcp-tokio -p kcp-mio --all-features --all-targets --target "$t"
 done
 
+step "a Tokio echo program with kcp-tokio and tokio as its only dependencies"
+bash .ci/standalone-echo.sh
+
 step "kcp-perf demo (the README's main job)"
 cargo run --release -q -p kcp-tokio --example kcp-perf -- demo
 
