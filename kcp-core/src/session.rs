@@ -112,6 +112,16 @@ impl Session<'static> {
     }
 }
 
+/// How far [`Session::open_through`] got.
+enum Opened {
+    /// Every layer opened; the engine's packet is this range.
+    Inner(core::ops::Range<usize>),
+    /// Layer `.0` kept the packet (an FEC parity shard): nothing for the engine now.
+    Held(usize),
+    /// Layer `.0` refused it (counted).
+    Failed(usize, SessionError),
+}
+
 impl<'a> Session<'a> {
     /// Wraps an existing engine, whose `header_room`/`trailer_room` must already cover the
     /// layers (checked).
@@ -254,41 +264,37 @@ impl<'a> Session<'a> {
         datagram: &mut [u8],
         count: usize,
     ) -> Result<(), SessionError> {
-        let mut range = 0..datagram.len();
-        let mut result = Ok(());
-        let mut delivered = true;
-        let mut opened_to = count;
-        for i in (0..count).rev() {
-            let Some(part) = datagram.get_mut(range.clone()) else {
-                return Err(self.codec_error(CodecError::Malformed));
-            };
-            match self.layers[i].open(part, now) {
-                Ok(Some(inner)) => {
-                    range = range.start + inner.start..range.start + inner.end;
-                }
-                Ok(None) => {
-                    delivered = false;
-                    opened_to = i;
-                    break;
-                }
-                Err(e) => {
-                    result = Err(self.codec_error(e));
-                    delivered = false;
-                    opened_to = i;
-                    break;
-                }
+        let (result, opened_to) = match self.open_through(now, datagram, count) {
+            Opened::Inner(range) => {
+                let kcp_part = datagram.get(range).unwrap_or(&[]);
+                (self.feed(now, kcp_part, true), 0)
             }
-        }
-        if delivered {
-            opened_to = 0;
-            let kcp_part = datagram.get(range).unwrap_or(&[]);
-            result = self.feed(now, kcp_part, true);
-        }
+            Opened::Held(i) => (Ok(()), i),
+            Opened::Failed(i, e) => (Err(e), i),
+        };
         // Rebuilt packets of every layer that was reached, opened through the inner layers.
         for i in opened_to..count {
             self.drain_recovered(i, now);
         }
         result
+    }
+
+    /// Opens `packet` in place through layers `count-1 ..= 0` (outermost first): the one copy
+    /// of the rule for received datagrams and for packets a layer rebuilt. Failures are
+    /// counted.
+    fn open_through(&mut self, now: Millis, packet: &mut [u8], count: usize) -> Opened {
+        let mut range = 0..packet.len();
+        for i in (0..count).rev() {
+            let Some(part) = packet.get_mut(range.clone()) else {
+                return Opened::Failed(i, self.codec_error(CodecError::Malformed));
+            };
+            match self.layers[i].open(part, now) {
+                Ok(Some(inner)) => range = range.start + inner.start..range.start + inner.end,
+                Ok(None) => return Opened::Held(i),
+                Err(e) => return Opened::Failed(i, self.codec_error(e)),
+            }
+        }
+        Opened::Inner(range)
     }
 
     /// Number of codec layers.
@@ -333,27 +339,8 @@ impl<'a> Session<'a> {
         // Rebuilt packets are at most the largest MTU; no buffer is kept per session.
         let mut scratch = [0u8; RECOVERED_MAX];
         while let Some(n) = self.layers[layer].poll_recovered(&mut scratch) {
-            let mut range = 0..n.min(scratch.len());
-            let mut ok = true;
-            for i in (0..layer).rev() {
-                let Some(part) = scratch.get_mut(range.clone()) else {
-                    ok = false;
-                    break;
-                };
-                match self.layers[i].open(part, now) {
-                    Ok(Some(inner)) => range = range.start + inner.start..range.start + inner.end,
-                    Ok(None) => {
-                        ok = false;
-                        break;
-                    }
-                    Err(e) => {
-                        let _ = self.codec_error(e);
-                        ok = false;
-                        break;
-                    }
-                }
-            }
-            if ok {
+            let n = n.min(scratch.len());
+            if let Opened::Inner(range) = self.open_through(now, &mut scratch[..n], layer) {
                 let part = scratch.get(range).unwrap_or(&[]);
                 let _ = self.feed(now, part, false);
             }

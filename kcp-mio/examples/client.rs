@@ -15,7 +15,7 @@
 //! address, so against the Go server use `--conns 1`. Exit code 0: every session verified;
 //! 1: one failed (reasons on stderr); 2: bad flags or settings, or the socket failed.
 
-mod common;
+use kcp_mio::cli;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -43,10 +43,10 @@ struct Args {
     #[arg(long, value_parser = ["echo", "sink", "source"])]
     test: String,
     /// Bytes per session (suffix K, M, G: powers of 1024).
-    #[arg(long, default_value = "1M", value_parser = common::parse_size)]
+    #[arg(long, default_value = "1M", value_parser = cli::parse_size)]
     bytes: u64,
     /// Message (echo) or write size; default 1K for echo, 16K otherwise; at most 1M.
-    #[arg(long, value_parser = common::parse_size)]
+    #[arg(long, value_parser = cli::parse_size)]
     msg: Option<u64>,
     /// Concurrent sessions (sharing one UDP socket).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100_000))]
@@ -67,7 +67,7 @@ struct Args {
     #[arg(long)]
     json: bool,
     #[command(flatten)]
-    kcp: common::KcpArgs,
+    kcp: cli::KcpArgs,
 }
 
 fn parse_secs(s: &str) -> Result<Duration, String> {
@@ -113,7 +113,7 @@ struct Conn {
 const CHECK: Duration = Duration::from_millis(250);
 
 fn run(a: Args) -> Result<bool, String> {
-    let connect = common::resolve(&a.connect, "127.0.0.1")?;
+    let connect = cli::resolve(&a.connect, "127.0.0.1")?;
     let test = Test::from_name(&a.test).ok_or("--test: echo, sink or source")?;
     let msg = a
         .msg
@@ -128,7 +128,7 @@ fn run(a: Args) -> Result<bool, String> {
         return Err("--bytes 0 needs --duration".into());
     }
     let config = a.kcp.config()?;
-    let message_mode = !a.kcp.stream;
+    let message_mode = !a.kcp.stream();
     let bind: SocketAddr = if connect.is_ipv4() {
         ([0, 0, 0, 0], 0).into()
     } else {
@@ -297,7 +297,7 @@ fn run(a: Args) -> Result<bool, String> {
 
 fn print_report(r: &Report, ok: bool, json: bool, extra: &str) {
     if json {
-        let (cpu, rss) = common::resources();
+        let (cpu, rss) = cli::resources();
         println!("{}", r.json("client", ok, cpu, rss, extra));
     } else {
         println!("{}", r.line("client", ok));

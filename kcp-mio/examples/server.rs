@@ -15,7 +15,7 @@
 //! gracefully (its last bytes acknowledged, at most the shutdown timeout). Exit code 2: bad
 //! flags or settings, or the socket failed.
 
-mod common;
+use kcp_mio::cli;
 
 use std::collections::HashMap;
 use std::io;
@@ -44,12 +44,12 @@ struct Args {
     #[arg(long, default_value_t = 65_536, value_parser = clap::value_parser!(u32).range(1..))]
     max_sessions: u32,
     #[command(flatten)]
-    kcp: common::KcpArgs,
+    kcp: cli::KcpArgs,
 }
 
 fn print_report(r: &Report, peer: Option<SocketAddr>, json: bool) {
     if json {
-        let (cpu, rss) = common::resources();
+        let (cpu, rss) = cli::resources();
         let remote = peer
             .map(|p| format!(",\"remote\":\"{p}\""))
             .unwrap_or_default();
@@ -91,9 +91,9 @@ fn peer(ep: &Endpoint, id: SessionId) -> String {
 }
 
 fn run(a: Args) -> Result<(), String> {
-    let listen = common::resolve(&a.listen, "0.0.0.0")?;
+    let listen = cli::resolve(&a.listen, "0.0.0.0")?;
     let config = a.kcp.config()?.max_sessions(a.max_sessions as usize);
-    let message_mode = !a.kcp.stream;
+    let message_mode = !a.kcp.stream();
 
     let mut poll = Poll::new().map_err(|e| e.to_string())?;
     let mut ep = Endpoint::listen(listen, &config, poll.registry(), Token(0))

@@ -361,7 +361,7 @@ impl Endpoint {
     pub fn connect(&mut self, addr: SocketAddr) -> io::Result<SessionId> {
         let mut last = None;
         for _ in 0..8 {
-            match self.connect_with_conv(addr, random_conv()?) {
+            match self.connect_with_conv(addr, crate::stack::random_conv()?) {
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = Some(e),
                 r => return r,
             }
@@ -520,11 +520,4 @@ impl Endpoint {
         self.registry.deregister(&mut self.socket)?;
         Ok(self.socket)
     }
-}
-
-/// A random conversation id from the OS.
-fn random_conv() -> io::Result<u32> {
-    let mut b = [0u8; 4];
-    getrandom::fill(&mut b).map_err(|e| io::Error::other(e.to_string()))?;
-    Ok(u32::from_le_bytes(b))
 }

@@ -84,6 +84,8 @@
 //! ```
 #![deny(missing_docs)]
 
+#[cfg(feature = "cli")]
+pub mod cli;
 #[cfg(feature = "mio")]
 mod endpoint;
 #[cfg(feature = "perf")]

@@ -398,6 +398,15 @@ impl KcpConfig {
     }
 }
 
+/// A random conversation id for a session this side opens, from the OS's random source (as
+/// kcp-go draws it from `crypto/rand`): ids of different clients must not collide at a
+/// server, and an off-path attacker must not guess them.
+pub fn random_conv() -> io::Result<u32> {
+    let mut b = [0u8; 4];
+    getrandom::fill(&mut b).map_err(|e| io::Error::other(format!("OS random source: {e}")))?;
+    Ok(u32::from_le_bytes(b))
+}
+
 /// Where kcp-go's packet encryption runs (see [`KcpConfig::endpoint_config_with`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]

@@ -10,13 +10,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use kcp_core::Config;
+use kcp_mio::cli::{
+    self, parse_duration, parse_pct, parse_rate, parse_secs, parse_size, resources, KcpArgs,
+};
 use kcp_tokio::impair::{ImpairConfig, Proxy};
 use kcp_tokio::perf::{self, Report, Test};
-use kcp_tokio::{KcpConfig, KcpListener, KcpStream};
-
-/// The port client and server use when an address has none.
-const DEFAULT_PORT: u16 = 4000;
+use kcp_tokio::{Config, KcpConfig, KcpListener, KcpStream};
 
 #[derive(Parser)]
 #[command(
@@ -113,61 +112,6 @@ struct ClientArgs {
     kcp: KcpArgs,
 }
 
-/// KCP settings, with kcptun's names and defaults (both sides must agree).
-#[derive(Args)]
-struct KcpArgs {
-    /// Packet encryption: aes, aes-128, aes-192, salsa20, blowfish, twofish, cast5, 3des,
-    /// tea, xtea, xor, sm4, none, null.
-    #[arg(long, default_value = "aes")]
-    crypt: String,
-    /// Pre-shared secret.
-    #[arg(long, default_value = "it's a secrect")]
-    key: String,
-    /// FEC data shards (0 with --parityshard 0: no FEC).
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u8))]
-    datashard: u8,
-    /// FEC parity shards.
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8))]
-    parityshard: u8,
-    /// Preset: normal, fast, fast2, fast3, manual. --nodelay, --interval, --resend and --nc
-    /// override the preset's values.
-    #[arg(long, default_value = "fast", value_parser = ["normal", "fast", "fast2", "fast3", "manual"])]
-    mode: String,
-    /// nodelay (0 or 1).
-    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=1))]
-    nodelay: Option<u8>,
-    /// Update interval in ms.
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=5000))]
-    interval: Option<u32>,
-    /// Fast resend after this many skipping ACKs (0: off).
-    #[arg(long)]
-    resend: Option<u32>,
-    /// 1 turns congestion control off.
-    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=1))]
-    nc: Option<u8>,
-    /// Largest UDP payload.
-    #[arg(long, default_value_t = 1350, value_parser = clap::value_parser!(u32).range(78..=1500))]
-    mtu: u32,
-    /// Send window (segments).
-    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=65535))]
-    sndwnd: u32,
-    /// Receive window (segments).
-    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=65535))]
-    rcvwnd: u32,
-    /// Stream mode (`--stream=false`: message mode).
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
-    stream: bool,
-    /// Flush ACKs at once.
-    #[arg(long)]
-    acknodelay: bool,
-    /// UDP socket buffers in bytes.
-    #[arg(long, default_value = "4M", value_parser = parse_size)]
-    sockbuf: u64,
-    /// DSCP code point (0..=63; 0 leaves it unset).
-    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=63))]
-    dscp: u8,
-}
-
 #[derive(Args)]
 struct ProxyArgs {
     /// Address to listen on.
@@ -199,144 +143,25 @@ struct ProxyArgs {
     seed: u64,
 }
 
-fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let (num, mult) = match t.chars().last() {
-        Some('k' | 'K') => (&t[..t.len() - 1], 1u64 << 10),
-        Some('m' | 'M') => (&t[..t.len() - 1], 1 << 20),
-        Some('g' | 'G') => (&t[..t.len() - 1], 1 << 30),
-        _ => (t, 1),
-    };
-    num.parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(mult))
-        .ok_or_else(|| format!("{s:?} is not a size (an integer, optionally with K, M or G)"))
-}
-
-fn parse_secs(s: &str) -> Result<Duration, String> {
-    let v: f64 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
-    if !(0.0..=1e9).contains(&v) {
-        return Err(format!("{s}: seconds must be between 0 and 1e9"));
-    }
-    Ok(Duration::from_secs_f64(v))
-}
-
-/// Seconds, or `inf`: until interrupted.
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    if matches!(s, "inf" | "infinity") {
-        return Ok(Duration::MAX);
-    }
-    let d = parse_secs(s)?;
-    if d.is_zero() {
-        return Err("--duration must be positive (or inf)".into());
-    }
-    Ok(d)
-}
-
-fn parse_rate(s: &str) -> Result<f64, String> {
-    let v: f64 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
-    if !v.is_finite() || v < 0.0 {
-        return Err(format!("{s}: must be a finite number >= 0"));
-    }
-    Ok(v)
-}
-
-fn parse_pct(s: &str) -> Result<f64, String> {
-    let v = parse_rate(s)?;
-    if v > 100.0 {
-        return Err(format!("{s}: a percentage is at most 100"));
-    }
-    Ok(v)
-}
-
-/// Resolves `host:port`, `ip:port`, `[v6]:port` or `:port` (`any` host for it).
+/// Resolves an address as [`cli::resolve`] does, off the runtime's threads.
 async fn resolve(s: &str, any: &str) -> Result<SocketAddr, String> {
-    let full = match s.strip_prefix(':') {
-        Some(port) => format!("{any}:{port}"),
-        None if !s.contains(':') => format!("{s}:{DEFAULT_PORT}"),
-        None => s.to_string(),
-    };
-    let mut addrs = tokio::net::lookup_host(full.as_str())
+    let (s, any) = (s.to_string(), any.to_string());
+    tokio::task::spawn_blocking(move || cli::resolve(&s, &any))
         .await
-        .map_err(|e| format!("{s}: {e}"))?;
-    addrs.next().ok_or_else(|| format!("{s}: no address"))
-}
-
-fn kcp_config(a: &KcpArgs) -> Result<(KcpConfig, bool), String> {
-    let mut engine = match a.mode.as_str() {
-        "manual" => Config::default().with_nodelay(false, 50, 0, false),
-        m => Config::by_name(m).ok_or(format!("--mode: unknown {m:?}"))?,
-    };
-    if a.nodelay.is_some() || a.interval.is_some() || a.resend.is_some() || a.nc.is_some() {
-        engine = engine.with_nodelay(
-            a.nodelay.map_or(engine.nodelay, |v| v != 0),
-            a.interval.unwrap_or(engine.interval),
-            a.resend.unwrap_or(engine.resend),
-            a.nc.map_or(engine.nc, |v| v != 0),
-        );
-    }
-    engine.mtu = a.mtu;
-    engine = engine.with_windows(a.sndwnd, a.rcvwnd);
-    engine.stream = a.stream;
-    engine.ack_nodelay = a.acknodelay;
-    engine
-        .validate()
-        .map_err(|e| format!("bad KCP settings: {e}"))?;
-    let cfg = KcpConfig::new(engine)
-        .fec(a.datashard.into(), a.parityshard.into())
-        .crypt(&a.crypt, &a.key)
         .map_err(|e| e.to_string())?
-        .sockbuf(Some(a.sockbuf as usize))
-        .dscp((a.dscp != 0).then_some(a.dscp));
-    Ok((cfg, a.stream))
 }
 
-/// Process CPU seconds (user + system) and peak RSS in KiB, from `getrusage`.
-#[cfg(unix)]
-fn resources() -> (f64, u64) {
-    // SAFETY: an all-zero rusage is valid; getrusage writes into it.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: RUSAGE_SELF with a valid pointer.
-    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
-        return (0.0, 0);
-    }
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    let cpu = secs(ru.ru_utime) + secs(ru.ru_stime);
-    // Linux reports KiB, macOS bytes.
-    let rss = if cfg!(target_os = "macos") {
-        ru.ru_maxrss as u64 / 1024
-    } else {
-        ru.ru_maxrss as u64
-    };
-    (cpu, rss)
-}
-
-#[cfg(not(unix))]
-fn resources() -> (f64, u64) {
-    (0.0, 0)
+/// The configuration and whether it is stream mode.
+fn kcp_config(a: &KcpArgs) -> Result<(KcpConfig, bool), String> {
+    Ok((a.config()?, a.stream()))
 }
 
 fn print_report(role: &str, r: &Report, ok: bool, json: bool) {
     if json {
         let (cpu, rss) = resources();
-        println!("{}", perf::json(role, r, ok, cpu, rss));
+        println!("{}", r.json(role, ok, cpu, rss, ""));
     } else {
-        let rtt = if r.rtts_us.is_empty() {
-            String::new()
-        } else {
-            format!(", rtt p50 {} us p99 {} us", r.rtt_us(0.5), r.rtt_us(0.99))
-        };
-        println!(
-            "{role} {}: {} bytes in {:.3} s = {:.2} MB/s ({:.1} Mbit/s){rtt}, retrans {}, fec recovered {}: {}",
-            r.test.name(),
-            r.bytes,
-            r.seconds,
-            r.mbps(),
-            r.mbps() * 8.0,
-            r.retrans,
-            r.fec_recovered,
-            if ok { "ok" } else { "FAILED" }
-        );
+        println!("{}", r.line(role, ok));
     }
 }
 
@@ -547,7 +372,7 @@ async fn client(a: ClientArgs) -> Result<bool, String> {
         total.rtts_us.sort_unstable();
         if json {
             let (cpu, rss) = resources();
-            let line = perf::json("client", &total, ok, cpu, rss);
+            let line = total.json("client", ok, cpu, rss, "");
             println!(
                 "{},\"summary\":true,\"conns\":{conns}}}",
                 &line[..line.len() - 1]

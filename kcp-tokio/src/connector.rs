@@ -9,7 +9,7 @@ use tokio::net::{ToSocketAddrs, UdpSocket};
 
 use crate::config::KcpConfig;
 use crate::driver::{millis, Driver, Sess, SocketStats};
-use crate::stream::{random_conv, KcpStream};
+use crate::stream::KcpStream;
 
 /// Opens client sessions that share one UDP socket and one driver task, each with its own
 /// conversation id (kcp-go's `NewConn3` over a shared `net.PacketConn`).
@@ -69,7 +69,7 @@ impl KcpConnector {
         // A random id that another session of this socket to the same peer already uses is
         // drawn again.
         for _ in 0..16 {
-            match self.connect_with_conv(addr, random_conv()) {
+            match self.connect_with_conv(addr, kcp_mio::stack::random_conv()?) {
                 Err(e) if e.kind() == io::ErrorKind::AddrInUse => continue,
                 r => return r,
             }

@@ -18,114 +18,14 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::KcpStream;
+pub use kcp_mio::perf::{
+    frame_header, header, parse_header, parse_sink_answer, sink_answer, Report, Test, END_FRAME,
+    HEADER_LEN, MAX_FRAME,
+};
 
 /// Payload byte at stream offset `i`.
 pub fn pattern(i: u64) -> u8 {
     ((i * 7 + i / 251) % 256) as u8
-}
-
-/// Which test a session runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Test {
-    /// Round trips of `msg`-sized messages.
-    Echo,
-    /// Client to server bulk transfer.
-    Sink,
-    /// Server to client bulk transfer.
-    Source,
-}
-
-impl Test {
-    /// The protocol byte.
-    pub fn byte(self) -> u8 {
-        match self {
-            Test::Echo => 1,
-            Test::Sink => 2,
-            Test::Source => 3,
-        }
-    }
-    /// Parses `echo`, `sink` or `source`.
-    pub fn from_name(s: &str) -> Option<Test> {
-        match s {
-            "echo" => Some(Test::Echo),
-            "sink" => Some(Test::Sink),
-            "source" => Some(Test::Source),
-            _ => None,
-        }
-    }
-    /// The test's name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Test::Echo => "echo",
-            Test::Sink => "sink",
-            Test::Source => "source",
-        }
-    }
-}
-
-/// The 16-byte session header.
-pub fn header(test: Test, count: u64) -> [u8; 16] {
-    let mut h = [0u8; 16];
-    h[..4].copy_from_slice(b"KPRF");
-    h[4] = 1;
-    h[5] = test.byte();
-    h[8..].copy_from_slice(&count.to_le_bytes());
-    h
-}
-
-fn parse_header(h: &[u8]) -> io::Result<(Test, u64)> {
-    let bad = |why: &str| io::Error::new(io::ErrorKind::InvalidData, format!("bad header: {why}"));
-    if h.len() != 16 {
-        return Err(bad("length"));
-    }
-    if &h[..4] != b"KPRF" || h[4] != 1 || h[6] != 0 || h[7] != 0 {
-        return Err(bad("magic, version or reserved bytes"));
-    }
-    let test = match h[5] {
-        1 => Test::Echo,
-        2 => Test::Sink,
-        3 => Test::Source,
-        _ => return Err(bad("test")),
-    };
-    let mut c = [0u8; 8];
-    c.copy_from_slice(&h[8..16]);
-    Ok((test, u64::from_le_bytes(c)))
-}
-
-/// What one session measured.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Report {
-    /// The test.
-    pub test: Test,
-    /// Payload bytes moved.
-    pub bytes: u64,
-    /// From the first payload byte to the last byte's confirmation.
-    pub seconds: f64,
-    /// Echo round trips in microseconds, ascending (empty for sink and source).
-    pub rtts_us: Vec<u64>,
-    /// Retransmissions of this session.
-    pub retrans: u64,
-    /// FEC-rebuilt datagrams this session accepted.
-    pub fec_recovered: u64,
-}
-
-impl Report {
-    /// Megabytes per second (10^6 bytes per second; JSON `mb_per_s`).
-    pub fn mbps(&self) -> f64 {
-        if self.seconds > 0.0 {
-            self.bytes as f64 / self.seconds / 1e6
-        } else {
-            0.0
-        }
-    }
-    /// A round-trip percentile in microseconds (0 without echoes).
-    pub fn rtt_us(&self, p: f64) -> u64 {
-        if self.rtts_us.is_empty() {
-            return 0;
-        }
-        let i = ((self.rtts_us.len() - 1) as f64 * p).round() as usize;
-        self.rtts_us[i.min(self.rtts_us.len() - 1)]
-    }
 }
 
 struct Io<'a> {
@@ -254,13 +154,10 @@ impl Io<'_> {
 /// A frame of a count-0 (duration) run: u32 length, then the payload.
 fn frame(payload: &[u8]) -> Vec<u8> {
     let mut f = Vec::with_capacity(4 + payload.len());
-    f.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    f.extend_from_slice(&frame_header(payload.len() as u32));
     f.extend_from_slice(payload);
     f
 }
-
-/// The largest frame payload a count-0 run accepts.
-const MAX_FRAME: u32 = 1 << 20;
 
 /// Runs one client session. `msg` is the message size (echo) or write size.
 pub async fn client(
@@ -641,27 +538,6 @@ async fn serve_frames(
             io.write(&h.finalize().to_le_bytes()).await
         }
     }
-}
-
-/// One JSON line for a report (kcp-perf's `--json` format): `mb_per_s` is 10^6 bytes per
-/// second, `mbit_per_s` 10^6 bits per second.
-pub fn json(role: &str, r: &Report, ok: bool, cpu_seconds: f64, peak_rss_kb: u64) -> String {
-    format!(
-        "{{\"role\":\"{role}\",\"test\":\"{}\",\"bytes\":{},\"seconds\":{:.6},\"mb_per_s\":{:.3},\"mbit_per_s\":{:.3},\"rtt_p50_us\":{},\"rtt_p99_us\":{},\"rtt_max_us\":{},\"cpu_seconds\":{:.3},\"peak_rss_kb\":{},\"retrans\":{},\"fec_recovered\":{},\"ok\":{}}}",
-        r.test.name(),
-        r.bytes,
-        r.seconds,
-        r.mbps(),
-        r.mbps() * 8.0,
-        r.rtt_us(0.5),
-        r.rtt_us(0.99),
-        r.rtts_us.last().copied().unwrap_or(0),
-        cpu_seconds,
-        peak_rss_kb,
-        r.retrans,
-        r.fec_recovered,
-        ok
-    )
 }
 
 /// A default per-operation deadline for interop and tests.

@@ -486,7 +486,7 @@ impl KcpStream {
             (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
         };
         let socket = UdpSocket::bind(bind).await?;
-        KcpStream::connect_with_socket(socket, addr, random_conv(), config)
+        KcpStream::connect_with_socket(socket, addr, kcp_mio::stack::random_conv()?, config)
     }
 
     /// Opens a session over an existing socket with a given conversation id (kcp-go's
@@ -716,20 +716,6 @@ impl KcpStream {
             },
         )
     }
-}
-
-pub(crate) fn random_conv() -> u32 {
-    // kcp-go draws the conv from crypto/rand; uniqueness is what matters here.
-    use std::collections::hash_map::RandomState;
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    h.finish() as u32
 }
 
 fn poll_read_buf(

@@ -1,18 +1,21 @@
-//! What both examples share with kcp-tokio's `kcp-perf`: the kcptun-named KCP flags (same
-//! names, defaults and ranges), sizes, addresses with the default port, the `--json`
-//! resource fields.
+//! The command line the project's tools share (feature `cli`): the kcptun-named KCP flags
+//! (same names, defaults and ranges as kcptun's client), sizes with K/M/G suffixes, seconds,
+//! rates, addresses with a default port or kcptun's `:port`, and the `--json` resource
+//! fields. kcp-perf (kcp-tokio), the kcp-mio examples and the tunnel use it, so a flag means
+//! the same in each.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 
 use clap::Args;
-use kcp_core::Config;
-use kcp_mio::KcpConfig;
+use std::time::Duration;
+
+use crate::{Config, KcpConfig};
 
 /// The port client and server use when an address has none.
 pub const DEFAULT_PORT: u16 = 4000;
 
 /// KCP settings, with kcptun's names and defaults (both sides must agree).
-#[derive(Args)]
+#[derive(Args, Debug, Clone)]
 pub struct KcpArgs {
     /// Packet encryption: aes, aes-128, aes-192, salsa20, blowfish, twofish, cast5, 3des,
     /// tea, xtea, xor, sm4, none, null.
@@ -54,7 +57,7 @@ pub struct KcpArgs {
     rcvwnd: u32,
     /// Stream mode (`--stream=false`: message mode).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
-    pub stream: bool,
+    stream: bool,
     /// Flush ACKs at once.
     #[arg(long)]
     acknodelay: bool,
@@ -67,6 +70,11 @@ pub struct KcpArgs {
 }
 
 impl KcpArgs {
+    /// Whether the flags ask for stream mode.
+    pub fn stream(&self) -> bool {
+        self.stream
+    }
+
     /// The endpoint configuration these flags describe, or what is wrong with them.
     pub fn config(&self) -> Result<KcpConfig, String> {
         let mut engine = match self.mode.as_str() {
@@ -118,6 +126,45 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{s:?} is not a size (an integer, optionally with K, M or G)"))
 }
 
+/// Seconds as a decimal number (0 to 1e9).
+pub fn parse_secs(s: &str) -> Result<Duration, String> {
+    let v: f64 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
+    if !(0.0..=1e9).contains(&v) {
+        return Err(format!("{s}: seconds must be between 0 and 1e9"));
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+/// Seconds, or `inf`: until interrupted.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    if matches!(s, "inf" | "infinity") {
+        return Ok(Duration::MAX);
+    }
+    let d = parse_secs(s)?;
+    if d.is_zero() {
+        return Err("--duration must be positive (or inf)".into());
+    }
+    Ok(d)
+}
+
+/// A finite number >= 0.
+pub fn parse_rate(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
+    if !v.is_finite() || v < 0.0 {
+        return Err(format!("{s}: must be a finite number >= 0"));
+    }
+    Ok(v)
+}
+
+/// A percentage (0 to 100).
+pub fn parse_pct(s: &str) -> Result<f64, String> {
+    let v = parse_rate(s)?;
+    if v > 100.0 {
+        return Err(format!("{s}: a percentage is at most 100"));
+    }
+    Ok(v)
+}
+
 /// Resolves `host:port`, `ip:port`, `[v6]:port`, `host` (port 4000) or kcptun's `:port`
 /// (`any` as the host).
 pub fn resolve(s: &str, any: &str) -> Result<SocketAddr, String> {
@@ -152,7 +199,89 @@ pub fn resources() -> (f64, u64) {
     (cpu, rss)
 }
 
+/// Process CPU seconds and peak RSS (not measured on this system: zeros).
 #[cfg(not(unix))]
 pub fn resources() -> (f64, u64) {
     (0.0, 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        kcp: KcpArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<KcpArgs, clap::Error> {
+        Cli::try_parse_from(std::iter::once("t").chain(args.iter().copied())).map(|c| c.kcp)
+    }
+
+    #[test]
+    fn kcptun_defaults_and_overrides_reach_the_configuration() {
+        let a = parse(&[]).unwrap();
+        let cfg = a.config().unwrap();
+        assert_eq!(cfg.engine().snd_wnd, 128);
+        assert_eq!(cfg.engine().rcv_wnd, 512);
+        assert_eq!(cfg.fec_shards(), Some((10, 3)));
+        assert!(cfg.cipher().is_some());
+        assert!(a.stream());
+
+        let a = parse(&[
+            "--mode",
+            "fast3",
+            "--interval",
+            "20",
+            "--sndwnd",
+            "1024",
+            "--crypt",
+            "null",
+            "--datashard",
+            "0",
+            "--parityshard",
+            "0",
+            "--stream=false",
+        ])
+        .unwrap();
+        let cfg = a.config().unwrap();
+        assert_eq!(cfg.engine().interval, 20);
+        assert_eq!(cfg.engine().snd_wnd, 1024);
+        assert_eq!(cfg.fec_shards(), None);
+        assert_eq!(cfg.cipher(), None);
+        assert!(!a.stream());
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_flag_named() {
+        assert!(parse(&["--mtu", "40"]).is_err());
+        assert!(parse(&["--mode", "fastest"]).is_err());
+        let e = parse(&["--crypt", "rot13"]).unwrap().config().unwrap_err();
+        assert!(e.contains("--crypt"), "{e}");
+    }
+
+    #[test]
+    fn sizes_seconds_and_addresses() {
+        assert_eq!(parse_size("4M"), Ok(4 << 20));
+        assert_eq!(parse_size(" 16k"), Ok(16 << 10));
+        assert!(parse_size("1.5M").is_err());
+        assert!(parse_size("99999999999G").is_err());
+        assert_eq!(parse_secs("0.5"), Ok(Duration::from_millis(500)));
+        assert!(parse_secs("-1").is_err());
+        assert_eq!(parse_duration("inf"), Ok(Duration::MAX));
+        assert!(parse_duration("0").is_err());
+        assert!(parse_pct("101").is_err());
+        assert!(parse_rate("NaN").is_err());
+        assert_eq!(
+            resolve(":4001", "127.0.0.1"),
+            Ok("127.0.0.1:4001".parse().unwrap())
+        );
+        assert_eq!(
+            resolve("127.0.0.1", "0.0.0.0"),
+            Ok(SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)))
+        );
+        assert_eq!(resolve("[::1]:9", "::"), Ok("[::1]:9".parse().unwrap()));
+    }
 }
