@@ -8,7 +8,8 @@ use kcp_core::endpoint::EndpointError;
 use tokio::net::{ToSocketAddrs, UdpSocket};
 
 use crate::config::KcpConfig;
-use crate::driver::{millis, Driver, Sess, SocketStats};
+use crate::driver::{millis, Driver, Sess};
+use crate::stats::SocketStats;
 use crate::stream::KcpStream;
 
 /// Opens client sessions that share one UDP socket and one driver task, each with its own

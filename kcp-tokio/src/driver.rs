@@ -29,6 +29,9 @@ use kcp_core::{Codec, CodecError, Millis};
 use kcp_mio::stack::AdapterCrypt;
 use kcp_mio::udp::{is_transient, Receiver, Sender, SLOT};
 use kcp_mio::KcpConfig;
+
+use crate::stats::SocketStats;
+use crate::stats::{bump, Counters};
 use socket2::SockRef;
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
@@ -319,59 +322,6 @@ impl Shared {
     }
 }
 
-/// Counters of one socket's driver.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct SocketStats {
-    /// Datagrams the kernel took.
-    pub datagrams_sent: u64,
-    /// Send system calls (`sendmmsg` or `sendto`).
-    pub send_calls: u64,
-    /// Times the kernel refused a send because its buffer was full (`EAGAIN`); what it
-    /// refused waits in the backlog.
-    pub send_would_block: u64,
-    /// Datagrams dropped on the way out: the backlog was full, or the kernel refused them
-    /// with an error (unreachable destination...). KCP retransmits them.
-    pub send_drops: u64,
-    /// Datagrams waiting in the backlog now.
-    pub backlog: u64,
-    /// Datagrams read from the socket.
-    pub datagrams_received: u64,
-    /// Datagrams dropped because they were larger than the receive buffer (never passed on
-    /// truncated).
-    pub recv_truncated: u64,
-    /// Times the driver task woke up.
-    pub wakeups: u64,
-    /// With the `perf` feature: the longest time the state lock was held, in ns (0 without).
-    pub lock_hold_max_ns: u64,
-    /// With the `perf` feature: total time the state lock was held, in ns.
-    pub lock_hold_total_ns: u64,
-    /// With the `perf` feature: how often the state lock was taken.
-    pub lock_acquisitions: u64,
-}
-
-#[derive(Default)]
-struct Counters {
-    datagrams_sent: AtomicU64,
-    send_calls: AtomicU64,
-    send_would_block: AtomicU64,
-    send_drops: AtomicU64,
-    backlog: AtomicU64,
-    datagrams_received: AtomicU64,
-    recv_truncated: AtomicU64,
-    wakeups: AtomicU64,
-    #[cfg(feature = "perf")]
-    lock_hold_max_ns: AtomicU64,
-    #[cfg(feature = "perf")]
-    lock_hold_total_ns: AtomicU64,
-    #[cfg(feature = "perf")]
-    lock_acquisitions: AtomicU64,
-}
-
-fn bump(c: &AtomicU64, n: u64) {
-    c.fetch_add(n, Ordering::Relaxed);
-}
-
 /// The send side, behind the send lock: the shared batched sender (its batch, GSO, the
 /// bounded backlog of what the kernel refused) and the sealer.
 struct Tx {
@@ -553,27 +503,7 @@ impl Driver {
     }
 
     pub(crate) fn socket_stats(&self) -> SocketStats {
-        let c = &self.inner.counters;
-        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        #[allow(unused_mut)]
-        let mut st = SocketStats {
-            datagrams_sent: get(&c.datagrams_sent),
-            send_calls: get(&c.send_calls),
-            send_would_block: get(&c.send_would_block),
-            send_drops: get(&c.send_drops),
-            backlog: get(&c.backlog),
-            datagrams_received: get(&c.datagrams_received),
-            recv_truncated: get(&c.recv_truncated),
-            wakeups: get(&c.wakeups),
-            ..SocketStats::default()
-        };
-        #[cfg(feature = "perf")]
-        {
-            st.lock_hold_max_ns = get(&c.lock_hold_max_ns);
-            st.lock_hold_total_ns = get(&c.lock_hold_total_ns);
-            st.lock_acquisitions = get(&c.lock_acquisitions);
-        }
-        st
+        self.inner.counters.snapshot()
     }
 
     #[cfg(all(test, target_os = "linux"))]

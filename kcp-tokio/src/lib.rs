@@ -37,17 +37,18 @@ pub mod impair;
 mod listener;
 #[cfg(feature = "perf")]
 pub mod perf;
+mod stats;
 mod stream;
 
 pub use config::KcpConfig;
 pub use connector::KcpConnector;
 // What a Tokio user touches below the adapter, so `kcp-tokio` (with `tokio`) is the one
 // dependency a stream needs: the engine presets, the codec layer types, the close reasons.
-pub use driver::SocketStats;
 pub use error::KcpError;
 pub use kcp_core::endpoint::{CloseReason, EndpointStats};
 /// The runtime-free std layer under this adapter (the shared configuration, batched UDP I/O).
 pub use kcp_mio;
 pub use kcp_mio::{kcp_core, kcp_crypto, kcp_fec, CipherKind, Config, Layer};
 pub use listener::KcpListener;
+pub use stats::SocketStats;
 pub use stream::{KcpStream, OwnedReadHalf, OwnedWriteHalf, StreamMonitor, StreamStats};

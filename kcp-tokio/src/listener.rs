@@ -9,8 +9,9 @@ use std::task::Poll;
 use tokio::net::{ToSocketAddrs, UdpSocket};
 
 use crate::config::KcpConfig;
-use crate::driver::{waiter_key, Driver, Sess, SocketStats};
+use crate::driver::{waiter_key, Driver, Sess};
 use crate::error::KcpError;
+use crate::stats::SocketStats;
 use crate::stream::KcpStream;
 
 /// Accepts KCP sessions on one UDP socket (kcp-go's `Listener`).
@@ -155,18 +156,7 @@ impl KcpListener {
     pub fn socket_stats(&self) -> SocketStats {
         let mut t = SocketStats::default();
         for d in &self.drivers {
-            let s = d.socket_stats();
-            t.datagrams_sent += s.datagrams_sent;
-            t.send_calls += s.send_calls;
-            t.send_would_block += s.send_would_block;
-            t.send_drops += s.send_drops;
-            t.backlog += s.backlog;
-            t.datagrams_received += s.datagrams_received;
-            t.recv_truncated += s.recv_truncated;
-            t.wakeups += s.wakeups;
-            t.lock_hold_max_ns = t.lock_hold_max_ns.max(s.lock_hold_max_ns);
-            t.lock_hold_total_ns += s.lock_hold_total_ns;
-            t.lock_acquisitions += s.lock_acquisitions;
+            t.merge(&d.socket_stats());
         }
         t
     }

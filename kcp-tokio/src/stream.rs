@@ -16,8 +16,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{ToSocketAddrs, UdpSocket};
 
 use crate::config::KcpConfig;
-use crate::driver::{millis, waiter_key, Driver, Sess, Shared, SocketStats};
+use crate::driver::{millis, waiter_key, Driver, Sess, Shared};
 use crate::error::KcpError;
+use crate::stats::SocketStats;
 
 /// Counters of one session.
 #[derive(Debug, Clone, Copy, PartialEq)]
