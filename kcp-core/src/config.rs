@@ -63,8 +63,11 @@ pub struct Config {
     /// A segment transmitted this many times marks the link dead.
     pub dead_link: u32,
     /// Bytes reserved at the front of every datagram for codec headers (FEC 8, crypto 20).
+    /// A [`Session`](crate::Session) (and so an endpoint) sets it from its codec layers and
+    /// ignores what is here; set it only when driving a bare engine under framing of your own.
     pub header_room: u32,
-    /// Bytes reserved at the end of every datagram for codec trailers (an AEAD tag).
+    /// Bytes reserved at the end of every datagram for codec trailers (an AEAD tag). Like
+    /// `header_room`, set by a `Session` from its layers.
     pub trailer_room: u32,
     /// RTO backoff rule.
     pub backoff: Backoff,

@@ -39,9 +39,10 @@
 //!   AES-NI/VAES without it. Adapters that have `std` should enable it.
 //!
 //! Which cipher implementations are used: RustCrypto's crates for everything except TEA
-//! ([`Tea16`], 16 rounds, which no crate offers), XTEA ([`XteaBe`], RustCrypto's `xtea` behind
-//! a byte-order adapter, since kcp-go's XTEA is big-endian) and Twofish ([`TwofishTables`],
-//! because RustCrypto's `twofish` 0.8 runs at about 2 MB/s).
+//! (16 rounds, which no crate offers), XTEA (RustCrypto's `xtea` behind a byte-order adapter,
+//! since kcp-go's XTEA is big-endian) and Twofish (table-driven, because RustCrypto's
+//! `twofish` 0.8 runs at about 2 MB/s); these three are internal, reached through
+//! [`BlockCrypt`] like every other cipher.
 //!
 //! # Example
 //!
@@ -110,7 +111,5 @@ pub use replay::{
     ReplayAeadCrypt, ReplayKey, ReplayWindow, DEFAULT_DEMUX_CACHE, REPLAY_HEADER_LEN,
 };
 pub use stats::CryptoStats;
-pub use tea::{Tea16, XteaBe};
-pub use twofish_fast::TwofishTables;
 
 pub use kcp_core::{Codec, CodecError, Millis};

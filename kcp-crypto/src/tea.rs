@@ -29,7 +29,7 @@ fn be_words<const N: usize>(bytes: &[u8]) -> [u32; N] {
 
 /// TEA with 16 rounds (8 cycles), big-endian words, as Go's `tea.NewCipherWithRounds(key, 16)`.
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
-pub struct Tea16 {
+pub(crate) struct Tea16 {
     k: [u32; 4],
 }
 
@@ -77,7 +77,7 @@ impl BlockCipherEncBackend for Tea16 {
 }
 
 /// XTEA with big-endian block and key words (Go's `x/crypto/xtea`), over RustCrypto's `xtea`.
-pub struct XteaBe(xtea::Xtea);
+pub(crate) struct XteaBe(xtea::Xtea);
 
 impl XteaBe {
     /// Builds the cipher from a 16-byte key.

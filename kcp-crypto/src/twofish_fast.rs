@@ -127,7 +127,7 @@ fn h(x: u8, key: &[u8], offset: usize) -> u32 {
 
 /// Twofish with precomputed key-dependent tables (16-, 24- or 32-byte keys).
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
-pub struct TwofishTables {
+pub(crate) struct TwofishTables {
     s: [[u32; 256]; 4],
     k: [u32; 40],
 }

@@ -135,7 +135,13 @@ mod budget;
 mod code;
 mod decoder;
 mod encoder;
+// GF(2^8) kernels: internal. The `bench-internals` feature exposes them, unstable and
+// outside semver, for the crate's own kernel benchmark.
+#[cfg(feature = "bench-internals")]
+#[doc(hidden)]
 pub mod gf;
+#[cfg(not(feature = "bench-internals"))]
+mod gf;
 mod grow;
 mod rs;
 mod stats;
