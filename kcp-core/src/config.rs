@@ -112,6 +112,7 @@ impl Default for Config {
 
 /// A configuration value the engine cannot run with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// MTU outside `MIN_MTU..=MAX_MTU`.
     Mtu(u32),

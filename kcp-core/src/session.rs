@@ -25,6 +25,7 @@ pub type Layer = Box<dyn Codec + Send>;
 
 /// Why [`Session::input`] rejected a datagram. Every rejection is counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SessionError {
     /// A codec layer rejected it (checksum, authentication, malformed header...).
     Codec(CodecError),
@@ -44,7 +45,15 @@ impl fmt::Display for SessionError {
     }
 }
 
-impl core::error::Error for SessionError {}
+impl core::error::Error for SessionError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            SessionError::Codec(e) => Some(e),
+            SessionError::Kcp(e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 /// Per-session packet counters (kcp-go's SNMP packet-level ones); the engine's ARQ counters
 /// are in [`Kcp::stats`] and each layer's in [`Session::visit_counters`].

@@ -53,6 +53,7 @@ impl Command {
 
 /// Why bytes are not a valid segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum WireError {
     /// Fewer than [`HEADER_LEN`] bytes.
     Truncated,

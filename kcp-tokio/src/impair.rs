@@ -173,6 +173,7 @@ impl ImpairConfig {
 
 /// Why an [`ImpairConfig`] was rejected.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum ImpairError {
     /// A probability field was outside `0.0..=1.0` or NaN.
     Probability {

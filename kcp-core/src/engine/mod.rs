@@ -42,6 +42,7 @@ pub const HEAP_CHUNK: usize = crate::config::MAX_MTU as usize - crate::wire::HEA
 
 /// Why `send` did not queue data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SendError {
     /// Nothing to send: an empty buffer (KCP cannot carry empty messages; see kcp-spec H6).
     Empty,
@@ -72,6 +73,7 @@ impl core::error::Error for SendError {}
 
 /// Why `recv` returned no data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RecvError {
     /// No complete message (message mode) or no byte (stream mode) is ready.
     WouldBlock,
@@ -98,6 +100,7 @@ impl core::error::Error for RecvError {}
 /// Why `input` rejected (the rest of) a datagram. Segments before the bad one stay applied,
 /// as in kcp-go and ikcp.c; every rejection is counted in [`Stats`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum InputError {
     /// The datagram or a segment is malformed.
     Wire(WireError),
