@@ -76,7 +76,7 @@ fn drive(
             print_report(&r, ep.remote(id), json);
             sessions.remove(&id);
             // Closed once the peer acknowledged the last bytes (KCP has no FIN).
-            let _ = ep.shutdown(id);
+            let _ = ep.close_after_flush(id);
         }
         Status::Failed(e) => {
             eprintln!("session from {}: {e}", peer(ep, id));

@@ -416,16 +416,18 @@ impl Endpoint {
         self.core.is_flushed(id)
     }
 
-    /// Closes the session gracefully: once everything queued is acknowledged (an
+    /// Closes the session once everything queued is acknowledged (an
     /// [`Event::Closed`] with [`CloseReason::Shutdown`](crate::CloseReason::Shutdown)), or at
     /// the configured shutdown timeout (`ShutdownTimeout`). Data arriving meanwhile stays
     /// readable.
-    pub fn shutdown(&mut self, id: SessionId) -> io::Result<()> {
-        self.shutdown_within(id, Duration::from_millis(u64::from(self.shutdown_ms)))
+    /// Not TCP's `shutdown` (that is [`shutdown_write`](Self::shutdown_write)), but kcp-core's
+    /// `close_after_flush`, with the configured shutdown timeout.
+    pub fn close_after_flush(&mut self, id: SessionId) -> io::Result<()> {
+        self.close_after_flush_within(id, Duration::from_millis(u64::from(self.shutdown_ms)))
     }
 
-    /// [`shutdown`](Self::shutdown) with its own timeout.
-    pub fn shutdown_within(&mut self, id: SessionId, timeout: Duration) -> io::Result<()> {
+    /// [`close_after_flush`](Self::close_after_flush) with its own timeout.
+    pub fn close_after_flush_within(&mut self, id: SessionId, timeout: Duration) -> io::Result<()> {
         let now = self.now();
         self.core
             .close_after_flush(now, id, ms(timeout))

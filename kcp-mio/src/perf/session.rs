@@ -13,7 +13,7 @@ pub enum Status {
     /// [`ClientSession::wake_at`]).
     Pending,
     /// The test finished and was verified. Close the session gracefully
-    /// ([`Endpoint::shutdown`]) so its last bytes are acknowledged.
+    /// ([`Endpoint::close_after_flush`]) so its last bytes are acknowledged.
     Done(Report),
     /// The test failed (bad data, bad header, the session ended).
     Failed(io::Error),

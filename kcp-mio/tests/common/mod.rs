@@ -128,7 +128,7 @@ fn drive_server(
         Status::Done(r) => {
             served.lock().unwrap().done.push(r);
             sessions.remove(&id);
-            let _ = ep.shutdown(id);
+            let _ = ep.close_after_flush(id);
         }
         Status::Failed(e) => {
             served.lock().unwrap().failed.push(e.to_string());
