@@ -11,7 +11,7 @@
 //!   coalesced trains are split back at the segment size the kernel reports); one
 //!   `recv_from` per datagram elsewhere or when the kernel refuses `recvmmsg`.
 //!
-//! Sockets are passed by [`SockRef`], which any std, mio or tokio UDP socket converts to
+//! Sockets are passed by [`SockRef`](socket2::SockRef), which any std, mio or tokio UDP socket converts to
 //! (`SockRef::from(&socket)`); the socket must be non-blocking. **`WouldBlock` is explicit**:
 //! [`Sender::send_from`] and [`Sender::send_backlog`] return `Err(WouldBlock)` while datagrams
 //! wait in the backlog (the caller waits for the socket to be writable: mio registers
