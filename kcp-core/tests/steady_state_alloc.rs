@@ -1,31 +1,13 @@
 //! With `alloc`, a steady-state transfer allocates nothing: buffers grow while the window
-//! fills, then are reused. A counting global allocator checks it.
+//! fills, then are reused. A counting global allocator checks it (on this thread:
+//! the test harness's other threads do not count).
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use kcp_core::{Config, Kcp, Millis};
 
-struct Counting;
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.realloc(ptr, layout, new) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: kcp_testkit::alloc::Counting = kcp_testkit::alloc::Counting;
 
 /// A perfect link with a fixed delay, on preallocated storage.
 #[allow(clippy::vec_box)]
@@ -96,9 +78,9 @@ fn steady_state_transfer_allocates_nothing() {
     // Warm-up: windows fill, buffers grow to their working size.
     measure(3_000, &mut now, &mut received);
     let warm = received;
-    let before = ALLOCS.load(Ordering::Relaxed);
+    let before = kcp_testkit::alloc::thread_allocs();
     measure(5_000, &mut now, &mut received);
-    let allocs = ALLOCS.load(Ordering::Relaxed) - before;
+    let allocs = kcp_testkit::alloc::thread_allocs() - before;
     assert!(
         received - warm > 20_000_000,
         "too little traffic: {} bytes",

@@ -6,8 +6,6 @@
 
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::sync::Arc;
 
 use common::TestRng;
@@ -17,57 +15,14 @@ use kcp_crypto::{
     ReplayAeadCrypt, ReplayKey,
 };
 
-/// Counts the bytes the current thread holds (allocations minus deallocations), so that
-/// nothing another thread does (the test harness) shows up.
-struct Counting;
-
-thread_local! {
-    static LIVE: Cell<isize> = const { Cell::new(0) };
-}
-
-fn add(n: isize) {
-    let _ = LIVE.try_with(|c| c.set(c.get() + n));
-}
-
+/// The bytes the current thread holds (allocations minus deallocations), so that nothing
+/// another thread does (the test harness) shows up.
 fn live() -> isize {
-    LIVE.with(|c| c.get())
-}
-
-// SAFETY: forwards every call unchanged to the system allocator; only counts sizes.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: same contract as ours.
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            add(layout.size() as isize);
-        }
-        p
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: same contract as ours.
-        let p = unsafe { System.alloc_zeroed(layout) };
-        if !p.is_null() {
-            add(layout.size() as isize);
-        }
-        p
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as ours.
-        unsafe { System.dealloc(ptr, layout) };
-        add(-(layout.size() as isize));
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: same contract as ours.
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
-        if !p.is_null() {
-            add(new_size as isize - layout.size() as isize);
-        }
-        p
-    }
+    kcp_testkit::alloc::thread_live()
 }
 
 #[global_allocator]
-static ALLOC: Counting = Counting;
+static ALLOC: kcp_testkit::alloc::Counting = kcp_testkit::alloc::Counting;
 
 const NOW: Millis = Millis(0);
 const PACKETS: usize = 20;

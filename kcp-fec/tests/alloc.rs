@@ -6,63 +6,17 @@
 
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
 use common::fec_packet;
 use kcp_core::{Codec, Millis};
 use kcp_fec::{Fec, FecCode, FecConfig, FecDecoder, FecEncoder};
-
-struct Counting;
-
-thread_local! {
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-    static COUNT: Cell<u64> = const { Cell::new(0) };
-    static LIVE: Cell<isize> = const { Cell::new(0) };
-    static PEAK: Cell<isize> = const { Cell::new(0) };
-}
-
-fn track(delta: isize, count: bool) {
-    let _ = LIVE.try_with(|l| {
-        let v = l.get() + delta;
-        l.set(v);
-        let _ = PEAK.try_with(|p| p.set(p.get().max(v)));
-    });
-    if count && COUNTING.try_with(|c| c.get()).unwrap_or(false) {
-        let _ = COUNT.try_with(|n| n.set(n.get() + 1));
-    }
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        track(layout.size() as isize, true);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        track(-(layout.size() as isize), false);
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        track(new_size as isize - layout.size() as isize, true);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+use kcp_testkit::alloc::{self, Counting};
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
 /// Live heap bytes of this thread.
 fn live() -> isize {
-    LIVE.with(|l| l.get())
-}
-
-/// Starts a new peak measurement from the current live bytes.
-fn reset_peak() {
-    PEAK.with(|p| p.set(live()));
-}
-
-fn peak() -> isize {
-    PEAK.with(|p| p.get())
+    alloc::thread_live()
 }
 
 /// Asserts that the layers' `heap_bytes` account for exactly the heap allocated since
@@ -206,7 +160,7 @@ fn a_1_mib_burst_leaves_no_high_water_mark_after_trim() {
     let base = live();
     let mut tx = Fec::new(10, 3).unwrap();
     let mut rx = Fec::new(10, 3).unwrap();
-    reset_peak();
+    alloc::reset_thread_peak();
     let mut sent = 0usize;
     let mut i = 0u32;
     let mut rebuilt = 0;
@@ -221,7 +175,7 @@ fn a_1_mib_burst_leaves_no_high_water_mark_after_trim() {
     }
     assert!(rebuilt > 40, "the burst must exercise recovery: {rebuilt}");
     let busy = assert_accounted("1 MiB burst", base, &[&tx, &rx]);
-    let high = (peak() - base) as usize;
+    let high = (alloc::thread_peak() - base) as usize;
     tx.trim();
     rx.trim();
     let idle = assert_accounted("1 MiB burst, trimmed", base, &[&tx, &rx]);
@@ -275,10 +229,9 @@ fn steady_state_encode_decode_and_recovery_allocate_nothing() {
     let mut now = Millis(u32::MAX - 5000);
     // Warm up: pools and the inverse cache fill.
     assert!(run(&mut tx, &mut rx, &kcps, 200, &mut now) > 0);
-    COUNTING.with(|c| c.set(true));
+    let before = alloc::thread_allocs();
     let rebuilt = run(&mut tx, &mut rx, &kcps, 1000, &mut now);
-    COUNTING.with(|c| c.set(false));
-    let allocs = COUNT.with(|n| n.get());
+    let allocs = alloc::thread_allocs() - before;
     assert!(
         rebuilt > 500,
         "the run must exercise recovery, rebuilt {rebuilt}"
@@ -313,12 +266,12 @@ fn a_peer_cannot_retune_the_default_decoder_past_32_shards() {
     let mut buf = [0u8; 1500];
     let base = live();
     let mut rx = Fec::receive_only(FecConfig::default()).unwrap();
-    reset_peak();
+    alloc::reset_thread_peak();
     for (i, p) in packets.iter().enumerate() {
         buf[..p.len()].copy_from_slice(p);
         let _ = rx.open(&mut buf[..p.len()], Millis(i as u32));
     }
-    let high = (peak() - base) as usize;
+    let high = (alloc::thread_peak() - base) as usize;
     let s = rx.stats();
     let (ds, ps) = rx.decoder().unwrap().shards();
     println!(
@@ -355,7 +308,7 @@ fn a_peer_retuning_to_255_1_with_crafted_groups_gets_bounded_memory_and_work() {
     let mut buf = [0u8; 1500];
     let base = live();
     let mut rx = Fec::receive_only(cfg).unwrap();
-    reset_peak();
+    alloc::reset_thread_peak();
     let mut now = Millis(0);
     for p in &tune {
         now += 1;
@@ -377,7 +330,7 @@ fn a_peer_retuning_to_255_1_with_crafted_groups_gets_bounded_memory_and_work() {
     // The worst legitimate (255,1) group: one full-size shard lost, inverse not cached, paid
     // over the 255 packets that arrive.
     let legit_per_packet = (255 * 1494 + 2 * 255u64.pow(3)) / 255;
-    let high = (peak() - base) as usize;
+    let high = (alloc::thread_peak() - base) as usize;
     let bound = rx.heap_bound();
     let reconstructions = s.reconstructions - before.reconstructions;
     let refused = s.work_refused - before.work_refused;
@@ -410,7 +363,7 @@ fn crafted_parity_that_would_rebuild_whole_groups_from_short_shards_is_refused()
     let mut buf = [0u8; 1500];
     let base = live();
     let mut rx = Fec::new(16, 16).unwrap();
-    reset_peak();
+    alloc::reset_thread_peak();
     for (i, p) in flood.iter().enumerate() {
         buf[..p.len()].copy_from_slice(p);
         let _ = rx.open(&mut buf[..p.len()], Millis(i as u32));
@@ -418,7 +371,7 @@ fn crafted_parity_that_would_rebuild_whole_groups_from_short_shards_is_refused()
     }
     let s = rx.stats();
     let unbudgeted = 200 * (16 * 16 * 1494 + 2 * 16u64.pow(3));
-    let high = (peak() - base) as usize;
+    let high = (alloc::thread_peak() - base) as usize;
     println!(
         "(16,16) groups of one long and 15 short parity shards: {} reconstructions, {} \
          refused, {} work in all (without the budget: {unbudgeted}), peak {high} heap bytes",
@@ -434,7 +387,7 @@ fn crafted_parity_that_would_rebuild_whole_groups_from_short_shards_is_refused()
 fn a_parity_flood_into_a_receive_only_layer_stays_within_its_bound() {
     let base = live();
     let mut rx = Fec::receive_only(FecConfig::default()).unwrap();
-    reset_peak();
+    alloc::reset_thread_peak();
     let mut s = 0x9e37_79b9u32;
     let mut out = [0u8; 1500];
     for i in 0..20_000u32 {
@@ -447,7 +400,7 @@ fn a_parity_flood_into_a_receive_only_layer_stays_within_its_bound() {
         while rx.poll_recovered(&mut out).is_some() {}
     }
     let st = rx.stats();
-    let high = (peak() - base) as usize;
+    let high = (alloc::thread_peak() - base) as usize;
     let bound = rx.heap_bound();
     rx.trim();
     let idle = assert_accounted("parity flood, trimmed", base, &[&rx]);

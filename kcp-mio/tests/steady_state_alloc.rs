@@ -9,50 +9,17 @@
 //! exceeds their size, up to the size the configuration implies, so the live test allows a
 //! handful where kcp-core's deterministic test asserts zero.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use kcp_core::Config;
 use kcp_mio::{Endpoint, Event, KcpConfig, SessionId};
+use kcp_testkit::alloc;
 use mio::{Events, Poll, Token};
-
-struct Counting;
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-
-thread_local! {
-    /// Only the measuring thread's allocations count (the test harness has threads too).
-    static COUNTED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-fn count() {
-    if COUNTED.with(|c| c.get()) {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-// SAFETY: forwards to the system allocator; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new: usize) -> *mut u8 {
-        count();
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new) }
-    }
-}
 
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: alloc::Counting = alloc::Counting;
 
 struct Loop {
     poll: Poll,
@@ -184,16 +151,14 @@ fn steady(config: KcpConfig, warm: u64, measure: u64) -> (u64, u64) {
     l.run_until(warm);
     assert!(l.rx.is_some());
     let datagrams = l.server.udp_stats().datagrams_received;
-    // The counter sees this thread's allocations.
-    let probe = ALLOCS.load(Ordering::Relaxed);
-    COUNTED.with(|c| c.set(true));
+    // The counter sees this thread's allocations (the test harness has threads too).
+    let probe = alloc::thread_allocs();
     drop(std::hint::black_box(Vec::<u8>::with_capacity(8)));
-    assert_eq!(ALLOCS.load(Ordering::Relaxed), probe + 1);
-    let before = ALLOCS.load(Ordering::Relaxed);
+    assert_eq!(alloc::thread_allocs(), probe + 1);
+    let before = alloc::thread_allocs();
     let received = l.received;
     l.run_until(received + measure);
-    COUNTED.with(|c| c.set(false));
-    let allocs = ALLOCS.load(Ordering::Relaxed) - before;
+    let allocs = alloc::thread_allocs() - before;
     assert_eq!(l.server.stats().in_csum_errors, 0);
     (allocs, l.server.udp_stats().datagrams_received - datagrams)
 }

@@ -10,49 +10,15 @@
 //! when they fall is timing-dependent. So the test allows one allocation per 1,000 datagrams:
 //! an allocation per packet, or per flush, would exceed that a thousandfold.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use kcp_core::Config;
+use kcp_testkit::alloc;
 use kcp_tokio::{KcpConfig, KcpListener, KcpStream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-struct Counting;
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-
-thread_local! {
-    /// Only the measuring thread's allocations count.
-    static COUNTED: Cell<bool> = const { Cell::new(false) };
-}
-
-fn count() {
-    if COUNTED.with(|c| c.get()) {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-// SAFETY: forwards to the system allocator; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new: usize) -> *mut u8 {
-        count();
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: alloc::Counting = alloc::Counting;
 
 /// Moves `warm` bytes, then counts allocations while moving `measure` more; returns them and
 /// the datagrams the server received meanwhile.
@@ -101,8 +67,7 @@ async fn steady(config: KcpConfig, warm: usize, measure: usize) -> (u64, u64) {
     while got < total {
         if before.is_none() && got >= warm {
             datagrams = stats(&r);
-            COUNTED.with(|c| c.set(true));
-            before = Some(ALLOCS.load(Ordering::Relaxed));
+            before = Some(alloc::thread_allocs());
         }
         let n = r.read(&mut buf).await.unwrap();
         assert!(n > 0, "echo ended early");
@@ -111,8 +76,7 @@ async fn steady(config: KcpConfig, warm: usize, measure: usize) -> (u64, u64) {
         }
         got += n;
     }
-    COUNTED.with(|c| c.set(false));
-    let allocs = ALLOCS.load(Ordering::Relaxed) - before.unwrap();
+    let allocs = alloc::thread_allocs() - before.unwrap();
     let datagrams = stats(&r) - datagrams;
     drop(writer.await.unwrap());
     drop(r);
