@@ -18,7 +18,7 @@ cargo fmt --all -- --check
 
 step "clippy (all targets, -D warnings)"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
-cargo clippy -p kcp-core --no-default-features -- -D warnings
+cargo clippy -p kcpx-core --no-default-features -- -D warnings
 
 step "tests"
 cargo test --workspace --all-features
@@ -27,15 +27,15 @@ step "rustdoc (-D warnings)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features
 
 step "no_std build (thumbv7em-none-eabihf, no allocator)"
-cargo build -p kcp-core --no-default-features --target thumbv7em-none-eabihf
+cargo build -p kcpx-core --no-default-features --target thumbv7em-none-eabihf
 
 step "kcp-tokio and kcp-mio type-check for Linux x86_64 and aarch64, macOS and Windows"
 for t in x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu x86_64-apple-darwin x86_64-pc-windows-gnu; do
-    cargo check -q -p kcp-tokio -p kcp-mio --all-features --all-targets --target "$t"
+    cargo check -q -p kcpx-tokio -p kcpx-mio --all-features --all-targets --target "$t"
 done
 
 step "kcp-perf demo (the README's main job)"
-cargo run --release -q -p kcp-tokio --example kcp-perf -- demo
+cargo run --release -q -p kcpx-tokio --example kcp-perf -- demo
 
 step "fuzz smoke run"
 bash .ci/fuzz-smoke.sh "${FUZZ_SECONDS:-20}"

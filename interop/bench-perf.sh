@@ -85,7 +85,7 @@ if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt 25000 ]; then ulimit 
 started=$(date +%s)
 echo "bench-perf: building" >&2
 if [ -z "${RUST:-}" ] || [ -z "${MIO:-}" ]; then
-    (cd "$root" && cargo build --release -q -p kcp-tokio --example kcp-perf -p kcp-mio --example server) >&2
+    (cd "$root" && cargo build --release -q -p kcpx-tokio --example kcp-perf -p kcpx-mio --example server) >&2
     tdir=$(cd "$root" && cargo metadata --format-version 1 --no-deps | jq -r .target_directory)
     RUST=${RUST:-$tdir/release/examples/kcp-perf}
     MIO=${MIO:-$tdir/release/examples/server}
