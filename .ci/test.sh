@@ -3,7 +3,8 @@
 # Installs what is missing (.ci/setup.sh), then: formatting, clippy (all targets, warnings
 # denied), all tests (including the live kcp-go and ikcp.c interop tests, which fail rather than
 # skip when a peer is missing), rustdoc with warnings denied, the no_std build for
-# thumbv7em-none-eabihf, and a short fuzz smoke run of every fuzz target.
+# thumbv7em-none-eabihf, the minimum Rust version (1.89), `cargo package` of every crate, and a
+# short fuzz smoke run of every fuzz target.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,6 +26,12 @@ cargo test --workspace --all-features
 
 step "rustdoc (-D warnings)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features
+
+step "MSRV: Rust 1.89 builds every library and binary (all features; tests and benches not included)"
+cargo +1.89 check --workspace --all-features
+
+step "cargo package: every crate packaged and built from its package, against the others'"
+cargo package --workspace --allow-dirty
 
 step "no_std build (thumbv7em-none-eabihf, no allocator)"
 cargo build -p kcpx-core --no-default-features --target thumbv7em-none-eabihf
