@@ -4,6 +4,7 @@
 #   - the PyPI package siokcp (wraps ikcp.c, the C reference peer)
 #   - the thumbv7em-none-eabihf target (no_std build check)
 #   - the aarch64 Linux, macOS and Windows targets (kcp-tokio is type-checked for them)
+#   - Rust 1.89, the declared minimum (`rust-version`), which .ci/test.sh builds with
 # Idempotent: each step is skipped when its result is already present.
 set -euo pipefail
 
@@ -25,3 +26,7 @@ for t in thumbv7em-none-eabihf aarch64-unknown-linux-gnu x86_64-apple-darwin x86
         rustup target add "$t"
     fi
 done
+
+if ! rustup toolchain list | grep -q '^1\.89[.-]'; then
+    rustup toolchain install 1.89 --profile minimal
+fi

@@ -3,7 +3,8 @@
 # Installs what is missing (.ci/setup.sh), then: formatting, clippy (all targets, warnings
 # denied), all tests (including the live kcp-go and ikcp.c interop tests, which fail rather than
 # skip when a peer is missing), rustdoc with warnings denied, the no_std build for
-# thumbv7em-none-eabihf, and a short fuzz smoke run of every fuzz target.
+# thumbv7em-none-eabihf, the minimum Rust version (1.89), `cargo package` of every crate, and a
+# short fuzz smoke run of every fuzz target.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,7 +19,7 @@ cargo fmt --all -- --check
 
 step "clippy (all targets, -D warnings)"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
-cargo clippy -p kcp-core --no-default-features -- -D warnings
+cargo clippy -p kcpx-core --no-default-features -- -D warnings
 
 step "tests"
 cargo test --workspace --all-features
@@ -26,19 +27,25 @@ cargo test --workspace --all-features
 step "rustdoc (-D warnings)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features
 
+step "MSRV: Rust 1.89 builds every library and binary (all features; tests and benches not included)"
+cargo +1.89 check --workspace --all-features
+
+step "cargo package: every crate packaged and built from its package, against the others'"
+cargo package --workspace --allow-dirty
+
 step "no_std build (thumbv7em-none-eabihf, no allocator)"
-cargo build -p kcp-core --no-default-features --target thumbv7em-none-eabihf
+cargo build -p kcpx-core --no-default-features --target thumbv7em-none-eabihf
 
 step "kcp-tokio and kcp-mio type-check for Linux x86_64 and aarch64, macOS and Windows"
 for t in x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu x86_64-apple-darwin x86_64-pc-windows-gnu; do
-    cargo check -q -p kcp-tokio -p kcp-mio --all-features --all-targets --target "$t"
+    cargo check -q -p kcpx-tokio -p kcpx-mio --all-features --all-targets --target "$t"
 done
 
 step "a Tokio echo program with kcp-tokio and tokio as its only dependencies"
 bash .ci/standalone-echo.sh
 
 step "kcp-perf demo (the README's main job)"
-cargo run --release -q -p kcp-tokio --example kcp-perf -- demo
+cargo run --release -q -p kcpx-tokio --example kcp-perf -- demo
 
 step "fuzz smoke run"
 bash .ci/fuzz-smoke.sh "${FUZZ_SECONDS:-20}"

@@ -8,7 +8,7 @@
 # kcp-go's own crypt_test.go benchmarks (encrypt+decrypt of 1500 bytes, CRC32 of 1024 bytes,
 # nonceAES128) plus interop/crypto-vectors/kcpgo-bench/split_bench_test.go (encrypt and decrypt
 # of 1400-byte packets separately, and Go's AEADs in upstream kcp-go's layout).
-# Rust side: `cargo bench -p kcp-crypto --features std --bench crypto`.
+# Rust side: `cargo bench -p kcpx-crypto --features std --bench crypto`.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 measure=${1:-2}
@@ -33,7 +33,7 @@ echo "== kcp-go v5.6.1 (go test -bench, -benchtime $gotime)" >&2
 echo "== kcp-crypto (criterion, --measurement-time $measure)" >&2
 target=${CARGO_TARGET_DIR:-$root/target}
 rm -rf "$target/criterion"
-(cd "$root" && cargo bench -q -p kcp-crypto --features std --bench crypto -- \
+(cd "$root" && cargo bench -q -p kcpx-crypto --features std --bench crypto -- \
     --warm-up-time 1 --measurement-time "$measure" --noplot) 2>&1 | grep -E '^[a-z0-9-]+/|time:' >&2
 
 python3 - "$tmp/go.txt" "$target/criterion" <<'PY'

@@ -14,8 +14,8 @@ deb=/usr/share/gocode/src/github.com/xtaci/kcp-go
 command -v go >/dev/null 2>&1 || { echo "bench-engine: 'go' not found: run .ci/setup.sh" >&2; exit 2; }
 [ -f "$deb/kcp.go" ] || { echo "bench-engine: kcp-go not found at $deb: run .ci/setup.sh" >&2; exit 2; }
 
-echo "== Rust: cargo bench -p kcp-core --bench engine (measurement ${secs}s)" >&2
-(cd "$root" && cargo bench -q -p kcp-core --bench engine -- --warm-up-time 1 \
+echo "== Rust: cargo bench -p kcpx-core --bench engine (measurement ${secs}s)" >&2
+(cd "$root" && cargo bench -q -p kcpx-core --bench engine -- --warm-up-time 1 \
     --measurement-time "$secs") >&2
 target=$(cd "$root" && cargo metadata --format-version 1 --no-deps |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')

@@ -16,8 +16,8 @@ deb=/usr/share/gocode/src/github.com/xtaci/kcp-go
 command -v go >/dev/null 2>&1 || { echo "bench-fec: 'go' not found: run .ci/setup.sh" >&2; exit 2; }
 [ -f "$deb/fec_test.go" ] || { echo "bench-fec: kcp-go not found at $deb: run .ci/setup.sh" >&2; exit 2; }
 
-echo "== Rust: cargo bench -p kcp-fec --features bench-internals --bench fec (measurement ${secs}s)" >&2
-(cd "$root" && cargo bench -q -p kcp-fec --features bench-internals --bench fec -- --warm-up-time 1 \
+echo "== Rust: cargo bench -p kcpx-fec --features bench-internals --bench fec (measurement ${secs}s)" >&2
+(cd "$root" && cargo bench -q -p kcpx-fec --features bench-internals --bench fec -- --warm-up-time 1 \
     --measurement-time "$secs" '^(encode|decode)/') >&2
 target=$(cd "$root" && cargo metadata --format-version 1 --no-deps |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')

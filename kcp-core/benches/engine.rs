@@ -1,7 +1,7 @@
 //! Engine micro-benchmarks: segment encode/decode, input of an ACK batch, flush with nothing
 //! due at windows 32 / 1024 / 8192, and flush of a full window.
 //!
-//! Run: `cargo bench -p kcp-core --bench engine`.
+//! Run: `cargo bench -p kcpx-core --bench engine`.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;

@@ -9,7 +9,7 @@
 //! classic controller it does not collapse to one segment on every timeout. The flow-control windows still bound what the engine sends, so any
 //! controller stays wire-compatible with kcp-go and ikcp.c.
 //!
-//! Run: `cargo run --release -p kcp-core --features sim --example custom_congestion`
+//! Run: `cargo run --release -p kcpx-core --features sim --example custom_congestion`
 
 use kcp_core::congestion::{Congestion, Controller, FlushEvent};
 use kcp_core::sim::scenario::Transfer;

@@ -1,7 +1,7 @@
 //! The demo: two kcp-core engines move data across a simulated lossy link (virtual time, no
 //! sockets), then the netsim table of presets x loss rates is printed.
 //!
-//! Run: `cargo run --release -p kcp-core --example netsim`
+//! Run: `cargo run --release -p kcpx-core --example netsim`
 
 use kcp_core::sim::scenario::{lossy, netsim_table, Transfer};
 use kcp_core::Config;

@@ -49,7 +49,8 @@ pub struct Stats {
     /// FEC-rebuilt PUSH segments too old to acknowledge explicitly (covered by `una` instead,
     /// so the sender takes no inflated RTT sample).
     pub stale_recovered: u64,
-    /// Zero-length messages received and skipped (ikcp.c `ikcp_send(.., 0)`; kcp-spec H6).
+    /// Zero-length messages received and skipped (ikcp.c `ikcp_send(.., 0)`;
+    /// `docs/protocol.md`, hazard H6).
     pub empty_messages: u64,
     /// Bytes accepted by `send`.
     pub bytes_sent: u64,

@@ -1,4 +1,4 @@
-//! The KCP segment wire format (kcp-spec section 1).
+//! The KCP segment wire format (`docs/protocol.md`, "KCP segments").
 //!
 //! Two views, as smoltcp keeps them: [`Segment`] is a checked, zero-copy view over bytes, and
 //! [`SegmentRepr`] is the validated representation with `parse` and `emit`. A datagram is one or
@@ -294,7 +294,7 @@ mod tests {
         out
     }
 
-    // kcp-spec 10.2, produced by kcp-go's own encoder.
+    // Produced by kcp-go's own encoder (`docs/protocol.md`, "Known-answer vectors").
     const PUSH_HEX: &str = "44332211510200010403020105000000030000000500000068656c6c6f";
     const ACK_HEX: &str = "443322115200200004030201050000000600000000000000";
     const WASK_HEX: &str = "010000005300000000000000000000000700000000000000";
@@ -310,7 +310,7 @@ mod tests {
     }
 
     #[test]
-    fn push_vector_10_2() {
+    fn push_vector_from_kcp_go() {
         let repr = SegmentRepr {
             conv: 0x11223344,
             cmd: Command::Push,
@@ -325,7 +325,7 @@ mod tests {
     }
 
     #[test]
-    fn ack_vector_10_2() {
+    fn ack_vector_from_kcp_go() {
         let repr = SegmentRepr {
             conv: 0x11223344,
             cmd: Command::Ack,
@@ -340,7 +340,7 @@ mod tests {
     }
 
     #[test]
-    fn wask_vector_10_2() {
+    fn wask_vector_from_kcp_go() {
         let repr = SegmentRepr {
             conv: 1,
             cmd: Command::WindowAsk,

@@ -1,6 +1,6 @@
-//! kcp-spec 10.6: a live loopback capture of kcp-go v5.6.1 (plain KCP, conv 0x01020304; the
-//! client writes "hello" at 50 ms, the server echoes). The engines must put the same bytes on
-//! the wire at the same (virtual) times.
+//! A live loopback capture of kcp-go v5.6.1 (plain KCP, conv 0x01020304; the client writes
+//! "hello" at 50 ms, the server echoes; `docs/protocol.md`, "A live exchange"). The engines must
+//! put the same bytes on the wire at the same (virtual) times.
 
 use kcp_core::{Config, Kcp, Millis};
 

@@ -37,7 +37,8 @@ fn live() -> isize {
     LIVE.load(Ordering::Relaxed)
 }
 
-/// Budget per idle session, codec state included (the target).
+/// Budget per idle session, codec state included (the project's target: at most 2 KiB of heap
+/// per idle session).
 const IDLE_BUDGET: usize = 2048;
 /// Budget per half-open session before it carries data.
 const HALF_OPEN_BUDGET: usize = 1024;

@@ -1,6 +1,6 @@
 //! The netsim table (preset x loss -> goodput, delivery latency, retransmissions) pinned as a
 //! snapshot (`tests/snapshots/netsim.txt`) so that a behaviour change shows as a readable diff.
-//! Regenerate with `UPDATE_SNAPSHOTS=1 cargo test -p kcp-core --test netsim`, and review it.
+//! Regenerate with `UPDATE_SNAPSHOTS=1 cargo test -p kcpx-core --test netsim`, and review it.
 
 use kcp_core::sim::scenario::netsim_table;
 

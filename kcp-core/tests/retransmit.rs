@@ -1,5 +1,6 @@
-//! Retransmission timing matches kcp-go v5.6.1 (kcp-spec 2.7): first RTO, linear backoff,
-//! fast retransmit after `resend` skipping ACKs, early retransmit; ikcp.c flavour differs.
+//! Retransmission timing matches kcp-go v5.6.1 (`docs/protocol.md`, "Sending and
+//! retransmission"): first RTO, linear backoff, fast retransmit after `resend` skipping ACKs,
+//! early retransmit; ikcp.c flavour differs.
 
 use kcp_core::wire::{Command, Datagram, SegmentRepr, HEADER_LEN};
 use kcp_core::{Config, Kcp, Millis};

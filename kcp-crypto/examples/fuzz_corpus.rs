@@ -4,7 +4,7 @@
 //! read them.
 //!
 //! ```text
-//! cargo run -p kcp-crypto --example fuzz_corpus -- fuzz/corpus [go-vectors.txt]
+//! cargo run -p kcpx-crypto --example fuzz_corpus -- fuzz/corpus [go-vectors.txt]
 //! ```
 //!
 //! `go-vectors.txt` is the output of `interop/crypto-vectors` (same password as the fuzz

@@ -3,7 +3,8 @@
 //!
 //! CFB decryption needs `E(C[i-1])` for every block, all known up front, so it parallelises
 //! fully. The `aes` crate's VAES backend is tuned for long inputs; for kcp-go's ~1400-byte
-//! packets its per-call overhead dominated (measured 2.4x kcp-go, the target is 3x).
+//! packets its per-call overhead dominated (measured 2.4x kcp-go's decryption speed, against the
+//! project's target of 3x; `docs/benchmarks.md`, "Packet crypto").
 //! This loop expands the key once into registers-ready round keys and decrypts a packet in
 //! place, back to front: block `i` is overwritten only after the blocks that use it as their
 //! keystream input (block `i + 1` and later) are done. Used only when the CPU has AES-NI,

@@ -35,8 +35,10 @@
 //!   built on first use and given back by `Codec::trim` (an idle session holds none), and an
 //!   endpoint's instance caches sender keys. Without it they are inline and nothing is cached.
 //! * `std` (off by default, implies `alloc`): runtime CPU detection for CRC-32
-//!   (PCLMULQDQ/VPCLMULQDQ), about ten times faster checksums on x86. The ciphers detect
-//!   AES-NI/VAES without it. Adapters that have `std` should enable it.
+//!   (PCLMULQDQ/VPCLMULQDQ): about 9x faster checksums on x86 than the table fallback a
+//!   `no_std` build uses (42 against 4.7 GiB/s at 1 KiB on an AVX-512 machine; less on CPUs
+//!   with only 128-bit PCLMULQDQ). The ciphers detect AES-NI/VAES without it. Adapters that
+//!   have `std` should enable it.
 //!
 //! Which cipher implementations are used: RustCrypto's crates for everything except TEA
 //! (16 rounds, which no crate offers), XTEA (RustCrypto's `xtea` behind a byte-order adapter,
@@ -81,6 +83,8 @@
 //! ```
 #![no_std]
 #![deny(missing_docs)]
+// docs.rs (`--cfg docsrs`, nightly) labels the items that need a cargo feature.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "alloc")]
 extern crate alloc;

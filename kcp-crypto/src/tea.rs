@@ -129,7 +129,7 @@ mod tests {
     }
 
     #[test]
-    fn tea16_matches_kcp_spec_vector() {
+    fn tea16_matches_kcp_go_vector() {
         let mut b: Block<Tea16> = [0x80, 0x81, 0x82, 0x83, 0x84, 0x85, 0x86, 0x87].into();
         BlockCipherEncrypt::encrypt_block(&Tea16::new(&key()), &mut b);
         assert_eq!(
@@ -139,7 +139,7 @@ mod tests {
     }
 
     #[test]
-    fn xtea_big_endian_matches_kcp_spec_vector() {
+    fn xtea_big_endian_matches_kcp_go_vector() {
         let mut b: Block<XteaBe> = [0x80, 0x81, 0x82, 0x83, 0x84, 0x85, 0x86, 0x87].into();
         BlockCipherEncrypt::encrypt_block(&XteaBe::new(&key()), &mut b);
         assert_eq!(

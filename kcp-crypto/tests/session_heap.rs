@@ -2,7 +2,7 @@
 //! endpoint, `with_key` per session), measured with a counting allocator, and checked
 //! against what `Codec::heap_bytes` reports.
 //!
-//! Print the table: `cargo test -p kcp-crypto --test session_heap -- --nocapture`.
+//! Print the table: `cargo test -p kcpx-crypto --test session_heap -- --nocapture`.
 
 mod common;
 

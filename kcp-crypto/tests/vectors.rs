@@ -1,4 +1,5 @@
-//! Known-answer vectors of kcp-spec sections 10.4 and 10.5, produced by kcp-go v5.6.1.
+//! Known-answer vectors produced by kcp-go v5.6.1 (every cipher, kcptun's key derivation, and a
+//! complete KCP + FEC + AES-128 datagram); `docs/protocol.md`, "Known-answer vectors".
 
 use kcp_core::{Codec, Millis};
 use kcp_crypto::{BlockCrypt, CipherKind, PacketCrypt, Pass, XorTable, HEADER_LEN};

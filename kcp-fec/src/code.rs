@@ -166,7 +166,7 @@ mod tests {
     }
 
     #[test]
-    fn parity_rows_match_kcp_spec_4_3() {
+    fn parity_rows_match_klauspost_reedsolomon() {
         assert_eq!(parity_rows(3, 2), [vec![1, 1, 1], vec![0x0f, 0x08, 0x06]]);
         assert_eq!(
             parity_rows(10, 3),

@@ -265,7 +265,7 @@ mod tests {
     use alloc::vec;
 
     #[test]
-    fn paws_matches_kcp_spec_4_2() {
+    fn paws_matches_kcp_go() {
         assert_eq!(paws(13), 4294967287);
         assert_eq!(paws(5), 0xFFFF_FFFF);
         assert_eq!(paws(2), 4294967294);

@@ -125,6 +125,8 @@
 //! ```
 #![no_std]
 #![deny(missing_docs)]
+// docs.rs (`--cfg docsrs`, nightly) labels the items that need a cargo feature.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(unsafe_code)]
 #![warn(missing_debug_implementations)]
 

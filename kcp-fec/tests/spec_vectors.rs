@@ -1,4 +1,5 @@
-//! Known-answer vectors of kcp-spec 10.3 (kcp-go v5.6.1, ds=3, ps=2, encoder from seqid 0).
+//! Known-answer vectors produced by kcp-go v5.6.1's own FEC encoder and decoder (ds=3, ps=2,
+//! encoder from seqid 0); `docs/protocol.md`, "Known-answer vectors", lists them.
 
 use kcp_core::{Codec, Millis};
 use kcp_fec::Fec;
@@ -84,7 +85,7 @@ fn decoder_recovers_p1_from_data_0_parity_0_and_data_2() {
 
 #[test]
 fn plain_kcp_passes_through_open_unchanged() {
-    // kcp-spec 10.2 ACK segment.
+    // The ACK segment of `docs/protocol.md`, "Known-answer vectors".
     let mut ack = hex("443322115200200004030201050000000600000000000000");
     let copy = ack.clone();
     let mut fec = Fec::new(3, 2).unwrap();
@@ -95,7 +96,8 @@ fn plain_kcp_passes_through_open_unchanged() {
 
 #[test]
 fn parity_matches_the_reed_solomon_erasure_oracle() {
-    // The oracle crate builds klauspost's matrix too (kcp-spec 4.3); compare whole groups.
+    // The oracle crate builds klauspost's matrix too (`docs/protocol.md`, FEC, "The code");
+    // compare whole groups.
     for (ds, ps) in [(1usize, 1usize), (2, 1), (3, 2), (4, 2), (10, 3), (20, 10)] {
         let rs = reed_solomon_erasure::galois_8::ReedSolomon::new(ds, ps).unwrap();
         let kcps: Vec<Vec<u8>> = (0..ds)

@@ -4,7 +4,7 @@
 //! byte by the echo or the CRC:
 //!
 //! ```text
-//! cargo run --release -p kcp-mio --example client -- --connect :4000 \
+//! cargo run --release -p kcpx-mio --example client -- --connect :4000 \
 //!     --crypt aes --mode fast3 --test sink --duration 10
 //! ```
 //!

@@ -3,8 +3,8 @@
 //! the Go peer in `interop/kcpperf-go` drive it:
 //!
 //! ```text
-//! cargo run --release -p kcp-mio --example server -- --crypt aes --mode fast3
-//! cargo run --release -p kcp-tokio --features perf,impair --example kcp-perf -- client \
+//! cargo run --release -p kcpx-mio --example server -- --crypt aes --mode fast3
+//! cargo run --release -p kcpx-tokio --features perf,impair --example kcp-perf -- client \
 //!     --connect :4000 --crypt aes --mode fast3 --test sink --duration 10
 //! ```
 //!

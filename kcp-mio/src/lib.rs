@@ -16,9 +16,9 @@
 //! server, and the client drives any kcp-perf server:
 //!
 //! ```text
-//! cargo run --release -p kcp-mio --example server -- --mode fast3
-//! cargo run --release -p kcp-tokio --features perf,impair --example kcp-perf -- client --mode fast3 --test sink --duration 10
-//! cargo run --release -p kcp-mio --example client -- --mode fast3 --test echo --conns 100 --duration 10
+//! cargo run --release -p kcpx-mio --example server -- --mode fast3
+//! cargo run --release -p kcpx-tokio --features perf,impair --example kcp-perf -- client --mode fast3 --test sink --duration 10
+//! cargo run --release -p kcpx-mio --example client -- --mode fast3 --test echo --conns 100 --duration 10
 //! ```
 //!
 //! # The loop
@@ -83,6 +83,8 @@
 //! # Ok(()) }
 //! ```
 #![deny(missing_docs)]
+// docs.rs (`--cfg docsrs`, nightly) labels the items that need a cargo feature.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "cli")]
 pub mod cli;

@@ -3,9 +3,9 @@
 //! needs. CI builds this file as a crate of its own with exactly those two dependencies.
 //!
 //! ```text
-//! cargo run -p kcp-tokio --example echo                  # server and client in one process
-//! cargo run -p kcp-tokio --example echo -- server 127.0.0.1:4000
-//! cargo run -p kcp-tokio --example echo -- client 127.0.0.1:4000 hello
+//! cargo run -p kcpx-tokio --example echo                  # server and client in one process
+//! cargo run -p kcpx-tokio --example echo -- server 127.0.0.1:4000
+//! cargo run -p kcpx-tokio --example echo -- client 127.0.0.1:4000 hello
 //! ```
 
 use std::net::SocketAddr;

@@ -7,7 +7,7 @@
 //!
 //! ```text
 //! bash interop/build-go.sh
-//! cargo run --release -p kcp-tokio --example fuzz_seeds -- interop/bin/kcp-perf-go fuzz/corpus
+//! cargo run --release -p kcpx-tokio --example fuzz_seeds -- interop/bin/kcp-perf-go fuzz/corpus
 //! ```
 
 use std::net::SocketAddr;

@@ -27,6 +27,8 @@
 //! # Ok(()) }
 //! ```
 #![deny(missing_docs)]
+// docs.rs (`--cfg docsrs`, nightly) labels the items that need a cargo feature.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod config;
 mod connector;

@@ -375,7 +375,7 @@ async fn read_in_chunks(s: &mut KcpStream, buf: &mut [u8], chunk: usize) {
     }
 }
 
-/// The report: a server that reads 1 or 2 bytes at a time (and one that uses
+/// A reported hang, reproduced: a server that reads 1 or 2 bytes at a time (and one that uses
 /// read_exact) answers a kcp-go client in message mode (salsa20, FEC 10/3) that writes
 /// 7-byte messages and waits for each echo. Reading into 64 KiB always worked; small
 /// reads hung.

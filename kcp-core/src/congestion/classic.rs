@@ -1,5 +1,6 @@
 //! KCP's classic controller: slow start, congestion avoidance, rate halving on fast retransmit
-//! and a reset to one segment on timeout (kcp-spec 2.9, kcp-go v5.6.1 quirks included).
+//! and a reset to one segment on timeout (kcp-go v5.6.1 quirks included; `docs/protocol.md`,
+//! "Congestion window").
 
 use super::{Controller, FlushEvent};
 

@@ -104,7 +104,7 @@ pub struct EndpointConfig {
     /// Close a session after this long without a valid datagram from its peer (`None`: never).
     pub idle_timeout_ms: Option<u32>,
     /// How long a closed (address, conv) is remembered so its late datagrams do not create a
-    /// phantom session (kcp-spec H8).
+    /// phantom session (`docs/protocol.md`, hazard H8).
     pub closed_linger_ms: u32,
     /// A session a peer opened is *half-open* until the peer sends a second valid datagram
     /// (the endpoint asks it to, with a window probe); it is closed

@@ -10,7 +10,8 @@ macro_rules! endpoint_stats {
         ours { $($(#[$od:meta])* $of:ident,)* }
         gauges { $($gf:ident),* }
     ) => {
-        /// kcp-go's `Snmp` for one endpoint (kcp-spec 6.5), then this endpoint's own counters.
+        /// kcp-go's `Snmp` for one endpoint (`docs/protocol.md`, "Sessions and listeners"),
+        /// then this endpoint's own counters.
         #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
         #[non_exhaustive]
         pub struct EndpointStats {

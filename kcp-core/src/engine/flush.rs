@@ -2,9 +2,10 @@
 //!
 //! A flush is *decided* when [`Kcp::poll_transmit`] first runs after a request (timer, send,
 //! window slide, ack-no-delay): probing, moving queued segments into the window, choosing
-//! retransmissions (kcp-spec 2.7) and updating congestion state happen then, at that `now`.
-//! The chosen items are then *emitted* one datagram per `poll_transmit` call, in kcp-go's order
-//! (ACKs, WASK, WINS, PUSH in sequence order), each datagram packed up to the MTU.
+//! retransmissions (`docs/protocol.md`, "Sending and retransmission") and updating congestion
+//! state happen then, at that `now`. The chosen items are then *emitted* one datagram per
+//! `poll_transmit` call, in kcp-go's order (ACKs, WASK, WINS, PUSH in sequence order), each
+//! datagram packed up to the MTU.
 //!
 //! Cost: when no retransmission can be due (no fast-ack candidate and the earliest
 //! retransmission deadline not reached), only newly admitted segments are visited, so a flush
@@ -361,7 +362,8 @@ impl Kcp<'_> {
             self.ack_budget -= 1;
         }
 
-        // WASK and WINS carry the sn/ts of the last ACK written (kcp-spec 1.4 quirk).
+        // WASK and WINS carry the sn/ts of the last ACK written (`docs/protocol.md`, KCP
+        // segments, "Datagrams").
         for (bit, cmd) in [
             (ASK_SEND, Command::WindowAsk),
             (ASK_TELL, Command::WindowTell),

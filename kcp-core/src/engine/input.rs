@@ -1,5 +1,5 @@
 //! The input path: una, ACKs with RTT samples, fast-ack counting, PUSH, window probe and tell
-//! (kcp-spec 2.5, kcp-go v5.6.1 semantics).
+//! (kcp-go v5.6.1 semantics; `docs/protocol.md`, ARQ rules, "Receiving").
 
 use crate::congestion::Controller;
 use crate::time::{seq_diff, Millis};

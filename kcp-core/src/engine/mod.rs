@@ -44,7 +44,8 @@ pub const HEAP_CHUNK: usize = crate::config::MAX_MTU as usize - crate::wire::HEA
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SendError {
-    /// Nothing to send: an empty buffer (KCP cannot carry empty messages; see kcp-spec H6).
+    /// Nothing to send: an empty buffer (KCP cannot carry empty messages; `docs/protocol.md`,
+    /// hazard H6).
     Empty,
     /// The message needs more than 255 fragments (message mode).
     TooLarge {
@@ -787,7 +788,8 @@ impl<'a> Kcp<'a> {
             return None;
         }
         let first = self.rcv.get(sn)?;
-        // Computed in u32: a malicious frg = 255 cannot wrap the check (kcp-spec H9).
+        // Computed in u32: a malicious frg = 255 cannot wrap the check (`docs/protocol.md`,
+        // hazard H9).
         if queued < first.frg as u32 + 1 {
             return None;
         }
