@@ -25,32 +25,26 @@ use kcp_crypto::{
 const PASSWORD: &[u8] = b"kcp-rs live vectors";
 const NOW: Millis = Millis(0);
 
-/// splitmix64 stand-in for an OS RNG: the seeds are reproducible.
-struct Rng(u64);
+/// kcp-core's seeded generator (SplitMix64) as a stand-in for an OS RNG: the seeds are
+/// reproducible. Not a CSPRNG; corpus generation only.
+struct Rng(kcp_core::sim::Rng);
 impl rand_core::TryRng for Rng {
     type Error = core::convert::Infallible;
     fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
-        Ok(self.try_next_u64()? as u32)
+        Ok(self.0.next_u32())
     }
     fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        Ok(z ^ (z >> 31))
+        Ok(self.0.next_u64())
     }
     fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
-        for chunk in dst.chunks_mut(8) {
-            let v = self.try_next_u64()?.to_le_bytes();
-            chunk.copy_from_slice(&v[..chunk.len()]);
-        }
+        self.0.fill_bytes(dst);
         Ok(())
     }
 }
 impl rand_core::TryCryptoRng for Rng {}
 
 fn rng(seed: u64) -> rand_core::UnwrapErr<Rng> {
-    rand_core::UnwrapErr(Rng(seed))
+    rand_core::UnwrapErr(Rng(kcp_core::sim::Rng::new(seed)))
 }
 
 /// Real KCP traffic through `layer`: a data datagram (`len` bytes of payload) from one

@@ -3,18 +3,12 @@
 //! `interop/bench-fec.sh` runs this next to kcp-go's benchmarks and prints the ratios.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use kcp_core::sim::Rng;
 use kcp_core::Millis;
 use kcp_fec::{FecConfig, FecDecoder, FecEncoder};
 
 const DS: usize = 10;
 const PS: usize = 3;
-
-fn xorshift(state: &mut u64) -> u64 {
-    *state ^= *state << 13;
-    *state ^= *state >> 7;
-    *state ^= *state << 17;
-    *state
-}
 
 fn encode(c: &mut Criterion) {
     let mut g = c.benchmark_group("encode");
@@ -22,10 +16,10 @@ fn encode(c: &mut Criterion) {
         g.throughput(Throughput::Bytes(len as u64));
         g.bench_function(BenchmarkId::from_parameter(len), |b| {
             let mut enc = FecEncoder::new(DS, PS).unwrap();
-            let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+            let mut rng = Rng::new(1);
             let mut buf = vec![0u8; 1500];
             for x in buf.iter_mut() {
-                *x = xorshift(&mut rng) as u8;
+                *x = rng.next_u64() as u8;
             }
             let mut parity = vec![0u8; 1500];
             b.iter(|| {
@@ -48,10 +42,10 @@ fn decode(c: &mut Criterion) {
         g.bench_function(BenchmarkId::from_parameter(len), |b| {
             // As kcp-go's benchmark: seqid i, type by position, one packet in 13 lost at random.
             let mut dec = FecDecoder::new(DS, PS, FecConfig::default()).unwrap();
-            let mut rng = 0x2545_f491_4f6c_dd1du64;
+            let mut rng = Rng::new(2);
             let mut pkt = vec![0u8; len];
             for x in pkt.iter_mut().skip(8) {
-                *x = xorshift(&mut rng) as u8;
+                *x = rng.next_u64() as u8;
             }
             let mut out = vec![0u8; 1500];
             let mut i = 0u32;
@@ -59,7 +53,7 @@ fn decode(c: &mut Criterion) {
             b.iter(|| {
                 let seqid = i;
                 i = i.wrapping_add(1);
-                if xorshift(&mut rng).is_multiple_of(13) {
+                if rng.next_u64().is_multiple_of(13) {
                     return 0;
                 }
                 pkt[..4].copy_from_slice(&seqid.to_le_bytes());

@@ -126,13 +126,13 @@ struct ProxyArgs {
     /// Delay in ms, each way.
     #[arg(long, default_value_t = 0)]
     delay: u32,
-    /// Jitter in ms.
+    /// Jitter in ms: each datagram is held delay..=delay+jitter ms (uniform).
     #[arg(long, default_value_t = 0)]
     jitter: u32,
     /// Reordering in percent.
     #[arg(long, default_value = "0", value_parser = parse_pct)]
     reorder: f64,
-    /// Duplication in percent.
+    /// Duplication in percent (a copy travels with its own jitter).
     #[arg(long, default_value = "0", value_parser = parse_pct)]
     dup: f64,
     /// Rate limit in Mbit/s (0: none).

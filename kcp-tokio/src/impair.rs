@@ -7,18 +7,22 @@
 //! are impaired according to the `up` [`ImpairConfig`], and server → client according to
 //! `down`.
 //!
-//! Each direction draws its decisions from its own seeded PRNG (SplitMix64; `up` uses
-//! `seed`, `down` uses `seed ^ 0x9E37_79B9_7F4A_7C15`), so two runs that see the same datagrams
-//! in the same order make the same loss, jitter, reorder and duplicate decisions. Drops of the
-//! bandwidth queue depend on wall-clock arrival times and so are only as reproducible as the
-//! traffic's timing.
+//! The impairments are kcp-core's link model ([`kcp_core::sim::LinkModel`]), the same one
+//! the deterministic simulator uses, driven here on Tokio's clock with microsecond arrival
+//! times: the proxy and the simulator impair by the same rules, with the same generator.
+//! [`ImpairConfig::link_config`] is the translation. Each direction draws its decisions from
+//! its own seeded generator (`up` uses `seed`, `down` uses `seed ^` [`DOWN_SEED_XOR`]), so two
+//! runs that see the same datagrams in the same order make the same loss, jitter, reorder and
+//! duplicate decisions. Drops of the bandwidth queue depend on wall-clock arrival times and so
+//! are only as reproducible as the traffic's timing.
 //!
 //! All delayed datagrams of a proxy sit in one binary heap ordered by due time, served by a
 //! single timer, so thousands of datagrams in flight cost one heap entry each and no task.
 //!
 //! # Pipeline
 //!
-//! For every datagram, in order:
+//! For every datagram, in order (the rules and the reasons for them are in
+//! [`kcp_core::sim::link`]):
 //!
 //! 1. **loss**: dropped with probability [`ImpairConfig::loss`] (counted in
 //!    [`DirectionStats::lost`]);
@@ -27,13 +31,14 @@
 //!    datagram would exceed [`ImpairConfig::queue_bytes`], it is dropped
 //!    ([`DirectionStats::queue_drops`]); a datagram reaching an idle link is always accepted.
 //!    Otherwise it leaves the bottleneck when its last bit has been serialised;
-//! 3. **delay**: it is then held [`ImpairConfig::delay_ms`] plus a uniform jitter in
-//!    `-jitter_ms..=jitter_ms` (the sum clamped at zero; jitter on its own can reorder);
-//! 4. **reorder**: with probability [`ImpairConfig::reorder`], held another
-//!    [`ImpairConfig::reorder_ms`] ([`DirectionStats::reordered`]), so later datagrams
-//!    overtake it;
-//! 5. **duplication**: with probability [`ImpairConfig::dup`], a second copy is delivered
-//!    right after it ([`DirectionStats::duplicated`]). The copy does not use bandwidth.
+//! 3. **duplication**: with probability [`ImpairConfig::dup`], a second copy travels too
+//!    ([`DirectionStats::duplicated`]); it does not use bandwidth;
+//! 4. the datagram and its copy, each on its own: **delay** [`ImpairConfig::delay_ms`] plus a
+//!    uniform **jitter** in `0..=jitter_ms` (jitter only adds: the delay is the floor, and
+//!    jitter on its own can reorder), then **reorder**: with probability
+//!    [`ImpairConfig::reorder`], held another [`ImpairConfig::reorder_ms`]
+//!    ([`DirectionStats::reordered`]), so later datagrams overtake it. A copy may therefore
+//!    arrive before or after its original.
 //!
 //! # Example
 //!
@@ -74,6 +79,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use kcp_core::sim::{Arrival, LinkConfig, LinkModel, Verdict, REVERSE_SEED_XOR};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -90,8 +96,9 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// [`Proxy::set_max_clients`]; a new client beyond it evicts the least recently active one.
 pub const DEFAULT_MAX_CLIENTS: usize = 1024;
 
-/// Constant XORed into [`ImpairConfig::seed`] for the down direction's PRNG.
-pub const DOWN_SEED_XOR: u64 = 0x9E37_79B9_7F4A_7C15;
+/// Constant XORed into [`ImpairConfig::seed`] for the down direction's generator (the
+/// simulator's, [`kcp_core::sim::REVERSE_SEED_XOR`], for its second direction).
+pub const DOWN_SEED_XOR: u64 = REVERSE_SEED_XOR;
 
 /// Longest hold the proxy schedules for one datagram; longer computed delays are cut to it
 /// so that no arithmetic on instants can overflow.
@@ -110,18 +117,20 @@ pub struct ImpairConfig {
     pub loss: f64,
     /// Fixed one-way delay added to every datagram, in milliseconds.
     pub delay_ms: u32,
-    /// Uniform jitter added to the delay, in `-jitter_ms..=jitter_ms` milliseconds (the total
-    /// delay never goes below zero).
+    /// Uniform jitter added to the delay, in `0..=jitter_ms` milliseconds: each datagram is
+    /// held `delay_ms..=delay_ms + jitter_ms` (plus any reorder hold).
     pub jitter_ms: u32,
     /// Probability, in `0.0..=1.0`, that a datagram is held back an extra
     /// [`reorder_ms`](Self::reorder_ms), letting later ones overtake it.
     pub reorder: f64,
     /// Extra hold for reordered datagrams, in milliseconds.
     pub reorder_ms: u32,
-    /// Probability, in `0.0..=1.0`, that a datagram is delivered twice.
+    /// Probability, in `0.0..=1.0`, that a datagram is delivered twice (the copy with its
+    /// own jitter and reorder hold).
     pub dup: f64,
     /// Bottleneck bandwidth in megabits (10^6 bits) per second, counting UDP payload bytes;
-    /// `None` is unlimited. Must be finite and positive.
+    /// `None` is unlimited. Must be finite and positive; the link model serves it in whole
+    /// bytes per second (at least 1).
     pub rate_mbps: Option<f64>,
     /// Capacity of the bottleneck's drop-tail queue in payload bytes; only used with
     /// [`rate_mbps`](Self::rate_mbps).
@@ -168,6 +177,28 @@ impl ImpairConfig {
             }
         }
         Ok(())
+    }
+}
+
+impl ImpairConfig {
+    /// The link model's configuration for this direction: the same delays and
+    /// probabilities, the rate in whole bytes per second (at least 1) and no MTU below the
+    /// UDP maximum ([`MAX_DATAGRAM`]).
+    pub fn link_config(&self) -> LinkConfig {
+        LinkConfig {
+            loss: self.loss,
+            delay_ms: self.delay_ms,
+            jitter_ms: self.jitter_ms,
+            reorder: self.reorder,
+            reorder_ms: self.reorder_ms,
+            duplicate: self.dup,
+            // 10^6 bits = 125,000 bytes; `as` saturates and a validated rate is positive.
+            bandwidth: self
+                .rate_mbps
+                .map(|mbps| ((mbps * 125_000.0) as u64).max(1)),
+            queue_bytes: self.queue_bytes,
+            mtu: MAX_DATAGRAM,
+        }
     }
 }
 
@@ -222,7 +253,7 @@ pub struct DirectionStats {
     pub lost: u64,
     /// Extra copies sent by the duplication setting.
     pub duplicated: u64,
-    /// Datagrams held back by the reorder setting.
+    /// Datagrams (or duplicate copies) held back by the reorder setting.
     pub reordered: u64,
     /// Datagrams dropped because the bandwidth queue was full.
     pub queue_drops: u64,
@@ -296,99 +327,41 @@ impl Counters {
     }
 }
 
-/// SplitMix64: tiny, fast and fully determined by its seed.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0.0..1.0`.
-    fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
-    }
-
-    /// True with probability `p`; draws nothing when `p` is zero.
-    fn chance(&mut self, p: f64) -> bool {
-        p > 0.0 && self.next_f64() < p
-    }
-}
-
-/// One direction's impairment state: its config, PRNG and bottleneck.
+/// One direction's impairments: kcp-core's link model on this proxy's clock.
 struct Impairer {
-    cfg: ImpairConfig,
-    rng: SplitMix64,
-    /// When the bottleneck finishes sending everything accepted so far.
-    link_free_at: Instant,
-}
-
-/// What [`Impairer::decide`] made of a datagram.
-enum Verdict {
-    Lost,
-    QueueDrop,
-    Deliver {
-        at: Instant,
-        reordered: bool,
-        dup: bool,
-    },
+    cfg: LinkConfig,
+    model: LinkModel,
 }
 
 impl Impairer {
-    fn new(cfg: ImpairConfig, seed: u64) -> Self {
+    fn new(cfg: &ImpairConfig, seed: u64) -> Self {
         Impairer {
-            cfg,
-            rng: SplitMix64(seed),
-            link_free_at: Instant::now(),
+            cfg: cfg.link_config(),
+            model: LinkModel::new(seed),
         }
     }
 
-    fn decide(&mut self, len: usize, now: Instant) -> Verdict {
-        if self.rng.chance(self.cfg.loss) {
-            return Verdict::Lost;
-        }
-        let mut depart = now;
-        if let Some(mbps) = self.cfg.rate_mbps {
-            let bytes_per_sec = mbps * 1e6 / 8.0;
-            let backlog = self.link_free_at.saturating_duration_since(now);
-            let waiting = backlog.as_secs_f64() * bytes_per_sec;
-            if !backlog.is_zero() && waiting + len as f64 > self.cfg.queue_bytes as f64 {
-                return Verdict::QueueDrop;
-            }
-            let start = self.link_free_at.max(now);
-            let tx = secs(len as f64 / bytes_per_sec);
-            self.link_free_at = add(start, tx);
-            depart = self.link_free_at;
-        }
-        let mut hold_ms = i64::from(self.cfg.delay_ms);
-        if self.cfg.jitter_ms > 0 {
-            let span = 2 * u64::from(self.cfg.jitter_ms) + 1;
-            let j = (self.rng.next_u64() % span) as i64 - i64::from(self.cfg.jitter_ms);
-            hold_ms = (hold_ms + j).max(0);
-        }
-        let reordered = self.rng.chance(self.cfg.reorder);
-        if reordered {
-            hold_ms += i64::from(self.cfg.reorder_ms);
-        }
-        let dup = self.rng.chance(self.cfg.dup);
-        let hold = Duration::from_millis(hold_ms.max(0) as u64);
-        Verdict::Deliver {
-            at: add(depart, hold),
-            reordered,
-            dup,
-        }
+    /// The model's verdict on a datagram of `len` bytes arriving at `now_us`.
+    fn decide(&mut self, len: usize, now_us: u64) -> Verdict {
+        self.model.decide(&self.cfg, now_us, len)
     }
 }
 
-/// Seconds to a duration, saturating at [`MAX_HOLD`] (and at zero for NaN or negatives).
-fn secs(s: f64) -> Duration {
-    Duration::try_from_secs_f64(s)
-        .unwrap_or(if s > 0.0 { MAX_HOLD } else { Duration::ZERO })
-        .min(MAX_HOLD)
+/// The proxy's clock: microseconds since it started, and back to instants.
+#[derive(Clone, Copy)]
+struct Clock {
+    origin: Instant,
+}
+
+impl Clock {
+    fn us(&self, t: Instant) -> u64 {
+        u64::try_from(t.saturating_duration_since(self.origin).as_micros()).unwrap_or(u64::MAX)
+    }
+
+    /// The instant `at_us`, seen from `now` (= `now_us`); holds are cut to [`MAX_HOLD`].
+    fn instant(&self, now: Instant, now_us: u64, at_us: u64) -> Instant {
+        add(now, Duration::from_micros(at_us.saturating_sub(now_us)))
+    }
 }
 
 fn add(t: Instant, d: Duration) -> Instant {
@@ -572,8 +545,11 @@ impl Proxy {
             ..
         } = self;
         let down_seed = down.seed ^ DOWN_SEED_XOR;
-        let mut up_imp = Impairer::new(up.clone(), up.seed);
-        let mut down_imp = Impairer::new(down, down_seed);
+        let mut up_imp = Impairer::new(&up, up.seed);
+        let mut down_imp = Impairer::new(&down, down_seed);
+        let clock = Clock {
+            origin: Instant::now(),
+        };
         let (down_tx, mut down_rx) = mpsc::channel::<(SocketAddr, Vec<u8>)>(DOWN_CHANNEL);
         let mut mappings: HashMap<SocketAddr, Mapping> = HashMap::new();
         let mut heap: BinaryHeap<Scheduled> = BinaryHeap::new();
@@ -628,7 +604,7 @@ impl Proxy {
                             }
                         }
                     };
-                    schedule(&mut up_imp, &counters.up, &mut heap, &mut seq, Route::Up(socket), &buf[..n], now);
+                    schedule(&mut up_imp, &counters.up, &mut heap, &mut seq, Route::Up(socket), &buf[..n], clock, now);
                 }
                 Some((client, data)) = down_rx.recv() => {
                     bump(&counters.down.received, 1);
@@ -636,7 +612,7 @@ impl Proxy {
                     if let Some(m) = mappings.get_mut(&client) {
                         m.last_seen = now;
                     }
-                    schedule(&mut down_imp, &counters.down, &mut heap, &mut seq, Route::Down(client), &data, now);
+                    schedule(&mut down_imp, &counters.down, &mut heap, &mut seq, Route::Down(client), &data, clock, now);
                 }
                 () = &mut timer, if armed => {}
                 _ = sweep.tick() => {
@@ -655,6 +631,7 @@ impl Proxy {
 }
 
 /// Applies a direction's impairments to one datagram and queues what survives.
+#[allow(clippy::too_many_arguments)]
 fn schedule(
     imp: &mut Impairer,
     c: &DirCounters,
@@ -662,38 +639,40 @@ fn schedule(
     seq: &mut u64,
     route: Route,
     data: &[u8],
+    clock: Clock,
     now: Instant,
 ) {
-    match imp.decide(data.len(), now) {
-        Verdict::Lost => bump(&c.lost, 1),
-        Verdict::QueueDrop => bump(&c.queue_drops, 1),
-        Verdict::Deliver { at, reordered, dup } => {
-            if reordered {
-                bump(&c.reordered, 1);
-            }
-            let data: Arc<[u8]> = Arc::from(data);
-            if dup {
-                let copy_route = match &route {
-                    Route::Up(s) => Route::Up(Arc::clone(s)),
-                    Route::Down(a) => Route::Down(*a),
-                };
-                heap.push(Scheduled {
-                    at,
-                    seq: *seq + 1,
-                    copy: true,
-                    route: copy_route,
-                    data: Arc::clone(&data),
-                });
-            }
-            heap.push(Scheduled {
-                at,
-                seq: *seq,
-                copy: false,
-                route,
-                data,
-            });
-            *seq = seq.wrapping_add(2);
+    let now_us = clock.us(now);
+    let (first, copy) = match imp.decide(data.len(), now_us) {
+        // No datagram exceeds the model's MTU here (it is the UDP maximum); count it as lost
+        // should that ever change.
+        Verdict::Lost | Verdict::TooBig => return bump(&c.lost, 1),
+        Verdict::QueueDrop => return bump(&c.queue_drops, 1),
+        Verdict::Deliver { first, copy } => (first, copy),
+    };
+    let data: Arc<[u8]> = Arc::from(data);
+    let mut push = |arrival: Arrival, is_copy: bool, route: Route| {
+        if arrival.reordered {
+            bump(&c.reordered, 1);
         }
+        heap.push(Scheduled {
+            at: clock.instant(now, now_us, arrival.at_us),
+            seq: *seq,
+            copy: is_copy,
+            route,
+            data: Arc::clone(&data),
+        });
+        *seq = seq.wrapping_add(1);
+    };
+    if let Some(copy) = copy {
+        let copy_route = match &route {
+            Route::Up(s) => Route::Up(Arc::clone(s)),
+            Route::Down(a) => Route::Down(*a),
+        };
+        push(first, false, route);
+        push(copy, true, copy_route);
+    } else {
+        push(first, false, route);
     }
 }
 
@@ -831,4 +810,105 @@ fn enlarge_buffers(socket: &UdpSocket) {
     let s = socket2::SockRef::from(socket);
     let _ = s.set_recv_buffer_size(4 << 20);
     let _ = s.set_send_buffer_size(4 << 20);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_config_translates_units() {
+        let c = ImpairConfig {
+            loss: 0.1,
+            delay_ms: 20,
+            jitter_ms: 5,
+            reorder: 0.02,
+            reorder_ms: 15,
+            dup: 0.01,
+            rate_mbps: Some(2.0),
+            queue_bytes: 1000,
+            seed: 9,
+        };
+        let l = c.link_config();
+        assert_eq!(
+            l,
+            LinkConfig {
+                loss: 0.1,
+                delay_ms: 20,
+                jitter_ms: 5,
+                reorder: 0.02,
+                reorder_ms: 15,
+                duplicate: 0.01,
+                bandwidth: Some(250_000),
+                queue_bytes: 1000,
+                mtu: MAX_DATAGRAM,
+            }
+        );
+        let tiny = ImpairConfig {
+            rate_mbps: Some(1e-300),
+            ..ImpairConfig::default()
+        };
+        assert_eq!(tiny.link_config().bandwidth, Some(1));
+        assert_eq!(ImpairConfig::default().link_config().bandwidth, None);
+    }
+
+    /// The proxy's jitter is the model's: it only adds to the delay, so no datagram arrives
+    /// before `delay_ms` and about half arrive after `delay_ms + jitter_ms / 2`.
+    #[tokio::test]
+    async fn jitter_never_undercuts_the_delay() {
+        let server = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let up = ImpairConfig {
+            delay_ms: 30,
+            jitter_ms: 20,
+            seed: 5,
+            ..ImpairConfig::default()
+        };
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let proxy = Proxy::bind(
+            any,
+            server.local_addr().unwrap(),
+            up,
+            ImpairConfig::default(),
+        )
+        .await
+        .unwrap();
+        let addr = proxy.local_addr();
+        let handle = proxy.spawn();
+        let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let n = 100usize;
+        let mut sent = Vec::with_capacity(n);
+        let mut held = Vec::with_capacity(n);
+        let mut buf = [0u8; 16];
+        for i in 0..n {
+            sent.push(Instant::now());
+            client
+                .send_to(&(i as u32).to_be_bytes(), addr)
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            while let Ok(Ok((4, _))) =
+                tokio::time::timeout(Duration::ZERO, server.recv_from(&mut buf)).await
+            {
+                let k = u32::from_be_bytes(buf[..4].try_into().unwrap()) as usize;
+                held.push(sent[k].elapsed());
+            }
+        }
+        while held.len() < n {
+            let (len, _) = tokio::time::timeout(Duration::from_secs(5), server.recv_from(&mut buf))
+                .await
+                .expect("every datagram arrives")
+                .unwrap();
+            assert_eq!(len, 4);
+            let k = u32::from_be_bytes(buf[..4].try_into().unwrap()) as usize;
+            held.push(sent[k].elapsed());
+        }
+        handle.shutdown().await;
+        let min = held.iter().min().unwrap();
+        assert!(*min >= Duration::from_millis(30), "held only {min:?}");
+        let late = held
+            .iter()
+            .filter(|h| **h >= Duration::from_millis(40))
+            .count();
+        assert!(late >= 25, "{late} of {n} held 40 ms or more: {held:?}");
+    }
 }

@@ -7,6 +7,10 @@
 //!
 //! Other crates reuse it to test codec stacks: anything that implements [`Node`] can be driven.
 //!
+//! The impairments themselves are a sans-IO model, [`LinkModel`] (see [`link`] for its rules),
+//! which kcp-tokio's UDP impairment proxy drives on a real clock: the simulator and the proxy
+//! impair datagrams by the same rules and the same generator, [`Rng`].
+//!
 //! ```
 //! use kcp_core::sim::{LinkConfig, Sim};
 //! use kcp_core::{Config, Kcp, Millis};
@@ -22,12 +26,12 @@
 //! assert_eq!(&buf[..n], b"across a lossy link");
 //! ```
 
-mod link;
+pub mod link;
 pub mod scenario;
 
 use std::vec::Vec;
 
-pub use link::{Link, LinkConfig, LinkStats, Rng};
+pub use link::{Arrival, Link, LinkConfig, LinkModel, LinkStats, Rng, Verdict, REVERSE_SEED_XOR};
 
 use crate::time::Millis;
 use crate::Kcp;
@@ -107,7 +111,7 @@ impl<A: Node, B: Node> Sim<A, B> {
             a,
             b,
             ab: Link::new(ab, seed),
-            ba: Link::new(ba, seed ^ 0x9E37_79B9_7F4A_7C15),
+            ba: Link::new(ba, seed ^ REVERSE_SEED_XOR),
             now: start,
             elapsed: 0,
             buf: std::vec![0u8; 65536],
