@@ -34,7 +34,7 @@ pub(crate) fn earned(ds: usize, len: usize) -> u64 {
 /// The credit cap for a (ds, ps) code: [`BURST_GROUPS`] groups that each rebuild
 /// `min(ds, ps)` full-size shards with an uncached inverse.
 pub(crate) fn cap(ds: usize, ps: usize) -> u64 {
-    let shard = (crate::MAX_PACKET_LEN - crate::FEC_HEADER_LEN) as u64;
+    let shard = (crate::MAX_PACKET_LEN - crate::SHARD_HEADER_LEN) as u64;
     let group = (ds * ds.min(ps)) as u64 * shard + crate::rs::inversion_work(ds);
     BURST_GROUPS * group
 }

@@ -11,7 +11,7 @@ use crate::code::{FecCode, MAX_TOTAL_SHARDS};
 use crate::grow::{reserve_deque_within, reserve_within};
 use crate::rs::Inverses;
 use crate::stats::FecStats;
-use crate::wire::{self, PacketKind, Reject, FEC_EXPIRE_MS, FEC_HEADER_LEN, MAX_PACKET_LEN};
+use crate::wire::{self, PacketKind, Reject, FEC_EXPIRE_MS, MAX_PACKET_LEN, SHARD_HEADER_LEN};
 use crate::{ConfigError, FecConfig};
 
 /// kcp-go keeps `RX_MULTI * (ds + ps)` shards waiting for their group (`rxFECMulti`).
@@ -553,7 +553,7 @@ impl FecDecoder {
         }
         // Only a shard that joins the queue earns work credit (a duplicate buys nothing).
         self.budget.earn(
-            budget::earned(self.ds, packet.len() - FEC_HEADER_LEN),
+            budget::earned(self.ds, packet.len() - SHARD_HEADER_LEN),
             self.budget_cap,
         );
         let mut buf = self.take(packet.len());
@@ -633,7 +633,7 @@ impl FecDecoder {
                 if num == 1 {
                     first = search_begin + i;
                 }
-                maxlen = maxlen.max(e.buf.len() - FEC_HEADER_LEN);
+                maxlen = maxlen.max(e.buf.len() - SHARD_HEADER_LEN);
                 if let Some(p) = present.get_mut(e.seqid.wrapping_sub(shard_begin) as usize) {
                     *p = true;
                 }
@@ -681,7 +681,7 @@ impl FecDecoder {
     ) -> bool {
         let total = self.ds + self.ps;
         let present = present.get(..total).unwrap_or(&[]);
-        let range = FEC_HEADER_LEN..FEC_HEADER_LEN + maxlen;
+        let range = SHARD_HEADER_LEN..SHARD_HEADER_LEN + maxlen;
         let allowance = self.budget.available();
         let inverses = self.scratch.as_ref().map(|s| &s.inverses);
         let work = match inverses {
@@ -743,7 +743,7 @@ impl FecDecoder {
             let was_present = present.get(k).copied().unwrap_or(true);
             if ok && k < ds && !was_present {
                 // Hand out the shard without its FEC header: size field first.
-                b.drain(..FEC_HEADER_LEN);
+                b.drain(..SHARD_HEADER_LEN);
                 let recovered = &mut self.scratch().recovered;
                 reserve_deque_within(recovered, 1, ds.min(ps));
                 recovered.push_back(b);

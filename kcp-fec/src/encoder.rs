@@ -6,11 +6,11 @@ use kcp_core::CodecError;
 
 use crate::code::{FecCode, MAX_TOTAL_SHARDS};
 use crate::grow::reserve_within;
-use crate::wire::{self, FEC_HEADER_LEN, HEADER_LEN, MAX_PACKET_LEN, TYPE_DATA, TYPE_PARITY};
+use crate::wire::{self, HEADER_LEN, MAX_PACKET_LEN, SHARD_HEADER_LEN, TYPE_DATA, TYPE_PARITY};
 use crate::ConfigError;
 
 /// Largest shard (size field + KCP datagram) a packet can carry.
-const MAX_SHARD: usize = MAX_PACKET_LEN - FEC_HEADER_LEN;
+const MAX_SHARD: usize = MAX_PACKET_LEN - SHARD_HEADER_LEN;
 
 /// Numbers every outgoing packet, remembers each group's data shards and computes the group's
 /// parity shards once its last data shard is sealed.
@@ -127,7 +127,7 @@ impl FecEncoder {
         wire::put_header(packet, self.next, TYPE_DATA);
         self.next = self.next.wrapping_add(1);
         // `len <= MAX_PACKET_LEN`, so the size fits in a u16.
-        wire::put_size(packet, (len - FEC_HEADER_LEN) as u16);
+        wire::put_size(packet, (len - SHARD_HEADER_LEN) as u16);
         self.count += 1;
         self.data_sealed = self.data_sealed.wrapping_add(1);
         if self.cut {
@@ -139,7 +139,7 @@ impl FecEncoder {
             }
             return Ok(len);
         }
-        let shard = packet.get(FEC_HEADER_LEN..).unwrap_or(&[]);
+        let shard = packet.get(SHARD_HEADER_LEN..).unwrap_or(&[]);
         reserve_within(&mut self.group, shard.len(), self.ds * MAX_SHARD);
         self.group.extend_from_slice(shard);
         self.max_shard = self.max_shard.max(shard.len());
@@ -161,7 +161,7 @@ impl FecEncoder {
             *slot = rest.get(..size).unwrap_or(rest);
             at += slot.len();
         }
-        let plen = FEC_HEADER_LEN + stride;
+        let plen = SHARD_HEADER_LEN + stride;
         self.parity.clear();
         reserve_within(&mut self.parity, ps * plen, ps * MAX_PACKET_LEN);
         self.parity.resize(ps * plen, 0);
@@ -174,7 +174,7 @@ impl FecEncoder {
             for (o, p) in outs.iter_mut().zip(packets.by_ref()) {
                 wire::put_header(p, self.next, TYPE_PARITY);
                 self.next = self.next.wrapping_add(1) % self.paws;
-                *o = p.get_mut(FEC_HEADER_LEN..).unwrap_or(&mut []);
+                *o = p.get_mut(SHARD_HEADER_LEN..).unwrap_or(&mut []);
                 n += 1;
             }
             if n == 0 {

@@ -161,7 +161,7 @@ pub use decoder::FecDecoder;
 pub use encoder::FecEncoder;
 pub use stats::FecStats;
 pub use wire::{
-    PacketKind, FEC_EXPIRE_MS, FEC_HEADER_LEN, HEADER_LEN, MAX_PACKET_LEN, TYPE_DATA, TYPE_PARITY,
+    PacketKind, FEC_EXPIRE_MS, HEADER_LEN, MAX_PACKET_LEN, SHARD_HEADER_LEN, TYPE_DATA, TYPE_PARITY,
 };
 
 use stats::Screened;

@@ -9,11 +9,12 @@
 
 use kcp_core::CodecError;
 
-/// Bytes of seqid and type (kcp-go's `fecHeaderSize`).
-pub const FEC_HEADER_LEN: usize = 6;
+/// Bytes of seqid and type, in front of every shard, data or parity (kcp-go's `fecHeaderSize`).
+/// Not the header in front of the KCP datagram in a data shard: that is [`HEADER_LEN`].
+pub const SHARD_HEADER_LEN: usize = 6;
 /// Bytes in front of the KCP datagram in a data shard: seqid, type and size
 /// (kcp-go's `fecHeaderSizePlus2`).
-pub const HEADER_LEN: usize = FEC_HEADER_LEN + 2;
+pub const HEADER_LEN: usize = SHARD_HEADER_LEN + 2;
 /// Type of a data shard.
 pub const TYPE_DATA: u16 = 0x00F1;
 /// Type of a parity shard.
@@ -96,8 +97,8 @@ pub(crate) fn classify(packet: &[u8]) -> Result<PacketKind, Reject> {
     if !is_data {
         return Ok(PacketKind::Parity { seqid });
     }
-    let size = u16_at(packet, FEC_HEADER_LEN).ok_or(Reject::Truncated)?;
-    if usize::from(size) != packet.len() - FEC_HEADER_LEN {
+    let size = u16_at(packet, SHARD_HEADER_LEN).ok_or(Reject::Truncated)?;
+    if usize::from(size) != packet.len() - SHARD_HEADER_LEN {
         return Err(Reject::BadSize);
     }
     Ok(PacketKind::Data { seqid })
@@ -105,7 +106,7 @@ pub(crate) fn classify(packet: &[u8]) -> Result<PacketKind, Reject> {
 
 /// Writes seqid and type at the front of `buf` (which must be at least 6 bytes).
 pub(crate) fn put_header(buf: &mut [u8], seqid: u32, ty: u16) {
-    if let Some(h) = buf.get_mut(..FEC_HEADER_LEN) {
+    if let Some(h) = buf.get_mut(..SHARD_HEADER_LEN) {
         h[..4].copy_from_slice(&seqid.to_le_bytes());
         h[4..6].copy_from_slice(&ty.to_le_bytes());
     }
@@ -113,7 +114,7 @@ pub(crate) fn put_header(buf: &mut [u8], seqid: u32, ty: u16) {
 
 /// Writes the size field of a data shard (`buf` at least 8 bytes).
 pub(crate) fn put_size(buf: &mut [u8], size: u16) {
-    if let Some(s) = buf.get_mut(FEC_HEADER_LEN..HEADER_LEN) {
+    if let Some(s) = buf.get_mut(SHARD_HEADER_LEN..HEADER_LEN) {
         s.copy_from_slice(&size.to_le_bytes());
     }
 }

@@ -22,7 +22,7 @@ fn example(name: &str) -> PathBuf {
                 "--profile",
                 "test",
                 "-p",
-                "kcp-mio",
+                "kcpx-mio",
                 "--examples",
             ])
             .current_dir(env!("CARGO_MANIFEST_DIR"))
