@@ -242,6 +242,8 @@ pub struct Fec {
     screened: Screened,
     /// Counters of decoders `trim` dropped (boxed: most layers never need it).
     retired: Option<Box<FecStats>>,
+    /// Receive-limited (the endpoint's memory budget is spent): keep no shard.
+    limited: bool,
 }
 
 impl Fec {
@@ -268,6 +270,7 @@ impl Fec {
             config,
             screened: Screened::default(),
             retired: None,
+            limited: false,
         }
     }
 
@@ -284,6 +287,7 @@ impl Fec {
             config,
             screened: Screened::default(),
             retired: None,
+            limited: false,
         })
     }
 
@@ -298,6 +302,7 @@ impl Fec {
             config,
             screened: Screened::default(),
             retired: None,
+            limited: false,
         }
     }
 
@@ -396,6 +401,26 @@ impl Codec for Fec {
         })
     }
 
+    /// The group of a data or parity shard: its seqid rounded down to a multiple of this
+    /// layer's `ds + ps` (the code it was built with; a receive-only layer without one has no
+    /// groups).
+    fn group(&self, packet: &[u8]) -> Option<u32> {
+        let total = self.code.as_ref().map(|c| {
+            let (ds, ps) = c.shards();
+            (ds + ps) as u32
+        })?;
+        match wire::classify(packet).ok()? {
+            PacketKind::Data { seqid } | PacketKind::Parity { seqid } => {
+                Some(seqid - seqid % total.max(1))
+            }
+            PacketKind::Plain => None,
+        }
+    }
+
+    fn set_receive_limited(&mut self, limited: bool) {
+        self.limited = limited;
+    }
+
     fn open(&mut self, buf: &mut [u8], now: Millis) -> Result<Option<Range<usize>>, CodecError> {
         let kind = match wire::classify(buf) {
             Ok(kind) => kind,
@@ -408,6 +433,13 @@ impl Codec for Fec {
             // Plain KCP never builds a decoder.
             self.screened.plain();
             return Ok(Some(0..buf.len()));
+        }
+        // Parity without a decoder (none yet, or trimmed) has no data to rebuild from; while
+        // receive-limited nothing is kept (data shards are still delivered).
+        let parity = matches!(kind, PacketKind::Parity { .. });
+        if self.limited || (parity && self.decoder.is_none()) {
+            self.screened.not_kept();
+            return Ok((!parity).then_some(HEADER_LEN..buf.len()));
         }
         self.decoder_mut().input_classified(buf, kind, now)?;
         Ok(match kind {
