@@ -551,22 +551,6 @@ impl FecDecoder {
                 break;
             }
         }
-        // A parity shard rebuilds nothing unless data shards of its group are held (kcp-go
-        // sends a group's parity right after its data): one without them is not queued, so
-        // parity alone (a peer's or a forger's) never makes a decoder grow.
-        if !is_data {
-            let begin = self.group_begin(seqid);
-            let has_data = self
-                .rx
-                .range(..insert_idx)
-                .rev()
-                .take_while(|e| (e.seqid.wrapping_sub(begin) as i32) >= 0)
-                .any(|e| e.is_data);
-            if !has_data {
-                self.stats.not_kept = self.stats.not_kept.wrapping_add(1);
-                return;
-            }
-        }
         // Only a shard that joins the queue earns work credit (a duplicate buys nothing).
         self.budget.earn(
             budget::earned(self.ds, packet.len() - FEC_HEADER_LEN),

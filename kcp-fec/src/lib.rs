@@ -434,10 +434,12 @@ impl Codec for Fec {
             self.screened.plain();
             return Ok(Some(0..buf.len()));
         }
-        // Parity without a decoder (none yet, or trimmed) has no data to rebuild from; while
-        // receive-limited nothing is kept (data shards are still delivered).
+        // A trimmed layer (its decoder dropped, `retired` holds its counters) builds no
+        // decoder for parity: no data of that group is held, so parity alone keeps nothing
+        // worth its memory, and parity-only traffic cannot undo the trim; the next data shard
+        // builds one. While receive-limited nothing is kept (data shards still pass).
         let parity = matches!(kind, PacketKind::Parity { .. });
-        if self.limited || (parity && self.decoder.is_none()) {
+        if self.limited || (parity && self.decoder.is_none() && self.retired.is_some()) {
             self.screened.not_kept();
             return Ok((!parity).then_some(HEADER_LEN..buf.len()));
         }

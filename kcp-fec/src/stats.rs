@@ -61,9 +61,9 @@ pub struct FecStats {
     /// Decoding work done, in nominal GF(2^8) multiply-accumulates: matrix inversions,
     /// shard products and code builds for autotuned parameters.
     pub decode_work: u64,
-    /// Shards not kept for recovery: a parity shard while no data shard of its group is held
-    /// (alone it rebuilds nothing, and a trimmed layer builds no decoder for it), and every
-    /// shard while the layer is receive-limited (data shards are still delivered).
+    /// Shards not kept for recovery: parity reaching a trimmed layer before any data shard
+    /// (it builds no decoder for it), and every shard while the layer is receive-limited
+    /// (data shards are still delivered).
     pub not_kept: u64,
     /// Data shards sealed.
     pub data_sealed: u64,
