@@ -306,6 +306,16 @@ impl Fec {
         }
     }
 
+    /// Numbers this layer's next data shard `seqid` (rounded down to a group boundary; see
+    /// [`FecEncoder::set_next_seqid`]). Sessions that share a socket and start at different
+    /// points (random ones) keep apart the groups a receiving endpoint routes parity by.
+    /// Does nothing on a receive-only layer.
+    pub fn set_next_seqid(&mut self, seqid: u32) {
+        if let Some(e) = &mut self.encoder {
+            e.set_next_seqid(seqid);
+        }
+    }
+
     /// The sending half, `None` for [`Fec::receive_only`].
     pub fn encoder(&self) -> Option<&FecEncoder> {
         self.encoder.as_deref()

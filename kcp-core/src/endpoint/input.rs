@@ -123,10 +123,12 @@ impl<A: PeerAddr> Endpoint<A> {
                 break;
             }
         }
-        if r.is_ok() {
+        if r.is_ok() && !limited {
             slot.session
                 .kcp_mut()
                 .stock_storage(&mut self.cache, needed);
+        }
+        if r.is_ok() {
             let plain = datagram.get_mut(plain_range).unwrap_or(&mut []);
             r = slot.session.input_opened(now, plain, self.cfg.demux_layers);
         }
@@ -147,11 +149,8 @@ impl<A: PeerAddr> Endpoint<A> {
         let Some(Some(slot)) = self.slots.get_mut(idx as usize) else {
             return;
         };
-        if let Some(g) = group.filter(|&g| g != super::NO_GROUP) {
-            if slot.groups[0] != g {
-                slot.groups.rotate_right(1);
-                slot.groups[0] = g;
-            }
+        if let Some(g) = group {
+            slot.group = Some(g);
         }
         if !slot.attached {
             slot.attached = true;
@@ -160,31 +159,34 @@ impl<A: PeerAddr> Endpoint<A> {
     }
 
     /// The session a packet without a conversation id from `from` belongs to: the only one
-    /// listed for the address, or the only one there that received data of `group`. Several
-    /// or none: the packet is dropped (counted), never given to a session it may not
-    /// belong to. Costs the number of FEC sessions on the address.
+    /// listed for the address, or else the only one there whose latest data group lies
+    /// within [`GROUP_REACH`](super::GROUP_REACH) of `group` (sessions sharing a socket number
+    /// their groups from far-apart random points; parity may overtake its group's data, or
+    /// come late). Several or none: the packet is dropped (counted), never given to a
+    /// session it may not belong to. Costs the number of FEC sessions on the address.
     fn attached_session(&mut self, from: A, group: Option<u32>) -> Option<u32> {
         let list = self.attach_route.get(&from)?;
         if let [only] = list[..] {
             return Some(only);
         }
-        let Some(g) = group else {
-            self.stats.parity_unrouted += 1;
-            return None;
-        };
         let mut found = None;
-        for &i in list {
-            let owns = self
-                .slots
-                .get(i as usize)
-                .and_then(Option::as_deref)
-                .is_some_and(|s| g != super::NO_GROUP && s.groups.contains(&g));
-            if owns {
-                if found.is_some() {
-                    self.stats.parity_unrouted += 1;
-                    return None;
+        if let Some(g) = group {
+            for &i in list {
+                let near = self
+                    .slots
+                    .get(i as usize)
+                    .and_then(Option::as_deref)
+                    .and_then(|s| s.group)
+                    .is_some_and(|n| {
+                        (g.wrapping_sub(n) as i32).unsigned_abs() <= super::GROUP_REACH
+                    });
+                if near {
+                    if found.is_some() {
+                        found = None;
+                        break;
+                    }
+                    found = Some(i);
                 }
-                found = Some(i);
             }
         }
         if found.is_none() {

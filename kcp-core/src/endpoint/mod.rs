@@ -392,16 +392,15 @@ struct Slot<A> {
     attached: bool,
     /// Receive-side heap bytes counted for this session in the endpoint's budget.
     recv_bytes: u32,
-    /// Recent FEC groups whose data this session received (newest first; `NO_GROUP` when
-    /// unused), so parity from the same address reaches the session that owns its group.
-    groups: [u32; RECENT_GROUPS],
+    /// The FEC group of the latest data this session received, so parity from the same
+    /// address reaches the session that owns its group.
+    group: Option<u32>,
 }
 
-/// FEC groups a session remembers for routing parity: a group's parity follows its data at
-/// once, so a few cover reordering.
-const RECENT_GROUPS: usize = 3;
-/// An unused entry of `groups` (a group starts at a multiple of at least 2 shards).
-const NO_GROUP: u32 = u32::MAX;
+/// How far (in FEC seqids) parity's group may lie from a session's latest data group and
+/// still be that session's, when several sessions on one address use FEC: far beyond any
+/// reordering, far below the distance between random starting points of two sessions.
+pub(super) const GROUP_REACH: u32 = 1 << 16;
 
 /// Many sessions on one socket: demultiplexing, admission, timers, memory, stats. `A` is the
 /// address type (`std::net::SocketAddr` in the adapters).
@@ -615,7 +614,7 @@ impl<A: PeerAddr> Endpoint<A> {
             resched_queued: false,
             attached: false,
             recv_bytes: 0,
-            groups: [NO_GROUP; RECENT_GROUPS],
+            group: None,
         };
         let idx = match self.free.pop() {
             Some(i) => {
