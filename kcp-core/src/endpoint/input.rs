@@ -132,6 +132,10 @@ impl<A: PeerAddr> Endpoint<A> {
             let plain = datagram.get_mut(plain_range).unwrap_or(&mut []);
             r = slot.session.input_opened(now, plain, self.cfg.demux_layers);
         }
+        // Over the budget, spare chunks (read or acknowledged data) go back at once.
+        if limited && slot.session.kcp().spare_chunks() > 0 {
+            slot.session.kcp_mut().release_storage(&mut self.cache);
+        }
         if r.is_ok() {
             slot.last_heard = t;
             if let Some(print) = print {

@@ -280,6 +280,7 @@ impl<A: PeerAddr> Endpoint<A> {
             if slot.idle_since.is_none() && !slot.trimmed {
                 slot.idle_since = Some(t);
             }
+            self.recount_recv(idx);
         } else {
             slot.idle_since = None;
             slot.trimmed = false;

@@ -732,7 +732,13 @@ impl<A: PeerAddr> Endpoint<A> {
 
     /// Reads from a session (see [`Kcp::recv`](crate::Kcp::recv)).
     pub fn recv(&mut self, id: SessionId, buf: &mut [u8]) -> Result<usize, EndpointError> {
-        let slot = self.slot_mut(id).ok_or(EndpointError::UnknownSession)?;
+        let pressed = self.recv_total >= self.cfg.recv_budget_bytes;
+        let slot = self
+            .slots
+            .get_mut(id.idx as usize)
+            .and_then(Option::as_deref_mut)
+            .filter(|s| s.gen == id.gen)
+            .ok_or(EndpointError::UnknownSession)?;
         let r = slot
             .session
             .kcp_mut()
@@ -740,6 +746,13 @@ impl<A: PeerAddr> Endpoint<A> {
             .map_err(EndpointError::Recv);
         if let Err(EndpointError::Recv(RecvError::WouldBlock)) = r {
             slot.readable = false;
+        }
+        // Over the receive budget, what the application read goes back to the endpoint at
+        // once (costing what it gives back), for the sessions waiting for room, instead of
+        // when this one drains.
+        if pressed && slot.session.kcp().spare_chunks() > 0 {
+            slot.session.kcp_mut().release_storage(&mut self.cache);
+            slot.session.kcp_mut().shrink_receive_storage();
         }
         self.recount_recv(id.idx);
         self.mark(id.idx);

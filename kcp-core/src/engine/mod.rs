@@ -558,14 +558,39 @@ impl<'a> Kcp<'a> {
     }
 
     /// Heap bytes held on the receive side: received segments' payload chunks (queued or out
-    /// of order) and the receive ring; 0 on caller-provided buffers.
+    /// of order), spare chunks not yet given back ([`release_storage`](Self::release_storage))
+    /// and the receive ring; 0 on caller-provided buffers. O(1).
     #[cfg(feature = "alloc")]
     pub fn receive_heap_bytes(&self) -> usize {
         let per_chunk = match self.pool {
             Pool::Owned(_) => HEAP_CHUNK + core::mem::size_of::<crate::storage::Chunk>(),
             Pool::Borrowed(_) => 0,
         };
-        self.rcv.heap_bytes() + self.rcv_chunks as usize * per_chunk
+        self.rcv.heap_bytes()
+            + self.pool.table_bytes()
+            + (self.rcv_chunks as usize + self.pool.spare()) * per_chunk
+    }
+
+    /// Gives back what the receive side holds while it holds no segment: the receive ring
+    /// shrinks to a few entries, and the payload tables too when no chunk is in use (call
+    /// [`release_storage`](Self::release_storage) first). For an owner short of memory; the
+    /// next burst grows them again. Returns the heap bytes freed.
+    #[cfg(feature = "alloc")]
+    pub fn shrink_receive_storage(&mut self) -> usize {
+        let mut freed = 0;
+        if self.rcv.is_empty() {
+            freed += self.rcv.shrink(MIN_RING);
+        }
+        if self.pool.in_use() == 0 {
+            freed += self.pool.shrink();
+        }
+        freed
+    }
+
+    /// Spare payload chunks the engine holds (freed by `recv` or acknowledged sends, or
+    /// stocked), until [`release_storage`](Self::release_storage) gives them back.
+    pub fn spare_chunks(&self) -> usize {
+        self.pool.spare()
     }
 
     /// Payload chunks held (send and receive), a measure of memory in use.
