@@ -100,9 +100,9 @@ fn two_conversations_on_one_address_each_get_their_own_parity() {
             other: 1,
             next: None,
         },
-        lossy.clone(),
         lossy,
-        0x5eed_16b,
+        lossy,
+        0x05ee_d16b,
         Millis(1_000),
     );
     sim.max_step_ms = 10;

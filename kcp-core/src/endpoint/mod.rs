@@ -19,10 +19,12 @@
 //!   `poll_timeout` again.
 //!
 //! Time is a wrapping millisecond clock ([`Millis`]) that must never go back. A `now` up to a
-//! minute earlier than the previous one is taken as a stale reading (threads that read the
-//! clock before taking a lock) and counts as no time; one that looks earlier by more is the
-//! clock having moved on by 2^31 ms or more (an endpoint with no deadline is not called for
-//! that long), and every timer is re-anchored on it.
+//! minute earlier than the endpoint's clock is a stale reading (threads that read the clock
+//! before taking a lock) or a jump of just under 2^32 ms, which cannot be told apart: it
+//! counts as no time, but time then counts from it and deadlines are given in its frame, so
+//! timers never freeze. One that looks earlier by more is the clock having moved on by
+//! 2^31 ms or more (an endpoint with no deadline is not called for that long), and every timer
+//! is re-anchored on it. Sessions run on the endpoint's own clock, which never goes back.
 //!
 //! # Codec layers and demultiplexing
 //!
@@ -34,7 +36,18 @@
 //! the layer factory: it sees what the endpoint opened through
 //! [`Codec::accept_demuxed`](crate::Codec::accept_demuxed) (replay windows live there) and
 //! opens the inner layers itself. Packets without a conversation id (FEC parity) go to the
-//! session that last received a routed packet from the same address.
+//! session on the same address whose latest data lies in the same region of FEC groups
+//! ([`Codec::group`](crate::Codec::group)); when that is not one session, they are dropped
+//! and counted (`parity_unrouted`).
+//!
+//! # Receive budget
+//!
+//! [`recv_budget_bytes`](EndpointConfig::recv_budget_bytes) bounds what all sessions hold on
+//! the receive side together (segments, rings, spare chunks, codec state), counted in O(1)
+//! per datagram. Past it every session refuses out-of-order data (unacknowledged, counted in
+//! `recv_over_budget`), its codec layers keep no new state, and spare chunks go back at once;
+//! a session still takes the segment it needs next while its application has nothing to
+//! read, so none deadlocks.
 //!
 //! # Admission: who may create state
 //!

@@ -711,7 +711,7 @@ impl<'a> Kcp<'a> {
         if d >= -STALE_MS {
             match self.shadow {
                 Some(s) if now.since(s) > 0 => {
-                    self.last_now = self.last_now + now.since(s) as u32;
+                    self.last_now += now.since(s) as u32;
                     self.shadow = Some(now);
                 }
                 Some(_) => {}
