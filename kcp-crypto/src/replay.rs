@@ -385,7 +385,7 @@ const NIL: u32 = u32::MAX;
 impl DemuxCache {
     fn new(capacity: usize) -> DemuxCache {
         DemuxCache {
-            // Entries are 32 bytes (the key schedules are boxed, so they never move and
+            // Entries are 24 bytes (the key schedules are boxed, so they never move and
             // leave no copies behind); reserving all of them up front avoids regrowth.
             entries: Vec::with_capacity(capacity),
             table: alloc::vec![0; (2 * capacity).next_power_of_two().max(2)],
