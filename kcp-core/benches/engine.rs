@@ -1,5 +1,8 @@
 //! Engine micro-benchmarks: segment encode/decode, input of an ACK batch, flush with nothing
-//! due at windows 32 / 1024 / 8192, and flush of a full window.
+//! due at windows 32 / 1024 / 8192, and flush of a full window; and the cost of one hostile
+//! datagram at windows 32 to 32,768: a run of empty PUSH segments (`input_empty_push_run`)
+//! and 64 KiB of ACKs beyond a window of holes (`input_ack_flood`), which must not grow with
+//! the window.
 //!
 //! Run: `cargo bench -p kcpx-core --bench engine`.
 
@@ -167,5 +170,96 @@ fn flush_full(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, codec, ack_batch, flush_idle, flush_full);
+fn header(cmd: Command, sn: u32, ts: u32, wnd: u32) -> [u8; HEADER_LEN] {
+    let mut h = [0u8; HEADER_LEN];
+    SegmentRepr {
+        conv: 1,
+        cmd,
+        frg: 0,
+        wnd: wnd.min(u16::MAX as u32) as u16,
+        ts,
+        sn,
+        una: 0,
+        len: 0,
+    }
+    .emit(&mut h)
+    .unwrap();
+    h
+}
+
+const HOSTILE_WINDOWS: [u32; 4] = [32, 1024, 8192, 32768];
+
+/// One 1400-byte datagram of 58 empty PUSH segments, in order, into a stream-mode receiver
+/// whose application does not read, then `peek_size` (what an endpoint asks after every
+/// datagram). Before the measurement the peer has sent a whole window of them.
+fn empty_push_run(c: &mut Criterion) {
+    let mut g = c.benchmark_group("input_empty_push_run");
+    g.throughput(Throughput::Elements(1));
+    for window in HOSTILE_WINDOWS {
+        let cfg = Config::fast3().with_windows(32, window);
+        let mut k = Kcp::new(1, cfg, Millis(0)).unwrap();
+        let mut out = [0u8; 1500];
+        let mut sn = 0u32;
+        let mut datagram = Vec::with_capacity(1400);
+        let mut next = |k: &mut Kcp<'static>, sn: &mut u32| {
+            datagram.clear();
+            for _ in 0..58 {
+                datagram.extend_from_slice(&header(Command::Push, *sn, 0, 32));
+                *sn = sn.wrapping_add(1);
+            }
+            let _ = k.input(Millis(1), &datagram);
+            let size = k.peek_size();
+            while k.poll_transmit(Millis(1), &mut out).is_some() {}
+            size
+        };
+        while sn < window + 58 {
+            next(&mut k, &mut sn);
+        }
+        g.bench_function(BenchmarkId::from_parameter(window), |b| {
+            b.iter(|| black_box(next(&mut k, &mut sn)))
+        });
+    }
+    g.finish();
+}
+
+/// A sender with a whole window of 1-byte segments in flight and none acknowledged, fed one
+/// 64 KiB datagram of 2,730 ACKs of its last segment (each one, before the bound, walked
+/// every hole before it to count fast-acks).
+fn ack_flood(c: &mut Criterion) {
+    let mut g = c.benchmark_group("input_ack_flood");
+    g.throughput(Throughput::Elements(1));
+    for window in HOSTILE_WINDOWS {
+        let cfg = Config {
+            stream: false,
+            send_queue: 0,
+            ..Config::fast3().with_windows(window, 32)
+        };
+        let mut k = Kcp::new(1, cfg, Millis(0)).unwrap();
+        k.input(Millis(0), &header(Command::WindowTell, 0, 0, window))
+            .unwrap();
+        for _ in 0..window {
+            k.send(&[7u8]).unwrap();
+        }
+        let mut out = [0u8; 1500];
+        while k.poll_transmit(Millis(0), &mut out).is_some() {}
+        let mut flood = Vec::with_capacity(65_536);
+        while flood.len() + HEADER_LEN <= 65_536 {
+            flood.extend_from_slice(&header(Command::Ack, window - 1, 1_000, window));
+        }
+        g.bench_function(BenchmarkId::from_parameter(window), |b| {
+            b.iter(|| k.input(Millis(1), black_box(&flood)).unwrap())
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    codec,
+    ack_batch,
+    flush_idle,
+    flush_full,
+    empty_push_run,
+    ack_flood
+);
 criterion_main!(benches);

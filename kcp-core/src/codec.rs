@@ -67,8 +67,9 @@ pub enum Route {
     /// The packet wraps an inner packet at this range (the next inner layer's packet, or the
     /// KCP datagram): the endpoint looks there for the conversation id.
     Inner(Range<usize>),
-    /// The packet carries no conversation id (FEC parity): it belongs to the session that last
-    /// received a packet routed through this layer from the same address.
+    /// The packet carries no conversation id (FEC parity): it belongs to the session on the
+    /// same address that received a packet of the same group ([`Codec::group`]) through this
+    /// layer, or to the only session there that did.
     Attach,
 }
 
@@ -155,6 +156,20 @@ pub trait Codec {
     fn route(&self, packet: &[u8]) -> Result<Route, CodecError> {
         Ok(Route::Inner(0..packet.len()))
     }
+
+    /// The redundancy group `packet` belongs to (FEC data and parity shards), asked on an
+    /// endpoint's instance like [`route`](Self::route): packets without a conversation id
+    /// ([`Route::Attach`]) go to the session on the same address that received data of the
+    /// same group. Must not change state. The default: no groups.
+    fn group(&self, _packet: &[u8]) -> Option<u32> {
+        None
+    }
+
+    /// Told, on a session's own instance, whether the owner's receive-memory budget is spent
+    /// (see [`Kcp::set_receive_limited`](crate::Kcp::set_receive_limited)): while `true`, keep
+    /// no new receive-side state (an FEC layer queues no shard for recovery; data still
+    /// passes). The default ignores it.
+    fn set_receive_limited(&mut self, _limited: bool) {}
 
     /// Opens a packet on an endpoint's shared instance, before demultiplexing: it must accept
     /// a packet of any peer. A layer that keeps per-peer state (a pinned sender, a replay

@@ -206,6 +206,25 @@ impl<'a> Session<'a> {
             + self.offsets.capacity() * core::mem::size_of::<usize>()
     }
 
+    /// Heap bytes held on the receive side: the engine's received segments and receive ring
+    /// ([`Kcp::receive_heap_bytes`]) and the codec layers' state ([`Codec::heap_bytes`]),
+    /// for an endpoint's receive budget.
+    pub fn receive_heap_bytes(&self) -> usize {
+        self.kcp.receive_heap_bytes() + self.layers.iter().map(|l| l.heap_bytes()).sum::<usize>()
+    }
+
+    /// Refuses (`true`) or accepts again new receive-side state in the engine and every
+    /// layer (see [`Kcp::set_receive_limited`] and [`Codec::set_receive_limited`]).
+    pub fn set_receive_limited(&mut self, limited: bool) {
+        if self.kcp.is_receive_limited() == limited {
+            return;
+        }
+        self.kcp.set_receive_limited(limited);
+        for l in &mut self.layers {
+            l.set_receive_limited(limited);
+        }
+    }
+
     /// Gives back memory kept only for speed: the codec layers' ([`Codec::trim`]) and, when
     /// the engine holds no data, its rings and tables ([`Kcp::shrink_storage`]). The endpoint
     /// calls it when the session has held no data for a while.

@@ -44,6 +44,13 @@ pub struct Stats {
     pub in_oversized: u64,
     /// PUSH segments dropped because no payload buffer was free (the peer retransmits).
     pub in_no_buffer: u64,
+    /// PUSH segments refused, unacknowledged, because the owner's receive-memory budget was
+    /// spent ([`Kcp::set_receive_limited`](crate::Kcp::set_receive_limited)); the peer
+    /// retransmits them.
+    pub in_over_budget: u64,
+    /// ACK segments whose fast-ack counting stopped at the per-datagram bound (a datagram
+    /// packed with ACKs beyond many holes).
+    pub fastack_skipped: u64,
     /// ACKs not queued because the ACK list was full (the peer retransmits).
     pub ack_list_full: u64,
     /// FEC-rebuilt PUSH segments too old to acknowledge explicitly (covered by `una` instead,

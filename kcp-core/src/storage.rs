@@ -401,6 +401,8 @@ pub(crate) struct HeapPool {
     /// hands in with [`Pool::stock`] becomes such ids).
     free: Vec<ChunkId>,
     max: u32,
+    /// Free ids whose slot holds a chunk (idle memory, counted by an endpoint's budget).
+    spare: u32,
 }
 
 impl<'a> Pool<'a> {
@@ -432,6 +434,7 @@ impl<'a> Pool<'a> {
             slots: Vec::new(),
             free: Vec::new(),
             max: max.min(u32::MAX as usize) as u32,
+            spare: 0,
         })
     }
 
@@ -452,6 +455,17 @@ impl<'a> Pool<'a> {
             Pool::Borrowed(p) => p.total - p.nfree,
             #[cfg(feature = "alloc")]
             Pool::Owned(p) => p.slots.len() - p.free.len(),
+        }
+    }
+
+    /// Chunks held but not in use (freed, or stocked by an endpoint), until they are
+    /// released; 0 for a borrowed arena.
+    #[inline]
+    pub(crate) fn spare(&self) -> usize {
+        match self {
+            Pool::Borrowed(_) => 0,
+            #[cfg(feature = "alloc")]
+            Pool::Owned(p) => p.spare as usize,
         }
     }
 
@@ -503,7 +517,10 @@ impl<'a> Pool<'a> {
             }
             #[cfg(feature = "alloc")]
             // `reserve_one` keeps the free list as long as the id table: no allocation here.
-            Pool::Owned(p) => p.free.push(id),
+            Pool::Owned(p) => {
+                p.free.push(id);
+                p.spare += 1;
+            }
         }
     }
 
@@ -551,7 +568,10 @@ impl<'a> Pool<'a> {
                 }
                 match p.slots.get_mut(id as usize) {
                     Some(slot @ None) => match cache.take() {
-                        Some(c) => *slot = Some(c),
+                        Some(c) => {
+                            *slot = Some(c);
+                            p.spare += 1;
+                        }
                         None => return,
                     },
                     Some(Some(_)) => {}
@@ -566,6 +586,7 @@ impl<'a> Pool<'a> {
                 p.reserve_one();
                 p.free.push(p.slots.len() as ChunkId);
                 p.slots.push(Some(c));
+                p.spare += 1;
                 have += 1;
             }
         }
@@ -579,13 +600,17 @@ impl<'a> Pool<'a> {
         let Pool::Owned(p) = self else {
             return 0;
         };
-        for &id in &p.free {
+        // Free ids that hold a chunk are the last `spare` of the free list (`give` and
+        // `stock` add them at the end, `take` pops from it), so this costs what it gives back.
+        let from = p.free.len().saturating_sub(p.spare as usize);
+        for &id in p.free.get(from..).unwrap_or(&[]) {
             if let Some(slot) = p.slots.get_mut(id as usize) {
                 if let Some(c) = slot.take() {
                     cache.give(c);
                 }
             }
         }
+        p.spare = 0;
         before.saturating_sub(self.heap_bytes())
     }
 
@@ -604,6 +629,15 @@ impl<'a> Pool<'a> {
             p.free.shrink_to(MIN_RING);
         }
         before.saturating_sub(self.heap_bytes())
+    }
+
+    /// Heap bytes of the id tables alone (0 for a borrowed arena). O(1).
+    #[cfg(feature = "alloc")]
+    pub(crate) fn table_bytes(&self) -> usize {
+        match self {
+            Pool::Borrowed(_) => 0,
+            Pool::Owned(p) => p.heap_tables(),
+        }
     }
 
     /// Heap bytes held: chunks and tables (0 for a borrowed arena).
@@ -643,6 +677,8 @@ impl HeapPool {
             if let Some(slot) = self.slots.get_mut(id as usize) {
                 if slot.is_none() {
                     *slot = Some(new_chunk());
+                } else {
+                    self.spare = self.spare.saturating_sub(1);
                 }
                 return Some(id);
             }

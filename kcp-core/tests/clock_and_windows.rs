@@ -3,7 +3,11 @@
 //!   heap-backed or on caller-provided buffers;
 //! * after an idle gap of 2^31 ms or more on the wrapping millisecond clock, engine and
 //!   endpoint timers re-anchor on the new time: data flows again within a few intervals and
-//!   no loop spins on a deadline that stays in the past.
+//!   no loop spins on a deadline that stays in the past; with the idle timeout on, sessions
+//!   time out (that much time passed) and new ones open;
+//! * after a jump of just under 2^32 ms (which reads as a clock a little behind, like a stale
+//!   reading), timers keep firing on the new clock: data flows at once, and the idle timeout
+//!   fires when it is due on the new clock, not once the clock has caught up.
 
 use std::collections::VecDeque;
 
@@ -90,25 +94,34 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
     /// Windows of 1..8 segments, any MTU: no panic (the ring bound may be below the initial
-    /// ring size), and what gets through is an in-order prefix of what was sent.
+    /// ring size), and everything that can get through does, in order, over a link losing
+    /// 10 %: in stream mode all of it; in message mode every message up to the first one with
+    /// more fragments than the receive window or the send queue can hold (it can never be
+    /// sent whole, and it blocks those after it).
     #[test]
     fn small_windows_never_panic(cfg in small_config(), seed in any::<u64>(), sizes in prop::collection::vec(1usize..300, 1..20)) {
         let msgs: Vec<Vec<u8>> = sizes.iter().enumerate().map(|(i, &n)| vec![i as u8; n]).collect();
-        let sent: Vec<u8> = msgs.iter().flatten().copied().collect();
+        let fits = |m: &Vec<u8>| {
+            let frags = m.len().div_ceil(cfg.mss() as usize) as u32;
+            cfg.stream || (frags <= cfg.rcv_wnd && frags <= cfg.snd_wnd + cfg.send_queue)
+        };
+        let sent: Vec<u8> = msgs.iter().take_while(|m| fits(m)).flatten().copied().collect();
         let heap = exchange(
             Kcp::new(1, cfg, Millis(0)).unwrap(),
             Kcp::new(1, cfg, Millis(0)).unwrap(),
             &msgs,
             seed,
         );
-        prop_assert!(sent.starts_with(&heap));
+        prop_assert_eq!(heap.len(), sent.len(), "delivered on heap buffers");
+        prop_assert!(heap == sent);
         let borrowed = exchange(
             Kcp::with_buffers(1, cfg, Millis(0), buffers_for(&cfg)).unwrap(),
             Kcp::with_buffers(1, cfg, Millis(0), buffers_for(&cfg)).unwrap(),
             &msgs,
             seed,
         );
-        prop_assert!(sent.starts_with(&borrowed));
+        prop_assert_eq!(borrowed.len(), sent.len(), "delivered on caller buffers");
+        prop_assert!(borrowed == sent);
     }
 }
 
@@ -173,8 +186,23 @@ fn an_idle_engine_resumes_after_gaps_of_2_31_ms_and_more() {
     }
 }
 
+/// A jump of 2^32 - 1 ms (or anything down to 2^32 - 60 s) reads as a clock slightly behind:
+/// the timer is still reported near the caller's clock and data flows at once.
+#[test]
+fn an_idle_engine_resumes_after_jumps_of_just_under_2_32_ms() {
+    for gap in [u32::MAX, u32::MAX - 999, u32::MAX - 59_000] {
+        resumes_after(gap);
+    }
+}
+
 #[test]
 fn in_flight_data_is_retransmitted_after_the_clock_jumps() {
+    for jump in [(1u32 << 31) + 1, u32::MAX, u32::MAX - 30_000] {
+        retransmitted_after(jump);
+    }
+}
+
+fn retransmitted_after(jump: u32) {
     let start = Millis(100);
     let mut a = Kcp::new(4, Config::fast3(), start).unwrap();
     let mut b = Kcp::new(4, Config::fast3(), start).unwrap();
@@ -182,98 +210,178 @@ fn in_flight_data_is_retransmitted_after_the_clock_jumps() {
     a.send(b"lost").unwrap();
     // The first transmission is lost; then nobody calls the engine for 2^31 + 1 ms.
     while a.poll_transmit(start, &mut buf).is_some() {}
-    let mut now = start + ((1u32 << 31) + 1);
+    let mut now = start + jump;
     let mut never = || false;
     let mut delivered = false;
     for _ in 0..50 {
         pump(&mut a, &mut b, now, &mut never);
         pump(&mut b, &mut a, now, &mut never);
+        // Once the engine has seen the new time, its timer is near it (an adapter waits for
+        // it before calling again).
+        if let Some(t) = a.poll_timeout() {
+            assert!(
+                t.since(now) <= 1_000,
+                "timer {t:?} far ahead of {now:?} after a jump of {jump}"
+            );
+        }
         if b.recv(&mut buf).is_ok() {
             delivered = true;
             break;
         }
         now += 10;
     }
-    assert!(delivered, "the lost segment is resent soon after the jump");
+    assert!(
+        delivered,
+        "the lost segment is resent soon after a jump of {jump}"
+    );
 }
 
-#[test]
-fn an_endpoint_does_not_spin_after_a_long_gap() {
-    let mut server: Endpoint<u8> = Endpoint::new(EndpointConfig {
-        accept: true,
-        idle_timeout_ms: None,
-        ..EndpointConfig::new(Config::fast3())
-    })
-    .unwrap();
-    let mut client: Endpoint<u8> = Endpoint::new(EndpointConfig {
-        idle_timeout_ms: None,
-        ..EndpointConfig::new(Config::fast3())
-    })
-    .unwrap();
-    let mut now = Millis(u32::MAX - 1_000);
-    let c = client.connect(now, 0, 11).unwrap();
+/// One iteration of an adapter's loop on both endpoints at `now`: run timers while they are
+/// due (asserting that none stays due), send what they produce, deliver it; returns the
+/// sessions that closed, with the endpoint (0 server, 1 client).
+fn adapter_step(
+    server: &mut Endpoint<u8>,
+    client: &mut Endpoint<u8>,
+    now: Millis,
+) -> Vec<(u8, kcp_core::endpoint::CloseReason)> {
+    use kcp_core::endpoint::Event;
     let mut buf = [0u8; 1500];
-    let step = |server: &mut Endpoint<u8>, client: &mut Endpoint<u8>, now: Millis| {
-        let mut buf = [0u8; 1500];
-        let mut wire = Vec::new();
-        for (me, ep) in [(0u8, &mut *server), (1u8, &mut *client)] {
-            // An adapter's loop: run timers while they are due, sending what they produce.
-            let mut spins = 0;
-            loop {
-                while let Some((to, n)) = ep.poll_transmit(now, &mut buf) {
-                    wire.push((me, to, buf[..n].to_vec()));
+    let mut wire = Vec::new();
+    let mut closed = Vec::new();
+    for (me, ep) in [(0u8, &mut *server), (1u8, &mut *client)] {
+        let mut spins = 0;
+        loop {
+            while let Some((to, n)) = ep.poll_transmit(now, &mut buf) {
+                wire.push((me, to, buf[..n].to_vec()));
+            }
+            while let Some(ev) = ep.poll_event() {
+                if let Event::Closed(_, r) = ev {
+                    closed.push((me, r));
                 }
-                if !ep.poll_timeout().is_some_and(|t| now.reached(t)) {
-                    break;
+            }
+            if !ep.poll_timeout().is_some_and(|t| now.reached(t)) {
+                break;
+            }
+            ep.handle_timeout(now);
+            spins += 1;
+            assert!(spins < 50, "endpoint timer stays due at {now:?}");
+        }
+    }
+    for (from, to, mut d) in wire {
+        let ep = if to == 0 { &mut *server } else { &mut *client };
+        let _ = ep.handle_datagram(now, from, &mut d);
+    }
+    closed
+}
+
+/// Opens a session from the client, sends `msg` and waits (5 ms steps, at most 1 s) until
+/// the server accepted and read it.
+fn open_and_deliver(
+    server: &mut Endpoint<u8>,
+    client: &mut Endpoint<u8>,
+    now: &mut Millis,
+    conv: u32,
+    msg: &[u8],
+) -> (kcp_core::endpoint::SessionId, kcp_core::endpoint::SessionId) {
+    let c = client.connect(*now, 0, conv).unwrap();
+    client.send(c, msg).unwrap();
+    let mut buf = [0u8; 64];
+    for _ in 0..200 {
+        let closed = adapter_step(server, client, *now);
+        assert!(closed.is_empty(), "{closed:?}");
+        if let Some(s) = server.accept() {
+            let mut got = Vec::new();
+            for _ in 0..200 {
+                if let Ok(n) = server.recv(s, &mut buf) {
+                    got.extend_from_slice(&buf[..n]);
                 }
-                ep.handle_timeout(now);
-                spins += 1;
-                assert!(spins < 50, "endpoint timer stays due at {now:?}");
+                if got.len() == msg.len() {
+                    return (c, s);
+                }
+                *now += 5;
+                adapter_step(server, client, *now);
             }
         }
-        for (from, to, mut d) in wire {
-            let ep = if to == 0 { &mut *server } else { &mut *client };
-            let _ = ep.handle_datagram(now, from, &mut d);
-        }
-    };
-    client.send(c, b"one").unwrap();
-    for _ in 0..300 {
-        step(&mut server, &mut client, now);
-        now += 5;
+        *now += 5;
     }
-    let s = server.accept().unwrap();
-    assert_eq!(server.recv(s, &mut buf).ok(), Some(3));
-    // Idle: nothing needs the clock.
-    for _ in 0..1_200 {
-        step(&mut server, &mut client, now);
-        now += 5;
-    }
-    assert_eq!(server.poll_timeout(), None);
-    assert_eq!(client.poll_timeout(), None);
+    panic!("no delivery on conv {conv} within 1 s at {now:?}");
+}
+
+/// The idle timeout stays on (60 s). After an idle gap of 2^31 ms or more, that much time has
+/// passed: both sessions time out at once, nothing spins, and a new session works. After a
+/// jump of just under 2^32 ms (read as a clock slightly behind), the sessions live on, data
+/// flows at once, and the idle timeout fires 60 s later on the new clock, not 60 s plus the
+/// apparent lag.
+#[test]
+fn an_endpoint_does_not_spin_after_a_long_gap() {
+    use kcp_core::endpoint::CloseReason;
+    let mut server: Endpoint<u8> = Endpoint::new(EndpointConfig {
+        accept: true,
+        ..EndpointConfig::new(Config::fast3())
+    })
+    .unwrap();
+    let mut client: Endpoint<u8> = Endpoint::new(EndpointConfig::new(Config::fast3())).unwrap();
+    assert_eq!(server.config().idle_timeout_ms, Some(60_000));
+    let mut now = Millis(u32::MAX - 1_000);
+    let mut conv = 11;
+    let (mut c, mut s) = open_and_deliver(&mut server, &mut client, &mut now, conv, b"one");
     for gap in [(1u32 << 31) + 99, 3 << 30] {
+        // Quiet for a while (only the idle deadlines remain), then the gap.
+        for _ in 0..100 {
+            now += 20;
+            assert!(adapter_step(&mut server, &mut client, now).is_empty());
+        }
         now += gap;
-        client.send(c, b"two").unwrap();
-        let mut got = false;
+        let mut closed = Vec::new();
+        for _ in 0..10 {
+            closed.extend(adapter_step(&mut server, &mut client, now));
+            now += 5;
+        }
+        closed.sort_by_key(|c| c.0);
+        assert_eq!(
+            closed,
+            [(0, CloseReason::IdleTimeout), (1, CloseReason::IdleTimeout)],
+            "after a gap of {gap} ms"
+        );
+        conv += 1;
+        (c, s) = open_and_deliver(&mut server, &mut client, &mut now, conv, b"two");
+    }
+    for jump in [u32::MAX, u32::MAX - 59_000] {
+        now += jump;
+        client.send(c, b"three").unwrap();
+        let mut buf = [0u8; 64];
+        let mut delivered = false;
         for _ in 0..200 {
-            step(&mut server, &mut client, now);
-            if server.recv(s, &mut buf).is_ok() {
-                got = true;
+            assert!(adapter_step(&mut server, &mut client, now).is_empty());
+            if server.recv(s, &mut buf) == Ok(5) {
+                delivered = true;
                 break;
             }
             now += 5;
         }
-        assert!(got, "delivery after a gap of {gap} ms");
-        for _ in 0..400 {
-            step(&mut server, &mut client, now);
-            now += 5;
+        assert!(delivered, "delivery within 1 s of a jump of {jump} ms");
+        // Now silence: the idle timeout must fire 60 s after the last datagram, on the new
+        // clock (allowing for the acknowledgement's exchange).
+        let quiet_from = now;
+        let mut closed = Vec::new();
+        while closed.len() < 2 && now.since(quiet_from) < 200_000 {
+            now += 50;
+            for (who, r) in adapter_step(&mut server, &mut client, now) {
+                assert_eq!(r, CloseReason::IdleTimeout);
+                closed.push((who, now.since(quiet_from)));
+            }
         }
-        assert!(client.is_flushed(c), "acknowledged after a gap of {gap} ms");
-        for _ in 0..1_200 {
-            step(&mut server, &mut client, now);
-            now += 5;
+        assert_eq!(closed.len(), 2, "both timed out after a jump of {jump} ms");
+        for (who, after) in closed {
+            assert!(
+                (59_000..=61_000).contains(&after),
+                "endpoint {who} timed out {after} ms into the silence after a jump of {jump} ms"
+            );
         }
-        assert_eq!(server.poll_timeout(), None);
+        conv += 1;
+        (c, s) = open_and_deliver(&mut server, &mut client, &mut now, conv, b"again");
     }
+    let _ = (c, s);
 }
 
 /// Threads read the clock before they take the lock that guards an endpoint, so a call may

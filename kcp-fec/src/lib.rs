@@ -250,6 +250,8 @@ pub struct Fec {
     screened: Screened,
     /// Counters of decoders `trim` dropped (boxed: most layers never need it).
     retired: Option<Box<FecStats>>,
+    /// Receive-limited (the endpoint's memory budget is spent): keep no shard.
+    limited: bool,
 }
 
 impl Fec {
@@ -276,6 +278,7 @@ impl Fec {
             config,
             screened: Screened::default(),
             retired: None,
+            limited: false,
         }
     }
 
@@ -292,6 +295,7 @@ impl Fec {
             config,
             screened: Screened::default(),
             retired: None,
+            limited: false,
         })
     }
 
@@ -306,6 +310,17 @@ impl Fec {
             config,
             screened: Screened::default(),
             retired: None,
+            limited: false,
+        }
+    }
+
+    /// Numbers this layer's next data shard `seqid` (rounded down to a group boundary; see
+    /// [`FecEncoder::set_next_seqid`]). Sessions that share a socket and start at different
+    /// points (random ones) keep apart the groups a receiving endpoint routes parity by.
+    /// Does nothing on a receive-only layer.
+    pub fn set_next_seqid(&mut self, seqid: u32) {
+        if let Some(e) = &mut self.encoder {
+            e.set_next_seqid(seqid);
         }
     }
 
@@ -404,6 +419,26 @@ impl Codec for Fec {
         })
     }
 
+    /// The group of a data or parity shard: its seqid rounded down to a multiple of this
+    /// layer's `ds + ps` (the code it was built with; a receive-only layer without one has no
+    /// groups).
+    fn group(&self, packet: &[u8]) -> Option<u32> {
+        let total = self.code.as_ref().map(|c| {
+            let (ds, ps) = c.shards();
+            (ds + ps) as u32
+        })?;
+        match wire::classify(packet).ok()? {
+            PacketKind::Data { seqid } | PacketKind::Parity { seqid } => {
+                Some(seqid - seqid % total.max(1))
+            }
+            PacketKind::Plain => None,
+        }
+    }
+
+    fn set_receive_limited(&mut self, limited: bool) {
+        self.limited = limited;
+    }
+
     fn open(&mut self, buf: &mut [u8], now: Millis) -> Result<Option<Range<usize>>, CodecError> {
         let kind = match wire::classify(buf) {
             Ok(kind) => kind,
@@ -416,6 +451,15 @@ impl Codec for Fec {
             // Plain KCP never builds a decoder.
             self.screened.plain();
             return Ok(Some(0..buf.len()));
+        }
+        // A trimmed layer (its decoder dropped, `retired` holds its counters) builds no
+        // decoder for parity: no data of that group is held, so parity alone keeps nothing
+        // worth its memory, and parity-only traffic cannot undo the trim; the next data shard
+        // builds one. While receive-limited nothing is kept (data shards still pass).
+        let parity = matches!(kind, PacketKind::Parity { .. });
+        if self.limited || (parity && self.decoder.is_none() && self.retired.is_some()) {
+            self.screened.not_kept();
+            return Ok((!parity).then_some(HEADER_LEN..buf.len()));
         }
         self.decoder_mut().input_classified(buf, kind, now)?;
         Ok(match kind {

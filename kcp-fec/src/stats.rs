@@ -61,6 +61,10 @@ pub struct FecStats {
     /// Decoding work done, in nominal GF(2^8) multiply-accumulates: matrix inversions,
     /// shard products and code builds for autotuned parameters.
     pub decode_work: u64,
+    /// Shards not kept for recovery: parity reaching a trimmed layer before any data shard
+    /// (it builds no decoder for it), and every shard while the layer is receive-limited
+    /// (data shards are still delivered).
+    pub not_kept: u64,
     /// Data shards sealed.
     pub data_sealed: u64,
     /// Parity shards produced.
@@ -93,6 +97,7 @@ impl FecStats {
             reconstructions,
             work_refused,
             decode_work,
+            not_kept,
             data_sealed,
             parity_sealed,
         } = *o;
@@ -119,6 +124,7 @@ impl FecStats {
             (&mut self.reconstructions, reconstructions),
             (&mut self.work_refused, work_refused),
             (&mut self.decode_work, decode_work),
+            (&mut self.not_kept, not_kept),
             (&mut self.data_sealed, data_sealed),
             (&mut self.parity_sealed, parity_sealed),
         ] {
@@ -136,9 +142,15 @@ pub(crate) struct Screened {
     oversized: u64,
     bad_size: u64,
     unknown_type: u64,
+    not_kept: u64,
 }
 
 impl Screened {
+    /// A shard not given to a decoder (see [`FecStats::not_kept`]).
+    pub(crate) fn not_kept(&mut self) {
+        self.not_kept = self.not_kept.wrapping_add(1);
+    }
+
     pub(crate) fn plain(&mut self) {
         self.plain = self.plain.wrapping_add(1);
     }
@@ -161,5 +173,6 @@ impl Screened {
         s.oversized = s.oversized.wrapping_add(self.oversized);
         s.bad_size = s.bad_size.wrapping_add(self.bad_size);
         s.unknown_type = s.unknown_type.wrapping_add(self.unknown_type);
+        s.not_kept = s.not_kept.wrapping_add(self.not_kept);
     }
 }

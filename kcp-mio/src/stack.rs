@@ -63,6 +63,7 @@ pub struct KcpConfig {
     max_half_open_per_host: usize,
     accept_timeout: Option<Duration>,
     pool_bytes: usize,
+    recv_budget: usize,
     sockbuf: Option<usize>,
     dscp: Option<u8>,
     send_backlog: usize,
@@ -94,6 +95,23 @@ impl Default for KcpConfig {
     /// kcptun's default mode (`fast`), stream mode, no FEC, no encryption.
     fn default() -> Self {
         KcpConfig::new(Config::fast())
+    }
+}
+
+/// The default receive budget of an endpoint ([`KcpConfig::recv_budget`]): a sixteenth of
+/// the machine's physical memory (`MemTotal` in `/proc/meminfo`), at least 16 MiB and at most
+/// 1 GiB; 64 MiB where the memory size is unknown (other systems). A 2 GiB machine gets
+/// 128 MiB: about 90,000 full-size segments held across all sessions.
+pub fn default_recv_budget() -> usize {
+    const MIB: usize = 1 << 20;
+    let total = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+        let line = m.lines().find(|l| l.starts_with("MemTotal:"))?;
+        let kib: usize = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib.saturating_mul(1024))
+    });
+    match total {
+        Some(bytes) => (bytes / 16).clamp(16 * MIB, 1024 * MIB),
+        None => kcp_core::endpoint::DEFAULT_RECV_BUDGET,
     }
 }
 
@@ -131,6 +149,7 @@ impl KcpConfig {
                 .accept_timeout_ms
                 .map(|m| Duration::from_millis(u64::from(m))),
             pool_bytes: ep.pool_bytes,
+            recv_budget: default_recv_budget(),
             sockbuf: Some(4 << 20),
             dscp: None,
             send_backlog: crate::udp::DEFAULT_BACKLOG,
@@ -274,6 +293,15 @@ impl KcpConfig {
         self
     }
 
+    /// Heap bytes all sessions together may hold on the receive side (received data,
+    /// out-of-order segments, FEC decoder queues); past it, new out-of-order data is refused
+    /// unacknowledged and the peers retransmit it (see kcp-core's
+    /// `EndpointConfig::recv_budget_bytes`). Default: [`default_recv_budget`].
+    pub fn recv_budget(mut self, bytes: usize) -> Self {
+        self.recv_budget = bytes;
+        self
+    }
+
     /// Socket send and receive buffer size in bytes (kcptun's `--sockbuf`, default 4 MiB;
     /// `None` keeps the system default). The kernel may cap it (`net.core.rmem_max`).
     pub fn sockbuf(mut self, bytes: Option<usize>) -> Self {
@@ -392,6 +420,7 @@ impl KcpConfig {
             max_half_open_per_host: self.max_half_open_per_host,
             accept_timeout_ms: self.accept_timeout.map(ms),
             pool_bytes: self.pool_bytes,
+            recv_budget_bytes: self.recv_budget,
             ..EndpointConfig::new(self.engine)
         };
         Ok((ep, adapter))
@@ -497,12 +526,14 @@ impl SharedFec {
         Ok(SharedFec { code })
     }
 
-    /// One session's FEC layer (its own group buffers, the shared matrix).
+    /// One session's FEC layer (its own group buffers, the shared matrix). Its groups are
+    /// numbered from a random point, so that the sessions of one socket keep apart the
+    /// groups a peer's endpoint routes their parity by.
     fn session_layer(&self) -> Layer {
-        Box::new(kcp_fec::Fec::with_code(
-            self.code.clone(),
-            kcp_fec::FecConfig::default(),
-        ))
+        use rand_core::Rng;
+        let mut fec = kcp_fec::Fec::with_code(self.code.clone(), kcp_fec::FecConfig::default());
+        fec.set_next_seqid(rand_core::UnwrapErr(getrandom::SysRng).next_u32());
+        Box::new(fec)
     }
 }
 
@@ -781,8 +812,12 @@ mod tests {
             .closed_linger(Duration::from_millis(1234))
             .half_open(Duration::from_secs(2), 11, 3)
             .accept_timeout(None)
-            .pool_bytes(1 << 10);
+            .pool_bytes(1 << 10)
+            .recv_budget(3 << 20);
         let ep = cfg.endpoint_config(false).unwrap();
+        assert_eq!(ep.recv_budget_bytes, 3 << 20);
+        let machine = KcpConfig::default().endpoint_config(false).unwrap();
+        assert!((16 << 20..=1 << 30).contains(&machine.recv_budget_bytes));
         assert_eq!(ep.idle_timeout_ms, Some(5000));
         assert_eq!((ep.backlog, ep.max_sessions), (7, 9));
         assert_eq!(ep.closed_linger_ms, 1234);

@@ -18,9 +18,11 @@ enum Routed {
         conv: u32,
         kcp: Range<usize>,
         attach: bool,
+        group: Option<u32>,
     },
-    /// No conversation id (FEC parity): the session last routed from the same address.
-    Attach,
+    /// No conversation id (FEC parity): the session on the same address that received data
+    /// of the same group.
+    Attach { group: Option<u32> },
 }
 
 /// Payload chunks a KCP datagram may need to store: one per PUSH with data.
@@ -40,6 +42,7 @@ impl<A: PeerAddr> Endpoint<A> {
         datagram: &mut [u8],
     ) -> Result<(), EndpointError> {
         let t = self.tick(now);
+        let now = self.clock(now);
         self.stats.in_pkts += 1;
         self.stats.in_bytes += datagram.len() as u64;
         // Open the outer layers (crypto) with the endpoint's own instances, outermost first,
@@ -77,29 +80,36 @@ impl<A: PeerAddr> Endpoint<A> {
             }
         };
         let (idx, needed) = match routed {
-            Routed::Attach => match self.attach_route.get(&from) {
-                Some(&i) => (i, 1),
+            Routed::Attach { group } => match self.attached_session(from, group) {
+                Some(i) => (i, 1),
                 None => {
                     self.stats.in_errs += 1;
                     return Err(EndpointError::Rejected(DropReason::NoSession));
                 }
             },
-            Routed::Conv { conv, kcp, attach } => {
+            Routed::Conv {
+                conv,
+                kcp,
+                attach,
+                group,
+            } => {
                 let kcp = plain.get(kcp).unwrap_or(&[]);
                 let idx = match self.by_key.get(&(from, conv)) {
                     Some(&i) => i,
                     None => self.admit(now, t, from, conv, kcp, plain)?,
                 };
                 if attach {
-                    self.attach_route.insert(from, idx);
+                    self.attach(from, idx, group);
                 }
                 (idx, chunks_needed(kcp))
             }
         };
+        let limited = self.recv_limited();
         let Some(Some(slot)) = self.slots.get_mut(idx as usize) else {
             return Err(EndpointError::Rejected(DropReason::NoSession));
         };
         let print = slot.half_open.map(|_| fingerprint(plain));
+        slot.session.set_receive_limited(limited);
         // The session's own instances of the opened layers see what was opened (replay
         // windows live there).
         let mut r = Ok(());
@@ -113,12 +123,18 @@ impl<A: PeerAddr> Endpoint<A> {
                 break;
             }
         }
-        if r.is_ok() {
+        if r.is_ok() && !limited {
             slot.session
                 .kcp_mut()
                 .stock_storage(&mut self.cache, needed);
+        }
+        if r.is_ok() {
             let plain = datagram.get_mut(plain_range).unwrap_or(&mut []);
             r = slot.session.input_opened(now, plain, self.cfg.demux_layers);
+        }
+        // Over the budget, spare chunks (read or acknowledged data) go back at once.
+        if limited && slot.session.kcp().spare_chunks() > 0 {
+            slot.session.kcp_mut().release_storage(&mut self.cache);
         }
         if r.is_ok() {
             slot.last_heard = t;
@@ -126,8 +142,61 @@ impl<A: PeerAddr> Endpoint<A> {
                 self.confirm(idx, print);
             }
         }
+        self.recount_recv(idx);
         self.after_io(idx);
         r.map_err(|e| EndpointError::Rejected(DropReason::Session(e)))
+    }
+
+    /// Lists session `idx` as a destination of packets without a conversation id from
+    /// `from`, and notes the group of the packet it just received.
+    fn attach(&mut self, from: A, idx: u32, group: Option<u32>) {
+        let Some(Some(slot)) = self.slots.get_mut(idx as usize) else {
+            return;
+        };
+        if let Some(g) = group {
+            slot.group = Some(g);
+        }
+        if !slot.attached {
+            slot.attached = true;
+            self.attach_route.entry(from).or_default().push(idx);
+        }
+    }
+
+    /// The session a packet without a conversation id from `from` belongs to: the only one
+    /// listed for the address, or else the only one there whose latest data group lies
+    /// within [`GROUP_REACH`](super::GROUP_REACH) of `group` (sessions sharing a socket number
+    /// their groups from far-apart random points; parity may overtake its group's data, or
+    /// come late). Several or none: the packet is dropped (counted), never given to a
+    /// session it may not belong to. Costs the number of FEC sessions on the address.
+    fn attached_session(&mut self, from: A, group: Option<u32>) -> Option<u32> {
+        let list = self.attach_route.get(&from)?;
+        if let [only] = list[..] {
+            return Some(only);
+        }
+        let mut found = None;
+        if let Some(g) = group {
+            for &i in list {
+                let near = self
+                    .slots
+                    .get(i as usize)
+                    .and_then(Option::as_deref)
+                    .and_then(|s| s.group)
+                    .is_some_and(|n| {
+                        (g.wrapping_sub(n) as i32).unsigned_abs() <= super::GROUP_REACH
+                    });
+                if near {
+                    if found.is_some() {
+                        found = None;
+                        break;
+                    }
+                    found = Some(i);
+                }
+            }
+        }
+        if found.is_none() {
+            self.stats.parity_unrouted += 1;
+        }
+        found
     }
 
     fn codec_drop(&mut self, e: CodecError) -> EndpointError {
@@ -145,8 +214,12 @@ impl<A: PeerAddr> Endpoint<A> {
     fn route(&self, first_demux: usize, plain: &[u8]) -> Result<Routed, DropReason> {
         let mut range = 0..plain.len();
         let mut attach = false;
+        let mut group = None;
         for layer in self.demux.get(..first_demux).unwrap_or(&[]).iter().rev() {
             let part = plain.get(range.clone()).unwrap_or(&[]);
+            if group.is_none() {
+                group = layer.group(part);
+            }
             match layer.route(part).map_err(DropReason::Codec)? {
                 Route::Inner(inner) => {
                     if inner.start > inner.end || inner.end > part.len() {
@@ -157,7 +230,7 @@ impl<A: PeerAddr> Endpoint<A> {
                     }
                     range = range.start + inner.start..range.start + inner.end;
                 }
-                Route::Attach => return Ok(Routed::Attach),
+                Route::Attach => return Ok(Routed::Attach { group }),
             }
         }
         let kcp = plain.get(range.clone()).unwrap_or(&[]);
@@ -172,6 +245,7 @@ impl<A: PeerAddr> Endpoint<A> {
             conv,
             kcp: range,
             attach,
+            group,
         })
     }
 }

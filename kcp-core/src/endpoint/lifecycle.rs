@@ -11,6 +11,7 @@ impl<A: PeerAddr> Endpoint<A> {
     /// accept deadlines, and the trimming of sessions that went idle.
     pub fn handle_timeout(&mut self, now: Millis) {
         let t = self.tick(now);
+        let now = self.clock(now);
         while let Some(idx) = self.timers.pop_due(t) {
             let Some(Some(slot)) = self.slots.get_mut(idx as usize) else {
                 continue;
@@ -27,6 +28,7 @@ impl<A: PeerAddr> Endpoint<A> {
                 slot.idle_since = None;
                 slot.trimmed = true;
                 slot.session.trim();
+                self.recount_recv(idx);
             }
             self.mark(idx);
         }
@@ -143,9 +145,15 @@ impl<A: PeerAddr> Endpoint<A> {
         let id = SessionId { idx, gen: slot.gen };
         let key = (slot.addr, slot.conv);
         self.by_key.remove(&key);
-        if self.attach_route.get(&slot.addr) == Some(&idx) {
-            self.attach_route.remove(&slot.addr);
+        if slot.attached {
+            if let Some(list) = self.attach_route.get_mut(&slot.addr) {
+                list.retain(|&i| i != idx);
+                if list.is_empty() {
+                    self.attach_route.remove(&slot.addr);
+                }
+            }
         }
+        self.recv_total -= (slot.recv_bytes as usize).min(self.recv_total);
         if slot.half_open.is_some() {
             self.forget_half_open(slot.addr.host());
         }
@@ -213,6 +221,7 @@ impl<A: PeerAddr> Endpoint<A> {
         lens: &mut [usize],
     ) -> Option<(A, usize)> {
         self.tick(now);
+        let now = self.clock(now);
         while let Some(&idx) = self.dirty.front() {
             let alive = self.check_lifecycle(idx);
             if alive {
@@ -271,6 +280,7 @@ impl<A: PeerAddr> Endpoint<A> {
             if slot.idle_since.is_none() && !slot.trimmed {
                 slot.idle_since = Some(t);
             }
+            self.recount_recv(idx);
         } else {
             slot.idle_since = None;
             slot.trimmed = false;

@@ -19,10 +19,12 @@
 //!   `poll_timeout` again.
 //!
 //! Time is a wrapping millisecond clock ([`Millis`]) that must never go back. A `now` up to a
-//! minute earlier than the previous one is taken as a stale reading (threads that read the
-//! clock before taking a lock) and counts as no time; one that looks earlier by more is the
-//! clock having moved on by 2^31 ms or more (an endpoint with no deadline is not called for
-//! that long), and every timer is re-anchored on it.
+//! minute earlier than the endpoint's clock is a stale reading (threads that read the clock
+//! before taking a lock) or a jump of just under 2^32 ms, which cannot be told apart: it
+//! counts as no time, but time then counts from it and deadlines are given in its frame, so
+//! timers never freeze. One that looks earlier by more is the clock having moved on by
+//! 2^31 ms or more (an endpoint with no deadline is not called for that long), and every timer
+//! is re-anchored on it. Sessions run on the endpoint's own clock, which never goes back.
 //!
 //! # Codec layers and demultiplexing
 //!
@@ -34,7 +36,18 @@
 //! the layer factory: it sees what the endpoint opened through
 //! [`Codec::accept_demuxed`](crate::Codec::accept_demuxed) (replay windows live there) and
 //! opens the inner layers itself. Packets without a conversation id (FEC parity) go to the
-//! session that last received a routed packet from the same address.
+//! session on the same address whose latest data lies in the same region of FEC groups
+//! ([`Codec::group`](crate::Codec::group)); when that is not one session, they are dropped
+//! and counted (`parity_unrouted`).
+//!
+//! # Receive budget
+//!
+//! [`recv_budget_bytes`](EndpointConfig::recv_budget_bytes) bounds what all sessions hold on
+//! the receive side together (segments, rings, spare chunks, codec state), counted in O(1)
+//! per datagram. Past it every session refuses out-of-order data (unacknowledged, counted in
+//! `recv_over_budget`), its codec layers keep no new state, and spare chunks go back at once;
+//! a session still takes the segment it needs next while its application has nothing to
+//! read, so none deadlocks.
 //!
 //! # Admission: who may create state
 //!
@@ -122,7 +135,19 @@ pub struct EndpointConfig {
     /// (an idle session holds none). Beyond this, drained buffers go back to the allocator.
     /// Default 4 MiB.
     pub pool_bytes: usize,
+    /// Heap bytes all sessions together may hold on the receive side: received segments
+    /// (queued for the application or out of order), receive rings and codec layer state
+    /// (FEC decoder queues). Past it, every session refuses new out-of-order data (dropped
+    /// unacknowledged, so the peer retransmits, and counted) and its codec layers stop
+    /// keeping state for it; the segment a session needs next is still taken while its
+    /// application has nothing to read, so every session keeps progressing. Default
+    /// [`DEFAULT_RECV_BUDGET`]; a std adapter sizes it for the machine.
+    pub recv_budget_bytes: usize,
 }
+
+/// [`EndpointConfig::recv_budget_bytes`] by default: 64 MiB (`no_std` cannot ask the
+/// machine; kcp-mio's `KcpConfig` uses a share of physical memory instead).
+pub const DEFAULT_RECV_BUDGET: usize = 64 << 20;
 
 impl EndpointConfig {
     /// Plain KCP sessions (no codec layers) with `session` settings, not accepting.
@@ -141,6 +166,7 @@ impl EndpointConfig {
             max_half_open_per_host: 64,
             accept_timeout_ms: Some(10_000),
             pool_bytes: 4 << 20,
+            recv_budget_bytes: DEFAULT_RECV_BUDGET,
         }
     }
 }
@@ -159,6 +185,7 @@ impl fmt::Debug for EndpointConfig {
             .field("max_half_open_per_host", &self.max_half_open_per_host)
             .field("accept_timeout_ms", &self.accept_timeout_ms)
             .field("pool_bytes", &self.pool_bytes)
+            .field("recv_budget_bytes", &self.recv_budget_bytes)
             .finish_non_exhaustive()
     }
 }
@@ -374,7 +401,19 @@ struct Slot<A> {
     queued: bool,
     /// In `resched` (deadline to recompute at the next `poll_timeout`).
     resched_queued: bool,
+    /// Listed in `attach_route` for its address.
+    attached: bool,
+    /// Receive-side heap bytes counted for this session in the endpoint's budget.
+    recv_bytes: u32,
+    /// The FEC group of the latest data this session received, so parity from the same
+    /// address reaches the session that owns its group.
+    group: Option<u32>,
 }
+
+/// How far (in FEC seqids) parity's group may lie from a session's latest data group and
+/// still be that session's, when several sessions on one address use FEC: far beyond any
+/// reordering, far below the distance between random starting points of two sessions.
+pub(super) const GROUP_REACH: u32 = 1 << 16;
 
 /// Many sessions on one socket: demultiplexing, admission, timers, memory, stats. `A` is the
 /// address type (`std::net::SocketAddr` in the adapters).
@@ -388,8 +427,9 @@ pub struct Endpoint<A: PeerAddr> {
     free: Vec<u32>,
     next_gen: u32,
     by_key: BTreeMap<(A, u32), u32>,
-    /// The session last routed through a layer that asks for attachment, per address.
-    attach_route: BTreeMap<A, u32>,
+    /// The sessions routed through a layer that asks for attachment (FEC), per address: where
+    /// packets without a conversation id may go (see [`Codec::group`](crate::Codec::group)).
+    attach_route: BTreeMap<A, Vec<u32>>,
     closed: BTreeMap<(A, u32), u64>,
     closed_order: VecDeque<((A, u32), u64)>,
     accept_queue: VecDeque<SessionId>,
@@ -403,7 +443,12 @@ pub struct Endpoint<A: PeerAddr> {
     events: VecDeque<Event>,
     timers: Timers,
     last_now: Option<Millis>,
+    /// While the caller's readings stay behind `last_now` (stale, or a clock that jumped by
+    /// just under 2^32 ms): the latest of them; time counts from it (see `tick`).
+    shadow: Option<Millis>,
     elapsed: u64,
+    /// Receive-side heap bytes of all sessions (see `recv_budget_bytes`).
+    recv_total: usize,
     stats: EndpointStats,
     retired: EndpointStats,
 }
@@ -451,7 +496,9 @@ impl<A: PeerAddr> Endpoint<A> {
             events: VecDeque::new(),
             timers: Timers::default(),
             last_now: None,
+            shadow: None,
             elapsed: 0,
+            recv_total: 0,
             stats: EndpointStats::default(),
             retired: EndpointStats::default(),
         })
@@ -463,31 +510,81 @@ impl<A: PeerAddr> Endpoint<A> {
     }
 
     /// Milliseconds since the endpoint first saw a time (monotonic, never wraps). Time never
-    /// goes back: a `now` up to [`STALE_MS`](crate::time::STALE_MS) earlier than the last
-    /// one is a caller's stale reading (another thread read the clock before taking its
-    /// lock) and counts as no time; one that looks earlier by more is the wrapping clock
-    /// having moved on by 2^31 ms or more, and counts forward by the wrapped difference.
+    /// goes back. A `now` up to [`STALE_MS`](crate::time::STALE_MS) earlier than the
+    /// endpoint's clock is either a caller's stale reading (another thread read the clock
+    /// before taking its lock) or a clock that jumped forward by just under 2^32 ms; it counts
+    /// as no time, but while readings stay behind, time counts from the latest of them, and
+    /// deadlines are reported in their frame: timers neither freeze after such a jump nor run
+    /// fast when stale readings interleave with fresh ones. A `now` that looks earlier by
+    /// more is the wrapping clock having moved on by 2^31 ms or more, and counts forward by
+    /// the wrapped difference.
     fn tick(&mut self, now: Millis) -> u64 {
-        if let Some(last) = self.last_now {
-            let d = now.since(last);
-            if !(-crate::time::STALE_MS..=0).contains(&d) {
-                self.elapsed += u64::from(now.0.wrapping_sub(last.0));
-                self.last_now = Some(now);
+        let Some(last) = self.last_now else {
+            self.last_now = Some(now);
+            return self.elapsed;
+        };
+        let d = now.since(last);
+        if d >= 0 {
+            self.elapsed += d as u64;
+            self.last_now = Some(now);
+            self.shadow = None;
+        } else if d >= -crate::time::STALE_MS {
+            match self.shadow {
+                Some(s) if now.since(s) > 0 => {
+                    let p = now.since(s) as u32;
+                    self.elapsed += u64::from(p);
+                    self.last_now = Some(last + p);
+                    self.shadow = Some(now);
+                }
+                Some(_) => {}
+                None => self.shadow = Some(now),
             }
         } else {
+            self.elapsed += u64::from(now.0.wrapping_sub(last.0));
             self.last_now = Some(now);
+            self.shadow = None;
         }
         self.elapsed
     }
 
+    /// The endpoint's own clock, which its sessions run on: the caller's, moved on from the
+    /// last reading that was not behind (see [`tick`](Self::tick)); never goes back.
+    fn clock(&self, now: Millis) -> Millis {
+        self.last_now.unwrap_or(now)
+    }
+
     fn to_millis(&self, at: u64) -> Millis {
-        let base = self.last_now.unwrap_or(Millis(0));
+        // In the caller's frame: the latest reading when readings are behind the clock.
+        let base = self.shadow.or(self.last_now).unwrap_or(Millis(0));
         base + (at.saturating_sub(self.elapsed).min(u32::MAX as u64 / 2) as u32)
+    }
+
+    /// Counts a session's receive-side heap again after it changed, and tells whether the
+    /// endpoint is now past its receive budget.
+    pub(super) fn recount_recv(&mut self, idx: u32) {
+        if let Some(Some(slot)) = self.slots.get_mut(idx as usize) {
+            let now = slot.session.receive_heap_bytes().min(u32::MAX as usize);
+            let was = slot.recv_bytes as usize;
+            self.recv_total = self.recv_total - was.min(self.recv_total) + now;
+            slot.recv_bytes = now as u32;
+        }
+    }
+
+    /// Whether the sessions together hold the receive budget or more.
+    pub(super) fn recv_limited(&self) -> bool {
+        self.recv_total >= self.cfg.recv_budget_bytes
+    }
+
+    /// Receive-side heap bytes all sessions hold, as counted against
+    /// [`recv_budget_bytes`](EndpointConfig::recv_budget_bytes).
+    pub fn receive_heap_bytes(&self) -> usize {
+        self.recv_total
     }
 
     /// Opens a session to `addr` with conversation id `conv` (kcp-go's `NewConn3`).
     pub fn connect(&mut self, now: Millis, addr: A, conv: u32) -> Result<SessionId, EndpointError> {
         let t = self.tick(now);
+        let now = self.clock(now);
         if self.by_key.contains_key(&(addr, conv)) {
             return Err(EndpointError::Duplicate);
         }
@@ -528,6 +625,9 @@ impl<A: PeerAddr> Endpoint<A> {
             writable: true,
             queued: false,
             resched_queued: false,
+            attached: false,
+            recv_bytes: 0,
+            group: None,
         };
         let idx = match self.free.pop() {
             Some(i) => {
@@ -645,7 +745,13 @@ impl<A: PeerAddr> Endpoint<A> {
 
     /// Reads from a session (see [`Kcp::recv`](crate::Kcp::recv)).
     pub fn recv(&mut self, id: SessionId, buf: &mut [u8]) -> Result<usize, EndpointError> {
-        let slot = self.slot_mut(id).ok_or(EndpointError::UnknownSession)?;
+        let pressed = self.recv_total >= self.cfg.recv_budget_bytes;
+        let slot = self
+            .slots
+            .get_mut(id.idx as usize)
+            .and_then(Option::as_deref_mut)
+            .filter(|s| s.gen == id.gen)
+            .ok_or(EndpointError::UnknownSession)?;
         let r = slot
             .session
             .kcp_mut()
@@ -654,6 +760,14 @@ impl<A: PeerAddr> Endpoint<A> {
         if let Err(EndpointError::Recv(RecvError::WouldBlock)) = r {
             slot.readable = false;
         }
+        // Over the receive budget, what the application read goes back to the endpoint at
+        // once (costing what it gives back), for the sessions waiting for room, instead of
+        // when this one drains.
+        if pressed && slot.session.kcp().spare_chunks() > 0 {
+            slot.session.kcp_mut().release_storage(&mut self.cache);
+            slot.session.kcp_mut().shrink_receive_storage();
+        }
+        self.recount_recv(id.idx);
         self.mark(id.idx);
         r
     }
@@ -725,6 +839,7 @@ impl<A: PeerAddr> Endpoint<A> {
         }
         s.half_open = self.half_open_total as u64;
         s.pooled_bytes = self.cache.heap_bytes() as u64;
+        s.recv_bytes = self.recv_total as u64;
         s
     }
 

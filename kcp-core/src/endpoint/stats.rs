@@ -38,7 +38,7 @@ macro_rules! endpoint_stats {
             }
 
             /// Counters of two endpoints together; gauges (`max_conn`, `curr_estab`,
-            /// `half_open`, `pooled_bytes`) add up too, as for sockets sharing a port.
+            /// `half_open`, `pooled_bytes`, `recv_bytes`) add up too, as for sockets sharing a port.
             pub fn merged(&self, o: &EndpointStats) -> EndpointStats {
                 let mut m = *self;
                 m.add(o);
@@ -117,8 +117,15 @@ endpoint_stats! {
         not_accepted,
         /// Payload bytes the endpoint keeps for its sessions to reuse (gauge).
         pooled_bytes,
+        /// PUSH segments refused, unacknowledged, while the receive budget was spent.
+        recv_over_budget,
+        /// Receive-side heap bytes of all sessions, counted against the budget (gauge).
+        recv_bytes,
+        /// Packets without a conversation id (FEC parity) dropped because no single session
+        /// on their address owned their group.
+        parity_unrouted,
     }
-    gauges { max_conn, curr_estab, half_open, pooled_bytes }
+    gauges { max_conn, curr_estab, half_open, pooled_bytes, recv_bytes }
 }
 
 impl EndpointStats {
@@ -134,6 +141,7 @@ impl EndpointStats {
         self.early_retrans_segs += k.early_retrans_segs;
         self.lost_segs += k.lost_segs;
         self.repeat_segs += k.repeat_segs;
+        self.recv_over_budget += k.in_over_budget;
         let ss = s.stats();
         self.in_csum_errors += ss.in_csum_errors;
         self.kcp_in_errors += ss.kcp_in_errors;

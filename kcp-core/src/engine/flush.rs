@@ -29,7 +29,7 @@ impl Kcp<'_> {
     /// full-size datagram); codec layers put their headers in front. Call this until it returns
     /// `None` after every call that changes the engine.
     pub fn poll_transmit(&mut self, now: Millis, buf: &mut [u8]) -> Option<usize> {
-        self.observe(now);
+        let now = self.observe(now);
         let pending = core::mem::replace(&mut self.pending, Pending::None);
         if pending != Pending::None {
             self.decide_flush(now, pending);

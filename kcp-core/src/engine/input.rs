@@ -27,7 +27,8 @@ impl Kcp<'_> {
     }
 
     fn input_inner(&mut self, now: Millis, data: &[u8], regular: bool) -> Result<(), InputError> {
-        self.observe(now);
+        let now = self.observe(now);
+        self.fastack_visits = super::FASTACK_VISITS;
         self.stats.in_datagrams += 1;
         self.stats.in_bytes += data.len() as u64;
         if !regular {
@@ -158,6 +159,8 @@ impl Kcp<'_> {
     ///
     /// Only unacknowledged segments are visited (they are linked in sequence order), so the
     /// cost is the number of holes before `sn`, not the window: zero in a loss-free transfer.
+    /// All ACKs of one datagram visit at most [`FASTACK_VISITS`](super::FASTACK_VISITS)
+    /// segments together, so a datagram packed with ACKs costs a bounded amount.
     fn parse_fastack(&mut self, sn: u32, ts: u32) {
         if seq_diff(sn, self.snd.base()) < 0 || seq_diff(sn, self.snd_nxt) >= 0 {
             return;
@@ -167,6 +170,13 @@ impl Kcp<'_> {
             if seq_diff(sn, c) < 0 {
                 break;
             }
+            // Bounded per datagram (see `FASTACK_VISITS`): the holes nearest `snd_una` are
+            // counted first; the rest wait for the next datagram or their RTO.
+            if self.fastack_visits == 0 {
+                self.stats.fastack_skipped += 1;
+                break;
+            }
+            self.fastack_visits -= 1;
             let Some(seg) = self.snd.get_mut(c) else {
                 break;
             };
@@ -240,6 +250,16 @@ impl Kcp<'_> {
             self.stats.in_no_buffer += 1;
             return None;
         }
+        if off < self.rcv.len() && self.rcv.get(sn).is_some_and(|s| s.present) {
+            return Some(true);
+        }
+        // Over the owner's memory budget, only the segment the application needs next is
+        // stored, and only while it has nothing to read: that always lets a session progress
+        // (a gap filled, a message completed) without holding more out-of-order data.
+        if self.recv_limited && (sn != self.rcv_nxt || self.peek_size().is_some()) {
+            self.stats.in_over_budget += 1;
+            return None;
+        }
         while self.rcv.len() <= off {
             if self.rcv.push_back(RecvSlot::EMPTY).is_err() {
                 self.stats.in_no_buffer += 1;
@@ -259,6 +279,7 @@ impl Kcp<'_> {
             if let Some(dst) = self.pool.chunk_mut(c).get_mut(..payload.len()) {
                 dst.copy_from_slice(payload);
             }
+            self.rcv_chunks += 1;
             c
         };
         if let Some(slot) = self.rcv.get_mut(sn) {

@@ -32,6 +32,11 @@ const PROBE_INIT: u32 = 7_000;
 /// Shortest wait before the first zero-window probe.
 const PROBE_FIRST: u32 = 200;
 const PROBE_LIMIT: u32 = 120_000;
+/// Unacknowledged segments the ACKs of one datagram may visit for fast-ack counting, in all.
+/// A 1500-byte datagram carries at most 62 ACKs, and fast retransmission needs a few counts
+/// per hole, so legitimate traffic rarely meets it; a datagram packed with ACKs beyond a long
+/// run of holes costs this much at most, whatever the window.
+pub(crate) const FASTACK_VISITS: u16 = 2_048;
 pub(crate) const ASK_SEND: u8 = 1;
 pub(crate) const ASK_TELL: u8 = 2;
 
@@ -227,8 +232,21 @@ pub struct Kcp<'a> {
     pending: Pending,
     /// Newest `ts` of a regular PUSH, to tell stale FEC-rebuilt segments (see `on_push`).
     newest_push_ts: Option<u32>,
-    /// The latest `now` the engine was given, to notice a clock that wrapped past 2^31 ms.
+    /// The engine's own clock: the latest `now` it was given, moved on by how far the
+    /// caller's clock advanced since it looked stale (see [`observe`](Self::observe)).
     last_now: Millis,
+    /// While the caller's readings stay behind `last_now` (a stale reading, or a clock that
+    /// jumped by just under 2^32 ms): the latest such reading. Time then counts from it.
+    shadow: Option<Millis>,
+    /// Out-of-order data is refused (the owner's receive-memory budget is spent).
+    recv_limited: bool,
+    /// Payload chunks held by received segments (queued or out of order).
+    rcv_chunks: u32,
+    /// The head message of the receive queue was checked complete and not empty.
+    rcv_head_ready: bool,
+    /// Unacknowledged segments the current datagram's ACKs may still visit for fast-ack
+    /// counting.
+    fastack_visits: u16,
     stats: Stats,
 }
 
@@ -364,6 +382,11 @@ impl<'a> Kcp<'a> {
             pending: Pending::None,
             newest_push_ts: None,
             last_now: now,
+            shadow: None,
+            recv_limited: false,
+            rcv_chunks: 0,
+            rcv_head_ready: false,
+            fastack_visits: 0,
             stats: Stats::default(),
             cfg,
         }
@@ -523,6 +546,57 @@ impl<'a> Kcp<'a> {
         self.dead
     }
 
+    /// Refuses (`true`) or accepts again (`false`) out-of-order data, for an owner whose
+    /// receive-memory budget is spent (an [`Endpoint`](crate::endpoint::Endpoint) does this
+    /// for all its sessions). While limited, a PUSH is stored only if it is the next segment
+    /// in order and the application has nothing to read yet (so every session still
+    /// progresses); others are dropped unacknowledged, so the peer sends them again, and
+    /// counted in [`Stats::in_over_budget`]. Data already stored stays.
+    pub fn set_receive_limited(&mut self, limited: bool) {
+        self.recv_limited = limited;
+    }
+
+    /// Whether out-of-order data is refused ([`set_receive_limited`](Self::set_receive_limited)).
+    pub fn is_receive_limited(&self) -> bool {
+        self.recv_limited
+    }
+
+    /// Heap bytes held on the receive side: received segments' payload chunks (queued or out
+    /// of order), spare chunks not yet given back ([`release_storage`](Self::release_storage))
+    /// and the receive ring; 0 on caller-provided buffers. O(1).
+    #[cfg(feature = "alloc")]
+    pub fn receive_heap_bytes(&self) -> usize {
+        let per_chunk = match self.pool {
+            Pool::Owned(_) => HEAP_CHUNK + core::mem::size_of::<crate::storage::Chunk>(),
+            Pool::Borrowed(_) => 0,
+        };
+        self.rcv.heap_bytes()
+            + self.pool.table_bytes()
+            + (self.rcv_chunks as usize + self.pool.spare()) * per_chunk
+    }
+
+    /// Gives back what the receive side holds while it holds no segment: the receive ring
+    /// shrinks to a few entries, and the payload tables too when no chunk is in use (call
+    /// [`release_storage`](Self::release_storage) first). For an owner short of memory; the
+    /// next burst grows them again. Returns the heap bytes freed.
+    #[cfg(feature = "alloc")]
+    pub fn shrink_receive_storage(&mut self) -> usize {
+        let mut freed = 0;
+        if self.rcv.is_empty() {
+            freed += self.rcv.shrink(MIN_RING);
+        }
+        if self.pool.in_use() == 0 {
+            freed += self.pool.shrink();
+        }
+        freed
+    }
+
+    /// Spare payload chunks the engine holds (freed by `recv` or acknowledged sends, or
+    /// stocked), until [`release_storage`](Self::release_storage) gives them back.
+    pub fn spare_chunks(&self) -> usize {
+        self.pool.spare()
+    }
+
     /// Payload chunks held (send and receive), a measure of memory in use.
     pub fn buffered_segments(&self) -> usize {
         self.pool.in_use()
@@ -591,14 +665,18 @@ impl<'a> Kcp<'a> {
     /// session is idle (nothing to send, acknowledge or probe), until the next `send` or
     /// `input`. Ask again after every call that changes the engine.
     pub fn poll_timeout(&self) -> Option<Millis> {
-        self.timer
+        // In the caller's frame: behind the engine's clock while its readings look stale.
+        let lag = self
+            .shadow
+            .map_or(0, |s| self.last_now.since(s).max(0) as u32);
+        self.timer.map(|t| Millis(t.0.wrapping_sub(lag)))
     }
 
     /// Advances the timer: a periodic flush (ACKs, retransmissions, probes) is due when `now`
     /// has reached [`poll_timeout`](Self::poll_timeout). Then drain
     /// [`poll_transmit`](Self::poll_transmit).
     pub fn handle_timeout(&mut self, now: Millis) {
-        self.observe(now);
+        let now = self.observe(now);
         if let Some(t) = self.timer {
             // The timer is never set more than an interval ahead of the clock; further ahead,
             // the clock has wrapped past it.
@@ -615,22 +693,38 @@ impl<'a> Kcp<'a> {
         self.request(Pending::Full);
     }
 
-    /// Notes the caller's clock. Time never goes back: a `now` up to [`STALE_MS`] earlier
-    /// than the last one is a caller's stale reading and changes nothing, and one that looks
+    /// Notes the caller's clock and returns the engine's own (what every deadline is set on).
+    ///
+    /// Time never goes back. A `now` up to [`STALE_MS`] earlier than the engine's clock is
+    /// either a caller's stale reading or a clock that jumped forward by just under 2^32 ms;
+    /// the two cannot be told apart, so it counts as no time, but time then counts from it:
+    /// while readings stay behind, the engine's clock moves on by as much as they advance
+    /// (from the latest of them), and [`poll_timeout`](Self::poll_timeout) answers in the
+    /// caller's frame. So timers fire on time after such a jump, and stale readings
+    /// interleaved with fresh ones neither freeze nor speed up the clock. A `now` that looks
     /// earlier by more means the wrapping clock moved on by 2^31 ms or more while the engine
-    /// was not called (an idle session sleeps with no timer). Every deadline is then
-    /// re-anchored on `now`: the timer and retransmissions are due at once, instead of
-    /// 2^31 ms away.
-    pub(crate) fn observe(&mut self, now: Millis) {
+    /// was not called (an idle session sleeps with no timer): every deadline is then
+    /// re-anchored on `now`, due at once instead of 2^31 ms away.
+    pub(crate) fn observe(&mut self, now: Millis) -> Millis {
         let d = now.since(self.last_now);
         if d >= 0 {
             self.last_now = now;
-            return;
+            self.shadow = None;
+            return now;
         }
         if d >= -STALE_MS {
-            return;
+            match self.shadow {
+                Some(s) if now.since(s) > 0 => {
+                    self.last_now += now.since(s) as u32;
+                    self.shadow = Some(now);
+                }
+                Some(_) => {}
+                None => self.shadow = Some(now),
+            }
+            return self.last_now;
         }
         self.last_now = now;
+        self.shadow = None;
         self.timer_anchor = now;
         if self.timer.is_some() {
             self.timer = Some(now);
@@ -649,6 +743,7 @@ impl<'a> Kcp<'a> {
         if self.probe_wait > 0 {
             self.ts_probe = now;
         }
+        now
     }
 
     pub(crate) fn request(&mut self, p: Pending) {
@@ -793,13 +888,18 @@ impl<'a> Kcp<'a> {
         if queued < first.frg as u32 + 1 {
             return None;
         }
+        // A message has `first.frg + 1` fragments; a chain whose count does not reach 0 there
+        // (only a broken peer sends one) ends there too, so this walks at most 256 segments
+        // and says "incomplete" in O(1).
+        let last = sn.wrapping_add(first.frg as u32);
         let mut size = 0usize;
         let mut cur = sn;
         loop {
             let seg = self.rcv.get(cur)?;
             size += seg.len as usize;
+            let end = seg.frg == 0 || cur == last;
             cur = cur.wrapping_add(1);
-            if seg.frg == 0 {
+            if end {
                 return Some((size, cur.wrapping_sub(sn)));
             }
             if cur == self.rcv_nxt {
@@ -895,9 +995,50 @@ impl<'a> Kcp<'a> {
         if let Some(seg) = self.rcv.pop_front() {
             if seg.chunk != NO_CHUNK {
                 self.pool.give(seg.chunk);
+                self.rcv_chunks = self.rcv_chunks.saturating_sub(1);
             }
         }
         self.rcv_off = 0;
+        self.rcv_head_ready = false;
+    }
+
+    /// Drops empty messages (zero-length segments in stream mode) from the head of the
+    /// receive queue, counting them, so that the head is always something to read or an
+    /// incomplete message: [`peek_size`](Self::peek_size) then never walks a run of empty
+    /// segments, and they do not hold receive-queue slots.
+    fn skip_empty_head(&mut self) {
+        if self.rcv_head_ready {
+            return;
+        }
+        loop {
+            if self.cfg.stream {
+                match self.rcv.get(self.rcv.base()) {
+                    Some(s) if self.rcv.base() != self.rcv_nxt && s.len == 0 => {
+                        self.pop_rcv();
+                        self.stats.empty_messages += 1;
+                    }
+                    Some(_) if self.rcv.base() != self.rcv_nxt => {
+                        self.rcv_head_ready = true;
+                        return;
+                    }
+                    _ => return,
+                }
+            } else {
+                match self.message_at(self.rcv.base()) {
+                    Some((0, count)) => {
+                        for _ in 0..count {
+                            self.pop_rcv();
+                        }
+                        self.stats.empty_messages += 1;
+                    }
+                    Some(_) => {
+                        self.rcv_head_ready = true;
+                        return;
+                    }
+                    None => return,
+                }
+            }
+        }
     }
 
     /// Segments ready for `recv` (kcp-go's `len(rcv_queue)`).
@@ -907,10 +1048,18 @@ impl<'a> Kcp<'a> {
 
     /// Moves in-order received segments into the receive queue while it has room.
     pub(crate) fn advance_rcv_queue(&mut self) {
-        while self.queued_len() < self.cfg.rcv_wnd {
-            match self.rcv.get(self.rcv_nxt) {
-                Some(s) if s.present => self.rcv_nxt = self.rcv_nxt.wrapping_add(1),
-                _ => break,
+        loop {
+            // Skipped empty messages free queue slots for what waits behind them.
+            self.skip_empty_head();
+            let before = self.rcv_nxt;
+            while self.queued_len() < self.cfg.rcv_wnd {
+                match self.rcv.get(self.rcv_nxt) {
+                    Some(s) if s.present => self.rcv_nxt = self.rcv_nxt.wrapping_add(1),
+                    _ => break,
+                }
+            }
+            if self.rcv_nxt == before || self.rcv_head_ready {
+                return;
             }
         }
     }

@@ -1,0 +1,177 @@
+//! FEC parity carries no conversation id, so an endpoint routes it by address. With several
+//! conversations from one address (a client endpoint opening several sessions on one
+//! socket), parity must reach the session whose group it belongs to: two such sessions,
+//! each with FEC 10/3, run through the simulator over links losing 10 % each way; both
+//! deliver every byte, both rebuild lost packets from parity, and no session ever sees
+//! another's parity (which its decoder would reject as a seqid jump, or worse, use).
+
+use kcp_core::endpoint::{Endpoint, EndpointConfig, SessionId};
+use kcp_core::sim::{LinkConfig, Node, Sim};
+use kcp_core::{Config, Layer, Millis};
+use kcp_fec::{Fec, FecCode, FecConfig};
+
+/// An endpoint as a simulator node; all its traffic goes to the other node. The simulator
+/// asks for the next deadline through `&self`, so it is refreshed after every call.
+struct Peer {
+    ep: Endpoint<u8>,
+    other: u8,
+    next: Option<Millis>,
+}
+
+impl Peer {
+    fn refresh(&mut self) {
+        self.next = self.ep.poll_timeout();
+    }
+}
+
+impl Node for Peer {
+    fn poll_timeout(&self) -> Option<Millis> {
+        self.next
+    }
+    fn handle_timeout(&mut self, now: Millis) {
+        self.ep.handle_timeout(now);
+    }
+    fn poll_transmit(&mut self, now: Millis, buf: &mut [u8]) -> Option<usize> {
+        let r = self.ep.poll_transmit(now, buf).map(|(_, n)| n);
+        if r.is_none() {
+            while self.ep.poll_event().is_some() {}
+            self.refresh();
+        }
+        r
+    }
+    fn handle_datagram(&mut self, now: Millis, datagram: &mut [u8]) {
+        let _ = self.ep.handle_datagram(now, self.other, datagram);
+    }
+}
+
+fn counter(ep: &Endpoint<u8>, id: SessionId, name: &str) -> u64 {
+    let mut v = 0;
+    ep.session(id).unwrap().visit_counters(&mut |n, x| {
+        if n == name {
+            v += x;
+        }
+    });
+    v
+}
+
+#[test]
+fn two_conversations_on_one_address_each_get_their_own_parity() {
+    let code = FecCode::new(10, 3).unwrap();
+    let session = Config {
+        stream: true,
+        ..Config::fast3().with_windows(256, 256)
+    };
+    let server_code = code.clone();
+    let server = Endpoint::new(EndpointConfig {
+        accept: true,
+        layers: Box::new(move || {
+            vec![Box::new(Fec::with_code(server_code.clone(), FecConfig::default())) as Layer]
+        }),
+        ..EndpointConfig::new(session)
+    })
+    .unwrap();
+    // The client's sessions number their FEC groups from far-apart points, as a client
+    // stack does with random starting points.
+    let mut start = 0u32;
+    let client = Endpoint::new(EndpointConfig {
+        layers: Box::new(move || {
+            let mut f = Fec::with_code(code.clone(), FecConfig::default());
+            f.set_next_seqid(start);
+            start = start.wrapping_add(1 << 24);
+            vec![Box::new(f) as Layer]
+        }),
+        ..EndpointConfig::new(session)
+    })
+    .unwrap();
+    let lossy = LinkConfig {
+        loss: 0.10,
+        delay_ms: 15,
+        jitter_ms: 2,
+        ..LinkConfig::default()
+    };
+    let mut sim = Sim::new(
+        Peer {
+            ep: client,
+            other: 0,
+            next: None,
+        },
+        Peer {
+            ep: server,
+            other: 1,
+            next: None,
+        },
+        lossy,
+        lossy,
+        0x05ee_d16b,
+        Millis(1_000),
+    );
+    sim.max_step_ms = 10;
+    let now = sim.now();
+    let convs = [0x0101_0101u32, 0x0202_0202];
+    // The endpoint's own instance was built first; the sessions get starts 1<<24, 2<<24.
+    let ids: Vec<SessionId> = convs
+        .iter()
+        .map(|&c| sim.a.ep.connect(now, 0, c).unwrap())
+        .collect();
+    const LEN: usize = 300_000;
+    let data: Vec<Vec<u8>> = (0..2)
+        .map(|k| {
+            (0..LEN)
+                .map(|i| (i as u8).wrapping_mul(7 + k as u8))
+                .collect()
+        })
+        .collect();
+    let mut sent = [0usize; 2];
+    let mut got: Vec<Vec<u8>> = vec![Vec::new(); 2];
+    let mut accepted: Vec<(u32, SessionId)> = Vec::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let done = sim.run_until(120_000, |sim| {
+        for k in 0..2 {
+            while sent[k] < LEN {
+                match sim
+                    .a
+                    .ep
+                    .send(ids[k], &data[k][sent[k]..(sent[k] + 8192).min(LEN)])
+                {
+                    Ok(n) => sent[k] += n,
+                    Err(_) => break,
+                }
+            }
+        }
+        while let Some(id) = sim.b.ep.accept() {
+            let conv = sim.b.ep.session(id).unwrap().kcp().conv();
+            accepted.push((conv, id));
+        }
+        for &(conv, id) in &accepted {
+            let k = convs.iter().position(|&c| c == conv).unwrap();
+            while let Ok(n) = sim.b.ep.recv(id, &mut buf) {
+                got[k].extend_from_slice(&buf[..n]);
+            }
+        }
+        sim.a.refresh();
+        sim.b.refresh();
+        (got[0].len() == LEN && got[1].len() == LEN).then_some(())
+    });
+    assert!(
+        done.is_some(),
+        "delivered {} and {} of {LEN} bytes",
+        got[0].len(),
+        got[1].len()
+    );
+    assert!(got[0] == data[0] && got[1] == data[1], "data intact");
+    let stats = sim.b.ep.stats();
+    for &(conv, id) in &accepted {
+        let recovered = sim.b.ep.session(id).unwrap().stats().fec_recovered;
+        let jumps = counter(&sim.b.ep, id, "fec_seqid_jumps");
+        let failures = sim.b.ep.session(id).unwrap().stats().kcp_in_errors;
+        println!(
+            "conv {conv:#x}: {recovered} rebuilt packets accepted, {jumps} foreign shards, \
+             {failures} rejected datagrams"
+        );
+        assert!(recovered > 20, "conv {conv:#x} recovered only {recovered}");
+        assert_eq!(jumps, 0, "conv {conv:#x} got another session's parity");
+        assert_eq!(failures, 0, "conv {conv:#x} rejected datagrams");
+    }
+    println!("parity unrouted: {}", stats.parity_unrouted);
+    assert_eq!(stats.parity_unrouted, 0);
+}
