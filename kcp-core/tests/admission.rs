@@ -164,10 +164,8 @@ fn a_half_open_session_probes_its_peer_and_a_real_peer_confirms_it() {
         for (to, d) in drain(&mut client, now) {
             wire.push_back((1, to, d));
         }
-        if let Some(id) = server.sessions().first() {
-            if confirmed_at.is_none() && !server.is_half_open(*id) {
-                confirmed_at = Some(step);
-            }
+        if confirmed_at.is_none() && server.len() == 1 {
+            confirmed_at = Some(step);
         }
         now += 5;
     }
@@ -194,40 +192,51 @@ fn spoofed_first_flights_are_reaped_and_leave_no_trace() {
     let mut now = Millis(0);
     for i in 0..300u16 {
         let from = addr((i % 100) as u8, 1000 + i);
-        ep.handle_datagram(now, from, &mut push(u32::from(i), 0, 0, b"spoof"))
-            .unwrap();
-        // The same datagram again (a replay) confirms nothing.
-        ep.handle_datagram(now, from, &mut push(u32::from(i), 0, 0, b"spoof"))
-            .unwrap();
+        let mut d = push(u32::from(i), 0, 0, b"spoof");
+        ep.handle_datagram(now, from, &mut d).unwrap();
+        // Another first flight (a retransmission) confirms nothing.
+        let r = ep.handle_datagram(now, from, &mut push(u32::from(i), 0, 0, b"spoof!"));
+        assert_eq!(r, Err(EndpointError::Rejected(DropReason::Unconfirmed)));
         let replies = drain(&mut ep, now);
+        assert_eq!(replies.len(), 1, "one probe");
         assert!(
-            replies.iter().map(|(_, d)| d.len()).sum::<usize>() <= 2 * 2 * HEADER_LEN,
-            "at most ACKs and a probe go to an unconfirmed address"
+            replies.iter().all(|(_, d)| d.len() == HEADER_LEN),
+            "only a WASK goes to an unconfirmed address, no ACK"
         );
     }
+    assert!(ep.is_empty(), "half-open entries are not sessions");
+    assert!(ep.accept().is_none());
     assert_eq!(ep.stats().half_open, 300);
+    assert!(events(&mut ep).is_empty(), "nothing to accept");
     let cfg_timeout = ep.config().half_open_timeout_ms;
     let ev = idle(&mut ep, &mut now, cfg_timeout + 100);
-    let reaped = ev
-        .iter()
-        .filter(|e| matches!(e, Event::Closed(_, CloseReason::Unconfirmed)))
-        .count();
-    assert_eq!(reaped, 300);
+    assert!(ev.is_empty(), "{ev:?}");
     assert!(ep.is_empty());
     assert_eq!(ep.stats().unconfirmed, 300);
     assert_eq!(ep.stats().half_open, 0);
-    assert!(
-        ep.accept().is_none(),
-        "reaped sessions leave the accept queue"
-    );
     // No linger entry: a real peer at one of those addresses gets in at once.
     ep.handle_datagram(now, addr(1, 1001), &mut push(1, 0, 0, b"real"))
         .unwrap();
+    assert_eq!(ep.stats().half_open, 1);
+    ep.handle_datagram(
+        now,
+        addr(1, 1001),
+        &mut seg(1, Command::WindowTell, 0, 0, &[]),
+    )
+    .unwrap();
     assert_eq!(ep.len(), 1);
+    let id = ep.accept().expect("confirmed sessions are accepted");
+    let mut buf = [0u8; 16];
+    assert_eq!(
+        ep.recv(id, &mut buf),
+        Ok(4),
+        "the first flight's data is kept"
+    );
+    assert_eq!(&buf[..4], b"real");
 }
 
 #[test]
-fn half_open_sessions_are_capped_per_host_and_in_total() {
+fn a_full_half_open_table_evicts_its_oldest_entries() {
     let mut ep: Endpoint<SocketAddr> = Endpoint::new(EndpointConfig {
         max_half_open: 100,
         max_half_open_per_host: 10,
@@ -236,28 +245,37 @@ fn half_open_sessions_are_capped_per_host_and_in_total() {
     })
     .unwrap();
     let now = Millis(0);
-    // Thousands of source ports of one host: ten get in.
+    // Thousands of source ports of one host: it keeps its ten newest.
     for port in 1..=2_000u16 {
-        let _ = ep.handle_datagram(now, addr(1, port), &mut push(7, 0, 0, b"x"));
+        ep.handle_datagram(now, addr(1, port), &mut push(7, 0, 0, b"x"))
+            .unwrap();
     }
-    assert_eq!(ep.len(), 10);
-    // Many hosts: the total cap holds.
+    assert_eq!(ep.stats().half_open, 10);
+    assert_eq!(ep.stats().half_open_evicted, 1_990);
+    // Many hosts: the total cap holds, the oldest go first.
     for ip in 2..=200u8 {
         for port in 1..=5u16 {
-            let _ = ep.handle_datagram(now, addr(ip, port), &mut push(7, 0, 0, b"x"));
+            ep.handle_datagram(now, addr(ip, port), &mut push(7, 0, 0, b"x"))
+                .unwrap();
         }
     }
-    assert_eq!(ep.len(), 100);
     let st = ep.stats();
     assert_eq!(st.half_open, 100);
-    assert_eq!(st.half_open_refused, 2_000 - 10 + 199 * 5 - 90);
-    // One replayed datagram from spoofed addresses is bounded by the same caps.
-    let captured = push(0xC0FFEE, 0, 0, b"captured");
-    for port in 1..=3_000u16 {
-        let mut d = captured.clone();
-        let _ = ep.handle_datagram(now, addr(250, port), &mut d);
-    }
-    assert_eq!(ep.len(), 100);
+    assert_eq!(st.half_open_evicted, 1_990 + 10 + 199 * 5 - 100);
+    // The newest entry of all is confirmable: its peer gets in.
+    ep.handle_datagram(
+        now,
+        addr(200, 5),
+        &mut seg(7, Command::WindowTell, 0, 0, &[]),
+    )
+    .unwrap();
+    assert_eq!(ep.len(), 1);
+    // The oldest are gone: their answer finds no entry (and is no first flight).
+    let r = ep.handle_datagram(now, addr(1, 1), &mut seg(7, Command::WindowTell, 0, 0, &[]));
+    assert!(matches!(
+        r,
+        Err(EndpointError::Rejected(DropReason::NotFirstFlight(_)))
+    ));
 }
 
 #[test]
@@ -292,7 +310,9 @@ fn unaccepted_sessions_close_after_the_accept_timeout() {
     let from = addr(1, 1);
     ep.handle_datagram(now, from, &mut push(5, 0, 0, b"a"))
         .unwrap();
-    // The peer keeps talking (so it is confirmed), but the application never accepts.
+    ep.handle_datagram(now, from, &mut seg(5, Command::WindowTell, 0, 0, &[]))
+        .unwrap();
+    // The peer keeps talking (it is confirmed), but the application never accepts.
     let mut ev = Vec::new();
     for sn in 1..30u32 {
         now += 100;

@@ -2,27 +2,19 @@
 
 use crate::time::Millis;
 
-use super::{
-    CloseReason, Endpoint, Event, PeerAddr, SessionId, State, ASK_PERIOD_MS, TRIM_AFTER_MS,
-};
+use super::{CloseReason, Endpoint, Event, PeerAddr, SessionId, State, TRIM_AFTER_MS};
 
 impl<A: PeerAddr> Endpoint<A> {
     /// Runs every session timer due at `now`: engine timers, idle, shutdown, half-open and
     /// accept deadlines, and the trimming of sessions that went idle.
     pub fn handle_timeout(&mut self, now: Millis) {
         let t = self.tick(now);
+        self.half_timeouts(t);
         while let Some(idx) = self.timers.pop_due(t) {
             let Some(Some(slot)) = self.slots.get_mut(idx as usize) else {
                 continue;
             };
             slot.session.kcp_mut().handle_timeout(now);
-            if let Some(h) = &mut slot.half_open {
-                if t >= h.next_ask {
-                    // The peer has not spoken again: ask once more (a lost probe or answer).
-                    h.next_ask = t + ASK_PERIOD_MS;
-                    slot.session.kcp_mut().ask_window();
-                }
-            }
             if slot.idle_since.is_some_and(|s| t >= s + TRIM_AFTER_MS) {
                 slot.idle_since = None;
                 slot.trimmed = true;
@@ -36,7 +28,14 @@ impl<A: PeerAddr> Endpoint<A> {
     pub fn poll_timeout(&mut self) -> Option<Millis> {
         // Sessions changed since the last call may have new deadlines.
         self.flush_dirty_timers();
-        self.timers.next().map(|t| self.to_millis(t))
+        if !self.half_tx.is_empty() {
+            return self.last_now;
+        }
+        let next = match (self.timers.next(), self.half_next()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        next.map(|t| self.to_millis(t))
     }
 
     fn flush_dirty_timers(&mut self) {
@@ -70,12 +69,6 @@ impl<A: PeerAddr> Endpoint<A> {
         if let State::Draining(deadline) = slot.state {
             consider(deadline);
         }
-        if let Some(h) = &slot.half_open {
-            consider(
-                h.next_ask
-                    .min(slot.opened_at + cfg.half_open_timeout_ms as u64),
-            );
-        }
         if slot.passive && !slot.accepted {
             if let Some(ms) = cfg.accept_timeout_ms {
                 consider(slot.opened_at + ms as u64);
@@ -103,9 +96,6 @@ impl<A: PeerAddr> Endpoint<A> {
         }
         let reason = if kcp.is_dead() {
             Some(CloseReason::DeadLink)
-        } else if slot.half_open.is_some() && t >= slot.opened_at + cfg.half_open_timeout_ms as u64
-        {
-            Some(CloseReason::Unconfirmed)
         } else if slot.passive
             && !slot.accepted
             && cfg
@@ -146,11 +136,11 @@ impl<A: PeerAddr> Endpoint<A> {
         if self.attach_route.get(&slot.addr) == Some(&idx) {
             self.attach_route.remove(&slot.addr);
         }
-        if slot.half_open.is_some() {
-            self.forget_half_open(slot.addr.host());
-        }
-        if slot.passive && !slot.accepted {
-            self.unqueue(id);
+        if slot.passive {
+            self.forget_session_host(slot.addr);
+            if !slot.accepted {
+                self.unqueue(id);
+            }
         }
         match reason {
             CloseReason::Unconfirmed => self.stats.unconfirmed += 1,
@@ -213,6 +203,15 @@ impl<A: PeerAddr> Endpoint<A> {
         lens: &mut [usize],
     ) -> Option<(A, usize)> {
         self.tick(now);
+        if !self.half_tx.is_empty() {
+            let slot = buf.get_mut(..stride).unwrap_or(&mut []);
+            if let Some((to, n)) = self.half_transmit(now, slot) {
+                if let Some(l) = lens.first_mut() {
+                    *l = n;
+                }
+                return Some((to, 1));
+            }
+        }
         while let Some(&idx) = self.dirty.front() {
             let alive = self.check_lifecycle(idx);
             if alive {
