@@ -28,6 +28,9 @@ use super::{
 /// the datagram and its inner packet's range within the packet.
 pub(super) type Opened = [(Range<usize>, Range<usize>); MAX_DEMUX_LAYERS];
 
+/// Datagrams of a half-open entry whose fingerprints it keeps for the replay record.
+const SEEN: usize = 6;
+
 /// A first flight answered, waiting for the peer's answer.
 pub(super) struct HalfOpen<H> {
     /// The future session's codec stack (innermost first).
@@ -43,8 +46,9 @@ pub(super) struct HalfOpen<H> {
     deadline: u64,
     bytes_in: u64,
     bytes_out: u64,
-    /// Fingerprint of the first flight, remembered endpoint-wide once confirmed.
-    first: u64,
+    /// Fingerprints of the first flight and of the next datagrams (0: none), remembered
+    /// endpoint-wide once confirmed.
+    seen: [u64; SEEN],
     /// A probe waits in `half_tx`.
     ask_queued: bool,
     /// A layer asked to route packets without a conversation id to this address's session.
@@ -268,7 +272,11 @@ impl<A: PeerAddr> Endpoint<A> {
                 deadline,
                 bytes_in: datagram.len() as u64,
                 bytes_out: 0,
-                first: print,
+                seen: {
+                    let mut seen = [0; SEEN];
+                    seen[0] = print;
+                    seen
+                },
                 ask_queued: true,
                 attach,
             }),
@@ -313,6 +321,9 @@ impl<A: PeerAddr> Endpoint<A> {
             return Err(self.codec_drop(e));
         }
         let kcp_bytes = datagram.get(kcp).unwrap_or(&[]);
+        if let Some(free) = h.seen.iter_mut().find(|s| **s == 0) {
+            *free = print;
+        }
         if !answers_probe(kcp_bytes, key.1) {
             // A retransmitted or further first flight: ask again if the last probe is old.
             if h.last_ask.is_some_and(|a| t >= a + ASK_GAP_MS) && !h.ask_queued {
@@ -339,7 +350,9 @@ impl<A: PeerAddr> Endpoint<A> {
         let id = self
             .create(now, t, key.0, key.1, h.layers)
             .map_err(EndpointError::Config)?;
-        self.record.insert(h.first);
+        for &p in h.seen.iter().filter(|&&p| p != 0) {
+            self.record.insert(p);
+        }
         self.record.insert(print);
         *self.host_sessions.entry(host).or_insert(0) += 1;
         if h.attach {
@@ -532,11 +545,15 @@ impl<A: PeerAddr> Endpoint<A> {
     /// What an entry holds besides its kept segments: the entry, its places in the three
     /// indexes (B-tree nodes counted half full), its codec stack.
     fn entry_fixed_bytes(layers: &[Layer]) -> usize {
-        core::mem::size_of::<HalfOpen<A::Host>>()
+        // Allocator rounding, B-tree nodes fuller or emptier than half, a layer's state that
+        // grows after its first seal and trim.
+        const SLACK: usize = 128;
+        SLACK
+            + core::mem::size_of::<HalfOpen<A::Host>>()
             + 2 * (core::mem::size_of::<((A, u32), Box<HalfOpen<A::Host>>)>()
                 + core::mem::size_of::<(u64, (A, u32))>()
                 + core::mem::size_of::<(A::Host, u64)>())
-            + layers.len() * core::mem::size_of::<Layer>()
+            + core::mem::size_of_val(layers)
             + layers
                 .iter()
                 .map(|l| core::mem::size_of_val(&**l) + l.heap_bytes())

@@ -139,10 +139,14 @@ pub struct EndpointConfig {
     /// Default 1500, the largest MTU kcp-go accepts (raised to the session MTU if larger);
     /// set it to your peers' MTU for the tightest bound.
     pub max_datagram: usize,
-    /// Entries of the endpoint-wide record of recently confirmed first flights and
-    /// confirmations (8 bytes each): a copy of one of those datagrams, from any address, is
-    /// dropped (counted in `replayed`) while it is remembered. Default 4096 (the last 2048
-    /// sessions peers opened).
+    /// Entries of the endpoint-wide record of the datagrams that opened and confirmed
+    /// recent sessions (8 bytes each; up to seven per session: the first flight, up to five
+    /// datagrams before the answer, the answer): a copy of one of those, from any address,
+    /// opens and confirms nothing (counted in `replayed`) while it is remembered. Only
+    /// confirmed sessions add entries, so spoofed floods cannot wash it out. Used with demux
+    /// (crypto) layers only: without them a copy cannot be told from a new identical
+    /// datagram, and anyone can forge one anyway. Default 8192 (64 KiB, allocated with a
+    /// listening endpoint): at least the last 1,170 sessions.
     pub replay_record: usize,
     /// Close a session a peer opened if the application has not accepted it after this long
     /// ([`CloseReason::NotAccepted`]; `None`: wait for ever). Default 10 s.
@@ -173,7 +177,7 @@ impl EndpointConfig {
             host_prefix_v4: 32,
             host_prefix_v6: 64,
             max_datagram: crate::config::MAX_MTU as usize,
-            replay_record: 4_096,
+            replay_record: 8_192,
             accept_timeout_ms: Some(10_000),
             pool_bytes: 4 << 20,
         }
@@ -516,7 +520,7 @@ impl<A: PeerAddr> Endpoint<A> {
         cfg.backlog = cfg.backlog.max(1);
         cfg.max_datagram = cfg.max_datagram.max(cfg.session.mtu as usize);
         let cache = ChunkCache::new(cfg.pool_bytes);
-        let record = ReplayRecord::new(cfg.replay_record, cfg.accept);
+        let record = ReplayRecord::new(cfg.replay_record, cfg.accept && cfg.demux_layers > 0);
         Ok(Endpoint {
             cfg,
             demux,
