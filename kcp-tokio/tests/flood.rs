@@ -222,7 +222,7 @@ async fn go_client(bin: PathBuf, to: SocketAddr, crypt: Option<&'static str>) ->
     start.elapsed()
 }
 
-async fn flood(crypt: Option<&'static str>, go: &PathBuf) {
+async fn flood(crypt: Option<&'static str>, go: &std::path::Path) {
     let listener = Arc::new(
         KcpListener::bind("127.0.0.1:0", config(crypt))
             .await
@@ -286,7 +286,7 @@ async fn flood(crypt: Option<&'static str>, go: &PathBuf) {
     ] {
         slow.store(slow_accept, Ordering::Relaxed);
         let took = if who == "kcp-go" {
-            go_client(go.clone(), server, crypt).await
+            go_client(go.to_path_buf(), server, crypt).await
         } else {
             our_client(server, crypt).await
         };
