@@ -560,12 +560,18 @@ impl<A: PeerAddr> Endpoint<A> {
                 .sum::<usize>()
     }
 
-    /// Heap bytes of the half-open entries and the replay record.
+    /// Heap bytes of the half-open entries (the replay record, a fixed table, is not
+    /// counted: see [`Endpoint::replay_record_bytes`]).
     pub(super) fn half_open_heap_bytes(&self) -> usize {
         self.half
             .values()
             .map(|h| Self::entry_fixed_bytes(&h.layers) + h.stored.len())
             .sum::<usize>()
-            + self.record.heap_bytes()
+    }
+
+    /// Heap bytes of the endpoint-wide replay record (fixed while the endpoint lives; see
+    /// [`EndpointConfig::replay_record`](super::EndpointConfig::replay_record)).
+    pub fn replay_record_bytes(&self) -> usize {
+        self.record.heap_bytes()
     }
 }

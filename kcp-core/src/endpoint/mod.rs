@@ -38,17 +38,28 @@
 //!
 //! # Admission: who may create state
 //!
-//! A datagram for an unknown (address, conversation) creates a session only if it could be a
-//! new peer's first flight ([`first_flight`]): a well-formed KCP datagram of PUSH segments
-//! only, one conversation, every length exact, `una == 0` and sequence numbers inside the
-//! receive window of a session that starts at 0. With a CRC or AEAD layer the datagram has
-//! passed that check first. Such a session is *half-open*: it costs a few hundred bytes plus
-//! the data it carries, counts against [`max_half_open`](EndpointConfig::max_half_open) and
-//! [`max_half_open_per_host`](EndpointConfig::max_half_open_per_host), asks the peer to speak
-//! again (a window probe, which every KCP peer answers within one interval), and is closed as
-//! [`CloseReason::Unconfirmed`] unless the peer sends a second, different valid datagram within
-//! [`half_open_timeout_ms`](EndpointConfig::half_open_timeout_ms). A session the application
-//! does not [`accept`](Endpoint::accept) within
+//! A datagram for an unknown (address, conversation) is looked at only if it could be a new
+//! peer's first flight ([`first_flight`]): a well-formed KCP datagram of PUSH segments only,
+//! one conversation, every length exact, `una == 0` and sequence numbers inside the receive
+//! window of a session that starts at 0 (with a CRC or AEAD layer, after that check; and no
+//! longer than [`max_datagram`](EndpointConfig::max_datagram)). It then opens a *half-open
+//! entry*, not a session: a small record (at most
+//! [`half_open_bytes`](EndpointConfig::half_open_bytes), 2 KiB, with the leading segments of
+//! the first flight it keeps) answered by a window probe (WASK). Nothing is acknowledged.
+//! Only the peer's answer to the probe (a WINS, which every KCP peer sends at its next
+//! flush) proves it receives at its address and creates the session, which then takes the
+//! kept segments and queues for [`accept`](Endpoint::accept). Entries are bounded by
+//! [`max_half_open`](EndpointConfig::max_half_open) and
+//! [`max_half_open_per_host`](EndpointConfig::max_half_open_per_host) (hosts counted per
+//! prefix, [`host_prefix_v4`](EndpointConfig::host_prefix_v4) and
+//! [`host_prefix_v6`](EndpointConfig::host_prefix_v6)); when full, the oldest entry is
+//! evicted, so a flood of spoofed first flights delays a real peer by at most the round trip
+//! of its answer. Probes to an entry's address stay within three times the bytes received
+//! from it. An entry unanswered after
+//! [`half_open_timeout_ms`](EndpointConfig::half_open_timeout_ms) is dropped. With codec
+//! layers, the datagrams that opened and confirmed recent sessions are remembered
+//! ([`replay_record`](EndpointConfig::replay_record)) and copies of them are dropped. A
+//! session the application does not accept within
 //! [`accept_timeout_ms`](EndpointConfig::accept_timeout_ms) is closed as
 //! [`CloseReason::NotAccepted`].
 //!
@@ -826,9 +837,11 @@ impl<A: PeerAddr> Endpoint<A> {
         s
     }
 
-    /// Heap bytes the endpoint's sessions hold (engines, codec state, session tables) and
-    /// those kept for reuse, as [`Session::heap_bytes`] and [`ChunkCache::heap_bytes`] count
-    /// them; for memory accounting.
+    /// Heap bytes the endpoint's sessions and half-open entries hold (engines, codec state,
+    /// session tables, kept first-flight segments) and those kept for reuse, as
+    /// [`Session::heap_bytes`] and [`ChunkCache::heap_bytes`] count them; for memory
+    /// accounting. The fixed replay record is apart
+    /// ([`replay_record_bytes`](Self::replay_record_bytes)).
     pub fn heap_bytes(&self) -> (usize, usize) {
         let sessions = self.slots.capacity() * core::mem::size_of::<Option<Box<Slot<A>>>>()
             + self
