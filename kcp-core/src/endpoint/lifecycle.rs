@@ -28,9 +28,6 @@ impl<A: PeerAddr> Endpoint<A> {
     pub fn poll_timeout(&mut self) -> Option<Millis> {
         // Sessions changed since the last call may have new deadlines.
         self.flush_dirty_timers();
-        if !self.half_tx.is_empty() {
-            return self.last_now;
-        }
         let next = match (self.timers.next(), self.half_next()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
