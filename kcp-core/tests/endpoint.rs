@@ -398,6 +398,20 @@ fn a_graceful_close_still_sends_the_acks_it_owes() {
     for mut d in to_server {
         server.handle_datagram(later, 1, &mut d).unwrap();
     }
+    // The server probes the new peer; the client's answer (at its next flush) confirms it.
+    while let Some((_, n)) = server.poll_transmit(later, &mut buf) {
+        client
+            .handle_datagram(later, SERVER, &mut buf[..n])
+            .unwrap();
+    }
+    let answer_at = client
+        .poll_timeout()
+        .expect("the client flushes its answer");
+    client.handle_timeout(answer_at);
+    let later = answer_at;
+    while let Some((_, n)) = client.poll_transmit(later, &mut buf) {
+        let _ = server.handle_datagram(later, 1, &mut buf[..n]);
+    }
     let s = server.accept().expect("accepted");
     assert_eq!(read_all(&mut server, s), b"last words");
     // Nothing in flight: the graceful close finishes at once, but the ACK is owed.

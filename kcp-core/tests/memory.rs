@@ -174,6 +174,10 @@ fn memory_follows_data() {
     let mut s = Server::new();
     // Warm up the endpoint's own tables once (slot vector, maps, timer heap), then measure
     // sessions at three scales on top of what exists.
+    // One session first, so the endpoint's own tables (maps' first nodes, queues, timer
+    // heaps) exist before anything is measured.
+    s.open(u32::MAX - 1);
+    s.advance(kcp_core::endpoint::TRIM_AFTER_MS as u32 + 200);
     let mut opened = 0u32;
     let mut report = Vec::new();
     for target in [1u32, 1_000, 10_000] {
@@ -185,15 +189,15 @@ fn memory_follows_data() {
         }
         // Let every session go idle and trim its codec layers.
         s.advance(kcp_core::endpoint::TRIM_AFTER_MS as u32 + 200);
-        assert_eq!(s.ep.len(), target as usize);
+        assert_eq!(s.ep.len(), target as usize + 1);
         let grown = live() - before;
         let n = (target - from) as usize;
         let each = per_session(grown, n);
         let (sessions, pooled) = s.ep.heap_bytes();
-        report.push((target, each, sessions / target as usize, pooled));
+        report.push((target, each, sessions / (target as usize + 1), pooled));
         eprintln!(
             "{target} idle sessions: {each} B each measured ({} B by heap_bytes), pool {pooled} B",
-            sessions / target as usize
+            sessions / (target as usize + 1)
         );
         assert!(
             each <= IDLE_BUDGET,
@@ -228,6 +232,8 @@ fn memory_follows_data() {
     assert_eq!(s.ep.stats().half_open, 0);
     assert_eq!(s.ep.stats().unconfirmed, u64::from(n));
 
+    half_open_with_data();
+
     // A 16 MiB burst through one session, then idle: its memory goes back to the idle
     // budget (what it used is kept in the endpoint's pool, bounded by `pool_bytes`).
     let id = s.ep.sessions()[0];
@@ -261,4 +267,89 @@ fn memory_follows_data() {
     assert!(pooled <= EndpointConfig::new(Config::fast3()).pool_bytes);
     assert!(grown <= IDLE_BUDGET as isize, "{grown} B not given back");
     let _ = report;
+}
+
+/// Half-open entries that carry data, on a listener whose receive window is 1024: whatever the
+/// first flight holds, an entry keeps at most `half_open_bytes` (2 KiB) in all.
+fn half_open_with_data() {
+    let mut cfg = Config::fast3();
+    cfg.rcv_wnd = 1024;
+    let mut ep: Endpoint<u32> = Endpoint::new(EndpointConfig {
+        accept: true,
+        ..EndpointConfig::new(cfg)
+    })
+    .unwrap();
+    let now = Millis(5);
+    let mut out = [0u8; 1500];
+    // Warm the endpoint's tables with one entry that is then replaced.
+    let mut d = Vec::new();
+    segment(&mut d, 1, Command::Push, 0, 0, 1, b"warm");
+    let _ = ep.handle_datagram(now, 1, &mut d);
+    while ep.poll_transmit(now, &mut out).is_some() {}
+
+    // 31 one-byte PUSHes (sn 1..31) in one first flight.
+    let mut d = Vec::with_capacity(31 * 25);
+    for sn in 1..=31 {
+        segment(&mut d, 2, Command::Push, sn, 0, 1, b"x");
+    }
+    let before = live();
+    ep.handle_datagram(now, 2, &mut d).unwrap();
+    while ep.poll_transmit(now, &mut out).is_some() {}
+    let grown = live() - before;
+    eprintln!("one first flight of 31 one-byte PUSHes: {grown} B");
+    assert!(grown < 3 * 1024, "{grown} B for 31 one-byte PUSHes");
+
+    // The largest datagram an attacker can send (1500 bytes): sixty one-byte PUSHes, or one
+    // PUSH of 1476 bytes; 1,024 entries of each, one after the other.
+    for (base, shape) in [(10_000u32, "60 x 1 B"), (20_000, "1 x 1476 B")] {
+        // Each shape on an empty table (the second would otherwise evict the first).
+        let mut cfg = Config::fast3();
+        cfg.rcv_wnd = 1024;
+        ep = Endpoint::new(EndpointConfig {
+            accept: true,
+            ..EndpointConfig::new(cfg)
+        })
+        .unwrap();
+        let mut d = Vec::new();
+        segment(&mut d, 1, Command::Push, 0, 0, 1, b"warm");
+        let _ = ep.handle_datagram(now, 1, &mut d);
+        while ep.poll_transmit(now, &mut out).is_some() {}
+        drop(d);
+        let before = live();
+        for a in 0..1024u32 {
+            let conv = base + a;
+            let mut d = Vec::with_capacity(1500);
+            if shape == "60 x 1 B" {
+                for sn in 0..60 {
+                    segment(&mut d, conv, Command::Push, sn, 0, 1, b"y");
+                }
+            } else {
+                segment(&mut d, conv, Command::Push, 0, 0, 1, &[7u8; 1476]);
+            }
+            assert_eq!(d.len(), 1500);
+            ep.handle_datagram(now, conv, &mut d).unwrap();
+            drop(d);
+            while ep.poll_transmit(now, &mut out).is_some() {}
+        }
+        assert_eq!(ep.stats().half_open, 1024);
+        assert_eq!(ep.stats().half_open_evicted, 1, "the warm-up entry");
+        let grown = live() - before;
+        eprintln!("1,024 half-open entries of {shape}: {grown} B in all");
+        assert!(grown < 3 << 20, "{grown} B for 1,024 half-open entries");
+        assert!(
+            grown <= 1024 * 2048,
+            "{} B per half-open entry (budget 2 KiB)",
+            grown / 1024
+        );
+    }
+    // Longer datagrams are not parsed at all: 1,024 one-byte PUSHes in one 25,600-byte datagram.
+    let mut d = Vec::new();
+    for sn in 0..1024 {
+        segment(&mut d, 99_999, Command::Push, sn, 0, 1, b"z");
+    }
+    let before = live();
+    let oversize = ep.stats().oversize;
+    assert!(ep.handle_datagram(now, 99_999, &mut d).is_err());
+    assert_eq!(ep.stats().oversize, oversize + 1);
+    assert_eq!(live() - before, 0, "an oversize datagram costs no memory");
 }

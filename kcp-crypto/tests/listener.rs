@@ -421,34 +421,91 @@ fn datagrams_replayed_into_another_clients_session_are_dropped_and_counted() {
 }
 
 #[test]
-fn a_replay_from_a_spoofed_address_opens_at_most_one_session_that_drops_further_replays() {
-    // The documented limit: without a handshake, a captured first datagram re-sent from an
-    // address the listener has no session for is indistinguishable from a new client. It
-    // creates one session (bounded by the endpoint's admission caps); every further copy is
-    // a replay for that session.
-    let mut net = network(Stack::Replay(AeadKind::Aes128Gcm), 1);
-    exchange(&mut net, 1, 2_000);
-    let first = net
-        .log
-        .iter()
-        .find(|d| d.from == 1 && d.to == SERVER)
-        .expect("captured")
-        .bytes
-        .clone();
-    const SPOOFED: Addr = 99;
-    assert_eq!(net.inject(SPOOFED, SERVER, &first), Ok(()));
-    assert_eq!(net.ep(SERVER).len(), 2);
-    let phantom = net.ep(SERVER).accept().expect("queued");
-    for _ in 0..5 {
-        assert_eq!(
-            net.inject(SPOOFED, SERVER, &first),
-            Err(EndpointError::Rejected(DropReason::Session(
-                SessionError::Codec(CodecError::Replay)
-            )))
+fn a_captured_first_and_second_datagram_replayed_from_another_address_open_no_session() {
+    // kcp-go's packet crypt (a random nonce per datagram, no authentication), the
+    // replay-protected AEAD, and FEC inside it.
+    for stack in [
+        Stack::Packet(CipherKind::Aes256),
+        Stack::Replay(AeadKind::Aes128Gcm),
+        Stack::FecReplay,
+    ] {
+        let mut net = network(stack, 1);
+        exchange(&mut net, 1, 2_000);
+        let captured: Vec<Vec<u8>> = net
+            .log
+            .iter()
+            .filter(|d| d.from == 1 && d.to == SERVER)
+            .take(2)
+            .map(|d| d.bytes.clone())
+            .collect();
+        assert_eq!(captured.len(), 2);
+        let before = net.ep(SERVER).stats();
+        for spoofed in [99u8, 100] {
+            for _ in 0..3 {
+                for d in &captured {
+                    assert_eq!(
+                        net.inject(spoofed, SERVER, d),
+                        Err(EndpointError::Rejected(DropReason::Replayed)),
+                        "{stack:?}: a replay from {spoofed} was taken"
+                    );
+                }
+            }
+        }
+        // Whatever the server sends meanwhile, and for longer than the half-open timeout.
+        let events = net.run(6_000);
+        let st = net.ep(SERVER).stats();
+        assert!(
+            !events.contains(&(SERVER, Event::Incoming)),
+            "{stack:?}: {events:?}"
         );
+        assert!(net.ep(SERVER).accept().is_none(), "{stack:?}");
+        assert_eq!(net.ep(SERVER).len(), 1, "{stack:?}: only the real session");
+        assert_eq!(st.passive_opens, before.passive_opens, "{stack:?}");
+        assert_eq!(
+            st.replayed - before.replayed,
+            12,
+            "{stack:?}: every copy counted"
+        );
+        assert_eq!(st.half_open, 0, "{stack:?}");
     }
-    assert_eq!(net.ep(SERVER).len(), 2);
-    assert_eq!(counter(net.ep(SERVER), phantom, "crypto_replays"), 5);
+}
+
+#[test]
+fn a_replay_from_the_original_address_after_its_session_ended_opens_no_session() {
+    for stack in [
+        Stack::Packet(CipherKind::Aes256),
+        Stack::Replay(AeadKind::Aes128Gcm),
+    ] {
+        let mut net = network(stack, 1);
+        let (_, server_ids) = exchange(&mut net, 1, 2_000);
+        let captured: Vec<Vec<u8>> = net
+            .log
+            .iter()
+            .filter(|d| d.from == 1 && d.to == SERVER)
+            .take(2)
+            .map(|d| d.bytes.clone())
+            .collect();
+        // The session ends on the server; its linger runs out.
+        net.ep(SERVER).close(server_ids[&1]).expect("close");
+        let linger = net.ep(SERVER).config().closed_linger_ms;
+        let client = net.ep(1).sessions()[0];
+        net.ep(1).close(client).expect("close client");
+        net.run(linger + 100);
+        assert_eq!(net.ep(SERVER).len(), 0);
+        let before = net.ep(SERVER).stats();
+        for d in &captured {
+            assert_eq!(
+                net.inject(1, SERVER, d),
+                Err(EndpointError::Rejected(DropReason::Replayed)),
+                "{stack:?}"
+            );
+        }
+        let events = net.run(6_000);
+        assert!(!events.contains(&(SERVER, Event::Incoming)), "{stack:?}");
+        let st = net.ep(SERVER).stats();
+        assert_eq!(st.passive_opens, before.passive_opens, "{stack:?}");
+        assert_eq!(st.replayed - before.replayed, 2, "{stack:?}");
+    }
 }
 
 #[test]

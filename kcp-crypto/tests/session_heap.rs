@@ -256,3 +256,94 @@ fn an_endpoint_instance_holds_at_most_its_cache_of_sender_keys() {
     // Printing grows the harness's capture buffer on this thread: only after measuring.
     eprintln!("endpoint instance with 4 cached aes-128-gcm sender keys: {held} bytes");
 }
+
+/// Half-open entries on a listener with crypto (and FEC inside it), rcv_wnd 1024: 1,024 first
+/// flights of the largest datagram a peer can send (a full-MTU datagram of a client with the
+/// key, replayed from 1,024 spoofed addresses) hold under 3 MiB in all, at most 2 KiB each.
+#[test]
+fn half_open_entries_with_crypto_stay_within_2_kib_each() {
+    use kcp_core::endpoint::{Endpoint, EndpointConfig};
+    type Factory = Box<dyn FnMut() -> Vec<Layer> + Send>;
+    type MakeFactory = Box<dyn Fn(u64) -> Factory>;
+    let stacks: Vec<(&str, MakeFactory)> = vec![
+        (
+            "aes (kcp-go packet crypt)",
+            Box::new(|seed| {
+                let key = Arc::new(PacketKey::new(
+                    BlockCrypt::from_pass(CipherKind::Aes256, &pass()),
+                    &mut TestRng(seed),
+                ));
+                Box::new(move || vec![Box::new(PacketCrypt::with_key(Arc::clone(&key))) as Layer])
+            }),
+        ),
+        (
+            "ReplayAeadCrypt aes-128-gcm",
+            Box::new(|seed| {
+                let key = Arc::new(ReplayKey::from_pass(AeadKind::Aes128Gcm, &pass()));
+                let mut rng = TestRng(seed);
+                Box::new(move || {
+                    vec![Box::new(ReplayAeadCrypt::with_key(Arc::clone(&key), &mut rng)) as Layer]
+                })
+            }),
+        ),
+        (
+            "fec 10/3 + aes",
+            Box::new(|seed| {
+                let key = Arc::new(PacketKey::new(
+                    BlockCrypt::from_pass(CipherKind::Aes256, &pass()),
+                    &mut TestRng(seed),
+                ));
+                Box::new(move || {
+                    vec![
+                        Box::new(kcp_fec::Fec::new(10, 3).expect("fec")) as Layer,
+                        Box::new(PacketCrypt::with_key(Arc::clone(&key))) as Layer,
+                    ]
+                })
+            }),
+        ),
+    ];
+    for (name, make) in stacks {
+        let mut cfg = Config::fast3();
+        cfg.rcv_wnd = 1024;
+        let server_cfg = EndpointConfig {
+            accept: true,
+            demux_layers: 1,
+            layers: make(1),
+            ..EndpointConfig::new(cfg)
+        };
+        let mut client = Endpoint::<u32>::new(EndpointConfig {
+            demux_layers: 1,
+            layers: make(2),
+            ..EndpointConfig::new(Config::fast3())
+        })
+        .expect("client");
+        let c = client.connect(NOW, 0, 77).expect("connect");
+        client.send(c, &[9u8; 8_000]).expect("send");
+        let mut buf = [0u8; 1500];
+        let (_, n) = client.poll_transmit(NOW, &mut buf).expect("first flight");
+        let first = buf[..n].to_vec();
+        assert_eq!(n, 1400, "{name}: a full-MTU datagram");
+        let mut server = Endpoint::<u32>::new(server_cfg).expect("server");
+        // Warm the endpoint's tables with one entry the table later evicts.
+        let _ = server.handle_datagram(NOW, 1_000_000, &mut first.clone());
+        while server.poll_transmit(NOW, &mut buf).is_some() {}
+        let before = live();
+        let mut d = first.clone();
+        for a in 0..1024u32 {
+            d.copy_from_slice(&first);
+            server
+                .handle_datagram(NOW, a, &mut d)
+                .expect("half-open entry");
+            while server.poll_transmit(NOW, &mut buf).is_some() {}
+        }
+        let grown = live() - before;
+        let st = server.stats();
+        assert_eq!(st.half_open, 1024, "{name}");
+        eprintln!(
+            "{name}: 1,024 half-open entries of a {n}-byte first flight: {grown} B ({} B each)",
+            grown / 1024
+        );
+        assert!(grown < 3 << 20, "{name}: {grown} B");
+        assert!(grown <= 1024 * 2048, "{name}: {} B each", grown / 1024);
+    }
+}

@@ -61,6 +61,11 @@ pub struct KcpConfig {
     half_open_timeout: Duration,
     max_half_open: usize,
     max_half_open_per_host: usize,
+    half_open_bytes: usize,
+    max_sessions_per_host: usize,
+    host_prefixes: (u8, u8),
+    max_datagram: usize,
+    replay_record: usize,
     accept_timeout: Option<Duration>,
     pool_bytes: usize,
     recv_budget: usize,
@@ -145,6 +150,11 @@ impl KcpConfig {
             half_open_timeout: Duration::from_millis(u64::from(ep.half_open_timeout_ms)),
             max_half_open: ep.max_half_open,
             max_half_open_per_host: ep.max_half_open_per_host,
+            half_open_bytes: ep.half_open_bytes,
+            max_sessions_per_host: ep.max_sessions_per_host,
+            host_prefixes: (ep.host_prefix_v4, ep.host_prefix_v6),
+            max_datagram: ep.max_datagram,
+            replay_record: ep.replay_record,
             accept_timeout: ep
                 .accept_timeout_ms
                 .map(|m| Duration::from_millis(u64::from(m))),
@@ -270,13 +280,49 @@ impl KcpConfig {
         self
     }
 
-    /// Admission of sessions peers open: a new session is half-open until its peer speaks
-    /// twice; it is dropped after `timeout`, at most `max` are half-open at once and at most
-    /// `per_host` from one IP address (defaults: the endpoint's, 5 s, 1024, 64).
+    /// Admission of sessions peers open: a first flight opens a half-open entry, which
+    /// becomes a session when the peer answers the endpoint's window probe; an entry is
+    /// dropped after `timeout`, at most `max` exist at once and at most `per_host` per source
+    /// host (see [`host_prefixes`](Self::host_prefixes)); when full, the oldest is evicted
+    /// (defaults: the endpoint's, 5 s, 1024, 64).
     pub fn half_open(mut self, timeout: Duration, max: usize, per_host: usize) -> Self {
         self.half_open_timeout = timeout;
         self.max_half_open = max;
         self.max_half_open_per_host = per_host;
+        self
+    }
+
+    /// Heap bytes one half-open entry may hold in all, the first flight's kept segments
+    /// included (default 2048; see `EndpointConfig::half_open_bytes`).
+    pub fn half_open_bytes(mut self, bytes: usize) -> Self {
+        self.half_open_bytes = bytes;
+        self
+    }
+
+    /// Most sessions peers opened from one source host at once (default 4096).
+    pub fn max_sessions_per_host(mut self, n: usize) -> Self {
+        self.max_sessions_per_host = n;
+        self
+    }
+
+    /// What counts as one source host for the per-host limits: IPv4 addresses masked to `v4`
+    /// leading bits, IPv6 to `v6` (defaults 32 and 64).
+    pub fn host_prefixes(mut self, v4: u8, v6: u8) -> Self {
+        self.host_prefixes = (v4.min(32), v6.min(128));
+        self
+    }
+
+    /// Datagrams longer than this are dropped before parsing (default 1500, kcp-go's
+    /// largest MTU; never below the engine's MTU).
+    pub fn max_datagram(mut self, bytes: usize) -> Self {
+        self.max_datagram = bytes;
+        self
+    }
+
+    /// Entries of the endpoint's record of datagrams that opened and confirmed recent
+    /// sessions, whose replays are dropped (default 8192, 64 KiB; used with encryption).
+    pub fn replay_record(mut self, entries: usize) -> Self {
+        self.replay_record = entries;
         self
     }
 
@@ -418,6 +464,12 @@ impl KcpConfig {
             half_open_timeout_ms: ms(self.half_open_timeout),
             max_half_open: self.max_half_open,
             max_half_open_per_host: self.max_half_open_per_host,
+            half_open_bytes: self.half_open_bytes,
+            max_sessions_per_host: self.max_sessions_per_host,
+            host_prefix_v4: self.host_prefixes.0,
+            host_prefix_v6: self.host_prefixes.1,
+            max_datagram: self.max_datagram,
+            replay_record: self.replay_record,
             accept_timeout_ms: self.accept_timeout.map(ms),
             pool_bytes: self.pool_bytes,
             recv_budget_bytes: self.recv_budget,

@@ -211,17 +211,19 @@ fn a_flood_from_many_source_ports_does_not_stop_a_real_session() {
     stop.store(true, Ordering::Relaxed);
     let sent = flood.join().unwrap();
     assert!(sent >= 1024, "the flood ran: {sent} datagrams");
+    // Nearly every flood datagram reached the endpoint and each was counted as a checksum or
+    // header failure (the kernel may drop a few when the socket buffer is full).
     wait(&server, "flood counted", |s| {
-        s.stats.in_csum_errors + s.stats.in_errs > 0
+        s.stats.in_csum_errors + s.stats.in_errs >= sent as u64 * 9 / 10
     });
     let served = server.served();
     assert_eq!(served.accepted, 2, "no garbage session: {served:?}");
     assert!(served.failed.is_empty(), "{served:?}");
 }
 
-/// Without encryption any 24 bytes can look like a KCP header, so garbage can open
-/// sessions: they stay within the limits, never deliver data, and end at the idle timeout;
-/// shorter datagrams open none; a real session completes once there is room.
+/// Without encryption any 24 bytes can look like a KCP header, so garbage can open half-open
+/// entries: they never become sessions (nobody answers their probe); shorter datagrams open
+/// none; a real session completes meanwhile.
 #[test]
 fn without_encryption_garbage_sessions_stay_bounded_and_expire() {
     let cfg = KcpConfig::new(Config::fast3())
@@ -259,14 +261,17 @@ fn without_encryption_garbage_sessions_stay_bounded_and_expire() {
     }
     thread::sleep(Duration::from_millis(200));
     {
+        // A datagram that passes the first-flight rule opens a half-open entry, never a
+        // session: garbage never answers the probe.
         let served = server.served();
-        // (Today's kcp-core admits them; with half-open admission it will not.)
-        eprintln!("garbage opened {} sessions at most", served.peak_sessions);
-        assert!(served.peak_sessions <= 32, "{served:?}");
-        assert!(served.done.is_empty(), "garbage ran no test: {served:?}");
+        eprintln!(
+            "garbage: {} sessions at most, {} half-open entries",
+            served.peak_sessions, served.stats.half_open
+        );
+        assert_eq!(served.peak_sessions, 0, "{served:?}");
+        assert_eq!(served.accepted, 0, "{served:?}");
+        assert!(served.stats.half_open <= 64, "{served:?}");
     }
-    // They end at the idle timeout; a real session then completes.
-    wait(&server, "garbage sessions expired", |s| s.sessions == 0);
     mio_client(
         server.addr,
         &cfg,
@@ -285,5 +290,149 @@ fn without_encryption_garbage_sessions_stay_bounded_and_expire() {
     );
     let served = server.served();
     assert_eq!(served.done.len(), 2, "{served:?}");
-    assert!(served.peak_sessions <= 32);
+    assert_eq!(served.accepted, 2, "{served:?}");
+}
+
+/// A relay between a real client and the server that keeps the client's first two
+/// datagrams; they are then replayed from other addresses (127.0.0.2-4) and from the relay's
+/// own address after the session: no session opens, and every copy is counted.
+#[test]
+fn a_captured_first_and_second_datagram_replayed_open_no_session() {
+    let server = MioServer::start(encrypted());
+    let relay = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let relay_addr = relay.local_addr().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (stop2, to) = (stop.clone(), server.addr);
+    let captor = thread::spawn(move || {
+        relay
+            .set_read_timeout(Some(Duration::from_millis(20)))
+            .unwrap();
+        let mut client: Option<SocketAddr> = None;
+        let mut captured = Vec::new();
+        let mut buf = [0u8; 2048];
+        while !stop2.load(Ordering::Relaxed) {
+            let Ok((n, from)) = relay.recv_from(&mut buf) else {
+                continue;
+            };
+            if from == to {
+                if let Some(c) = client {
+                    let _ = relay.send_to(&buf[..n], c);
+                }
+                continue;
+            }
+            client = Some(from);
+            if captured.len() < 2 {
+                captured.push(buf[..n].to_vec());
+            }
+            let _ = relay.send_to(&buf[..n], to);
+        }
+        (relay, captured)
+    });
+    mio_client(
+        relay_addr,
+        &encrypted(),
+        Test::Sink,
+        64 << 10,
+        16 << 10,
+        "through the captor",
+    );
+    stop.store(true, Ordering::Relaxed);
+    let (relay, captured) = captor.join().unwrap();
+    assert_eq!(captured.len(), 2);
+    wait(&server, "the real session counted", |s| s.accepted == 1);
+    let before = server.served().stats;
+    let mut copies = 0u64;
+    for ip in 2..=4u8 {
+        let s = UdpSocket::bind((std::net::Ipv4Addr::new(127, 0, 0, ip), 0)).unwrap();
+        for d in &captured {
+            s.send_to(d, server.addr).unwrap();
+            copies += 1;
+        }
+    }
+    wait(&server, "replays counted", |s| {
+        s.stats.replayed - before.replayed == copies
+    });
+    // From the original address too, once its session ended on the server (dropped as a
+    // recently closed conversation, or as a replay once that linger is over).
+    wait(&server, "the real session ended", |s| s.sessions == 0);
+    let errs = server.served().stats.in_errs;
+    for d in &captured {
+        relay.send_to(d, server.addr).unwrap();
+    }
+    wait(&server, "replays from the original address counted", |s| {
+        s.stats.in_errs - errs == 2
+    });
+    thread::sleep(Duration::from_millis(300));
+    let served = server.served();
+    assert_eq!(served.accepted, 1, "no replayed session: {served:?}");
+    assert_eq!(served.stats.passive_opens, 1, "{served:?}");
+    assert_eq!(served.stats.half_open, 0, "{served:?}");
+}
+
+/// Spoofed-looking sources on 127.0.0.x each send one first flight and never answer: the
+/// replies each receives within the half-open timeout (every probe and its repeats) are at
+/// most three times what it sent. A one-byte PUSH, an empty PUSH, and a first flight that
+/// advertises window 0.
+#[test]
+fn replies_to_unconfirmed_sources_are_at_most_three_times_what_they_sent() {
+    let server = MioServer::start(KcpConfig::new(Config::fast3()));
+    let shapes: [(&str, &[u8], u16); 3] = [
+        ("1-byte PUSH", b"x", 32),
+        ("empty PUSH", b"", 32),
+        ("window 0", b"x", 0),
+    ];
+    let mut sources = Vec::new();
+    for (k, (name, payload, wnd)) in shapes.iter().enumerate() {
+        for i in 0..21u32 {
+            let ip = std::net::Ipv4Addr::new(127, 0, 1 + k as u8, 1 + i as u8);
+            let s = UdpSocket::bind((ip, 0)).unwrap();
+            s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+            let mut d = vec![0u8; kcp_core::wire::HEADER_LEN + payload.len()];
+            kcp_core::wire::SegmentRepr {
+                conv: 1000 + i,
+                cmd: kcp_core::wire::Command::Push,
+                frg: 0,
+                wnd: *wnd,
+                ts: 1,
+                sn: 0,
+                una: 0,
+                len: payload.len() as u32,
+            }
+            .emit(&mut d)
+            .unwrap();
+            d[kcp_core::wire::HEADER_LEN..].copy_from_slice(payload);
+            s.send_to(&d, server.addr).unwrap();
+            sources.push((*name, s, d.len()));
+        }
+    }
+    // Collect replies for longer than the half-open timeout (5 s).
+    let deadline = Instant::now() + Duration::from_millis(6_000);
+    let mut got = vec![0usize; sources.len()];
+    let mut buf = [0u8; 2048];
+    while Instant::now() < deadline {
+        for (i, (_, s, _)) in sources.iter().enumerate() {
+            s.set_nonblocking(true).unwrap();
+            while let Ok(n) = s.recv(&mut buf) {
+                got[i] += n;
+            }
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    for (i, (name, _, sent)) in sources.iter().enumerate() {
+        assert!(got[i] > 0, "{name}: probed at least once");
+        assert!(
+            got[i] <= 3 * sent,
+            "{name}: {} bytes back for {sent} sent",
+            got[i]
+        );
+    }
+    let worst = sources
+        .iter()
+        .zip(&got)
+        .map(|((_, _, s), g)| *g as f64 / *s as f64)
+        .fold(0.0, f64::max);
+    eprintln!("worst bytes out / bytes in: {worst:.2}");
+    let served = server.served();
+    assert_eq!(served.accepted, 0);
+    assert!(served.stats.amplification_limited > 0, "{:?}", served.stats);
 }

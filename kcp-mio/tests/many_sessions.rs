@@ -63,6 +63,8 @@ fn config() -> KcpConfig {
         .idle_timeout(Some(Duration::from_secs(300)))
         .backlog(10_000)
         .half_open(Duration::from_secs(60), 10_000, 10_000)
+        // Every session comes from 127.0.0.1.
+        .max_sessions_per_host(10_000)
 }
 
 fn work_sum(w: Work) -> u64 {

@@ -1026,20 +1026,33 @@ mod tests {
             .idle_timeout(Some(Duration::from_millis(100)));
         let l = KcpListener::bind("127.0.0.1:0", cfg).await.unwrap();
         let peer = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        for conv in 0..20u32 {
-            let mut d = [0u8; HEADER_LEN + 1];
+        let segment = |conv, cmd, len: usize| {
+            let mut d = vec![0u8; HEADER_LEN + len];
             SegmentRepr {
                 conv,
-                cmd: Command::Push,
+                cmd,
                 frg: 0,
                 wnd: 32,
                 ts: 0,
                 sn: 0,
                 una: 0,
-                len: 1,
+                len: len as u32,
             }
             .emit(&mut d)
             .unwrap();
+            d
+        };
+        for conv in 0..20u32 {
+            let d = segment(conv, Command::Push, 1);
+            peer.send_to(&d, l.local_addr()).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // First flights open half-open entries, not sessions; the peer's answers to the
+        // probes make them sessions.
+        assert_eq!(l.sessions_per_socket(), [0]);
+        assert_eq!(l.stats().half_open, 20);
+        for conv in 0..20u32 {
+            let d = segment(conv, Command::WindowTell, 0);
             peer.send_to(&d, l.local_addr()).await.unwrap();
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -1,12 +1,10 @@
-//! Admission: which datagrams may create a session, half-open sessions and their limits.
+//! Admission: which datagrams may open a half-open entry (the first-flight rule).
 
 use core::fmt;
 
 use crate::wire::{Command, Datagram, WireError, HEADER_LEN};
 
-use super::{
-    DropReason, Endpoint, EndpointError, Event, HalfOpen, PeerAddr, SessionId, ASK_PERIOD_MS,
-};
+use super::{Endpoint, PeerAddr, SessionId};
 
 /// Why a datagram for an unknown conversation could not be a peer's first flight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,105 +90,7 @@ pub fn first_flight(kcp: &[u8], conv: u32, rcv_wnd: u32) -> Result<(), FirstFlig
     Ok(())
 }
 
-/// A 64-bit FNV-1a fingerprint: a half-open session is confirmed only by a datagram that
-/// differs from the first one (a replayed copy confirms nothing).
-pub(super) fn fingerprint(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
-}
-
 impl<A: PeerAddr> Endpoint<A> {
-    /// Decides about a datagram for an unknown (address, conv) whose KCP datagram is `kcp`
-    /// and whose plaintext (after the demux layers) is `plain`.
-    pub(super) fn admit(
-        &mut self,
-        now: crate::time::Millis,
-        t: u64,
-        from: A,
-        conv: u32,
-        kcp: &[u8],
-        plain: &[u8],
-    ) -> Result<u32, EndpointError> {
-        if let Some(&until) = self.closed.get(&(from, conv)) {
-            if t < until {
-                self.stats.in_errs += 1;
-                return Err(EndpointError::Rejected(DropReason::RecentlyClosed));
-            }
-            self.closed.remove(&(from, conv));
-        }
-        if !self.cfg.accept {
-            self.stats.in_errs += 1;
-            return Err(EndpointError::Rejected(DropReason::NoSession));
-        }
-        if let Err(e) = first_flight(kcp, conv, self.cfg.session.rcv_wnd) {
-            self.stats.in_errs += 1;
-            self.stats.not_first_flight += 1;
-            return Err(EndpointError::Rejected(DropReason::NotFirstFlight(e)));
-        }
-        if self.accept_queue.len() >= self.cfg.backlog || self.by_key.len() >= self.cfg.max_sessions
-        {
-            self.stats.refused += 1;
-            return Err(EndpointError::Rejected(DropReason::Refused));
-        }
-        let host = from.host();
-        let per_host = self.half_open_hosts.get(&host).copied().unwrap_or(0);
-        if self.half_open_total >= self.cfg.max_half_open
-            || per_host as usize >= self.cfg.max_half_open_per_host
-        {
-            self.stats.refused += 1;
-            self.stats.half_open_refused += 1;
-            return Err(EndpointError::Rejected(DropReason::Refused));
-        }
-        let id = self
-            .create(now, t, from, conv)
-            .map_err(EndpointError::Config)?;
-        self.half_open_total += 1;
-        *self.half_open_hosts.entry(host).or_insert(0) += 1;
-        if let Some(Some(slot)) = self.slots.get_mut(id.idx as usize) {
-            slot.passive = true;
-            slot.half_open = Some(HalfOpen {
-                first: fingerprint(plain),
-                next_ask: t + ASK_PERIOD_MS,
-            });
-            // Make the peer speak again: every KCP peer answers a window probe.
-            slot.session.kcp_mut().ask_window();
-        }
-        self.stats.passive_opens += 1;
-        self.accept_queue.push_back(id);
-        self.events.push_back(Event::Incoming);
-        Ok(id.idx)
-    }
-
-    /// A half-open session heard a datagram that is not a copy of its first one, and the
-    /// session accepted it: the peer is confirmed.
-    pub(super) fn confirm(&mut self, idx: u32, plain_print: u64) {
-        let Some(Some(slot)) = self.slots.get_mut(idx as usize) else {
-            return;
-        };
-        match slot.half_open {
-            Some(h) if h.first != plain_print => {}
-            _ => return,
-        }
-        slot.half_open = None;
-        let host = slot.addr.host();
-        self.forget_half_open(host);
-    }
-
-    /// Releases one half-open count of `host`.
-    pub(super) fn forget_half_open(&mut self, host: A::Host) {
-        self.half_open_total = self.half_open_total.saturating_sub(1);
-        if let Some(n) = self.half_open_hosts.get_mut(&host) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                self.half_open_hosts.remove(&host);
-            }
-        }
-    }
-
     /// Takes the session out of the accept queue (it ended before `accept`).
     pub(super) fn unqueue(&mut self, id: SessionId) {
         if let Some(pos) = self.accept_queue.iter().position(|&x| x == id) {

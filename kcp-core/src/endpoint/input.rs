@@ -7,8 +7,8 @@ use crate::codec::{CodecError, Route};
 use crate::time::Millis;
 use crate::wire::{Command, Datagram, HEADER_LEN};
 
-use super::admission::fingerprint;
-use super::{DropReason, Endpoint, EndpointError, PeerAddr, MAX_DEMUX_LAYERS};
+use super::half_open::Opened;
+use super::{DropReason, Endpoint, EndpointError, PeerAddr};
 
 /// Where the codec stack said a datagram belongs.
 enum Routed {
@@ -26,7 +26,7 @@ enum Routed {
 }
 
 /// Payload chunks a KCP datagram may need to store: one per PUSH with data.
-fn chunks_needed(kcp: &[u8]) -> usize {
+pub(super) fn chunks_needed(kcp: &[u8]) -> usize {
     Datagram::new(kcp)
         .filter_map(Result::ok)
         .filter(|(seg, p)| seg.cmd == Command::Push && !p.is_empty())
@@ -45,12 +45,16 @@ impl<A: PeerAddr> Endpoint<A> {
         let now = self.clock(now);
         self.stats.in_pkts += 1;
         self.stats.in_bytes += datagram.len() as u64;
+        if datagram.len() > self.cfg.max_datagram {
+            self.stats.in_errs += 1;
+            self.stats.oversize += 1;
+            return Err(EndpointError::Rejected(DropReason::TooLong));
+        }
         // Open the outer layers (crypto) with the endpoint's own instances, outermost first,
         // remembering each opened packet for the session's instances.
         let total = self.demux.len();
         let first_demux = total - self.cfg.demux_layers;
-        let mut opened: [(Range<usize>, Range<usize>); MAX_DEMUX_LAYERS] =
-            core::array::from_fn(|_| (0..0, 0..0));
+        let mut opened: Opened = core::array::from_fn(|_| (0..0, 0..0));
         let mut range = 0..datagram.len();
         for (k, i) in (first_demux..total).rev().enumerate() {
             let part = datagram.get_mut(range.clone()).unwrap_or(&mut []);
@@ -93,22 +97,36 @@ impl<A: PeerAddr> Endpoint<A> {
                 attach,
                 group,
             } => {
-                let kcp = plain.get(kcp).unwrap_or(&[]);
                 let idx = match self.by_key.get(&(from, conv)) {
                     Some(&i) => i,
-                    None => self.admit(now, t, from, conv, kcp, plain)?,
+                    None => {
+                        // `kcp` is relative to the plaintext; make it relative to the datagram.
+                        let kcp = plain_range.start + kcp.start..plain_range.start + kcp.end;
+                        return if self.half.contains_key(&(from, conv)) {
+                            self.half_input(
+                                t,
+                                now,
+                                (from, conv),
+                                datagram,
+                                &opened,
+                                plain_range,
+                                kcp,
+                            )
+                        } else {
+                            self.admit(t, now, from, conv, datagram, &opened, kcp, attach)
+                        };
+                    }
                 };
                 if attach {
                     self.attach(from, idx, group);
                 }
-                (idx, chunks_needed(kcp))
+                (idx, chunks_needed(plain.get(kcp).unwrap_or(&[])))
             }
         };
         let limited = self.recv_limited();
         let Some(Some(slot)) = self.slots.get_mut(idx as usize) else {
             return Err(EndpointError::Rejected(DropReason::NoSession));
         };
-        let print = slot.half_open.map(|_| fingerprint(plain));
         slot.session.set_receive_limited(limited);
         // The session's own instances of the opened layers see what was opened (replay
         // windows live there).
@@ -138,9 +156,6 @@ impl<A: PeerAddr> Endpoint<A> {
         }
         if r.is_ok() {
             slot.last_heard = t;
-            if let Some(print) = print {
-                self.confirm(idx, print);
-            }
         }
         self.recount_recv(idx);
         self.after_io(idx);
@@ -149,7 +164,7 @@ impl<A: PeerAddr> Endpoint<A> {
 
     /// Lists session `idx` as a destination of packets without a conversation id from
     /// `from`, and notes the group of the packet it just received.
-    fn attach(&mut self, from: A, idx: u32, group: Option<u32>) {
+    pub(super) fn attach(&mut self, from: A, idx: u32, group: Option<u32>) {
         let Some(Some(slot)) = self.slots.get_mut(idx as usize) else {
             return;
         };
@@ -199,7 +214,7 @@ impl<A: PeerAddr> Endpoint<A> {
         found
     }
 
-    fn codec_drop(&mut self, e: CodecError) -> EndpointError {
+    pub(super) fn codec_drop(&mut self, e: CodecError) -> EndpointError {
         if e == CodecError::Integrity {
             self.stats.in_csum_errors += 1;
         } else {

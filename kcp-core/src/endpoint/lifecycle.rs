@@ -2,9 +2,7 @@
 
 use crate::time::Millis;
 
-use super::{
-    CloseReason, Endpoint, Event, PeerAddr, SessionId, State, ASK_PERIOD_MS, TRIM_AFTER_MS,
-};
+use super::{CloseReason, Endpoint, Event, PeerAddr, SessionId, State, TRIM_AFTER_MS};
 
 impl<A: PeerAddr> Endpoint<A> {
     /// Runs every session timer due at `now`: engine timers, idle, shutdown, half-open and
@@ -12,18 +10,12 @@ impl<A: PeerAddr> Endpoint<A> {
     pub fn handle_timeout(&mut self, now: Millis) {
         let t = self.tick(now);
         let now = self.clock(now);
+        self.half_timeouts(t);
         while let Some(idx) = self.timers.pop_due(t) {
             let Some(Some(slot)) = self.slots.get_mut(idx as usize) else {
                 continue;
             };
             slot.session.kcp_mut().handle_timeout(now);
-            if let Some(h) = &mut slot.half_open {
-                if t >= h.next_ask {
-                    // The peer has not spoken again: ask once more (a lost probe or answer).
-                    h.next_ask = t + ASK_PERIOD_MS;
-                    slot.session.kcp_mut().ask_window();
-                }
-            }
             if slot.idle_since.is_some_and(|s| t >= s + TRIM_AFTER_MS) {
                 slot.idle_since = None;
                 slot.trimmed = true;
@@ -38,7 +30,11 @@ impl<A: PeerAddr> Endpoint<A> {
     pub fn poll_timeout(&mut self) -> Option<Millis> {
         // Sessions changed since the last call may have new deadlines.
         self.flush_dirty_timers();
-        self.timers.next().map(|t| self.to_millis(t))
+        let next = match (self.timers.next(), self.half_next()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        next.map(|t| self.to_millis(t))
     }
 
     fn flush_dirty_timers(&mut self) {
@@ -72,12 +68,6 @@ impl<A: PeerAddr> Endpoint<A> {
         if let State::Draining(deadline) = slot.state {
             consider(deadline);
         }
-        if let Some(h) = &slot.half_open {
-            consider(
-                h.next_ask
-                    .min(slot.opened_at + cfg.half_open_timeout_ms as u64),
-            );
-        }
         if slot.passive && !slot.accepted {
             if let Some(ms) = cfg.accept_timeout_ms {
                 consider(slot.opened_at + ms as u64);
@@ -105,9 +95,6 @@ impl<A: PeerAddr> Endpoint<A> {
         }
         let reason = if kcp.is_dead() {
             Some(CloseReason::DeadLink)
-        } else if slot.half_open.is_some() && t >= slot.opened_at + cfg.half_open_timeout_ms as u64
-        {
-            Some(CloseReason::Unconfirmed)
         } else if slot.passive
             && !slot.accepted
             && cfg
@@ -154,11 +141,11 @@ impl<A: PeerAddr> Endpoint<A> {
             }
         }
         self.recv_total -= (slot.recv_bytes as usize).min(self.recv_total);
-        if slot.half_open.is_some() {
-            self.forget_half_open(slot.addr.host());
-        }
-        if slot.passive && !slot.accepted {
-            self.unqueue(id);
+        if slot.passive {
+            self.forget_session_host(slot.addr);
+            if !slot.accepted {
+                self.unqueue(id);
+            }
         }
         match reason {
             CloseReason::Unconfirmed => self.stats.unconfirmed += 1,
@@ -222,6 +209,15 @@ impl<A: PeerAddr> Endpoint<A> {
     ) -> Option<(A, usize)> {
         self.tick(now);
         let now = self.clock(now);
+        if !self.half_tx.is_empty() {
+            let slot = buf.get_mut(..stride).unwrap_or(&mut []);
+            if let Some((to, n)) = self.half_transmit(now, slot) {
+                if let Some(l) = lens.first_mut() {
+                    *l = n;
+                }
+                return Some((to, 1));
+            }
+        }
         while let Some(&idx) = self.dirty.front() {
             let alive = self.check_lifecycle(idx);
             if alive {

@@ -51,17 +51,28 @@
 //!
 //! # Admission: who may create state
 //!
-//! A datagram for an unknown (address, conversation) creates a session only if it could be a
-//! new peer's first flight ([`first_flight`]): a well-formed KCP datagram of PUSH segments
-//! only, one conversation, every length exact, `una == 0` and sequence numbers inside the
-//! receive window of a session that starts at 0. With a CRC or AEAD layer the datagram has
-//! passed that check first. Such a session is *half-open*: it costs a few hundred bytes plus
-//! the data it carries, counts against [`max_half_open`](EndpointConfig::max_half_open) and
-//! [`max_half_open_per_host`](EndpointConfig::max_half_open_per_host), asks the peer to speak
-//! again (a window probe, which every KCP peer answers within one interval), and is closed as
-//! [`CloseReason::Unconfirmed`] unless the peer sends a second, different valid datagram within
-//! [`half_open_timeout_ms`](EndpointConfig::half_open_timeout_ms). A session the application
-//! does not [`accept`](Endpoint::accept) within
+//! A datagram for an unknown (address, conversation) is looked at only if it could be a new
+//! peer's first flight ([`first_flight`]): a well-formed KCP datagram of PUSH segments only,
+//! one conversation, every length exact, `una == 0` and sequence numbers inside the receive
+//! window of a session that starts at 0 (with a CRC or AEAD layer, after that check; and no
+//! longer than [`max_datagram`](EndpointConfig::max_datagram)). It then opens a *half-open
+//! entry*, not a session: a small record (at most
+//! [`half_open_bytes`](EndpointConfig::half_open_bytes), 2 KiB, with the leading segments of
+//! the first flight it keeps) answered by a window probe (WASK). Nothing is acknowledged.
+//! Only the peer's answer to the probe (a WINS, which every KCP peer sends at its next
+//! flush) proves it receives at its address and creates the session, which then takes the
+//! kept segments and queues for [`accept`](Endpoint::accept). Entries are bounded by
+//! [`max_half_open`](EndpointConfig::max_half_open) and
+//! [`max_half_open_per_host`](EndpointConfig::max_half_open_per_host) (hosts counted per
+//! prefix, [`host_prefix_v4`](EndpointConfig::host_prefix_v4) and
+//! [`host_prefix_v6`](EndpointConfig::host_prefix_v6)); when full, the oldest entry is
+//! evicted, so a flood of spoofed first flights delays a real peer by at most the round trip
+//! of its answer. Probes to an entry's address stay within three times the bytes received
+//! from it. An entry unanswered after
+//! [`half_open_timeout_ms`](EndpointConfig::half_open_timeout_ms) is dropped. With codec
+//! layers, the datagrams that opened and confirmed recent sessions are remembered
+//! ([`replay_record`](EndpointConfig::replay_record)) and copies of them are dropped. A
+//! session the application does not accept within
 //! [`accept_timeout_ms`](EndpointConfig::accept_timeout_ms) is closed as
 //! [`CloseReason::NotAccepted`].
 //!
@@ -75,17 +86,20 @@
 //! [`TRIM_AFTER_MS`] also trims its codec layers ([`Codec::trim`](crate::Codec::trim)).
 
 mod admission;
+mod half_open;
 mod input;
 mod lifecycle;
 mod stats;
 mod timers;
 
 use alloc::boxed::Box;
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 use alloc::vec::Vec;
+use core::cmp::Reverse;
 use core::fmt;
 
 pub use admission::{first_flight, FirstFlightError};
+use half_open::{HalfOpen, ReplayRecord};
 pub use stats::EndpointStats;
 use timers::Timers;
 
@@ -119,15 +133,45 @@ pub struct EndpointConfig {
     /// How long a closed (address, conv) is remembered so its late datagrams do not create a
     /// phantom session (`docs/protocol.md`, hazard H8).
     pub closed_linger_ms: u32,
-    /// A session a peer opened is *half-open* until the peer sends a second valid datagram
-    /// (the endpoint asks it to, with a window probe); it is closed
-    /// ([`CloseReason::Unconfirmed`]) if that does not happen within this time. Default 5 s.
+    /// A first flight from a new peer opens a *half-open* entry, not a session: the endpoint
+    /// answers with a window probe (WASK) and creates the session only when the peer answers
+    /// it (a WINS), proving it receives what is sent to its address. An entry that gets no
+    /// answer within this time is dropped (counted in `unconfirmed`). Default 5 s.
     pub half_open_timeout_ms: u32,
-    /// Most half-open sessions at once; further first datagrams are refused (counted) until
-    /// some are confirmed or reaped. Default 1024.
+    /// Most half-open entries at once. When full, a new first flight evicts the oldest entry
+    /// (SYN-cache behaviour, counted in `half_open_evicted`), so a flood of spoofed first
+    /// flights delays a real peer by at most its answer's round trip. Default 1024.
     pub max_half_open: usize,
-    /// Most half-open sessions per source host (IP address, whatever the port). Default 64.
+    /// Most half-open entries per source host (see `host_prefix_v4`/`host_prefix_v6`); when
+    /// a host's share is full, its own oldest entry is evicted. Default 64.
     pub max_half_open_per_host: usize,
+    /// Heap bytes one half-open entry may hold in all: its bookkeeping, its codec stack and
+    /// the leading KCP segments of the first flight it keeps while they fit (delivered when
+    /// the peer confirms). Segments that do not fit, and later datagrams, are dropped
+    /// unacknowledged (the peer retransmits them); nothing is acknowledged before
+    /// confirmation. Default 2048: a whole 1500-byte first flight without crypto or with
+    /// kcp-go's packet crypt.
+    pub half_open_bytes: usize,
+    /// Most confirmed sessions peers opened from one source host. Default 4096.
+    pub max_sessions_per_host: usize,
+    /// Source hosts are IPv4 addresses masked to this many leading bits. Default 32.
+    pub host_prefix_v4: u8,
+    /// Source hosts are IPv6 addresses masked to this many leading bits (one site usually
+    /// holds a whole /64). Default 64.
+    pub host_prefix_v6: u8,
+    /// Datagrams longer than this are dropped before any parsing (counted in `oversize`).
+    /// Default 1500, the largest MTU kcp-go accepts (raised to the session MTU if larger);
+    /// set it to your peers' MTU for the tightest bound.
+    pub max_datagram: usize,
+    /// Entries of the endpoint-wide record of the datagrams that opened and confirmed
+    /// recent sessions (8 bytes each; up to seven per session: the first flight, up to five
+    /// datagrams before the answer, the answer): a copy of one of those, from any address,
+    /// opens and confirms nothing (counted in `replayed`) while it is remembered. Only
+    /// confirmed sessions add entries, so spoofed floods cannot wash it out. Used with demux
+    /// (crypto) layers only: without them a copy cannot be told from a new identical
+    /// datagram, and anyone can forge one anyway. Default 8192 (64 KiB, allocated with a
+    /// listening endpoint): at least the last 1,170 sessions.
+    pub replay_record: usize,
     /// Close a session a peer opened if the application has not accepted it after this long
     /// ([`CloseReason::NotAccepted`]; `None`: wait for ever). Default 10 s.
     pub accept_timeout_ms: Option<u32>,
@@ -164,6 +208,12 @@ impl EndpointConfig {
             half_open_timeout_ms: 5_000,
             max_half_open: 1_024,
             max_half_open_per_host: 64,
+            half_open_bytes: 2_048,
+            max_sessions_per_host: 4_096,
+            host_prefix_v4: 32,
+            host_prefix_v6: 64,
+            max_datagram: crate::config::MAX_MTU as usize,
+            replay_record: 8_192,
             accept_timeout_ms: Some(10_000),
             pool_bytes: 4 << 20,
             recv_budget_bytes: DEFAULT_RECV_BUDGET,
@@ -183,6 +233,12 @@ impl fmt::Debug for EndpointConfig {
             .field("half_open_timeout_ms", &self.half_open_timeout_ms)
             .field("max_half_open", &self.max_half_open)
             .field("max_half_open_per_host", &self.max_half_open_per_host)
+            .field("half_open_bytes", &self.half_open_bytes)
+            .field("max_sessions_per_host", &self.max_sessions_per_host)
+            .field("host_prefix_v4", &self.host_prefix_v4)
+            .field("host_prefix_v6", &self.host_prefix_v6)
+            .field("max_datagram", &self.max_datagram)
+            .field("replay_record", &self.replay_record)
             .field("accept_timeout_ms", &self.accept_timeout_ms)
             .field("pool_bytes", &self.pool_bytes)
             .field("recv_budget_bytes", &self.recv_budget_bytes)
@@ -197,12 +253,38 @@ pub trait PeerAddr: Ord + Copy {
     type Host: Ord + Copy;
     /// The source host of this address.
     fn host(&self) -> Self::Host;
+    /// The source host as admission limits count it: the address's network of `v4` leading
+    /// bits (IPv4) or `v6` (IPv6). The default is [`host`](Self::host).
+    fn host_prefix(&self, v4: u8, v6: u8) -> Self::Host {
+        let _ = (v4, v6);
+        self.host()
+    }
 }
 
 impl PeerAddr for core::net::SocketAddr {
     type Host = core::net::IpAddr;
     fn host(&self) -> core::net::IpAddr {
         self.ip()
+    }
+    fn host_prefix(&self, v4: u8, v6: u8) -> core::net::IpAddr {
+        use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+        let mask4 = |a: Ipv4Addr| {
+            let bits = u32::from(v4.min(32));
+            let m = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
+            IpAddr::V4(Ipv4Addr::from(u32::from(a) & m))
+        };
+        match self.ip() {
+            IpAddr::V4(a) => mask4(a),
+            // An IPv4 peer on a dual-stack socket counts as IPv4.
+            IpAddr::V6(a) => match a.to_ipv4_mapped() {
+                Some(a4) => mask4(a4),
+                None => {
+                    let bits = u32::from(v6.min(128));
+                    let m = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
+                    IpAddr::V6(Ipv6Addr::from(u128::from(a) & m))
+                }
+            },
+        }
     }
 }
 
@@ -240,9 +322,8 @@ pub enum CloseReason {
     ShutdownTimeout,
     /// Closed locally with [`Endpoint::close`].
     Closed,
-    /// A session a peer opened never got past half-open: the peer did not speak again
-    /// within `half_open_timeout_ms` of its first datagram (a spoofed source, or a peer that
-    /// vanished at once).
+    /// Not reported any more: a first flight the peer never confirms stays a half-open
+    /// entry, which is not a session (counted in `EndpointStats::unconfirmed`).
     Unconfirmed,
     /// A session a peer opened waited longer than `accept_timeout_ms` for
     /// [`Endpoint::accept`].
@@ -316,8 +397,16 @@ pub enum DropReason {
     /// An unknown conversation whose datagram could not be a peer's first flight (see
     /// [`first_flight`]).
     NotFirstFlight(FirstFlightError),
-    /// The accept backlog, the session limit or a half-open limit is full.
+    /// The accept backlog, the session limit or a per-host limit is full.
     Refused,
+    /// Longer than [`EndpointConfig::max_datagram`]; not parsed.
+    TooLong,
+    /// A copy of a datagram the endpoint remembers (a replayed first flight or
+    /// confirmation).
+    Replayed,
+    /// For a half-open entry and not its peer's answer: dropped unacknowledged (the peer
+    /// retransmits it once the session exists).
+    Unconfirmed,
     /// The session rejected it.
     Session(SessionError),
 }
@@ -348,8 +437,13 @@ impl core::error::Error for EndpointError {
     }
 }
 
-/// How often a half-open session asks its peer to speak again (window probe).
+/// How often a half-open entry asks its peer again (window probe) when it heard nothing.
 pub(super) const ASK_PERIOD_MS: u64 = 1_000;
+/// A half-open entry answers a retransmitted first flight with a new probe at most this often.
+pub(super) const ASK_GAP_MS: u64 = 200;
+/// Replies to an address that has not confirmed are at most this many times the bytes
+/// received from it (anti-amplification).
+pub(super) const AMPLIFICATION: u64 = 3;
 /// How long a session must stay drained before its codec layers are trimmed
 /// ([`Codec::trim`](crate::Codec::trim)): long enough that a session exchanging a message a
 /// second does not rebuild its buffers every time.
@@ -369,15 +463,6 @@ enum State {
     Closing(CloseReason),
 }
 
-/// A session a peer opened that the peer has not confirmed yet.
-#[derive(Debug, Clone, Copy)]
-struct HalfOpen {
-    /// Fingerprint of the peer's first datagram: a copy of it confirms nothing.
-    first: u64,
-    /// When to ask the peer to speak again.
-    next_ask: u64,
-}
-
 struct Slot<A> {
     session: Session<'static>,
     addr: A,
@@ -386,7 +471,6 @@ struct Slot<A> {
     state: State,
     last_heard: u64,
     opened_at: u64,
-    half_open: Option<HalfOpen>,
     /// Since when the session has held no data (for trimming its codec layers).
     idle_since: Option<u64>,
     /// Opened by the peer (listener mode).
@@ -433,8 +517,22 @@ pub struct Endpoint<A: PeerAddr> {
     closed: BTreeMap<(A, u32), u64>,
     closed_order: VecDeque<((A, u32), u64)>,
     accept_queue: VecDeque<SessionId>,
-    half_open_total: usize,
+    /// Half-open entries by (address, conv).
+    half: BTreeMap<(A, u32), Box<HalfOpen<A::Host>>>,
+    /// Half-open entries by age (serial number), oldest first.
+    half_age: BTreeMap<u64, (A, u32)>,
+    /// Half-open entries by host, oldest first within a host.
+    half_by_host: BTreeSet<(A::Host, u64)>,
+    /// Half-open entries per host.
     half_open_hosts: BTreeMap<A::Host, u32>,
+    /// Half-open deadlines (at, serial), stale ones skipped.
+    half_timers: BinaryHeap<Reverse<(u64, u64)>>,
+    /// Half-open entries with a probe to send.
+    half_tx: VecDeque<(A, u32)>,
+    next_serial: u64,
+    /// Confirmed sessions peers opened, per host.
+    host_sessions: BTreeMap<A::Host, u32>,
+    record: ReplayRecord,
     cache: ChunkCache,
     dirty: VecDeque<u32>,
     /// Sessions whose deadline `poll_timeout` must recompute: each once per change, however
@@ -457,7 +555,7 @@ impl<A: PeerAddr> fmt::Debug for Endpoint<A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Endpoint")
             .field("sessions", &self.by_key.len())
-            .field("half_open", &self.half_open_total)
+            .field("half_open", &self.half.len())
             .field("accept_queue", &self.accept_queue.len())
             .finish_non_exhaustive()
     }
@@ -476,7 +574,9 @@ impl<A: PeerAddr> Endpoint<A> {
         }
         Session::new(0, cfg.session, (cfg.layers)(), Millis(0))?;
         cfg.backlog = cfg.backlog.max(1);
+        cfg.max_datagram = cfg.max_datagram.max(cfg.session.mtu as usize);
         let cache = ChunkCache::new(cfg.pool_bytes);
+        let record = ReplayRecord::new(cfg.replay_record, cfg.accept && cfg.demux_layers > 0);
         Ok(Endpoint {
             cfg,
             demux,
@@ -488,8 +588,15 @@ impl<A: PeerAddr> Endpoint<A> {
             closed: BTreeMap::new(),
             closed_order: VecDeque::new(),
             accept_queue: VecDeque::new(),
-            half_open_total: 0,
+            half: BTreeMap::new(),
+            half_age: BTreeMap::new(),
+            half_by_host: BTreeSet::new(),
             half_open_hosts: BTreeMap::new(),
+            half_timers: BinaryHeap::new(),
+            half_tx: VecDeque::new(),
+            next_serial: 0,
+            host_sessions: BTreeMap::new(),
+            record,
             cache,
             dirty: VecDeque::new(),
             resched: VecDeque::new(),
@@ -591,8 +698,9 @@ impl<A: PeerAddr> Endpoint<A> {
         if self.by_key.len() >= self.cfg.max_sessions {
             return Err(EndpointError::TooManySessions);
         }
+        let layers = (self.cfg.layers)();
         let id = self
-            .create(now, t, addr, conv)
+            .create(now, t, addr, conv, layers)
             .map_err(EndpointError::Config)?;
         self.stats.active_opens += 1;
         Ok(id)
@@ -604,8 +712,9 @@ impl<A: PeerAddr> Endpoint<A> {
         t: u64,
         addr: A,
         conv: u32,
+        layers: Vec<Layer>,
     ) -> Result<SessionId, ConfigError> {
-        let session = Session::new(conv, self.cfg.session, (self.cfg.layers)(), now)?;
+        let session = Session::new(conv, self.cfg.session, layers, now)?;
         let gen = self.next_gen;
         self.next_gen = self.next_gen.wrapping_add(1).max(1);
         let slot = Slot {
@@ -616,7 +725,6 @@ impl<A: PeerAddr> Endpoint<A> {
             state: State::Open,
             last_heard: t,
             opened_at: t,
-            half_open: None,
             idle_since: None,
             passive: false,
             accepted: false,
@@ -692,9 +800,10 @@ impl<A: PeerAddr> Endpoint<A> {
         self.slot(id).map(|s| s.addr)
     }
 
-    /// Whether a session a peer opened is still half-open (the peer has not confirmed it).
-    pub fn is_half_open(&self, id: SessionId) -> bool {
-        self.slot(id).is_some_and(|s| s.half_open.is_some())
+    /// Half-open entries now: first flights answered, waiting for their peer's answer.
+    /// They are not sessions.
+    pub fn half_open_len(&self) -> usize {
+        self.half.len()
     }
 
     /// Number of live sessions.
@@ -837,15 +946,17 @@ impl<A: PeerAddr> Endpoint<A> {
         for slot in self.slots.iter().flatten() {
             s.absorb_session(&slot.session);
         }
-        s.half_open = self.half_open_total as u64;
+        s.half_open = self.half.len() as u64;
         s.pooled_bytes = self.cache.heap_bytes() as u64;
         s.recv_bytes = self.recv_total as u64;
         s
     }
 
-    /// Heap bytes the endpoint's sessions hold (engines, codec state, session tables) and
-    /// those kept for reuse, as [`Session::heap_bytes`] and [`ChunkCache::heap_bytes`] count
-    /// them; for memory accounting.
+    /// Heap bytes the endpoint's sessions and half-open entries hold (engines, codec state,
+    /// session tables, kept first-flight segments) and those kept for reuse, as
+    /// [`Session::heap_bytes`] and [`ChunkCache::heap_bytes`] count them; for memory
+    /// accounting. The fixed replay record is apart
+    /// ([`replay_record_bytes`](Self::replay_record_bytes)).
     pub fn heap_bytes(&self) -> (usize, usize) {
         let sessions = self.slots.capacity() * core::mem::size_of::<Option<Box<Slot<A>>>>()
             + self
@@ -853,7 +964,8 @@ impl<A: PeerAddr> Endpoint<A> {
                 .iter()
                 .flatten()
                 .map(|s| core::mem::size_of::<Slot<A>>() + s.session.heap_bytes())
-                .sum::<usize>();
+                .sum::<usize>()
+            + self.half_open_heap_bytes();
         (sessions, self.cache.heap_bytes())
     }
 

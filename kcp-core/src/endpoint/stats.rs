@@ -102,17 +102,28 @@ endpoint_stats! {
         fec_short_shards = "FECShortShards",
     }
     ours {
-        /// Sessions refused: backlog, session limit or half-open limits full.
+        /// First flights or confirmations refused: backlog, session limit or a per-host
+        /// session limit full.
         refused,
-        /// Of those, refused because of the half-open limits (total or per host).
-        half_open_refused,
         /// Datagrams for an unknown conversation that could not be a peer's first flight
         /// (counted in `in_errs` too).
         not_first_flight,
         /// Half-open sessions now (gauge).
         half_open,
-        /// Peer-opened sessions the peer never confirmed (closed as `Unconfirmed`).
+        /// Half-open entries whose peer never answered (timed out or evicted).
         unconfirmed,
+        /// Of those, evicted to make room for a newer first flight (SYN cache).
+        half_open_evicted,
+        /// Datagrams for a half-open entry that were not its peer's answer (dropped
+        /// unacknowledged; the peer retransmits them).
+        half_open_dropped,
+        /// Datagrams longer than `max_datagram`, dropped before parsing (in `in_errs` too).
+        oversize,
+        /// Copies of a remembered first flight or confirmation (in `in_errs` too).
+        replayed,
+        /// Probes not sent to an unconfirmed address: they would have exceeded three times
+        /// the bytes received from it.
+        amplification_limited,
         /// Peer-opened sessions the application did not accept in time.
         not_accepted,
         /// Payload bytes the endpoint keeps for its sessions to reuse (gauge).

@@ -1,0 +1,581 @@
+//! Half-open entries (a SYN cache): a first flight is answered with a window probe and kept
+//! in a small entry; the session is created only when the peer answers the probe.
+//!
+//! An entry holds the future session's codec stack (so the probe is sealed as the session
+//! will seal, and a replay-protected layer pins its peer on the first datagram), at most
+//! `half_open_bytes` of the first flight's KCP segments (delivered at confirmation, never
+//! acknowledged before), and a few counters. Entries are evicted oldest first when the table
+//! or a host's share is full, so spoofed first flights cannot lock real peers out. Replies to
+//! an entry's address stay within [`AMPLIFICATION`] times the bytes received for it.
+
+use alloc::boxed::Box;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::cmp::Reverse;
+use core::ops::Range;
+
+use crate::session::Layer;
+use crate::time::Millis;
+use crate::wire::{Command, Datagram, SegmentRepr, HEADER_LEN};
+
+use super::admission::first_flight;
+use super::{
+    DropReason, Endpoint, EndpointError, Event, PeerAddr, AMPLIFICATION, ASK_GAP_MS, ASK_PERIOD_MS,
+    MAX_DEMUX_LAYERS,
+};
+
+/// What the endpoint's demux layers opened: per layer, outermost first, the packet's range in
+/// the datagram and its inner packet's range within the packet.
+pub(super) type Opened = [(Range<usize>, Range<usize>); MAX_DEMUX_LAYERS];
+
+/// Datagrams of a half-open entry whose fingerprints it keeps for the replay record.
+const SEEN: usize = 6;
+
+/// A first flight answered, waiting for the peer's answer.
+pub(super) struct HalfOpen<H> {
+    /// The future session's codec stack (innermost first).
+    layers: Vec<Layer>,
+    /// KCP segments kept from the first flight (whole segments, at most `half_open_bytes`).
+    stored: Box<[u8]>,
+    host: H,
+    serial: u64,
+    opened_at: u64,
+    next_ask: u64,
+    last_ask: Option<u64>,
+    /// The deadline in `half_timers` that is current for this entry.
+    deadline: u64,
+    bytes_in: u64,
+    bytes_out: u64,
+    /// Fingerprints of the first flight and of the next datagrams (0: none), remembered
+    /// endpoint-wide once confirmed.
+    seen: [u64; SEEN],
+    /// A probe waits in `half_tx`.
+    ask_queued: bool,
+    /// A layer asked to route packets without a conversation id to this address's session.
+    attach: bool,
+}
+
+/// A fixed-size record of fingerprints of datagrams that opened or confirmed a session, so
+/// a copy of one from any address neither opens nor confirms another. Four-way buckets, the
+/// oldest in a bucket replaced; allocated once, with the endpoint.
+pub(super) struct ReplayRecord {
+    slots: Vec<u64>,
+    buckets: usize,
+}
+
+impl ReplayRecord {
+    /// A record of about `entries` fingerprints (rounded up to a power of two), allocated at
+    /// once when `allocate` (a listener), else never used.
+    pub(super) fn new(entries: usize, allocate: bool) -> Self {
+        let buckets = if entries == 0 || !allocate {
+            0
+        } else {
+            entries.div_ceil(4).next_power_of_two()
+        };
+        ReplayRecord {
+            slots: vec![0; buckets * 4],
+            buckets,
+        }
+    }
+
+    fn bucket(&self, h: u64) -> Range<usize> {
+        let b = (h as usize) & (self.buckets - 1);
+        b * 4..b * 4 + 4
+    }
+
+    pub(super) fn contains(&self, h: u64) -> bool {
+        if self.slots.is_empty() {
+            return false;
+        }
+        let h = h.max(1);
+        self.slots
+            .get(self.bucket(h))
+            .is_some_and(|b| b.contains(&h))
+    }
+
+    pub(super) fn insert(&mut self, h: u64) {
+        if self.buckets == 0 {
+            return;
+        }
+        let h = h.max(1);
+        let r = self.bucket(h);
+        if let Some(b) = self.slots.get_mut(r) {
+            if b.contains(&h) {
+                return;
+            }
+            b.rotate_right(1);
+            b[0] = h;
+        }
+    }
+
+    pub(super) fn heap_bytes(&self) -> usize {
+        self.slots.capacity() * 8
+    }
+}
+
+/// A 64-bit fingerprint of a whole opened datagram (crypto header and nonce included: every
+/// genuine datagram of a mode with a nonce differs, a replayed copy does not).
+pub(super) fn fingerprint(bytes: &[u8]) -> u64 {
+    const K: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut h = 0x2545_F491_4F6C_DD1D ^ (bytes.len() as u64).wrapping_mul(K);
+    let mut chunks = bytes.chunks_exact(8);
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        h = (h ^ u64::from_le_bytes(w)).wrapping_mul(K);
+        h ^= h >> 29;
+    }
+    let mut w = [0u8; 8];
+    let rest = chunks.remainder();
+    w[..rest.len()].copy_from_slice(rest);
+    h = (h ^ u64::from_le_bytes(w)).wrapping_mul(K);
+    h ^= h >> 32;
+    h = h.wrapping_mul(0xD6E8_FEB8_6659_FD93);
+    h ^ (h >> 32)
+}
+
+/// The leading whole segments of `kcp` that fit in `budget` bytes.
+fn keep_segments(kcp: &[u8], budget: usize) -> &[u8] {
+    let mut used = 0;
+    for (_, payload) in Datagram::new(kcp).map_while(Result::ok) {
+        let n = HEADER_LEN + payload.len();
+        if used + n > budget {
+            break;
+        }
+        used += n;
+    }
+    kcp.get(..used).unwrap_or(&[])
+}
+
+/// Whether `kcp` carries a WINS of conversation `conv` (a peer's answer to a window probe).
+fn answers_probe(kcp: &[u8], conv: u32) -> bool {
+    Datagram::new(kcp)
+        .map_while(Result::ok)
+        .any(|(s, _)| s.conv == conv && s.cmd == Command::WindowTell)
+}
+
+impl<A: PeerAddr> Endpoint<A> {
+    fn host_of(&self, addr: &A) -> A::Host {
+        addr.host_prefix(self.cfg.host_prefix_v4, self.cfg.host_prefix_v6)
+    }
+
+    /// Runs the session-side check of the demux layers (`accept_demuxed`) on `layers`.
+    fn accept_on(
+        layers: &mut [Layer],
+        first_demux: usize,
+        opened: &Opened,
+        datagram: &[u8],
+        now: Millis,
+    ) -> Result<(), crate::codec::CodecError> {
+        let total = layers.len();
+        for (k, i) in (first_demux..total).rev().enumerate() {
+            let (Some((packet, inner)), Some(layer)) = (opened.get(k), layers.get_mut(i)) else {
+                break;
+            };
+            let packet = datagram.get(packet.clone()).unwrap_or(&[]);
+            layer.accept_demuxed(packet, inner.clone(), now)?;
+        }
+        Ok(())
+    }
+
+    /// A datagram for an unknown (address, conv): opens a half-open entry if it is a
+    /// plausible first flight. `datagram` is the whole opened datagram, `kcp` its KCP part.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn admit(
+        &mut self,
+        t: u64,
+        now: Millis,
+        from: A,
+        conv: u32,
+        datagram: &[u8],
+        opened: &Opened,
+        kcp: Range<usize>,
+        attach: bool,
+    ) -> Result<(), EndpointError> {
+        if let Some(&until) = self.closed.get(&(from, conv)) {
+            if t < until {
+                self.stats.in_errs += 1;
+                return Err(EndpointError::Rejected(DropReason::RecentlyClosed));
+            }
+            self.closed.remove(&(from, conv));
+        }
+        if !self.cfg.accept {
+            self.stats.in_errs += 1;
+            return Err(EndpointError::Rejected(DropReason::NoSession));
+        }
+        let kcp_bytes = datagram.get(kcp).unwrap_or(&[]);
+        if let Err(e) = first_flight(kcp_bytes, conv, self.cfg.session.rcv_wnd) {
+            self.stats.in_errs += 1;
+            self.stats.not_first_flight += 1;
+            return Err(EndpointError::Rejected(DropReason::NotFirstFlight(e)));
+        }
+        let print = fingerprint(datagram);
+        if self.record.contains(print) {
+            self.stats.in_errs += 1;
+            self.stats.replayed += 1;
+            return Err(EndpointError::Rejected(DropReason::Replayed));
+        }
+        let host = self.host_of(&from);
+        if self.by_key.len() >= self.cfg.max_sessions
+            || self.host_sessions.get(&host).copied().unwrap_or(0) as usize
+                >= self.cfg.max_sessions_per_host
+            || self.cfg.max_half_open == 0
+            || self.cfg.max_half_open_per_host == 0
+        {
+            self.stats.refused += 1;
+            return Err(EndpointError::Rejected(DropReason::Refused));
+        }
+        // SYN cache: make room by evicting the host's oldest entry, or the oldest of all.
+        if self.half_open_hosts.get(&host).copied().unwrap_or(0) as usize
+            >= self.cfg.max_half_open_per_host
+        {
+            let oldest = self
+                .half_by_host
+                .range((host, 0)..)
+                .next()
+                .filter(|(h, _)| *h == host)
+                .map(|&(_, s)| s);
+            if let Some(key) = oldest.and_then(|s| self.half_age.get(&s).copied()) {
+                self.drop_half(key);
+                self.stats.half_open_evicted += 1;
+            }
+        }
+        if self.half.len() >= self.cfg.max_half_open {
+            if let Some((_, &key)) = self.half_age.first_key_value() {
+                self.drop_half(key);
+                self.stats.half_open_evicted += 1;
+            }
+        }
+        let mut layers = (self.cfg.layers)();
+        let first_demux = layers.len().saturating_sub(self.cfg.demux_layers);
+        if let Err(e) = Self::accept_on(&mut layers, first_demux, opened, datagram, now) {
+            return Err(self.codec_drop(e));
+        }
+        let budget = self
+            .cfg
+            .half_open_bytes
+            .saturating_sub(Self::entry_fixed_bytes(&layers));
+        let stored: Box<[u8]> = keep_segments(kcp_bytes, budget).into();
+        let serial = self.next_serial;
+        self.next_serial += 1;
+        let deadline = t + ASK_PERIOD_MS.min(u64::from(self.cfg.half_open_timeout_ms));
+        self.half.insert(
+            (from, conv),
+            Box::new(HalfOpen {
+                layers,
+                stored,
+                host,
+                serial,
+                opened_at: t,
+                next_ask: t + ASK_PERIOD_MS,
+                last_ask: None,
+                deadline,
+                bytes_in: datagram.len() as u64,
+                bytes_out: 0,
+                seen: {
+                    let mut seen = [0; SEEN];
+                    seen[0] = print;
+                    seen
+                },
+                ask_queued: true,
+                attach,
+            }),
+        );
+        self.half_age.insert(serial, (from, conv));
+        self.half_by_host.insert((host, serial));
+        *self.half_open_hosts.entry(host).or_insert(0) += 1;
+        self.half_timers.push(Reverse((deadline, serial)));
+        self.half_tx.push_back((from, conv));
+        self.compact_half_timers();
+        Ok(())
+    }
+
+    /// A datagram for a half-open entry: the peer's answer to the probe creates the session;
+    /// anything else is dropped unacknowledged (a retransmitted first flight may get a new
+    /// probe).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn half_input(
+        &mut self,
+        t: u64,
+        now: Millis,
+        key: (A, u32),
+        datagram: &mut [u8],
+        opened: &Opened,
+        plain: Range<usize>,
+        kcp: Range<usize>,
+    ) -> Result<(), EndpointError> {
+        let print = fingerprint(datagram);
+        let replayed = self.record.contains(print);
+        let demux_layers = self.cfg.demux_layers;
+        let Some(h) = self.half.get_mut(&key) else {
+            return Err(EndpointError::Rejected(DropReason::NoSession));
+        };
+        h.bytes_in += datagram.len() as u64;
+        if replayed {
+            self.stats.in_errs += 1;
+            self.stats.replayed += 1;
+            return Err(EndpointError::Rejected(DropReason::Replayed));
+        }
+        let first_demux = h.layers.len().saturating_sub(demux_layers);
+        if let Err(e) = Self::accept_on(&mut h.layers, first_demux, opened, datagram, now) {
+            return Err(self.codec_drop(e));
+        }
+        let kcp_bytes = datagram.get(kcp).unwrap_or(&[]);
+        if let Some(free) = h.seen.iter_mut().find(|s| **s == 0) {
+            *free = print;
+        }
+        if !answers_probe(kcp_bytes, key.1) {
+            // A retransmitted or further first flight: ask again if the last probe is old.
+            if h.last_ask.is_some_and(|a| t >= a + ASK_GAP_MS) && !h.ask_queued {
+                h.ask_queued = true;
+                self.half_tx.push_back(key);
+            }
+            self.stats.half_open_dropped += 1;
+            return Err(EndpointError::Rejected(DropReason::Unconfirmed));
+        }
+        // The peer heard the probe: the session may exist, if the limits allow.
+        let host = h.host;
+        if self.by_key.len() >= self.cfg.max_sessions
+            || self.accept_queue.len() >= self.cfg.backlog
+            || self.host_sessions.get(&host).copied().unwrap_or(0) as usize
+                >= self.cfg.max_sessions_per_host
+        {
+            // The entry stays; the peer answers the next probe again.
+            self.stats.refused += 1;
+            return Err(EndpointError::Rejected(DropReason::Refused));
+        }
+        let Some(h) = self.take_half(key) else {
+            return Err(EndpointError::Rejected(DropReason::NoSession));
+        };
+        let id = self
+            .create(now, t, key.0, key.1, h.layers)
+            .map_err(EndpointError::Config)?;
+        for &p in h.seen.iter().filter(|&&p| p != 0) {
+            self.record.insert(p);
+        }
+        self.record.insert(print);
+        *self.host_sessions.entry(host).or_insert(0) += 1;
+        if h.attach {
+            self.attach(key.0, id.idx, None);
+        }
+        self.stats.passive_opens += 1;
+        self.accept_queue.push_back(id);
+        self.events.push_back(Event::Incoming);
+        let limited = self.recv_limited();
+        let cache = &mut self.cache;
+        let Some(Some(slot)) = self.slots.get_mut(id.idx as usize) else {
+            return Err(EndpointError::Rejected(DropReason::NoSession));
+        };
+        slot.passive = true;
+        // The endpoint-wide receive budget applies from the first byte.
+        slot.session.set_receive_limited(limited);
+        // The kept first-flight segments, then the answer itself (its inner layers opened
+        // by the session).
+        let kcp = slot.session.kcp_mut();
+        let chunks =
+            super::input::chunks_needed(&h.stored) + super::input::chunks_needed(kcp_bytes);
+        kcp.stock_storage(cache, chunks);
+        if !h.stored.is_empty() {
+            let _ = kcp.input(now, &h.stored);
+        }
+        let plain = datagram.get_mut(plain).unwrap_or(&mut []);
+        let r = slot.session.input_opened(now, plain, demux_layers);
+        self.recount_recv(id.idx);
+        self.after_io(id.idx);
+        r.map_err(|e| EndpointError::Rejected(DropReason::Session(e)))
+    }
+
+    /// Removes a half-open entry from every index and returns it.
+    fn take_half(&mut self, key: (A, u32)) -> Option<Box<HalfOpen<A::Host>>> {
+        let h = self.half.remove(&key)?;
+        self.half_age.remove(&h.serial);
+        self.half_by_host.remove(&(h.host, h.serial));
+        if let Some(n) = self.half_open_hosts.get_mut(&h.host) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.half_open_hosts.remove(&h.host);
+            }
+        }
+        Some(h)
+    }
+
+    /// Drops a half-open entry whose peer never answered (evicted or timed out).
+    fn drop_half(&mut self, key: (A, u32)) {
+        if self.take_half(key).is_some() {
+            self.stats.unconfirmed += 1;
+        }
+    }
+
+    /// A passive session ended: it no longer counts against its host.
+    pub(super) fn forget_session_host(&mut self, addr: A) {
+        let host = self.host_of(&addr);
+        if let Some(n) = self.host_sessions.get_mut(&host) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.host_sessions.remove(&host);
+            }
+        }
+    }
+
+    /// Half-open timers due at `t`: probes to repeat, entries to drop.
+    pub(super) fn half_timeouts(&mut self, t: u64) {
+        let timeout = u64::from(self.cfg.half_open_timeout_ms);
+        while let Some(&Reverse((at, serial))) = self.half_timers.peek() {
+            if at > t {
+                break;
+            }
+            self.half_timers.pop();
+            let Some(&key) = self.half_age.get(&serial) else {
+                continue;
+            };
+            let Some(h) = self.half.get_mut(&key) else {
+                continue;
+            };
+            if h.deadline != at {
+                continue;
+            }
+            if t >= h.opened_at + timeout {
+                self.drop_half(key);
+                continue;
+            }
+            if t >= h.next_ask {
+                h.next_ask = t + ASK_PERIOD_MS;
+                if !h.ask_queued {
+                    h.ask_queued = true;
+                    self.half_tx.push_back(key);
+                }
+            }
+            h.deadline = h.next_ask.min(h.opened_at + timeout);
+            self.half_timers.push(Reverse((h.deadline, serial)));
+        }
+    }
+
+    /// The earliest half-open deadline.
+    pub(super) fn half_next(&mut self) -> Option<u64> {
+        while let Some(&Reverse((at, serial))) = self.half_timers.peek() {
+            let live = self
+                .half_age
+                .get(&serial)
+                .and_then(|k| self.half.get(k))
+                .is_some_and(|h| h.deadline == at);
+            if live {
+                return Some(at);
+            }
+            self.half_timers.pop();
+        }
+        None
+    }
+
+    fn compact_half_timers(&mut self) {
+        if self.half_timers.len() > 2 * self.half.len() + 64 {
+            let live: Vec<_> = self
+                .half
+                .values()
+                .map(|h| Reverse((h.deadline, h.serial)))
+                .collect();
+            self.half_timers = live.into();
+        }
+    }
+
+    /// Writes the next probe of a half-open entry into `buf`: a WASK sealed by the entry's
+    /// layers, if the amplification budget allows it. Returns its destination and length.
+    pub(super) fn half_transmit(&mut self, now: Millis, buf: &mut [u8]) -> Option<(A, usize)> {
+        let t = self.elapsed;
+        let wnd = self.cfg.session.rcv_wnd.min(u32::from(u16::MAX)) as u16;
+        while let Some(key) = self.half_tx.pop_front() {
+            let Some(h) = self.half.get_mut(&key) else {
+                continue;
+            };
+            h.ask_queued = false;
+            let head: usize = h.layers.iter().map(|l| l.header_len()).sum();
+            let tail: usize = h.layers.iter().map(|l| l.trailer_len()).sum();
+            let len = head + HEADER_LEN + tail;
+            if h.bytes_out + len as u64 > AMPLIFICATION * h.bytes_in {
+                self.stats.amplification_limited += 1;
+                continue;
+            }
+            let Some(region) = buf.get_mut(..len) else {
+                continue;
+            };
+            let wask = SegmentRepr {
+                conv: key.1,
+                cmd: Command::WindowAsk,
+                frg: 0,
+                wnd,
+                ts: now.0,
+                sn: 0,
+                una: 0,
+                len: 0,
+            };
+            if wask.emit(&mut region[head..]).is_err() {
+                continue;
+            }
+            // Seal innermost first, each layer over the part that starts at its header.
+            let mut end = head + HEADER_LEN;
+            let mut off = head;
+            let mut ok = true;
+            let mut scratch = [0u8; crate::config::MAX_MTU as usize + 64];
+            for layer in h.layers.iter_mut() {
+                off -= layer.header_len();
+                let Some(part) = buf.get_mut(off..) else {
+                    ok = false;
+                    break;
+                };
+                match layer.seal(part, end - off, now) {
+                    Ok(n) => end = off + n,
+                    Err(_) => {
+                        ok = false;
+                        break;
+                    }
+                }
+                // Parity a layer queued is not sent to an unconfirmed peer.
+                while layer.poll_extra(&mut scratch, now).is_some() {}
+            }
+            for layer in h.layers.iter_mut() {
+                layer.trim();
+            }
+            if !ok {
+                continue;
+            }
+            h.bytes_out += end as u64;
+            h.last_ask = Some(t);
+            self.stats.out_pkts += 1;
+            self.stats.out_bytes += end as u64;
+            return Some((key.0, end));
+        }
+        None
+    }
+
+    /// What an entry holds besides its kept segments: the entry, its places in the three
+    /// indexes (B-tree nodes counted half full), its codec stack.
+    fn entry_fixed_bytes(layers: &[Layer]) -> usize {
+        // Allocator rounding, B-tree nodes fuller or emptier than half, a layer's state that
+        // grows after its first seal and trim.
+        const SLACK: usize = 128;
+        SLACK
+            + core::mem::size_of::<HalfOpen<A::Host>>()
+            + 2 * (core::mem::size_of::<((A, u32), Box<HalfOpen<A::Host>>)>()
+                + core::mem::size_of::<(u64, (A, u32))>()
+                + core::mem::size_of::<(A::Host, u64)>())
+            + core::mem::size_of_val(layers)
+            + layers
+                .iter()
+                .map(|l| core::mem::size_of_val(&**l) + l.heap_bytes())
+                .sum::<usize>()
+    }
+
+    /// Heap bytes of the half-open entries (the replay record, a fixed table, is not
+    /// counted: see [`Endpoint::replay_record_bytes`]).
+    pub(super) fn half_open_heap_bytes(&self) -> usize {
+        self.half
+            .values()
+            .map(|h| Self::entry_fixed_bytes(&h.layers) + h.stored.len())
+            .sum::<usize>()
+    }
+
+    /// Heap bytes of the endpoint-wide replay record (fixed while the endpoint lives; see
+    /// [`EndpointConfig::replay_record`](super::EndpointConfig::replay_record)).
+    pub fn replay_record_bytes(&self) -> usize {
+        self.record.heap_bytes()
+    }
+}
