@@ -212,3 +212,83 @@ pub trait Codec {
     /// the layer's type. The default reports none.
     fn visit_counters(&self, _visit: &mut dyn FnMut(&'static str, u64)) {}
 }
+
+/// Room for a layer that runs outside the endpoint: an adapter that seals datagrams after
+/// they leave an [`Endpoint`](crate::endpoint::Endpoint) and opens them before they enter it
+/// (kcp-tokio encrypts outside the lock its streams share, a whole batch at once).
+///
+/// On seal it leaves `header` bytes in front of the packet and `trailer` spare bytes after it
+/// for the outside layer, and returns the length unchanged: the outside layer then seals the
+/// datagram exactly as if it were this layer (its header room in front, its trailer room
+/// spare). On open it expects a datagram the outside layer has already checked and opened in
+/// place, left whole, and strips the room: the inner packet is `header..len - trailer`. Place
+/// it outermost in a session's stack and count it among the endpoint's `demux_layers`, as
+/// the layer it stands for would be; datagrams the outside layer rejects are counted with
+/// [`Endpoint::handle_rejected`](crate::endpoint::Endpoint::handle_rejected).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reserve {
+    header: usize,
+    trailer: usize,
+}
+
+impl Reserve {
+    /// Reserves `header` bytes in front of each datagram and `trailer` bytes after it.
+    pub fn new(header: usize, trailer: usize) -> Reserve {
+        Reserve { header, trailer }
+    }
+}
+
+impl Codec for Reserve {
+    fn header_len(&self) -> usize {
+        self.header
+    }
+
+    fn trailer_len(&self) -> usize {
+        self.trailer
+    }
+
+    fn seal(&mut self, buf: &mut [u8], len: usize, _now: Millis) -> Result<usize, CodecError> {
+        let room = len
+            .checked_add(self.trailer)
+            .ok_or(CodecError::BufferTooSmall)?;
+        if len < self.header || room > buf.len() {
+            return Err(CodecError::BufferTooSmall);
+        }
+        Ok(len)
+    }
+
+    fn open(&mut self, buf: &mut [u8], _now: Millis) -> Result<Option<Range<usize>>, CodecError> {
+        match buf.len().checked_sub(self.trailer) {
+            Some(end) if end >= self.header => Ok(Some(self.header..end)),
+            _ => Err(CodecError::Truncated),
+        }
+    }
+}
+
+#[cfg(test)]
+mod reserve_tests {
+    use super::*;
+
+    #[test]
+    fn reserve_leaves_room_and_passes_opened_packets_through() {
+        let mut r = Reserve::new(20, 4);
+        let mut buf = [7u8; 64];
+        // 20 bytes of room, 30 bytes of packet, 4 spare: the length is the outside layer's.
+        assert_eq!(r.seal(&mut buf, 50, Millis(0)), Ok(50));
+        assert_eq!(buf, [7u8; 64], "the room is left for the outside layer");
+        assert_eq!(
+            r.seal(&mut buf, 61, Millis(0)),
+            Err(CodecError::BufferTooSmall)
+        );
+        assert_eq!(
+            r.seal(&mut buf, 10, Millis(0)),
+            Err(CodecError::BufferTooSmall)
+        );
+        assert_eq!(r.open(&mut buf[..33], Millis(0)), Ok(Some(20..29)));
+        assert_eq!(r.open(&mut buf[..24], Millis(0)), Ok(Some(20..20)));
+        assert_eq!(
+            r.open(&mut buf[..23], Millis(0)),
+            Err(CodecError::Truncated)
+        );
+    }
+}

@@ -432,11 +432,11 @@ impl KcpConfig {
     }
 
     /// The endpoint settings with encryption where `placement` says. With
-    /// [`CryptPlacement::Adapter`], sessions only reserve the cipher's header
-    /// ([`DeferredCrypt`]) and the returned [`AdapterCrypt`] makes the layers that seal
-    /// datagrams after they leave the endpoint and open them before they enter it: an adapter
-    /// whose endpoint sits behind a lock (kcp-tokio) does the cryptography outside it, and
-    /// seals a whole batch at once.
+    /// [`CryptPlacement::Adapter`], sessions only reserve the cipher's header (kcp-core's
+    /// [`Reserve`](kcp_core::Reserve) layer) and the returned [`AdapterCrypt`] makes the layers
+    /// that seal datagrams after they leave the endpoint and open them in place before they
+    /// enter it: an adapter whose endpoint sits behind a lock (kcp-tokio) does the
+    /// cryptography outside it and seals a whole batch at once.
     pub fn endpoint_config_with(
         &self,
         accept: bool,
@@ -517,51 +517,6 @@ impl AdapterCrypt {
     /// A layer for one direction of the adapter (one to seal, one to open).
     pub fn layer(&self) -> kcp_crypto::PacketCrypt<Arc<kcp_crypto::PacketKey>> {
         self.cipher.layer()
-    }
-}
-
-/// Stands in for kcp-go's packet encryption in a session's codec stack when the adapter does
-/// the cryptography ([`CryptPlacement::Adapter`]): it reserves the header (nonce and CRC) in
-/// front of each datagram, leaves it for the adapter to seal, and strips it from datagrams the
-/// adapter already opened and checked.
-#[derive(Debug, Clone, Copy)]
-pub struct DeferredCrypt {
-    header: usize,
-}
-
-impl DeferredCrypt {
-    /// Reserves `header` bytes.
-    pub fn new(header: usize) -> DeferredCrypt {
-        DeferredCrypt { header }
-    }
-}
-
-impl kcp_core::Codec for DeferredCrypt {
-    fn header_len(&self) -> usize {
-        self.header
-    }
-
-    fn seal(
-        &mut self,
-        buf: &mut [u8],
-        len: usize,
-        _now: kcp_core::Millis,
-    ) -> Result<usize, kcp_core::CodecError> {
-        if len > buf.len() || len < self.header {
-            return Err(kcp_core::CodecError::BufferTooSmall);
-        }
-        Ok(len)
-    }
-
-    fn open(
-        &mut self,
-        buf: &mut [u8],
-        _now: kcp_core::Millis,
-    ) -> Result<Option<std::ops::Range<usize>>, kcp_core::CodecError> {
-        if buf.len() < self.header {
-            return Err(kcp_core::CodecError::Truncated);
-        }
-        Ok(Some(self.header..buf.len()))
     }
 }
 
@@ -673,8 +628,10 @@ impl Stack {
         })
     }
 
-    /// Leaves encryption to the adapter: sessions reserve the cipher's header only, and the
-    /// returned maker builds the adapter's layers (`None` without encryption).
+    /// Leaves encryption to the adapter: sessions reserve the cipher's header only (kcp-core's
+    /// [`Reserve`](kcp_core::Reserve), which the endpoint opens before demultiplexing as it
+    /// would the cipher), and the returned maker builds the adapter's layers (`None` without
+    /// encryption).
     pub fn defer_crypt(&mut self) -> Option<AdapterCrypt> {
         let cipher = self.crypt.clone()?;
         self.deferred = true;
@@ -705,7 +662,7 @@ impl Stack {
         }
         if let Some(c) = &self.crypt {
             if self.deferred {
-                v.push(Box::new(DeferredCrypt::new(c.kind.header_len())));
+                v.push(Box::new(kcp_core::Reserve::new(c.kind.header_len(), 0)));
             } else {
                 v.push(c.session_layer());
             }

@@ -161,11 +161,6 @@ pub(crate) struct Shared {
     /// The longest linger a dropped stream asked for (bounds the driver's life after the
     /// last handle is gone).
     linger_max: u64,
-    /// Counters the driver keeps in front of the endpoint (decryption), added to its stats.
-    pub(crate) in_pkts: u64,
-    pub(crate) in_bytes: u64,
-    pub(crate) in_csum_errors: u64,
-    pub(crate) in_errs: u64,
 }
 
 impl Shared {
@@ -311,14 +306,9 @@ impl Shared {
         self.acceptors.take_into(wake);
     }
 
-    /// The endpoint's counters plus the driver's own (datagrams it could not decrypt).
+    /// The endpoint's counters (datagrams the driver could not decrypt included).
     pub(crate) fn stats(&self) -> kcp_core::endpoint::EndpointStats {
-        let mut st = self.ep.stats();
-        st.in_pkts += self.in_pkts;
-        st.in_bytes += self.in_bytes;
-        st.in_csum_errors += self.in_csum_errors;
-        st.in_errs += self.in_errs;
-        st
+        self.ep.stats()
     }
 }
 
@@ -441,10 +431,6 @@ impl Driver {
                 stopped: None,
                 armed: None,
                 linger_max: 0,
-                in_pkts: 0,
-                in_bytes: 0,
-                in_csum_errors: 0,
-                in_errs: 0,
             }),
             tx: Mutex::new(Tx {
                 sender: Sender::new(send_backlog),
@@ -658,88 +644,43 @@ impl Inner {
     }
 }
 
-/// Received datagrams, decrypted, waiting to be fed to the endpoint under the state lock.
-struct Stage {
-    buf: Vec<u8>,
-    items: Vec<(SocketAddr, usize, usize)>,
-}
-
-impl Stage {
-    fn push(&mut self, from: SocketAddr, data: &[u8]) {
-        let start = self.buf.len();
-        self.buf.extend_from_slice(data);
-        self.items.push((from, start, self.buf.len()));
-    }
-}
-
 /// The receive side, owned by the driver task.
 struct Rx {
     receiver: Receiver,
     p: RxProc,
 }
 
-/// What processes received datagrams (apart from the receive buffers, so both can be
-/// borrowed at once).
+/// What the receive side keeps apart from the receive buffers (so both can be borrowed at
+/// once).
 struct RxProc {
     opener: Option<Crypt>,
-    stage: Stage,
+    /// Per datagram of the batch just read, in order: whether it goes to the endpoint
+    /// (opened in place), or was rejected by the opener (counted through the endpoint).
+    verdicts: Vec<Verdict>,
+    /// Datagrams longer than this are not opened (the endpoint's `max_datagram`).
+    max_datagram: usize,
     /// The last clock ms at which timers ran (they run at most once per ms).
     timers_at: u64,
 }
 
+/// What the first pass over a received batch decided for one datagram.
+#[derive(Clone, Copy)]
+enum Verdict {
+    /// Opened in place (or nothing to open): the endpoint takes it.
+    Feed,
+    /// The opener rejected it: counted by the endpoint, not fed.
+    Rejected(CodecError),
+    /// The opener consumed it without delivering anything.
+    Skip,
+}
+
 impl Inner {
-    /// Decrypts one datagram (no lock held) and stages it; feeds the stage when full.
-    fn take(&self, rx: &mut RxProc, from: SocketAddr, data: &mut [u8], now: u64) {
-        bump(&self.counters.datagrams_received, 1);
-        if let Some(c) = &mut rx.opener {
-            match c.open(data, millis(now)) {
-                Ok(Some(_)) => {}
-                Ok(None) => return,
-                Err(e) => {
-                    let mut s = self.lock();
-                    s.in_pkts += 1;
-                    s.in_bytes += data.len() as u64;
-                    if e == CodecError::Integrity {
-                        s.in_csum_errors += 1;
-                    } else {
-                        s.in_errs += 1;
-                    }
-                    return;
-                }
-            }
-        }
-        rx.stage.push(from, data);
-        if rx.stage.items.len() >= CHUNK {
-            self.feed(rx);
-        }
-    }
-
-    /// Feeds the staged datagrams to the endpoint, runs timers that are due, then sends.
-    fn feed(&self, rx: &mut RxProc) {
-        if rx.stage.items.is_empty() {
-            return;
-        }
-        let now = self.clock.now_ms();
-        {
-            let mut s = self.lock();
-            let Stage { buf, items } = &mut rx.stage;
-            for &(from, a, b) in items.iter() {
-                if let Some(d) = buf.get_mut(a..b) {
-                    let _ = s.ep.handle_datagram(millis(now), from, d);
-                }
-            }
-            s.close_delivered();
-            if rx.timers_at != now && s.deadline(now).is_some_and(|d| d <= now) {
-                s.ep.handle_timeout(millis(now));
-                rx.timers_at = now;
-            }
-        }
-        rx.stage.buf.clear();
-        rx.stage.items.clear();
-        self.transmit();
-    }
-
     /// Reads up to `RECV_PER_WAKE` datagrams; `Err` only for a socket failure.
+    ///
+    /// Each batch the socket delivers is handled where it lies, in two passes: the first
+    /// opens every datagram in place with no lock held (decryption is the costly part), the
+    /// second feeds them to the endpoint under the state lock, in chunks of `CHUNK` with due
+    /// timers run between chunks, so a receiver busy with a backlog keeps sending ACKs.
     fn receive(&self, rx: &mut Rx) -> io::Result<()> {
         let mut got = 0;
         while got < RECV_PER_WAKE {
@@ -760,19 +701,89 @@ impl Inner {
                 .recv_truncated
                 .store(st.recv_truncated, Ordering::Relaxed);
             let now = self.clock.now_ms();
-            let mut n = 0;
-            let p = &mut rx.p;
-            rx.receiver.for_each(|from, data| {
-                n += 1;
-                self.take(p, from, data, now);
+            let RxProc {
+                opener,
+                verdicts,
+                max_datagram,
+                ..
+            } = &mut rx.p;
+            verdicts.clear();
+            rx.receiver.for_each(|_, data| {
+                let v = match opener {
+                    // The endpoint counts an oversized datagram; it is not worth opening.
+                    Some(c) if data.len() <= *max_datagram => match c.open(data, millis(now)) {
+                        Ok(Some(_)) => Verdict::Feed,
+                        Ok(None) => Verdict::Skip,
+                        Err(e) => Verdict::Rejected(e),
+                    },
+                    _ => Verdict::Feed,
+                };
+                verdicts.push(v);
             });
+            let n = verdicts.len();
             if n == 0 {
                 break;
             }
+            bump(&self.counters.datagrams_received, n as u64);
+            self.feed(rx);
             got += n;
         }
-        self.feed(&mut rx.p);
         Ok(())
+    }
+
+    /// The second pass over a batch: feeds the opened datagrams to the endpoint, runs timers
+    /// that are due, and sends, every `CHUNK` datagrams.
+    fn feed(&self, rx: &mut Rx) {
+        let Rx { receiver, p } = rx;
+        let RxProc {
+            verdicts,
+            timers_at,
+            ..
+        } = p;
+        let mut guard: Option<StateGuard<'_>> = None;
+        let mut fed = 0;
+        let mut i = 0;
+        let now = self.clock.now_ms();
+        receiver.for_each(|from, data| {
+            let v = verdicts.get(i).copied().unwrap_or(Verdict::Skip);
+            i += 1;
+            let s = match v {
+                Verdict::Skip => return,
+                _ => guard.get_or_insert_with(|| self.lock()),
+            };
+            match v {
+                Verdict::Feed => {
+                    let _ = s.ep.handle_datagram(millis(now), from, data);
+                }
+                Verdict::Rejected(e) => {
+                    let _ = s.ep.handle_rejected(data.len(), e);
+                }
+                Verdict::Skip => {}
+            }
+            fed += 1;
+            if fed % CHUNK == 0 {
+                if let Some(mut s) = guard.take() {
+                    self.end_chunk(&mut s, timers_at);
+                }
+                self.transmit();
+            }
+        });
+        if let Some(mut s) = guard.take() {
+            self.end_chunk(&mut s, timers_at);
+            drop(s);
+            self.transmit();
+        }
+    }
+
+    /// After feeding a chunk, under the state lock: wakes readers of closed sessions and runs
+    /// the endpoint's timers if any is due (at most once per ms).
+    fn end_chunk(&self, s: &mut StateGuard<'_>, timers_at: &mut u64) {
+        let now = self.clock.now_ms();
+        s.close_delivered();
+        if *timers_at != now && s.deadline(now).is_some_and(|d| d <= now) {
+            s.ep.handle_timeout(millis(now));
+            *timers_at = now;
+        }
     }
 }
 
@@ -783,14 +794,13 @@ fn ignorable(e: &io::Error) -> bool {
 }
 
 async fn run(d: Arc<Inner>, gro: bool, opener: Option<Crypt>) {
+    let max_datagram = d.lock().ep.config().max_datagram;
     let mut rx = Rx {
         receiver: Receiver::new(SockRef::from(&*d.socket), gro),
         p: RxProc {
             opener,
-            stage: Stage {
-                buf: Vec::with_capacity(CHUNK * 1500),
-                items: Vec::with_capacity(CHUNK),
-            },
+            verdicts: Vec::with_capacity(CHUNK),
+            max_datagram,
             timers_at: u64::MAX,
         },
     };

@@ -41,11 +41,34 @@ impl<A: PeerAddr> Endpoint<A> {
         from: A,
         datagram: &mut [u8],
     ) -> Result<(), EndpointError> {
+        let wire_len = datagram.len();
+        self.input(now, from, datagram, wire_len)
+    }
+
+    /// Counts a datagram of `wire_len` bytes that a layer running outside the endpoint
+    /// rejected (an adapter that decrypts outside its lock, whose sessions carry a
+    /// [`Reserve`](crate::Reserve) for that layer), as the endpoint counts its own layers'
+    /// rejections: `in_pkts`, `in_bytes`, and `in_csum_errors` for a failed integrity check,
+    /// `in_errs` otherwise. The datagrams that layer opens go to
+    /// [`handle_datagram`](Self::handle_datagram) whole, opened in place.
+    pub fn handle_rejected(&mut self, wire_len: usize, error: CodecError) -> EndpointError {
+        self.stats.in_pkts += 1;
+        self.stats.in_bytes += wire_len as u64;
+        self.codec_drop(error)
+    }
+
+    fn input(
+        &mut self,
+        now: Millis,
+        from: A,
+        datagram: &mut [u8],
+        wire_len: usize,
+    ) -> Result<(), EndpointError> {
         let t = self.tick(now);
         let now = self.clock(now);
         self.stats.in_pkts += 1;
-        self.stats.in_bytes += datagram.len() as u64;
-        if datagram.len() > self.cfg.max_datagram {
+        self.stats.in_bytes += wire_len as u64;
+        if wire_len > self.cfg.max_datagram {
             self.stats.in_errs += 1;
             self.stats.oversize += 1;
             return Err(EndpointError::Rejected(DropReason::TooLong));
