@@ -67,9 +67,9 @@ pub enum Route {
     /// The packet wraps an inner packet at this range (the next inner layer's packet, or the
     /// KCP datagram): the endpoint looks there for the conversation id.
     Inner(Range<usize>),
-    /// The packet carries no conversation id (FEC parity): it belongs to the session on the
-    /// same address that received a packet of the same group ([`Codec::group`]) through this
-    /// layer, or to the only session there that did.
+    /// The packet carries no conversation id (FEC parity): it belongs to the only session on
+    /// the same address that received packets through this layer, or, with several, to the
+    /// one whose latest packet's group ([`Codec::group`]) is near this packet's.
     Attach,
 }
 
@@ -159,8 +159,8 @@ pub trait Codec {
 
     /// The redundancy group `packet` belongs to (FEC data and parity shards), asked on an
     /// endpoint's instance like [`route`](Self::route): packets without a conversation id
-    /// ([`Route::Attach`]) go to the session on the same address that received data of the
-    /// same group. Must not change state. The default: no groups.
+    /// ([`Route::Attach`]) go to the session on the same address whose latest data is of a
+    /// nearby group. Must not change state. The default: no groups.
     fn group(&self, _packet: &[u8]) -> Option<u32> {
         None
     }

@@ -409,8 +409,8 @@ impl Codec for Fec {
     }
 
     /// Data shards wrap the KCP datagram at [`HEADER_LEN`]; parity shards carry no
-    /// conversation id and go with the session that last received data from their address;
-    /// plain KCP packets are their own inner packet.
+    /// conversation id and go with the session on their address whose data is of a nearby
+    /// group ([`Codec::group`]); plain KCP packets are their own inner packet.
     fn route(&self, packet: &[u8]) -> Result<Route, CodecError> {
         Ok(match wire::classify(packet)? {
             PacketKind::Plain => Route::Inner(0..packet.len()),

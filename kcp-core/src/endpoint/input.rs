@@ -192,11 +192,18 @@ impl<A: PeerAddr> Endpoint<A> {
             return;
         };
         if let Some(g) = group {
-            slot.group = Some(g);
+            slot.group = g;
         }
         if !slot.attached {
             slot.attached = true;
-            self.attach_route.entry(from).or_default().push(idx);
+            match self.attach_route.entry(from) {
+                alloc::collections::btree_map::Entry::Vacant(v) => {
+                    v.insert(idx);
+                }
+                alloc::collections::btree_map::Entry::Occupied(_) => {
+                    self.attach_more.entry(from).or_default().push(idx);
+                }
+            }
         }
     }
 
@@ -207,18 +214,19 @@ impl<A: PeerAddr> Endpoint<A> {
     /// come late). Several or none: the packet is dropped (counted), never given to a
     /// session it may not belong to. Costs the number of FEC sessions on the address.
     fn attached_session(&mut self, from: A, group: Option<u32>) -> Option<u32> {
-        let list = self.attach_route.get(&from)?;
-        if let [only] = list[..] {
-            return Some(only);
-        }
+        let first = *self.attach_route.get(&from)?;
+        let Some(more) = self.attach_more.get(&from) else {
+            return Some(first);
+        };
         let mut found = None;
         if let Some(g) = group {
-            for &i in list {
+            for &i in core::iter::once(&first).chain(more) {
                 let near = self
                     .slots
                     .get(i as usize)
                     .and_then(Option::as_deref)
-                    .and_then(|s| s.group)
+                    .map(|s| s.group)
+                    .filter(|&n| n != super::NO_GROUP)
                     .is_some_and(|n| {
                         (g.wrapping_sub(n) as i32).unsigned_abs() <= super::GROUP_REACH
                     });

@@ -133,12 +133,7 @@ impl<A: PeerAddr> Endpoint<A> {
         let key = (slot.addr, slot.conv);
         self.by_key.remove(&key);
         if slot.attached {
-            if let Some(list) = self.attach_route.get_mut(&slot.addr) {
-                list.retain(|&i| i != idx);
-                if list.is_empty() {
-                    self.attach_route.remove(&slot.addr);
-                }
-            }
+            self.detach(slot.addr, idx);
         }
         self.recv_total -= (slot.recv_bytes as usize).min(self.recv_total);
         if slot.passive {
@@ -172,6 +167,27 @@ impl<A: PeerAddr> Endpoint<A> {
         self.free.push(idx);
         self.stats.curr_estab = self.by_key.len() as u64;
         self.events.push_back(Event::Closed(id, reason));
+    }
+
+    /// Removes session `idx` from the sessions that packets without a conversation id from
+    /// `addr` may go to.
+    fn detach(&mut self, addr: A, idx: u32) {
+        let more = self.attach_more.get_mut(&addr);
+        if self.attach_route.get(&addr) == Some(&idx) {
+            match more.and_then(|m| m.pop()) {
+                Some(next) => {
+                    self.attach_route.insert(addr, next);
+                }
+                None => {
+                    self.attach_route.remove(&addr);
+                }
+            }
+        } else if let Some(m) = more {
+            m.retain(|&i| i != idx);
+        }
+        if self.attach_more.get(&addr).is_some_and(|m| m.is_empty()) {
+            self.attach_more.remove(&addr);
+        }
     }
 
     /// Forgets closed conversations whose linger has passed (the oldest first).

@@ -489,15 +489,17 @@ struct Slot<A> {
     attached: bool,
     /// Receive-side heap bytes counted for this session in the endpoint's budget.
     recv_bytes: u32,
-    /// The FEC group of the latest data this session received, so parity from the same
-    /// address reaches the session that owns its group.
-    group: Option<u32>,
+    /// The FEC group of the latest data this session received (`NO_GROUP`: none yet), so
+    /// parity from the same address reaches the session that owns its group.
+    group: u32,
 }
 
 /// How far (in FEC seqids) parity's group may lie from a session's latest data group and
 /// still be that session's, when several sessions on one address use FEC: far beyond any
 /// reordering, far below the distance between random starting points of two sessions.
 pub(super) const GROUP_REACH: u32 = 1 << 16;
+/// `Slot::group` before any FEC data (a group that never occurs: seqids stay below it).
+pub(super) const NO_GROUP: u32 = u32::MAX;
 
 /// Many sessions on one socket: demultiplexing, admission, timers, memory, stats. `A` is the
 /// address type (`std::net::SocketAddr` in the adapters).
@@ -511,9 +513,13 @@ pub struct Endpoint<A: PeerAddr> {
     free: Vec<u32>,
     next_gen: u32,
     by_key: BTreeMap<(A, u32), u32>,
-    /// The sessions routed through a layer that asks for attachment (FEC), per address: where
-    /// packets without a conversation id may go (see [`Codec::group`](crate::Codec::group)).
-    attach_route: BTreeMap<A, Vec<u32>>,
+    /// The first session routed through a layer that asks for attachment (FEC), per
+    /// address: where packets without a conversation id go (see
+    /// [`Codec::group`](crate::Codec::group)).
+    attach_route: BTreeMap<A, u32>,
+    /// Further such sessions on the same address (rare: several conversations on one
+    /// socket), kept apart so the common case holds one small entry per address.
+    attach_more: BTreeMap<A, Vec<u32>>,
     closed: BTreeMap<(A, u32), u64>,
     closed_order: VecDeque<((A, u32), u64)>,
     accept_queue: VecDeque<SessionId>,
@@ -585,6 +591,7 @@ impl<A: PeerAddr> Endpoint<A> {
             next_gen: 1,
             by_key: BTreeMap::new(),
             attach_route: BTreeMap::new(),
+            attach_more: BTreeMap::new(),
             closed: BTreeMap::new(),
             closed_order: VecDeque::new(),
             accept_queue: VecDeque::new(),
@@ -735,7 +742,7 @@ impl<A: PeerAddr> Endpoint<A> {
             resched_queued: false,
             attached: false,
             recv_bytes: 0,
-            group: None,
+            group: NO_GROUP,
         };
         let idx = match self.free.pop() {
             Some(i) => {

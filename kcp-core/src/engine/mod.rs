@@ -236,8 +236,9 @@ pub struct Kcp<'a> {
     /// caller's clock advanced since it looked stale (see [`observe`](Self::observe)).
     last_now: Millis,
     /// While the caller's readings stay behind `last_now` (a stale reading, or a clock that
-    /// jumped by just under 2^32 ms): the latest such reading. Time then counts from it.
-    shadow: Option<Millis>,
+    /// jumped by just under 2^32 ms): how far behind the latest of them is (0: they are not).
+    /// Time then counts from that reading.
+    lag: u32,
     /// Out-of-order data is refused (the owner's receive-memory budget is spent).
     recv_limited: bool,
     /// Payload chunks held by received segments (queued or out of order).
@@ -382,7 +383,7 @@ impl<'a> Kcp<'a> {
             pending: Pending::None,
             newest_push_ts: None,
             last_now: now,
-            shadow: None,
+            lag: 0,
             recv_limited: false,
             rcv_chunks: 0,
             rcv_head_ready: false,
@@ -666,10 +667,7 @@ impl<'a> Kcp<'a> {
     /// `input`. Ask again after every call that changes the engine.
     pub fn poll_timeout(&self) -> Option<Millis> {
         // In the caller's frame: behind the engine's clock while its readings look stale.
-        let lag = self
-            .shadow
-            .map_or(0, |s| self.last_now.since(s).max(0) as u32);
-        self.timer.map(|t| Millis(t.0.wrapping_sub(lag)))
+        self.timer.map(|t| Millis(t.0.wrapping_sub(self.lag)))
     }
 
     /// Advances the timer: a periodic flush (ACKs, retransmissions, probes) is due when `now`
@@ -709,22 +707,23 @@ impl<'a> Kcp<'a> {
         let d = now.since(self.last_now);
         if d >= 0 {
             self.last_now = now;
-            self.shadow = None;
+            self.lag = 0;
             return now;
         }
         if d >= -STALE_MS {
-            match self.shadow {
-                Some(s) if now.since(s) > 0 => {
-                    self.last_now += now.since(s) as u32;
-                    self.shadow = Some(now);
-                }
-                Some(_) => {}
-                None => self.shadow = Some(now),
+            let behind = d.unsigned_abs();
+            if self.lag == 0 {
+                // The first reading behind only sets the frame.
+                self.lag = behind;
+            } else if behind < self.lag {
+                // Readings moved on from the latest behind reading: so does the clock (and
+                // the frame stays as far behind).
+                self.last_now += self.lag - behind;
             }
             return self.last_now;
         }
         self.last_now = now;
-        self.shadow = None;
+        self.lag = 0;
         self.timer_anchor = now;
         if self.timer.is_some() {
             self.timer = Some(now);
