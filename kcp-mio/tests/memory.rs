@@ -254,30 +254,29 @@ fn idle_sessions_hold_at_most_2_kib_with_their_codec_stack() {
         ),
     ];
     for (name, cfg) in runs {
-        for (n, each) in measure(name, cfg.clone()) {
+        for (n, each) in measure(name, cfg) {
             assert!(
                 each <= IDLE_BUDGET,
                 "{name}: {each} B per idle session at {n} sessions"
             );
         }
-        half_open_with_data(name, cfg);
+        half_open_with_data(name);
     }
 }
 
 /// 1,024 half-open entries, each from a full-MTU first flight of one-byte PUSHes sealed by
 /// the stack, at rcv_wnd 1024, nobody answering: at most 2 KiB each, codec stack included.
-fn half_open_with_data(name: &str, cfg: KcpConfig) {
+fn half_open_with_data(name: &str) {
     let mut engine = Config::fast3();
     engine.rcv_wnd = 1024;
     let mut config = KcpConfig::new(engine);
-    // The same layers as `cfg` (the name says which).
+    // The run's layers (its name says which), over a 1024-segment receive window.
     if name.contains("fec") {
         config = config.fec(10, 3);
     }
     if name.contains("aes") {
         config = config.crypt("aes", "memory").unwrap();
     }
-    let _ = cfg;
     let ep = Endpoint::new(config.endpoint_config(true).unwrap()).unwrap();
     let mut b = Bench {
         ep,
