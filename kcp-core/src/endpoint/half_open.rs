@@ -479,7 +479,8 @@ impl<A: PeerAddr> Endpoint<A> {
         let t = self.elapsed;
         let wnd = self.cfg.session.rcv_wnd.min(u32::from(u16::MAX)) as u16;
         while let Some(key) = self.half_tx.pop_front() {
-            let Some(h) = self.half.get_mut(&key) else {
+            // Gone (evicted, confirmed), or queued twice (evicted and opened again).
+            let Some(h) = self.half.get_mut(&key).filter(|h| h.ask_queued) else {
                 continue;
             };
             h.ask_queued = false;
