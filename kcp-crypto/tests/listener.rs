@@ -590,3 +590,39 @@ fn forged_datagrams_on_a_listener_are_counted_and_open_no_session() {
     );
     assert_eq!(net.ep(SERVER).len(), 1, "no session for forgeries");
 }
+
+#[test]
+fn once_the_record_forgot_a_session_its_replay_opens_a_phantom() {
+    // The documented bound: the record keeps the fingerprints of recent sessions only. With a
+    // record of four fingerprints, two later sessions push the first one's out, and copies
+    // of its first datagrams from a spoofed address then open a session that reaches
+    // `accept` carrying the stale data.
+    let mut net = network(Stack::Packet(CipherKind::Aes256), 3);
+    let server_cfg = EndpointConfig {
+        replay_record: 4,
+        ..endpoint_cfg(Stack::Packet(CipherKind::Aes256), true, TestRng(1000))
+    };
+    net.eps[0].1 = Endpoint::new(server_cfg).expect("server");
+    exchange(&mut net, 3, 2_000);
+    let from_1: Vec<Vec<u8>> = net
+        .log
+        .iter()
+        .filter(|d| d.from == 1 && d.to == SERVER)
+        .take(6)
+        .map(|d| d.bytes.clone())
+        .collect();
+    let before = net.ep(SERVER).stats();
+    for d in &from_1 {
+        let _ = net.inject(99, SERVER, d);
+    }
+    let events = net.run(100);
+    let st = net.ep(SERVER).stats();
+    assert!(events.contains(&(SERVER, Event::Incoming)), "{st:?}");
+    assert_eq!(st.passive_opens, before.passive_opens + 1);
+    let phantom = net.ep(SERVER).accept().expect("the phantom");
+    assert_eq!(net.ep(SERVER).remote(phantom), Some(99));
+    // It carries the captured, stale data of client 1.
+    let stale = read_all(net.ep(SERVER), phantom);
+    assert!(!stale.is_empty());
+    assert!(payload(1, 0, 2_000).starts_with(&stale));
+}

@@ -246,5 +246,70 @@ fn idle_sessions_hold_at_most_2_kib_with_their_codec_stack() {
                 "{name}: {each} B per idle session at {n} sessions"
             );
         }
+        half_open_with_data(name);
     }
+}
+
+/// 1,024 half-open entries, each from a full-MTU first flight of one-byte PUSHes sealed by
+/// the stack, at rcv_wnd 1024, nobody answering: at most 2 KiB each, codec stack included.
+fn half_open_with_data(name: &str) {
+    let mut engine = Config::fast3();
+    engine.rcv_wnd = 1024;
+    let mut config = KcpConfig::new(engine);
+    // The run's layers (its name says which), over a 1024-segment receive window.
+    if name.contains("fec") {
+        config = config.fec(10, 3);
+    }
+    if name.contains("aes") {
+        config = config.crypt("aes", "memory").unwrap();
+    }
+    let ep = Endpoint::new(config.endpoint_config(true).unwrap()).unwrap();
+    let mut b = Bench {
+        ep,
+        peer: Peer::new(&Stack::new(&config).unwrap()),
+        now: Millis(1_000),
+        out: vec![0u8; 1500],
+    };
+    let room = b.peer.header + b.peer.layers.iter().map(|l| l.trailer_len()).sum::<usize>();
+    let segments = ((1400 - room) / (HEADER_LEN + 1)) as u32;
+    let mut first_flights: Vec<Vec<Vec<u8>>> = Vec::new();
+    for conv in 0..=1024u32 {
+        let mut d = Vec::with_capacity(1500);
+        for sn in 0..segments {
+            segment(&mut d, 50_000 + conv, Command::Push, sn, 0, 1, b"x");
+        }
+        b.peer.seal(&d, b.now);
+        first_flights.push(std::mem::take(&mut b.peer.out));
+    }
+    // Warm up: one entry, then measure 1,024 more (the first is evicted by the last).
+    for d in &first_flights[0] {
+        let _ = b.ep.handle_datagram(b.now, 1_000_000, &mut d.clone());
+    }
+    while b.ep.poll_transmit(b.now, &mut b.out).is_some() {}
+    // The datagrams stay alive (their memory is the sender's) and are copied into one
+    // buffer allocated before the measurement.
+    let mut buf: Vec<u8> = Vec::with_capacity(2048);
+    let before = live();
+    let mut len = 0;
+    for (i, flight) in first_flights[1..].iter().enumerate() {
+        for d in flight {
+            len = d.len();
+            buf.clear();
+            buf.extend_from_slice(d);
+            let _ = b.ep.handle_datagram(b.now, i as u32, &mut buf);
+        }
+        while b.ep.poll_transmit(b.now, &mut b.out).is_some() {}
+    }
+    let grown = live() - before;
+    assert_eq!(b.ep.stats().half_open, 1024, "{name}");
+    eprintln!(
+        "{name}: 1,024 half-open entries of {segments} one-byte PUSHes ({len}-byte datagrams): \
+         {grown} B in all, {} B each",
+        grown / 1024
+    );
+    assert!(
+        grown <= 1024 * 2048,
+        "{name}: {} B per half-open entry",
+        grown / 1024
+    );
 }

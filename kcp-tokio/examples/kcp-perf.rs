@@ -57,12 +57,17 @@ struct ServerArgs {
     /// On unix, SIGUSR1 prints the line too.
     #[arg(long, value_parser = parse_secs)]
     stats: Option<Duration>,
-    /// Most half-open sessions (peers that sent one datagram and were not confirmed yet)
-    /// from one IP address; raise it for many clients behind one address (a benchmark
-    /// client opening thousands of sessions at once).
+    /// Most half-open entries (peers that sent a first flight and have not answered the
+    /// server's probe yet) from one host (an IPv4 address, an IPv6 /64); the oldest is
+    /// evicted beyond it. Raise it for many clients behind one address (a benchmark client
+    /// opening thousands of sessions at once).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
     half_open_per_host: u32,
-    /// Most half-open sessions in all.
+    /// Most sessions peers opened from one host at once; raise it for a benchmark client
+    /// opening more sessions than this from one address.
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
+    sessions_per_host: u32,
+    /// Most half-open entries in all (the oldest is evicted beyond it).
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     max_half_open: u32,
     /// Sessions waiting for accept (kcp-go: 128).
@@ -174,7 +179,8 @@ async fn server(a: ServerArgs) -> Result<bool, String> {
             a.max_half_open as usize,
             a.half_open_per_host as usize,
         )
-        .backlog(a.backlog as usize);
+        .backlog(a.backlog as usize)
+        .with_stack(|s| s.max_sessions_per_host(a.sessions_per_host as usize));
     let l = bind_listener(listen, cfg, a.sockets)
         .await
         .map_err(|e| format!("bind {listen}: {e}"))?;

@@ -235,12 +235,14 @@ async fn flood(crypt: Option<&'static str>, go: &std::path::Path) {
         let (listener, accepted, slow) = (listener.clone(), accepted.clone(), slow.clone());
         tokio::spawn(async move {
             loop {
-                if slow.load(Ordering::Relaxed) {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
                 let Ok((mut s, _)) = listener.accept().await else {
                     return;
                 };
+                // A slow application: each session waits 200 ms before it is served (and the
+                // next accept waits for that).
+                if slow.load(Ordering::Relaxed) {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
                 accepted.fetch_add(1, Ordering::SeqCst);
                 tokio::spawn(async move {
                     if perf::serve(&mut s, false).await.is_ok() {

@@ -483,7 +483,8 @@ impl<A: PeerAddr> Endpoint<A> {
         let t = self.elapsed;
         let wnd = self.cfg.session.rcv_wnd.min(u32::from(u16::MAX)) as u16;
         while let Some(key) = self.half_tx.pop_front() {
-            let Some(h) = self.half.get_mut(&key) else {
+            // Gone (evicted, confirmed), or queued twice (evicted and opened again).
+            let Some(h) = self.half.get_mut(&key).filter(|h| h.ask_queued) else {
                 continue;
             };
             h.ask_queued = false;
@@ -577,5 +578,70 @@ impl<A: PeerAddr> Endpoint<A> {
     /// [`EndpointConfig::replay_record`](super::EndpointConfig::replay_record)).
     pub fn replay_record_bytes(&self) -> usize {
         self.record.heap_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_record_remembers_its_newest_four_per_bucket() {
+        let mut r = ReplayRecord::new(4, true);
+        assert_eq!(r.heap_bytes(), 32);
+        for h in 1..=4u64 {
+            r.insert(h);
+        }
+        assert!((1..=4).all(|h| r.contains(h)));
+        r.insert(5);
+        assert!(!r.contains(1), "the oldest goes");
+        assert!((2..=5).all(|h| r.contains(h)));
+        // Inserting a known fingerprint again evicts nothing.
+        r.insert(3);
+        assert!(r.contains(2));
+        // A record of no entries, or of a connecting endpoint, holds nothing.
+        let mut none = ReplayRecord::new(0, true);
+        none.insert(9);
+        assert!(!none.contains(9));
+        assert_eq!(ReplayRecord::new(8192, false).heap_bytes(), 0);
+        assert_eq!(ReplayRecord::new(8192, true).heap_bytes(), 65_536);
+    }
+
+    #[test]
+    fn fingerprints_differ_for_any_changed_byte_or_length() {
+        let base: Vec<u8> = (0..100u8).collect();
+        let f = fingerprint(&base);
+        for i in 0..base.len() {
+            let mut d = base.clone();
+            d[i] ^= 1;
+            assert_ne!(fingerprint(&d), f, "byte {i}");
+        }
+        assert_ne!(fingerprint(&base[..99]), f);
+        let mut longer = base.clone();
+        longer.push(0);
+        assert_ne!(fingerprint(&longer), f);
+    }
+
+    #[test]
+    fn kept_segments_are_whole_and_within_the_budget() {
+        let mut d = alloc::vec![0u8; 3 * (HEADER_LEN + 10)];
+        for i in 0..3 {
+            SegmentRepr {
+                conv: 1,
+                cmd: Command::Push,
+                frg: 0,
+                wnd: 32,
+                ts: 0,
+                sn: i as u32,
+                una: 0,
+                len: 10,
+            }
+            .emit(&mut d[i * (HEADER_LEN + 10)..])
+            .unwrap();
+        }
+        assert_eq!(keep_segments(&d, 1000).len(), d.len());
+        assert_eq!(keep_segments(&d, 2 * 34 + 33).len(), 2 * 34);
+        assert!(keep_segments(&d, 33).is_empty());
+        assert!(!answers_probe(&[], 1));
     }
 }
