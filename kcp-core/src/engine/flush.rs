@@ -12,14 +12,12 @@
 //! with nothing due is O(1) whatever the window. Otherwise the unacknowledged segments are
 //! walked once, as kcp-go walks `snd_buf`.
 
-use crate::config::Backoff;
 use crate::congestion::{Controller, FlushEvent};
 use crate::time::{seq_diff, Millis};
 use crate::wire::{Command, SegmentRepr, HEADER_LEN};
 
-use super::{
-    Kcp, Pending, ASK_SEND, ASK_TELL, NO_CHUNK, PROBE_FIRST, PROBE_INIT, PROBE_LIMIT, RTO_MAX,
-};
+use super::retransmit::Walk;
+use super::{Kcp, Pending, ASK_SEND, ASK_TELL, NO_CHUNK};
 
 impl Kcp<'_> {
     /// Writes the next datagram to send into `buf` and returns its length, or `None` when there
@@ -124,158 +122,20 @@ impl Kcp<'_> {
             return;
         }
 
-        // Zero-window probing (identical in kcp-go and ikcp.c).
-        if self.rmt_wnd == 0 {
-            if self.probe_wait == 0 {
-                // kcp-go and ikcp.c wait 7 s for the first probe; a writer stalls that long
-                // whenever a window update is lost or never sent. Probe after an RTO (at least
-                // PROBE_FIRST), then back off by half each time as they do.
-                self.probe_wait = self.rx_rto.clamp(PROBE_FIRST, PROBE_INIT);
-                self.ts_probe = now + self.probe_wait;
-            } else if now.reached(self.ts_probe) {
-                self.probe_wait = self.probe_wait.max(PROBE_FIRST);
-                self.probe_wait += self.probe_wait / 2;
-                self.probe_wait = self.probe_wait.min(PROBE_LIMIT);
-                self.ts_probe = now + self.probe_wait;
-                self.probe |= ASK_SEND;
-            }
-        } else {
-            self.ts_probe = Millis(0);
-            self.probe_wait = 0;
-        }
-        self.emit_probe |= self.probe;
-        self.probe = 0;
-
-        // Admit queued segments into the window.
-        let mut window = self.cfg.snd_wnd.min(self.rmt_wnd);
-        if let Some(cwnd) = self.cc.window() {
-            window = window.min(cwnd);
-        }
-        let first_new = self.snd_nxt;
-        let mut new = 0u32;
-        while self.snd_nxt != self.snd.end()
-            && seq_diff(self.snd_nxt, self.snd.base().wrapping_add(window)) < 0
-        {
-            let sn = self.snd_nxt;
-            if let Some(seg) = self.snd.get_mut(sn) {
-                seg.xmit = 0;
-                seg.fastack = 0;
-            }
-            self.link_tail(sn);
-            self.snd_nxt = sn.wrapping_add(1);
-            new += 1;
-        }
-
+        self.schedule_probe(now);
+        let (window, first_new, new) = self.admit_into_window();
         let resent = if self.cfg.resend > 0 {
             self.cfg.resend
         } else {
             u32::MAX
         };
-        let full_walk = self.fast_candidates > 0 || self.rto_bound.is_some_and(|b| now.reached(b));
-        let mut cur = if full_walk {
-            self.ua_head
-        } else if new > 0 {
-            Some(first_new)
-        } else {
-            None
-        };
-        let early = self.cfg.early_retransmit;
-        let hold = self.cfg.retransmit_hold_ms;
-        let srtt_hold = (self.srtt.max(0) as u32).saturating_add(hold);
-        let mut next = self.cfg.interval;
-        let mut bound: Option<Millis> = if full_walk { None } else { self.rto_bound };
-        let (mut change, mut lost, mut fast, mut early_n) = (0u32, 0u32, 0u32, 0u32);
-
-        while let Some(sn) = cur {
-            let rx_rto = self.rx_rto;
-            let Some(seg) = self.snd.get_mut(sn) else {
-                break;
-            };
-            cur = seg.next;
-            let mut send = false;
-            let was_candidate = seg.fastack > 0;
-            // With a hold (FEC sessions), a skipped segment is not resent by ACK evidence until
-            // it has been out for an RTT plus the hold: time for a rebuilt copy to be acked.
-            let held = hold > 0 && now.since(Millis(seg.ts)) < srtt_hold as i32;
-            if held && seg.fastack > 0 {
-                let d = (srtt_hold as i32).saturating_sub(now.since(Millis(seg.ts)));
-                if d > 0 && (d as u32) < next {
-                    next = d as u32;
-                }
-            }
-            if seg.xmit == 0 {
-                send = true;
-                seg.rto = rx_rto;
-                seg.resendts = now + seg.rto;
-                if self.cfg.backoff == Backoff::Exponential && !self.cfg.nodelay {
-                    // ikcp.c 1.7: first deadline gets an extra rx_rto / 8.
-                    seg.resendts += rx_rto >> 3;
-                }
-            } else if !held && seg.fastack >= resent {
-                send = true;
-                seg.fastack = 0;
-                seg.rto = rx_rto;
-                seg.resendts = now + seg.rto;
-                change += 1;
-                fast += 1;
-            } else if !held && early && seg.fastack > 0 && new == 0 {
-                send = true;
-                seg.fastack = 0;
-                seg.rto = rx_rto;
-                seg.resendts = now + seg.rto;
-                change += 1;
-                early_n += 1;
-            } else if now.reached(seg.resendts) {
-                send = true;
-                seg.rto = match (self.cfg.backoff, self.cfg.nodelay) {
-                    (Backoff::Linear, false) => seg.rto.saturating_add(rx_rto),
-                    (Backoff::Linear, true) => seg.rto.saturating_add(rx_rto / 2),
-                    (Backoff::Exponential, false) => {
-                        seg.rto.saturating_add(seg.rto.max(rx_rto)).min(RTO_MAX)
-                    }
-                    (Backoff::Exponential, true) => {
-                        seg.rto.saturating_add(seg.rto / 2).min(RTO_MAX)
-                    }
-                };
-                if self.cfg.backoff == Backoff::Linear {
-                    // kcp-go resets fast-ack counting on timeout; ikcp.c does not.
-                    seg.fastack = 0;
-                }
-                seg.resendts = now + seg.rto;
-                lost += 1;
-            }
-            if was_candidate && seg.fastack == 0 {
-                self.fast_candidates = self.fast_candidates.saturating_sub(1);
-            }
-            if send {
-                seg.xmit = seg.xmit.saturating_add(1);
-                seg.ts = now.0;
-                if seg.xmit >= self.cfg.dead_link {
-                    self.dead = true;
-                }
-                if !seg.in_txq {
-                    seg.in_txq = true;
-                    if self.txq.push_back(sn).is_err() {
-                        seg.in_txq = false;
-                    }
-                }
-            }
-            let deadline = seg.resendts;
-            bound = Some(bound.map_or(deadline, |b| b.min_wrapping(deadline)));
-            let d = deadline.since(now);
-            if d > 0 && (d as u32) < next {
-                next = d as u32;
-            }
-        }
-        self.rto_bound = if self.ua_head.is_some() { bound } else { None };
-        if !full_walk {
-            if let Some(b) = self.rto_bound {
-                let d = b.since(now);
-                if d > 0 && (d as u32) < next {
-                    next = d as u32;
-                }
-            }
-        }
+        let Walk {
+            next,
+            change,
+            lost,
+            fast,
+            early: early_n,
+        } = self.decide_retransmits(now, first_new, new, resent);
 
         let retrans = (lost + fast + early_n) as u64;
         self.stats.lost_segs += lost as u64;
