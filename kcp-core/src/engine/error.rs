@@ -64,7 +64,7 @@ impl fmt::Display for RecvError {
 impl core::error::Error for RecvError {}
 
 /// Why `input` rejected (the rest of) a datagram. Segments before the bad one stay applied,
-/// as in kcp-go and ikcp.c; every rejection is counted in [`Stats`].
+/// as in kcp-go and ikcp.c; every rejection is counted in [`Stats`](crate::Stats).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum InputError {

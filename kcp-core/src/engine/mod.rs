@@ -50,10 +50,8 @@ pub(crate) const FASTACK_VISITS: u16 = 2_048;
 pub(crate) const ASK_SEND: u8 = 1;
 pub(crate) const ASK_TELL: u8 = 2;
 
-/// Largest segment payload the heap-backed engine stores: a 1500-byte MTU minus the header, so
-/// segments from any kcp-go peer fit whatever MTU it was configured with.
 #[cfg(feature = "alloc")]
-pub const HEAP_CHUNK: usize = crate::config::MAX_MTU as usize - crate::wire::HEADER_LEN;
+pub use crate::storage::HEAP_CHUNK;
 
 /// What the next flush has to do; later requests only widen it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
