@@ -37,7 +37,11 @@ pub mod impair;
 mod listener;
 #[cfg(feature = "perf")]
 pub mod perf;
+#[cfg(feature = "smux")]
+pub mod smux;
 mod stream;
+#[cfg(feature = "tunnel")]
+pub mod tunnel;
 
 pub use config::KcpConfig;
 pub use connector::KcpConnector;
