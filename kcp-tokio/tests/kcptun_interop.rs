@@ -294,13 +294,22 @@ impl Tunnel {
             Target::Tcp(a) => a.to_string(),
             Target::Unix(p) => p.display().to_string(),
         };
-        let mut sargs: Vec<String> = vec!["-l".into(), server_addr.to_string(), "-t".into(), target];
+        let mut sargs: Vec<String> =
+            vec!["-l".into(), server_addr.to_string(), "-t".into(), target];
         sargs.extend(common.iter().map(|s| s.to_string()));
         let server = Proc::spawn(server.server(), &sargs, dir.join("server.log"));
         let (remote, proxy) = match loss {
             Some(p) => {
-                let up = ImpairConfig { loss: p, seed: 5, ..ImpairConfig::default() };
-                let down = ImpairConfig { loss: p, seed: 6, ..ImpairConfig::default() };
+                let up = ImpairConfig {
+                    loss: p,
+                    seed: 5,
+                    ..ImpairConfig::default()
+                };
+                let down = ImpairConfig {
+                    loss: p,
+                    seed: 6,
+                    ..ImpairConfig::default()
+                };
                 let proxy = Proxy::bind("127.0.0.1:0".parse().unwrap(), server_addr, up, down)
                     .await
                     .expect("proxy");
@@ -309,12 +318,21 @@ impl Tunnel {
             }
             None => (server_addr, None),
         };
-        let mut cargs: Vec<String> =
-            vec!["-l".into(), entry.to_string(), "-r".into(), remote.to_string()];
+        let mut cargs: Vec<String> = vec![
+            "-l".into(),
+            entry.to_string(),
+            "-r".into(),
+            remote.to_string(),
+        ];
         cargs.extend(common.iter().map(|s| s.to_string()));
         cargs.extend(client_extra.iter().map(|s| s.to_string()));
         let client = Proc::spawn(client.client(), &cargs, dir.join("client.log"));
-        Tunnel { client, server, entry, _proxy: proxy }
+        Tunnel {
+            client,
+            server,
+            entry,
+            _proxy: proxy,
+        }
     }
 
     fn logs(&self) -> String {
@@ -369,8 +387,18 @@ fn cell(name: &str, client: Imp, server: Imp, args: &[&'static str]) -> Cell {
 /// Both mixed pairs of a configuration.
 fn both(name: &str, args: &[&'static str]) -> Vec<Cell> {
     vec![
-        cell(&format!("go-client/rs-server {name}"), Imp::Go, Imp::Rs, args),
-        cell(&format!("rs-client/go-server {name}"), Imp::Rs, Imp::Go, args),
+        cell(
+            &format!("go-client/rs-server {name}"),
+            Imp::Go,
+            Imp::Rs,
+            args,
+        ),
+        cell(
+            &format!("rs-client/go-server {name}"),
+            Imp::Rs,
+            Imp::Go,
+            args,
+        ),
     ]
 }
 
@@ -386,8 +414,16 @@ async fn run_cell(c: Cell, echo: SocketAddr, seed: u64) -> Result<Duration, Stri
     } else {
         Target::Tcp(echo)
     };
-    let mut t = Tunnel::start(&dir.0, c.client, c.server, &c.args, &c.client_extra, &target, c.loss)
-        .await;
+    let mut t = Tunnel::start(
+        &dir.0,
+        c.client,
+        c.server,
+        &c.args,
+        &c.client_extra,
+        &target,
+        c.loss,
+    )
+    .await;
     let result = tokio::time::timeout(Duration::from_secs(150), async {
         wait_listening(t.entry).await?;
         match c.check {
@@ -414,38 +450,63 @@ async fn run_cell(c: Cell, echo: SocketAddr, seed: u64) -> Result<Duration, Stri
                 }
                 let sessions = t.client.text().matches("on connection:").count();
                 if sessions < 3 {
-                    return Err(format!("only {sessions} sessions dialled with --autoexpire 2"));
+                    return Err(format!(
+                        "only {sessions} sessions dialled with --autoexpire 2"
+                    ));
                 }
-                if t.client.wait_for("closed due to ttl", Duration::from_secs(5)).await.is_none() {
+                if t.client
+                    .wait_for("closed due to ttl", Duration::from_secs(5))
+                    .await
+                    .is_none()
+                {
                     return Err("the scavenger closed no session".into());
                 }
                 Ok(())
             }
             Check::Unreachable => {
-                let Target::Tcp(dead) = &target else { unreachable!() };
+                let Target::Tcp(dead) = &target else {
+                    unreachable!()
+                };
                 let dead = *dead;
                 for i in 0..3 {
-                    let mut s = TcpStream::connect(t.entry).await.map_err(|e| e.to_string())?;
+                    let mut s = TcpStream::connect(t.entry)
+                        .await
+                        .map_err(|e| e.to_string())?;
                     let _ = s.write_all(b"anyone there?").await;
                     let mut b = [0u8; 16];
                     match tokio::time::timeout(Duration::from_secs(10), s.read(&mut b)).await {
                         Ok(Ok(0)) | Ok(Err(_)) => {}
-                        Ok(Ok(n)) => return Err(format!("connection {i}: {n} bytes from a dead target")),
-                        Err(_) => return Err(format!("connection {i} to a dead target still open after 10 s")),
+                        Ok(Ok(n)) => {
+                            return Err(format!("connection {i}: {n} bytes from a dead target"))
+                        }
+                        Err(_) => {
+                            return Err(format!(
+                                "connection {i} to a dead target still open after 10 s"
+                            ))
+                        }
                     }
                 }
                 if !t.server.alive() || !t.client.alive() {
                     return Err("a tunnel process exited".into());
                 }
                 // The target comes up: the same session carries data.
-                let l = TcpListener::bind(dead).await.map_err(|e| format!("bind {dead}: {e}"))?;
+                let l = TcpListener::bind(dead)
+                    .await
+                    .map_err(|e| format!("bind {dead}: {e}"))?;
                 tokio::spawn(serve_echo_tcp(l));
                 load(t.entry, seed).await?;
                 let sessions = t.client.text().matches("on connection:").count();
                 if sessions != 1 {
-                    return Err(format!("{sessions} sessions: the unreachable target ended one"));
+                    return Err(format!(
+                        "{sessions} sessions: the unreachable target ended one"
+                    ));
                 }
-                if !t.server.text().to_lowercase().contains("connection refused") {
+                if !t
+                    .server
+                    .text()
+                    .to_lowercase()
+                    .contains("connection refused")
+                {
                     return Err("the server logged no dial error".into());
                 }
                 Ok(())
@@ -469,7 +530,18 @@ fn matrix() -> Vec<Cell> {
     for ver in ["1", "2"] {
         for comp in [true, false] {
             for fec in [("10", "3"), ("0", "0")] {
-                let mut args = vec!["--crypt", "aes", "--key", "k1", "--smuxver", ver, "--ds", fec.0, "--ps", fec.1];
+                let mut args = vec![
+                    "--crypt",
+                    "aes",
+                    "--key",
+                    "k1",
+                    "--smuxver",
+                    ver,
+                    "--ds",
+                    fec.0,
+                    "--ps",
+                    fec.1,
+                ];
                 if !comp {
                     args.push("--nocomp");
                 }
@@ -484,7 +556,10 @@ fn matrix() -> Vec<Cell> {
         }
     }
     for crypt in ["none", "xor", "salsa20", "3des", "sm4", "aes-128", "null"] {
-        cells.extend(both(&format!("crypt {crypt}"), &["--crypt", crypt, "--key", "k2"]));
+        cells.extend(both(
+            &format!("crypt {crypt}"),
+            &["--crypt", crypt, "--key", "k2"],
+        ));
     }
     for mut c in both("conn 4", &["--key", "k3"]) {
         c.client_extra = vec!["--conn", "4"];
@@ -509,9 +584,24 @@ fn matrix() -> Vec<Cell> {
         cells.push(c);
     }
     // Controls.
-    cells.push(cell("go-client/go-server control", Imp::Go, Imp::Go, &["--key", "k8"]));
-    cells.push(cell("rs-client/rs-server control", Imp::Rs, Imp::Rs, &["--key", "k8"]));
-    cells.push(cell("rs-client/rs-server control v2 nocomp", Imp::Rs, Imp::Rs, &["--key", "k8", "--smuxver", "2", "--nocomp"]));
+    cells.push(cell(
+        "go-client/go-server control",
+        Imp::Go,
+        Imp::Go,
+        &["--key", "k8"],
+    ));
+    cells.push(cell(
+        "rs-client/rs-server control",
+        Imp::Rs,
+        Imp::Rs,
+        &["--key", "k8"],
+    ));
+    cells.push(cell(
+        "rs-client/rs-server control v2 nocomp",
+        Imp::Rs,
+        Imp::Rs,
+        &["--key", "k8", "--smuxver", "2", "--nocomp"],
+    ));
     cells
 }
 
@@ -521,7 +611,10 @@ async fn matrix_with_debian_kcptun() {
     let echo = echo_tcp().await;
     // KCPTUN_CELLS=substring runs only the matching cells (for debugging one).
     let only = std::env::var("KCPTUN_CELLS").unwrap_or_default();
-    let cells: Vec<Cell> = matrix().into_iter().filter(|c| c.name.contains(&only)).collect();
+    let cells: Vec<Cell> = matrix()
+        .into_iter()
+        .filter(|c| c.name.contains(&only))
+        .collect();
     let sem = Arc::new(Semaphore::new(3));
     let mut set = JoinSet::new();
     for (i, c) in cells.into_iter().enumerate() {
@@ -547,7 +640,12 @@ async fn matrix_with_debian_kcptun() {
             }
         }
     }
-    assert!(failed.is_empty(), "{} of {} cells failed: {failed:?}", failed.len(), results.len());
+    assert!(
+        failed.is_empty(),
+        "{} of {} cells failed: {failed:?}",
+        failed.len(),
+        results.len()
+    );
 }
 
 /// A peer with another smux version or key: our server logs why, and a good client on the
@@ -561,19 +659,31 @@ async fn mismatched_peers_get_a_clear_log_line() {
     let server_addr = format!("127.0.0.1:{port}");
     let server = Proc::spawn(
         RS_SERVER,
-        &["-l", &server_addr, "-t", &echo.to_string(), "--key", "right", "--smuxver", "1"].map(String::from),
+        &[
+            "-l",
+            &server_addr,
+            "-t",
+            &echo.to_string(),
+            "--key",
+            "right",
+            "--smuxver",
+            "1",
+        ]
+        .map(String::from),
         dir.0.join("server.log"),
     );
     let spawn_client = |name: &str, extra: &[&str]| {
         let entry: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
-        let mut args: Vec<String> =
-            ["-l", &entry.to_string(), "-r", &server_addr].map(String::from).to_vec();
+        let mut args: Vec<String> = ["-l", &entry.to_string(), "-r", &server_addr]
+            .map(String::from)
+            .to_vec();
         args.extend(extra.iter().map(|s| s.to_string()));
         (entry, Proc::spawn(GO_CLIENT, &args, dir.0.join(name)))
     };
     let (good, _good_client) = spawn_client("good.log", &["--key", "right", "--smuxver", "1"]);
     let (v2, _v2_client) = spawn_client("v2.log", &["--key", "right", "--smuxver", "2"]);
-    let (badkey, _badkey_client) = spawn_client("badkey.log", &["--key", "wrong", "--smuxver", "1"]);
+    let (badkey, _badkey_client) =
+        spawn_client("badkey.log", &["--key", "wrong", "--smuxver", "1"]);
     wait_listening(good).await.unwrap();
     wait_listening(v2).await.unwrap();
     wait_listening(badkey).await.unwrap();
@@ -584,19 +694,32 @@ async fn mismatched_peers_get_a_clear_log_line() {
             let _ = tokio::time::timeout(Duration::from_secs(3), echo_once(badkey, i, 1000)).await;
         }
     });
-    load(good, 42).await.unwrap_or_else(|e| panic!("good client: {e}\n{}", server.tail(20)));
+    load(good, 42)
+        .await
+        .unwrap_or_else(|e| panic!("good client: {e}\n{}", server.tail(20)));
     noise.await.unwrap();
     assert!(
-        server.wait_for("smux version 2 received, session speaks 1", Duration::from_secs(10)).await.is_some(),
+        server
+            .wait_for(
+                "smux version 2 received, session speaks 1",
+                Duration::from_secs(10)
+            )
+            .await
+            .is_some(),
         "no log line for the version-2 client:\n{}",
         server.tail(30)
     );
     assert!(
-        server.wait_for("failed the integrity check", Duration::from_secs(15)).await.is_some(),
+        server
+            .wait_for("failed the integrity check", Duration::from_secs(15))
+            .await
+            .is_some(),
         "no log line for the wrong key:\n{}",
         server.tail(30)
     );
-    load(good, 43).await.unwrap_or_else(|e| panic!("good client after: {e}\n{}", server.tail(20)));
+    load(good, 43)
+        .await
+        .unwrap_or_else(|e| panic!("good client after: {e}\n{}", server.tail(20)));
 }
 
 /// Reads one echo of `msg` on an open connection.
@@ -624,9 +747,20 @@ async fn idle_stream_survives_65s_both_roles() {
     for (i, (c, s)) in roles.into_iter().enumerate() {
         set.spawn(async move {
             let dir = Scratch::new(&format!("idle{i}"));
-            let t = Tunnel::start(&dir.0, c, s, &["--key", "idle"], &[], &Target::Tcp(echo), None).await;
+            let t = Tunnel::start(
+                &dir.0,
+                c,
+                s,
+                &["--key", "idle"],
+                &[],
+                &Target::Tcp(echo),
+                None,
+            )
+            .await;
             wait_listening(t.entry).await?;
-            let mut conn = TcpStream::connect(t.entry).await.map_err(|e| e.to_string())?;
+            let mut conn = TcpStream::connect(t.entry)
+                .await
+                .map_err(|e| e.to_string())?;
             ping(&mut conn, b"before the pause").await?;
             tokio::time::sleep(Duration::from_secs(65)).await;
             ping(&mut conn, b"after 65 idle seconds")
@@ -649,9 +783,20 @@ async fn vanished_peer_noticed_within_60s_both_roles() {
     // Our client, Go server: the Go server is killed; the tunnelled connection must close.
     let a = tokio::spawn(async move {
         let dir = Scratch::new("vanish-a");
-        let mut t = Tunnel::start(&dir.0, Imp::Rs, Imp::Go, &["--key", "v"], &[], &Target::Tcp(echo), None).await;
+        let mut t = Tunnel::start(
+            &dir.0,
+            Imp::Rs,
+            Imp::Go,
+            &["--key", "v"],
+            &[],
+            &Target::Tcp(echo),
+            None,
+        )
+        .await;
         wait_listening(t.entry).await?;
-        let mut conn = TcpStream::connect(t.entry).await.map_err(|e| e.to_string())?;
+        let mut conn = TcpStream::connect(t.entry)
+            .await
+            .map_err(|e| e.to_string())?;
         ping(&mut conn, b"hello").await?;
         t.server.child.kill().await.map_err(|e| e.to_string())?;
         let t0 = Instant::now();
@@ -659,7 +804,12 @@ async fn vanished_peer_noticed_within_60s_both_roles() {
         match tokio::time::timeout(Duration::from_secs(75), conn.read(&mut b)).await {
             Ok(Ok(0)) | Ok(Err(_)) => {}
             Ok(Ok(_)) => return Err("data from a dead server".to_string()),
-            Err(_) => return Err(format!("still open 75 s after the server vanished\n{}", t.logs())),
+            Err(_) => {
+                return Err(format!(
+                    "still open 75 s after the server vanished\n{}",
+                    t.logs()
+                ))
+            }
         }
         let took = t0.elapsed();
         if took > Duration::from_secs(61) {
@@ -670,13 +820,26 @@ async fn vanished_peer_noticed_within_60s_both_roles() {
     // Go client, our server: the Go client is killed; the target connection must close.
     let b = tokio::spawn(async move {
         let dir = Scratch::new("vanish-b");
-        let target = TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
+        let target = TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| e.to_string())?;
         let taddr = target.local_addr().map_err(|e| e.to_string())?;
-        let mut t = Tunnel::start(&dir.0, Imp::Go, Imp::Rs, &["--key", "v"], &[], &Target::Tcp(taddr), None).await;
+        let mut t = Tunnel::start(
+            &dir.0,
+            Imp::Go,
+            Imp::Rs,
+            &["--key", "v"],
+            &[],
+            &Target::Tcp(taddr),
+            None,
+        )
+        .await;
         wait_listening(t.entry).await?;
         // The readiness probe's stream reaches the target first; take streams until one
         // carries our hello.
-        let mut conn = TcpStream::connect(t.entry).await.map_err(|e| e.to_string())?;
+        let mut conn = TcpStream::connect(t.entry)
+            .await
+            .map_err(|e| e.to_string())?;
         conn.write_all(b"hello").await.map_err(|e| e.to_string())?;
         let mut far = loop {
             let (mut s, _) = tokio::time::timeout(Duration::from_secs(10), target.accept())
@@ -684,7 +847,9 @@ async fn vanished_peer_noticed_within_60s_both_roles() {
                 .map_err(|_| "no stream reached the target".to_string())?
                 .map_err(|e| e.to_string())?;
             let mut b = [0u8; 5];
-            if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut b)).await {
+            if let Ok(Ok(_)) =
+                tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut b)).await
+            {
                 if &b == b"hello" {
                     break s;
                 }
@@ -696,7 +861,12 @@ async fn vanished_peer_noticed_within_60s_both_roles() {
         match tokio::time::timeout(Duration::from_secs(75), far.read(&mut b)).await {
             Ok(Ok(0)) | Ok(Err(_)) => {}
             Ok(Ok(_)) => return Err("data from a dead client".to_string()),
-            Err(_) => return Err(format!("target connection still open 75 s after the client vanished\n{}", t.logs())),
+            Err(_) => {
+                return Err(format!(
+                    "target connection still open 75 s after the client vanished\n{}",
+                    t.logs()
+                ))
+            }
         }
         let took = t0.elapsed();
         if took > Duration::from_secs(61) {
