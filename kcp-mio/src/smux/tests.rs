@@ -668,7 +668,7 @@ proptest! {
         let mut wire: Vec<u8> = Vec::new();
         let mut acc = None;
         let mut buf = vec![0u8; 70_000];
-        let tail = std::iter::repeat(&(0, 70_000, 5000)).take(5000);
+        let tail = std::iter::repeat_n(&(0, 70_000, 5000), 5000);
         for (i, &(w, r, cut)) in steps.iter().chain(tail).enumerate() {
             let data: Vec<u8> = (sent..sent + w).map(byte).collect();
             sent += c.write(id, &data).unwrap_or(0);
