@@ -62,7 +62,9 @@ const TYPE_COMPRESSED: u8 = 0x00;
 const TYPE_UNCOMPRESSED: u8 = 0x01;
 const TYPE_IDENTIFIER: u8 = 0xff;
 
-const CRC32C: crc::Crc<u32, crc::Table<16>> =
+/// A `static`, not a `const`: the 16 KiB of tables are built at compile time and shared,
+/// not copied at each use.
+static CRC32C: crc::Crc<u32, crc::Table<16>> =
     crc::Crc::<u32, crc::Table<16>>::new(&crc::CRC_32_ISCSI);
 
 /// The framing format's masked CRC-32C of `data`.

@@ -1206,7 +1206,8 @@ impl Session {
         None
     }
 
-    /// Whether [`Session::poll_transmit`] has a frame now.
+    /// Whether [`Session::poll_transmit`] may have a frame now (a hint: after a peer shrank
+    /// its window it can be true while `poll_transmit` finds nothing).
     pub fn has_transmit(&self) -> bool {
         self.closed.is_none() && (!self.control.is_empty() || !self.ready.is_empty())
     }

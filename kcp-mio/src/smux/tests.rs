@@ -640,4 +640,70 @@ proptest! {
             prop_assert!(s.num_streams() <= 8);
         }
     }
+
+    /// Flow control under random read sizes, write sizes and delivery cuts: the receiver
+    /// buffers at most its bucket plus one frame, a v2 sender never has more than the
+    /// peer's window in flight, and every byte arrives in order.
+    #[test]
+    fn flow_control_random_schedule(
+        v2 in any::<bool>(),
+        bucket in 1usize..200_000,
+        window in 1usize..100_000,
+        steps in prop::collection::vec((0usize..70_000, 0usize..70_000, 1usize..5000), 1..60),
+    ) {
+        let version = if v2 { Version::V2 } else { Version::V1 };
+        let config = Config {
+            max_receive_buffer: bucket.max(window),
+            max_stream_buffer: window,
+            stream_send_buffer: 100_000,
+            ..cfg(version)
+        };
+        let limit = config.max_receive_buffer + 65535;
+        let (mut c, mut s) = pair(config);
+        let id = c.open().unwrap();
+        // The byte at stream offset `p`.
+        let byte = |p: usize| (p.wrapping_mul(31) ^ (p >> 9)) as u8;
+        let mut sent = 0usize;
+        let mut received = 0usize;
+        let mut wire: Vec<u8> = Vec::new();
+        let mut acc = None;
+        let mut buf = vec![0u8; 70_000];
+        let tail = std::iter::repeat_n(&(0, 70_000, 5000), 5000);
+        for (i, &(w, r, cut)) in steps.iter().chain(tail).enumerate() {
+            let data: Vec<u8> = (sent..sent + w).map(byte).collect();
+            sent += c.write(id, &data).unwrap_or(0);
+            while c.poll_transmit(&mut wire).is_some() {}
+            let n = cut.min(wire.len());
+            let k = s.handle_input(&wire[..n]).unwrap();
+            wire.drain(..k);
+            if acc.is_none() {
+                acc = s.accept();
+            }
+            if let Some(a) = acc {
+                prop_assert!(s.readable_bytes(a) <= limit);
+                match s.read(a, &mut buf[..r.max(1)]) {
+                    Ok(k) => {
+                        for (j, &b) in buf[..k].iter().enumerate() {
+                            prop_assert_eq!(b, byte(received + j));
+                        }
+                        received += k;
+                    }
+                    Err(Error::WouldBlock) => {}
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            let mut up = Vec::new();
+            while s.poll_transmit(&mut up).is_some() {}
+            c.handle_input(&up).unwrap();
+            if v2 {
+                let st = &c.streams[&id.0];
+                let inflight = st.num_written.wrapping_sub(st.peer_consumed);
+                prop_assert!(inflight <= st.peer_window.max(INITIAL_PEER_WINDOW));
+            }
+            if i >= steps.len() && received == sent {
+                break;
+            }
+        }
+        prop_assert_eq!(received, sent);
+    }
 }
