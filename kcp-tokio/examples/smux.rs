@@ -12,7 +12,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 async fn main() -> std::io::Result<()> {
     // kcptun's defaults: mode fast, FEC 10/3, aes with a shared key; smux v2 windows of
     // --streambuf 2097152 within --smuxbuf 4194304.
-    let kcp = KcpConfig::new(Config::fast()).fec(10, 3).crypt("aes", "it's a secrect")?;
+    let kcp = KcpConfig::new(Config::fast())
+        .fec(10, 3)
+        .crypt("aes", "it's a secrect")?;
     let smux = SmuxConfig {
         version: Version::V2,
         max_receive_buffer: 4 << 20,
@@ -45,7 +47,11 @@ async fn main() -> std::io::Result<()> {
         stream.write_all(text.as_bytes()).await?;
         let mut echo = vec![0u8; text.len()];
         stream.read_exact(&mut echo).await?;
-        println!("client: stream {} echoed {:?}", stream.id(), String::from_utf8_lossy(&echo));
+        println!(
+            "client: stream {} echoed {:?}",
+            stream.id(),
+            String::from_utf8_lossy(&echo)
+        );
     }
     Ok(())
 }

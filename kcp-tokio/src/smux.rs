@@ -5,7 +5,7 @@
 //!
 //! Every protocol decision (frames, stream ids, keepalive `NOP`s, the dead-peer timeout,
 //! version 1's session-wide receive bucket, version 2's per-stream windows) is the sans-IO
-//! [`Session`](kcp_mio::smux::Session)'s; this layer moves bytes, wakes tasks and runs the
+//! [`Session`]'s; this layer moves bytes, wakes tasks and runs the
 //! session's timer. Each session has one task (spawned by [`SmuxSession::new`], so a Tokio
 //! runtime must be running), whatever the number of streams; streams talk to it through the
 //! shared session state and wakers.

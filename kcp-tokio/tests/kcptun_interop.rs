@@ -9,6 +9,8 @@
 //! this process; cells run a few at a time. The two long checks (an idle stream survives 65 s,
 //! a vanished peer is noticed within 60 s) are separate tests that each run both roles at once.
 
+#![cfg(unix)]
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
