@@ -547,7 +547,15 @@ impl<T: AsyncRead + AsyncWrite> Driver<T> {
     }
 
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        // Rounds with progress before yielding to other tasks (a busy byte stream could
+        // otherwise keep this task running).
+        let mut budget = 64;
         loop {
+            budget -= 1;
+            if budget == 0 {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
             let mut progress = false;
             let shared = self.shared.clone();
             let mut s = shared.lock();
