@@ -81,6 +81,7 @@ impl Drop for Scratch {
 struct Proc {
     child: Child,
     log: PathBuf,
+    args: Vec<String>,
 }
 
 impl Proc {
@@ -104,7 +105,11 @@ impl Proc {
             .kill_on_drop(true)
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {bin}: {e}"));
-        Proc { child, log }
+        Proc {
+            child,
+            log,
+            args: args.to_vec(),
+        }
     }
 
     fn text(&self) -> String {
@@ -825,6 +830,19 @@ async fn vanished_peer_noticed_within_60s_both_roles() {
         let took = t0.elapsed();
         if took > Duration::from_secs(61) {
             return Err(format!("noticed after {took:?}\n{}", t.logs()));
+        }
+        // A new server on the same address: the next connection dials a new session.
+        let args: Vec<String> = t.server.args.clone();
+        let _again = Proc::spawn(GO_SERVER, &args, dir.0.join("server2.log"));
+        echo_once(t.entry, 9, 200_000)
+            .await
+            .map_err(|e| format!("after the server came back: {e}\n{}", t.logs()))?;
+        let sessions = t.client.text().matches("on connection:").count();
+        if sessions != 2 {
+            return Err(format!(
+                "{sessions} sessions dialled, expected a second one\n{}",
+                t.logs()
+            ));
         }
         Ok(took)
     });
