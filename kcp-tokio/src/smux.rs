@@ -11,7 +11,12 @@
 //! shared session state and wakers.
 //!
 //! smux has no half-close: [`AsyncWrite::poll_shutdown`] on a stream closes the whole stream
-//! (what was written still goes out, then a `FIN`), and dropping a stream does the same.
+//! (what was written still goes out, then a `FIN`), and dropping a stream does the same. A
+//! write hands its bytes to the session (up to its per-stream send buffer); `poll_flush` does
+//! not wait for them, the session task sends them as soon as it runs.
+//!
+//! Memory: a session holds a 16 KiB read buffer, and while it sends, up to 64 KiB of framed
+//! output plus one frame; the rest is the sans-IO session's, bounded by its configuration.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
@@ -74,9 +79,11 @@ impl fmt::Display for SessionEnd {
     }
 }
 
-/// Bytes read from the byte stream at once, and the most framed output buffered before the
-/// session task writes it (frames are pulled from the session only below this).
+/// The most framed output buffered before the session task writes it (frames are pulled from
+/// the session only below this).
 const IO_CHUNK: usize = 64 * 1024;
+/// Bytes read from the byte stream at once (the one buffer a session always holds).
+const READ_CHUNK: usize = 16 * 1024;
 
 struct State {
     sess: Session,
@@ -238,7 +245,7 @@ impl SmuxSession {
         let mut driver = Driver {
             shared: shared.clone(),
             io: Box::pin(io),
-            rbuf: vec![0; IO_CHUNK].into_boxed_slice(),
+            rbuf: vec![0; READ_CHUNK].into_boxed_slice(),
             rpos: 0,
             rlen: 0,
             eof: false,
@@ -642,7 +649,7 @@ impl<T: AsyncRead + AsyncWrite> Driver<T> {
             if self.wpos == self.wbuf.len() {
                 self.wbuf.clear();
                 self.wpos = 0;
-                if self.wbuf.capacity() > 4 * IO_CHUNK {
+                if self.wbuf.capacity() > 2 * IO_CHUNK {
                     self.wbuf.shrink_to(IO_CHUNK);
                 }
             }
@@ -661,6 +668,11 @@ impl<T: AsyncRead + AsyncWrite> Driver<T> {
                 progress = true;
             }
             if !progress {
+                // Idle: an idle session keeps only its read buffer.
+                if self.wbuf.is_empty() && self.wbuf.capacity() > 0 {
+                    self.wbuf = Vec::new();
+                    self.frame = Vec::new();
+                }
                 return Poll::Pending;
             }
         }
