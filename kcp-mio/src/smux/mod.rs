@@ -658,6 +658,9 @@ impl Session {
     /// Runs the keepalive clocks up to `now`: queues a `NOP` each interval, and closes the
     /// session with [`CloseReason::Timeout`] when a whole timeout passed with nothing
     /// received (unless the bucket is empty: then this end is the one not reading).
+    ///
+    /// Feed the input that is already available before calling it: after a stall of the
+    /// caller's loop, the peer's keepalives may be waiting unread.
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.closed.is_some() {
             return;
