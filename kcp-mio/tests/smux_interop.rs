@@ -99,7 +99,6 @@ impl Wire {
     /// Moves bytes between the socket and the session; true if anything moved.
     fn pump(&mut self, now: Instant) -> bool {
         let mut progress = false;
-        self.session.handle_timeout(now);
         while self.out.len() - self.out_pos < 256 * 1024 {
             self.frame.clear();
             if self.session.poll_transmit(&mut self.frame).is_none() {
@@ -169,6 +168,9 @@ impl Wire {
             }
             progress = true;
         }
+        // After the input that was there: a loop that was descheduled must not time out a
+        // peer whose keepalives wait in the socket.
+        self.session.handle_timeout(now);
         progress
     }
 }

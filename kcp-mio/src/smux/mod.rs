@@ -11,6 +11,10 @@
 //! * **Output**: the caller pulls whole frames with [`Session::poll_transmit`] and writes them
 //!   to the underlying stream in order (one frame per call, so a framing layer such as
 //!   `kcp_mio::snappy` can flush each frame as kcptun does).
+//!   Frames are queued by [`Session::open`], [`Session::write`], [`Session::read`] (a
+//!   version-2 `UPD`), [`Session::close_stream`], [`Session::handle_input`] (a refusal) and
+//!   [`Session::handle_timeout`] (a `NOP`): after any of them, pull until `None`
+//!   ([`Session::has_transmit`] tells whether to wake the writer).
 //! * **Events**: [`Session::poll_event`] reports incoming streams, readable and writable
 //!   streams, a peer's `FIN`, resumed input and the end of the session. Each stream has at
 //!   most one pending event of each kind, so the queue is bounded by the number of streams.
@@ -658,6 +662,9 @@ impl Session {
     /// Runs the keepalive clocks up to `now`: queues a `NOP` each interval, and closes the
     /// session with [`CloseReason::Timeout`] when a whole timeout passed with nothing
     /// received (unless the bucket is empty: then this end is the one not reading).
+    ///
+    /// Feed the input that is already available before calling it: after a stall of the
+    /// caller's loop, the peer's keepalives may be waiting unread.
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.closed.is_some() {
             return;
