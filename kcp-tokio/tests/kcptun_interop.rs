@@ -700,14 +700,43 @@ async fn mismatched_peers_get_a_clear_log_line() {
     let (v2, _v2_client) = spawn_client("v2.log", &["--key", "right", "--smuxver", "2"]);
     let (badkey, _badkey_client) =
         spawn_client("badkey.log", &["--key", "wrong", "--smuxver", "1"]);
+    let (plain, _plain_client) = spawn_client("plain.log", &["--key", "right", "--nocomp"]);
+    // A second server without compression, and a compressing client.
+    let port2 = free_udp_port();
+    let server2_addr = format!("127.0.0.1:{port2}");
+    let server2 = Proc::spawn(
+        RS_SERVER,
+        &[
+            "-l",
+            &server2_addr,
+            "-t",
+            &echo.to_string(),
+            "--key",
+            "right",
+            "--nocomp",
+        ]
+        .map(String::from),
+        dir.0.join("server2.log"),
+    );
+    let comp_entry = format!("127.0.0.1:{}", free_tcp_port());
+    let _comp_client = Proc::spawn(
+        GO_CLIENT,
+        &["-l", &comp_entry, "-r", &server2_addr, "--key", "right"].map(String::from),
+        dir.0.join("comp.log"),
+    );
+    let comp: SocketAddr = comp_entry.parse().unwrap();
     wait_listening(good).await.unwrap();
     wait_listening(v2).await.unwrap();
     wait_listening(badkey).await.unwrap();
+    wait_listening(plain).await.unwrap();
+    wait_listening(comp).await.unwrap();
     // Traffic from the mismatched clients while the good one runs its load.
     let noise = tokio::spawn(async move {
         for i in 0..3 {
             let _ = tokio::time::timeout(Duration::from_secs(3), echo_once(v2, i, 1000)).await;
             let _ = tokio::time::timeout(Duration::from_secs(3), echo_once(badkey, i, 1000)).await;
+            let _ = tokio::time::timeout(Duration::from_secs(3), echo_once(plain, i, 1000)).await;
+            let _ = tokio::time::timeout(Duration::from_secs(3), echo_once(comp, i, 1000)).await;
         }
     });
     load(good, 42)
@@ -732,6 +761,22 @@ async fn mismatched_peers_get_a_clear_log_line() {
             .is_some(),
         "no log line for the wrong key:\n{}",
         server.tail(30)
+    );
+    assert!(
+        server
+            .wait_for("(the client does not compress", Duration::from_secs(10))
+            .await
+            .is_some(),
+        "no hint for a client with --nocomp:\n{}",
+        server.tail(30)
+    );
+    assert!(
+        server2
+            .wait_for("(the client compresses", Duration::from_secs(10))
+            .await
+            .is_some(),
+        "no hint for a compressing client:\n{}",
+        server2.tail(30)
     );
     load(good, 43)
         .await
@@ -904,7 +949,49 @@ async fn vanished_peer_noticed_within_60s_both_roles() {
         drop(conn);
         Ok(took)
     });
+    // Our client with another key than the Go server's: the session times out, and the log
+    // says nothing ever arrived and what to check.
+    let c = tokio::spawn(async move {
+        let dir = Scratch::new("vanish-c");
+        let t = Tunnel::start(
+            &dir.0,
+            Imp::Rs,
+            Imp::Go,
+            &["--key", "v"],
+            &[],
+            &Target::Tcp(echo),
+            None,
+        )
+        .await;
+        // Replace the tunnel's client by one with another key.
+        let Tunnel {
+            client: own,
+            server,
+            ..
+        } = t;
+        drop(own);
+        let entry = format!("127.0.0.1:{}", free_tcp_port());
+        let remote = server.args[1].clone();
+        let client = Proc::spawn(
+            RS_CLIENT,
+            &["-l", &entry, "-r", &remote, "--key", "other"].map(String::from),
+            dir.0.join("client-other.log"),
+        );
+        let entry: SocketAddr = entry.parse().unwrap();
+        wait_listening(entry).await?;
+        let mut conn = TcpStream::connect(entry).await.map_err(|e| e.to_string())?;
+        let _ = conn.write_all(b"hello?").await;
+        let found = client
+            .wait_for(
+                "nothing ever arrived from the server",
+                Duration::from_secs(70),
+            )
+            .await;
+        drop(server);
+        found.ok_or_else(|| format!("no hint about the key\n{}", client.tail(20)))
+    });
     let ta = a.await.unwrap().unwrap();
+    c.await.unwrap().unwrap();
     let tb = b.await.unwrap().unwrap();
     eprintln!("vanished Go server noticed by our client after {ta:?}; vanished Go client noticed by our server after {tb:?}");
 }

@@ -185,7 +185,12 @@ async fn create_conn(
     let counters = counters.clone();
     tokio::spawn(async move {
         let end = watch.closed().await;
-        log!("session {local} -> {addr} ended: {end}");
+        let hint = if watch.stats().frames_in == 0 {
+            " (nothing ever arrived from the server: is it running, with the same --key, --crypt, --smuxver and --nocomp?)"
+        } else {
+            ""
+        };
+        log!("session {local} -> {addr} ended: {end}{hint}");
         drop(watch);
         // Let the KCP session deliver its last datagrams before its counters are read.
         tokio::time::sleep(Duration::from_secs(1)).await;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::net::TcpStream;
 
-use crate::smux::{Framing, SmuxSession, SmuxStream};
+use crate::smux::{CloseReason, Framing, ProtocolError, SessionEnd, SmuxSession, SmuxStream};
 use crate::{KcpListener, KcpStream};
 
 use super::config::{Resolved, TunnelConfig};
@@ -109,8 +109,21 @@ async fn handle_mux(kcp: KcpStream, addr: SocketAddr, cfg: Arc<TunnelConfig>, r:
     while let Ok(stream) = session.accept().await {
         tokio::spawn(handle_stream(stream, addr, cfg.clone()));
     }
-    let end = session.end().map(|e| e.to_string()).unwrap_or_default();
-    log!("session from {addr} ended: {end}");
+    let end = session.end();
+    let hint = match &end {
+        Some(SessionEnd::Smux(CloseReason::Protocol(ProtocolError::Version {
+            got: 0xff, ..
+        }))) => " (the client compresses: it runs without --nocomp and this server with it)",
+        Some(SessionEnd::Smux(CloseReason::Protocol(ProtocolError::Version { .. }))) => {
+            " (--smuxver differs between client and server)"
+        }
+        Some(SessionEnd::Transport(e)) if e.contains("snappy") => {
+            " (the client does not compress: it runs with --nocomp and this server without)"
+        }
+        _ => "",
+    };
+    let end = end.map(|e| e.to_string()).unwrap_or_default();
+    log!("session from {addr} ended: {end}{hint}");
 }
 
 async fn handle_stream(stream: SmuxStream, addr: SocketAddr, cfg: Arc<TunnelConfig>) {
