@@ -77,9 +77,11 @@ impl Drop for Scratch {
     }
 }
 
-/// A child process whose stdout and stderr go to a log file; killed when dropped.
+/// A child process whose stdout and stderr go to a log file; killed when dropped. A task
+/// owns the child and records when it exits, so a cell notices a dead process at once.
 struct Proc {
-    child: Child,
+    exited: tokio::sync::watch::Receiver<bool>,
+    kill: Option<tokio::sync::oneshot::Sender<()>>,
     log: PathBuf,
     args: Vec<String>,
 }
@@ -105,8 +107,12 @@ impl Proc {
             .kill_on_drop(true)
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {bin}: {e}"));
+        let (exit_tx, exited) = tokio::sync::watch::channel(false);
+        let (kill, kill_rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(watch_child(child, kill_rx, exit_tx));
         Proc {
-            child,
+            exited,
+            kill: Some(kill),
             log,
             args: args.to_vec(),
         }
@@ -134,9 +140,38 @@ impl Proc {
         None
     }
 
-    fn alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
+    fn alive(&self) -> bool {
+        !*self.exited.borrow()
     }
+
+    /// Resolves when the process has exited.
+    async fn exit(&self) {
+        let mut rx = self.exited.clone();
+        let _ = rx.wait_for(|e| *e).await;
+    }
+
+    /// Kills the process (SIGKILL) and waits for it to exit.
+    async fn kill(&mut self) {
+        if let Some(k) = self.kill.take() {
+            let _ = k.send(());
+        }
+        self.exit().await;
+    }
+}
+
+/// Owns a child: kills it on request or when its `Proc` is dropped, and reports its exit.
+async fn watch_child(
+    mut child: Child,
+    kill: tokio::sync::oneshot::Receiver<()>,
+    exited: tokio::sync::watch::Sender<bool>,
+) {
+    tokio::select! {
+        _ = child.wait() => {}
+        _ = kill => {
+            let _ = child.kill().await;
+        }
+    }
+    let _ = exited.send(true);
 }
 
 fn free_udp_port() -> u16 {
@@ -418,7 +453,21 @@ fn both(name: &str, args: &[&'static str]) -> Vec<Cell> {
     ]
 }
 
+/// Runs a cell; a second time if a port picked for it was taken meanwhile (ports are picked
+/// by binding port 0 and releasing it, so another socket may grab one before the process
+/// binds it).
 async fn run_cell(c: Cell, echo: SocketAddr, seed: u64) -> Result<Duration, String> {
+    let first = run_cell_once(c.clone(), echo, seed).await;
+    match first {
+        Err(e) if e.to_lowercase().contains("address already in use") => {
+            eprintln!("{}: a port was taken, running the cell again", c.name);
+            run_cell_once(c, echo, seed).await
+        }
+        r => r,
+    }
+}
+
+async fn run_cell_once(c: Cell, echo: SocketAddr, seed: u64) -> Result<Duration, String> {
     let t0 = Instant::now();
     let dir = Scratch::new(&c.name.replace(['/', ' ', '='], "_"));
     let target = if c.unix {
@@ -430,7 +479,7 @@ async fn run_cell(c: Cell, echo: SocketAddr, seed: u64) -> Result<Duration, Stri
     } else {
         Target::Tcp(echo)
     };
-    let mut t = Tunnel::start(
+    let t = Tunnel::start(
         &dir.0,
         c.client,
         c.server,
@@ -440,7 +489,7 @@ async fn run_cell(c: Cell, echo: SocketAddr, seed: u64) -> Result<Duration, Stri
         c.loss,
     )
     .await;
-    let result = tokio::time::timeout(Duration::from_secs(150), async {
+    let work = async {
         wait_listening(t.entry).await?;
         match c.check {
             Check::Load => load(t.entry, seed).await,
@@ -528,9 +577,21 @@ async fn run_cell(c: Cell, echo: SocketAddr, seed: u64) -> Result<Duration, Stri
                 Ok(())
             }
         }
-    })
-    .await
-    .unwrap_or_else(|_| Err("cell timed out after 150 s".into()));
+    };
+    let died = async {
+        tokio::select! {
+            _ = t.client.exit() => {}
+            _ = t.server.exit() => {}
+        }
+        // Let its last log lines land.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let result = tokio::select! {
+        r = tokio::time::timeout(Duration::from_secs(150), work) => {
+            r.unwrap_or_else(|_| Err("cell timed out after 150 s".into()))
+        }
+        _ = died => Err("a tunnel process exited".into()),
+    };
     if let Err(e) = result {
         return Err(format!("{e}\n{}", t.logs()));
     }
@@ -859,7 +920,7 @@ async fn vanished_peer_noticed_within_60s_both_roles() {
             .await
             .map_err(|e| e.to_string())?;
         ping(&mut conn, b"hello").await?;
-        t.server.child.kill().await.map_err(|e| e.to_string())?;
+        t.server.kill().await;
         let t0 = Instant::now();
         let mut b = [0u8; 8];
         match tokio::time::timeout(Duration::from_secs(75), conn.read(&mut b)).await {
@@ -929,7 +990,7 @@ async fn vanished_peer_noticed_within_60s_both_roles() {
                 }
             }
         };
-        t.client.child.kill().await.map_err(|e| e.to_string())?;
+        t.client.kill().await;
         let t0 = Instant::now();
         let mut b = [0u8; 8];
         match tokio::time::timeout(Duration::from_secs(75), far.read(&mut b)).await {
@@ -1107,4 +1168,34 @@ async fn key_from_environment_log_file_quiet_and_snmplog() {
         "bytes sent/received: {row:?}"
     );
     assert_eq!(row[5], 1, "one passive open: {row:?}");
+}
+
+/// A listen address in use: both of our binaries exit with a line naming it (as kcptun's do).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_in_use_is_a_clear_fatal_error() {
+    let dir = Scratch::new("inuse");
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let uaddr = udp.local_addr().unwrap().to_string();
+    let taddr = tcp.local_addr().unwrap().to_string();
+    let server = Proc::spawn(
+        RS_SERVER,
+        &["-l", &uaddr].map(String::from),
+        dir.0.join("s.log"),
+    );
+    let client = Proc::spawn(
+        RS_CLIENT,
+        &["-l", &taddr, "-r", &uaddr].map(String::from),
+        dir.0.join("c.log"),
+    );
+    for (p, addr) in [(&server, &uaddr), (&client, &taddr)] {
+        tokio::time::timeout(Duration::from_secs(10), p.exit())
+            .await
+            .unwrap_or_else(|_| panic!("still running:\n{}", p.tail(5)));
+        let text = p.text().to_lowercase();
+        assert!(
+            text.contains(&format!("listen {addr}")) && text.contains("address already in use"),
+            "{text}"
+        );
+    }
 }
