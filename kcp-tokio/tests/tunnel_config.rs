@@ -338,6 +338,14 @@ fn bad_values_name_the_flag() {
         (&["--conn", "0"][..], "--conn"),
         (&["--mtu", "2000"][..], "--mtu"),
         (&["--sndwnd", "0"][..], "--sndwnd"),
+        (
+            &["--rcvwnd", "100000"][..],
+            "--rcvwnd 100000: must be 1 to 32768",
+        ),
+        (
+            &["--ds", "200", "--ps", "100"][..],
+            "--datashard 200 --parityshard 100",
+        ),
         (&["--dscp", "64"][..], "--dscp"),
         (&["--streambuf", "8388608"][..], "--streambuf"),
         (&["--tcp"][..], "--tcp"),

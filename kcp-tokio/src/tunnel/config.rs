@@ -292,8 +292,18 @@ impl TunnelConfig {
         if !(50..=1500).contains(&self.mtu) {
             return err(format!("--mtu {}: must be 50 to 1500", self.mtu));
         }
-        positive("sndwnd", self.sndwnd)?;
-        positive("rcvwnd", self.rcvwnd)?;
+        let max_window = i64::from(kcp_mio::kcp_core::config::MAX_WINDOW);
+        for (name, v) in [("sndwnd", self.sndwnd), ("rcvwnd", self.rcvwnd)] {
+            if !(1..=max_window).contains(&v) {
+                return err(format!("--{name} {v}: must be 1 to {max_window}"));
+            }
+        }
+        if self.datashard > 0 && self.parityshard > 0 && self.datashard + self.parityshard > 256 {
+            return err(format!(
+                "--datashard {} --parityshard {}: at most 256 shards in all",
+                self.datashard, self.parityshard
+            ));
+        }
         positive("sockbuf", self.sockbuf)?;
         positive("smuxbuf", self.smuxbuf)?;
         positive("streambuf", self.streambuf)?;
@@ -377,7 +387,12 @@ impl TunnelConfig {
             // smux's keepalive notices a dead peer; the session's own idle timeout stays as
             // a backstop above smux's 30 s.
             .idle_timeout(Some(Duration::from_secs(90)));
-        kcp.check().map_err(|e| ConfigError(e.to_string()))?;
+        kcp.check().map_err(|e| {
+            ConfigError(format!(
+                "{e} (--mtu {}, --datashard {}, --parityshard {}, --crypt {crypt})",
+                self.mtu, self.datashard, self.parityshard
+            ))
+        })?;
         Ok(Resolved {
             kcp,
             smux: smux_config,
