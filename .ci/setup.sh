@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything the test suite needs on a fresh Debian machine:
-#   - Debian's golang-go and golang-github-xtaci-kcp-dev (kcp-go v5.6.1, the reference peer)
+#   - Debian's golang-go and golang-github-xtaci-kcp-dev (kcp-go v5.6.1, the reference peer),
+#     golang-github-xtaci-smux-dev and golang-github-golang-snappy-dev (the smux/snappy peer)
+#   - Debian's kcptun (20210922: kcptun-client and kcptun-server, the tunnel's reference peer)
 #   - the PyPI package siokcp (wraps ikcp.c, the C reference peer)
 #   - the thumbv7em-none-eabihf target (no_std build check)
 #   - the aarch64 Linux, macOS and Windows targets (kcp-tokio is type-checked for them)
@@ -11,6 +13,10 @@ set -euo pipefail
 need_apt=()
 command -v go >/dev/null 2>&1 || need_apt+=(golang-go)
 [ -d /usr/share/gocode/src/github.com/xtaci/kcp-go ] || need_apt+=(golang-github-xtaci-kcp-dev)
+[ -d /usr/share/gocode/src/github.com/xtaci/smux ] || need_apt+=(golang-github-xtaci-smux-dev)
+[ -d /usr/share/gocode/src/github.com/golang/snappy ] || need_apt+=(golang-github-golang-snappy-dev)
+# Debian's kcptun (kcptun-client, kcptun-server): the tunnel's interop peer.
+command -v kcptun-client >/dev/null 2>&1 && command -v kcptun-server >/dev/null 2>&1 || need_apt+=(kcptun)
 if [ ${#need_apt[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q

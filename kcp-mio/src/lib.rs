@@ -8,6 +8,10 @@
 //!   endpoint settings with the codec stack in kcp-go's order. kcp-tokio uses it too.
 //! * [`udp`]: batched socket I/O (`recvmmsg`/`sendmmsg`, UDP GSO and GRO on Linux, a plain
 //!   path elsewhere) for any non-blocking socket. kcp-tokio uses it too.
+//! * `smux` (feature `smux`): smux v1/v2 stream multiplexing as a sans-IO state machine,
+//!   wire-compatible with Go's smux as kcptun runs it over a KCP stream.
+//! * `snappy` (feature `snappy`): the snappy framing format as a sans-IO encoder and decoder
+//!   (kcptun's compression layer between smux and the KCP stream).
 //! * [`perf`]: the kcp-perf test protocol as per-session state machines over an `Endpoint`
 //!   (the examples and the interop tests use it).
 //!
@@ -92,6 +96,10 @@ pub mod cli;
 mod endpoint;
 #[cfg(feature = "perf")]
 pub mod perf;
+#[cfg(feature = "smux")]
+pub mod smux;
+#[cfg(feature = "snappy")]
+pub mod snappy;
 pub mod stack;
 pub mod udp;
 

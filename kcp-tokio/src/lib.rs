@@ -5,6 +5,11 @@
 //! state is kcp-core's sans-IO [`Endpoint`](kcp_core::endpoint::Endpoint), shared with the
 //! streams behind a mutex, and streams are woken through wakers (no channel per packet).
 //!
+//! Optional parts (cargo features): `kcp_tokio::smux` (`smux`) multiplexes streams over a
+//! `KcpStream` as kcptun does, with kcptun's snappy framing; `tunnel` is the kcptun-compatible
+//! tunnel behind the `kcptun-rs-client` and `kcptun-rs-server` binaries; `perf` and `impair`
+//! are the kcp-perf protocol and a UDP impairment proxy.
+//!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
 //! use kcp_tokio::{Config, KcpConfig, KcpListener, KcpStream};
@@ -39,8 +44,12 @@ pub mod impair;
 mod listener;
 #[cfg(feature = "perf")]
 pub mod perf;
+#[cfg(feature = "smux")]
+pub mod smux;
 mod stats;
 mod stream;
+#[cfg(feature = "tunnel")]
+pub mod tunnel;
 
 pub use config::KcpConfig;
 pub use connector::KcpConnector;
