@@ -53,6 +53,7 @@ pub struct KcpConfig {
     custom: Option<CustomLayers>,
     custom_demux: usize,
     idle_timeout: Option<Duration>,
+    keepalive: Option<Duration>,
     backlog: usize,
     max_sessions: usize,
     shutdown_timeout: Duration,
@@ -79,6 +80,7 @@ impl fmt::Debug for KcpConfig {
             .field("cipher", &self.crypt.as_ref().map(|c| c.0))
             .field("custom_layers", &self.custom.is_some())
             .field("idle_timeout", &self.idle_timeout)
+            .field("keepalive", &self.keepalive)
             .field("backlog", &self.backlog)
             .field("max_sessions", &self.max_sessions)
             .field("shutdown_timeout", &self.shutdown_timeout)
@@ -119,6 +121,7 @@ impl KcpConfig {
             custom: None,
             custom_demux: 0,
             idle_timeout: Some(Duration::from_secs(60)),
+            keepalive: ep.keepalive_ms.map(|m| Duration::from_millis(u64::from(m))),
             backlog: ep.backlog,
             max_sessions: ep.max_sessions,
             shutdown_timeout: Duration::from_secs(10),
@@ -196,7 +199,8 @@ impl KcpConfig {
     }
 
     /// Close a session after this long without hearing from the peer (`None`: never). KCP
-    /// has no close handshake; this is how a vanished peer is noticed. Default 60 s.
+    /// has no close handshake; this is how a vanished peer is noticed. Default 60 s. A quiet
+    /// session whose peer is still there is kept alive by the [`keepalive`](Self::keepalive).
     pub fn idle_timeout(mut self, t: Option<Duration>) -> Self {
         self.idle_timeout = t;
         self
@@ -205,6 +209,25 @@ impl KcpConfig {
     /// The idle timeout.
     pub fn get_idle_timeout(&self) -> Option<Duration> {
         self.idle_timeout
+    }
+
+    /// Keepalive interval (default 10 s; `None`: off). When nothing was heard from the peer
+    /// for this long, the session asks the peer for its window (a KCP `WASK` segment, 24
+    /// bytes plus the codec headers), and asks again every interval while the peer stays
+    /// quiet. kcp-go, ikcp.c and this crate answer with their window (`WINS`), and that
+    /// answer counts as hearing from the peer: a quiet session does not reach the
+    /// [idle timeout](Self::idle_timeout) while its peer is there. It does not keep a dead
+    /// peer's session alive: a vanished peer sends no answer, and the idle timeout counts
+    /// only what is received. Only one side needs it; no wire change, nothing to negotiate.
+    /// Keep it at a third of the idle timeout or less, so a lost probe is retried in time.
+    pub fn keepalive(mut self, t: Option<Duration>) -> Self {
+        self.keepalive = t;
+        self
+    }
+
+    /// The keepalive interval.
+    pub fn get_keepalive(&self) -> Option<Duration> {
+        self.keepalive
     }
 
     /// Sessions peers opened that wait for `accept` (default 128, as kcp-go); more are refused.
@@ -386,6 +409,7 @@ impl KcpConfig {
             backlog: self.backlog,
             max_sessions: self.max_sessions,
             idle_timeout_ms: self.idle_timeout.map(ms),
+            keepalive_ms: self.keepalive.map(|d| ms(d).max(1)),
             closed_linger_ms: ms(self.closed_linger),
             half_open_timeout_ms: ms(self.half_open_timeout),
             max_half_open: self.max_half_open,
@@ -767,6 +791,7 @@ mod tests {
     fn lifecycle_and_admission_reach_the_endpoint() {
         let cfg = KcpConfig::default()
             .idle_timeout(Some(Duration::from_secs(5)))
+            .keepalive(Some(Duration::from_millis(1500)))
             .backlog(7)
             .max_sessions(9)
             .closed_linger(Duration::from_millis(1234))
@@ -775,6 +800,13 @@ mod tests {
             .pool_bytes(1 << 10);
         let ep = cfg.endpoint_config(false).unwrap();
         assert_eq!(ep.idle_timeout_ms, Some(5000));
+        assert_eq!(ep.keepalive_ms, Some(1500));
+        let off = KcpConfig::default().keepalive(None);
+        assert_eq!(off.endpoint_config(false).unwrap().keepalive_ms, None);
+        assert_eq!(
+            KcpConfig::default().get_keepalive(),
+            Some(Duration::from_secs(10))
+        );
         assert_eq!((ep.backlog, ep.max_sessions), (7, 9));
         assert_eq!(ep.closed_linger_ms, 1234);
         assert_eq!(

@@ -11,6 +11,7 @@ impl<A: PeerAddr> Endpoint<A> {
     /// accept deadlines, and the trimming of sessions that went idle.
     pub fn handle_timeout(&mut self, now: Millis) {
         let t = self.tick(now);
+        let keepalive = self.cfg.keepalive_ms;
         while let Some(idx) = self.timers.pop_due(t) {
             let Some(Some(slot)) = self.slots.get_mut(idx as usize) else {
                 continue;
@@ -21,6 +22,14 @@ impl<A: PeerAddr> Endpoint<A> {
                     // The peer has not spoken again: ask once more (a lost probe or answer).
                     h.next_ask = t + ASK_PERIOD_MS;
                     slot.session.kcp_mut().ask_window();
+                }
+            } else if let Some(ms) = keepalive {
+                if t >= slot.last_heard.max(slot.last_probe) + ms as u64 {
+                    // Quiet for a keepalive interval: make the peer speak (it answers the
+                    // window probe with its window).
+                    slot.last_probe = t;
+                    slot.session.kcp_mut().ask_window();
+                    self.stats.keepalives += 1;
                 }
             }
             if slot.idle_since.is_some_and(|s| t >= s + TRIM_AFTER_MS) {
@@ -66,6 +75,9 @@ impl<A: PeerAddr> Endpoint<A> {
         let mut consider = |d: u64| at = Some(at.map_or(d, |a: u64| a.min(d)));
         if let Some(ms) = cfg.idle_timeout_ms {
             consider(slot.last_heard + ms as u64);
+        }
+        if let (Some(ms), None) = (cfg.keepalive_ms, &slot.half_open) {
+            consider(slot.last_heard.max(slot.last_probe) + ms as u64);
         }
         if let State::Draining(deadline) = slot.state {
             consider(deadline);
@@ -268,7 +280,12 @@ impl<A: PeerAddr> Endpoint<A> {
         };
         if slot.session.kcp().is_drained() {
             slot.session.kcp_mut().release_storage(&mut self.cache);
-            if slot.idle_since.is_none() && !slot.trimmed {
+            if slot.trimmed {
+                // Still trimmed: only probes and their answers (a keepalive) passed. What
+                // they made the codec layers build goes back at once, so a quiet session's
+                // keepalive does not keep its buffers.
+                slot.session.trim();
+            } else if slot.idle_since.is_none() {
                 slot.idle_since = Some(t);
             }
         } else {

@@ -103,6 +103,14 @@ pub struct EndpointConfig {
     pub max_sessions: usize,
     /// Close a session after this long without a valid datagram from its peer (`None`: never).
     pub idle_timeout_ms: Option<u32>,
+    /// Keepalive: when nothing was heard from the peer for this long, ask it for its window
+    /// (a `WASK` segment, which kcp-go, ikcp.c and this crate answer with `WINS`), and again
+    /// every interval while it stays quiet. The answer counts as hearing from the peer, so a
+    /// quiet session whose peer is still there does not reach the idle timeout; a vanished
+    /// peer answers nothing and its session still ends at the idle timeout. Keep it well under
+    /// `idle_timeout_ms` (a third or less, so a lost probe or answer is retried in time).
+    /// `None`: never probe (a quiet session then ends at the idle timeout). Default 10 s.
+    pub keepalive_ms: Option<u32>,
     /// How long a closed (address, conv) is remembered so its late datagrams do not create a
     /// phantom session (kcp-spec H8).
     pub closed_linger_ms: u32,
@@ -135,6 +143,7 @@ impl EndpointConfig {
             backlog: 128,
             max_sessions: 65_536,
             idle_timeout_ms: Some(60_000),
+            keepalive_ms: Some(10_000),
             closed_linger_ms: 10_000,
             half_open_timeout_ms: 5_000,
             max_half_open: 1_024,
@@ -154,6 +163,7 @@ impl fmt::Debug for EndpointConfig {
             .field("backlog", &self.backlog)
             .field("max_sessions", &self.max_sessions)
             .field("idle_timeout_ms", &self.idle_timeout_ms)
+            .field("keepalive_ms", &self.keepalive_ms)
             .field("half_open_timeout_ms", &self.half_open_timeout_ms)
             .field("max_half_open", &self.max_half_open)
             .field("max_half_open_per_host", &self.max_half_open_per_host)
@@ -358,6 +368,8 @@ struct Slot<A> {
     gen: u32,
     state: State,
     last_heard: u64,
+    /// When the last keepalive probe was asked for.
+    last_probe: u64,
     opened_at: u64,
     half_open: Option<HalfOpen>,
     /// Since when the session has held no data (for trimming its codec layers).
@@ -518,6 +530,7 @@ impl<A: PeerAddr> Endpoint<A> {
             gen,
             state: State::Open,
             last_heard: t,
+            last_probe: t,
             opened_at: t,
             half_open: None,
             idle_since: None,

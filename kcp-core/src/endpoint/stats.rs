@@ -116,6 +116,8 @@ endpoint_stats! {
         not_accepted,
         /// Payload bytes the endpoint keeps for its sessions to reuse (gauge).
         pooled_bytes,
+        /// Keepalive window probes sent to quiet peers.
+        keepalives,
     }
     gauges { max_conn, curr_estab, half_open, pooled_bytes }
 }
