@@ -116,6 +116,10 @@ struct ClientArgs {
 /// KCP settings, with kcptun's names and defaults (both sides must agree).
 #[derive(Args)]
 struct KcpArgs {
+    /// Use the library's defaults (`KcpConfig::default()`: fast mode, its windows, MTU 1400,
+    /// no FEC, no encryption) and ignore every other KCP option.
+    #[arg(long)]
+    defaults: bool,
     /// Packet encryption: aes, aes-128, aes-192, salsa20, blowfish, twofish, cast5, 3des,
     /// tea, xtea, xor, sm4, none, null.
     #[arg(long, default_value = "aes")]
@@ -263,6 +267,10 @@ async fn resolve(s: &str, any: &str) -> Result<SocketAddr, String> {
 }
 
 fn kcp_config(a: &KcpArgs) -> Result<(KcpConfig, bool), String> {
+    if a.defaults {
+        let cfg = KcpConfig::default();
+        return Ok((cfg.clone(), cfg.engine().stream));
+    }
     let mut engine = match a.mode.as_str() {
         "manual" => Config::default().with_nodelay(false, 50, 0, false),
         m => Config::by_name(m).ok_or(format!("--mode: unknown {m:?}"))?,

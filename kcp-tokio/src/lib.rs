@@ -10,7 +10,8 @@
 //! use kcp_tokio::{Config, KcpConfig, KcpListener, KcpStream};
 //! use tokio::io::{AsyncReadExt, AsyncWriteExt};
 //!
-//! let config = KcpConfig::new(Config::fast3()).fec(10, 3);
+//! // kcptun's fast3 mode with windows for a WAN (see docs/tuning.md), FEC 10/3.
+//! let config = KcpConfig::new(Config::fast3().with_windows(2048, 2048)).fec(10, 3);
 //! let listener = KcpListener::bind("127.0.0.1:0", config.clone()).await?;
 //! let addr = listener.local_addr();
 //! tokio::spawn(async move {
@@ -48,6 +49,6 @@ pub use error::KcpError;
 pub use kcp_core::endpoint::{CloseReason, EndpointStats};
 /// The runtime-free std layer under this adapter (the shared configuration, batched UDP I/O).
 pub use kcp_mio;
-pub use kcp_mio::{kcp_core, kcp_crypto, kcp_fec, CipherKind, Config, Layer};
+pub use kcp_mio::{kcp_core, kcp_crypto, kcp_fec, CipherKind, Config, Layer, DEFAULT_WINDOW};
 pub use listener::KcpListener;
 pub use stream::{KcpStream, OwnedReadHalf, OwnedWriteHalf, StreamMonitor, StreamStats};

@@ -24,7 +24,7 @@ struct Case {
     stream: bool,
 }
 
-const CASES: [Case; 4] = [
+const CASES: [Case; 7] = [
     Case {
         crypt: "aes",
         fec: true,
@@ -43,6 +43,22 @@ const CASES: [Case; 4] = [
     Case {
         crypt: "twofish",
         fec: false,
+        stream: true,
+    },
+    // The authenticated modes, by name.
+    Case {
+        crypt: "aes-128-gcm",
+        fec: true,
+        stream: true,
+    },
+    Case {
+        crypt: "chacha20-poly1305-replay",
+        fec: false,
+        stream: false,
+    },
+    Case {
+        crypt: "aes-128-gcm-replay",
+        fec: true,
         stream: true,
     },
 ];
@@ -78,7 +94,13 @@ impl Case {
                 16 * 1024
             }
         } else {
-            1350 - 24 - if self.crypt == "null" { 0 } else { 20 } - if self.fec { 8 } else { 0 }
+            let crypt = match self.crypt {
+                "null" => 0,
+                "aes-128-gcm" | "chacha20-poly1305" => 12 + 16,
+                c if c.ends_with("-replay") => 16 + 16,
+                _ => 20,
+            };
+            1350 - 24 - crypt - if self.fec { 8 } else { 0 }
         }
     }
     fn bytes(&self, test: Test) -> u64 {

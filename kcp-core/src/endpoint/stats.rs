@@ -118,6 +118,9 @@ endpoint_stats! {
         pooled_bytes,
         /// Keepalive window probes sent to quiet peers.
         keepalives,
+        /// Datagrams a replay-protected layer dropped as replays (a session's
+        /// `crypto_replays` counter).
+        replays,
     }
     gauges { max_conn, curr_estab, half_open, pooled_bytes }
 }
@@ -143,6 +146,7 @@ impl EndpointStats {
             "fec_parity_shards" => self.fec_parity_shards += v,
             "fec_errs" => self.fec_errs += v,
             "fec_short_shards" => self.fec_short_shards += v,
+            "crypto_replays" => self.replays += v,
             _ => {}
         });
     }
