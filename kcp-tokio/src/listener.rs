@@ -111,6 +111,17 @@ impl KcpListener {
         self.drivers.iter().map(|d| d.lock().ep.len()).collect()
     }
 
+    /// Waits until the sessions of every dropped stream this listener accepted have
+    /// delivered what was written or given up after
+    /// [`KcpConfig::linger`](crate::KcpConfig::linger), on every socket of the listener (see
+    /// [`KcpConnector::wait_idle`](crate::KcpConnector::wait_idle)). A server that shuts
+    /// down stops accepting, drops its streams, then waits here before its runtime ends.
+    pub async fn wait_idle(&self) {
+        for d in &self.drivers {
+            d.wait_idle().await;
+        }
+    }
+
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
         self.drivers[0].local_addr()

@@ -106,6 +106,37 @@ impl Inner {
         self.driver.transmit();
     }
 
+    /// Ready with why the session ended, once it has.
+    fn poll_closed(&self, cx: &mut Context<'_>, key: u64) -> Poll<Result<CloseReason, KcpError>> {
+        let mut s = self.driver.lock();
+        let mut wake = Vec::new();
+        s.dispatch(&mut wake);
+        let stopped = s.stopped;
+        let r = match s.sessions.get_mut(&self.id) {
+            None => Poll::Ready(Ok(CloseReason::Closed)),
+            Some(sess) => match (sess.ended, stopped) {
+                (Some(r), _) => Poll::Ready(Ok(r)),
+                (None, Some(k)) => Poll::Ready(Err(KcpError::Socket(k))),
+                (None, None) => {
+                    sess.closers.register(key, cx.waker());
+                    Poll::Pending
+                }
+            },
+        };
+        drop(s);
+        for w in wake {
+            w.wake();
+        }
+        r
+    }
+
+    /// Waits until the session ends (see [`KcpStream::closed`]).
+    async fn closed(&self) -> Result<CloseReason, KcpError> {
+        let key = waiter_key();
+        let _guard = KeyGuard { inner: self, key };
+        poll_fn(|cx| self.poll_closed(cx, key)).await
+    }
+
     /// The error of a session that is gone, or `Ok(())` for a read that sees end of stream.
     fn ended(&self, s: &mut Shared, reading: bool) -> io::Result<()> {
         let mut wake = Vec::new();
@@ -342,6 +373,7 @@ impl Inner {
             sess.readers.remove(key);
             sess.writers.remove(key);
             sess.flushers.remove(key);
+            sess.closers.remove(key);
         }
     }
 }
@@ -615,6 +647,26 @@ impl KcpStream {
         self.inner.driver.local_addr()
     }
 
+    /// Resolves when the session ends, with why: the peer fell silent for the idle timeout
+    /// ([`CloseReason::IdleTimeout`]), data went unacknowledged (`DeadLink`), ... Cancel-safe;
+    /// any number of tasks may wait. A socket failure resolves it with
+    /// [`KcpError::Socket`]. Dropping the stream is not an end it can see (the future
+    /// borrows the stream): a dropped stream's session lingers to deliver what was written,
+    /// and [`KcpConnector::wait_idle`](crate::KcpConnector::wait_idle) or
+    /// [`KcpListener::wait_idle`](crate::KcpListener::wait_idle) wait for that.
+    ///
+    /// ```no_run
+    /// # async fn demo(stream: kcp_tokio::KcpStream) {
+    /// match stream.closed().await {
+    ///     Ok(reason) => eprintln!("session ended: {reason}"),
+    ///     Err(e) => eprintln!("socket failed: {e}"),
+    /// }
+    /// # }
+    /// ```
+    pub async fn closed(&self) -> Result<CloseReason, KcpError> {
+        self.inner.closed().await
+    }
+
     /// A handle that reads this stream's counters from elsewhere (a progress display, a
     /// metrics task) while the stream itself is busy.
     pub fn monitor(&self) -> StreamMonitor {
@@ -832,6 +884,20 @@ pub struct OwnedWriteHalf {
     write_to: Deadline,
     wkey: u64,
     shut_sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl OwnedReadHalf {
+    /// Resolves when the session ends (see [`KcpStream::closed`]).
+    pub async fn closed(&self) -> Result<CloseReason, KcpError> {
+        self.inner.closed().await
+    }
+}
+
+impl OwnedWriteHalf {
+    /// Resolves when the session ends (see [`KcpStream::closed`]).
+    pub async fn closed(&self) -> Result<CloseReason, KcpError> {
+        self.inner.closed().await
+    }
 }
 
 impl std::fmt::Debug for OwnedReadHalf {
