@@ -129,6 +129,10 @@ impl KcpConnector {
         self.driver.wait_idle().await
     }
 
+    pub(crate) fn driver(&self) -> &Driver {
+        &self.driver
+    }
+
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
         self.driver.local_addr()

@@ -601,6 +601,11 @@ impl Driver {
         self.inner.local
     }
 
+    /// The driver's socket (its descriptor, for `AsFd`).
+    pub(crate) fn socket(&self) -> &UdpSocket {
+        &self.inner.socket
+    }
+
     /// Runs `f` on the driver's socket (socket options at run time).
     pub(crate) fn with_socket<T>(&self, f: impl FnOnce(&UdpSocket) -> T) -> T {
         f(&self.inner.socket)

@@ -33,6 +33,7 @@ mod config;
 mod connector;
 mod driver;
 mod error;
+mod fd;
 #[cfg(feature = "impair")]
 pub mod impair;
 mod listener;
@@ -52,3 +53,17 @@ pub use kcp_mio;
 pub use kcp_mio::{kcp_core, kcp_crypto, kcp_fec, CipherKind, Config, Layer, DEFAULT_WINDOW};
 pub use listener::KcpListener;
 pub use stream::{KcpStream, OwnedReadHalf, OwnedWriteHalf, StreamMonitor, StreamStats};
+
+/// Every handle can move between tasks and threads and be shared (`&self` methods): checked
+/// at compile time.
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<KcpStream>();
+    send_sync::<OwnedReadHalf>();
+    send_sync::<OwnedWriteHalf>();
+    send_sync::<KcpListener>();
+    send_sync::<KcpConnector>();
+    send_sync::<StreamMonitor>();
+    send_sync::<KcpConfig>();
+    send_sync::<KcpError>();
+};

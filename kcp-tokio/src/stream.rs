@@ -307,6 +307,35 @@ impl Inner {
         }
     }
 
+    /// A vectored write: the slices' bytes as one write (in message mode: one message). One
+    /// non-empty slice is written as is; several are gathered first, at most as many bytes
+    /// as the largest message (255 segments of the largest MTU).
+    fn poll_write_vectored_from(
+        &self,
+        cx: &mut Context<'_>,
+        key: u64,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        const MAX_GATHER: usize = 255 * kcp_core::config::MAX_MTU as usize;
+        let mut nonempty = bufs.iter().filter(|b| !b.is_empty());
+        let Some(first) = nonempty.next() else {
+            return Poll::Ready(Ok(0));
+        };
+        if nonempty.next().is_none() {
+            return self.poll_write_from(cx, key, first, WriteMode::Partial);
+        }
+        let total = bufs.iter().map(|b| b.len()).sum::<usize>().min(MAX_GATHER);
+        let mut gather = Vec::with_capacity(total);
+        for b in bufs {
+            let room = total - gather.len();
+            if room == 0 {
+                break;
+            }
+            gather.extend_from_slice(&b[..b.len().min(room)]);
+        }
+        self.poll_write_from(cx, key, &gather, WriteMode::Partial)
+    }
+
     /// Half-close: stops the write side at once, then waits until everything written was
     /// acknowledged (bounded by `timeout_ms` from the first call).
     fn poll_shutdown(
@@ -567,7 +596,6 @@ impl KcpStream {
         }
     }
 
-    #[cfg(test)]
     pub(crate) fn driver(&self) -> &Driver {
         &self.inner.driver
     }
@@ -832,6 +860,21 @@ impl AsyncWrite for KcpStream {
             .poll_write_from(cx, this.wkey, buf, WriteMode::Partial);
         this.write_to.wrap(cx, r, KcpError::WriteTimeout)
     }
+    /// The slices as one write: in message mode one message of their bytes together (at
+    /// most the largest message), in stream mode as many of their bytes as the send queue
+    /// takes.
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let r = this.inner.poll_write_vectored_from(cx, this.wkey, bufs);
+        this.write_to.wrap(cx, r, KcpError::WriteTimeout)
+    }
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         // Every write is handed to the engine and sent at once.
         Poll::Ready(Ok(()))
@@ -935,6 +978,18 @@ impl AsyncWrite for OwnedWriteHalf {
             .inner
             .poll_write_from(cx, this.wkey, buf, WriteMode::Partial);
         this.write_to.wrap(cx, r, KcpError::WriteTimeout)
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let r = this.inner.poll_write_vectored_from(cx, this.wkey, bufs);
+        this.write_to.wrap(cx, r, KcpError::WriteTimeout)
+    }
+    fn is_write_vectored(&self) -> bool {
+        true
     }
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(Ok(()))
