@@ -43,7 +43,8 @@ enum Cmd {
 
 #[derive(Args)]
 struct ServerArgs {
-    /// Address to listen on (`:PORT` = all interfaces).
+    /// Address to listen on (`:PORT` = all IPv4 interfaces, as kcptun; `[::]:PORT` = IPv6
+    /// and, where the system maps them (Linux by default), IPv4 too).
     #[arg(long, default_value = ":4000")]
     listen: String,
     /// One JSON object per session on stdout.

@@ -53,7 +53,11 @@ impl std::fmt::Debug for KcpListener {
 }
 
 impl KcpListener {
-    /// Binds a UDP socket at `addr` and listens on it.
+    /// Binds a UDP socket at `addr` and listens on it. The address family is the address's:
+    /// `0.0.0.0:PORT` takes IPv4 only; `[::]:PORT` takes IPv6 and, where the system maps
+    /// IPv4 onto IPv6 sockets (Linux unless `net.ipv6.bindv6only` is set; not Windows or
+    /// OpenBSD), IPv4 peers too, which then appear as `::ffff:a.b.c.d` addresses. For both
+    /// families everywhere, bind one listener per family.
     pub async fn bind(addr: impl ToSocketAddrs, config: KcpConfig) -> io::Result<KcpListener> {
         let socket = UdpSocket::bind(addr).await?;
         KcpListener::from_socket(socket, config)

@@ -217,3 +217,31 @@ async fn ipv6_loopback_sessions() {
         .unwrap()
         .unwrap();
 }
+
+/// `[::]:PORT` takes IPv4 peers too where the system maps them (Linux by default), as the
+/// listener's documentation says; they appear as IPv4-mapped IPv6 addresses.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unspecified_ipv6_listener_takes_both_families() {
+    let l = KcpListener::bind("[::]:0", cfg(true)).await.unwrap();
+    let port = l.local_addr().port();
+    for to in [format!("127.0.0.1:{port}"), format!("[::1]:{port}")] {
+        let mut c = KcpStream::connect(to.as_str(), cfg(true)).await.unwrap();
+        c.write_all(b"family").await.unwrap();
+        let (mut s, peer) = timeout(Duration::from_secs(10), l.accept())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(peer.is_ipv6(), "{to}: {peer}");
+        let mut b = [0u8; 6];
+        s.read_exact(&mut b).await.unwrap();
+        assert_eq!(&b, b"family");
+        s.write_all(b"back").await.unwrap();
+        let mut b = [0u8; 4];
+        timeout(Duration::from_secs(10), c.read_exact(&mut b))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&b, b"back", "{to}");
+    }
+}

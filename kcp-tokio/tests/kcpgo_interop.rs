@@ -116,9 +116,13 @@ impl Drop for GoServer {
 }
 
 fn go_server(bin: &PathBuf, case: &Case) -> GoServer {
+    go_server_at(bin, case, "127.0.0.1:0")
+}
+
+fn go_server_at(bin: &PathBuf, case: &Case, listen: &str) -> GoServer {
     let mut child = Command::new(bin)
         .arg("server")
-        .args(["--listen", "127.0.0.1:0", "--linger", "2"])
+        .args(["--listen", listen, "--linger", "2"])
         .args(case.go_flags())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -157,7 +161,14 @@ async fn rust_client(addr: std::net::SocketAddr, case: Case, test: Test) {
 
 /// A Rust listener serving kcp-perf sessions until dropped.
 async fn rust_server(case: Case) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
-    let l = KcpListener::bind("127.0.0.1:0", case.rust()).await.unwrap();
+    rust_server_at(case, "127.0.0.1:0").await
+}
+
+async fn rust_server_at(
+    case: Case,
+    at: &str,
+) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    let l = KcpListener::bind(at, case.rust()).await.unwrap();
     let addr = l.local_addr();
     let task = tokio::spawn(async move {
         loop {
@@ -587,4 +598,27 @@ async fn keepalive_keeps_a_quiet_session_with_kcp_go() {
         .unwrap();
     let probes = l.stats().keepalives;
     assert!(probes >= 10, "{probes} keepalive probes");
+}
+
+/// IPv6 loopback against kcp-go, both roles: a Rust client to the Go server on `::1`, and the
+/// Go client to a Rust listener on `::1`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipv6_loopback_with_kcp_go() {
+    let _serial = SERIAL.lock().await;
+    let bin = go_bin();
+    let case = Case {
+        crypt: "aes",
+        fec: true,
+        stream: true,
+    };
+    let server = go_server_at(&bin, &case, "[::1]:0");
+    assert!(server.addr.is_ipv6(), "{}", server.addr);
+    rust_client(server.addr, case, Test::Sink).await;
+    rust_client(server.addr, case, Test::Source).await;
+    drop(server);
+    let (addr, task) = rust_server_at(case, "[::1]:0").await;
+    assert!(addr.is_ipv6());
+    go_client(bin.clone(), addr, case, Test::Sink).await;
+    go_client(bin, addr, case, Test::Echo).await;
+    task.abort();
 }

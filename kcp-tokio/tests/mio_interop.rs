@@ -202,6 +202,52 @@ fn tokio_client_to_mio_server_for_each_cipher_fec_and_mode() {
     }
 }
 
+/// IPv6 loopback between the adapters, both directions, with AES and FEC.
+#[test]
+fn ipv6_loopback_both_directions() {
+    let case = CASES[0];
+    let rt = runtime();
+    let l = rt
+        .block_on(kcp_tokio::KcpListener::bind("[::1]:0", case.tokio()))
+        .unwrap();
+    let addr = l.local_addr();
+    assert!(addr.is_ipv6());
+    rt.spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                if tperf::serve(&mut s, !case.stream).await.is_ok() {
+                    let _ = tokio::io::AsyncWriteExt::shutdown(&mut s).await;
+                }
+            });
+        }
+    });
+    for test in [Test::Sink, Test::Echo] {
+        mio_client(
+            addr,
+            &case.mio(),
+            test,
+            case.bytes(test),
+            case.msg(test),
+            "mio to tokio over ::1",
+        );
+    }
+    let server = MioServer::start_at("[::1]:0".parse().unwrap(), case.mio());
+    assert!(server.addr.is_ipv6());
+    let addr = server.addr;
+    let r = rt
+        .block_on(async move {
+            let mut s = kcp_tokio::KcpStream::connect(addr, case.tokio()).await?;
+            tokio::time::timeout(
+                Duration::from_secs(30),
+                tperf::client(&mut s, tperf::Test::Source, MIB, 16 << 10, false),
+            )
+            .await
+            .map_err(|_| std::io::Error::other("timed out"))?
+        })
+        .unwrap();
+    assert_eq!(r.bytes, MIB);
+}
+
 #[test]
 fn client_sessions_share_one_socket() {
     let case = CASES[0];
