@@ -87,6 +87,7 @@
 
 #[cfg(feature = "mio")]
 mod endpoint;
+pub mod histogram;
 #[cfg(feature = "perf")]
 pub mod perf;
 pub mod stack;

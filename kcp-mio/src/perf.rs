@@ -33,6 +33,7 @@
 use std::io;
 use std::time::{Duration, Instant};
 
+pub use crate::histogram::RttHistogram;
 use crate::{Endpoint, SessionId};
 
 // ---- the wire format ------------------------------------------------------------------------
@@ -259,8 +260,9 @@ pub struct Report {
     pub bytes: u64,
     /// The throughput interval, as the contract's "Timing" states it.
     pub seconds: f64,
-    /// Echo round trips in microseconds, ascending (empty for sink and source).
-    pub rtts_us: Vec<u64>,
+    /// Echo round trips in microseconds (empty for sink and source), in a bounded histogram:
+    /// a run of any length keeps the same memory.
+    pub rtt: RttHistogram,
     /// Retransmissions of this session.
     pub retrans: u64,
     /// FEC-rebuilt datagrams this session accepted.
@@ -277,18 +279,15 @@ impl Report {
         }
     }
 
-    /// A round-trip percentile in microseconds, nearest rank (0 without echoes).
+    /// A round-trip percentile in microseconds, nearest rank, to within 1/32 (0 without
+    /// echoes; see [`RttHistogram::quantile`]).
     pub fn rtt_us(&self, p: f64) -> u64 {
-        if self.rtts_us.is_empty() {
-            return 0;
-        }
-        let i = ((self.rtts_us.len() - 1) as f64 * p).round() as usize;
-        self.rtts_us[i.min(self.rtts_us.len() - 1)]
+        self.rtt.quantile(p)
     }
 
     /// One human-readable line, as `kcp-perf` prints it.
     pub fn line(&self, role: &str, ok: bool) -> String {
-        let rtt = if self.rtts_us.is_empty() {
+        let rtt = if self.rtt.is_empty() {
             String::new()
         } else {
             format!(
@@ -330,7 +329,7 @@ impl Report {
             self.mbps() * 8.0,
             self.rtt_us(0.5),
             self.rtt_us(0.99),
-            self.rtts_us.last().copied().unwrap_or(0),
+            self.rtt.max(),
             cpu_seconds,
             peak_rss_kb,
             self.retrans,
@@ -536,7 +535,7 @@ impl ServerSession {
                     test: self.test,
                     bytes: self.moved,
                     seconds: seconds(self.start, self.end),
-                    rtts_us: Vec::new(),
+                    rtt: RttHistogram::new(),
                     retrans,
                     fec_recovered,
                 })
@@ -782,7 +781,7 @@ pub struct ClientSession {
     paced_until: Option<Instant>,
     first: Option<Instant>,
     last: Option<Instant>,
-    rtts: Vec<u64>,
+    rtts: RttHistogram,
     out: Out,
 }
 
@@ -835,7 +834,7 @@ impl ClientSession {
             paced_until: None,
             first: None,
             last: None,
-            rtts: Vec::new(),
+            rtts: RttHistogram::new(),
             out: Out::default(),
         }
     }
@@ -875,13 +874,11 @@ impl ClientSession {
         match self.step(ep, id, buf) {
             Ok(true) => {
                 let (retrans, fec_recovered) = session_counters(ep, id);
-                let mut rtts_us = std::mem::take(&mut self.rtts);
-                rtts_us.sort_unstable();
                 Status::Done(Report {
                     test: self.test,
                     bytes: self.moved,
                     seconds: seconds(self.first, self.last),
-                    rtts_us,
+                    rtt: std::mem::take(&mut self.rtts),
                     retrans,
                     fec_recovered,
                 })
@@ -1001,7 +998,7 @@ impl ClientSession {
                     if self.echoed == self.sent.len() {
                         let now = Instant::now();
                         self.rtts
-                            .push(now.duration_since(sent_at).as_micros() as u64);
+                            .record(now.duration_since(sent_at).as_micros() as u64);
                         self.last = Some(now);
                         self.state = Client::Send;
                     }
@@ -1228,7 +1225,7 @@ mod tests {
             test: Test::Echo,
             bytes: 2_000_000,
             seconds: 2.0,
-            rtts_us: vec![10, 20, 30],
+            rtt: RttHistogram::from_values([10, 20, 30]),
             retrans: 4,
             fec_recovered: 5,
         };

@@ -330,7 +330,7 @@ fn print_report(role: &str, r: &Report, ok: bool, json: bool) {
         let (cpu, rss) = resources();
         println!("{}", perf::json(role, r, ok, cpu, rss));
     } else {
-        let rtt = if r.rtts_us.is_empty() {
+        let rtt = if r.rtt.is_empty() {
             String::new()
         } else {
             format!(", rtt p50 {} us p99 {} us", r.rtt_us(0.5), r.rtt_us(0.99))
@@ -527,7 +527,7 @@ async fn client(a: ClientArgs) -> Result<bool, String> {
         test,
         bytes: 0,
         seconds: 0.0,
-        rtts_us: Vec::new(),
+        rtt: Default::default(),
         retrans: 0,
         fec_recovered: 0,
     };
@@ -538,7 +538,7 @@ async fn client(a: ClientArgs) -> Result<bool, String> {
                 total.bytes += r.bytes;
                 total.retrans += r.retrans;
                 total.fec_recovered += r.fec_recovered;
-                total.rtts_us.extend_from_slice(&r.rtts_us);
+                total.rtt.merge(&r.rtt);
             }
             Ok(Err(e)) => {
                 eprintln!("session failed: {e}");
@@ -553,7 +553,6 @@ async fn client(a: ClientArgs) -> Result<bool, String> {
     if conns > 1 || json {
         // One summary line per run (all sessions), as the Go peer prints.
         total.seconds = started.elapsed().as_secs_f64();
-        total.rtts_us.sort_unstable();
         if json {
             let (cpu, rss) = resources();
             let line = perf::json("client", &total, ok, cpu, rss);

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::KcpStream;
+pub use kcp_mio::histogram::RttHistogram;
 
 /// Payload byte at stream offset `i`.
 pub fn pattern(i: u64) -> u8 {
@@ -101,8 +102,9 @@ pub struct Report {
     pub bytes: u64,
     /// From the first payload byte to the last byte's confirmation.
     pub seconds: f64,
-    /// Echo round trips in microseconds, ascending (empty for sink and source).
-    pub rtts_us: Vec<u64>,
+    /// Echo round trips in microseconds (empty for sink and source), in a bounded histogram:
+    /// a run of any length (`--duration inf`) keeps the same memory.
+    pub rtt: RttHistogram,
     /// Retransmissions of this session.
     pub retrans: u64,
     /// FEC-rebuilt datagrams this session accepted.
@@ -118,13 +120,10 @@ impl Report {
             0.0
         }
     }
-    /// A round-trip percentile in microseconds (0 without echoes).
+    /// A round-trip percentile in microseconds, to within 1/32 (0 without echoes; see
+    /// [`RttHistogram::quantile`]).
     pub fn rtt_us(&self, p: f64) -> u64 {
-        if self.rtts_us.is_empty() {
-            return 0;
-        }
-        let i = ((self.rtts_us.len() - 1) as f64 * p).round() as usize;
-        self.rtts_us[i.min(self.rtts_us.len() - 1)]
+        self.rtt.quantile(p)
     }
 }
 
@@ -290,7 +289,7 @@ pub async fn client_paced(
         buf: first_buf(message_mode),
     };
     io.write(&header(test, count)).await?;
-    let mut rtts = Vec::new();
+    let mut rtts = RttHistogram::new();
     let start;
     match test {
         Test::Echo => {
@@ -303,7 +302,7 @@ pub async fn client_paced(
                 }
                 i += 1;
                 let len = (msg as u64).min(count - off) as usize;
-                rtts.push(io.echo_once(off, len).await?);
+                rtts.record(io.echo_once(off, len).await?);
                 off += len as u64;
             }
         }
@@ -334,7 +333,7 @@ pub async fn client_paced(
                 test,
                 bytes: count,
                 seconds: elapsed.as_secs_f64(),
-                rtts_us: rtts,
+                rtt: rtts,
                 retrans,
                 fec_recovered,
             });
@@ -365,20 +364,19 @@ pub async fn client_paced(
                 test,
                 bytes: count,
                 seconds: elapsed.as_secs_f64(),
-                rtts_us: rtts,
+                rtt: rtts,
                 retrans,
                 fec_recovered,
             });
         }
     }
     let seconds = start.elapsed().as_secs_f64();
-    rtts.sort_unstable();
     let (retrans, fec_recovered) = stats(io.s);
     Ok(Report {
         test,
         bytes: count,
         seconds,
-        rtts_us: rtts,
+        rtt: rtts,
         retrans,
         fec_recovered,
     })
@@ -407,7 +405,7 @@ pub async fn client_for(
     let end = start.checked_add(duration);
     let running = || end.is_none_or(|e| Instant::now() < e);
     let mut off = 0u64;
-    let mut rtts = Vec::new();
+    let mut rtts = RttHistogram::new();
     let mut last = start;
     match test {
         Test::Echo => {
@@ -424,7 +422,7 @@ pub async fn client_for(
                 if io.read_bytes(f.len()).await? != f {
                     return Err(bad(format!("echo mismatch at offset {off}")));
                 }
-                rtts.push(t.elapsed().as_micros() as u64);
+                rtts.record(t.elapsed().as_micros() as u64);
                 off += msg as u64;
                 last = Instant::now();
             }
@@ -483,13 +481,12 @@ pub async fn client_for(
             }
         }
     }
-    rtts.sort_unstable();
     let (retrans, fec_recovered) = stats(io.s);
     Ok(Report {
         test,
         bytes: off,
         seconds: (last - start).as_secs_f64(),
-        rtts_us: rtts,
+        rtt: rtts,
         retrans,
         fec_recovered,
     })
@@ -523,7 +520,7 @@ pub async fn serve(stream: &mut KcpStream, message_mode: bool) -> io::Result<Rep
         test,
         bytes: moved,
         seconds,
-        rtts_us: Vec::new(),
+        rtt: RttHistogram::new(),
         retrans,
         fec_recovered,
     })
@@ -655,7 +652,7 @@ pub fn json(role: &str, r: &Report, ok: bool, cpu_seconds: f64, peak_rss_kb: u64
         r.mbps() * 8.0,
         r.rtt_us(0.5),
         r.rtt_us(0.99),
-        r.rtts_us.last().copied().unwrap_or(0),
+        r.rtt.max(),
         cpu_seconds,
         peak_rss_kb,
         r.retrans,
