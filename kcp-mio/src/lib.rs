@@ -85,6 +85,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod diag;
 #[cfg(feature = "mio")]
 mod endpoint;
 pub mod histogram;

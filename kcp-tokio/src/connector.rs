@@ -96,6 +96,7 @@ impl KcpConnector {
             s.sessions.insert(id, Sess::default());
             id
         };
+        kcp_mio::diag::session_opened(id, addr, false);
         self.driver.poke();
         Ok(KcpStream::from_parts(
             self.driver.clone(),

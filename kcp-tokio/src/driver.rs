@@ -209,6 +209,7 @@ impl Shared {
                     }
                 }
                 Event::Closed(id, reason) => {
+                    kcp_mio::diag::session_closed(id, reason);
                     self.lingering.remove(&id);
                     if let Some(s) = self.sessions.get_mut(&id) {
                         s.ended = Some(reason);
@@ -854,7 +855,8 @@ impl Inner {
             let Stage { buf, items } = &mut rx.stage;
             for &(from, a, b) in items.iter() {
                 if let Some(d) = buf.get_mut(a..b) {
-                    let _ = s.ep.handle_datagram(millis(now), from, d);
+                    let r = s.ep.handle_datagram(millis(now), from, d);
+                    kcp_mio::diag::datagram(from, &r);
                 }
             }
             s.close_delivered();

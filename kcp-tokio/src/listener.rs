@@ -181,6 +181,7 @@ impl KcpListener {
                 s.sessions.insert(id, Sess::default());
                 s.acceptors.remove(key);
                 drop(s);
+                kcp_mio::diag::session_opened(id, peer, true);
                 let stream = KcpStream::from_parts(driver.clone(), id, &self.config, false);
                 return Poll::Ready(Ok((stream, peer)));
             }

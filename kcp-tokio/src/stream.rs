@@ -568,6 +568,7 @@ impl KcpStream {
             s.sessions.insert(id, Sess::default());
             id
         };
+        kcp_mio::diag::session_opened(id, addr, false);
         driver.poke();
         Ok(KcpStream::from_parts(driver, id, &config, true))
     }
