@@ -31,6 +31,10 @@ use socket2::SockRef;
 /// A custom layer factory: builds one session's custom layers, innermost first.
 pub type CustomLayers = Arc<dyn Fn() -> Vec<Layer> + Send + Sync>;
 
+/// Builds one session's congestion controller ([`KcpConfig::congestion`]).
+pub type CongestionMaker =
+    Arc<dyn Fn() -> Box<dyn kcp_core::congestion::Controller + Send> + Send + Sync>;
+
 /// Settings of an endpoint and its sessions, shared by kcp-mio and kcp-tokio.
 ///
 /// ```
@@ -52,6 +56,7 @@ pub struct KcpConfig {
     crypt: Option<(CryptMode, Pass)>,
     custom: Option<CustomLayers>,
     custom_demux: usize,
+    controller: Option<CongestionMaker>,
     idle_timeout: Option<Duration>,
     keepalive: Option<Duration>,
     backlog: usize,
@@ -79,6 +84,7 @@ impl fmt::Debug for KcpConfig {
             .field("fec", &self.fec)
             .field("crypt", &self.crypt_name())
             .field("custom_layers", &self.custom.is_some())
+            .field("controller", &self.controller.is_some())
             .field("idle_timeout", &self.idle_timeout)
             .field("keepalive", &self.keepalive)
             .field("backlog", &self.backlog)
@@ -129,6 +135,7 @@ impl KcpConfig {
             crypt: None,
             custom: None,
             custom_demux: 0,
+            controller: None,
             idle_timeout: Some(Duration::from_secs(60)),
             keepalive: ep.keepalive_ms.map(|m| Duration::from_millis(u64::from(m))),
             backlog: ep.backlog,
@@ -223,6 +230,19 @@ impl KcpConfig {
     ) -> Self {
         self.custom = Some(Arc::new(factory));
         self.custom_demux = demux;
+        self
+    }
+
+    /// Every session's congestion controller, built by `make` for each session (kcp-core's
+    /// [`Controller`](kcp_core::congestion::Controller) trait): both adapters' sessions run
+    /// it instead of the one the engine configuration's `nc` selects. Whatever it decides,
+    /// the engine never sends beyond the flow-control windows, so any controller stays
+    /// wire-compatible.
+    pub fn congestion(
+        mut self,
+        make: impl Fn() -> Box<dyn kcp_core::congestion::Controller + Send> + Send + Sync + 'static,
+    ) -> Self {
+        self.controller = Some(Arc::new(make));
         self
     }
 
@@ -444,6 +464,10 @@ impl KcpConfig {
             max_half_open_per_host: self.max_half_open_per_host,
             accept_timeout_ms: self.accept_timeout.map(ms),
             pool_bytes: self.pool_bytes,
+            controller: self
+                .controller
+                .clone()
+                .map(|make| Box::new(move || make()) as kcp_core::endpoint::ControllerFactory),
             ..EndpointConfig::new(self.engine)
         };
         Ok((ep, adapter))

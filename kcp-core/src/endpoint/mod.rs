@@ -86,6 +86,10 @@ use crate::time::Millis;
 /// Builds a fresh codec stack (innermost first), for a session or for the endpoint itself.
 pub type LayerFactory = Box<dyn FnMut() -> Vec<Layer> + Send>;
 
+/// Builds each session's congestion controller (see [`congestion`](crate::congestion)).
+pub type ControllerFactory =
+    Box<dyn FnMut() -> Box<dyn crate::congestion::Controller + Send> + Send>;
+
 /// Endpoint settings.
 pub struct EndpointConfig {
     /// Every session's engine configuration (header room is set from the layers).
@@ -130,6 +134,10 @@ pub struct EndpointConfig {
     /// (an idle session holds none). Beyond this, drained buffers go back to the allocator.
     /// Default 4 MiB.
     pub pool_bytes: usize,
+    /// Every session's congestion controller, built per session (`None`: the shipped one
+    /// the engine configuration's `nc` selects). The engine never sends beyond the
+    /// flow-control windows, whatever the controller says.
+    pub controller: Option<ControllerFactory>,
 }
 
 impl EndpointConfig {
@@ -150,6 +158,7 @@ impl EndpointConfig {
             max_half_open_per_host: 64,
             accept_timeout_ms: Some(10_000),
             pool_bytes: 4 << 20,
+            controller: None,
         }
     }
 }
@@ -169,6 +178,7 @@ impl fmt::Debug for EndpointConfig {
             .field("max_half_open_per_host", &self.max_half_open_per_host)
             .field("accept_timeout_ms", &self.accept_timeout_ms)
             .field("pool_bytes", &self.pool_bytes)
+            .field("controller", &self.controller.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -520,7 +530,12 @@ impl<A: PeerAddr> Endpoint<A> {
         addr: A,
         conv: u32,
     ) -> Result<SessionId, ConfigError> {
-        let session = Session::new(conv, self.cfg.session, (self.cfg.layers)(), now)?;
+        let mut session = Session::new(conv, self.cfg.session, (self.cfg.layers)(), now)?;
+        if let Some(make) = &mut self.cfg.controller {
+            session
+                .kcp_mut()
+                .set_controller(crate::congestion::Congestion::Boxed(make()));
+        }
         let gen = self.next_gen;
         self.next_gen = self.next_gen.wrapping_add(1).max(1);
         let slot = Slot {
