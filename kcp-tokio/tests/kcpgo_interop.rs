@@ -622,3 +622,60 @@ async fn ipv6_loopback_with_kcp_go() {
     go_client(bin, addr, case, Test::Echo).await;
     task.abort();
 }
+
+/// Keepalive against ikcp.c (siokcp's echo peer, which exits after 4 s without a datagram):
+/// a Rust client with a 2 s idle timeout and a 500 ms keepalive stays quiet for 10 s, then
+/// its next message still comes back. ikcp.c answers the window probes, and the probes keep
+/// the echo peer from its own idle exit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keepalive_keeps_a_quiet_session_with_ikcp_c() {
+    use tokio::io::AsyncReadExt;
+    let _serial = SERIAL.lock().await;
+    let mut child = tokio::process::Command::new("python3")
+        .arg(root().join("interop/ikcp_peer.py"))
+        .args(["echo", "--mode", "stream", "--idle", "4", "--timeout", "40"])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python3 with siokcp: run .ci/setup.sh");
+    let mut out = tokio::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    timeout(
+        Duration::from_secs(10),
+        tokio::io::AsyncBufReadExt::read_line(&mut out, &mut line),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let port: u16 = line
+        .trim()
+        .strip_prefix("listening ")
+        .unwrap_or_else(|| panic!("{line}"))
+        .parse()
+        .unwrap();
+    let engine = Config::ikcp()
+        .with_nodelay(true, 10, 2, true)
+        .with_windows(128, 128);
+    let cfg = KcpConfig::new(engine)
+        .idle_timeout(Some(Duration::from_secs(2)))
+        .keepalive(Some(Duration::from_millis(500)));
+    let connector = kcp_tokio::KcpConnector::bind("127.0.0.1:0", cfg)
+        .await
+        .unwrap();
+    let mut s = connector
+        .connect_with_conv(([127, 0, 0, 1], port).into(), 0x1122_3344)
+        .unwrap();
+    let mut m = [0u8; 7];
+    for (k, msg) in [b"message", b"another"].into_iter().enumerate() {
+        if k == 1 {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+        }
+        s.write_all(msg).await.unwrap();
+        timeout(Duration::from_secs(10), s.read_exact(&mut m))
+            .await
+            .unwrap_or_else(|_| panic!("no echo of message {k}"))
+            .unwrap();
+        assert_eq!(&m, msg);
+    }
+    assert!(connector.stats().keepalives >= 10);
+}
