@@ -233,6 +233,14 @@ impl KcpConfig {
         self
     }
 
+    /// Most bytes of new data per second each session sends (`None`: no limit, the default):
+    /// kcp-core's [`Config::rate_limit`], paced at the engine's interval (a token bucket of
+    /// one interval's worth), so a backlog leaves evenly. Retransmissions are not counted.
+    pub fn rate_limit(mut self, bytes_per_sec: Option<u32>) -> Self {
+        self.engine.rate_limit = bytes_per_sec.unwrap_or(0);
+        self
+    }
+
     /// Every session's congestion controller, built by `make` for each session (kcp-core's
     /// [`Controller`](kcp_core::congestion::Controller) trait): both adapters' sessions run
     /// it instead of the one the engine configuration's `nc` selects. Whatever it decides,
@@ -979,6 +987,11 @@ mod tests {
         let ep = cfg.endpoint_config(false).unwrap();
         assert_eq!(ep.idle_timeout_ms, Some(5000));
         assert_eq!(ep.keepalive_ms, Some(1500));
+        let limited = KcpConfig::default().rate_limit(Some(1_000_000));
+        assert_eq!(
+            limited.endpoint_config(false).unwrap().session.rate_limit,
+            1_000_000
+        );
         let off = KcpConfig::default().keepalive(None);
         assert_eq!(off.endpoint_config(false).unwrap().keepalive_ms, None);
         assert_eq!(

@@ -152,13 +152,26 @@ impl Kcp<'_> {
         }
         let first_new = self.snd_nxt;
         let mut new = 0u32;
+        let rate = self.cfg.rate_limit;
+        if rate > 0 {
+            let dt = now.since(self.rate_at).max(0);
+            self.rate_at = now;
+            self.rate_tokens = self
+                .rate_tokens
+                .saturating_add(i64::from(rate) * i64::from(dt))
+                .min(super::rate_bucket(&self.cfg));
+        }
         while self.snd_nxt != self.snd.end()
             && seq_diff(self.snd_nxt, self.snd.base().wrapping_add(window)) < 0
+            && (rate == 0 || self.rate_tokens > 0)
         {
             let sn = self.snd_nxt;
             if let Some(seg) = self.snd.get_mut(sn) {
                 seg.xmit = 0;
                 seg.fastack = 0;
+                if rate > 0 {
+                    self.rate_tokens -= i64::from(seg.len) * 1000;
+                }
             }
             self.link_tail(sn);
             self.snd_nxt = sn.wrapping_add(1);

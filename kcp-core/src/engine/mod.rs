@@ -220,6 +220,9 @@ pub struct Kcp<'a> {
     /// The last instant the periodic timer was scheduled for; re-arming after an idle spell
     /// keeps kcp-go's phase (ticks every `interval` from here).
     timer_anchor: Millis,
+    /// The rate limit's token bucket, in thousandths of a byte, and when it was last filled.
+    rate_tokens: i64,
+    rate_at: Millis,
     pending: Pending,
     /// Newest `ts` of a regular PUSH, to tell stale FEC-rebuilt segments (see `on_push`).
     newest_push_ts: Option<u32>,
@@ -357,6 +360,8 @@ impl<'a> Kcp<'a> {
             // kcp-go schedules the first timer flush at session creation.
             timer: Some(now),
             timer_anchor: now,
+            rate_tokens: rate_bucket(&cfg),
+            rate_at: now,
             pending: Pending::None,
             newest_push_ts: None,
             last_now: now,
@@ -940,4 +945,10 @@ impl<'a> Kcp<'a> {
         let rto = self.srtt.max(0) as u64 + var4.max(self.cfg.interval as u64);
         self.rx_rto = rto.clamp(self.cfg.min_rto as u64, RTO_MAX as u64) as u32;
     }
+}
+
+/// What the rate limit's bucket holds at most, in thousandths of a byte: one interval's worth
+/// of the rate, at least one full segment.
+pub(crate) fn rate_bucket(cfg: &Config) -> i64 {
+    (i64::from(cfg.rate_limit) * i64::from(cfg.interval)).max(i64::from(cfg.mss()) * 1000)
 }
