@@ -82,6 +82,12 @@ pub struct Config {
     /// arrive; holding back gives the rebuilt copy's ACK time to arrive and saves the
     /// retransmission (see `docs/tuning.md`). RTO retransmission is unaffected.
     pub retransmit_hold_ms: u32,
+    /// Our extension, 0 (off) by default: most bytes of new data per second this session
+    /// sends. Paced at the timer's granularity: each flush admits new segments only while a
+    /// token bucket holds bytes for them, refilled at this rate and holding one `interval`'s
+    /// worth (at least one segment), so a backlog leaves evenly, not in bursts.
+    /// Retransmissions are not counted. Local to the sender; the peer sees a slower sender.
+    pub rate_limit: u32,
 }
 
 impl Default for Config {
@@ -106,6 +112,7 @@ impl Default for Config {
             early_retransmit: true,
             send_queue: MAX_FRAGMENTS as u32,
             retransmit_hold_ms: 0,
+            rate_limit: 0,
         }
     }
 }

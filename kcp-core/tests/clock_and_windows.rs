@@ -307,7 +307,7 @@ fn open_and_deliver(
     panic!("no delivery on conv {conv} within 1 s at {now:?}");
 }
 
-/// The idle timeout stays on (60 s). After an idle gap of 2^31 ms or more, that much time has
+/// The idle timeout stays on (60 s), keepalive off. After an idle gap of 2^31 ms or more, that much time has
 /// passed: both sessions time out at once, nothing spins, and a new session works. After a
 /// jump of just under 2^32 ms (read as a clock slightly behind), the sessions live on, data
 /// flows at once, and the idle timeout fires 60 s later on the new clock, not 60 s plus the
@@ -315,12 +315,18 @@ fn open_and_deliver(
 #[test]
 fn an_endpoint_does_not_spin_after_a_long_gap() {
     use kcp_core::endpoint::CloseReason;
+    // No keepalive: the quiet sessions must reach their idle timeout.
     let mut server: Endpoint<u8> = Endpoint::new(EndpointConfig {
         accept: true,
+        keepalive_ms: None,
         ..EndpointConfig::new(Config::fast3())
     })
     .unwrap();
-    let mut client: Endpoint<u8> = Endpoint::new(EndpointConfig::new(Config::fast3())).unwrap();
+    let mut client: Endpoint<u8> = Endpoint::new(EndpointConfig {
+        keepalive_ms: None,
+        ..EndpointConfig::new(Config::fast3())
+    })
+    .unwrap();
     assert_eq!(server.config().idle_timeout_ms, Some(60_000));
     let mut now = Millis(u32::MAX - 1_000);
     let mut conv = 11;

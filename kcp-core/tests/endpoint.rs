@@ -276,8 +276,10 @@ fn shutdown_waits_for_acknowledgement_and_is_bounded() {
 
 #[test]
 fn idle_endpoint_needs_no_timer() {
+    // Without an idle timeout or a keepalive, nothing is due while sessions are quiet.
     let cfg = EndpointConfig {
         idle_timeout_ms: None,
+        keepalive_ms: None,
         ..server_cfg()
     };
     let mut net = Net::new(vec![
@@ -286,6 +288,7 @@ fn idle_endpoint_needs_no_timer() {
             1,
             Endpoint::new(EndpointConfig {
                 idle_timeout_ms: None,
+                keepalive_ms: None,
                 ..client_cfg()
             })
             .unwrap(),
@@ -432,4 +435,98 @@ fn a_graceful_close_still_sends_the_acks_it_owes() {
         "the server sent what it owed before its session went"
     );
     assert!(client.is_flushed(c), "the client's data is acknowledged");
+}
+
+/// A server and a client with these idle timeouts and keepalives, a session between them
+/// that exchanged one message and then stays quiet.
+fn quiet_pair(
+    server: (Option<u32>, Option<u32>),
+    client: (Option<u32>, Option<u32>),
+) -> (Net, SessionId, SessionId) {
+    let mk = |base: EndpointConfig, (idle, ka): (Option<u32>, Option<u32>)| {
+        Endpoint::new(EndpointConfig {
+            idle_timeout_ms: idle,
+            keepalive_ms: ka,
+            ..base
+        })
+        .unwrap()
+    };
+    let mut net = Net::new(vec![
+        (SERVER, mk(server_cfg(), server)),
+        (1, mk(client_cfg(), client)),
+    ]);
+    let now = net.now;
+    let c = net.ep(1).connect(now, SERVER, 21).unwrap();
+    net.ep(1).send(c, b"hello").unwrap();
+    net.run(100);
+    let s = net.ep(SERVER).accept().unwrap();
+    assert_eq!(read_all(net.ep(SERVER), s), b"hello");
+    (net, c, s)
+}
+
+fn closed(events: &[(Addr, Event)]) -> Vec<(Addr, CloseReason)> {
+    events
+        .iter()
+        .filter_map(|(a, e)| match e {
+            Event::Closed(_, r) => Some((*a, *r)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn keepalive_keeps_a_quiet_session_past_the_idle_timeout_from_either_side() {
+    let (idle, ka) = (Some(2_000), Some(500));
+    // Both sides time out after 2 s of silence; the keepalive is on one side at a time (the
+    // other side only answers), then on both.
+    for (server_ka, client_ka) in [(ka, None), (None, ka), (ka, ka)] {
+        let (mut net, c, s) = quiet_pair((idle, server_ka), (idle, client_ka));
+        let events = net.run(10_000);
+        assert_eq!(closed(&events), [], "keepalive {server_ka:?}/{client_ka:?}");
+        let probes = net.ep(SERVER).stats().keepalives + net.ep(1).stats().keepalives;
+        // One probe per quiet half second, from the side with the keepalive (both sides:
+        // at most one each).
+        assert!((10..=40).contains(&probes), "{probes} probes");
+        // The session still carries data both ways.
+        net.ep(1).send(c, b"still here").unwrap();
+        net.ep(SERVER).send(s, b"me too").unwrap();
+        net.run(100);
+        assert_eq!(read_all(net.ep(SERVER), s), b"still here");
+        assert_eq!(read_all(net.ep(1), c), b"me too");
+    }
+}
+
+#[test]
+fn without_keepalive_a_quiet_session_ends_at_the_idle_timeout() {
+    let (mut net, c, s) = quiet_pair((Some(2_000), None), (Some(2_000), None));
+    let events = net.run(2_100);
+    let mut ends = closed(&events);
+    ends.sort_by_key(|e| e.0);
+    assert_eq!(
+        ends,
+        [
+            (SERVER, CloseReason::IdleTimeout),
+            (1, CloseReason::IdleTimeout)
+        ]
+    );
+    assert!(events.contains(&(SERVER, Event::Closed(s, CloseReason::IdleTimeout))));
+    assert!(events.contains(&(1, Event::Closed(c, CloseReason::IdleTimeout))));
+    assert_eq!(net.ep(SERVER).stats().keepalives, 0);
+}
+
+#[test]
+fn keepalive_does_not_keep_a_vanished_peers_session() {
+    let (mut net, _c, s) = quiet_pair((Some(2_000), Some(500)), (None, None));
+    // The client vanishes: nothing answers the server's probes.
+    net.eps.retain(|(a, _)| *a == SERVER);
+    let events = net.run(2_100);
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| matches!(e.1, Event::Closed(..)))
+            .collect::<Vec<_>>(),
+        [&(SERVER, Event::Closed(s, CloseReason::IdleTimeout))]
+    );
+    assert!(net.ep(SERVER).stats().keepalives >= 3);
+    assert!(net.ep(SERVER).is_empty());
 }

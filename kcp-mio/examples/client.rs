@@ -259,7 +259,7 @@ fn run(a: Args) -> Result<bool, String> {
         test,
         bytes: 0,
         seconds: started.elapsed().as_secs_f64(),
-        rtts_us: Vec::new(),
+        rtt: Default::default(),
         retrans: 0,
         fec_recovered: 0,
     };
@@ -270,7 +270,7 @@ fn run(a: Args) -> Result<bool, String> {
                 total.bytes += r.bytes;
                 total.retrans += r.retrans;
                 total.fec_recovered += r.fec_recovered;
-                total.rtts_us.extend_from_slice(&r.rtts_us);
+                total.rtt.merge(&r.rtt);
             }
             Some(Err(e)) => {
                 eprintln!("session {k} failed: {e}");
@@ -281,7 +281,6 @@ fn run(a: Args) -> Result<bool, String> {
     }
     if n > 1 || a.json {
         // One summary line per run (all sessions), as kcp-perf and the Go peer print.
-        total.rtts_us.sort_unstable();
         if !a.json {
             print!("total ({n} conns): ");
         }

@@ -17,6 +17,10 @@ pub const DEFAULT_PORT: u16 = 4000;
 /// KCP settings, with kcptun's names and defaults (both sides must agree).
 #[derive(Args, Debug, Clone)]
 pub struct KcpArgs {
+    /// Use the library's defaults (`KcpConfig::default()`: fast mode, its windows, MTU 1400,
+    /// no FEC, no encryption) and ignore every other KCP option.
+    #[arg(long)]
+    defaults: bool,
     /// Packet encryption: aes, aes-128, aes-192, salsa20, blowfish, twofish, cast5, 3des,
     /// tea, xtea, xor, sm4, none, null.
     #[arg(long, default_value = "aes")]
@@ -72,11 +76,17 @@ pub struct KcpArgs {
 impl KcpArgs {
     /// Whether the flags ask for stream mode.
     pub fn stream(&self) -> bool {
+        if self.defaults {
+            return KcpConfig::default().engine().stream;
+        }
         self.stream
     }
 
     /// The endpoint configuration these flags describe, or what is wrong with them.
     pub fn config(&self) -> Result<KcpConfig, String> {
+        if self.defaults {
+            return Ok(KcpConfig::default());
+        }
         let mut engine = match self.mode.as_str() {
             "manual" => Config::default().with_nodelay(false, 50, 0, false),
             m => Config::by_name(m).ok_or(format!("--mode: unknown {m:?}"))?,

@@ -281,6 +281,9 @@ impl Endpoint {
             self.set_writable_interest(true);
         }
         while let Some(e) = self.core.poll_event() {
+            if let Event::Closed(id, reason) = e {
+                crate::diag::session_closed(id, reason);
+            }
             self.events.push_back(e);
         }
     }
@@ -332,7 +335,8 @@ impl Endpoint {
                     self.rx.for_each(|from, d| {
                         work.datagrams_in += 1;
                         // Rejected datagrams are counted in the endpoint's stats.
-                        let _ = core.handle_datagram(now, from, d);
+                        let r = core.handle_datagram(now, from, d);
+                        crate::diag::datagram(from, &r);
                     });
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -352,7 +356,11 @@ impl Endpoint {
 
     /// The next session a peer opened, in arrival order.
     pub fn accept(&mut self) -> Option<SessionId> {
-        self.core.accept()
+        let id = self.core.accept()?;
+        if let Some(peer) = self.core.remote(id) {
+            crate::diag::session_opened(id, peer, true);
+        }
+        Some(id)
     }
 
     /// Opens a session to `addr` with a random conversation id (kcp-go's `Dial`). No packet
@@ -372,7 +380,9 @@ impl Endpoint {
     /// Opens a session to `addr` with conversation id `conv` (kcp-go's `NewConn3`).
     pub fn connect_with_conv(&mut self, addr: SocketAddr, conv: u32) -> io::Result<SessionId> {
         let now = self.now();
-        self.core.connect(now, addr, conv).map_err(io_error)
+        let id = self.core.connect(now, addr, conv).map_err(io_error)?;
+        crate::diag::session_opened(id, addr, false);
+        Ok(id)
     }
 
     /// Queues data on a session. Stream mode: takes what fits (at least one byte) and returns

@@ -36,7 +36,8 @@
 //! use mio::{Events, Poll, Token};
 //!
 //! # fn main() -> std::io::Result<()> {
-//! let config = KcpConfig::new(Config::fast3()).fec(10, 3).crypt("aes", "secret")?;
+//! let engine = Config::fast3().with_windows(2048, 2048);
+//! let config = KcpConfig::new(engine).fec(10, 3).crypt("aes", "secret")?;
 //! let mut poll = Poll::new()?;
 //! let mut server = Endpoint::listen("127.0.0.1:0".parse().unwrap(), &config, poll.registry(), Token(0))?;
 //! let mut client = Endpoint::client("127.0.0.1:0".parse().unwrap(), &config, poll.registry(), Token(1))?;
@@ -92,8 +93,10 @@
 
 #[cfg(feature = "cli")]
 pub mod cli;
+pub mod diag;
 #[cfg(feature = "mio")]
 mod endpoint;
+pub mod histogram;
 #[cfg(feature = "perf")]
 pub mod perf;
 #[cfg(feature = "smux")]
@@ -106,7 +109,7 @@ pub mod udp;
 #[cfg(feature = "mio")]
 pub use endpoint::{Endpoint, SessionInfo, Work};
 pub use kcp_core::endpoint::{CloseReason, EndpointStats, Event, SessionId};
-pub use stack::KcpConfig;
+pub use stack::{KcpConfig, DEFAULT_WINDOW};
 
 // What a user of either adapter touches below it, so one dependency line is enough.
 /// The sans-IO engine, endpoint and codec trait (the `kcp-core` crate).

@@ -25,11 +25,15 @@ use std::time::Duration;
 
 use kcp_core::endpoint::{EndpointConfig, LayerFactory};
 use kcp_core::{Config, Layer};
-use kcp_crypto::{CipherKind, Pass};
+use kcp_crypto::{AeadKind, CipherKind, Pass};
 use socket2::SockRef;
 
 /// A custom layer factory: builds one session's custom layers, innermost first.
 pub type CustomLayers = Arc<dyn Fn() -> Vec<Layer> + Send + Sync>;
+
+/// Builds one session's congestion controller ([`KcpConfig::congestion`]).
+pub type CongestionMaker =
+    Arc<dyn Fn() -> Box<dyn kcp_core::congestion::Controller + Send> + Send + Sync>;
 
 /// Settings of an endpoint and its sessions, shared by kcp-mio and kcp-tokio.
 ///
@@ -49,10 +53,12 @@ pub type CustomLayers = Arc<dyn Fn() -> Vec<Layer> + Send + Sync>;
 pub struct KcpConfig {
     engine: Config,
     fec: Option<(usize, usize)>,
-    crypt: Option<(CipherKind, Pass)>,
+    crypt: Option<(CryptMode, Pass)>,
     custom: Option<CustomLayers>,
     custom_demux: usize,
+    controller: Option<CongestionMaker>,
     idle_timeout: Option<Duration>,
+    keepalive: Option<Duration>,
     backlog: usize,
     max_sessions: usize,
     shutdown_timeout: Duration,
@@ -82,9 +88,11 @@ impl fmt::Debug for KcpConfig {
         f.debug_struct("KcpConfig")
             .field("engine", &self.engine)
             .field("fec", &self.fec)
-            .field("cipher", &self.crypt.as_ref().map(|c| c.0))
+            .field("crypt", &self.crypt_name())
             .field("custom_layers", &self.custom.is_some())
+            .field("controller", &self.controller.is_some())
             .field("idle_timeout", &self.idle_timeout)
+            .field("keepalive", &self.keepalive)
             .field("backlog", &self.backlog)
             .field("max_sessions", &self.max_sessions)
             .field("shutdown_timeout", &self.shutdown_timeout)
@@ -96,10 +104,16 @@ impl fmt::Debug for KcpConfig {
     }
 }
 
+/// Send and receive window, in segments, of [`KcpConfig::default`]: enough for 5 MB/s and more
+/// at 100 ms round trip and 1 % loss (see `docs/tuning.md` for sizing them, and what a busy
+/// session holds at each size; an idle session holds nothing for them).
+pub const DEFAULT_WINDOW: u32 = 2048;
+
 impl Default for KcpConfig {
-    /// kcptun's default mode (`fast`), stream mode, no FEC, no encryption.
+    /// kcptun's default mode (`fast`), stream mode, windows of [`DEFAULT_WINDOW`] segments
+    /// each way, no FEC, no encryption.
     fn default() -> Self {
-        KcpConfig::new(Config::fast())
+        KcpConfig::new(Config::fast().with_windows(DEFAULT_WINDOW, DEFAULT_WINDOW))
     }
 }
 
@@ -130,7 +144,10 @@ fn invalid(msg: String) -> io::Error {
 }
 
 impl KcpConfig {
-    /// Settings around an engine configuration (see [`Config`]'s presets). Defaults: no FEC,
+    /// Settings around an engine configuration (see [`Config`]'s presets), used as given: the
+    /// presets keep kcp-go's windows of 32 segments (about 0.4 MB/s at 100 ms round trip),
+    /// so set yours with [`Config::with_windows`] ([`DEFAULT_WINDOW`] in
+    /// [`KcpConfig::default`]; `docs/tuning.md` sizes them). Defaults: no FEC,
     /// no encryption, idle timeout 60 s, backlog 128, 65,536 sessions, shutdown linger 10 s,
     /// socket buffers 4 MiB, the endpoint's admission defaults.
     pub fn new(engine: Config) -> Self {
@@ -141,7 +158,9 @@ impl KcpConfig {
             crypt: None,
             custom: None,
             custom_demux: 0,
+            controller: None,
             idle_timeout: Some(Duration::from_secs(60)),
+            keepalive: ep.keepalive_ms.map(|m| Duration::from_millis(u64::from(m))),
             backlog: ep.backlog,
             max_sessions: ep.max_sessions,
             shutdown_timeout: Duration::from_secs(10),
@@ -192,21 +211,40 @@ impl KcpConfig {
         self.fec
     }
 
-    /// kcp-go packet encryption as kcptun sets it up: `--crypt name --key key` (`aes`,
-    /// `aes-128`, `aes-192`, `salsa20`, `blowfish`, `twofish`, `cast5`, `3des`, `tea`, `xtea`,
-    /// `xor`, `sm4`, `none`, `null`). The key is derived once here (PBKDF2, a few ms); each
-    /// session gets its own cipher and nonce generator, seeded from the OS. Unknown names are
-    /// refused (kcptun would silently fall back to aes).
+    /// Packet encryption by name, with the key kcptun derives from `key` (PBKDF2, a few ms,
+    /// done once here); each session gets its own cipher state and nonces, seeded from the
+    /// OS. Unknown names are refused (kcptun would silently fall back to aes).
+    ///
+    /// * kcp-go v5.6.1's layout, kcptun's `--crypt`: `aes`, `aes-128`, `aes-192`, `salsa20`,
+    ///   `blowfish`, `twofish`, `cast5`, `3des`, `tea`, `xtea`, `xor`, `sm4`, `none`, `null`
+    ///   (no layer). Encrypted and checked by a CRC, **not authenticated**.
+    /// * Authenticated, upstream kcp-go's AEAD layout (v5.6.49 and later, kcptun's
+    ///   `-crypt aes-128-gcm`; **not** v5.6.1): `aes-128-gcm`, `chacha20-poly1305`
+    ///   ([`kcp_crypto::AeadCrypt`]).
+    /// * Authenticated and replay-protected, this crate's extension (both peers must run
+    ///   it): `aes-128-gcm-replay`, `chacha20-poly1305-replay`
+    ///   ([`kcp_crypto::ReplayAeadCrypt`]): a replayed datagram is dropped and counted.
+    ///
+    /// The trade-offs are in the project's `docs/security.md`.
     pub fn crypt(mut self, name: &str, key: &str) -> io::Result<Self> {
-        let kind =
-            CipherKind::from_name(name).map_err(|e| invalid(format!("--crypt {name}: {e}")))?;
-        self.crypt = (kind != CipherKind::Null).then(|| (kind, Pass::derive(key.as_bytes())));
+        let mode = CryptMode::from_name(name)?;
+        self.crypt = (mode != CryptMode::Packet(CipherKind::Null))
+            .then(|| (mode, Pass::derive(key.as_bytes())));
         Ok(self)
     }
 
-    /// The cipher, `None` without encryption (`null`).
+    /// The kcp-go v5.6.1 cipher, `None` without encryption (`null`) or with an authenticated
+    /// mode (see [`crypt_name`](Self::crypt_name)).
     pub fn cipher(&self) -> Option<CipherKind> {
-        self.crypt.as_ref().map(|c| c.0)
+        match self.crypt.as_ref()?.0 {
+            CryptMode::Packet(k) => Some(k),
+            _ => None,
+        }
+    }
+
+    /// The name of the packet encryption as [`crypt`](Self::crypt) took it, `None` without.
+    pub fn crypt_name(&self) -> Option<&'static str> {
+        self.crypt.as_ref().map(|c| c.0.name())
     }
 
     /// Custom codec layers, placed between FEC and encryption (innermost first). Each session
@@ -224,8 +262,30 @@ impl KcpConfig {
         self
     }
 
+    /// Most bytes of new data per second each session sends (`None`: no limit, the default):
+    /// kcp-core's [`Config::rate_limit`], paced at the engine's interval (a token bucket of
+    /// one interval's worth), so a backlog leaves evenly. Retransmissions are not counted.
+    pub fn rate_limit(mut self, bytes_per_sec: Option<u32>) -> Self {
+        self.engine.rate_limit = bytes_per_sec.unwrap_or(0);
+        self
+    }
+
+    /// Every session's congestion controller, built by `make` for each session (kcp-core's
+    /// [`Controller`](kcp_core::congestion::Controller) trait): both adapters' sessions run
+    /// it instead of the one the engine configuration's `nc` selects. Whatever it decides,
+    /// the engine never sends beyond the flow-control windows, so any controller stays
+    /// wire-compatible.
+    pub fn congestion(
+        mut self,
+        make: impl Fn() -> Box<dyn kcp_core::congestion::Controller + Send> + Send + Sync + 'static,
+    ) -> Self {
+        self.controller = Some(Arc::new(make));
+        self
+    }
+
     /// Close a session after this long without hearing from the peer (`None`: never). KCP
-    /// has no close handshake; this is how a vanished peer is noticed. Default 60 s.
+    /// has no close handshake; this is how a vanished peer is noticed. Default 60 s. A quiet
+    /// session whose peer is still there is kept alive by the [`keepalive`](Self::keepalive).
     pub fn idle_timeout(mut self, t: Option<Duration>) -> Self {
         self.idle_timeout = t;
         self
@@ -234,6 +294,25 @@ impl KcpConfig {
     /// The idle timeout.
     pub fn get_idle_timeout(&self) -> Option<Duration> {
         self.idle_timeout
+    }
+
+    /// Keepalive interval (default 10 s; `None`: off). When nothing was heard from the peer
+    /// for this long, the session asks the peer for its window (a KCP `WASK` segment, 24
+    /// bytes plus the codec headers), and asks again every interval while the peer stays
+    /// quiet. kcp-go, ikcp.c and this crate answer with their window (`WINS`), and that
+    /// answer counts as hearing from the peer: a quiet session does not reach the
+    /// [idle timeout](Self::idle_timeout) while its peer is there. It does not keep a dead
+    /// peer's session alive: a vanished peer sends no answer, and the idle timeout counts
+    /// only what is received. Only one side needs it; no wire change, nothing to negotiate.
+    /// Keep it at a third of the idle timeout or less, so a lost probe is retried in time.
+    pub fn keepalive(mut self, t: Option<Duration>) -> Self {
+        self.keepalive = t;
+        self
+    }
+
+    /// The keepalive interval.
+    pub fn get_keepalive(&self) -> Option<Duration> {
+        self.keepalive
     }
 
     /// Sessions peers opened that wait for `accept` (default 128, as kcp-go); more are refused.
@@ -460,6 +539,7 @@ impl KcpConfig {
             backlog: self.backlog,
             max_sessions: self.max_sessions,
             idle_timeout_ms: self.idle_timeout.map(ms),
+            keepalive_ms: self.keepalive.map(|d| ms(d).max(1)),
             closed_linger_ms: ms(self.closed_linger),
             half_open_timeout_ms: ms(self.half_open_timeout),
             max_half_open: self.max_half_open,
@@ -473,6 +553,10 @@ impl KcpConfig {
             accept_timeout_ms: self.accept_timeout.map(ms),
             pool_bytes: self.pool_bytes,
             recv_budget_bytes: self.recv_budget,
+            controller: self
+                .controller
+                .clone()
+                .map(|make| Box::new(move || make()) as kcp_core::endpoint::ControllerFactory),
             ..EndpointConfig::new(self.engine)
         };
         Ok((ep, adapter))
@@ -544,6 +628,88 @@ impl SharedFec {
     }
 }
 
+/// Which packet encryption a configuration names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CryptMode {
+    /// kcp-go v5.6.1's layout ([`kcp_crypto::PacketCrypt`]).
+    Packet(CipherKind),
+    /// Upstream kcp-go's AEAD layout ([`kcp_crypto::AeadCrypt`]).
+    Aead(AeadKind),
+    /// This crate's replay-protected AEAD ([`kcp_crypto::ReplayAeadCrypt`]).
+    Replay(AeadKind),
+}
+
+impl CryptMode {
+    fn from_name(name: &str) -> io::Result<CryptMode> {
+        if let Some(aead) = name.strip_suffix("-replay") {
+            if let Ok(k) = AeadKind::from_name(aead) {
+                return Ok(CryptMode::Replay(k));
+            }
+        }
+        if let Ok(k) = AeadKind::from_name(name) {
+            return Ok(CryptMode::Aead(k));
+        }
+        CipherKind::from_name(name)
+            .map(CryptMode::Packet)
+            .map_err(|e| invalid(format!("--crypt {name}: {e}")))
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            CryptMode::Packet(k) => k.name(),
+            CryptMode::Aead(k) => k.name(),
+            CryptMode::Replay(AeadKind::Aes128Gcm) => "aes-128-gcm-replay",
+            CryptMode::Replay(AeadKind::ChaCha20Poly1305) => "chacha20-poly1305-replay",
+        }
+    }
+}
+
+/// The key of an authenticated mode, shared by every session of an endpoint.
+#[derive(Clone)]
+enum SharedAead {
+    Aead(Arc<kcp_crypto::AeadKey>),
+    Replay(Arc<kcp_crypto::ReplayKey>),
+}
+
+impl SharedAead {
+    fn new(mode: CryptMode, pass: &Pass) -> Option<SharedAead> {
+        match mode {
+            CryptMode::Packet(_) => None,
+            CryptMode::Aead(kind) => Some(SharedAead::Aead(Arc::new(
+                kcp_crypto::AeadKey::from_pass(kind, pass, &mut os_rng()),
+            ))),
+            CryptMode::Replay(kind) => Some(SharedAead::Replay(Arc::new(
+                kcp_crypto::ReplayKey::from_pass(kind, pass),
+            ))),
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            SharedAead::Aead(k) => CryptMode::Aead(k.kind()).name(),
+            SharedAead::Replay(k) => CryptMode::Replay(k.kind()).name(),
+        }
+    }
+
+    /// One session's layer: the shared key; its own nonces (and, replay-protected, its own
+    /// sender id, sequence numbers and replay window).
+    fn session_layer(&self) -> Layer {
+        match self {
+            SharedAead::Aead(k) => Box::new(kcp_crypto::AeadCrypt::with_key(Arc::clone(k))),
+            SharedAead::Replay(k) => Box::new(kcp_crypto::ReplayAeadCrypt::with_key(
+                Arc::clone(k),
+                &mut os_rng(),
+            )),
+        }
+    }
+}
+
+/// The OS random source. It does not fail on the systems we run on; if it did, this panics
+/// rather than send predictable nonces.
+fn os_rng() -> rand_core::UnwrapErr<getrandom::SysRng> {
+    rand_core::UnwrapErr(getrandom::SysRng)
+}
+
 /// The cipher part shared by every session of an endpoint: the key schedule and the nonce
 /// key, built once (a Twofish schedule alone is 4.5 KiB).
 #[derive(Clone)]
@@ -554,9 +720,7 @@ struct SharedCipher {
 
 impl SharedCipher {
     fn new(kind: CipherKind, pass: &Pass) -> SharedCipher {
-        // The OS random source does not fail on the systems we run on; if it did, this
-        // panics rather than send predictable nonces.
-        let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
+        let mut rng = os_rng();
         let cipher = kcp_crypto::BlockCrypt::from_pass(kind, pass);
         SharedCipher {
             kind,
@@ -581,6 +745,8 @@ pub struct Stack {
     fec: Option<SharedFec>,
     custom: Option<CustomLayers>,
     crypt: Option<SharedCipher>,
+    /// An authenticated mode (always in the sessions: a replay window is per session).
+    aead: Option<SharedAead>,
     /// The adapter encrypts: sessions reserve the cipher's header only.
     deferred: bool,
     /// The FEC layer of sessions with FEC off: receive-only, sharing one (1, 1) code.
@@ -594,6 +760,7 @@ impl fmt::Debug for Stack {
             .field("fec", &self.fec)
             .field("custom", &self.custom.is_some())
             .field("cipher", &self.crypt.as_ref().map(|c| c.kind))
+            .field("aead", &self.aead.as_ref().map(SharedAead::name))
             .field("deferred", &self.deferred)
             .field("demux_layers", &self.demux_layers)
             .finish()
@@ -607,13 +774,17 @@ impl Stack {
             Some((ds, ps)) => Some(SharedFec::new(ds, ps)?),
             None => None,
         };
-        let crypt = config
+        let crypt = match &config.crypt {
+            Some((CryptMode::Packet(kind), pass)) => Some(SharedCipher::new(*kind, pass)),
+            _ => None,
+        };
+        let aead = config
             .crypt
             .as_ref()
-            .map(|(kind, pass)| SharedCipher::new(*kind, pass));
+            .and_then(|(mode, pass)| SharedAead::new(*mode, pass));
         let receive_only =
             kcp_fec::FecCode::new(1, 1).map_err(|e| invalid(format!("FEC 1/1: {e}")))?;
-        let demux_layers = if crypt.is_some() {
+        let demux_layers = if crypt.is_some() || aead.is_some() {
             1
         } else {
             config.custom_demux
@@ -622,6 +793,7 @@ impl Stack {
             fec,
             custom: config.custom.clone(),
             crypt,
+            aead,
             deferred: false,
             receive_only,
             demux_layers,
@@ -631,7 +803,8 @@ impl Stack {
     /// Leaves encryption to the adapter: sessions reserve the cipher's header only (kcp-core's
     /// [`Reserve`](kcp_core::Reserve), which the endpoint opens before demultiplexing as it
     /// would the cipher), and the returned maker builds the adapter's layers (`None` without
-    /// encryption).
+    /// encryption, and with an authenticated mode, which stays in the sessions and the
+    /// endpoint: a replay window belongs to its session).
     pub fn defer_crypt(&mut self) -> Option<AdapterCrypt> {
         let cipher = self.crypt.clone()?;
         self.deferred = true;
@@ -666,6 +839,9 @@ impl Stack {
             } else {
                 v.push(c.session_layer());
             }
+        }
+        if let Some(a) = &self.aead {
+            v.push(a.session_layer());
         }
         v
     }
@@ -801,6 +977,32 @@ mod tests {
     }
 
     #[test]
+    fn authenticated_modes_are_chosen_by_name() {
+        for (name, header) in [
+            ("aes-128-gcm", 12),
+            ("chacha20-poly1305", 12),
+            ("aes-128-gcm-replay", 16),
+            ("chacha20-poly1305-replay", 16),
+        ] {
+            let cfg = KcpConfig::new(Config::fast()).crypt(name, "k").unwrap();
+            assert_eq!(cfg.crypt_name(), Some(name));
+            assert_eq!(cfg.cipher(), None);
+            let (ep, adapter) = cfg
+                .endpoint_config_with(true, CryptPlacement::Adapter)
+                .unwrap();
+            assert!(adapter.is_none(), "{name}: stays in the sessions");
+            assert_eq!(ep.demux_layers, 1);
+            let layers = Stack::new(&cfg).unwrap().session_layers();
+            assert_eq!(names(&layers), [0, header], "{name}");
+            assert_eq!(layers[1].trailer_len(), 16, "{name}");
+        }
+        let aes = KcpConfig::default().crypt("aes-128", "k").unwrap();
+        assert_eq!(aes.crypt_name(), Some("aes-128"));
+        assert!(KcpConfig::default().crypt("aes-replay", "k").is_err());
+        assert!(KcpConfig::default().crypt("aes-128-gcm-", "k").is_err());
+    }
+
+    #[test]
     fn bad_settings_are_refused() {
         assert!(KcpConfig::default().crypt("rot13", "k").is_err());
         assert!(KcpConfig::default().fec(200, 200).check().is_err());
@@ -810,12 +1012,20 @@ mod tests {
         };
         assert!(KcpConfig::new(bad).check().is_err());
         assert!(KcpConfig::default().check().is_ok());
+        let e = KcpConfig::default().engine().to_owned();
+        assert_eq!((e.snd_wnd, e.rcv_wnd), (DEFAULT_WINDOW, DEFAULT_WINDOW));
+        assert_eq!(
+            (e.nodelay, e.interval, e.resend, e.nc, e.stream),
+            (false, 30, 2, true, true),
+            "kcptun's fast mode"
+        );
     }
 
     #[test]
     fn lifecycle_and_admission_reach_the_endpoint() {
         let cfg = KcpConfig::default()
             .idle_timeout(Some(Duration::from_secs(5)))
+            .keepalive(Some(Duration::from_millis(1500)))
             .backlog(7)
             .max_sessions(9)
             .closed_linger(Duration::from_millis(1234))
@@ -828,6 +1038,18 @@ mod tests {
         let machine = KcpConfig::default().endpoint_config(false).unwrap();
         assert!((16 << 20..=1 << 30).contains(&machine.recv_budget_bytes));
         assert_eq!(ep.idle_timeout_ms, Some(5000));
+        assert_eq!(ep.keepalive_ms, Some(1500));
+        let limited = KcpConfig::default().rate_limit(Some(1_000_000));
+        assert_eq!(
+            limited.endpoint_config(false).unwrap().session.rate_limit,
+            1_000_000
+        );
+        let off = KcpConfig::default().keepalive(None);
+        assert_eq!(off.endpoint_config(false).unwrap().keepalive_ms, None);
+        assert_eq!(
+            KcpConfig::default().get_keepalive(),
+            Some(Duration::from_secs(10))
+        );
         assert_eq!((ep.backlog, ep.max_sessions), (7, 9));
         assert_eq!(ep.closed_linger_ms, 1234);
         assert_eq!(

@@ -14,9 +14,10 @@ use std::time::Duration;
 use kcp_tokio::{Config, KcpConfig, KcpListener, KcpStream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// kcptun's `fast3` mode, FEC 10/3 and AES, as both ends must agree.
+/// kcptun's `fast3` mode with windows of 2048 segments, FEC 10/3 and AES, as both ends must
+/// agree.
 fn config() -> std::io::Result<KcpConfig> {
-    KcpConfig::new(Config::fast3())
+    KcpConfig::new(Config::fast3().with_windows(2048, 2048))
         .fec(10, 3)
         .crypt("aes", "echo example key")
         .map(|c| c.read_timeout(Some(Duration::from_secs(10))))

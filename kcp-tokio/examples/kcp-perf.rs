@@ -42,7 +42,8 @@ enum Cmd {
 
 #[derive(Args)]
 struct ServerArgs {
-    /// Address to listen on (`:PORT` = all interfaces).
+    /// Address to listen on (`:PORT` = all IPv4 interfaces, as kcptun; `[::]:PORT` = IPv6
+    /// and, where the system maps them (Linux by default), IPv4 too).
     #[arg(long, default_value = ":4000")]
     listen: String,
     /// One JSON object per session on stdout.
@@ -349,7 +350,7 @@ async fn client(a: ClientArgs) -> Result<bool, String> {
         test,
         bytes: 0,
         seconds: 0.0,
-        rtts_us: Vec::new(),
+        rtt: Default::default(),
         retrans: 0,
         fec_recovered: 0,
     };
@@ -360,7 +361,7 @@ async fn client(a: ClientArgs) -> Result<bool, String> {
                 total.bytes += r.bytes;
                 total.retrans += r.retrans;
                 total.fec_recovered += r.fec_recovered;
-                total.rtts_us.extend_from_slice(&r.rtts_us);
+                total.rtt.merge(&r.rtt);
             }
             Ok(Err(e)) => {
                 eprintln!("session failed: {e}");
@@ -375,7 +376,6 @@ async fn client(a: ClientArgs) -> Result<bool, String> {
     if conns > 1 || json {
         // One summary line per run (all sessions), as the Go peer prints.
         total.seconds = started.elapsed().as_secs_f64();
-        total.rtts_us.sort_unstable();
         if json {
             let (cpu, rss) = resources();
             let line = total.json("client", ok, cpu, rss, "");

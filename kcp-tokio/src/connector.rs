@@ -97,6 +97,7 @@ impl KcpConnector {
             s.sessions.insert(id, Sess::default());
             id
         };
+        kcp_mio::diag::session_opened(id, addr, false);
         self.driver.poke();
         Ok(KcpStream::from_parts(
             self.driver.clone(),
@@ -104,6 +105,34 @@ impl KcpConnector {
             &self.config,
             false,
         ))
+    }
+
+    /// Waits until the sessions of every dropped stream of this connector have delivered
+    /// what was written (acknowledged by the peer) or given up after
+    /// [`KcpConfig::linger`](crate::KcpConfig::linger), as quinn's `Endpoint::wait_idle`. A
+    /// dropped stream's session lingers in the socket's driver task, which dies with the
+    /// runtime: a program that writes, drops its streams and returns from `main` loses
+    /// what is still in flight unless it waits here first. Streams still held are not waited
+    /// for. Resolves at once if nothing lingers, and when the socket failed.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> std::io::Result<()> {
+    /// use kcp_tokio::{KcpConfig, KcpConnector};
+    /// use tokio::io::AsyncWriteExt;
+    ///
+    /// let connector = KcpConnector::bind("0.0.0.0:0", KcpConfig::default()).await?;
+    /// let mut s = connector.connect("127.0.0.1:4000").await?;
+    /// s.write_all(&[7u8; 1 << 20]).await?;
+    /// drop(s); // lingers until delivered
+    /// connector.wait_idle().await; // now the process may exit
+    /// # Ok(()) }
+    /// ```
+    pub async fn wait_idle(&self) {
+        self.driver.wait_idle().await
+    }
+
+    pub(crate) fn driver(&self) -> &Driver {
+        &self.driver
     }
 
     /// The bound address.

@@ -125,6 +125,8 @@ pub(crate) struct Sess {
     pub(crate) writers: Waiters,
     /// `shutdown` callers waiting until everything written is acknowledged.
     pub(crate) flushers: Waiters,
+    /// `closed` callers waiting until the session ends.
+    pub(crate) closers: Waiters,
     /// Why the session ended (recorded while a stream refers to it).
     pub(crate) ended: Option<CloseReason>,
     /// The write side is shut down (writes fail with BrokenPipe).
@@ -152,6 +154,8 @@ pub(crate) struct Shared {
     /// writable edge can pass unseen between a writer's check and the next drain.
     write_watch: HashSet<SessionId>,
     pub(crate) acceptors: Waiters,
+    /// `wait_idle` callers waiting until no dropped stream's session lingers.
+    idle_waiters: Waiters,
     /// A listener accepts from this socket (otherwise sessions peers open are closed).
     pub(crate) listening: bool,
     /// The socket failed with this kind; the driver stopped.
@@ -203,18 +207,23 @@ impl Shared {
                     }
                 }
                 Event::Closed(id, reason) => {
+                    kcp_mio::diag::session_closed(id, reason);
                     self.lingering.remove(&id);
                     if let Some(s) = self.sessions.get_mut(&id) {
                         s.ended = Some(reason);
                         s.readers.take_into(wake);
                         s.writers.take_into(wake);
                         s.flushers.take_into(wake);
+                        s.closers.take_into(wake);
                     }
                 }
                 // Events added to kcp-core later: nothing waits on them.
                 #[allow(unreachable_patterns)]
                 _ => {}
             }
+        }
+        if self.lingering.is_empty() {
+            self.idle_waiters.take_into(wake);
         }
         if !self.write_watch.is_empty() {
             let ep = &self.ep;
@@ -302,8 +311,32 @@ impl Shared {
             s.readers.take_into(wake);
             s.writers.take_into(wake);
             s.flushers.take_into(wake);
+            s.closers.take_into(wake);
         }
         self.acceptors.take_into(wake);
+        self.idle_waiters.take_into(wake);
+    }
+
+    /// Whether no dropped stream's session lingers (or the driver stopped); else `waker`
+    /// is woken when that changes.
+    pub(crate) fn poll_idle(&mut self, key: u64, waker: &Waker) -> bool {
+        let mut wake = Vec::new();
+        self.dispatch(&mut wake);
+        for w in wake {
+            w.wake();
+        }
+        if self.lingering.is_empty() || self.stopped.is_some() {
+            self.idle_waiters.remove(key);
+            true
+        } else {
+            self.idle_waiters.register(key, waker);
+            false
+        }
+    }
+
+    /// Forgets a `wait_idle` caller.
+    pub(crate) fn forget_idle(&mut self, key: u64) {
+        self.idle_waiters.remove(key);
     }
 
     /// The endpoint's counters (datagrams the driver could not decrypt included).
@@ -427,6 +460,7 @@ impl Driver {
                 flush_watch: HashSet::new(),
                 write_watch: HashSet::new(),
                 acceptors: Waiters::default(),
+                idle_waiters: Waiters::default(),
                 listening,
                 stopped: None,
                 armed: None,
@@ -466,6 +500,27 @@ impl Driver {
         self.inner.transmit();
     }
 
+    /// Waits until no dropped stream's session lingers on this socket: each has delivered
+    /// what was written or given up (its linger passed), or the socket failed.
+    pub(crate) async fn wait_idle(&self) {
+        struct Forget<'a>(&'a Driver, u64);
+        impl Drop for Forget<'_> {
+            fn drop(&mut self) {
+                self.0.lock().forget_idle(self.1);
+            }
+        }
+        let key = waiter_key();
+        let _forget = Forget(self, key);
+        std::future::poll_fn(|cx| {
+            if self.lock().poll_idle(key, cx.waker()) {
+                std::task::Poll::Ready(())
+            } else {
+                std::task::Poll::Pending
+            }
+        })
+        .await
+    }
+
     /// Tells the driver its timers moved earlier.
     pub(crate) fn poke(&self) {
         self.inner.notify.notify_one();
@@ -481,6 +536,11 @@ impl Driver {
 
     pub(crate) fn local_addr(&self) -> SocketAddr {
         self.inner.local
+    }
+
+    /// The driver's socket (its descriptor, for `AsFd`).
+    pub(crate) fn socket(&self) -> &UdpSocket {
+        &self.inner.socket
     }
 
     /// Runs `f` on the driver's socket (socket options at run time).
@@ -751,15 +811,12 @@ impl Inner {
                 Verdict::Skip => return,
                 _ => guard.get_or_insert_with(|| self.lock()),
             };
-            match v {
-                Verdict::Feed => {
-                    let _ = s.ep.handle_datagram(millis(now), from, data);
-                }
-                Verdict::Rejected(e) => {
-                    let _ = s.ep.handle_rejected(data.len(), e);
-                }
-                Verdict::Skip => {}
-            }
+            let r = match v {
+                Verdict::Feed => s.ep.handle_datagram(millis(now), from, data),
+                Verdict::Rejected(e) => Err(s.ep.handle_rejected(data.len(), e)),
+                Verdict::Skip => Ok(()),
+            };
+            kcp_mio::diag::datagram(from, &r);
             fed += 1;
             if fed % CHUNK == 0 {
                 if let Some(mut s) = guard.take() {

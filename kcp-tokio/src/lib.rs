@@ -15,7 +15,8 @@
 //! use kcp_tokio::{Config, KcpConfig, KcpListener, KcpStream};
 //! use tokio::io::{AsyncReadExt, AsyncWriteExt};
 //!
-//! let config = KcpConfig::new(Config::fast3()).fec(10, 3);
+//! // kcptun's fast3 mode with windows for a WAN (see docs/tuning.md), FEC 10/3.
+//! let config = KcpConfig::new(Config::fast3().with_windows(2048, 2048)).fec(10, 3);
 //! let listener = KcpListener::bind("127.0.0.1:0", config.clone()).await?;
 //! let addr = listener.local_addr();
 //! tokio::spawn(async move {
@@ -39,6 +40,7 @@ mod config;
 mod connector;
 mod driver;
 mod error;
+mod fd;
 #[cfg(feature = "impair")]
 pub mod impair;
 mod listener;
@@ -59,7 +61,21 @@ pub use error::KcpError;
 pub use kcp_core::endpoint::{CloseReason, EndpointStats};
 /// The runtime-free std layer under this adapter (the shared configuration, batched UDP I/O).
 pub use kcp_mio;
-pub use kcp_mio::{kcp_core, kcp_crypto, kcp_fec, CipherKind, Config, Layer};
+pub use kcp_mio::{kcp_core, kcp_crypto, kcp_fec, CipherKind, Config, Layer, DEFAULT_WINDOW};
 pub use listener::KcpListener;
 pub use stats::SocketStats;
 pub use stream::{KcpStream, OwnedReadHalf, OwnedWriteHalf, StreamMonitor, StreamStats};
+
+/// Every handle can move between tasks and threads and be shared (`&self` methods): checked
+/// at compile time.
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<KcpStream>();
+    send_sync::<OwnedReadHalf>();
+    send_sync::<OwnedWriteHalf>();
+    send_sync::<KcpListener>();
+    send_sync::<KcpConnector>();
+    send_sync::<StreamMonitor>();
+    send_sync::<KcpConfig>();
+    send_sync::<KcpError>();
+};

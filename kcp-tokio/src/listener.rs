@@ -4,7 +4,7 @@ use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{Context, Poll};
 
 use tokio::net::{ToSocketAddrs, UdpSocket};
 
@@ -40,6 +40,9 @@ use crate::stream::KcpStream;
 pub struct KcpListener {
     pub(crate) drivers: Vec<Arc<Driver>>,
     config: KcpConfig,
+    /// The waiter key of `poll_accept` callers (one per listener, as a poll method keeps
+    /// only the last task's waker).
+    poll_key: u64,
 }
 
 impl std::fmt::Debug for KcpListener {
@@ -51,7 +54,11 @@ impl std::fmt::Debug for KcpListener {
 }
 
 impl KcpListener {
-    /// Binds a UDP socket at `addr` and listens on it.
+    /// Binds a UDP socket at `addr` and listens on it. The address family is the address's:
+    /// `0.0.0.0:PORT` takes IPv4 only; `[::]:PORT` takes IPv6 and, where the system maps
+    /// IPv4 onto IPv6 sockets (Linux unless `net.ipv6.bindv6only` is set; not Windows or
+    /// OpenBSD), IPv4 peers too, which then appear as `::ffff:a.b.c.d` addresses. For both
+    /// families everywhere, bind one listener per family.
     pub async fn bind(addr: impl ToSocketAddrs, config: KcpConfig) -> io::Result<KcpListener> {
         let socket = UdpSocket::bind(addr).await?;
         KcpListener::from_socket(socket, config)
@@ -63,6 +70,7 @@ impl KcpListener {
         Ok(KcpListener {
             drivers: vec![driver],
             config,
+            poll_key: waiter_key(),
         })
     }
 
@@ -90,7 +98,11 @@ impl KcpListener {
             bound = socket.local_addr()?;
             drivers.push(Driver::open(socket, &config, true)?);
         }
-        Ok(KcpListener { drivers, config })
+        Ok(KcpListener {
+            drivers,
+            config,
+            poll_key: waiter_key(),
+        })
     }
 
     /// Sets the socket buffers of the listener's sockets at run time (kcptun's `--sockbuf`).
@@ -112,6 +124,22 @@ impl KcpListener {
         self.drivers.iter().map(|d| d.lock().ep.len()).collect()
     }
 
+    /// Waits until the sessions of every dropped stream this listener accepted have
+    /// delivered what was written or given up after
+    /// [`KcpConfig::linger`](crate::KcpConfig::linger), on every socket of the listener (see
+    /// [`KcpConnector::wait_idle`](crate::KcpConnector::wait_idle)). A server that shuts
+    /// down stops accepting, drops its streams, then waits here before its runtime ends.
+    pub async fn wait_idle(&self) {
+        for d in &self.drivers {
+            d.wait_idle().await;
+        }
+    }
+
+    /// The first socket's driver.
+    pub(crate) fn driver(&self) -> &Driver {
+        &self.drivers[0]
+    }
+
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
         self.drivers[0].local_addr()
@@ -129,26 +157,41 @@ impl KcpListener {
             drivers: &self.drivers,
             key,
         };
-        let (driver, id, peer) = poll_fn(|cx| {
-            for driver in &self.drivers {
-                let mut s = driver.lock();
-                while let Some(id) = s.ep.accept() {
-                    let Some(peer) = s.ep.remote(id) else {
-                        continue;
-                    };
-                    s.sessions.insert(id, Sess::default());
-                    s.acceptors.remove(key);
-                    return Poll::Ready(Ok((driver.clone(), id, peer)));
-                }
-                if let Some(k) = s.stopped {
-                    return Poll::Ready(Err(io::Error::from(KcpError::Socket(k))));
-                }
-                s.acceptors.register(key, cx.waker());
+        poll_fn(|cx| self.poll_accept_as(cx, key)).await
+    }
+
+    /// Polls for the next session a peer opened (`accept` for hand-written futures and
+    /// `Stream` adapters, as `tokio::net::TcpListener::poll_accept`). When it returns
+    /// `Pending`, the task of the most recent `poll_accept` call on this listener is woken
+    /// when a session arrives; concurrent `accept` callers keep their own wakers.
+    pub fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<(KcpStream, SocketAddr)>> {
+        self.poll_accept_as(cx, self.poll_key)
+    }
+
+    fn poll_accept_as(
+        &self,
+        cx: &mut Context<'_>,
+        key: u64,
+    ) -> Poll<io::Result<(KcpStream, SocketAddr)>> {
+        for driver in &self.drivers {
+            let mut s = driver.lock();
+            while let Some(id) = s.ep.accept() {
+                let Some(peer) = s.ep.remote(id) else {
+                    continue;
+                };
+                s.sessions.insert(id, Sess::default());
+                s.acceptors.remove(key);
+                drop(s);
+                kcp_mio::diag::session_opened(id, peer, true);
+                let stream = KcpStream::from_parts(driver.clone(), id, &self.config, false);
+                return Poll::Ready(Ok((stream, peer)));
             }
-            Poll::Pending
-        })
-        .await?;
-        Ok((KcpStream::from_parts(driver, id, &self.config, false), peer))
+            if let Some(k) = s.stopped {
+                return Poll::Ready(Err(io::Error::from(KcpError::Socket(k))));
+            }
+            s.acceptors.register(key, cx.waker());
+        }
+        Poll::Pending
     }
 
     /// Counters of the listener's sockets (summed): datagrams sent and dropped, kernel
@@ -187,7 +230,9 @@ impl Drop for KcpListener {
     /// Sessions peers open from now on are closed at once; accepted streams go on.
     fn drop(&mut self) {
         for d in &self.drivers {
-            d.lock().listening = false;
+            let mut s = d.lock();
+            s.listening = false;
+            s.acceptors.remove(self.poll_key);
         }
     }
 }

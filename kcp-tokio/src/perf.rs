@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::KcpStream;
+pub use kcp_mio::histogram::RttHistogram;
 pub use kcp_mio::perf::{
     frame_header, header, parse_header, parse_sink_answer, sink_answer, Report, Test, END_FRAME,
     HEADER_LEN, MAX_FRAME,
@@ -187,7 +188,7 @@ pub async fn client_paced(
         buf: first_buf(message_mode),
     };
     io.write(&header(test, count)).await?;
-    let mut rtts = Vec::new();
+    let mut rtts = RttHistogram::new();
     let start;
     match test {
         Test::Echo => {
@@ -200,7 +201,7 @@ pub async fn client_paced(
                 }
                 i += 1;
                 let len = (msg as u64).min(count - off) as usize;
-                rtts.push(io.echo_once(off, len).await?);
+                rtts.record(io.echo_once(off, len).await?);
                 off += len as u64;
             }
         }
@@ -231,7 +232,7 @@ pub async fn client_paced(
                 test,
                 bytes: count,
                 seconds: elapsed.as_secs_f64(),
-                rtts_us: rtts,
+                rtt: rtts,
                 retrans,
                 fec_recovered,
             });
@@ -262,20 +263,19 @@ pub async fn client_paced(
                 test,
                 bytes: count,
                 seconds: elapsed.as_secs_f64(),
-                rtts_us: rtts,
+                rtt: rtts,
                 retrans,
                 fec_recovered,
             });
         }
     }
     let seconds = start.elapsed().as_secs_f64();
-    rtts.sort_unstable();
     let (retrans, fec_recovered) = stats(io.s);
     Ok(Report {
         test,
         bytes: count,
         seconds,
-        rtts_us: rtts,
+        rtt: rtts,
         retrans,
         fec_recovered,
     })
@@ -304,7 +304,7 @@ pub async fn client_for(
     let end = start.checked_add(duration);
     let running = || end.is_none_or(|e| Instant::now() < e);
     let mut off = 0u64;
-    let mut rtts = Vec::new();
+    let mut rtts = RttHistogram::new();
     let mut last = start;
     match test {
         Test::Echo => {
@@ -321,7 +321,7 @@ pub async fn client_for(
                 if io.read_bytes(f.len()).await? != f {
                     return Err(bad(format!("echo mismatch at offset {off}")));
                 }
-                rtts.push(t.elapsed().as_micros() as u64);
+                rtts.record(t.elapsed().as_micros() as u64);
                 off += msg as u64;
                 last = Instant::now();
             }
@@ -380,13 +380,12 @@ pub async fn client_for(
             }
         }
     }
-    rtts.sort_unstable();
     let (retrans, fec_recovered) = stats(io.s);
     Ok(Report {
         test,
         bytes: off,
         seconds: (last - start).as_secs_f64(),
-        rtts_us: rtts,
+        rtt: rtts,
         retrans,
         fec_recovered,
     })
@@ -420,7 +419,7 @@ pub async fn serve(stream: &mut KcpStream, message_mode: bool) -> io::Result<Rep
         test,
         bytes: moved,
         seconds,
-        rtts_us: Vec::new(),
+        rtt: RttHistogram::new(),
         retrans,
         fec_recovered,
     })

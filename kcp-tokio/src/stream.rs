@@ -107,6 +107,37 @@ impl Inner {
         self.driver.transmit();
     }
 
+    /// Ready with why the session ended, once it has.
+    fn poll_closed(&self, cx: &mut Context<'_>, key: u64) -> Poll<Result<CloseReason, KcpError>> {
+        let mut s = self.driver.lock();
+        let mut wake = Vec::new();
+        s.dispatch(&mut wake);
+        let stopped = s.stopped;
+        let r = match s.sessions.get_mut(&self.id) {
+            None => Poll::Ready(Ok(CloseReason::Closed)),
+            Some(sess) => match (sess.ended, stopped) {
+                (Some(r), _) => Poll::Ready(Ok(r)),
+                (None, Some(k)) => Poll::Ready(Err(KcpError::Socket(k))),
+                (None, None) => {
+                    sess.closers.register(key, cx.waker());
+                    Poll::Pending
+                }
+            },
+        };
+        drop(s);
+        for w in wake {
+            w.wake();
+        }
+        r
+    }
+
+    /// Waits until the session ends (see [`KcpStream::closed`]).
+    async fn closed(&self) -> Result<CloseReason, KcpError> {
+        let key = waiter_key();
+        let _guard = KeyGuard { inner: self, key };
+        poll_fn(|cx| self.poll_closed(cx, key)).await
+    }
+
     /// The error of a session that is gone, or `Ok(())` for a read that sees end of stream.
     fn ended(&self, s: &mut Shared, reading: bool) -> io::Result<()> {
         let mut wake = Vec::new();
@@ -277,6 +308,35 @@ impl Inner {
         }
     }
 
+    /// A vectored write: the slices' bytes as one write (in message mode: one message). One
+    /// non-empty slice is written as is; several are gathered first, at most as many bytes
+    /// as the largest message (255 segments of the largest MTU).
+    fn poll_write_vectored_from(
+        &self,
+        cx: &mut Context<'_>,
+        key: u64,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        const MAX_GATHER: usize = 255 * kcp_core::config::MAX_MTU as usize;
+        let mut nonempty = bufs.iter().filter(|b| !b.is_empty());
+        let Some(first) = nonempty.next() else {
+            return Poll::Ready(Ok(0));
+        };
+        if nonempty.next().is_none() {
+            return self.poll_write_from(cx, key, first, WriteMode::Partial);
+        }
+        let total = bufs.iter().map(|b| b.len()).sum::<usize>().min(MAX_GATHER);
+        let mut gather = Vec::with_capacity(total);
+        for b in bufs {
+            let room = total - gather.len();
+            if room == 0 {
+                break;
+            }
+            gather.extend_from_slice(&b[..b.len().min(room)]);
+        }
+        self.poll_write_from(cx, key, &gather, WriteMode::Partial)
+    }
+
     /// Half-close: stops the write side at once, then waits until everything written was
     /// acknowledged (bounded by `timeout_ms` from the first call).
     fn poll_shutdown(
@@ -343,6 +403,7 @@ impl Inner {
             sess.readers.remove(key);
             sess.writers.remove(key);
             sess.flushers.remove(key);
+            sess.closers.remove(key);
         }
     }
 }
@@ -508,6 +569,7 @@ impl KcpStream {
             s.sessions.insert(id, Sess::default());
             id
         };
+        kcp_mio::diag::session_opened(id, addr, false);
         driver.poke();
         Ok(KcpStream::from_parts(driver, id, &config, true))
     }
@@ -536,7 +598,6 @@ impl KcpStream {
         }
     }
 
-    #[cfg(test)]
     pub(crate) fn driver(&self) -> &Driver {
         &self.inner.driver
     }
@@ -614,6 +675,26 @@ impl KcpStream {
     /// The local socket address.
     pub fn local_addr(&self) -> SocketAddr {
         self.inner.driver.local_addr()
+    }
+
+    /// Resolves when the session ends, with why: the peer fell silent for the idle timeout
+    /// ([`CloseReason::IdleTimeout`]), data went unacknowledged (`DeadLink`), ... Cancel-safe;
+    /// any number of tasks may wait. A socket failure resolves it with
+    /// [`KcpError::Socket`]. Dropping the stream is not an end it can see (the future
+    /// borrows the stream): a dropped stream's session lingers to deliver what was written,
+    /// and [`KcpConnector::wait_idle`](crate::KcpConnector::wait_idle) or
+    /// [`KcpListener::wait_idle`](crate::KcpListener::wait_idle) wait for that.
+    ///
+    /// ```no_run
+    /// # async fn demo(stream: kcp_tokio::KcpStream) {
+    /// match stream.closed().await {
+    ///     Ok(reason) => eprintln!("session ended: {reason}"),
+    ///     Err(e) => eprintln!("socket failed: {e}"),
+    /// }
+    /// # }
+    /// ```
+    pub async fn closed(&self) -> Result<CloseReason, KcpError> {
+        self.inner.closed().await
     }
 
     /// A handle that reads this stream's counters from elsewhere (a progress display, a
@@ -767,6 +848,21 @@ impl AsyncWrite for KcpStream {
             .poll_write_from(cx, this.wkey, buf, WriteMode::Partial);
         this.write_to.wrap(cx, r, KcpError::WriteTimeout)
     }
+    /// The slices as one write: in message mode one message of their bytes together (at
+    /// most the largest message), in stream mode as many of their bytes as the send queue
+    /// takes.
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let r = this.inner.poll_write_vectored_from(cx, this.wkey, bufs);
+        this.write_to.wrap(cx, r, KcpError::WriteTimeout)
+    }
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         // Every write is handed to the engine and sent at once.
         Poll::Ready(Ok(()))
@@ -821,6 +917,20 @@ pub struct OwnedWriteHalf {
     shut_sleep: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
+impl OwnedReadHalf {
+    /// Resolves when the session ends (see [`KcpStream::closed`]).
+    pub async fn closed(&self) -> Result<CloseReason, KcpError> {
+        self.inner.closed().await
+    }
+}
+
+impl OwnedWriteHalf {
+    /// Resolves when the session ends (see [`KcpStream::closed`]).
+    pub async fn closed(&self) -> Result<CloseReason, KcpError> {
+        self.inner.closed().await
+    }
+}
+
 impl std::fmt::Debug for OwnedReadHalf {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OwnedReadHalf").finish_non_exhaustive()
@@ -856,6 +966,18 @@ impl AsyncWrite for OwnedWriteHalf {
             .inner
             .poll_write_from(cx, this.wkey, buf, WriteMode::Partial);
         this.write_to.wrap(cx, r, KcpError::WriteTimeout)
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let r = this.inner.poll_write_vectored_from(cx, this.wkey, bufs);
+        this.write_to.wrap(cx, r, KcpError::WriteTimeout)
+    }
+    fn is_write_vectored(&self) -> bool {
+        true
     }
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(Ok(()))

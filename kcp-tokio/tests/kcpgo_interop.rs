@@ -13,7 +13,7 @@ use std::time::Duration;
 use kcp_core::Config;
 use kcp_tokio::impair::{ImpairConfig, Proxy};
 use kcp_tokio::perf::{self, Test};
-use kcp_tokio::{KcpConfig, KcpListener, KcpStream};
+use kcp_tokio::{KcpConfig, KcpError, KcpListener, KcpStream};
 use tokio::io::AsyncWriteExt;
 use tokio::time::timeout;
 
@@ -116,9 +116,13 @@ impl Drop for GoServer {
 }
 
 fn go_server(bin: &PathBuf, case: &Case) -> GoServer {
+    go_server_at(bin, case, "127.0.0.1:0")
+}
+
+fn go_server_at(bin: &PathBuf, case: &Case, listen: &str) -> GoServer {
     let mut child = Command::new(bin)
         .arg("server")
-        .args(["--listen", "127.0.0.1:0", "--linger", "2"])
+        .args(["--listen", listen, "--linger", "2"])
         .args(case.go_flags())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -157,7 +161,14 @@ async fn rust_client(addr: std::net::SocketAddr, case: Case, test: Test) {
 
 /// A Rust listener serving kcp-perf sessions until dropped.
 async fn rust_server(case: Case) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
-    let l = KcpListener::bind("127.0.0.1:0", case.rust()).await.unwrap();
+    rust_server_at(case, "127.0.0.1:0").await
+}
+
+async fn rust_server_at(
+    case: Case,
+    at: &str,
+) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    let l = KcpListener::bind(at, case.rust()).await.unwrap();
     let addr = l.local_addr();
     let task = tokio::spawn(async move {
         loop {
@@ -478,4 +489,193 @@ async fn go_client_args(bin: PathBuf, addr: std::net::SocketAddr, case: Case, ex
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A Rust session with a 2 s idle timeout and this keepalive, against the Go peer (`case`).
+fn quiet_config(case: &Case, keepalive: Option<Duration>) -> KcpConfig {
+    case.rust()
+        .idle_timeout(Some(Duration::from_secs(2)))
+        .keepalive(keepalive)
+}
+
+/// Keepalive against kcp-go in both roles: a session with a 2 s idle timeout and a 500 ms
+/// keepalive stays quiet for 10 s (kcp-go sends nothing on its own meanwhile) and then
+/// carries data; kcp-go answers the window probes. Without the keepalive, the same silence
+/// ends the session at the idle timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keepalive_keeps_a_quiet_session_with_kcp_go() {
+    use tokio::io::AsyncReadExt;
+    let _serial = SERIAL.lock().await;
+    let bin = go_bin();
+    let case = Case {
+        crypt: "aes",
+        fec: false,
+        stream: true,
+    };
+    let silence = Duration::from_secs(10);
+
+    // A Rust client and the Go server: one echo, silence, another echo.
+    let server = go_server(&bin, &case);
+    for keepalive in [Some(Duration::from_millis(500)), None] {
+        let mut s = KcpStream::connect(server.addr, quiet_config(&case, keepalive))
+            .await
+            .unwrap();
+        s.write_all(&perf::header(Test::Echo, 14)).await.unwrap();
+        let mut m = [0u8; 7];
+        s.write_all(b"message").await.unwrap();
+        timeout(Duration::from_secs(10), s.read_exact(&mut m))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&m, b"message");
+        tokio::time::sleep(if keepalive.is_some() {
+            silence
+        } else {
+            Duration::from_secs(4)
+        })
+        .await;
+        let r = s.write_all(b"another").await;
+        match keepalive {
+            Some(_) => {
+                r.unwrap();
+                timeout(Duration::from_secs(10), s.read_exact(&mut m))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(&m, b"another");
+            }
+            None => {
+                let e = r.expect_err("without keepalive the quiet session ends");
+                assert_eq!(
+                    KcpError::of(&e),
+                    Some(KcpError::Ended(kcp_tokio::CloseReason::IdleTimeout))
+                );
+            }
+        }
+    }
+    drop(server);
+
+    // The Go client and a Rust listener that holds back its second echo for 10 s: the Go
+    // client waits in silence, the listener's keepalive probes it.
+    let l = KcpListener::bind(
+        "127.0.0.1:0",
+        quiet_config(&case, Some(Duration::from_millis(500))),
+    )
+    .await
+    .unwrap();
+    let addr = l.local_addr();
+    let l = std::sync::Arc::new(l);
+    let listener = l.clone();
+    let served = tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut h = [0u8; 16];
+        s.read_exact(&mut h).await.unwrap();
+        assert_eq!(&h[..4], b"KPRF");
+        let mut m = [0u8; 7];
+        for k in 0..2 {
+            s.read_exact(&mut m).await.unwrap();
+            if k == 1 {
+                tokio::time::sleep(silence).await;
+            }
+            s.write_all(&m).await.unwrap();
+        }
+        s
+    });
+    timeout(
+        Duration::from_secs(40),
+        go_client_args(
+            bin.clone(),
+            addr,
+            case,
+            &["--test", "echo", "--msg", "7", "--bytes", "14"],
+        ),
+    )
+    .await
+    .expect("the kcp-go client got its delayed echo");
+    let _s = timeout(Duration::from_secs(10), served)
+        .await
+        .unwrap()
+        .unwrap();
+    let probes = l.stats().keepalives;
+    assert!(probes >= 10, "{probes} keepalive probes");
+}
+
+/// IPv6 loopback against kcp-go, both roles: a Rust client to the Go server on `::1`, and the
+/// Go client to a Rust listener on `::1`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipv6_loopback_with_kcp_go() {
+    let _serial = SERIAL.lock().await;
+    let bin = go_bin();
+    let case = Case {
+        crypt: "aes",
+        fec: true,
+        stream: true,
+    };
+    let server = go_server_at(&bin, &case, "[::1]:0");
+    assert!(server.addr.is_ipv6(), "{}", server.addr);
+    rust_client(server.addr, case, Test::Sink).await;
+    rust_client(server.addr, case, Test::Source).await;
+    drop(server);
+    let (addr, task) = rust_server_at(case, "[::1]:0").await;
+    assert!(addr.is_ipv6());
+    go_client(bin.clone(), addr, case, Test::Sink).await;
+    go_client(bin, addr, case, Test::Echo).await;
+    task.abort();
+}
+
+/// Keepalive against ikcp.c (siokcp's echo peer, which exits after 4 s without a datagram):
+/// a Rust client with a 2 s idle timeout and a 500 ms keepalive stays quiet for 10 s, then
+/// its next message still comes back. ikcp.c answers the window probes, and the probes keep
+/// the echo peer from its own idle exit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keepalive_keeps_a_quiet_session_with_ikcp_c() {
+    use tokio::io::AsyncReadExt;
+    let _serial = SERIAL.lock().await;
+    let mut child = tokio::process::Command::new("python3")
+        .arg(root().join("interop/ikcp_peer.py"))
+        .args(["echo", "--mode", "stream", "--idle", "4", "--timeout", "40"])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python3 with siokcp: run .ci/setup.sh");
+    let mut out = tokio::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    timeout(
+        Duration::from_secs(10),
+        tokio::io::AsyncBufReadExt::read_line(&mut out, &mut line),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let port: u16 = line
+        .trim()
+        .strip_prefix("listening ")
+        .unwrap_or_else(|| panic!("{line}"))
+        .parse()
+        .unwrap();
+    let engine = Config::ikcp()
+        .with_nodelay(true, 10, 2, true)
+        .with_windows(128, 128);
+    let cfg = KcpConfig::new(engine)
+        .idle_timeout(Some(Duration::from_secs(2)))
+        .keepalive(Some(Duration::from_millis(500)));
+    let connector = kcp_tokio::KcpConnector::bind("127.0.0.1:0", cfg)
+        .await
+        .unwrap();
+    let mut s = connector
+        .connect_with_conv(([127, 0, 0, 1], port).into(), 0x1122_3344)
+        .unwrap();
+    let mut m = [0u8; 7];
+    for (k, msg) in [b"message", b"another"].into_iter().enumerate() {
+        if k == 1 {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+        }
+        s.write_all(msg).await.unwrap();
+        timeout(Duration::from_secs(10), s.read_exact(&mut m))
+            .await
+            .unwrap_or_else(|_| panic!("no echo of message {k}"))
+            .unwrap();
+        assert_eq!(&m, msg);
+    }
+    assert!(connector.stats().keepalives >= 10);
 }

@@ -24,7 +24,7 @@ struct Case {
     stream: bool,
 }
 
-const CASES: [Case; 4] = [
+const CASES: [Case; 7] = [
     Case {
         crypt: "aes",
         fec: true,
@@ -43,6 +43,22 @@ const CASES: [Case; 4] = [
     Case {
         crypt: "twofish",
         fec: false,
+        stream: true,
+    },
+    // The authenticated modes, by name.
+    Case {
+        crypt: "aes-128-gcm",
+        fec: true,
+        stream: true,
+    },
+    Case {
+        crypt: "chacha20-poly1305-replay",
+        fec: false,
+        stream: false,
+    },
+    Case {
+        crypt: "aes-128-gcm-replay",
+        fec: true,
         stream: true,
     },
 ];
@@ -78,7 +94,13 @@ impl Case {
                 16 * 1024
             }
         } else {
-            1350 - 24 - if self.crypt == "null" { 0 } else { 20 } - if self.fec { 8 } else { 0 }
+            let crypt = match self.crypt {
+                "null" => 0,
+                "aes-128-gcm" | "chacha20-poly1305" => 12 + 16,
+                c if c.ends_with("-replay") => 16 + 16,
+                _ => 20,
+            };
+            1350 - 24 - crypt - if self.fec { 8 } else { 0 }
         }
     }
     fn bytes(&self, test: Test) -> u64 {
@@ -140,7 +162,7 @@ fn mio_client_to_tokio_server_for_each_cipher_fec_and_mode() {
                 &what,
             );
             if test == Test::Echo {
-                assert!(!r.rtts_us.is_empty());
+                assert!(!r.rtt.is_empty());
             }
         }
     }
@@ -178,6 +200,52 @@ fn tokio_client_to_mio_server_for_each_cipher_fec_and_mode() {
         assert_eq!(served.done.len(), 3, "{case:?}: {served:?}");
         assert!(served.failed.is_empty(), "{case:?}: {served:?}");
     }
+}
+
+/// IPv6 loopback between the adapters, both directions, with AES and FEC.
+#[test]
+fn ipv6_loopback_both_directions() {
+    let case = CASES[0];
+    let rt = runtime();
+    let l = rt
+        .block_on(kcp_tokio::KcpListener::bind("[::1]:0", case.tokio()))
+        .unwrap();
+    let addr = l.local_addr();
+    assert!(addr.is_ipv6());
+    rt.spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                if tperf::serve(&mut s, !case.stream).await.is_ok() {
+                    let _ = tokio::io::AsyncWriteExt::shutdown(&mut s).await;
+                }
+            });
+        }
+    });
+    for test in [Test::Sink, Test::Echo] {
+        mio_client(
+            addr,
+            &case.mio(),
+            test,
+            case.bytes(test),
+            case.msg(test),
+            "mio to tokio over ::1",
+        );
+    }
+    let server = MioServer::start_at("[::1]:0".parse().unwrap(), case.mio());
+    assert!(server.addr.is_ipv6());
+    let addr = server.addr;
+    let r = rt
+        .block_on(async move {
+            let mut s = kcp_tokio::KcpStream::connect(addr, case.tokio()).await?;
+            tokio::time::timeout(
+                Duration::from_secs(30),
+                tperf::client(&mut s, tperf::Test::Source, MIB, 16 << 10, false),
+            )
+            .await
+            .map_err(|_| std::io::Error::other("timed out"))?
+        })
+        .unwrap();
+    assert_eq!(r.bytes, MIB);
 }
 
 #[test]

@@ -76,7 +76,7 @@ async fn every_test_by_count_in_both_modes() {
             .unwrap();
             assert_eq!(r.bytes, bytes);
             if test == Test::Echo {
-                assert_eq!(r.rtts_us.len(), 100);
+                assert_eq!(r.rtt.count(), 100);
                 assert!(r.rtt_us(0.5) > 0);
             }
             let s = timeout(Duration::from_secs(20), reports.recv())

@@ -11,11 +11,21 @@ impl<A: PeerAddr> Endpoint<A> {
         let t = self.tick(now);
         let now = self.clock(now);
         self.half_timeouts(t);
+        let keepalive = self.cfg.keepalive_ms;
         while let Some(idx) = self.timers.pop_due(t) {
             let Some(Some(slot)) = self.slots.get_mut(idx as usize) else {
                 continue;
             };
             slot.session.kcp_mut().handle_timeout(now);
+            if let Some(ms) = keepalive {
+                if t >= slot.last_heard.max(slot.last_probe) + ms as u64 {
+                    // Quiet for a keepalive interval: make the peer speak (it answers the
+                    // window probe with its window).
+                    slot.last_probe = t;
+                    slot.session.kcp_mut().ask_window();
+                    self.stats.keepalives += 1;
+                }
+            }
             if slot.idle_since.is_some_and(|s| t >= s + TRIM_AFTER_MS) {
                 slot.idle_since = None;
                 slot.trimmed = true;
@@ -64,6 +74,9 @@ impl<A: PeerAddr> Endpoint<A> {
         let mut consider = |d: u64| at = Some(at.map_or(d, |a: u64| a.min(d)));
         if let Some(ms) = cfg.idle_timeout_ms {
             consider(slot.last_heard + ms as u64);
+        }
+        if let Some(ms) = cfg.keepalive_ms {
+            consider(slot.last_heard.max(slot.last_probe) + ms as u64);
         }
         if let State::Draining(deadline) = slot.state {
             consider(deadline);
@@ -289,7 +302,12 @@ impl<A: PeerAddr> Endpoint<A> {
         };
         if slot.session.kcp().is_drained() {
             slot.session.kcp_mut().release_storage(&mut self.cache);
-            if slot.idle_since.is_none() && !slot.trimmed {
+            if slot.trimmed {
+                // Still trimmed: only probes and their answers (a keepalive) passed. What
+                // they made the codec layers build goes back at once, so a quiet session's
+                // keepalive does not keep its buffers.
+                slot.session.trim();
+            } else if slot.idle_since.is_none() {
                 slot.idle_since = Some(t);
             }
             self.recount_recv(idx);

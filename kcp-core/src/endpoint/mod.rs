@@ -113,6 +113,10 @@ use crate::time::Millis;
 /// Builds a fresh codec stack (innermost first), for a session or for the endpoint itself.
 pub type LayerFactory = Box<dyn FnMut() -> Vec<Layer> + Send>;
 
+/// Builds each session's congestion controller (see [`congestion`](crate::congestion)).
+pub type ControllerFactory =
+    Box<dyn FnMut() -> Box<dyn crate::congestion::Controller + Send> + Send>;
+
 /// Endpoint settings.
 pub struct EndpointConfig {
     /// Every session's engine configuration (header room is set from the layers).
@@ -130,6 +134,14 @@ pub struct EndpointConfig {
     pub max_sessions: usize,
     /// Close a session after this long without a valid datagram from its peer (`None`: never).
     pub idle_timeout_ms: Option<u32>,
+    /// Keepalive: when nothing was heard from the peer for this long, ask it for its window
+    /// (a `WASK` segment, which kcp-go, ikcp.c and this crate answer with `WINS`), and again
+    /// every interval while it stays quiet. The answer counts as hearing from the peer, so a
+    /// quiet session whose peer is still there does not reach the idle timeout; a vanished
+    /// peer answers nothing and its session still ends at the idle timeout. Keep it well under
+    /// `idle_timeout_ms` (a third or less, so a lost probe or answer is retried in time).
+    /// `None`: never probe (a quiet session then ends at the idle timeout). Default 10 s.
+    pub keepalive_ms: Option<u32>,
     /// How long a closed (address, conv) is remembered so its late datagrams do not create a
     /// phantom session (`docs/protocol.md`, hazard H8).
     pub closed_linger_ms: u32,
@@ -187,6 +199,10 @@ pub struct EndpointConfig {
     /// application has nothing to read, so every session keeps progressing. Default
     /// [`DEFAULT_RECV_BUDGET`]; a std adapter sizes it for the machine.
     pub recv_budget_bytes: usize,
+    /// Every session's congestion controller, built per session (`None`: the shipped one
+    /// the engine configuration's `nc` selects). The engine never sends beyond the
+    /// flow-control windows, whatever the controller says.
+    pub controller: Option<ControllerFactory>,
 }
 
 /// [`EndpointConfig::recv_budget_bytes`] by default: 64 MiB (`no_std` cannot ask the
@@ -204,6 +220,7 @@ impl EndpointConfig {
             backlog: 128,
             max_sessions: 65_536,
             idle_timeout_ms: Some(60_000),
+            keepalive_ms: Some(10_000),
             closed_linger_ms: 10_000,
             half_open_timeout_ms: 5_000,
             max_half_open: 1_024,
@@ -217,6 +234,7 @@ impl EndpointConfig {
             accept_timeout_ms: Some(10_000),
             pool_bytes: 4 << 20,
             recv_budget_bytes: DEFAULT_RECV_BUDGET,
+            controller: None,
         }
     }
 }
@@ -230,6 +248,7 @@ impl fmt::Debug for EndpointConfig {
             .field("backlog", &self.backlog)
             .field("max_sessions", &self.max_sessions)
             .field("idle_timeout_ms", &self.idle_timeout_ms)
+            .field("keepalive_ms", &self.keepalive_ms)
             .field("half_open_timeout_ms", &self.half_open_timeout_ms)
             .field("max_half_open", &self.max_half_open)
             .field("max_half_open_per_host", &self.max_half_open_per_host)
@@ -242,6 +261,7 @@ impl fmt::Debug for EndpointConfig {
             .field("accept_timeout_ms", &self.accept_timeout_ms)
             .field("pool_bytes", &self.pool_bytes)
             .field("recv_budget_bytes", &self.recv_budget_bytes)
+            .field("controller", &self.controller.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -470,6 +490,8 @@ struct Slot<A> {
     gen: u32,
     state: State,
     last_heard: u64,
+    /// When the last keepalive probe was asked for.
+    last_probe: u64,
     opened_at: u64,
     /// Since when the session has held no data (for trimming its codec layers).
     idle_since: Option<u64>,
@@ -721,7 +743,12 @@ impl<A: PeerAddr> Endpoint<A> {
         conv: u32,
         layers: Vec<Layer>,
     ) -> Result<SessionId, ConfigError> {
-        let session = Session::new(conv, self.cfg.session, layers, now)?;
+        let mut session = Session::new(conv, self.cfg.session, layers, now)?;
+        if let Some(make) = &mut self.cfg.controller {
+            session
+                .kcp_mut()
+                .set_controller(crate::congestion::Congestion::Boxed(make()));
+        }
         let gen = self.next_gen;
         self.next_gen = self.next_gen.wrapping_add(1).max(1);
         let slot = Slot {
@@ -731,6 +758,7 @@ impl<A: PeerAddr> Endpoint<A> {
             gen,
             state: State::Open,
             last_heard: t,
+            last_probe: t,
             opened_at: t,
             idle_since: None,
             passive: false,

@@ -135,6 +135,11 @@ endpoint_stats! {
         /// Packets without a conversation id (FEC parity) dropped because no single session
         /// on their address owned their group.
         parity_unrouted,
+        /// Keepalive window probes sent to quiet peers.
+        keepalives,
+        /// Datagrams a replay-protected layer dropped as replays (a session's
+        /// `crypto_replays` counter).
+        replays,
     }
     gauges { max_conn, curr_estab, half_open, pooled_bytes, recv_bytes }
 }
@@ -161,6 +166,7 @@ impl EndpointStats {
             "fec_parity_shards" => self.fec_parity_shards += v,
             "fec_errs" => self.fec_errs += v,
             "fec_short_shards" => self.fec_short_shards += v,
+            "crypto_replays" => self.replays += v,
             _ => {}
         });
     }

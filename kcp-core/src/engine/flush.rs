@@ -123,7 +123,7 @@ impl Kcp<'_> {
         }
 
         self.schedule_probe(now);
-        let (window, first_new, new) = self.admit_into_window();
+        let (window, first_new, new) = self.admit_into_window(now);
         let resent = if self.cfg.resend > 0 {
             self.cfg.resend
         } else {

@@ -137,6 +137,9 @@ pub struct Kcp<'a> {
     /// The last instant the periodic timer was scheduled for; re-arming after an idle spell
     /// keeps kcp-go's phase (ticks every `interval` from here).
     timer_anchor: Millis,
+    /// The rate limit's token bucket, in thousandths of a byte, and when it was last filled.
+    rate_tokens: i64,
+    rate_at: Millis,
     pending: Pending,
     /// Newest `ts` of a regular PUSH, to tell stale FEC-rebuilt segments (see `on_push`).
     newest_push_ts: Option<u32>,
@@ -288,6 +291,8 @@ impl<'a> Kcp<'a> {
             // kcp-go schedules the first timer flush at session creation.
             timer: Some(now),
             timer_anchor: now,
+            rate_tokens: rate_bucket(&cfg),
+            rate_at: now,
             pending: Pending::None,
             newest_push_ts: None,
             last_now: now,
@@ -551,4 +556,10 @@ impl<'a> Kcp<'a> {
             self.pending = p;
         }
     }
+}
+
+/// What the rate limit's bucket holds at most, in thousandths of a byte: one interval's worth
+/// of the rate, at least one full segment.
+pub(crate) fn rate_bucket(cfg: &Config) -> i64 {
+    (i64::from(cfg.rate_limit) * i64::from(cfg.interval)).max(i64::from(cfg.mss()) * 1000)
 }

@@ -22,28 +22,42 @@ pub(super) struct Walk {
 
 impl Kcp<'_> {
     /// Admits queued segments into the send window (the smaller of ours, the peer's and the
-    /// congestion window); returns the window, the first admitted sequence number and how
+    /// congestion window, and within the rate limit); returns the window, the first admitted sequence number and how
     /// many were admitted.
-    pub(super) fn admit_into_window(&mut self) -> (u32, u32, u32) {
+    pub(super) fn admit_into_window(&mut self, now: Millis) -> (u32, u32, u32) {
         let mut window = self.cfg.snd_wnd.min(self.rmt_wnd);
         if let Some(cwnd) = self.cc.window() {
             window = window.min(cwnd);
         }
         let first_new = self.snd_nxt;
         let mut new = 0u32;
+        // The rate limit: a token bucket in bytes x ms, refilled by the time since the last
+        // flush; a segment enters the window only while tokens remain.
+        let rate = self.cfg.rate_limit;
+        if rate > 0 {
+            let dt = now.since(self.rate_at).max(0);
+            self.rate_at = now;
+            self.rate_tokens = self
+                .rate_tokens
+                .saturating_add(i64::from(rate) * i64::from(dt))
+                .min(super::rate_bucket(&self.cfg));
+        }
         while self.snd_nxt != self.snd.end()
             && seq_diff(self.snd_nxt, self.snd.base().wrapping_add(window)) < 0
+            && (rate == 0 || self.rate_tokens > 0)
         {
             let sn = self.snd_nxt;
             if let Some(seg) = self.snd.get_mut(sn) {
                 seg.xmit = 0;
                 seg.fastack = 0;
+                if rate > 0 {
+                    self.rate_tokens -= i64::from(seg.len) * 1000;
+                }
             }
             self.link_tail(sn);
             self.snd_nxt = sn.wrapping_add(1);
             new += 1;
         }
-
         (window, first_new, new)
     }
 

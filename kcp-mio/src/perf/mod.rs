@@ -33,6 +33,8 @@
 
 use std::io;
 
+pub use crate::histogram::RttHistogram;
+
 // ---- the wire format ------------------------------------------------------------------------
 
 /// Length of the session header.
@@ -257,8 +259,9 @@ pub struct Report {
     pub bytes: u64,
     /// The throughput interval, as the contract's "Timing" states it.
     pub seconds: f64,
-    /// Echo round trips in microseconds, ascending (empty for sink and source).
-    pub rtts_us: Vec<u64>,
+    /// Echo round trips in microseconds (empty for sink and source), in a bounded histogram:
+    /// a run of any length keeps the same memory.
+    pub rtt: RttHistogram,
     /// Retransmissions of this session.
     pub retrans: u64,
     /// FEC-rebuilt datagrams this session accepted.
@@ -275,18 +278,15 @@ impl Report {
         }
     }
 
-    /// A round-trip percentile in microseconds, nearest rank (0 without echoes).
+    /// A round-trip percentile in microseconds, nearest rank, to within 1/32 (0 without
+    /// echoes; see [`RttHistogram::quantile`]).
     pub fn rtt_us(&self, p: f64) -> u64 {
-        if self.rtts_us.is_empty() {
-            return 0;
-        }
-        let i = ((self.rtts_us.len() - 1) as f64 * p).round() as usize;
-        self.rtts_us[i.min(self.rtts_us.len() - 1)]
+        self.rtt.quantile(p)
     }
 
     /// One human-readable line, as `kcp-perf` prints it.
     pub fn line(&self, role: &str, ok: bool) -> String {
-        let rtt = if self.rtts_us.is_empty() {
+        let rtt = if self.rtt.is_empty() {
             String::new()
         } else {
             format!(
@@ -328,7 +328,7 @@ impl Report {
             self.mbps() * 8.0,
             self.rtt_us(0.5),
             self.rtt_us(0.99),
-            self.rtts_us.last().copied().unwrap_or(0),
+            self.rtt.max(),
             cpu_seconds,
             peak_rss_kb,
             self.retrans,
@@ -449,7 +449,7 @@ mod tests {
             test: Test::Echo,
             bytes: 2_000_000,
             seconds: 2.0,
-            rtts_us: vec![10, 20, 30],
+            rtt: RttHistogram::from_values([10, 20, 30]),
             retrans: 4,
             fec_recovered: 5,
         };

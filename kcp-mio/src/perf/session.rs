@@ -203,7 +203,7 @@ impl ServerSession {
                     test: self.test,
                     bytes: self.moved,
                     seconds: seconds(self.start, self.end),
-                    rtts_us: Vec::new(),
+                    rtt: RttHistogram::new(),
                     retrans,
                     fec_recovered,
                 })
@@ -449,7 +449,7 @@ pub struct ClientSession {
     paced_until: Option<Instant>,
     first: Option<Instant>,
     last: Option<Instant>,
-    rtts: Vec<u64>,
+    rtts: RttHistogram,
     out: Out,
 }
 
@@ -502,7 +502,7 @@ impl ClientSession {
             paced_until: None,
             first: None,
             last: None,
-            rtts: Vec::new(),
+            rtts: RttHistogram::new(),
             out: Out::default(),
         }
     }
@@ -542,13 +542,11 @@ impl ClientSession {
         match self.step(ep, id, buf) {
             Ok(true) => {
                 let (retrans, fec_recovered) = session_counters(ep, id);
-                let mut rtts_us = std::mem::take(&mut self.rtts);
-                rtts_us.sort_unstable();
                 Status::Done(Report {
                     test: self.test,
                     bytes: self.moved,
                     seconds: seconds(self.first, self.last),
-                    rtts_us,
+                    rtt: std::mem::take(&mut self.rtts),
                     retrans,
                     fec_recovered,
                 })
@@ -668,7 +666,7 @@ impl ClientSession {
                     if self.echoed == self.sent.len() {
                         let now = Instant::now();
                         self.rtts
-                            .push(now.duration_since(sent_at).as_micros() as u64);
+                            .record(now.duration_since(sent_at).as_micros() as u64);
                         self.last = Some(now);
                         self.state = Client::Send;
                     }

@@ -38,6 +38,11 @@ pub struct MioServer {
 
 impl MioServer {
     pub fn start(config: KcpConfig) -> MioServer {
+        MioServer::start_at("127.0.0.1:0".parse().unwrap(), config)
+    }
+
+    /// A server bound at `at` (`[::1]:0` for IPv6).
+    pub fn start_at(at: SocketAddr, config: KcpConfig) -> MioServer {
         let message = !config.engine().stream;
         let stop = Arc::new(AtomicBool::new(false));
         let served = Arc::new(Mutex::new(Served::default()));
@@ -45,12 +50,7 @@ impl MioServer {
         let (s2, v2) = (stop.clone(), served.clone());
         let thread = std::thread::spawn(move || -> io::Result<()> {
             let mut poll = Poll::new()?;
-            let mut ep = Endpoint::listen(
-                "127.0.0.1:0".parse().unwrap(),
-                &config,
-                poll.registry(),
-                Token(7),
-            )?;
+            let mut ep = Endpoint::listen(at, &config, poll.registry(), Token(7))?;
             tx.send(ep.local_addr()?).unwrap();
             let mut events = Events::with_capacity(256);
             let mut sessions: HashMap<SessionId, ServerSession> = HashMap::new();
@@ -179,13 +179,14 @@ pub fn mio_sessions(
     make: impl Fn(usize) -> ClientSession,
 ) -> Vec<io::Result<Report>> {
     let mut poll = Poll::new().unwrap();
-    let mut ep = Endpoint::client(
-        "127.0.0.1:0".parse().unwrap(),
-        config,
-        poll.registry(),
-        Token(3),
-    )
-    .unwrap();
+    // The client's socket is of the server's address family.
+    let local = if server.is_ipv6() {
+        "[::1]:0"
+    } else {
+        "127.0.0.1:0"
+    };
+    let mut ep =
+        Endpoint::client(local.parse().unwrap(), config, poll.registry(), Token(3)).unwrap();
     let mut buf = vec![0u8; perf::READ_BUF];
     let mut conns: Vec<(SessionId, ClientSession, Option<io::Result<Report>>)> = (0..sessions)
         .map(|_| {

@@ -15,7 +15,7 @@ use crate::smux::{Framing, SmuxSession};
 use crate::{EndpointStats, KcpConnector};
 
 use super::config::{Resolved, TunnelConfig};
-use super::log::log;
+use super::log::tlog;
 use super::{dial_addr, listen_addr, log_common, pipe, snmp};
 
 /// The counters of every session's endpoint: live ones, plus what ended ones counted.
@@ -54,21 +54,21 @@ fn lock(c: &Shared) -> std::sync::MutexGuard<'_, Counters> {
 }
 
 pub(super) async fn run(cfg: TunnelConfig, r: Resolved) -> io::Result<()> {
-    log!("version: {}", env!("CARGO_PKG_VERSION"));
+    tlog!("version: {}", env!("CARGO_PKG_VERSION"));
     let listener = TcpListener::bind(listen_addr(&cfg.localaddr))
         .await
         .map_err(|e| io::Error::new(e.kind(), format!("listen {}: {e}", cfg.localaddr)))?;
-    log!("smux version: {}", cfg.smuxver);
-    log!("listening on: {}", listener.local_addr()?);
+    tlog!("smux version: {}", cfg.smuxver);
+    tlog!("listening on: {}", listener.local_addr()?);
     log_common(&cfg, &r);
-    log!("remote address: {}", cfg.remoteaddr);
-    log!("conn: {}", cfg.conn);
-    log!("autoexpire: {}", cfg.autoexpire);
-    log!("scavengettl: {}", cfg.scavengettl);
-    log!("snmplog: {}", cfg.snmplog);
-    log!("snmpperiod: {}", cfg.snmpperiod);
-    log!("quiet: {}", cfg.quiet);
-    log!("tcp: {}", cfg.tcp);
+    tlog!("remote address: {}", cfg.remoteaddr);
+    tlog!("conn: {}", cfg.conn);
+    tlog!("autoexpire: {}", cfg.autoexpire);
+    tlog!("scavengettl: {}", cfg.scavengettl);
+    tlog!("snmplog: {}", cfg.snmplog);
+    tlog!("snmpperiod: {}", cfg.snmpperiod);
+    tlog!("quiet: {}", cfg.quiet);
+    tlog!("tcp: {}", cfg.tcp);
 
     let counters: Shared = Arc::default();
     {
@@ -100,7 +100,7 @@ pub(super) async fn run(cfg: TunnelConfig, r: Resolved) -> io::Result<()> {
             Ok(x) => x,
             Err(e) => {
                 // Out of descriptors and the like: keep serving the streams that exist.
-                log!("accept: {e}");
+                tlog!("accept: {e}");
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
@@ -132,7 +132,7 @@ async fn wait_conn(cfg: &TunnelConfig, r: &Resolved, counters: &Shared) -> SmuxS
         match create_conn(cfg, r, counters).await {
             Ok(s) => return s,
             Err(e) => {
-                log!("re-connecting: {e}");
+                tlog!("re-connecting: {e}");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
@@ -163,7 +163,7 @@ async fn create_conn(
     let connector = Arc::new(KcpConnector::bind(local, r.kcp.clone()).await?);
     let kcp = connector.connect(addr).await?;
     let local = connector.local_addr();
-    log!(
+    tlog!(
         "smux version: {} on connection: {local} -> {addr}",
         cfg.smuxver
     );
@@ -190,7 +190,7 @@ async fn create_conn(
         } else {
             ""
         };
-        log!("session {local} -> {addr} ended: {end}{hint}");
+        tlog!("session {local} -> {addr} ended: {end}{hint}");
         drop(watch);
         // Let the KCP session deliver its last datagrams before its counters are read.
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -204,22 +204,22 @@ async fn handle_client(session: SmuxSession, tcp: TcpStream, peer: SocketAddr, q
     let stream = match session.open() {
         Ok(s) => s,
         Err(e) => {
-            log!("open stream for {peer}: {e}");
+            tlog!("open stream for {peer}: {e}");
             return;
         }
     };
     let id = stream.id();
     drop(session);
     if !quiet {
-        log!("stream opened in: {peer} out: ({id})");
+        tlog!("stream opened in: {peer} out: ({id})");
     }
     if let Some(e) = pipe(tcp, stream).await {
         if e.kind() == io::ErrorKind::InvalidData {
-            log!("smux {e} in: {peer} out: ({id})");
+            tlog!("smux {e} in: {peer} out: ({id})");
         }
     }
     if !quiet {
-        log!("stream closed in: {peer} out: ({id})");
+        tlog!("stream closed in: {peer} out: ({id})");
     }
 }
 
@@ -244,11 +244,11 @@ async fn scavenge(mut rx: mpsc::UnboundedReceiver<(SmuxSession, Instant)>, ttl: 
                 let now = Instant::now();
                 list.retain(|(s, at)| {
                     if s.is_closed() {
-                        log!("scavenger: session normally closed");
+                        tlog!("scavenger: session normally closed");
                         false
                     } else if now > *at {
                         s.close();
-                        log!("scavenger: session closed due to ttl");
+                        tlog!("scavenger: session closed due to ttl");
                         false
                     } else {
                         true
@@ -267,6 +267,6 @@ pub(super) async fn sigusr1(stats: impl Fn() -> EndpointStats) {
         return;
     };
     while sig.recv().await.is_some() {
-        log!("KCP SNMP:{:?}", stats());
+        tlog!("KCP SNMP:{:?}", stats());
     }
 }

@@ -31,8 +31,8 @@ pub fn line(msg: std::fmt::Arguments<'_>) {
     }
 }
 
-/// `log!("...", args)`: one log line.
-macro_rules! log {
+/// `tlog!("...", args)`: one log line (not named `log!`, which the `log` crate has).
+macro_rules! tlog {
     ($($t:tt)*) => { $crate::tunnel::log::line(format_args!($($t)*)) };
 }
-pub(crate) use log;
+pub(crate) use tlog;

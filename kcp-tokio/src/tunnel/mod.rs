@@ -26,8 +26,8 @@ use std::process::ExitCode;
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 
+use self::log::tlog;
 use config::{Parsed, Resolved, Side, TunnelConfig};
-use log::log;
 
 /// The client binary: parses `args` (program name first) and runs until killed; the exit
 /// code is 2 for a usage error, 1 for a fatal error.
@@ -61,7 +61,7 @@ fn main(side: Side, name: &'static str, args: Vec<OsString>) -> ExitCode {
     let resolved = match cfg.resolve() {
         Ok(r) => r,
         Err(e) => {
-            log!("{e}");
+            tlog!("{e}");
             return ExitCode::from(2);
         }
     };
@@ -71,7 +71,7 @@ fn main(side: Side, name: &'static str, args: Vec<OsString>) -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            log!("tokio runtime: {e}");
+            tlog!("tokio runtime: {e}");
             return ExitCode::from(1);
         }
     };
@@ -84,7 +84,7 @@ fn main(side: Side, name: &'static str, args: Vec<OsString>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            log!("{e}");
+            tlog!("{e}");
             ExitCode::from(1)
         }
     }
@@ -92,28 +92,28 @@ fn main(side: Side, name: &'static str, args: Vec<OsString>) -> ExitCode {
 
 /// The settings both binaries log at start, as kcptun does.
 fn log_common(cfg: &TunnelConfig, r: &Resolved) {
-    log!("encryption: {}", r.crypt);
-    log!(
+    tlog!("encryption: {}", r.crypt);
+    tlog!(
         "nodelay parameters: {} {} {} {}",
         cfg.nodelay,
         cfg.interval,
         cfg.resend,
         cfg.nc
     );
-    log!("sndwnd: {} rcvwnd: {}", cfg.sndwnd, cfg.rcvwnd);
-    log!("compression: {}", r.compression);
-    log!("mtu: {}", cfg.mtu);
-    log!(
+    tlog!("sndwnd: {} rcvwnd: {}", cfg.sndwnd, cfg.rcvwnd);
+    tlog!("compression: {}", r.compression);
+    tlog!("mtu: {}", cfg.mtu);
+    tlog!(
         "datashard: {} parityshard: {}",
         cfg.datashard,
         cfg.parityshard
     );
-    log!("acknodelay: {}", cfg.acknodelay);
-    log!("dscp: {}", cfg.dscp);
-    log!("sockbuf: {}", cfg.sockbuf);
-    log!("smuxbuf: {}", cfg.smuxbuf);
-    log!("streambuf: {}", cfg.streambuf);
-    log!("keepalive: {}", cfg.keepalive);
+    tlog!("acknodelay: {}", cfg.acknodelay);
+    tlog!("dscp: {}", cfg.dscp);
+    tlog!("sockbuf: {}", cfg.sockbuf);
+    tlog!("smuxbuf: {}", cfg.smuxbuf);
+    tlog!("streambuf: {}", cfg.streambuf);
+    tlog!("keepalive: {}", cfg.keepalive);
 }
 
 /// A listen address in kcptun's form: `:port` means every (IPv4) address.

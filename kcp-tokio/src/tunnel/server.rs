@@ -12,7 +12,7 @@ use crate::smux::{CloseReason, Framing, ProtocolError, SessionEnd, SmuxSession, 
 use crate::{KcpListener, KcpStream};
 
 use super::config::{Resolved, TunnelConfig};
-use super::log::log;
+use super::log::tlog;
 use super::{dial_addr, listen_addr, log_common, pipe, snmp};
 
 /// Whether kcptun treats a target as a unix socket path: when it is not `host:port` (Go's
@@ -28,18 +28,18 @@ pub fn is_unix_target(t: &str) -> bool {
 }
 
 pub(super) async fn run(cfg: TunnelConfig, r: Resolved) -> io::Result<()> {
-    log!("version: {}", env!("CARGO_PKG_VERSION"));
-    log!("smux version: {}", cfg.smuxver);
-    log!("listening on: {}", cfg.listen);
-    log!("target: {}", cfg.target);
+    tlog!("version: {}", env!("CARGO_PKG_VERSION"));
+    tlog!("smux version: {}", cfg.smuxver);
+    tlog!("listening on: {}", cfg.listen);
+    tlog!("target: {}", cfg.target);
     log_common(&cfg, &r);
-    log!("snmplog: {}", cfg.snmplog);
-    log!("snmpperiod: {}", cfg.snmpperiod);
-    log!("pprof: {}", cfg.pprof);
-    log!("quiet: {}", cfg.quiet);
-    log!("tcp: {}", cfg.tcp);
+    tlog!("snmplog: {}", cfg.snmplog);
+    tlog!("snmpperiod: {}", cfg.snmpperiod);
+    tlog!("pprof: {}", cfg.pprof);
+    tlog!("quiet: {}", cfg.quiet);
+    tlog!("tcp: {}", cfg.tcp);
     if cfg.pprof {
-        log!("--pprof: Go's profiling server is not available in this implementation; ignored");
+        tlog!("--pprof: Go's profiling server is not available in this implementation; ignored");
     }
     let listener = Arc::new(
         KcpListener::bind(listen_addr(&cfg.listen), r.kcp.clone())
@@ -70,7 +70,7 @@ pub(super) async fn run(cfg: TunnelConfig, r: Resolved) -> io::Result<()> {
                 tick.tick().await;
                 let now = l.stats().in_csum_errors;
                 if now > last {
-                    log!(
+                    tlog!(
                         "{} datagrams failed the integrity check in the last 10 s: a client with another --key or --crypt?",
                         now - last
                     );
@@ -83,14 +83,14 @@ pub(super) async fn run(cfg: TunnelConfig, r: Resolved) -> io::Result<()> {
     let r = Arc::new(r);
     loop {
         let (kcp, addr) = listener.accept().await?;
-        log!("remote address: {addr}");
+        tlog!("remote address: {addr}");
         tokio::spawn(handle_mux(kcp, addr, cfg.clone(), r.clone()));
     }
 }
 
 async fn handle_mux(kcp: KcpStream, addr: SocketAddr, cfg: Arc<TunnelConfig>, r: Arc<Resolved>) {
     let local = kcp.local_addr();
-    log!(
+    tlog!(
         "smux version: {} on connection: {local} -> {addr}",
         cfg.smuxver
     );
@@ -102,7 +102,7 @@ async fn handle_mux(kcp: KcpStream, addr: SocketAddr, cfg: Arc<TunnelConfig>, r:
     let session = match SmuxSession::server(kcp, r.smux.clone(), framing) {
         Ok(s) => s,
         Err(e) => {
-            log!("{e}");
+            tlog!("{e}");
             return;
         }
     };
@@ -123,7 +123,7 @@ async fn handle_mux(kcp: KcpStream, addr: SocketAddr, cfg: Arc<TunnelConfig>, r:
         _ => "",
     };
     let end = end.map(|e| e.to_string()).unwrap_or_default();
-    log!("session from {addr} ended: {end}{hint}");
+    tlog!("session from {addr} ended: {end}{hint}");
 }
 
 async fn handle_stream(stream: SmuxStream, addr: SocketAddr, cfg: Arc<TunnelConfig>) {
@@ -136,18 +136,18 @@ async fn handle_stream(stream: SmuxStream, addr: SocketAddr, cfg: Arc<TunnelConf
             match tokio::net::UnixStream::connect(target).await {
                 Ok(u) => {
                     if !quiet {
-                        log!("stream opened in: {addr}({id}) out: {target}");
+                        tlog!("stream opened in: {addr}({id}) out: {target}");
                     }
                     report(pipe(stream, u).await, addr, id);
                     if !quiet {
-                        log!("stream closed in: {addr}({id}) out: {target}");
+                        tlog!("stream closed in: {addr}({id}) out: {target}");
                     }
                 }
-                Err(e) => log!("dial unix {target}: {e}"),
+                Err(e) => tlog!("dial unix {target}: {e}"),
             }
         }
         #[cfg(not(unix))]
-        log!("dial unix {target}: unix sockets are not available on this platform");
+        tlog!("dial unix {target}: unix sockets are not available on this platform");
         return;
     }
     let dial = dial_addr(target);
@@ -159,21 +159,21 @@ async fn handle_stream(stream: SmuxStream, addr: SocketAddr, cfg: Arc<TunnelConf
                 .map(|a| a.to_string())
                 .unwrap_or_else(|_| dial.clone());
             if !quiet {
-                log!("stream opened in: {addr}({id}) out: {out}");
+                tlog!("stream opened in: {addr}({id}) out: {out}");
             }
             report(pipe(stream, t).await, addr, id);
             if !quiet {
-                log!("stream closed in: {addr}({id}) out: {out}");
+                tlog!("stream closed in: {addr}({id}) out: {out}");
             }
         }
-        Err(e) => log!("dial tcp {dial}: {e}"),
+        Err(e) => tlog!("dial tcp {dial}: {e}"),
     }
 }
 
 fn report(e: Option<io::Error>, addr: SocketAddr, id: u32) {
     if let Some(e) = e {
         if e.kind() == io::ErrorKind::InvalidData {
-            log!("smux {e} in: {addr}({id})");
+            tlog!("smux {e} in: {addr}({id})");
         }
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::EndpointStats;
 
 use super::gotime;
-use super::log::log;
+use super::log::tlog;
 
 /// The CSV file a path with a Go layout in its file name names at `t`.
 pub fn file_name(path: &str, t: &gotime::Tm) -> String {
@@ -55,13 +55,13 @@ pub async fn logger(path: String, period: u64, stats: impl Fn() -> EndpointStats
         let mut f = match OpenOptions::new().create(true).append(true).open(&name) {
             Ok(f) => f,
             Err(e) => {
-                log!("snmplog {name}: {e}");
+                tlog!("snmplog {name}: {e}");
                 return;
             }
         };
         let header = f.metadata().map(|m| m.len() == 0).unwrap_or(false);
         if let Err(e) = f.write_all(lines(&stats(), now.unix, header).as_bytes()) {
-            log!("snmplog {name}: {e}");
+            tlog!("snmplog {name}: {e}");
         }
     }
 }
