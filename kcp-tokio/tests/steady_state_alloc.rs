@@ -7,8 +7,9 @@
 //! exceeds them (up to their window-derived bounds), and a payload chunk is allocated when more
 //! are in flight at once than ever before. Traced runs show 0 to 7 such events per 16 MiB
 //! (`SeqRing::grow` on a new out-of-order or in-flight high-water mark, `new_chunk`), and
-//! when they fall is timing-dependent. So the test allows one allocation per 1,000 datagrams:
-//! an allocation per packet, or per flush, would exceed that a thousandfold.
+//! when they fall is timing-dependent (a loaded machine lets queues reach new high-water
+//! marks). So the test allows one allocation per 1,000 datagrams plus the rings' doublings
+//! over a session's life: an allocation per packet, or per flush, exceeds that many times.
 
 use std::time::Duration;
 
@@ -117,8 +118,13 @@ fn a_steady_transfer_allocates_nothing_per_packet() {
         let (allocs, datagrams) = run(config);
         eprintln!("{name}: {allocs} allocations for {datagrams} datagrams received by the client");
         assert!(datagrams > 10_000, "{name}: {datagrams}");
+        // Growth to a bound is allowed, whenever the machine's timing makes it fall: each of a
+        // session's rings (send, receive, ACK list, transmit queue, their links) can double
+        // at most 8 times over its life (4 -> 1024 slots at these windows), two sessions. A
+        // per-packet or per-flush allocation is thousands.
+        let growth = 2 * 6 * 8;
         assert!(
-            allocs <= datagrams / 1000,
+            allocs <= datagrams / 1000 + growth,
             "{name}: {allocs} allocations for {datagrams} datagrams"
         );
     }
