@@ -10,7 +10,7 @@
 //! handful where kcp-core's deterministic test asserts zero.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use kcp_core::Config;
@@ -18,7 +18,7 @@ use kcp_mio::{Endpoint, Event, KcpConfig, SessionId};
 use mio::{Events, Poll, Token};
 
 struct Counting;
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
+static ALLOCS: AtomicUsize = AtomicUsize::new(0);
 
 thread_local! {
     /// Only the measuring thread's allocations count (the test harness has threads too).
@@ -193,7 +193,7 @@ fn steady(config: KcpConfig, warm: u64, measure: u64) -> (u64, u64) {
     let received = l.received;
     l.run_until(received + measure);
     COUNTED.with(|c| c.set(false));
-    let allocs = ALLOCS.load(Ordering::Relaxed) - before;
+    let allocs = (ALLOCS.load(Ordering::Relaxed) - before) as u64;
     assert_eq!(l.server.stats().in_csum_errors, 0);
     (allocs, l.server.udp_stats().datagrams_received - datagrams)
 }

@@ -12,7 +12,7 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use kcp_core::Config;
@@ -20,7 +20,7 @@ use kcp_tokio::{KcpConfig, KcpListener, KcpStream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 struct Counting;
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
+static ALLOCS: AtomicUsize = AtomicUsize::new(0);
 
 thread_local! {
     /// Only the measuring thread's allocations count.
@@ -112,7 +112,7 @@ async fn steady(config: KcpConfig, warm: usize, measure: usize) -> (u64, u64) {
         got += n;
     }
     COUNTED.with(|c| c.set(false));
-    let allocs = ALLOCS.load(Ordering::Relaxed) - before.unwrap();
+    let allocs = (ALLOCS.load(Ordering::Relaxed) - before.unwrap()) as u64;
     let datagrams = stats(&r) - datagrams;
     drop(writer.await.unwrap());
     drop(r);
