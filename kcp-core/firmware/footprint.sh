@@ -13,7 +13,7 @@ nm_tool=$(command -v llvm-nm || command -v llvm-nm-14 || true)
 [ -n "$size_tool" ] && [ -n "$nm_tool" ] || { echo "footprint: needs llvm-size and llvm-nm (Debian: llvm)" >&2; exit 1; }
 
 cargo build -q --locked --profile size --bin size_engine --bin size_baseline
-dir=target/thumbv7em-none-eabihf/size
+dir=${CARGO_TARGET_DIR:-target}/thumbv7em-none-eabihf/size
 text() { "$size_tool" -A "$1" | awk '$1 == ".text" { print $2 }'; }
 rodata() { "$size_tool" -A "$1" | awk '$1 == ".rodata" { print $2 }'; }
 engine=$(text "$dir/size_engine")

@@ -9,7 +9,7 @@ cd "$(dirname "$0")"
 timeout_s=${FIRMWARE_TIMEOUT:-120}
 
 cargo build --release --locked
-elf=target/thumbv7em-none-eabihf/release/kcp-firmware
+elf=${CARGO_TARGET_DIR:-target}/thumbv7em-none-eabihf/release/kcp-firmware
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
