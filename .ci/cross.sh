@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the stack where its users are, under emulation:
-#   1. the Cortex-M4 firmware on QEMU's mps2-an386 (kcp-core/firmware/run.sh): two engines over
+#   1. the Cortex-M4 firmware (fmt, clippy) on QEMU's mps2-an386 (kcp-core/firmware/run.sh): two engines over
 #      a lossy, reordering link, 256 KiB each through the bare engine, kcp-go's packet cipher and
 #      FEC 10/3 with the cipher, every byte checked; fails on a non-zero exit or a failed check;
 #   2. the kcp-core, kcp-fec and kcp-crypto test suites (unit, property, known-answer vectors,
@@ -27,6 +27,7 @@ export CARGO_TARGET_POWERPC_UNKNOWN_LINUX_GNU_RUNNER="qemu-ppc -L /usr/powerpc-l
 
 step "firmware on QEMU mps2-an386 (Cortex-M4)"
 t_step=$SECONDS
+(cd kcp-core/firmware && cargo fmt -- --check && cargo clippy -q --locked --release --bins -- -D warnings)
 bash kcp-core/firmware/run.sh
 lap
 
