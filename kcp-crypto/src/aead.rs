@@ -276,8 +276,8 @@ impl AeadCrypt {
 impl<K: Borrow<AeadKey>> AeadCrypt<K> {
     /// A session's layer over a shared key: a nonce stream of its own, nothing copied.
     ///
-    /// Only on targets with 64-bit atomics, which hand out the nonce streams.
-    #[cfg(target_has_atomic = "64")]
+    /// Only on targets with atomics (32-bit ones are enough), which hand out the nonce streams.
+    #[cfg(target_has_atomic = "32")]
     pub fn with_key(key: K) -> AeadCrypt<K> {
         AeadCrypt::build(key)
     }

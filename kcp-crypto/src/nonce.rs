@@ -43,8 +43,68 @@ const BATCH: usize = 8;
 /// and the counter that hands out stream numbers.
 pub(crate) struct NonceKey {
     cipher: Aes128Enc,
-    #[cfg(target_has_atomic = "64")]
-    streams: core::sync::atomic::AtomicU64,
+    #[cfg(target_has_atomic = "32")]
+    streams: StreamCounter,
+}
+
+/// The counter that hands out stream numbers: one 64-bit atomic where the target has them.
+#[cfg(target_has_atomic = "64")]
+#[derive(Default)]
+struct StreamCounter(core::sync::atomic::AtomicU64);
+
+#[cfg(target_has_atomic = "64")]
+impl StreamCounter {
+    fn next(&self) -> u64 {
+        // Uniqueness only needs the read-modify-write to be atomic; no ordering with other
+        // memory is implied.
+        self.0.fetch_add(1, core::sync::atomic::Ordering::Relaxed)
+    }
+
+    #[cfg(test)]
+    fn starting_at(n: u64) -> StreamCounter {
+        StreamCounter(core::sync::atomic::AtomicU64::new(n))
+    }
+}
+
+/// The counter that hands out stream numbers on targets with 32-bit but no 64-bit atomics
+/// (32-bit PowerPC and MIPS, Cortex-M3/M4): two 32-bit halves behind a spin lock, held for a
+/// few instructions. Building layers from an interrupt handler while the interrupted code
+/// builds one would spin for ever on a single core; build them in thread context.
+#[cfg(all(target_has_atomic = "32", not(target_has_atomic = "64")))]
+#[derive(Default)]
+struct StreamCounter {
+    lock: core::sync::atomic::AtomicBool,
+    high: core::sync::atomic::AtomicU32,
+    low: core::sync::atomic::AtomicU32,
+}
+
+#[cfg(all(target_has_atomic = "32", not(target_has_atomic = "64")))]
+impl StreamCounter {
+    fn next(&self) -> u64 {
+        use core::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+        while self
+            .lock
+            .compare_exchange_weak(false, true, Acquire, Relaxed)
+            .is_err()
+        {
+            core::hint::spin_loop();
+        }
+        let n = u64::from(self.high.load(Relaxed)) << 32 | u64::from(self.low.load(Relaxed));
+        let next = n.wrapping_add(1);
+        self.high.store((next >> 32) as u32, Relaxed);
+        self.low.store(next as u32, Relaxed);
+        self.lock.store(false, Release);
+        n
+    }
+
+    #[cfg(test)]
+    fn starting_at(n: u64) -> StreamCounter {
+        StreamCounter {
+            lock: core::sync::atomic::AtomicBool::new(false),
+            high: core::sync::atomic::AtomicU32::new((n >> 32) as u32),
+            low: core::sync::atomic::AtomicU32::new(n as u32),
+        }
+    }
 }
 
 impl NonceKey {
@@ -56,22 +116,19 @@ impl NonceKey {
         key.zeroize();
         NonceKey {
             cipher,
-            #[cfg(target_has_atomic = "64")]
-            streams: core::sync::atomic::AtomicU64::new(0),
+            #[cfg(target_has_atomic = "32")]
+            streams: StreamCounter::default(),
         }
     }
 
-    /// A stream number no other caller of this key got (64-bit atomics), or 0 for a key
-    /// that only ever feeds one stream (targets without them can not share a key).
+    /// A stream number no other caller of this key got (targets with atomics), or 0 for a
+    /// key that only ever feeds one stream (targets without atomics can not share a key).
     fn next_stream(&self) -> u64 {
-        #[cfg(target_has_atomic = "64")]
+        #[cfg(target_has_atomic = "32")]
         {
-            // Uniqueness only needs the read-modify-write to be atomic; no ordering with
-            // other memory is implied.
-            self.streams
-                .fetch_add(1, core::sync::atomic::Ordering::Relaxed)
+            self.streams.next()
         }
-        #[cfg(not(target_has_atomic = "64"))]
+        #[cfg(not(target_has_atomic = "32"))]
         {
             0
         }
@@ -249,6 +306,16 @@ mod tests {
                 assert_ne!(seen[i], seen[j], "nonces {i} and {j} repeat");
             }
         }
+    }
+
+    #[test]
+    #[cfg(target_has_atomic = "32")]
+    fn stream_numbers_carry_past_32_bits() {
+        let c = super::StreamCounter::starting_at(u64::from(u32::MAX) - 1);
+        assert_eq!(c.next(), 0xFFFF_FFFE);
+        assert_eq!(c.next(), 0xFFFF_FFFF);
+        assert_eq!(c.next(), 0x1_0000_0000);
+        assert_eq!(c.next(), 0x1_0000_0001);
     }
 
     #[test]

@@ -150,8 +150,8 @@ impl<K: Borrow<PacketKey>> PacketCrypt<K> {
     /// A session's layer over a shared key: takes a stream of nonces of its own from the key
     /// (never the same as another layer's, see `NonceGen`), copies nothing.
     ///
-    /// Only on targets with 64-bit atomics, which hand out the streams.
-    #[cfg(target_has_atomic = "64")]
+    /// Only on targets with atomics (32-bit ones are enough), which hand out the streams.
+    #[cfg(target_has_atomic = "32")]
     pub fn with_key(key: K) -> PacketCrypt<K> {
         PacketCrypt::build(key)
     }

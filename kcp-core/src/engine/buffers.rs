@@ -135,11 +135,22 @@ pub struct StaticBuffers<
 impl<const SND: usize, const RCV: usize, const CHUNKS: usize, const CHUNK: usize>
     StaticBuffers<SND, RCV, CHUNKS, CHUNK>
 {
-    /// Zeroed storage (usable in a `static`).
+    /// Zeroed storage (usable in a `static`, which then lands in `.bss` and costs no flash
+    /// for an initial image). The engine writes every slot before it reads it, so the slots
+    /// start as all-zero bytes rather than as [`SendSlot::EMPTY`] and [`RecvSlot::EMPTY`]
+    /// (whose chunk field is not zero).
     pub const fn new() -> Self {
+        const SEND_ZERO: SendSlot = SendSlot {
+            chunk: 0,
+            ..SendSlot::EMPTY
+        };
+        const RECV_ZERO: RecvSlot = RecvSlot {
+            chunk: 0,
+            ..RecvSlot::EMPTY
+        };
         StaticBuffers {
-            send: [SendSlot::EMPTY; SND],
-            recv: [RecvSlot::EMPTY; RCV],
+            send: [SEND_ZERO; SND],
+            recv: [RECV_ZERO; RCV],
             acks: [AckEntry::EMPTY; RCV],
             transmit: [0; SND],
             arena: [[0; CHUNK]; CHUNKS],
@@ -166,5 +177,89 @@ impl<const SND: usize, const RCV: usize, const CHUNKS: usize, const CHUNK: usize
 {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{AckEntry, RecvSlot, SendSlot, StaticBuffers};
+    use crate::{Config, Kcp, Millis};
+
+    type Mem = StaticBuffers<16, 32, 48, 1376>;
+
+    fn pump(from: &mut Kcp, to: &mut Kcp, now: Millis, dgram: &mut [u8], count: &mut u32) {
+        from.handle_timeout(now);
+        while let Some(n) = from.poll_transmit(now, dgram) {
+            *count += 1;
+            if !count.is_multiple_of(7) {
+                to.input(now, &dgram[..n]).unwrap();
+            }
+        }
+    }
+
+    /// Moves `total` bytes from `a` to `b`, dropping every 7th datagram; returns what arrived.
+    fn transfer(a: &mut Kcp, b: &mut Kcp, total: usize) -> usize {
+        let mut dgram = [0u8; 1400];
+        let mut out = [0u8; 4096];
+        let (mut sent, mut got, mut count) = (0usize, 0usize, 0u32);
+        let mut now = Millis(0);
+        while got < total && now.0 < 60_000 {
+            while sent < total {
+                let chunk: [u8; 700] = core::array::from_fn(|i| (sent + i) as u8);
+                match a.send(&chunk[..(total - sent).min(700)]) {
+                    Ok(n) => sent += n,
+                    Err(_) => break,
+                }
+            }
+            pump(a, b, now, &mut dgram, &mut count);
+            pump(b, a, now, &mut dgram, &mut count);
+            while let Ok(n) = b.recv(&mut out) {
+                for (k, &byte) in out[..n].iter().enumerate() {
+                    assert_eq!(byte, (got + k) as u8, "byte {} corrupted", got + k);
+                }
+                got += n;
+            }
+            now += 5;
+        }
+        got
+    }
+
+    #[test]
+    fn static_buffers_start_zeroed_and_slots_need_no_initial_value() {
+        let mut a_mem = Mem::new();
+        let mut b_mem = Mem::new();
+        // Zeroed: a `static` of them goes to .bss, not to flash.
+        assert!(a_mem.send.iter().all(|s| s.chunk == 0 && s.next.is_none()));
+        assert!(a_mem.recv.iter().all(|s| s.chunk == 0 && !s.present));
+        // The engine must not read a slot before writing it: junk in every slot changes nothing.
+        b_mem.send.fill(SendSlot {
+            chunk: 3,
+            len: 9,
+            frg: 1,
+            acked: true,
+            in_txq: true,
+            xmit: 5,
+            prev: Some(1),
+            next: Some(2),
+            ..SendSlot::EMPTY
+        });
+        b_mem.recv.fill(RecvSlot {
+            chunk: 5,
+            len: 7,
+            frg: 2,
+            present: true,
+        });
+        b_mem.acks.fill(AckEntry { sn: 4, ts: 8 });
+        b_mem.transmit.fill(11);
+        let config = Config {
+            stream: true,
+            snd_wnd: 16,
+            rcv_wnd: 16,
+            ..Config::fast3()
+        };
+        let mut a = Kcp::with_buffers(1, config, Millis(0), a_mem.buffers()).unwrap();
+        let mut b = Kcp::with_buffers(1, config, Millis(0), b_mem.buffers()).unwrap();
+        assert_eq!(transfer(&mut a, &mut b, 200_000), 200_000);
+        assert_eq!(transfer(&mut b, &mut a, 200_000), 200_000);
     }
 }

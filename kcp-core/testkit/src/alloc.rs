@@ -12,13 +12,14 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicUsize, Ordering};
 
 /// The counting allocator (a unit struct: all state is in statics).
 pub struct Counting;
 
 static LIVE: AtomicIsize = AtomicIsize::new(0);
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
+// usize, not u64: 32-bit targets without 64-bit atomics run these tests too.
+static ALLOCS: AtomicUsize = AtomicUsize::new(0);
 static COUNT_ALL: AtomicBool = AtomicBool::new(false);
 
 thread_local! {
@@ -108,7 +109,7 @@ pub fn thread_allocs() -> u64 {
 /// Allocations counted process-wide: those of threads that called [`count_this_thread`], and
 /// of every thread while [`count_allocs`] is on.
 pub fn allocs() -> u64 {
-    ALLOCS.load(Ordering::Relaxed)
+    ALLOCS.load(Ordering::Relaxed) as u64
 }
 
 /// Whether the calling thread's allocations count in [`allocs`].

@@ -88,6 +88,11 @@ pub(crate) fn mul_row(c: u8) -> [u8; 256] {
 
 /// A GF(2^8) multiply(-accumulate) kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+// The SIMD variants exist on x86 only.
+#[cfg_attr(
+    not(any(target_arch = "x86", target_arch = "x86_64")),
+    allow(dead_code)
+)]
 pub enum Kernel {
     /// Portable 256-entry table per coefficient.
     Table,
