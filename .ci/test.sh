@@ -36,6 +36,9 @@ cargo package --workspace --allow-dirty
 step "no_std build (thumbv7em-none-eabihf, no allocator)"
 cargo build -p kcpx-core --no-default-features --target thumbv7em-none-eabihf
 
+step "cross targets: the Cortex-M4 firmware on QEMU, s390x/aarch64 test suites, powerpc and thumbv7em builds"
+bash .ci/cross.sh
+
 step "kcp-tokio and kcp-mio type-check for Linux x86_64 and aarch64, macOS and Windows"
 for t in x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu x86_64-apple-darwin x86_64-pc-windows-gnu; do
     cargo check -q -p kcpx-tokio -p kcpx-mio --all-features --all-targets --target "$t"
