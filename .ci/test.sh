@@ -3,8 +3,9 @@
 # Installs what is missing (.ci/setup.sh), then: formatting, clippy (all targets, warnings
 # denied), all tests (including the live kcp-go and ikcp.c interop tests, which fail rather than
 # skip when a peer is missing), rustdoc with warnings denied, the no_std build for
-# thumbv7em-none-eabihf, the minimum Rust version (1.89), `cargo package` of every crate, and a
-# short fuzz smoke run of every fuzz target.
+# thumbv7em-none-eabihf, the cross targets under QEMU (.ci/cross.sh: firmware, s390x, aarch64,
+# powerpc), the minimum Rust version (1.89), `cargo package` of every crate, a standalone Tokio
+# echo crate, the kcp-perf demo, and a short fuzz smoke run of every fuzz target.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
