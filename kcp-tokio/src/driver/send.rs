@@ -1,0 +1,143 @@
+//! The send path: collect a batch under the state lock, seal it outside, send it with the shared batched sender, keep what the kernel refused.
+
+use super::*;
+
+impl Inner {
+    pub(super) fn lock(&self) -> StateGuard<'_> {
+        // Nothing panics while holding the lock; if something did, the state is still usable.
+        StateGuard {
+            guard: self.state.lock().unwrap_or_else(|p| p.into_inner()),
+            #[cfg(feature = "perf")]
+            since: Instant::now(),
+            #[cfg(feature = "perf")]
+            counters: &self.counters,
+        }
+    }
+
+    /// Collects every datagram the endpoint has and sends it. Only one caller sends at a
+    /// time (datagrams stay in order); a caller that finds the send lock taken leaves a flag
+    /// the holder acts on before it lets go.
+    pub(super) fn transmit(&self) {
+        loop {
+            self.tx_pending.store(true, Ordering::SeqCst);
+            let mut tx = match self.tx.try_lock() {
+                Ok(g) => g,
+                Err(TryLockError::WouldBlock) => return,
+                Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            };
+            while self.tx_pending.swap(false, Ordering::SeqCst) {
+                self.transmit_locked(&mut tx);
+            }
+            drop(tx);
+            if !self.tx_pending.load(Ordering::SeqCst) {
+                return;
+            }
+        }
+    }
+
+    pub(super) fn transmit_locked(&self, tx: &mut Tx) {
+        // The wakers to wake after the state lock is released, in a list kept with the send
+        // side so that no send allocates.
+        let mut wake = std::mem::take(&mut tx.wake);
+        loop {
+            let now = self.clock.now_ms();
+            let more = {
+                let mut s = self.lock();
+                let ep = &mut s.ep;
+                let more = tx.sender.fill(|region, stride, lens| {
+                    ep.poll_transmit_strided(millis(now), region, stride, lens)
+                });
+                s.dispatch(&mut wake);
+                if s.timer_moved_earlier(now) {
+                    self.notify.notify_one();
+                }
+                more
+            };
+            for w in wake.drain(..) {
+                w.wake();
+            }
+            self.seal_and_send(tx, now);
+            if !more {
+                tx.wake = wake;
+                return;
+            }
+        }
+    }
+
+    /// Seals the collected batch (no lock but the send lock) and sends it through Tokio's
+    /// readiness, or queues it behind the backlog.
+    pub(super) fn seal_and_send(&self, tx: &mut Tx, now: u64) {
+        let n = tx.sender.committed();
+        if n == 0 {
+            return;
+        }
+        if let Some(c) = &mut tx.sealer {
+            let (buf, lens) = tx.sender.committed_mut();
+            if c.seal_strided(buf, SLOT, lens, millis(now)).is_err() {
+                // Cannot happen with the engine's datagram sizes; never send plaintext.
+                tx.sender.discard();
+                self.count_sends(tx);
+                return;
+            }
+        }
+        let had_backlog = tx.sender.backlog_len() > 0;
+        let socket = SockRef::from(&*self.socket);
+        if had_backlog {
+            // Behind the backlog: queued without a system call; the driver is waiting for
+            // the socket to be writable already.
+            let _ = tx.sender.flush(&socket);
+        } else {
+            let _ = self.socket.try_io(Interest::WRITABLE, || {
+                #[cfg(test)]
+                if self.stall_sends.load(Ordering::Relaxed) {
+                    tx.sender.simulate_full_socket(1);
+                }
+                tx.sender.flush(&socket)
+            });
+            // Tokio refuses without a system call until its reactor has seen the socket
+            // writable once (a new socket): what is still in the batch waits in the backlog
+            // for the writable event, never dropped.
+            tx.sender.defer();
+        }
+        self.count_sends(tx);
+        if !had_backlog && tx.sender.backlog_len() > 0 {
+            // The driver waits for writability only while it knows of a backlog.
+            self.notify.notify_one();
+        }
+    }
+
+    /// Publishes the sender's counters (read by `socket_stats` and the driver's loop without
+    /// the send lock).
+    pub(super) fn count_sends(&self, tx: &Tx) {
+        let st = tx.sender.stats();
+        let c = &self.counters;
+        c.datagrams_sent.store(st.datagrams_sent, Ordering::Relaxed);
+        c.send_calls.store(st.send_calls, Ordering::Relaxed);
+        c.send_would_block.store(st.would_block, Ordering::Relaxed);
+        c.send_drops
+            .store(st.backlog_drops + st.send_errors, Ordering::Relaxed);
+        c.backlog
+            .store(tx.sender.backlog_len() as u64, Ordering::Relaxed);
+    }
+
+    /// Sends the backlog until the kernel pushes back; true when it is empty.
+    pub(super) fn drain_backlog(&self) -> bool {
+        let mut tx = match self.tx.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let _ = self.socket.try_io(Interest::WRITABLE, || {
+            #[cfg(test)]
+            if self.stall_sends.load(Ordering::Relaxed) {
+                tx.sender.simulate_full_socket(1);
+            }
+            tx.sender.send_backlog(SockRef::from(&*self.socket))
+        });
+        self.count_sends(&tx);
+        tx.sender.backlog_len() == 0
+    }
+
+    pub(super) fn has_backlog(&self) -> bool {
+        self.counters.backlog.load(Ordering::Relaxed) > 0
+    }
+}
