@@ -212,8 +212,14 @@ fn a_thousand_sessions_full_of_out_of_order_data_stay_within_the_budget() {
     let mut buf = [0u8; 64];
     for addr in 1..=SESSIONS {
         a.push(addr, 0..FRAGS);
-        assert_eq!(a.asked, 1, "session {addr}: the first flight is answered by a probe");
-        assert!(a.ep.accept().is_none(), "no session before the probe is answered");
+        assert_eq!(
+            a.asked, 1,
+            "session {addr}: the first flight is answered by a probe"
+        );
+        assert!(
+            a.ep.accept().is_none(),
+            "no session before the probe is answered"
+        );
         a.tell_window(addr);
         a.push(addr, FRAGS..2 * FRAGS);
         let id = a.ep.accept().expect("confirmed and queued");
