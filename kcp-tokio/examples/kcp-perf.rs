@@ -180,7 +180,7 @@ async fn server(a: ServerArgs) -> Result<bool, String> {
             a.half_open_per_host as usize,
         )
         .backlog(a.backlog as usize)
-        .with_stack(|s| s.max_sessions_per_host(a.sessions_per_host as usize));
+        .max_sessions_per_host(a.sessions_per_host as usize);
     let l = bind_listener(listen, cfg, a.sockets)
         .await
         .map_err(|e| format!("bind {listen}: {e}"))?;

@@ -8,7 +8,7 @@ use crate::time::Millis;
 use crate::wire::{Command, Datagram, HEADER_LEN};
 
 use super::half_open::Opened;
-use super::{DropReason, Endpoint, EndpointError, PeerAddr};
+use super::{DropReason, Endpoint, EndpointError, PeerAddr, ATTACHED};
 
 /// Where the codec stack said a datagram belongs.
 enum Routed {
@@ -195,8 +195,8 @@ impl<A: PeerAddr> Endpoint<A> {
         if let Some(g) = group {
             slot.group = g;
         }
-        if !slot.attached {
-            slot.attached = true;
+        if !slot.flag(ATTACHED) {
+            slot.set_flag(ATTACHED, true);
             match self.attach_route.entry(from) {
                 alloc::collections::btree_map::Entry::Vacant(v) => {
                     v.insert(idx);
