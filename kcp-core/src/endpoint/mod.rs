@@ -38,7 +38,8 @@
 //! opens the inner layers itself. Packets without a conversation id (FEC parity) go to the
 //! session on the same address whose latest data lies in the same region of FEC groups
 //! ([`Codec::group`](crate::Codec::group)); when that is not one session, they are dropped
-//! and counted (`parity_unrouted`).
+//! and counted (`half_open_dropped` while the address has a half-open entry, else
+//! `parity_unrouted`).
 //!
 //! # Receive budget
 //!
