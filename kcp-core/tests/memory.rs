@@ -5,36 +5,15 @@
 //! One test function on purpose: the allocator is process-wide, and tests of one binary run
 //! in parallel threads.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicIsize, Ordering};
-
 use kcp_core::endpoint::{Endpoint, EndpointConfig, SessionId};
 use kcp_core::wire::{Command, Datagram, SegmentRepr, HEADER_LEN};
 use kcp_core::{Config, Millis};
 
-struct Tracking;
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-unsafe impl GlobalAlloc for Tracking {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new: usize) -> *mut u8 {
-        LIVE.fetch_add(new as isize - layout.size() as isize, Ordering::Relaxed);
-        unsafe { System.realloc(ptr, layout, new) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Tracking = Tracking;
+static GLOBAL: kcp_testkit::alloc::Counting = kcp_testkit::alloc::Counting;
 
 fn live() -> isize {
-    LIVE.load(Ordering::Relaxed)
+    kcp_testkit::alloc::live()
 }
 
 /// Budget per idle session, codec state included (the project's target: at most 2 KiB of heap

@@ -7,8 +7,9 @@
 
 use kcp_core::endpoint::{Endpoint, EndpointConfig, SessionId};
 use kcp_core::sim::{LinkConfig, Node, Sim};
+use kcp_core::wire::{Command, SegmentRepr, HEADER_LEN};
 use kcp_core::{Config, Layer, Millis};
-use kcp_fec::{Fec, FecCode, FecConfig};
+use kcp_fec::{Fec, FecCode, FecConfig, TYPE_DATA, TYPE_PARITY};
 
 /// An endpoint as a simulator node; all its traffic goes to the other node. The simulator
 /// asks for the next deadline through `&self`, so it is refreshed after every call.
@@ -121,9 +122,28 @@ fn two_conversations_on_one_address_each_get_their_own_parity() {
                 .collect()
         })
         .collect();
-    let mut sent = [0usize; 2];
     let mut got: Vec<Vec<u8>> = vec![Vec::new(); 2];
     let mut accepted: Vec<(u32, SessionId)> = Vec::new();
+    // The sessions open first: a short first message each, which the server's endpoint
+    // answers with a window probe, and accepts once the client's session answers. Until then
+    // it keeps only the first flight and drops the rest unacknowledged, so a transfer started
+    // at once would go through the server's sessions mostly as retransmissions after the
+    // handshake, not as the FEC-protected stream this test is about.
+    const HELLO: usize = 100;
+    for k in 0..2 {
+        assert_eq!(sim.a.ep.send(ids[k], &data[k][..HELLO]), Ok(HELLO));
+    }
+    let opened = sim.run_until(10_000, |sim| {
+        while let Some(id) = sim.b.ep.accept() {
+            let conv = sim.b.ep.session(id).unwrap().kcp().conv();
+            accepted.push((conv, id));
+        }
+        sim.a.refresh();
+        sim.b.refresh();
+        (accepted.len() == 2).then_some(())
+    });
+    assert!(opened.is_some(), "both sessions accepted: {accepted:?}");
+    let mut sent = [HELLO; 2];
     let mut buf = vec![0u8; 1 << 16];
     let done = sim.run_until(120_000, |sim| {
         for k in 0..2 {
@@ -174,4 +194,99 @@ fn two_conversations_on_one_address_each_get_their_own_parity() {
     }
     println!("parity unrouted: {}", stats.parity_unrouted);
     assert_eq!(stats.parity_unrouted, 0);
+}
+
+/// A data shard of FEC seqid `seqid` carrying one segment of `conv`.
+fn data_shard(seqid: u32, conv: u32, cmd: Command, payload: &[u8]) -> Vec<u8> {
+    let mut d = vec![0u8; 8 + HEADER_LEN + payload.len()];
+    d[..4].copy_from_slice(&seqid.to_le_bytes());
+    d[4..6].copy_from_slice(&TYPE_DATA.to_le_bytes());
+    let size = (d.len() - 6) as u16;
+    d[6..8].copy_from_slice(&size.to_le_bytes());
+    SegmentRepr {
+        conv,
+        cmd,
+        frg: 0,
+        wnd: 128,
+        ts: 0,
+        sn: 0,
+        una: 0,
+        len: payload.len() as u32,
+    }
+    .emit(&mut d[8..])
+    .unwrap();
+    d[8 + HEADER_LEN..].copy_from_slice(payload);
+    d
+}
+
+fn parity_shard(seqid: u32) -> Vec<u8> {
+    let mut d = vec![0x5au8; 8 + HEADER_LEN + 1];
+    d[..4].copy_from_slice(&seqid.to_le_bytes());
+    d[4..6].copy_from_slice(&TYPE_PARITY.to_le_bytes());
+    d
+}
+
+/// While one conversation of an address has a session and another is still half-open (its
+/// first flight answered by a probe, the answer not yet in), the second one's parity must
+/// not reach the first one's session, though that session is the only one on the address.
+#[test]
+fn parity_of_a_half_open_conversation_does_not_reach_its_neighbour() {
+    let code = FecCode::new(10, 3).unwrap();
+    let mut ep = Endpoint::new(EndpointConfig {
+        accept: true,
+        layers: Box::new(move || {
+            vec![Box::new(Fec::with_code(code.clone(), FecConfig::default())) as Layer]
+        }),
+        ..EndpointConfig::new(Config::fast3())
+    })
+    .unwrap();
+    let now = Millis(1_000);
+    let mut out = vec![0u8; 1500];
+    let mut input = |ep: &mut Endpoint<u8>, mut d: Vec<u8>| {
+        let _ = ep.handle_datagram(now, 9, &mut d);
+        while ep.poll_transmit(now, &mut out).is_some() {}
+    };
+    let (a, b) = (0x0a0a_0a0au32, 0x0b0b_0b0bu32);
+    // Conversation a: first flight, probe, answer; its groups start at 0.
+    input(&mut ep, data_shard(0, a, Command::Push, b"a"));
+    input(&mut ep, data_shard(1, a, Command::WindowTell, b""));
+    let ida = ep.accept().expect("a accepted");
+    // Conversation b from the same address numbers its groups from far away; its first
+    // flight makes a half-open entry.
+    let far = 1u32 << 24;
+    input(&mut ep, data_shard(far, b, Command::Push, b"b"));
+    assert!(ep.accept().is_none());
+    assert_eq!(ep.stats().half_open, 1);
+    // Parity of b's first group, then of a's.
+    let dropped = ep.stats().half_open_dropped;
+    input(&mut ep, parity_shard(far + 10));
+    assert_eq!(
+        counter(&ep, ida, "fec_parity_shards"),
+        0,
+        "b's parity reached a"
+    );
+    assert_eq!(counter(&ep, ida, "fec_seqid_jumps"), 0);
+    assert_eq!(
+        ep.stats().half_open_dropped,
+        dropped + 1,
+        "counted with b's drops"
+    );
+    assert_eq!(ep.stats().parity_unrouted, 0);
+    input(&mut ep, parity_shard(10));
+    assert_eq!(
+        counter(&ep, ida, "fec_parity_shards"),
+        1,
+        "a's parity reaches a"
+    );
+    // b answers its probe; from then on each gets its own parity.
+    input(&mut ep, data_shard(far + 1, b, Command::WindowTell, b""));
+    let idb = ep.accept().expect("b accepted");
+    input(&mut ep, parity_shard(far + 11));
+    input(&mut ep, parity_shard(11));
+    assert_eq!(counter(&ep, ida, "fec_parity_shards"), 2);
+    assert_eq!(counter(&ep, idb, "fec_parity_shards"), 1);
+    for id in [ida, idb] {
+        assert_eq!(counter(&ep, id, "fec_seqid_jumps"), 0);
+    }
+    assert_eq!(ep.stats().parity_unrouted, 0);
 }

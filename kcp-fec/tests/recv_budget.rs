@@ -10,7 +10,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
 use kcp_core::endpoint::{Endpoint, EndpointConfig, SessionId};
-use kcp_core::wire::{Command, SegmentRepr, HEADER_LEN};
+use kcp_core::wire::{Command, Datagram, SegmentRepr, HEADER_LEN};
 use kcp_core::{Config, Layer, Millis};
 use kcp_fec::{Fec, FecCode, FecConfig, TYPE_DATA, TYPE_PARITY};
 
@@ -72,6 +72,8 @@ struct Attacker {
     seqid: Vec<u32>,
     out: Vec<u8>,
     peak: isize,
+    /// Window probes the endpoint sent to the address of the last datagram sent.
+    asked: u32,
 }
 
 impl Attacker {
@@ -95,6 +97,30 @@ impl Attacker {
             .unwrap();
             d[at + HEADER_LEN] = byte(addr, sn);
         }
+        self.shard(addr, d);
+    }
+
+    /// The peer's answer to the endpoint's window probe (WASK): a WINS in a data shard,
+    /// which turns the half-open entry into a session.
+    fn tell_window(&mut self, addr: u32) {
+        let mut d = vec![0u8; 8 + HEADER_LEN];
+        SegmentRepr {
+            conv: addr,
+            cmd: Command::WindowTell,
+            frg: 0,
+            wnd: 256,
+            ts: self.now.0,
+            sn: 0,
+            una: 0,
+            len: 0,
+        }
+        .emit(&mut d[8..])
+        .unwrap();
+        self.shard(addr, d);
+    }
+
+    /// Fills in the FEC header of data shard `d` (KCP datagram at 8..) and sends it.
+    fn shard(&mut self, addr: u32, mut d: Vec<u8>) {
         let s = &mut self.seqid[addr as usize];
         let size = (d.len() - 6) as u16;
         d[..4].copy_from_slice(&s.to_le_bytes());
@@ -131,7 +157,20 @@ impl Attacker {
     fn send(&mut self, addr: u32, mut d: Vec<u8>) {
         let _ = self.ep.handle_datagram(self.now, addr, &mut d);
         drop(d);
-        while self.ep.poll_transmit(self.now, &mut self.out).is_some() {}
+        self.asked = 0;
+        while let Some((to, n)) = self.ep.poll_transmit(self.now, &mut self.out) {
+            // A data shard carrying a window probe of the address's conversation?
+            let data = self.out[4..6] == TYPE_DATA.to_le_bytes();
+            let kcp = &self.out[8.min(n)..n];
+            if to == addr
+                && data
+                && Datagram::new(kcp)
+                    .map_while(Result::ok)
+                    .any(|(s, _)| s.conv == addr && s.cmd == Command::WindowAsk)
+            {
+                self.asked += 1;
+            }
+        }
         self.peak = self.peak.max(live());
     }
 }
@@ -162,15 +201,26 @@ fn a_thousand_sessions_full_of_out_of_order_data_stay_within_the_budget() {
         seqid: (0..=SESSIONS).map(|i| i * 13 * 100_000).collect(),
         out: vec![0u8; 1500],
         peak: 0,
+        asked: 0,
     };
     let mut got: Vec<Vec<u8>> = vec![Vec::new(); SESSIONS as usize + 1];
     let mut ids: Vec<Option<SessionId>> = vec![None; SESSIONS as usize + 1];
 
-    // 1,000 sessions, each confirmed by a second datagram; the application accepts each and
-    // reads its first two messages.
+    // 1,000 sessions, each opened by a first flight (the first message), which the endpoint
+    // answers with a window probe, and confirmed by the peer's answer to the probe; then the
+    // second message. The application accepts each and reads its first two messages.
     let mut buf = [0u8; 64];
     for addr in 1..=SESSIONS {
         a.push(addr, 0..FRAGS);
+        assert_eq!(
+            a.asked, 1,
+            "session {addr}: the first flight is answered by a probe"
+        );
+        assert!(
+            a.ep.accept().is_none(),
+            "no session before the probe is answered"
+        );
+        a.tell_window(addr);
         a.push(addr, FRAGS..2 * FRAGS);
         let id = a.ep.accept().expect("confirmed and queued");
         assert_eq!(a.ep.remote(id), Some(addr));

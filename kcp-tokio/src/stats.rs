@@ -2,7 +2,11 @@
 //! atomics the driver bumps without a lock, the snapshot of them and the sum over a
 //! listener's sockets all come from the one list below.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+#[cfg(not(target_has_atomic = "64"))]
+use portable_atomic::AtomicU64;
+#[cfg(target_has_atomic = "64")]
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering;
 
 /// How a counter of several sockets combines: a sum, or the largest.
 fn sum(a: u64, b: u64) -> u64 {

@@ -292,7 +292,7 @@ impl<A: PeerAddr> Endpoint<A> {
 
     /// A datagram for a half-open entry: the peer's answer to the probe creates the session;
     /// anything else is dropped unacknowledged (a retransmitted first flight may get a new
-    /// probe).
+    /// probe). `group` is the FEC group of the datagram's data, if any.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn half_input(
         &mut self,
@@ -303,6 +303,7 @@ impl<A: PeerAddr> Endpoint<A> {
         opened: &Opened,
         plain: Range<usize>,
         kcp: Range<usize>,
+        group: Option<u32>,
     ) -> Result<(), EndpointError> {
         let print = fingerprint(datagram);
         let replayed = self.record.contains(print);
@@ -356,7 +357,8 @@ impl<A: PeerAddr> Endpoint<A> {
         self.record.insert(print);
         *self.host_sessions.entry(host).or_insert(0) += 1;
         if h.attach {
-            self.attach(key.0, id.idx, None);
+            // The answer's group: parity of the session's groups finds it from now on.
+            self.attach(key.0, id.idx, group);
         }
         self.stats.passive_opens += 1;
         self.accept_queue.push_back(id);

@@ -8,7 +8,7 @@ use crate::time::Millis;
 use crate::wire::{Command, Datagram, HEADER_LEN};
 
 use super::half_open::Opened;
-use super::{DropReason, Endpoint, EndpointError, PeerAddr};
+use super::{DropReason, Endpoint, EndpointError, PeerAddr, ATTACHED};
 
 /// Where the codec stack said a datagram belongs.
 enum Routed {
@@ -134,6 +134,7 @@ impl<A: PeerAddr> Endpoint<A> {
                                 &opened,
                                 plain_range,
                                 kcp,
+                                group,
                             )
                         } else {
                             self.admit(t, now, from, conv, datagram, &opened, kcp, attach)
@@ -194,8 +195,8 @@ impl<A: PeerAddr> Endpoint<A> {
         if let Some(g) = group {
             slot.group = g;
         }
-        if !slot.attached {
-            slot.attached = true;
+        if !slot.flag(ATTACHED) {
+            slot.set_flag(ATTACHED, true);
             match self.attach_route.entry(from) {
                 alloc::collections::btree_map::Entry::Vacant(v) => {
                     v.insert(idx);
@@ -208,29 +209,38 @@ impl<A: PeerAddr> Endpoint<A> {
     }
 
     /// The session a packet without a conversation id from `from` belongs to: the only one
-    /// listed for the address, or else the only one there whose latest data group lies
-    /// within [`GROUP_REACH`](super::GROUP_REACH) of `group` (sessions sharing a socket number
-    /// their groups from far-apart random points; parity may overtake its group's data, or
-    /// come late). Several or none: the packet is dropped (counted), never given to a
-    /// session it may not belong to. Costs the number of FEC sessions on the address.
+    /// there whose latest data group lies within [`GROUP_REACH`](super::GROUP_REACH) of
+    /// `group` (sessions sharing a socket number their groups from far-apart random points;
+    /// parity may overtake its group's data, or come late). A session alone on its address
+    /// also takes parity of unknown group, or before it knows a group of its own; parity of
+    /// a group far from its own belongs to another conversation of the address (one still
+    /// half-open, say) and is not its. Several or none: the packet is dropped (counted),
+    /// never given to a session it may not belong to. Costs the number of FEC sessions on
+    /// the address.
     fn attached_session(&mut self, from: A, group: Option<u32>) -> Option<u32> {
         let first = *self.attach_route.get(&from)?;
+        // The latest data group of session `i`, if it knows one.
+        let latest = |slots: &[Option<alloc::boxed::Box<super::Slot<A>>>], i: u32| {
+            slots
+                .get(i as usize)
+                .and_then(Option::as_deref)
+                .map(|s| s.group)
+                .filter(|&n| n != super::NO_GROUP)
+        };
+        let near = |n: u32, g: u32| (g.wrapping_sub(n) as i32).unsigned_abs() <= super::GROUP_REACH;
         let Some(more) = self.attach_more.get(&from) else {
-            return Some(first);
+            return match (group, latest(&self.slots, first)) {
+                (Some(g), Some(n)) if !near(n, g) => {
+                    self.parity_elsewhere(from);
+                    None
+                }
+                _ => Some(first),
+            };
         };
         let mut found = None;
         if let Some(g) = group {
             for &i in core::iter::once(&first).chain(more) {
-                let near = self
-                    .slots
-                    .get(i as usize)
-                    .and_then(Option::as_deref)
-                    .map(|s| s.group)
-                    .filter(|&n| n != super::NO_GROUP)
-                    .is_some_and(|n| {
-                        (g.wrapping_sub(n) as i32).unsigned_abs() <= super::GROUP_REACH
-                    });
-                if near {
+                if latest(&self.slots, i).is_some_and(|n| near(n, g)) {
                     if found.is_some() {
                         found = None;
                         break;
@@ -240,9 +250,25 @@ impl<A: PeerAddr> Endpoint<A> {
             }
         }
         if found.is_none() {
-            self.stats.parity_unrouted += 1;
+            self.parity_elsewhere(from);
         }
         found
+    }
+
+    /// Counts parity from `from` that no session on the address owns: while a conversation
+    /// of the address is half-open, most likely its parity (dropped unacknowledged like the
+    /// rest of its datagrams before the peer answers), else `parity_unrouted`.
+    fn parity_elsewhere(&mut self, from: A) {
+        let half_open = self
+            .half
+            .range((from, 0)..=(from, u32::MAX))
+            .next()
+            .is_some();
+        if half_open {
+            self.stats.half_open_dropped += 1;
+        } else {
+            self.stats.parity_unrouted += 1;
+        }
     }
 
     pub(super) fn codec_drop(&mut self, e: CodecError) -> EndpointError {

@@ -2,7 +2,10 @@
 
 use crate::time::Millis;
 
-use super::{CloseReason, Endpoint, Event, PeerAddr, SessionId, State, TRIM_AFTER_MS};
+use super::{
+    CloseReason, Endpoint, Event, PeerAddr, SessionId, State, ATTACHED, NOT_IDLE, QUEUED, READABLE,
+    RESCHED_QUEUED, TRIMMED, TRIM_AFTER_MS,
+};
 
 impl<A: PeerAddr> Endpoint<A> {
     /// Runs every session timer due at `now`: engine timers, idle, shutdown, half-open and
@@ -26,9 +29,9 @@ impl<A: PeerAddr> Endpoint<A> {
                     self.stats.keepalives += 1;
                 }
             }
-            if slot.idle_since.is_some_and(|s| t >= s + TRIM_AFTER_MS) {
-                slot.idle_since = None;
-                slot.trimmed = true;
+            if slot.idle_since != NOT_IDLE && t >= slot.idle_since + TRIM_AFTER_MS {
+                slot.idle_since = NOT_IDLE;
+                slot.set_flag(TRIMMED, true);
                 slot.session.trim();
                 self.recount_recv(idx);
             }
@@ -50,7 +53,7 @@ impl<A: PeerAddr> Endpoint<A> {
     fn flush_dirty_timers(&mut self) {
         while let Some(idx) = self.resched.pop_front() {
             if let Some(Some(slot)) = self.slots.get_mut(idx as usize) {
-                slot.resched_queued = false;
+                slot.set_flag(RESCHED_QUEUED, false);
             }
             self.reschedule(idx);
         }
@@ -86,8 +89,8 @@ impl<A: PeerAddr> Endpoint<A> {
                 consider(slot.opened_at + ms as u64);
             }
         }
-        if let Some(s) = slot.idle_since {
-            consider(s + TRIM_AFTER_MS);
+        if slot.idle_since != NOT_IDLE {
+            consider(slot.idle_since + TRIM_AFTER_MS);
         }
         match at {
             Some(at) => self.timers.set(idx, at),
@@ -145,7 +148,7 @@ impl<A: PeerAddr> Endpoint<A> {
         let id = SessionId { idx, gen: slot.gen };
         let key = (slot.addr, slot.conv);
         self.by_key.remove(&key);
-        if slot.attached {
+        if slot.flag(ATTACHED) {
             self.detach(slot.addr, idx);
         }
         self.recv_total -= (slot.recv_bytes as usize).min(self.recv_total);
@@ -286,7 +289,7 @@ impl<A: PeerAddr> Endpoint<A> {
             }
             self.dirty.pop_front();
             if let Some(Some(slot)) = self.slots.get_mut(idx as usize) {
-                slot.queued = false;
+                slot.set_flag(QUEUED, false);
             }
         }
         None
@@ -302,18 +305,18 @@ impl<A: PeerAddr> Endpoint<A> {
         };
         if slot.session.kcp().is_drained() {
             slot.session.kcp_mut().release_storage(&mut self.cache);
-            if slot.trimmed {
+            if slot.flag(TRIMMED) {
                 // Still trimmed: only probes and their answers (a keepalive) passed. What
                 // they made the codec layers build goes back at once, so a quiet session's
                 // keepalive does not keep its buffers.
                 slot.session.trim();
-            } else if slot.idle_since.is_none() {
-                slot.idle_since = Some(t);
+            } else if slot.idle_since == NOT_IDLE {
+                slot.idle_since = t;
             }
             self.recount_recv(idx);
         } else {
-            slot.idle_since = None;
-            slot.trimmed = false;
+            slot.idle_since = NOT_IDLE;
+            slot.set_flag(TRIMMED, false);
         }
     }
 
@@ -332,13 +335,13 @@ impl<A: PeerAddr> Endpoint<A> {
         let kcp = slot.session.kcp();
         let readable = kcp.peek_size().is_some();
         let writable = slot.state == State::Open && kcp.is_writable();
-        if readable && !slot.readable {
+        if readable && !slot.flag(READABLE) {
             self.events.push_back(Event::Readable(id));
         }
         if writable && !slot.writable {
             self.events.push_back(Event::Writable(id));
         }
-        slot.readable = readable;
+        slot.set_flag(READABLE, readable);
         slot.writable = writable;
     }
 

@@ -38,7 +38,8 @@
 //! opens the inner layers itself. Packets without a conversation id (FEC parity) go to the
 //! session on the same address whose latest data lies in the same region of FEC groups
 //! ([`Codec::group`](crate::Codec::group)); when that is not one session, they are dropped
-//! and counted (`parity_unrouted`).
+//! and counted (`half_open_dropped` while the address has a half-open entry, else
+//! `parity_unrouted`).
 //!
 //! # Receive budget
 //!
@@ -493,27 +494,49 @@ struct Slot<A> {
     /// When the last keepalive probe was asked for.
     last_probe: u64,
     opened_at: u64,
-    /// Since when the session has held no data (for trimming its codec layers).
-    idle_since: Option<u64>,
+    /// Since when the session has held no data (for trimming its codec layers), or
+    /// [`NOT_IDLE`].
+    idle_since: u64,
     /// Opened by the peer (listener mode).
     passive: bool,
     /// Handed out by `accept`.
     accepted: bool,
-    /// Codec layers trimmed since the session last held data.
-    trimmed: bool,
-    readable: bool,
     writable: bool,
-    /// In `dirty` (output to drain, lifecycle to check).
-    queued: bool,
-    /// In `resched` (deadline to recompute at the next `poll_timeout`).
-    resched_queued: bool,
-    /// Listed in `attach_route` for its address.
-    attached: bool,
+    /// [`TRIMMED`], [`READABLE`], [`QUEUED`], [`RESCHED_QUEUED`], [`ATTACHED`] (bits, so
+    /// an idle session's slot stays small).
+    flags: u8,
     /// Receive-side heap bytes counted for this session in the endpoint's budget.
     recv_bytes: u32,
     /// The FEC group of the latest data this session received (`NO_GROUP`: none yet), so
     /// parity from the same address reaches the session that owns its group.
     group: u32,
+}
+
+/// `Slot::idle_since` of a session that holds data.
+pub(super) const NOT_IDLE: u64 = u64::MAX;
+/// `Slot::flags`: codec layers trimmed since the session last held data.
+pub(super) const TRIMMED: u8 = 1;
+/// `Slot::flags`: the application was told the session is readable.
+pub(super) const READABLE: u8 = 2;
+/// `Slot::flags`: in `dirty` (output to drain, lifecycle to check).
+pub(super) const QUEUED: u8 = 4;
+/// `Slot::flags`: in `resched` (deadline to recompute at the next `poll_timeout`).
+pub(super) const RESCHED_QUEUED: u8 = 8;
+/// `Slot::flags`: listed in `attach_route` for its address.
+pub(super) const ATTACHED: u8 = 16;
+
+impl<A> Slot<A> {
+    fn flag(&self, f: u8) -> bool {
+        self.flags & f != 0
+    }
+
+    fn set_flag(&mut self, f: u8, on: bool) {
+        if on {
+            self.flags |= f;
+        } else {
+            self.flags &= !f;
+        }
+    }
 }
 
 /// How far (in FEC seqids) parity's group may lie from a session's latest data group and
@@ -760,15 +783,11 @@ impl<A: PeerAddr> Endpoint<A> {
             last_heard: t,
             last_probe: t,
             opened_at: t,
-            idle_since: None,
+            idle_since: NOT_IDLE,
             passive: false,
             accepted: false,
-            trimmed: false,
-            readable: false,
             writable: true,
-            queued: false,
-            resched_queued: false,
-            attached: false,
+            flags: 0,
             recv_bytes: 0,
             group: NO_GROUP,
         };
@@ -807,12 +826,12 @@ impl<A: PeerAddr> Endpoint<A> {
 
     fn mark(&mut self, idx: u32) {
         if let Some(Some(s)) = self.slots.get_mut(idx as usize) {
-            if !s.queued {
-                s.queued = true;
+            if !s.flag(QUEUED) {
+                s.set_flag(QUEUED, true);
                 self.dirty.push_back(idx);
             }
-            if !s.resched_queued {
-                s.resched_queued = true;
+            if !s.flag(RESCHED_QUEUED) {
+                s.set_flag(RESCHED_QUEUED, true);
                 self.resched.push_back(idx);
             }
         }
@@ -902,7 +921,7 @@ impl<A: PeerAddr> Endpoint<A> {
             .recv(buf)
             .map_err(EndpointError::Recv);
         if let Err(EndpointError::Recv(RecvError::WouldBlock)) = r {
-            slot.readable = false;
+            slot.set_flag(READABLE, false);
         }
         // Over the receive budget, what the application read goes back to the endpoint at
         // once (costing what it gives back), for the sessions waiting for room, instead of

@@ -115,7 +115,8 @@ endpoint_stats! {
         /// Of those, evicted to make room for a newer first flight (SYN cache).
         half_open_evicted,
         /// Datagrams for a half-open entry that were not its peer's answer (dropped
-        /// unacknowledged; the peer retransmits them).
+        /// unacknowledged; the peer retransmits them), and parity from an address with a
+        /// half-open entry that no session there owns.
         half_open_dropped,
         /// Datagrams longer than `max_datagram`, dropped before parsing (in `in_errs` too).
         oversize,
