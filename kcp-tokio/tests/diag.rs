@@ -56,6 +56,19 @@ async fn sessions_drops_and_refusals_are_logged() {
     // Garbage is dropped.
     let raw = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     raw.send_to(b"not kcp", addr).await.unwrap();
+    // The listener must have read both before it goes (bounded wait; the assertions below
+    // fail if either is never logged).
+    for _ in 0..500 {
+        let got = lines();
+        if got
+            .iter()
+            .any(|l| l.starts_with("TRACE") && l.contains("dropped"))
+            && got.iter().any(|l| l.contains("admission refused"))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     // The client's session ends at its idle timeout once the listener side is gone.
     s.abort();
     drop(l);
