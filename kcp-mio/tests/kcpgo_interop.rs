@@ -26,20 +26,6 @@ const KEY: &str = "interop test key";
 /// One Go peer at a time: in parallel the runs starve each other of the machine's 2 cores.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-fn go_bin() -> PathBuf {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let out = Command::new("bash")
-        .arg(root.join("interop/build-go.sh"))
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("bash");
-    assert!(
-        out.status.success(),
-        "building the kcp-go peer failed: run .ci/setup.sh"
-    );
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-}
-
 #[derive(Clone, Copy, Debug)]
 struct Case {
     crypt: &'static str,
@@ -161,7 +147,7 @@ fn go_client(bin: &PathBuf, addr: SocketAddr, case: &Case, test: &str) {
 
 fn both_directions(case: Case) {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let bin = go_bin();
+    let bin = kcp_testkit::go::peer(None);
     let what = format!("{case:?} against the Go server");
     let server = go_server(&bin, &case);
     for test in [Test::Sink, Test::Source] {
@@ -260,7 +246,7 @@ fn go_client_for(bin: &PathBuf, addr: SocketAddr, case: &Case, test: &str, secs:
 /// against a kcp-mio server, which must count the payload bytes the Go client reports.
 fn duration_runs(case: Case) {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let bin = go_bin();
+    let bin = kcp_testkit::go::peer(None);
     let server = go_server(&bin, &case);
     for test in [Test::Echo, Test::Sink, Test::Source] {
         let msg = if test == Test::Echo {

@@ -12,7 +12,6 @@
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -28,21 +27,6 @@ const TIMEOUT_MS: u64 = 1500;
 /// Longer than two keepalive timeouts: only `NOP`s keep the sessions alive meanwhile.
 const IDLE_MS: u64 = 3200;
 const RUN_LIMIT: Duration = Duration::from_secs(90);
-
-fn peer_bin() -> PathBuf {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let out = Command::new("bash")
-        .arg(root.join("interop/build-go.sh"))
-        .arg("smux-peer")
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("bash");
-    assert!(
-        out.status.success(),
-        "building the Go smux peer failed: run .ci/setup.sh"
-    );
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-}
 
 /// xorshift32, the same generator as the Go peer's.
 fn next(x: &mut u32) -> u8 {
@@ -230,7 +214,7 @@ struct Run {
 }
 
 fn spawn_go(run: &Run) -> (Child, TcpStream) {
-    let mut cmd = Command::new(peer_bin());
+    let mut cmd = Command::new(kcp_testkit::go::peer(Some("smux-peer")));
     cmd.args(["-mode", if run.go_opens { "open" } else { "accept" }])
         .args(["-ver", &(run.version as u8).to_string()])
         .args(["-streams", "8", "-max", "1048576"])

@@ -12,7 +12,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Command as Process, Stdio};
+use std::process::Command as Process;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -95,24 +95,6 @@ fn first_flight(conv: u32, payload: &[u8]) -> Vec<u8> {
     .expect("room");
     d[HEADER_LEN..].copy_from_slice(payload);
     d
-}
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// The kcp-go v5.6.1 kcp-perf client (built by the interop harness; `.ci/setup.sh`).
-fn go_bin() -> PathBuf {
-    let out = Process::new("bash")
-        .arg(root().join("interop/build-go.sh"))
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("bash");
-    assert!(
-        out.status.success(),
-        "building the kcp-go peer failed: run .ci/setup.sh"
-    );
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
 }
 
 fn config(crypt: Option<&str>) -> KcpConfig {
@@ -338,7 +320,7 @@ async fn flood(crypt: Option<&'static str>, go: &std::path::Path) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_listener_under_a_first_flight_flood_lets_real_clients_in_with_bounded_memory() {
-    let go = go_bin();
+    let go = kcp_testkit::go::peer(None);
     let before = peak_rss();
     for crypt in [None, Some("aes")] {
         flood(crypt, &go).await;

@@ -28,23 +28,6 @@ const MIB: u64 = 1 << 20;
 /// turn slow runs into false failures.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn go_bin() -> PathBuf {
-    let out = Command::new("bash")
-        .arg(root().join("interop/build-go.sh"))
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("bash");
-    assert!(
-        out.status.success(),
-        "building the kcp-go peer failed: run .ci/setup.sh"
-    );
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-}
-
 #[derive(Clone, Copy, Debug)]
 struct Case {
     crypt: &'static str,
@@ -225,7 +208,7 @@ async fn both_directions(bin: &PathBuf, case: Case) {
 
 async fn matrix(stream: bool, fec: bool) {
     let _serial = SERIAL.lock().await;
-    let bin = go_bin();
+    let bin = kcp_testkit::go::peer(None);
     for crypt in CIPHERS {
         both_directions(&bin, Case { crypt, fec, stream }).await;
     }
@@ -254,7 +237,7 @@ async fn every_cipher_message_mode_with_fec() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn through_a_lossy_delayed_link() {
     let _serial = SERIAL.lock().await;
-    let bin = go_bin();
+    let bin = kcp_testkit::go::peer(None);
     for case in [
         Case {
             crypt: "aes",
@@ -329,7 +312,7 @@ async fn ikcp_c_sends_to_a_rust_listener() {
         let total: usize = 300_000;
         let mode = if stream { "stream" } else { "message" };
         let mut child = tokio::process::Command::new("python3")
-            .arg(root().join("interop/ikcp_peer.py"))
+            .arg(kcp_testkit::go::repo_root().join("interop/ikcp_peer.py"))
             .args([
                 "send",
                 "--connect",
@@ -393,7 +376,7 @@ async fn read_in_chunks(s: &mut KcpStream, buf: &mut [u8], chunk: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn small_reads_answer_a_kcp_go_client() {
     let _serial = SERIAL.lock().await;
-    let bin = go_bin();
+    let bin = kcp_testkit::go::peer(None);
     let case = Case {
         crypt: "salsa20",
         fec: true,
@@ -445,7 +428,7 @@ async fn small_reads_answer_a_kcp_go_client() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duration_runs_with_a_kcp_go_client() {
     let _serial = SERIAL.lock().await;
-    let bin = go_bin();
+    let bin = kcp_testkit::go::peer(None);
     for stream in [true, false] {
         let case = Case {
             crypt: "aes",
@@ -506,7 +489,7 @@ fn quiet_config(case: &Case, keepalive: Option<Duration>) -> KcpConfig {
 async fn keepalive_keeps_a_quiet_session_with_kcp_go() {
     use tokio::io::AsyncReadExt;
     let _serial = SERIAL.lock().await;
-    let bin = go_bin();
+    let bin = kcp_testkit::go::peer(None);
     let case = Case {
         crypt: "aes",
         fec: false,
@@ -605,7 +588,7 @@ async fn keepalive_keeps_a_quiet_session_with_kcp_go() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ipv6_loopback_with_kcp_go() {
     let _serial = SERIAL.lock().await;
-    let bin = go_bin();
+    let bin = kcp_testkit::go::peer(None);
     let case = Case {
         crypt: "aes",
         fec: true,
@@ -632,7 +615,7 @@ async fn keepalive_keeps_a_quiet_session_with_ikcp_c() {
     use tokio::io::AsyncReadExt;
     let _serial = SERIAL.lock().await;
     let mut child = tokio::process::Command::new("python3")
-        .arg(root().join("interop/ikcp_peer.py"))
+        .arg(kcp_testkit::go::repo_root().join("interop/ikcp_peer.py"))
         .args(["echo", "--mode", "stream", "--idle", "4", "--timeout", "40"])
         .stdout(Stdio::piped())
         .kill_on_drop(true)

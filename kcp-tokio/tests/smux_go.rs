@@ -5,7 +5,6 @@
 //! `length u32 LE | seed u32 LE | xorshift32 bytes`; the acceptor checks and echoes, the
 //! opener checks the echo; every byte is compared.
 
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -19,21 +18,6 @@ const STREAMS: usize = 8;
 const KEEPALIVE_MS: u64 = 200;
 const TIMEOUT_MS: u64 = 1500;
 const IDLE_MS: u64 = 3200;
-
-fn peer_bin() -> PathBuf {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let out = std::process::Command::new("bash")
-        .arg(root.join("interop/build-go.sh"))
-        .arg("smux-peer")
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("bash");
-    assert!(
-        out.status.success(),
-        "building the Go smux peer failed: run .ci/setup.sh"
-    );
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-}
 
 fn payload(size: usize, seed: u32) -> Vec<u8> {
     let mut v = Vec::with_capacity(8 + size);
@@ -107,7 +91,7 @@ async fn accept_one(s: SmuxStream) -> Result<(), String> {
 }
 
 async fn case(version: Version, framing: Framing, go_opens: bool, idle: bool) {
-    let mut cmd = Command::new(peer_bin());
+    let mut cmd = Command::new(kcp_testkit::go::peer(Some("smux-peer")));
     cmd.args(["-mode", if go_opens { "open" } else { "accept" }])
         .args(["-ver", &(version as u8).to_string()])
         .args([

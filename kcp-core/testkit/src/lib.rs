@@ -1,5 +1,5 @@
 //! Test support shared by every crate of the workspace (not published): one counting global
-//! allocator instead of a copy per test file.
+//! allocator and one builder of the Go interop peers, instead of a copy per test file.
 //!
 //! ```
 //! use kcp_testkit::alloc::{self, Counting};
@@ -15,3 +15,4 @@
 #![deny(missing_docs)]
 
 pub mod alloc;
+pub mod go;
