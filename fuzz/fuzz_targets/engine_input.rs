@@ -24,7 +24,7 @@ fuzz_target!(|data: &[u8]| {
         let len = (len as usize * 8).min(tail.len());
         let (d, tail) = tail.split_at(len);
         rest = tail;
-        let _ = k.input(now, d);
+        let _ = k.handle_datagram(now, d);
         if len % 3 == 0 {
             let _ = k.send(&app[..len % 4000 + 1]);
         }

@@ -76,12 +76,12 @@ fuzz_target!(|data: &[u8]| {
                 let mut buf = vec![0u8; HEADER_LEN + body.len() + 16];
                 buf[HEADER_LEN..HEADER_LEN + body.len()].copy_from_slice(body);
                 if let Ok(n) = peer.seal(&mut buf, HEADER_LEN + body.len(), now) {
-                    let _ = session.input(now, &mut buf[..n]);
+                    let _ = session.handle_datagram(now, &mut buf[..n]);
                 }
             }
             1 => {
                 let mut buf = body.to_vec();
-                let _ = session.input(now, &mut buf);
+                let _ = session.handle_datagram(now, &mut buf);
             }
             2 => {
                 if !body.is_empty() {

@@ -67,7 +67,7 @@ fn in_flight(window: u32) -> (Kcp<'static>, Vec<Vec<u8>>) {
         ..Config::fast3().with_windows(window, window)
     };
     let mut k = Kcp::new(1, cfg, Millis(0)).unwrap();
-    k.input(Millis(0), &tell(window)).unwrap();
+    k.handle_datagram(Millis(0), &tell(window)).unwrap();
     let msg = [7u8; 1000];
     for _ in 0..window {
         k.send(&msg).unwrap();
@@ -109,7 +109,7 @@ fn ack_batch(c: &mut Criterion) {
                 || in_flight(window).0,
                 |k| {
                     for a in &acks {
-                        k.input(Millis(20), a).unwrap();
+                        k.handle_datagram(Millis(20), a).unwrap();
                     }
                 },
                 criterion::BatchSize::LargeInput,
@@ -149,7 +149,7 @@ fn flush_full(c: &mut Criterion) {
             b.iter_batched_ref(
                 || {
                     let mut k = Kcp::new(1, cfg, Millis(0)).unwrap();
-                    k.input(Millis(0), &tell(window)).unwrap();
+                    k.handle_datagram(Millis(0), &tell(window)).unwrap();
                     for _ in 0..window {
                         k.send(&msg).unwrap();
                     }
@@ -207,7 +207,7 @@ fn empty_push_run(c: &mut Criterion) {
                 datagram.extend_from_slice(&header(Command::Push, *sn, 0, 32));
                 *sn = sn.wrapping_add(1);
             }
-            let _ = k.input(Millis(1), &datagram);
+            let _ = k.handle_datagram(Millis(1), &datagram);
             let size = k.peek_size();
             while k.poll_transmit(Millis(1), &mut out).is_some() {}
             size
@@ -235,7 +235,7 @@ fn ack_flood(c: &mut Criterion) {
             ..Config::fast3().with_windows(window, 32)
         };
         let mut k = Kcp::new(1, cfg, Millis(0)).unwrap();
-        k.input(Millis(0), &header(Command::WindowTell, 0, 0, window))
+        k.handle_datagram(Millis(0), &header(Command::WindowTell, 0, 0, window))
             .unwrap();
         for _ in 0..window {
             k.send(&[7u8]).unwrap();
@@ -247,7 +247,7 @@ fn ack_flood(c: &mut Criterion) {
             flood.extend_from_slice(&header(Command::Ack, window - 1, 1_000, window));
         }
         g.bench_function(BenchmarkId::from_parameter(window), |b| {
-            b.iter(|| k.input(Millis(1), black_box(&flood)).unwrap())
+            b.iter(|| k.handle_datagram(Millis(1), black_box(&flood)).unwrap())
         });
     }
     g.finish();

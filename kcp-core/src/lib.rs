@@ -16,7 +16,7 @@
 //!     let mut datagram = [0u8; 1500];
 //!     from.handle_timeout(now);
 //!     while let Some(n) = from.poll_transmit(now, &mut datagram) {
-//!         to.input(now, &datagram[..n]).unwrap();
+//!         to.handle_datagram(now, &datagram[..n]).unwrap();
 //!     }
 //! }
 //!

@@ -60,7 +60,7 @@ impl core::error::Error for SessionError {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SessionStats {
-    /// Datagrams handed to `input` (`InPkts`).
+    /// Datagrams handed to `handle_datagram` (`InPkts`).
     pub in_pkts: u64,
     /// Their bytes (`InBytes`).
     pub in_bytes: u64,
@@ -241,7 +241,12 @@ impl<'a> Session<'a> {
     }
 
     /// Processes one received datagram, decoding it in place through the layers.
-    pub fn input(&mut self, now: Millis, datagram: &mut [u8]) -> Result<(), SessionError> {
+    #[doc(alias = "input")]
+    pub fn handle_datagram(
+        &mut self,
+        now: Millis,
+        datagram: &mut [u8],
+    ) -> Result<(), SessionError> {
         self.stats.in_pkts += 1;
         self.stats.in_bytes += datagram.len() as u64;
         self.input_layers(now, datagram, self.layers.len())
@@ -273,7 +278,8 @@ impl<'a> Session<'a> {
     /// Processes a datagram whose `opened` outermost layers were already opened by the caller
     /// (an [`Endpoint`](crate::endpoint::Endpoint) decrypts before it demultiplexes); `inner`
     /// is what those layers delivered.
-    pub fn input_opened(
+    #[doc(alias = "input_opened")]
+    pub fn handle_opened(
         &mut self,
         now: Millis,
         inner: &mut [u8],
@@ -345,9 +351,9 @@ impl<'a> Session<'a> {
             return Err(SessionError::Short);
         }
         let r = if regular {
-            self.kcp.input(now, kcp_part)
+            self.kcp.handle_datagram(now, kcp_part)
         } else {
-            self.kcp.input_recovered(now, kcp_part)
+            self.kcp.handle_recovered(now, kcp_part)
         };
         match r {
             Ok(()) => {

@@ -12,11 +12,11 @@ pub struct Stats {
     pub out_datagrams: u64,
     /// Bytes emitted by `poll_transmit` (KCP bytes, without codec headers).
     pub out_bytes: u64,
-    /// Datagrams handed to `input`.
+    /// Datagrams handed to `handle_datagram`.
     pub in_datagrams: u64,
-    /// Bytes handed to `input`.
+    /// Bytes handed to `handle_datagram`.
     pub in_bytes: u64,
-    /// ... of which datagrams rebuilt by a codec (`input_recovered`).
+    /// ... of which datagrams rebuilt by a codec (`handle_recovered`).
     pub in_recovered: u64,
     /// All retransmissions: lost + fast + early (`RetransSegs`).
     pub retrans_segs: u64,
@@ -32,7 +32,7 @@ pub struct Stats {
     pub acks_in: u64,
     /// ACK segments emitted.
     pub acks_out: u64,
-    /// Datagrams rejected by `input` (`KCPInErrors`), whatever the reason.
+    /// Datagrams rejected by `handle_datagram` (`KCPInErrors`), whatever the reason.
     pub in_errors: u64,
     /// ... of which: conversation id did not match.
     pub in_conv_mismatch: u64,

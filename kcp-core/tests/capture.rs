@@ -41,7 +41,7 @@ fn echo_capture_matches_kcp_go() {
     // session's timer flush (scheduled at creation) sends the ACK; the echo Write then flushes.
     let mut server = Kcp::new(conv, Config::default(), t50).unwrap();
     for d in &to_server {
-        server.input(t50, d).unwrap();
+        server.handle_datagram(t50, d).unwrap();
     }
     // The echo application has read the data by the time the timer flush runs (the ACK
     // advertises a window of 32), and writes it back after.
@@ -55,7 +55,7 @@ fn echo_capture_matches_kcp_go() {
     for d in &to_client {
         // Drained after every input, as the engine's contract asks: the ACK datagram slides
         // the window (a flush with nothing to send), the PUSH's ACK then waits for the timer.
-        client.input(t50, d).unwrap();
+        client.handle_datagram(t50, d).unwrap();
         assert!(drain(&mut client, t50, &mut log, "C").is_empty(), "{log:?}");
     }
     // The client's ACK leaves at its next 100 ms tick (the capture shows 101 ms).

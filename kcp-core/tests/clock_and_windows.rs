@@ -36,7 +36,7 @@ fn pump(a: &mut Kcp, b: &mut Kcp, now: Millis, drop: &mut impl FnMut() -> bool) 
     a.handle_timeout(now);
     while let Some(n) = a.poll_transmit(now, &mut buf) {
         if !drop() {
-            let _ = b.input(now, &buf[..n]);
+            let _ = b.handle_datagram(now, &buf[..n]);
         }
     }
 }

@@ -57,13 +57,13 @@ fn a_boxed_controller_bounds_the_window_and_sees_acks_and_rtt() {
         let mut flight = 0;
         while let Some(n) = a.poll_transmit(now, &mut buf) {
             flight += 1;
-            b.input(now, &buf[..n]).unwrap();
+            b.handle_datagram(now, &buf[..n]).unwrap();
         }
         assert!(flight <= 5, "{flight} datagrams in one flush, window 5");
         now += 7;
         b.handle_timeout(now);
         while let Some(n) = b.poll_transmit(now, &mut buf) {
-            a.input(now, &buf[..n]).unwrap();
+            a.handle_datagram(now, &buf[..n]).unwrap();
         }
         while let Ok(n) = b.recv(&mut out) {
             got += n;

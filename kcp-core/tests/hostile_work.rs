@@ -56,13 +56,13 @@ fn empty_segments_never_pile_up_in_the_receive_queue() {
                 d.extend(seg(Command::Push, sn, 0, 0, 32, &[]));
                 sn += 1;
             }
-            k.input(Millis(1), &d).unwrap();
+            k.handle_datagram(Millis(1), &d).unwrap();
             assert_eq!(k.peek_size(), None);
             let _ = acked(&mut k, Millis(1));
         }
         assert_eq!(k.stats().empty_messages, 116_000, "stream {stream}");
         // The queue is empty: the next real segment is readable at once.
-        k.input(Millis(2), &seg(Command::Push, sn, 0, 0, 32, b"x"))
+        k.handle_datagram(Millis(2), &seg(Command::Push, sn, 0, 0, 32, b"x"))
             .unwrap();
         assert_eq!(k.peek_size(), Some(1));
         let mut buf = [0u8; 8];
@@ -79,7 +79,7 @@ fn one_datagram_of_acks_counts_a_bounded_number_of_fast_acks() {
         ..Config::fast3().with_windows(window, 32)
     };
     let mut k = Kcp::new(1, cfg, Millis(0)).unwrap();
-    k.input(Millis(0), &seg(Command::WindowTell, 0, 0, 0, window, &[]))
+    k.handle_datagram(Millis(0), &seg(Command::WindowTell, 0, 0, 0, window, &[]))
         .unwrap();
     for _ in 0..window {
         k.send(&[7]).unwrap();
@@ -90,7 +90,7 @@ fn one_datagram_of_acks_counts_a_bounded_number_of_fast_acks() {
     while flood.len() + HEADER_LEN <= 65_536 {
         flood.extend(seg(Command::Ack, window - 1, 0, 1_000, window, &[]));
     }
-    k.input(Millis(1), &flood).unwrap();
+    k.handle_datagram(Millis(1), &flood).unwrap();
     // 2,048 visits: the first ACK walks 2,048 of the 8,191 holes, the other 2,729 none.
     assert_eq!(k.stats().acks_in, 2_730);
     assert_eq!(k.stats().fastack_skipped, 2_730);
@@ -106,23 +106,23 @@ fn a_receive_limited_engine_refuses_out_of_order_data_but_never_deadlocks() {
     };
     let mut k = Kcp::new(1, cfg, Millis(0)).unwrap();
     // Stored before the limit: out of order, behind a gap at 0..2 (a 3-fragment message).
-    k.input(Millis(0), &seg(Command::Push, 5, 0, 0, 32, b"f"))
+    k.handle_datagram(Millis(0), &seg(Command::Push, 5, 0, 0, 32, b"f"))
         .unwrap();
     assert_eq!(acked(&mut k, Millis(0)), [5]);
     k.set_receive_limited(true);
     // More out-of-order data: refused, not acknowledged, counted.
-    k.input(Millis(1), &seg(Command::Push, 6, 0, 0, 32, b"g"))
+    k.handle_datagram(Millis(1), &seg(Command::Push, 6, 0, 0, 32, b"g"))
         .unwrap();
     assert_eq!(acked(&mut k, Millis(1)), Vec::<u32>::new());
     assert_eq!(k.stats().in_over_budget, 1);
     // A copy of what is stored is acknowledged again (nothing accepted is lost).
-    k.input(Millis(1), &seg(Command::Push, 5, 0, 0, 32, b"f"))
+    k.handle_datagram(Millis(1), &seg(Command::Push, 5, 0, 0, 32, b"f"))
         .unwrap();
     assert_eq!(acked(&mut k, Millis(1)), [5]);
     // The gap: the message's fragments come in order and are taken one by one, since the
     // application has nothing to read until the message is whole.
     for (sn, frg) in [(0u32, 2u8), (1, 1), (2, 0)] {
-        k.input(
+        k.handle_datagram(
             Millis(2),
             &seg(Command::Push, sn, frg, 0, 32, &[b'a' + sn as u8]),
         )
@@ -131,20 +131,20 @@ fn a_receive_limited_engine_refuses_out_of_order_data_but_never_deadlocks() {
     }
     assert_eq!(k.peek_size(), Some(3));
     // Something is readable: even the next in-order segment waits.
-    k.input(Millis(3), &seg(Command::Push, 3, 0, 0, 32, b"d"))
+    k.handle_datagram(Millis(3), &seg(Command::Push, 3, 0, 0, 32, b"d"))
         .unwrap();
     assert_eq!(acked(&mut k, Millis(3)), Vec::<u32>::new());
     let mut buf = [0u8; 8];
     assert_eq!(k.recv(&mut buf), Ok(3));
     assert_eq!(&buf[..3], b"abc");
     // Read: the next in-order segment is taken.
-    k.input(Millis(4), &seg(Command::Push, 3, 0, 0, 32, b"d"))
+    k.handle_datagram(Millis(4), &seg(Command::Push, 3, 0, 0, 32, b"d"))
         .unwrap();
     assert_eq!(acked(&mut k, Millis(4)), [3]);
     assert_eq!(k.recv(&mut buf), Ok(1));
     k.set_receive_limited(false);
     for sn in [4u32, 6] {
-        k.input(
+        k.handle_datagram(
             Millis(5),
             &seg(Command::Push, sn, 0, 0, 32, &[b'a' + sn as u8]),
         )

@@ -88,7 +88,7 @@ impl Local {
         while let Ok((n, from)) = self.sock.recv_from(&mut self.buf) {
             self.peer.get_or_insert(from);
             if !self.rng.chance(LOSS) {
-                let _ = self.kcp.input(now, &self.buf[..n]);
+                let _ = self.kcp.handle_datagram(now, &self.buf[..n]);
             }
             self.sock.set_nonblocking(true).unwrap();
         }

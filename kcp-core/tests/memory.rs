@@ -70,7 +70,7 @@ impl Server {
         }
     }
 
-    fn input(&mut self, from: u32, d: &mut [u8]) {
+    fn handle_datagram(&mut self, from: u32, d: &mut [u8]) {
         let _ = self.ep.handle_datagram(self.now, from, d);
     }
 
@@ -100,7 +100,7 @@ impl Server {
                 break;
             }
             for (to, mut d) in std::mem::take(&mut self.reply) {
-                self.input(to, &mut d);
+                self.handle_datagram(to, &mut d);
             }
         }
     }
@@ -133,7 +133,7 @@ impl Server {
     fn open(&mut self, addr: u32) -> SessionId {
         let mut d = Vec::with_capacity(64);
         segment(&mut d, addr, Command::Push, 0, 0, self.now.0, b"ping");
-        self.input(addr, &mut d);
+        self.handle_datagram(addr, &mut d);
         self.pump();
         let id = self.ep.accept().expect("accepted");
         let mut buf = [0u8; 16];
@@ -194,7 +194,7 @@ fn memory_follows_data() {
         let addr = 1_000_000 + a;
         let mut d = Vec::with_capacity(32);
         segment(&mut d, addr, Command::Push, 0, 0, s.now.0, &[]);
-        s.input(addr, &mut d);
+        s.handle_datagram(addr, &mut d);
         drop(d);
         // Drain the ACK + probe without answering.
         while s.ep.poll_transmit(s.now, &mut s.out).is_some() {}
@@ -227,7 +227,7 @@ fn memory_follows_data() {
         for _ in 0..64 {
             let mut d = Vec::with_capacity(1400);
             segment(&mut d, conv, Command::Push, sn, 1, s.now.0, &chunk);
-            s.input(conv, &mut d);
+            s.handle_datagram(conv, &mut d);
             sn += 1;
         }
         s.pump();

@@ -40,7 +40,7 @@ fn run(rate_limit: u32) -> Vec<usize> {
         while wire.front().is_some_and(|w| w.0 <= t) {
             let (_, to_b, d) = wire.pop_front().unwrap();
             let k = if to_b { &mut b } else { &mut a };
-            k.input(now, &d).unwrap();
+            k.handle_datagram(now, &d).unwrap();
         }
         while let Ok(n) = b.recv(&mut rbuf) {
             got[(t / 100) as usize] += n;

@@ -139,7 +139,7 @@ fn early_retransmit_after_one_skipping_ack_when_nothing_new() {
     let (mut k, sns) = in_flight(message_fast(2), 4);
     assert_eq!(sns, [0, 1, 2, 3]);
     // sn 1 acknowledged, sn 0 still missing: sn 0 gets one fast-ack.
-    k.input(T0 + 5, &ack(9, 1, T0.0, 0)).unwrap();
+    k.handle_datagram(T0 + 5, &ack(9, 1, T0.0, 0)).unwrap();
     let now = T0 + 10;
     assert_eq!(
         retransmitted(&mut k, now),
@@ -157,7 +157,7 @@ fn ikcp_flavour_has_no_early_retransmit() {
         ..message_fast(2)
     };
     let (mut k, _) = in_flight(cfg, 4);
-    k.input(T0 + 5, &ack(9, 1, T0.0, 0)).unwrap();
+    k.handle_datagram(T0 + 5, &ack(9, 1, T0.0, 0)).unwrap();
     assert_eq!(retransmitted(&mut k, T0 + 10), Vec::<u32>::new());
 }
 
@@ -167,7 +167,7 @@ fn fast_retransmit_after_resend_skipping_acks() {
     // Two ACKs in one datagram (for sn 1 and 2): kcp-go counts once per ACK segment.
     let mut d = ack(9, 1, T0.0, 0).to_vec();
     d.extend_from_slice(&ack(9, 2, T0.0, 0));
-    k.input(T0 + 5, &d).unwrap();
+    k.handle_datagram(T0 + 5, &d).unwrap();
     // New data admitted in the same flush: early retransmit is off, fast retransmit is not.
     k.send(&[9; 100]).unwrap();
     let sns = retransmitted(&mut k, T0 + 10);
@@ -186,7 +186,7 @@ fn fast_ack_ignores_acks_of_segments_sent_earlier() {
     // does not count against it.
     let (mut k, _) = in_flight(message_fast(1), 3);
     let d = ack(9, 2, T0.0.wrapping_sub(1), 0);
-    k.input(T0 + 5, &d).unwrap();
+    k.handle_datagram(T0 + 5, &d).unwrap();
     k.send(&[9; 100]).unwrap();
     assert_eq!(retransmitted(&mut k, T0 + 10), [3]);
 }
@@ -195,7 +195,7 @@ fn fast_ack_ignores_acks_of_segments_sent_earlier() {
 fn rtt_sample_sets_rto_like_kcp_go() {
     let (mut k, _) = in_flight(message_fast(0), 1);
     // One 40 ms sample: srtt 40, rttvar 20, rto = 40 + max(10, 80) = 120.
-    k.input(T0 + 40, &ack(9, 0, T0.0, 1)).unwrap();
+    k.handle_datagram(T0 + 40, &ack(9, 0, T0.0, 1)).unwrap();
     assert_eq!((k.srtt(), k.rttvar(), k.rto()), (40, 20, 120));
     assert!(k.is_idle());
 }
@@ -208,7 +208,7 @@ fn retransmit_hold_delays_fast_retransmit_until_srtt_plus_hold() {
     };
     let (mut k, _) = in_flight(cfg, 3);
     // sn 1 acked at +5 (srtt 5): sn 0 has a fast-ack but has only been out 10 ms < 5 + 30.
-    k.input(T0 + 5, &ack(9, 1, T0.0, 0)).unwrap();
+    k.handle_datagram(T0 + 5, &ack(9, 1, T0.0, 0)).unwrap();
     assert_eq!(retransmitted(&mut k, T0 + 10), Vec::<u32>::new());
     // The timer wakes the engine when the hold ends, and the segment goes then.
     let wake = k.poll_timeout().unwrap();
@@ -238,7 +238,7 @@ fn mtu_changes_at_run_time_apply_to_new_segments() {
     );
     let mut buf = [0u8; 1500];
     while k.poll_transmit(T0, &mut buf).is_some() {}
-    k.input(T0 + 5, &ack(1, 0, T0.0, 1)).unwrap();
+    k.handle_datagram(T0 + 5, &ack(1, 0, T0.0, 1)).unwrap();
     k.reconfigure(smaller).unwrap();
     assert_eq!(k.mss(), 476);
     k.send(&[2u8; 1000]).unwrap();

@@ -72,7 +72,7 @@ fn exercise(k: &mut Kcp, datagrams: &[Vec<u8>], bound: usize) -> Result<(), Test
     let mut buf = [0u8; 1500];
     let mut app = [0u8; 4096];
     for (i, d) in datagrams.iter().enumerate() {
-        let _ = k.input(now, d);
+        let _ = k.handle_datagram(now, d);
         if i % 3 == 0 {
             let _ = k.send(&app[..(i * 37) % 3000 + 1]);
         }

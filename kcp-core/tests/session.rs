@@ -58,7 +58,7 @@ fn layers_wrap_innermost_first_and_datagrams_fit_the_mtu() {
         assert_eq!(&buf[4..8], b"in__");
         assert_eq!(&buf[n - 4..n], &[0xEE, 0xFF, 0xEE, 0xFF]);
         let mut peer = Session::new(1, Config::fast3(), layers(), START).unwrap();
-        peer.input(START, &mut buf[..n]).unwrap();
+        peer.handle_datagram(START, &mut buf[..n]).unwrap();
     }
     assert!(n_out >= 4);
 }
@@ -68,11 +68,11 @@ fn rejected_datagrams_are_typed_and_counted() {
     let mut s = Session::new(1, Config::fast3(), layers(), START).unwrap();
     let mut junk = [0u8; 40];
     assert!(matches!(
-        s.input(START, &mut junk),
+        s.handle_datagram(START, &mut junk),
         Err(kcp_core::SessionError::Codec(CodecError::Integrity))
     ));
     let mut short = [0u8; 3];
-    assert!(s.input(START, &mut short).is_err());
+    assert!(s.handle_datagram(START, &mut short).is_err());
     assert_eq!(s.stats().in_csum_errors, 1);
     assert_eq!(s.stats().in_codec_errors, 1);
 }

@@ -38,7 +38,7 @@ impl Wire {
     fn deliver(&mut self, k: &mut Kcp, now: Millis) {
         while self.q.front().is_some_and(|(t, _, _)| now.reached(*t)) {
             let (_, n, b) = self.q.pop_front().unwrap();
-            k.input(now, &b[..n]).unwrap();
+            k.handle_datagram(now, &b[..n]).unwrap();
             self.spare.push(b);
         }
     }

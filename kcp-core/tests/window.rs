@@ -46,7 +46,7 @@ fn a_closed_peer_window_is_probed_soon_with_nothing_queued() {
     for sn in 0..3 {
         ack.extend(seg(Command::Ack, sn, 3, 0, 0));
     }
-    a.input(now, &ack).unwrap();
+    a.handle_datagram(now, &ack).unwrap();
     commands(&mut a, now);
     assert!(a.is_idle(), "everything acknowledged");
     assert_eq!(a.remote_window(), 0);
@@ -72,7 +72,7 @@ fn a_closed_peer_window_is_probed_soon_with_nothing_queued() {
         at.since(Millis(5))
     );
     // The peer's answer opens the window again.
-    a.input(now, &seg(Command::WindowTell, 0, 3, 128, 0))
+    a.handle_datagram(now, &seg(Command::WindowTell, 0, 3, 128, 0))
         .unwrap();
     assert!(a.is_writable());
     commands(&mut a, now);

@@ -61,7 +61,7 @@ fn traffic(make: &mut dyn FnMut() -> Layer, len: usize) -> Vec<Vec<u8>> {
         while let Some(n) = tx.poll_transmit(t, &mut buf) {
             let d = buf[..n].to_vec();
             let mut copy = d.clone();
-            rx.input(t, &mut copy).expect("peer opens it");
+            rx.handle_datagram(t, &mut copy).expect("peer opens it");
             out.push(d);
         }
         rx.kcp_mut().flush();

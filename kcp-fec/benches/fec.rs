@@ -60,7 +60,7 @@ fn decode(c: &mut Criterion) {
                 let data = (seqid as usize) % (DS + PS) < DS;
                 pkt[4] = if data { 0xf1 } else { 0xf2 };
                 pkt[6..8].copy_from_slice(&((len - 6) as u16).to_le_bytes());
-                let _ = dec.input(&pkt, now);
+                let _ = dec.handle_packet(&pkt, now);
                 let mut got = 0;
                 while let Some(n) = dec.poll_recovered(&mut out) {
                     got += n;

@@ -83,7 +83,7 @@ impl Scratch {
 /// exactly when kcp-go would rebuild it, within the limits below. Additions, each counted in
 /// [`FecStats`]:
 ///
-/// * packets are validated first ([`input`](Self::input)); malformed ones are typed errors;
+/// * packets are validated first ([`handle_packet`](Self::handle_packet)); malformed ones are typed errors;
 /// * a seqid more than 2^24 away from the newest accepted seqid is rejected, unless the last
 ///   accepted packet is over 60 s old or the previous packet was rejected the same way and this
 ///   one follows it closely (then the stream is re-anchored), so a real jump costs one packet
@@ -283,9 +283,10 @@ impl FecDecoder {
     ///
     /// Returns what it was; for [`PacketKind::Data`] the KCP datagram is `packet[8..]` and must
     /// be delivered as a regular packet. Rebuilt packets are then available from
-    /// [`poll_recovered`](Self::poll_recovered); any not taken before the next `input` are
+    /// [`poll_recovered`](Self::poll_recovered); any not taken before the next `handle_packet` are
     /// dropped. Plain (non-FEC) packets are only counted.
-    pub fn input(&mut self, packet: &[u8], now: Millis) -> Result<PacketKind, CodecError> {
+    #[doc(alias = "input")]
+    pub fn handle_packet(&mut self, packet: &[u8], now: Millis) -> Result<PacketKind, CodecError> {
         let kind = match wire::classify(packet) {
             Ok(kind) => kind,
             Err(r) => {
@@ -298,7 +299,7 @@ impl FecDecoder {
         Ok(kind)
     }
 
-    /// [`input`](Self::input) for a packet [`wire::classify`] already accepted.
+    /// [`handle_packet`](Self::handle_packet) for a packet [`wire::classify`] already accepted.
     pub(crate) fn input_classified(
         &mut self,
         packet: &[u8],

@@ -51,11 +51,11 @@ fn duplicates_are_dropped_but_data_is_still_delivered() {
 #[test]
 fn incomplete_groups_expire_after_60_s_of_the_callers_clock_across_the_wrap() {
     let mut dec = FecDecoder::new(3, 2, FecConfig::default()).unwrap();
-    dec.input(&fec_packet(0, 0xf1, 40), T0).unwrap();
-    dec.input(&fec_packet(5, 0xf1, 40), T0 + FEC_EXPIRE_MS)
+    dec.handle_packet(&fec_packet(0, 0xf1, 40), T0).unwrap();
+    dec.handle_packet(&fec_packet(5, 0xf1, 40), T0 + FEC_EXPIRE_MS)
         .unwrap();
     assert_eq!(dec.queued(), 2, "exactly 60 s is not expired yet");
-    dec.input(&fec_packet(10, 0xf1, 40), T0 + FEC_EXPIRE_MS + 1)
+    dec.handle_packet(&fec_packet(10, 0xf1, 40), T0 + FEC_EXPIRE_MS + 1)
         .unwrap();
     assert_eq!(dec.queued(), 2);
     assert_eq!(dec.stats().expired, 1);
@@ -66,7 +66,7 @@ fn queue_keeps_three_groups_and_counts_evicted_data_as_short_shards() {
     let mut dec = FecDecoder::new(3, 2, FecConfig::default()).unwrap();
     // One data shard per group: nothing can complete.
     for g in 0..20u32 {
-        dec.input(&fec_packet(g * 5, 0xf1, 40), T0).unwrap();
+        dec.handle_packet(&fec_packet(g * 5, 0xf1, 40), T0).unwrap();
         assert!(dec.queued() <= 15);
     }
     assert_eq!(dec.queued(), 15);
@@ -76,35 +76,35 @@ fn queue_keeps_three_groups_and_counts_evicted_data_as_short_shards() {
 #[test]
 fn absurd_seqid_jumps_are_rejected_but_a_real_jump_resyncs() {
     let mut dec = FecDecoder::new(3, 2, FecConfig::default()).unwrap();
-    dec.input(&fec_packet(100, 0xf1, 40), T0).unwrap();
+    dec.handle_packet(&fec_packet(100, 0xf1, 40), T0).unwrap();
     assert_eq!(
-        dec.input(&fec_packet(0x8000_0000, 0xf1, 40), T0),
+        dec.handle_packet(&fec_packet(0x8000_0000, 0xf1, 40), T0),
         Err(CodecError::Malformed)
     );
     assert_eq!(
-        dec.input(&fec_packet(7, 0xf2, 40), T0),
+        dec.handle_packet(&fec_packet(7, 0xf2, 40), T0),
         Ok(PacketKind::Parity { seqid: 7 })
     );
     assert_eq!(dec.stats().seqid_jumps, 1);
     assert!(dec
-        .input(&fec_packet(7u32.wrapping_add(1 << 31), 0xf1, 40), T0)
+        .handle_packet(&fec_packet(7u32.wrapping_add(1 << 31), 0xf1, 40), T0)
         .is_err());
     assert!(dec
-        .input(&fec_packet(7u32.wrapping_sub(1 << 25), 0xf1, 40), T0)
+        .handle_packet(&fec_packet(7u32.wrapping_sub(1 << 25), 0xf1, 40), T0)
         .is_err());
     assert_eq!(dec.stats().seqid_jumps, 3);
     // The stream really moved: the second far packet, close to the first, re-anchors.
     let far = 100 + (1 << 25);
-    assert!(dec.input(&fec_packet(far, 0xf1, 40), T0).is_err());
+    assert!(dec.handle_packet(&fec_packet(far, 0xf1, 40), T0).is_err());
     assert_eq!(
-        dec.input(&fec_packet(far + 1, 0xf1, 40), T0),
+        dec.handle_packet(&fec_packet(far + 1, 0xf1, 40), T0),
         Ok(PacketKind::Data { seqid: far + 1 })
     );
     assert_eq!(dec.queued(), 1, "the old epoch's shards are dropped");
     // After 60 s of silence anything is accepted.
     let t = T0 + FEC_EXPIRE_MS + 1;
     assert!(dec
-        .input(&fec_packet(far.wrapping_add(1 << 31), 0xf1, 40), t)
+        .handle_packet(&fec_packet(far.wrapping_add(1 << 31), 0xf1, 40), t)
         .is_ok());
 }
 
@@ -308,11 +308,11 @@ fn late_shards_of_a_complete_group_are_not_queued() {
     let mut dec = FecDecoder::new(3, 2, FecConfig::default()).unwrap();
     // Group 0 arrives whole: its three data shards complete it, its parity comes after.
     for s in 0..3 {
-        dec.input(&fec_packet(s, 0xf1, 40), T0).unwrap();
+        dec.handle_packet(&fec_packet(s, 0xf1, 40), T0).unwrap();
     }
     assert_eq!(dec.queued(), 0);
-    dec.input(&fec_packet(3, 0xf2, 40), T0).unwrap();
-    dec.input(&fec_packet(4, 0xf2, 40), T0).unwrap();
+    dec.handle_packet(&fec_packet(3, 0xf2, 40), T0).unwrap();
+    dec.handle_packet(&fec_packet(4, 0xf2, 40), T0).unwrap();
     assert_eq!(
         dec.queued(),
         0,
@@ -320,13 +320,13 @@ fn late_shards_of_a_complete_group_are_not_queued() {
     );
     assert_eq!(dec.stats().late_shards, 2);
     // Group 1 loses a data shard: its parity is queued and rebuilds it.
-    dec.input(&fec_packet(5, 0xf1, 40), T0).unwrap();
-    dec.input(&fec_packet(7, 0xf1, 40), T0).unwrap();
-    dec.input(&fec_packet(8, 0xf2, 40), T0).unwrap();
+    dec.handle_packet(&fec_packet(5, 0xf1, 40), T0).unwrap();
+    dec.handle_packet(&fec_packet(7, 0xf1, 40), T0).unwrap();
+    dec.handle_packet(&fec_packet(8, 0xf2, 40), T0).unwrap();
     assert_eq!(dec.stats().reconstructions, 1);
     // The lost shard, only late, and the group's second parity add nothing either.
-    dec.input(&fec_packet(6, 0xf1, 40), T0).unwrap();
-    dec.input(&fec_packet(9, 0xf2, 40), T0).unwrap();
+    dec.handle_packet(&fec_packet(6, 0xf1, 40), T0).unwrap();
+    dec.handle_packet(&fec_packet(9, 0xf2, 40), T0).unwrap();
     assert_eq!(dec.queued(), 0);
     assert_eq!(dec.stats().late_shards, 4);
 }

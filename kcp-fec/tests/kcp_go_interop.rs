@@ -155,7 +155,7 @@ fn feed(
         if erased & (1 << i) != 0 {
             continue;
         }
-        if let PacketKind::Data { .. } = dec.input(p, now).unwrap() {
+        if let PacketKind::Data { .. } = dec.handle_packet(p, now).unwrap() {
             direct.push(p[8..].to_vec());
         }
         while let Some(n) = dec.poll_recovered(&mut out) {

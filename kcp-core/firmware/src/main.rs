@@ -405,7 +405,7 @@ impl Side<'_> {
             match opened {
                 Ok(Some(inner)) => {
                     let r = range.start + inner.start..range.start + inner.end;
-                    if self.kcp.input(t, &datagram[r]).is_err() {
+                    if self.kcp.handle_datagram(t, &datagram[r]).is_err() {
                         self.codec_errors += 1;
                     }
                 }
@@ -415,11 +415,11 @@ impl Side<'_> {
             let mut rebuilt = [0u8; MTU];
             while let Some(n) = fec.poll_recovered(&mut rebuilt) {
                 self.recovered_in += 1;
-                if self.kcp.input_recovered(t, &rebuilt[..n.min(MTU)]).is_err() {
+                if self.kcp.handle_recovered(t, &rebuilt[..n.min(MTU)]).is_err() {
                     self.codec_errors += 1;
                 }
             }
-        } else if self.kcp.input(t, &datagram[range]).is_err() {
+        } else if self.kcp.handle_datagram(t, &datagram[range]).is_err() {
             self.codec_errors += 1;
         }
     }

@@ -378,10 +378,10 @@ impl<A: PeerAddr> Endpoint<A> {
             super::input::chunks_needed(&h.stored) + super::input::chunks_needed(kcp_bytes);
         kcp.stock_storage(cache, chunks);
         if !h.stored.is_empty() {
-            let _ = kcp.input(now, &h.stored);
+            let _ = kcp.handle_datagram(now, &h.stored);
         }
         let plain = datagram.get_mut(plain).unwrap_or(&mut []);
-        let r = slot.session.input_opened(now, plain, demux_layers);
+        let r = slot.session.handle_opened(now, plain, demux_layers);
         self.recount_recv(id.idx);
         self.after_io(id.idx);
         r.map_err(|e| EndpointError::Rejected(DropReason::Session(e)))

@@ -172,7 +172,9 @@ impl<A: PeerAddr> Endpoint<A> {
         }
         if r.is_ok() {
             let plain = datagram.get_mut(plain_range).unwrap_or(&mut []);
-            r = slot.session.input_opened(now, plain, self.cfg.demux_layers);
+            r = slot
+                .session
+                .handle_opened(now, plain, self.cfg.demux_layers);
         }
         // Over the budget, spare chunks (read or acknowledged data) go back at once.
         if limited && slot.session.kcp().spare_chunks() > 0 {

@@ -192,7 +192,7 @@ mod tests {
         while let Some(n) = from.poll_transmit(now, dgram) {
             *count += 1;
             if !count.is_multiple_of(7) {
-                to.input(now, &dgram[..n]).unwrap();
+                to.handle_datagram(now, &dgram[..n]).unwrap();
             }
         }
     }

@@ -17,7 +17,7 @@ pub enum SendError {
         /// Fragments the message would need.
         fragments: usize,
     },
-    /// The send queue (or payload storage) is full; retry after `poll_transmit` and `input`
+    /// The send queue (or payload storage) is full; retry after `poll_transmit` and `handle_datagram`
     /// have drained it. Nothing was queued.
     Full,
 }
@@ -63,7 +63,7 @@ impl fmt::Display for RecvError {
 
 impl core::error::Error for RecvError {}
 
-/// Why `input` rejected (the rest of) a datagram. Segments before the bad one stay applied,
+/// Why `handle_datagram` rejected (the rest of) a datagram. Segments before the bad one stay applied,
 /// as in kcp-go and ikcp.c; every rejection is counted in [`Stats`](crate::Stats).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]

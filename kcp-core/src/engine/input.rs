@@ -14,15 +14,18 @@ impl Kcp<'_> {
     /// kcp-go. Every error is counted in [`stats`](Self::stats). Afterwards drain
     /// [`poll_transmit`](Self::poll_transmit): kcp-go sends at once when the peer's
     /// acknowledgement slid the window (and ACKs at once with `ack_nodelay`).
-    pub fn input(&mut self, now: Millis, datagram: &[u8]) -> Result<(), InputError> {
+    #[doc(alias = "input")]
+    #[doc(alias = "ikcp_input")]
+    pub fn handle_datagram(&mut self, now: Millis, datagram: &[u8]) -> Result<(), InputError> {
         self.input_inner(now, datagram, true)
     }
 
-    /// Processes a datagram rebuilt by a codec (FEC recovery). Like [`input`](Self::input), but
+    /// Processes a datagram rebuilt by a codec (FEC recovery). Like [`handle_datagram`](Self::handle_datagram), but
     /// as kcp-go does for such packets, the peer's window is not taken from it, no RTT sample
     /// is taken and duplicates are not counted as repeats: a recovered packet arrives late and
     /// would inflate the RTT estimate.
-    pub fn input_recovered(&mut self, now: Millis, datagram: &[u8]) -> Result<(), InputError> {
+    #[doc(alias = "input_recovered")]
+    pub fn handle_recovered(&mut self, now: Millis, datagram: &[u8]) -> Result<(), InputError> {
         self.input_inner(now, datagram, false)
     }
 

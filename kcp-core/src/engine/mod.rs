@@ -1,6 +1,6 @@
 //! The KCP engine: ARQ state, the application side (send, recv) and scheduling.
 //!
-//! * [`input`](Kcp::input) takes a received datagram;
+//! * [`handle_datagram`](Kcp::handle_datagram) takes a received datagram;
 //! * [`poll_transmit`](Kcp::poll_transmit) hands out the next datagram to send;
 //! * [`poll_timeout`](Kcp::poll_timeout) / [`handle_timeout`](Kcp::handle_timeout) drive the
 //!   timer;
@@ -70,7 +70,7 @@ pub(crate) enum Pending {
 /// # Driving it
 ///
 /// The engine never reads a clock or touches a socket. After **every** call to
-/// [`input`](Self::input), [`handle_timeout`](Self::handle_timeout), [`send`](Self::send) or
+/// [`handle_datagram`](Self::handle_datagram), [`handle_timeout`](Self::handle_timeout), [`send`](Self::send) or
 /// [`recv`](Self::recv), call [`poll_transmit`](Self::poll_transmit) until it returns `None`
 /// and send each datagram; then ask [`poll_timeout`](Self::poll_timeout) when to call
 /// `handle_timeout` next. Between those instants the engine needs nothing: it costs no CPU.
@@ -84,7 +84,7 @@ pub(crate) enum Pending {
 /// a.send(b"hello").unwrap();
 /// let mut buf = [0u8; 1500];
 /// while let Some(n) = a.poll_transmit(now, &mut buf) {
-///     b.input(now, &buf[..n]).unwrap();
+///     b.handle_datagram(now, &buf[..n]).unwrap();
 /// }
 /// let mut out = [0u8; 16];
 /// let n = b.recv(&mut out).unwrap();
@@ -185,6 +185,7 @@ impl Kcp<'static> {
     /// Buffers start empty and grow with the data in flight, bounded by the configured windows
     /// (send: `snd_wnd + send_queue` segments; receive: `2 * rcv_wnd`), then are reused: a
     /// steady-state transfer allocates nothing.
+    #[doc(alias = "ikcp_create")]
     pub fn new(conv: u32, config: Config, now: Millis) -> Result<Self, ConfigError> {
         use alloc::vec::Vec;
         config.validate()?;
@@ -438,6 +439,7 @@ impl<'a> Kcp<'a> {
     }
 
     /// Segments queued or in flight and not yet removed by the peer's `una` (kcp-go `WaitSnd`).
+    #[doc(alias = "ikcp_waitsnd")]
     pub fn wait_snd(&self) -> usize {
         self.snd.len()
     }
@@ -470,7 +472,9 @@ impl<'a> Kcp<'a> {
 
     /// When [`handle_timeout`](Self::handle_timeout) must next be called; `None` while the
     /// session is idle (nothing to send, acknowledge or probe), until the next `send` or
-    /// `input`. Ask again after every call that changes the engine.
+    /// `handle_datagram`. Ask again after every call that changes the engine.
+    #[doc(alias = "ikcp_check")]
+    #[doc(alias = "check")]
     pub fn poll_timeout(&self) -> Option<Millis> {
         // In the caller's frame: behind the engine's clock while its readings look stale.
         self.timer.map(|t| Millis(t.0.wrapping_sub(self.lag)))
@@ -479,6 +483,8 @@ impl<'a> Kcp<'a> {
     /// Advances the timer: a periodic flush (ACKs, retransmissions, probes) is due when `now`
     /// has reached [`poll_timeout`](Self::poll_timeout). Then drain
     /// [`poll_transmit`](Self::poll_transmit).
+    #[doc(alias = "ikcp_update")]
+    #[doc(alias = "update")]
     pub fn handle_timeout(&mut self, now: Millis) {
         let now = self.observe(now);
         if let Some(t) = self.timer {
@@ -493,6 +499,7 @@ impl<'a> Kcp<'a> {
     /// Asks for a flush now (ikcp.c's `ikcp_flush`): ACKs, probes, new data and whatever
     /// retransmission is due go out at the next [`poll_transmit`](Self::poll_transmit). The
     /// periodic timer keeps its schedule.
+    #[doc(alias = "ikcp_flush")]
     pub fn flush(&mut self) {
         self.request(Pending::Full);
     }

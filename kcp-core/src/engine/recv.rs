@@ -6,6 +6,7 @@ use super::*;
 impl Kcp<'_> {
     /// Size of the next message (message mode) or of the bytes readable from the next segment
     /// (stream mode); `None` when nothing is ready.
+    #[doc(alias = "ikcp_peeksize")]
     pub fn peek_size(&self) -> Option<usize> {
         if self.cfg.stream {
             let mut sn = self.rcv.base();
@@ -65,6 +66,7 @@ impl Kcp<'_> {
     /// Receives the next message (message mode) or as many bytes as fit (stream mode).
     ///
     /// Zero-length messages from ikcp.c peers are skipped (and counted), never delivered.
+    #[doc(alias = "ikcp_recv")]
     pub fn recv(&mut self, buf: &mut [u8]) -> Result<usize, RecvError> {
         let recover = self.queued_len() >= self.cfg.rcv_wnd;
         let n = if self.cfg.stream {

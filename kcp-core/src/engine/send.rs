@@ -10,6 +10,7 @@ impl Kcp<'_> {
     /// `Ok(data.len())` is returned. Stream mode: as many bytes as fit are queued, merged into
     /// full segments; the count is returned (`Err(Full)` when none fit).
     /// Unless `write_delay` is set, a flush is requested: drain `poll_transmit` afterwards.
+    #[doc(alias = "ikcp_send")]
     pub fn send(&mut self, data: &[u8]) -> Result<usize, SendError> {
         if data.is_empty() {
             return Err(SendError::Empty);

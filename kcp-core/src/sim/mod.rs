@@ -59,7 +59,7 @@ impl Node for Kcp<'_> {
         Kcp::poll_transmit(self, now, buf)
     }
     fn handle_datagram(&mut self, now: Millis, datagram: &mut [u8]) {
-        let _ = self.input(now, datagram);
+        let _ = self.handle_datagram(now, datagram);
     }
 }
 
@@ -74,7 +74,7 @@ impl Node for crate::Session<'_> {
         crate::Session::poll_transmit(self, now, buf)
     }
     fn handle_datagram(&mut self, now: Millis, datagram: &mut [u8]) {
-        let _ = self.input(now, datagram);
+        let _ = self.handle_datagram(now, datagram);
     }
 }
 

@@ -25,7 +25,7 @@ fn main() -> ! {
     loop {
         let now = Millis(black_box(0));
         let n = black_box(0usize).min(buf.len());
-        let _ = kcp.input(now, &buf[..n]);
+        let _ = kcp.handle_datagram(now, &buf[..n]);
         let _ = kcp.send(&buf[..black_box(1)]);
         let _ = black_box(kcp.peek_size());
         let _ = kcp.recv(&mut buf);
