@@ -168,7 +168,7 @@ impl Endpoint {
         let rx = Receiver::new(SockRef::from(&socket), accept);
         Ok(Endpoint {
             rx,
-            tx: Sender::new(config.get_send_backlog()),
+            tx: Sender::new(config.send_backlog_limit()),
             socket,
             registry,
             token,
@@ -177,7 +177,7 @@ impl Endpoint {
             start: Instant::now(),
             rx_more: false,
             events: VecDeque::new(),
-            shutdown_ms: ms(config.get_shutdown_timeout()),
+            shutdown_ms: ms(config.timeouts().shutdown),
             error: None,
             work: Work::default(),
         })

@@ -109,7 +109,7 @@ pub mod udp;
 #[cfg(feature = "mio")]
 pub use endpoint::{Endpoint, SessionInfo, Work};
 pub use kcp_core::endpoint::{CloseReason, EndpointStats, Event, SessionId};
-pub use stack::{KcpConfig, DEFAULT_WINDOW};
+pub use stack::{KcpConfig, Timeouts, DEFAULT_WINDOW};
 
 // What a user of either adapter touches below it, so one dependency line is enough.
 /// The sans-IO engine, endpoint and codec trait (the `kcp-core` crate).

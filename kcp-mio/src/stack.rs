@@ -41,6 +41,25 @@ pub type CongestionMaker =
 /// use kcp_mio::KcpConfig;
 /// use kcp_core::Config;
 ///
+/// The timeouts of a [`KcpConfig`], as [`KcpConfig::timeouts`] reads them back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Timeouts {
+    /// Idle timeout: a session that hears nothing for this long ends (`None`: never).
+    pub idle: Option<Duration>,
+    /// Keepalive interval (`None`: off).
+    pub keepalive: Option<Duration>,
+    /// How long a graceful close waits for queued data to be acknowledged.
+    pub shutdown: Duration,
+    /// How long a closed session with unacknowledged data keeps delivering it (the shutdown
+    /// timeout unless set).
+    pub linger: Duration,
+    /// Default read timeout of streams (`None`: wait for ever).
+    pub read: Option<Duration>,
+    /// Default write timeout of streams (`None`: wait for ever).
+    pub write: Option<Duration>,
+}
+
 /// let cfg = KcpConfig::new(Config::fast3().with_windows(1024, 1024))
 ///     .fec(10, 3)
 ///     .crypt("aes", "it's a secrect")
@@ -291,11 +310,6 @@ impl KcpConfig {
         self
     }
 
-    /// The idle timeout.
-    pub fn get_idle_timeout(&self) -> Option<Duration> {
-        self.idle_timeout
-    }
-
     /// Keepalive interval (default 10 s; `None`: off). When nothing was heard from the peer
     /// for this long, the session asks the peer for its window (a KCP `WASK` segment, 24
     /// bytes plus the codec headers), and asks again every interval while the peer stays
@@ -308,11 +322,6 @@ impl KcpConfig {
     pub fn keepalive(mut self, t: Option<Duration>) -> Self {
         self.keepalive = t;
         self
-    }
-
-    /// The keepalive interval.
-    pub fn get_keepalive(&self) -> Option<Duration> {
-        self.keepalive
     }
 
     /// Sessions peers opened that wait for `accept` (default 128, as kcp-go); more are refused.
@@ -333,11 +342,6 @@ impl KcpConfig {
         self
     }
 
-    /// The graceful-close linger.
-    pub fn get_shutdown_timeout(&self) -> Duration {
-        self.shutdown_timeout
-    }
-
     /// How long closing a session that still has unacknowledged data keeps delivering it
     /// (dropping a Tokio stream, `Endpoint::close_after_flush` in kcp-mio), like a TCP
     /// socket's linger; then the session ends with the data undelivered. Default: the
@@ -345,11 +349,6 @@ impl KcpConfig {
     pub fn linger(mut self, t: Duration) -> Self {
         self.linger = Some(t);
         self
-    }
-
-    /// The linger of a closed session (see [`linger`](Self::linger)).
-    pub fn get_linger(&self) -> Duration {
-        self.linger.unwrap_or(self.shutdown_timeout)
     }
 
     /// How long a closed (address, conversation) is remembered, so its late datagrams do not
@@ -449,8 +448,8 @@ impl KcpConfig {
         self
     }
 
-    /// The send backlog bound in datagrams.
-    pub fn get_send_backlog(&self) -> usize {
+    /// The send backlog bound in datagrams (see [`send_backlog`](Self::send_backlog)).
+    pub fn send_backlog_limit(&self) -> usize {
         self.send_backlog
     }
 
@@ -463,11 +462,6 @@ impl KcpConfig {
         self
     }
 
-    /// The default read timeout of streams.
-    pub fn get_read_timeout(&self) -> Option<Duration> {
-        self.read_timeout
-    }
-
     /// Default write timeout of the streams an async adapter makes with this configuration
     /// (see [`read_timeout`](Self::read_timeout)).
     pub fn write_timeout(mut self, t: Option<Duration>) -> Self {
@@ -475,9 +469,19 @@ impl KcpConfig {
         self
     }
 
-    /// The default write timeout of streams.
-    pub fn get_write_timeout(&self) -> Option<Duration> {
-        self.write_timeout
+    /// The timeouts this configuration sets, read back in one value (the builders of the same
+    /// names set them: [`idle_timeout`](Self::idle_timeout), [`keepalive`](Self::keepalive),
+    /// [`shutdown_timeout`](Self::shutdown_timeout), [`linger`](Self::linger),
+    /// [`read_timeout`](Self::read_timeout), [`write_timeout`](Self::write_timeout)).
+    pub fn timeouts(&self) -> Timeouts {
+        Timeouts {
+            idle: self.idle_timeout,
+            keepalive: self.keepalive,
+            shutdown: self.shutdown_timeout,
+            linger: self.linger.unwrap_or(self.shutdown_timeout),
+            read: self.read_timeout,
+            write: self.write_timeout,
+        }
     }
 
     /// Checks the engine settings and that the codec layers can be built (kcp-go silently
@@ -1047,8 +1051,23 @@ mod tests {
         let off = KcpConfig::default().keepalive(None);
         assert_eq!(off.endpoint_config(false).unwrap().keepalive_ms, None);
         assert_eq!(
-            KcpConfig::default().get_keepalive(),
+            KcpConfig::default().timeouts().keepalive,
             Some(Duration::from_secs(10))
+        );
+        let t = KcpConfig::default()
+            .shutdown_timeout(Duration::from_secs(3))
+            .timeouts();
+        assert_eq!(
+            (t.shutdown, t.linger),
+            (Duration::from_secs(3), Duration::from_secs(3))
+        );
+        let t = KcpConfig::default()
+            .linger(Duration::from_secs(1))
+            .read_timeout(Some(Duration::from_secs(2)))
+            .timeouts();
+        assert_eq!(
+            (t.linger, t.read, t.write),
+            (Duration::from_secs(1), Some(Duration::from_secs(2)), None)
         );
         assert_eq!((ep.backlog, ep.max_sessions), (7, 9));
         assert_eq!(ep.closed_linger_ms, 1234);

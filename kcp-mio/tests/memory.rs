@@ -237,7 +237,7 @@ fn measure(name: &str, config: KcpConfig) -> Vec<(u32, usize)> {
         out: vec![0u8; 1500],
     };
     // Idle long enough to trim, then to send a keepalive probe and trim what it built.
-    let idle = TRIM_AFTER_MS as u32 + 200 + config.get_keepalive().map_or(0, |k| ms(k) + 200);
+    let idle = TRIM_AFTER_MS as u32 + 200 + config.timeouts().keepalive.map_or(0, |k| ms(k) + 200);
     // Warm up the peer's stack and the endpoint's tables on two sessions, each through a
     // keepalive (the tables a keepalive touches grow once, for the whole endpoint).
     b.open(u32::MAX);

@@ -7,20 +7,17 @@ use kcp_core::endpoint::EndpointConfig;
 use kcp_mio::stack::{AdapterCrypt, CryptPlacement};
 use socket2::SockRef;
 
-pub use kcp_mio::KcpConfig;
+pub use kcp_mio::{KcpConfig, Timeouts};
 
 /// The linger of dropped streams in ms (`None`: discard at once).
 pub(crate) fn linger_ms(config: &KcpConfig) -> Option<u32> {
-    let t = config.get_linger();
+    let t = config.timeouts().linger;
     (!t.is_zero()).then(|| t.as_millis().min(u32::MAX as u128) as u32)
 }
 
 /// `shutdown`'s bound in ms.
 pub(crate) fn shutdown_ms(config: &KcpConfig) -> u32 {
-    config
-        .get_shutdown_timeout()
-        .as_millis()
-        .min(u32::MAX as u128) as u32
+    config.timeouts().shutdown.as_millis().min(u32::MAX as u128) as u32
 }
 
 /// Applies socket options to a socket this configuration will drive.

@@ -53,7 +53,7 @@ mod stream;
 #[cfg(feature = "tunnel")]
 pub mod tunnel;
 
-pub use config::KcpConfig;
+pub use config::{KcpConfig, Timeouts};
 pub use connector::KcpConnector;
 // What a Tokio user touches below the adapter, so `kcp-tokio` (with `tokio`) is the one
 // dependency a stream needs: the engine presets, the codec layer types, the close reasons.

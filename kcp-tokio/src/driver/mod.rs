@@ -151,7 +151,7 @@ impl Driver {
             ep,
             accept,
             crypt,
-            config.get_send_backlog(),
+            config.send_backlog_limit(),
             crate::config::clock_offset_ms(),
         )
     }
