@@ -32,11 +32,13 @@ fn run_when(rate_limit: u32, every: u32) -> Vec<usize> {
         let now = Millis(t);
         let sender_runs = t % every == 0;
         // An application that always has more to send.
-        while sender_runs {
-            match a.send(&chunk) {
-                Ok(_) => {}
-                Err(SendError::Full) => break,
-                Err(e) => panic!("{e:?}"),
+        if sender_runs {
+            loop {
+                match a.send(&chunk) {
+                    Ok(_) => {}
+                    Err(SendError::Full) => break,
+                    Err(e) => panic!("{e:?}"),
+                }
             }
         }
         for (to_b, k) in [(true, &mut a), (false, &mut b)] {
