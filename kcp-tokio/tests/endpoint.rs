@@ -4,7 +4,12 @@
 //! both sides is one session each (nothing to accept), different convs are two sessions each
 //! (the one dialed, the one accepted with the peer's conv). In one process: a dial whose
 //! peer's session arrived first takes that session over, sessions queued before it stay
-//! acceptable in order, and the socket is there through `AsFd`.
+//! acceptable in order, and the socket is there through `AsFd`; the peer-to-peer example's
+//! pair runs.
+
+#[allow(dead_code)] // its `main`
+#[path = "../examples/p2p.rs"]
+mod p2p_example;
 
 use std::future::Future;
 use std::io::{self, BufRead, Write};
@@ -389,4 +394,27 @@ async fn the_endpoints_socket_is_there_through_as_fd() {
         sock.local_addr().unwrap().as_socket(),
         Some(ep.local_addr())
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_p2p_examples_pair_exchanges_its_lines() {
+    let a = KcpEndpoint::bind("127.0.0.1:0", p2p_example::config())
+        .await
+        .unwrap();
+    let b = KcpEndpoint::bind("127.0.0.1:0", p2p_example::config())
+        .await
+        .unwrap();
+    let (aa, ba) = (a.local_addr(), b.local_addr());
+    let gap = Duration::from_millis(20);
+    let (ra, rb) = timeout(WAIT, async {
+        tokio::join!(
+            p2p_example::peer(a, ba, 5, gap),
+            p2p_example::peer(b, aa, 5, gap)
+        )
+    })
+    .await
+    .unwrap();
+    let lines = |from: SocketAddr| (0..5).map(move |i| format!("line {i} from {from}"));
+    assert!(ra.unwrap().into_iter().eq(lines(ba)));
+    assert!(rb.unwrap().into_iter().eq(lines(aa)));
 }
