@@ -46,6 +46,8 @@ async fn hypers_client_gets_answers_over_kcp() {
             .header("host", addr.to_string())
             .body(Empty::<Bytes>::new())
             .unwrap();
+        // HTTP/1.1 sends one request at a time: wait until the previous one is done.
+        timeout(WAIT, sender.ready()).await.unwrap().unwrap();
         let resp = timeout(WAIT, sender.send_request(req))
             .await
             .expect("an answer")
