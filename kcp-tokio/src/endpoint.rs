@@ -191,7 +191,10 @@ impl SocketSet {
 
 /// The session `(addr, conv)` that a peer opened and that waits for `accept`, taken out of
 /// the accept queue; `None` when a stream has it already (or it lingers after its stream).
-/// Sessions that arrived before it stay first in line for `accept` (`Shared::ready`).
+/// Sessions that arrived before it stay first in line for `accept` (`Shared::ready`); they
+/// count as accepted for kcp-core, so its accept timeout no longer closes them (they end by
+/// their idle timeout if nobody accepts them, and are closed with the endpoint). Costs a walk
+/// over the socket's sessions, only when a dial's conv is taken.
 fn take_incoming(s: &mut Shared, addr: SocketAddr, conv: u32) -> Option<SessionId> {
     let id = s.ep.sessions().into_iter().find(|&id| {
         s.ep.remote(id) == Some(addr) && s.ep.session(id).map(|x| x.kcp().conv()) == Some(conv)
@@ -265,7 +268,9 @@ impl Drop for SocketSet {
 ///   nothing merges them.
 ///
 /// Dialing a conv that a session to the same address already has, with a stream (dialed or
-/// accepted) on it, fails with `AddrInUse`.
+/// accepted) on it, fails with `AddrInUse`. A dial sends nothing until the stream's first
+/// write (KCP has no handshake): to punch a hole, both sides write at once, so that each NAT
+/// sees traffic out before the other's arrives (what it drops first, KCP retransmits).
 ///
 /// ```no_run
 /// # async fn demo(peer: std::net::SocketAddr) -> std::io::Result<()> {
