@@ -193,8 +193,8 @@ impl SocketSet {
 /// the accept queue; `None` when a stream has it already (or it lingers after its stream).
 /// Sessions that arrived before it stay first in line for `accept` (`Shared::ready`); they
 /// count as accepted for kcp-core, so its accept timeout no longer closes them (they wait,
-/// at most the backlog of them, until accepted, ended by their peer's silence, or closed
-/// with the endpoint). Costs a walk over the socket's sessions, only when a dial's conv is
+/// within the endpoint's session limit, until accepted, ended by their peer's silence, or
+/// closed with the endpoint). Costs a walk over the socket's sessions, only when a dial's conv is
 /// taken.
 fn take_incoming(s: &mut Shared, addr: SocketAddr, conv: u32) -> Option<SessionId> {
     let id = s.ep.sessions().into_iter().find(|&id| {
