@@ -2,13 +2,12 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
 
-use kcp_core::endpoint::EndpointError;
 use tokio::net::{ToSocketAddrs, UdpSocket};
 
 use crate::config::KcpConfig;
-use crate::driver::{millis, Driver, Sess};
+use crate::driver::Driver;
+use crate::endpoint::SocketSet;
 use crate::stats::SocketStats;
 use crate::stream::KcpStream;
 
@@ -20,7 +19,8 @@ use crate::stream::KcpStream;
 /// driver task and its wake-ups per session this way, and the datagrams of many sessions
 /// leave in one `sendmmsg`. The peer tells the sessions apart by conversation id; a peer
 /// that admits new sessions per source address (kcp-core's half-open limits) sees them all
-/// come from one address.
+/// come from one address. Sessions peers open towards this socket are refused; a
+/// [`KcpEndpoint`](crate::KcpEndpoint) dials and accepts on one socket.
 ///
 /// ```no_run
 /// # async fn demo() -> std::io::Result<()> {
@@ -35,8 +35,7 @@ use crate::stream::KcpStream;
 /// # Ok(()) }
 /// ```
 pub struct KcpConnector {
-    driver: Arc<Driver>,
-    config: KcpConfig,
+    sockets: SocketSet,
 }
 
 impl std::fmt::Debug for KcpConnector {
@@ -56,55 +55,21 @@ impl KcpConnector {
 
     /// Client sessions over an existing socket.
     pub fn from_socket(socket: UdpSocket, config: KcpConfig) -> io::Result<KcpConnector> {
-        let driver = Driver::open(socket, &config, false)?;
-        Ok(KcpConnector { driver, config })
+        Ok(KcpConnector {
+            sockets: SocketSet::open(socket, config, false)?,
+        })
     }
 
     /// Opens a session to `addr` with a random conversation id. No packet is sent until the
     /// first write: KCP has no handshake.
     pub async fn connect(&self, addr: impl ToSocketAddrs) -> io::Result<KcpStream> {
-        let addr = tokio::net::lookup_host(addr)
-            .await?
-            .next()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address"))?;
-        // A random id that another session of this socket to the same peer already uses is
-        // drawn again.
-        for _ in 0..16 {
-            match self.connect_with_conv(addr, kcp_mio::stack::random_conv()?) {
-                Err(e) if e.kind() == io::ErrorKind::AddrInUse => continue,
-                r => return r,
-            }
-        }
-        Err(io::Error::new(
-            io::ErrorKind::AddrInUse,
-            "no free conversation id",
-        ))
+        self.sockets.connect(addr).await
     }
 
     /// Opens a session to `addr` with conversation id `conv`; `AddrInUse` if a session of
     /// this socket to `addr` has it already.
     pub fn connect_with_conv(&self, addr: SocketAddr, conv: u32) -> io::Result<KcpStream> {
-        let id = {
-            let now = self.driver.now_ms();
-            let mut s = self.driver.lock();
-            if let Some(k) = s.stopped {
-                return Err(io::Error::new(k, "socket driver stopped"));
-            }
-            let id = s.ep.connect(millis(now), addr, conv).map_err(|e| match e {
-                EndpointError::Duplicate => io::Error::new(io::ErrorKind::AddrInUse, e.to_string()),
-                _ => io::Error::new(io::ErrorKind::InvalidInput, e.to_string()),
-            })?;
-            s.sessions.insert(id, Sess::default());
-            id
-        };
-        kcp_mio::diag::session_opened(id, addr, false);
-        self.driver.poke();
-        Ok(KcpStream::from_parts(
-            self.driver.clone(),
-            id,
-            &self.config,
-            false,
-        ))
+        self.sockets.dial(addr, conv, false)
     }
 
     /// Waits until the sessions of every dropped stream of this connector have delivered
@@ -128,36 +93,35 @@ impl KcpConnector {
     /// # Ok(()) }
     /// ```
     pub async fn wait_idle(&self) {
-        self.driver.wait_idle().await
+        self.sockets.wait_idle().await
     }
 
     pub(crate) fn driver(&self) -> &Driver {
-        &self.driver
+        self.sockets.driver()
     }
 
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
-        self.driver.local_addr()
+        self.sockets.local_addr()
     }
 
     /// Sessions open on the socket.
     pub fn sessions(&self) -> usize {
-        self.driver.lock().ep.len()
+        self.sockets.sessions_per_socket().iter().sum()
     }
 
     /// kcp-go's SNMP counters of the socket's sessions.
     pub fn stats(&self) -> kcp_core::endpoint::EndpointStats {
-        self.driver.lock().stats()
+        self.sockets.stats()
     }
 
     /// The socket driver's counters (system calls, backlog, drops).
     pub fn socket_stats(&self) -> SocketStats {
-        self.driver.socket_stats()
+        self.sockets.socket_stats()
     }
 
     /// Sets the socket buffers at run time (kcptun's `--sockbuf`).
     pub fn set_sockbuf(&self, bytes: usize) -> io::Result<()> {
-        self.driver
-            .with_socket(|s| crate::config::set_sockbuf(s, bytes))
+        self.sockets.set_sockbuf(bytes)
     }
 }

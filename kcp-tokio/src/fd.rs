@@ -1,11 +1,11 @@
-//! The socket under a stream, listener or connector, as Tokio's own socket types expose it:
-//! `AsFd`/`AsRawFd` on Unix, `AsSocket`/`AsRawSocket` on Windows (socket options through
-//! `socket2::SockRef`, `getsockopt`, a poller). A listener bound with several sockets
+//! The socket under a stream, listener, connector or endpoint, as Tokio's own socket types
+//! expose it: `AsFd`/`AsRawFd` on Unix, `AsSocket`/`AsRawSocket` on Windows (socket options
+//! through `socket2::SockRef`, `getsockopt`, a poller). A listener bound with several sockets
 //! (`bind_reuseport`) exposes its first. Everything of a stream's socket is shared with the
-//! other sessions on it (a listener's, a connector's): set options that suit them all, and do
-//! not read from or write to it.
+//! other sessions on it (a listener's, a connector's, an endpoint's): set options that suit
+//! them all, and do not read from or write to it.
 
-use crate::{KcpConnector, KcpListener, KcpStream};
+use crate::{KcpConnector, KcpEndpoint, KcpListener, KcpStream};
 
 #[cfg(unix)]
 mod unix {
@@ -29,6 +29,7 @@ mod unix {
     fd!(KcpStream);
     fd!(KcpListener);
     fd!(KcpConnector);
+    fd!(KcpEndpoint);
 }
 
 #[cfg(windows)]
@@ -53,4 +54,5 @@ mod windows {
     sock!(KcpStream);
     sock!(KcpListener);
     sock!(KcpConnector);
+    sock!(KcpEndpoint);
 }

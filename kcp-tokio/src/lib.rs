@@ -1,5 +1,6 @@
 //! Tokio adapter for the KCP stack: [`KcpStream`] and [`KcpListener`], kcp-go's `net.Conn`
-//! and `net.Listener` in Tokio's terms.
+//! and `net.Listener` in Tokio's terms; [`KcpConnector`] dials many sessions from one socket,
+//! and [`KcpEndpoint`] both accepts and dials on one socket (peer-to-peer, hole punching).
 //!
 //! Each UDP socket has one driver task, whatever the number of sessions on it; all protocol
 //! state is kcp-core's sans-IO [`Endpoint`](kcp_core::endpoint::Endpoint), shared with the
@@ -39,6 +40,7 @@
 mod config;
 mod connector;
 mod driver;
+mod endpoint;
 mod error;
 mod fd;
 #[cfg(feature = "impair")]
@@ -55,6 +57,7 @@ pub mod tunnel;
 
 pub use config::{KcpConfig, Timeouts};
 pub use connector::KcpConnector;
+pub use endpoint::KcpEndpoint;
 // What a Tokio user touches below the adapter, so `kcp-tokio` (with `tokio`) is the one
 // dependency a stream needs: the engine presets, the codec layer types, the close reasons.
 pub use error::KcpError;
@@ -75,6 +78,7 @@ const _: () = {
     send_sync::<OwnedWriteHalf>();
     send_sync::<KcpListener>();
     send_sync::<KcpConnector>();
+    send_sync::<KcpEndpoint>();
     send_sync::<StreamMonitor>();
     send_sync::<KcpConfig>();
     send_sync::<KcpError>();

@@ -1,16 +1,14 @@
 //! `KcpListener`: accepts sessions that peers open on one UDP socket.
 
-use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tokio::net::{ToSocketAddrs, UdpSocket};
 
 use crate::config::KcpConfig;
-use crate::driver::{waiter_key, Driver, Sess};
-use crate::error::KcpError;
+use crate::driver::Driver;
+use crate::endpoint::SocketSet;
 use crate::stats::SocketStats;
 use crate::stream::KcpStream;
 
@@ -19,7 +17,8 @@ use crate::stream::KcpStream;
 /// A session is created when its first datagram arrives and runs with this listener's
 /// configuration from that datagram on (kcp-go applies settings only after `Accept`). Every
 /// session has its own codec state. At most `backlog` sessions wait for `accept`; more are
-/// refused until the application catches up.
+/// refused until the application catches up. To dial from the same socket as well, use a
+/// [`KcpEndpoint`](crate::KcpEndpoint).
 ///
 /// ```no_run
 /// # async fn demo() -> std::io::Result<()> {
@@ -38,11 +37,7 @@ use crate::stream::KcpStream;
 /// # }
 /// ```
 pub struct KcpListener {
-    pub(crate) drivers: Vec<Arc<Driver>>,
-    config: KcpConfig,
-    /// The waiter key of `poll_accept` callers (one per listener, as a poll method keeps
-    /// only the last task's waker).
-    poll_key: u64,
+    pub(crate) sockets: SocketSet,
 }
 
 impl std::fmt::Debug for KcpListener {
@@ -66,11 +61,8 @@ impl KcpListener {
 
     /// Listens on an existing socket (kcp-go's `ServeConn`).
     pub fn from_socket(socket: UdpSocket, config: KcpConfig) -> io::Result<KcpListener> {
-        let driver = Driver::open(socket, &config, true)?;
         Ok(KcpListener {
-            drivers: vec![driver],
-            config,
-            poll_key: waiter_key(),
+            sockets: SocketSet::open(socket, config, true)?,
         })
     }
 
@@ -99,29 +91,23 @@ impl KcpListener {
             drivers.push(Driver::open(socket, &config, true)?);
         }
         Ok(KcpListener {
-            drivers,
-            config,
-            poll_key: waiter_key(),
+            sockets: SocketSet::of(drivers, config),
         })
     }
 
     /// Sets the socket buffers of the listener's sockets at run time (kcptun's `--sockbuf`).
     pub fn set_sockbuf(&self, bytes: usize) -> io::Result<()> {
-        self.drivers
-            .iter()
-            .try_for_each(|d| d.with_socket(|s| crate::config::set_sockbuf(s, bytes)))
+        self.sockets.set_sockbuf(bytes)
     }
 
     /// Sets the DSCP code point of the listener's sockets at run time (`SetDSCP`).
     pub fn set_dscp(&self, dscp: u8) -> io::Result<()> {
-        self.drivers
-            .iter()
-            .try_for_each(|d| d.with_socket(|s| crate::config::set_dscp(s, dscp)))
+        self.sockets.set_dscp(dscp)
     }
 
     /// Sessions currently open on each of the listener's sockets.
     pub fn sessions_per_socket(&self) -> Vec<usize> {
-        self.drivers.iter().map(|d| d.lock().ep.len()).collect()
+        self.sockets.sessions_per_socket()
     }
 
     /// Waits until the sessions of every dropped stream this listener accepted have
@@ -130,19 +116,17 @@ impl KcpListener {
     /// [`KcpConnector::wait_idle`](crate::KcpConnector::wait_idle)). A server that shuts
     /// down stops accepting, drops its streams, then waits here before its runtime ends.
     pub async fn wait_idle(&self) {
-        for d in &self.drivers {
-            d.wait_idle().await;
-        }
+        self.sockets.wait_idle().await
     }
 
     /// The first socket's driver.
     pub(crate) fn driver(&self) -> &Driver {
-        &self.drivers[0]
+        self.sockets.driver()
     }
 
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
-        self.drivers[0].local_addr()
+        self.sockets.local_addr()
     }
 
     /// The next session a peer opened.
@@ -152,12 +136,7 @@ impl KcpListener {
     /// once (each session goes to one of them) and cancellation-safe (a dropped `accept`
     /// future took no session).
     pub async fn accept(&self) -> io::Result<(KcpStream, SocketAddr)> {
-        let key = waiter_key();
-        let _guard = AcceptGuard {
-            drivers: &self.drivers,
-            key,
-        };
-        poll_fn(|cx| self.poll_accept_as(cx, key)).await
+        self.sockets.accept().await
     }
 
     /// Polls for the next session a peer opened (`accept` for hand-written futures and
@@ -165,74 +144,20 @@ impl KcpListener {
     /// `Pending`, the task of the most recent `poll_accept` call on this listener is woken
     /// when a session arrives; concurrent `accept` callers keep their own wakers.
     pub fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<(KcpStream, SocketAddr)>> {
-        self.poll_accept_as(cx, self.poll_key)
-    }
-
-    fn poll_accept_as(
-        &self,
-        cx: &mut Context<'_>,
-        key: u64,
-    ) -> Poll<io::Result<(KcpStream, SocketAddr)>> {
-        for driver in &self.drivers {
-            let mut s = driver.lock();
-            while let Some(id) = s.ep.accept() {
-                let Some(peer) = s.ep.remote(id) else {
-                    continue;
-                };
-                s.sessions.insert(id, Sess::default());
-                s.acceptors.remove(key);
-                drop(s);
-                kcp_mio::diag::session_opened(id, peer, true);
-                let stream = KcpStream::from_parts(driver.clone(), id, &self.config, false);
-                return Poll::Ready(Ok((stream, peer)));
-            }
-            if let Some(k) = s.stopped {
-                return Poll::Ready(Err(io::Error::from(KcpError::Socket(k))));
-            }
-            s.acceptors.register(key, cx.waker());
-        }
-        Poll::Pending
+        self.sockets.poll_accept(cx)
     }
 
     /// Counters of the listener's sockets (summed): datagrams sent and dropped, kernel
     /// pushback, truncated datagrams.
     pub fn socket_stats(&self) -> SocketStats {
-        let mut t = SocketStats::default();
-        for d in &self.drivers {
-            t.merge(&d.socket_stats());
-        }
-        t
+        self.sockets.socket_stats()
     }
 
     /// kcp-go's SNMP counters, summed over the listener's sockets.
     pub fn stats(&self) -> kcp_core::endpoint::EndpointStats {
-        let mut all = self.drivers.iter().map(|d| d.lock().stats());
-        let first = all.next().unwrap_or_default();
-        all.fold(first, |acc, s| acc.merged(&s))
+        self.sockets.stats()
     }
 }
 
-/// Removes a waiting `accept` caller's entry when its future is dropped.
-struct AcceptGuard<'a> {
-    drivers: &'a [Arc<Driver>],
-    key: u64,
-}
-
-impl Drop for AcceptGuard<'_> {
-    fn drop(&mut self) {
-        for d in self.drivers {
-            d.lock().acceptors.remove(self.key);
-        }
-    }
-}
-
-impl Drop for KcpListener {
-    /// Sessions peers open from now on are closed at once; accepted streams go on.
-    fn drop(&mut self) {
-        for d in &self.drivers {
-            let mut s = d.lock();
-            s.listening = false;
-            s.acceptors.remove(self.poll_key);
-        }
-    }
-}
+// Dropping a listener (its `SocketSet`): sessions peers open from now on, and those waiting
+// for `accept`, are closed at once; accepted streams go on.

@@ -140,6 +140,9 @@ pub struct Kcp<'a> {
     /// The rate limit's token bucket, in thousandths of a byte, and when it was last filled.
     rate_tokens: i64,
     rate_at: Millis,
+    /// The last admission stopped with segments waiting for tokens: the time until the next
+    /// flush is owed to them in full (up to [`RATE_CATCH_UP`] buckets), however late it runs.
+    rate_starved: bool,
     pending: Pending,
     /// Newest `ts` of a regular PUSH, to tell stale FEC-rebuilt segments (see `on_push`).
     newest_push_ts: Option<u32>,
@@ -294,6 +297,7 @@ impl<'a> Kcp<'a> {
             timer_anchor: now,
             rate_tokens: rate_bucket(&cfg),
             rate_at: now,
+            rate_starved: false,
             pending: Pending::None,
             newest_push_ts: None,
             last_now: now,
@@ -564,6 +568,12 @@ impl<'a> Kcp<'a> {
         }
     }
 }
+
+/// How many buckets' worth a rate-limited sender with a backlog may catch up when its flush
+/// runs late (a timer that fires after the interval, a busy thread): the time past is owed to
+/// the waiting segments, so the long-run rate holds whatever the timer's jitter, while a
+/// stall longer than this many intervals is not made up in one burst.
+pub(crate) const RATE_CATCH_UP: i64 = 4;
 
 /// What the rate limit's bucket holds at most, in thousandths of a byte: one interval's worth
 /// of the rate, at least one full segment.

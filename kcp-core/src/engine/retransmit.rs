@@ -32,15 +32,24 @@ impl Kcp<'_> {
         let first_new = self.snd_nxt;
         let mut new = 0u32;
         // The rate limit: a token bucket in bytes x ms, refilled by the time since the last
-        // flush; a segment enters the window only while tokens remain.
+        // flush; a segment enters the window only while tokens remain. An idle sender's
+        // bucket holds one interval's worth (no burst after a pause); a sender whose segments
+        // waited for tokens is owed the whole time since (up to a few buckets), so a flush
+        // that runs a millisecond late loses none of the rate.
         let rate = self.cfg.rate_limit;
         if rate > 0 {
             let dt = now.since(self.rate_at).max(0);
             self.rate_at = now;
+            let bucket = super::rate_bucket(&self.cfg);
+            let cap = if self.rate_starved {
+                bucket.saturating_mul(super::RATE_CATCH_UP)
+            } else {
+                bucket
+            };
             self.rate_tokens = self
                 .rate_tokens
                 .saturating_add(i64::from(rate) * i64::from(dt))
-                .min(super::rate_bucket(&self.cfg));
+                .min(cap);
         }
         while self.snd_nxt != self.snd.end()
             && seq_diff(self.snd_nxt, self.snd.base().wrapping_add(window)) < 0
@@ -57,6 +66,11 @@ impl Kcp<'_> {
             self.link_tail(sn);
             self.snd_nxt = sn.wrapping_add(1);
             new += 1;
+        }
+        if rate > 0 {
+            self.rate_starved = self.rate_tokens <= 0
+                && self.snd_nxt != self.snd.end()
+                && seq_diff(self.snd_nxt, self.snd.base().wrapping_add(window)) < 0;
         }
         (window, first_new, new)
     }

@@ -21,7 +21,7 @@
 
 #[cfg(not(target_has_atomic = "64"))]
 use portable_atomic::AtomicU64;
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
 use std::net::SocketAddr;
 #[cfg(target_has_atomic = "64")]
@@ -178,6 +178,7 @@ impl Driver {
                 flush_watch: HashSet::new(),
                 write_watch: HashSet::new(),
                 acceptors: Waiters::default(),
+                ready: VecDeque::new(),
                 idle_waiters: Waiters::default(),
                 listening,
                 stopped: None,
@@ -558,7 +559,7 @@ mod tests {
         assert_eq!(l.sessions_per_socket(), [20]);
         tokio::time::sleep(Duration::from_millis(400)).await;
         assert_eq!(l.sessions_per_socket(), [0], "idle sessions time out");
-        let s = l.drivers[0].lock();
+        let s = l.sockets.drivers[0].lock();
         assert!(s.sessions.is_empty() && s.lingering.is_empty());
     }
 }

@@ -38,6 +38,10 @@ pub(crate) struct Shared {
     /// writable edge can pass unseen between a writer's check and the next drain.
     pub(super) write_watch: HashSet<SessionId>,
     pub(crate) acceptors: Waiters,
+    /// Sessions peers opened that were taken from the endpoint's accept queue early (a dial
+    /// looked for the peer's session of its own conv behind them, see
+    /// `KcpEndpoint::connect_with_conv`): `accept` hands them out first, in arrival order.
+    pub(crate) ready: VecDeque<SessionId>,
     /// `wait_idle` callers waiting until no dropped stream's session lingers.
     pub(super) idle_waiters: Waiters,
     /// A listener accepts from this socket (otherwise sessions peers open are closed).
@@ -75,9 +79,7 @@ impl Shared {
                     if self.listening {
                         self.acceptors.take_into(wake);
                     } else {
-                        while let Some(id) = self.ep.accept() {
-                            let _ = self.ep.close(id);
-                        }
+                        self.refuse_incoming();
                     }
                 }
                 Event::Readable(id) => {
@@ -134,6 +136,14 @@ impl Shared {
                 Some(_) => true,
                 None => false,
             });
+        }
+    }
+
+    /// Closes every session peers opened that waits for `accept` (nothing accepts from this
+    /// socket any more).
+    pub(crate) fn refuse_incoming(&mut self) {
+        while let Some(id) = self.ready.pop_front().or_else(|| self.ep.accept()) {
+            let _ = self.ep.close(id);
         }
     }
 
@@ -216,6 +226,11 @@ impl Shared {
             self.idle_waiters.register(key, waker);
             false
         }
+    }
+
+    /// Whether `id`'s stream was dropped and the session delivers what was written.
+    pub(crate) fn is_lingering(&self, id: SessionId) -> bool {
+        self.lingering.contains(&id)
     }
 
     /// Forgets a `wait_idle` caller.
