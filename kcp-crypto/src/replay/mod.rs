@@ -52,7 +52,7 @@ use alloc::boxed::Box;
 
 #[cfg(feature = "alloc")]
 use demux_cache::DemuxCache;
-use kcp_core::{Codec, CodecError, Millis};
+use kcp_core::{Codec, CodecError, LayerCounters, Millis};
 use key::KeySlot;
 use rand_core::CryptoRng;
 
@@ -386,8 +386,8 @@ impl<K: Borrow<ReplayKey>> Codec for ReplayAeadCrypt<K> {
         }
     }
 
-    fn visit_counters(&self, visit: &mut dyn FnMut(&'static str, u64)) {
-        self.stats.visit(visit);
+    fn add_counters(&self, into: &mut LayerCounters) {
+        self.stats.add_counters(into);
     }
 }
 
