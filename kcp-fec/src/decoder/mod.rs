@@ -317,6 +317,13 @@ impl FecDecoder {
     fn add_work(&mut self, work: u64) {
         self.stats.decode_work = self.stats.decode_work.wrapping_add(work);
     }
+
+    /// Removes entry `i` from the queue, keeping `queued_bytes` right.
+    fn remove(&mut self, i: usize) -> Option<Entry> {
+        let e = self.rx.remove(i)?;
+        self.queued_bytes -= e.buf.capacity();
+        Some(e)
+    }
 }
 
 /// Counts a packet [`wire::classify`] refused.

@@ -9,13 +9,6 @@ use crate::grow::reserve_deque_within;
 use crate::wire::{FEC_EXPIRE_MS, SHARD_HEADER_LEN};
 
 impl FecDecoder {
-    /// Removes entry `i` from the queue, keeping `queued_bytes` right.
-    pub(super) fn remove(&mut self, i: usize) -> Option<Entry> {
-        let e = self.rx.remove(i)?;
-        self.queued_bytes -= e.buf.capacity();
-        Some(e)
-    }
-
     pub(super) fn decode(&mut self, packet: &[u8], seqid: u32, is_data: bool, now: Millis) {
         self.maybe_autotune(seqid, is_data, now);
 
