@@ -207,10 +207,136 @@ pub trait Codec {
     /// the session goes idle. The default keeps everything.
     fn trim(&mut self) {}
 
-    /// Reports this layer's counters, by a stable name each (`"fec_recovered"`,
-    /// `"in_csum_errors"`, ...), so a session or endpoint can aggregate them without knowing
-    /// the layer's type. The default reports none.
-    fn visit_counters(&self, _visit: &mut dyn FnMut(&'static str, u64)) {}
+    /// Adds this layer's counters to `into`, each to the [`LayerCounters`] field that names
+    /// it, so a session or endpoint can aggregate them without knowing the layer's type
+    /// ([`Session::layer_counters`](crate::Session::layer_counters)). The default adds none.
+    fn add_counters(&self, _into: &mut LayerCounters) {}
+}
+
+/// The counters codec layers report ([`Codec::add_counters`]), one field each, summed over
+/// a session's layers ([`Session::layer_counters`](crate::Session::layer_counters)) or an
+/// endpoint's sessions. A field no layer of the stack reports stays 0. Every counter only
+/// grows (wrapping at `u64::MAX`).
+///
+/// The `fec_*` fields are the FEC layer's (kcp-fec), the first four kcp-go's SNMP FEC
+/// counters; the `crypto_*` fields are the crypto layers' (kcp-crypto: kcp-go's CFB layout,
+/// the AEAD and the replay-protected modes). A custom layer adds to whichever field means
+/// what it counts. New fields may be added: build one with `LayerCounters::default()`.
+///
+/// ```
+/// use kcp_core::LayerCounters;
+///
+/// let mut a = LayerCounters::default();
+/// a.fec_parity_shards = 3;
+/// let mut b = LayerCounters::default();
+/// b.fec_parity_shards = 2;
+/// b.crypto_replays = 1;
+/// a.add(&b);
+/// assert_eq!((a.fec_parity_shards, a.crypto_replays), (5, 1));
+/// ```
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LayerCounters {
+    /// Data shards rebuilt from parity and handed out (kcp-go's `FECRecovered` counts those
+    /// the session then accepted:
+    /// [`SessionStats::fec_recovered`](crate::SessionStats::fec_recovered)).
+    pub fec_recovered_shards: u64,
+    /// Rebuilt data shards whose size field was invalid, dropped (kcp-go `FECErrs`).
+    pub fec_errs: u64,
+    /// Parity shards received (kcp-go `FECParityShards`).
+    pub fec_parity_shards: u64,
+    /// Data shards evicted from the receive queue before their group could be completed
+    /// (kcp-go `FECShortShards`).
+    pub fec_short_shards: u64,
+    /// FEC packets shorter than the FEC header, rejected.
+    pub fec_truncated: u64,
+    /// FEC packets longer than the largest packet the layer takes, rejected.
+    pub fec_oversized: u64,
+    /// Data shards whose size field disagrees with their length, rejected.
+    pub fec_bad_size: u64,
+    /// Packets with an FEC-range type other than data and parity, rejected.
+    pub fec_unknown_type: u64,
+    /// Packets whose FEC sequence number is implausibly far from the stream's, rejected.
+    pub fec_seqid_jumps: u64,
+    /// Shards evicted, oldest first, to keep the receive queue within its byte budget.
+    pub fec_evicted_for_bytes: u64,
+    /// Reconstructions deferred because they needed more work than the received bytes had
+    /// earned.
+    pub fec_work_refused: u64,
+    /// Decoding work done, in nominal GF(2^8) multiply-accumulates.
+    pub fec_decode_work: u64,
+    /// Changes of the peer's FEC parameters detected but refused by the rebuild limits.
+    pub fec_autotune_suppressed: u64,
+    /// Packets sealed by a crypto layer.
+    pub crypto_sealed: u64,
+    /// Packets a crypto layer opened (or, on an endpoint's session, accepted) and delivered
+    /// upward.
+    pub crypto_opened: u64,
+    /// Packets shorter than the crypto header (plus tag), dropped.
+    pub crypto_truncated: u64,
+    /// Packets whose CRC-32 or authentication tag did not match, dropped (kcp-go
+    /// `InCsumErrors`).
+    pub crypto_integrity_errors: u64,
+    /// Packets the replay check dropped: seen before, older than the window, from a sender
+    /// other than the session's peer, or reflected.
+    pub crypto_replays: u64,
+    /// `seal` calls refused (buffer too small, sequence space exhausted).
+    pub crypto_seal_errors: u64,
+    /// Sender keys derived because they were not cached (replay-protected mode).
+    pub crypto_key_cache_misses: u64,
+}
+
+impl LayerCounters {
+    /// Adds every counter of `o` to this one's (wrapping).
+    pub fn add(&mut self, o: &LayerCounters) {
+        // Destructured, so that a new field cannot be left out.
+        let LayerCounters {
+            fec_recovered_shards,
+            fec_errs,
+            fec_parity_shards,
+            fec_short_shards,
+            fec_truncated,
+            fec_oversized,
+            fec_bad_size,
+            fec_unknown_type,
+            fec_seqid_jumps,
+            fec_evicted_for_bytes,
+            fec_work_refused,
+            fec_decode_work,
+            fec_autotune_suppressed,
+            crypto_sealed,
+            crypto_opened,
+            crypto_truncated,
+            crypto_integrity_errors,
+            crypto_replays,
+            crypto_seal_errors,
+            crypto_key_cache_misses,
+        } = *o;
+        for (a, b) in [
+            (&mut self.fec_recovered_shards, fec_recovered_shards),
+            (&mut self.fec_errs, fec_errs),
+            (&mut self.fec_parity_shards, fec_parity_shards),
+            (&mut self.fec_short_shards, fec_short_shards),
+            (&mut self.fec_truncated, fec_truncated),
+            (&mut self.fec_oversized, fec_oversized),
+            (&mut self.fec_bad_size, fec_bad_size),
+            (&mut self.fec_unknown_type, fec_unknown_type),
+            (&mut self.fec_seqid_jumps, fec_seqid_jumps),
+            (&mut self.fec_evicted_for_bytes, fec_evicted_for_bytes),
+            (&mut self.fec_work_refused, fec_work_refused),
+            (&mut self.fec_decode_work, fec_decode_work),
+            (&mut self.fec_autotune_suppressed, fec_autotune_suppressed),
+            (&mut self.crypto_sealed, crypto_sealed),
+            (&mut self.crypto_opened, crypto_opened),
+            (&mut self.crypto_truncated, crypto_truncated),
+            (&mut self.crypto_integrity_errors, crypto_integrity_errors),
+            (&mut self.crypto_replays, crypto_replays),
+            (&mut self.crypto_seal_errors, crypto_seal_errors),
+            (&mut self.crypto_key_cache_misses, crypto_key_cache_misses),
+        ] {
+            *a = a.wrapping_add(b);
+        }
+    }
 }
 
 /// Room for a layer that runs outside the endpoint: an adapter that seals datagrams after

@@ -72,7 +72,7 @@ mod storage;
 pub mod time;
 pub mod wire;
 
-pub use codec::{Codec, CodecError, Reserve, Route};
+pub use codec::{Codec, CodecError, LayerCounters, Reserve, Route};
 pub use config::{Backoff, Config, ConfigError};
 #[cfg(feature = "alloc")]
 pub use engine::HEAP_CHUNK;

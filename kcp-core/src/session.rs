@@ -11,7 +11,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
 
-use crate::codec::{Codec, CodecError};
+use crate::codec::{Codec, CodecError, LayerCounters};
 use crate::config::{Config, ConfigError};
 use crate::engine::{InputError, Kcp};
 use crate::time::Millis;
@@ -56,7 +56,7 @@ impl core::error::Error for SessionError {
 }
 
 /// Per-session packet counters (kcp-go's SNMP packet-level ones); the engine's ARQ counters
-/// are in [`Kcp::stats`] and each layer's in [`Session::visit_counters`].
+/// are in [`Kcp::stats`] and the layers' in [`Session::layer_counters`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SessionStats {
@@ -184,11 +184,13 @@ impl<'a> Session<'a> {
         &self.stats
     }
 
-    /// Every layer's counters by name (see [`Codec::visit_counters`]).
-    pub fn visit_counters(&self, visit: &mut dyn FnMut(&'static str, u64)) {
+    /// Every layer's counters, summed (see [`Codec::add_counters`]).
+    pub fn layer_counters(&self) -> LayerCounters {
+        let mut c = LayerCounters::default();
         for l in &self.layers {
-            l.visit_counters(visit);
+            l.add_counters(&mut c);
         }
+        c
     }
 
     /// Heap bytes this session holds beyond its own struct: the engine's storage, the codec

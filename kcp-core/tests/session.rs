@@ -3,7 +3,7 @@
 use std::ops::Range;
 
 use kcp_core::sim::scenario::{lossy, Transfer, START};
-use kcp_core::{Codec, CodecError, Config, Layer, Millis, Session};
+use kcp_core::{Codec, CodecError, Config, Layer, LayerCounters, Millis, Session};
 
 /// A test layer: a 4-byte tag in front, a 2-byte trailer; rejects anything else.
 struct Tag([u8; 4]);
@@ -122,4 +122,48 @@ fn strided_transmit_matches_one_at_a_time() {
     assert!(singles.len() > 8);
     assert_eq!(batched, singles);
     assert_eq!(many.stats().out_pkts, one.stats().out_pkts);
+}
+
+/// A pass-through layer that reports fixed counters.
+struct Reports(LayerCounters);
+
+impl Codec for Reports {
+    fn header_len(&self) -> usize {
+        0
+    }
+    fn seal(&mut self, _buf: &mut [u8], len: usize, _now: Millis) -> Result<usize, CodecError> {
+        Ok(len)
+    }
+    fn open(&mut self, buf: &mut [u8], _now: Millis) -> Result<Option<Range<usize>>, CodecError> {
+        Ok(Some(0..buf.len()))
+    }
+    fn add_counters(&self, into: &mut LayerCounters) {
+        into.add(&self.0);
+    }
+}
+
+#[test]
+fn layer_counters_sum_every_layer_of_the_stack() {
+    let mut a = LayerCounters::default();
+    a.fec_parity_shards = 3;
+    a.crypto_replays = 1;
+    let mut b = LayerCounters::default();
+    b.fec_parity_shards = 4;
+    b.crypto_key_cache_misses = 9;
+    let stack: Vec<Layer> = vec![
+        Box::new(Reports(a)),
+        Box::new(Tag(*b"tag_")),
+        Box::new(Reports(b)),
+    ];
+    let s = Session::new(1, Config::default(), stack, START).unwrap();
+    let c = s.layer_counters();
+    assert_eq!(c.fec_parity_shards, 7);
+    assert_eq!(c.crypto_replays, 1);
+    assert_eq!(c.crypto_key_cache_misses, 9);
+    // Everything else stays 0 (the tag layer reports nothing).
+    let mut expected = a;
+    expected.add(&b);
+    assert_eq!(c, expected);
+    let plain = Session::new(1, Config::default(), layers(), START).unwrap();
+    assert_eq!(plain.layer_counters(), LayerCounters::default());
 }

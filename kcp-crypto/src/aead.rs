@@ -7,7 +7,7 @@ use core::ops::Range;
 use aes_gcm::aead::{AeadInOut, KeyInit};
 use aes_gcm::Aes128Gcm;
 use chacha20poly1305::ChaCha20Poly1305;
-use kcp_core::{Codec, CodecError, Millis};
+use kcp_core::{Codec, CodecError, LayerCounters, Millis};
 use rand_core::CryptoRng;
 
 use crate::nonce::{NonceKey, NonceStream};
@@ -374,8 +374,8 @@ impl<K: Borrow<AeadKey>> Codec for AeadCrypt<K> {
         0
     }
 
-    fn visit_counters(&self, visit: &mut dyn FnMut(&'static str, u64)) {
-        self.stats.visit(visit);
+    fn add_counters(&self, into: &mut LayerCounters) {
+        self.stats.add_counters(into);
     }
 }
 

@@ -4,7 +4,7 @@ use core::borrow::Borrow;
 use core::fmt;
 use core::ops::Range;
 
-use kcp_core::{Codec, CodecError, Millis};
+use kcp_core::{Codec, CodecError, LayerCounters, Millis};
 use rand_core::CryptoRng;
 
 use crate::nonce::{NonceKey, NonceStream};
@@ -332,7 +332,7 @@ impl<K: Borrow<PacketKey>> Codec for PacketCrypt<K> {
         0
     }
 
-    fn visit_counters(&self, visit: &mut dyn FnMut(&'static str, u64)) {
-        self.stats.visit(visit);
+    fn add_counters(&self, into: &mut LayerCounters) {
+        self.stats.add_counters(into);
     }
 }

@@ -1,5 +1,7 @@
 //! Counters a crypto layer keeps (kcp-go's checksum-error counters and more).
 
+use kcp_core::LayerCounters;
+
 /// What a crypto layer has done since it was built. Plain counters, no atomics: an adapter
 /// that shares them across threads copies them out.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -31,17 +33,19 @@ pub struct CryptoStats {
 }
 
 impl CryptoStats {
-    /// Reports every counter by its stable name (`"crypto_sealed"`, `"crypto_opened"`,
-    /// `"crypto_truncated"`, `"crypto_integrity_errors"`, `"crypto_replays"`,
-    /// `"crypto_seal_errors"`, `"crypto_key_cache_misses"`), as
-    /// [`Codec::visit_counters`](kcp_core::Codec::visit_counters) does.
-    pub fn visit(&self, visit: &mut dyn FnMut(&'static str, u64)) {
-        visit("crypto_sealed", self.sealed);
-        visit("crypto_opened", self.opened);
-        visit("crypto_truncated", self.truncated);
-        visit("crypto_integrity_errors", self.integrity_errors);
-        visit("crypto_replays", self.replays);
-        visit("crypto_seal_errors", self.seal_errors);
-        visit("crypto_key_cache_misses", self.key_cache_misses);
+    /// Adds every counter to its `crypto_*` field of `into`, as the layers'
+    /// [`Codec::add_counters`](kcp_core::Codec::add_counters) do.
+    pub fn add_counters(&self, into: &mut LayerCounters) {
+        for (a, b) in [
+            (&mut into.crypto_sealed, self.sealed),
+            (&mut into.crypto_opened, self.opened),
+            (&mut into.crypto_truncated, self.truncated),
+            (&mut into.crypto_integrity_errors, self.integrity_errors),
+            (&mut into.crypto_replays, self.replays),
+            (&mut into.crypto_seal_errors, self.seal_errors),
+            (&mut into.crypto_key_cache_misses, self.key_cache_misses),
+        ] {
+            *a = a.wrapping_add(b);
+        }
     }
 }

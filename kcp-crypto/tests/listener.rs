@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use common::TestRng;
 use kcp_core::endpoint::{DropReason, Endpoint, EndpointConfig, EndpointError, Event, SessionId};
-use kcp_core::{CodecError, Config, Layer, Millis, SessionError};
+use kcp_core::{CodecError, Config, Layer, LayerCounters, Millis, SessionError};
 use kcp_crypto::{
     AeadCrypt, AeadKey, AeadKind, BlockCrypt, CipherKind, PacketCrypt, PacketKey, Pass,
     ReplayAeadCrypt, ReplayKey,
@@ -136,17 +136,9 @@ fn read_all(ep: &mut Endpoint<Addr>, id: SessionId) -> Vec<u8> {
     out
 }
 
-/// A layer counter of one session, by name (`Codec::visit_counters`).
-fn counter(ep: &Endpoint<Addr>, id: SessionId, name: &str) -> u64 {
-    let mut v = 0;
-    ep.session(id)
-        .expect("session exists")
-        .visit_counters(&mut |n, x| {
-            if n == name {
-                v += x;
-            }
-        });
-    v
+/// The layer counters of one session (`Session::layer_counters`).
+fn counters(ep: &Endpoint<Addr>, id: SessionId) -> LayerCounters {
+    ep.session(id).expect("session exists").layer_counters()
 }
 
 fn payload(client: Addr, dir: u8, len: usize) -> Vec<u8> {
@@ -312,8 +304,8 @@ fn replay_protected_listener_serves_several_clients_at_once() {
         assert_eq!(server_ids.len(), 4, "{kind}");
         for &s in server_ids.values() {
             let ep = net.ep(SERVER);
-            assert!(counter(ep, s, "crypto_opened") > 20, "{kind}");
-            assert_eq!(counter(ep, s, "crypto_replays"), 0, "{kind}");
+            assert!(counters(ep, s).crypto_opened > 20, "{kind}");
+            assert_eq!(counters(ep, s).crypto_replays, 0, "{kind}");
         }
         assert_eq!(net.ep(SERVER).stats().in_csum_errors, 0);
     }
@@ -342,7 +334,7 @@ fn captured_datagrams_replayed_to_their_session_are_dropped_and_counted() {
     assert!(captured.len() > 30);
     let before: BTreeMap<Addr, u64> = server_ids
         .iter()
-        .map(|(&c, &s)| (c, counter(net.ep(SERVER), s, "crypto_replays")))
+        .map(|(&c, &s)| (c, counters(net.ep(SERVER), s).crypto_replays))
         .collect();
     let mut sent: BTreeMap<Addr, u64> = BTreeMap::new();
     for d in &captured {
@@ -361,7 +353,7 @@ fn captured_datagrams_replayed_to_their_session_are_dropped_and_counted() {
     for (&c, &s) in &server_ids {
         let ep = net.ep(SERVER);
         assert_eq!(
-            counter(ep, s, "crypto_replays") - before[&c],
+            counters(ep, s).crypto_replays - before[&c],
             sent[&c],
             "client {c}: every replay counted in its own session"
         );
@@ -387,7 +379,7 @@ fn datagrams_replayed_into_another_clients_session_are_dropped_and_counted() {
         .map(|d| d.bytes.clone())
         .collect();
     let s2 = server_ids[&2];
-    let replays_before = counter(net.ep(SERVER), s2, "crypto_replays");
+    let replays_before = counters(net.ep(SERVER), s2).crypto_replays;
     let errors_before = net
         .ep(SERVER)
         .session(s2)
@@ -404,13 +396,13 @@ fn datagrams_replayed_into_another_clients_session_are_dropped_and_counted() {
     }
     let n = from_1.len() as u64;
     let ep = net.ep(SERVER);
-    assert_eq!(counter(ep, s2, "crypto_replays") - replays_before, n);
+    assert_eq!(counters(ep, s2).crypto_replays - replays_before, n);
     assert_eq!(
         ep.session(s2).expect("session").stats().in_codec_errors - errors_before,
         n
     );
     assert!(read_all(ep, s2).is_empty());
-    assert_eq!(counter(ep, server_ids[&1], "crypto_replays"), 0);
+    assert_eq!(counters(ep, server_ids[&1]).crypto_replays, 0);
     // Both sessions still work afterwards.
     let (s1, s2) = (server_ids[&1], server_ids[&2]);
     net.ep(SERVER).send(s1, b"still one").expect("send");
@@ -549,8 +541,8 @@ fn fec_inside_the_replay_protected_layer_recovers_losses_through_the_endpoint() 
     for &s in server_ids.values() {
         let ep = net.ep(SERVER);
         recovered += ep.session(s).expect("session").stats().fec_recovered;
-        assert_eq!(counter(ep, s, "crypto_replays"), 0);
-        assert!(counter(ep, s, "fec_parity_shards") > 0);
+        assert_eq!(counters(ep, s).crypto_replays, 0);
+        assert!(counters(ep, s).fec_parity_shards > 0);
     }
     assert!(recovered > 0, "FEC rebuilt lost datagrams");
 }

@@ -154,7 +154,7 @@ use core::fmt;
 use core::mem::size_of;
 use core::ops::Range;
 
-use kcp_core::{Codec, CodecError, Millis, Route};
+use kcp_core::{Codec, CodecError, LayerCounters, Millis, Route};
 
 pub use code::{FecCode, MAX_TOTAL_SHARDS};
 pub use decoder::FecDecoder;
@@ -512,21 +512,26 @@ impl Codec for Fec {
         }
     }
 
-    /// kcp-go's FEC counters under their SNMP names, plus the malformed-input and limit ones.
-    fn visit_counters(&self, visit: &mut dyn FnMut(&'static str, u64)) {
+    /// kcp-go's FEC counters (`fec_recovered_shards`, `fec_errs`, `fec_parity_shards`,
+    /// `fec_short_shards`), plus the malformed-input and limit ones.
+    fn add_counters(&self, into: &mut LayerCounters) {
         let s = self.stats();
-        visit("fec_recovered_shards", s.recovered);
-        visit("fec_errs", s.errs);
-        visit("fec_parity_shards", s.parity_shards);
-        visit("fec_short_shards", s.short_shards);
-        visit("fec_truncated", s.truncated);
-        visit("fec_oversized", s.oversized);
-        visit("fec_bad_size", s.bad_size);
-        visit("fec_unknown_type", s.unknown_type);
-        visit("fec_seqid_jumps", s.seqid_jumps);
-        visit("fec_evicted_for_bytes", s.evicted_for_bytes);
-        visit("fec_work_refused", s.work_refused);
-        visit("fec_decode_work", s.decode_work);
-        visit("fec_autotune_suppressed", s.autotune_suppressed);
+        for (a, b) in [
+            (&mut into.fec_recovered_shards, s.recovered),
+            (&mut into.fec_errs, s.errs),
+            (&mut into.fec_parity_shards, s.parity_shards),
+            (&mut into.fec_short_shards, s.short_shards),
+            (&mut into.fec_truncated, s.truncated),
+            (&mut into.fec_oversized, s.oversized),
+            (&mut into.fec_bad_size, s.bad_size),
+            (&mut into.fec_unknown_type, s.unknown_type),
+            (&mut into.fec_seqid_jumps, s.seqid_jumps),
+            (&mut into.fec_evicted_for_bytes, s.evicted_for_bytes),
+            (&mut into.fec_work_refused, s.work_refused),
+            (&mut into.fec_decode_work, s.decode_work),
+            (&mut into.fec_autotune_suppressed, s.autotune_suppressed),
+        ] {
+            *a = a.wrapping_add(b);
+        }
     }
 }

@@ -8,7 +8,7 @@
 use kcp_core::endpoint::{Endpoint, EndpointConfig, SessionId};
 use kcp_core::sim::{LinkConfig, Node, Sim};
 use kcp_core::wire::{Command, SegmentRepr, HEADER_LEN};
-use kcp_core::{Config, Layer, Millis};
+use kcp_core::{Config, Layer, LayerCounters, Millis};
 use kcp_fec::{Fec, FecCode, FecConfig, TYPE_DATA, TYPE_PARITY};
 
 /// An endpoint as a simulator node; all its traffic goes to the other node. The simulator
@@ -45,14 +45,8 @@ impl Node for Peer {
     }
 }
 
-fn counter(ep: &Endpoint<u8>, id: SessionId, name: &str) -> u64 {
-    let mut v = 0;
-    ep.session(id).unwrap().visit_counters(&mut |n, x| {
-        if n == name {
-            v += x;
-        }
-    });
-    v
+fn counters(ep: &Endpoint<u8>, id: SessionId) -> LayerCounters {
+    ep.session(id).unwrap().layer_counters()
 }
 
 #[test]
@@ -182,7 +176,7 @@ fn two_conversations_on_one_address_each_get_their_own_parity() {
     let stats = sim.b.ep.stats();
     for &(conv, id) in &accepted {
         let recovered = sim.b.ep.session(id).unwrap().stats().fec_recovered;
-        let jumps = counter(&sim.b.ep, id, "fec_seqid_jumps");
+        let jumps = counters(&sim.b.ep, id).fec_seqid_jumps;
         let failures = sim.b.ep.session(id).unwrap().stats().kcp_in_errors;
         println!(
             "conv {conv:#x}: {recovered} rebuilt packets accepted, {jumps} foreign shards, \
@@ -261,11 +255,11 @@ fn parity_of_a_half_open_conversation_does_not_reach_its_neighbour() {
     let dropped = ep.stats().half_open_dropped;
     input(&mut ep, parity_shard(far + 10));
     assert_eq!(
-        counter(&ep, ida, "fec_parity_shards"),
+        counters(&ep, ida).fec_parity_shards,
         0,
         "b's parity reached a"
     );
-    assert_eq!(counter(&ep, ida, "fec_seqid_jumps"), 0);
+    assert_eq!(counters(&ep, ida).fec_seqid_jumps, 0);
     assert_eq!(
         ep.stats().half_open_dropped,
         dropped + 1,
@@ -274,7 +268,7 @@ fn parity_of_a_half_open_conversation_does_not_reach_its_neighbour() {
     assert_eq!(ep.stats().parity_unrouted, 0);
     input(&mut ep, parity_shard(10));
     assert_eq!(
-        counter(&ep, ida, "fec_parity_shards"),
+        counters(&ep, ida).fec_parity_shards,
         1,
         "a's parity reaches a"
     );
@@ -283,10 +277,10 @@ fn parity_of_a_half_open_conversation_does_not_reach_its_neighbour() {
     let idb = ep.accept().expect("b accepted");
     input(&mut ep, parity_shard(far + 11));
     input(&mut ep, parity_shard(11));
-    assert_eq!(counter(&ep, ida, "fec_parity_shards"), 2);
-    assert_eq!(counter(&ep, idb, "fec_parity_shards"), 1);
+    assert_eq!(counters(&ep, ida).fec_parity_shards, 2);
+    assert_eq!(counters(&ep, idb).fec_parity_shards, 1);
     for id in [ida, idb] {
-        assert_eq!(counter(&ep, id, "fec_seqid_jumps"), 0);
+        assert_eq!(counters(&ep, id).fec_seqid_jumps, 0);
     }
     assert_eq!(ep.stats().parity_unrouted, 0);
 }

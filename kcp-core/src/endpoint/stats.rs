@@ -163,13 +163,11 @@ impl EndpointStats {
         self.in_csum_errors += ss.in_csum_errors;
         self.kcp_in_errors += ss.kcp_in_errors;
         self.fec_recovered += ss.fec_recovered;
-        s.visit_counters(&mut |name, v| match name {
-            "fec_parity_shards" => self.fec_parity_shards += v,
-            "fec_errs" => self.fec_errs += v,
-            "fec_short_shards" => self.fec_short_shards += v,
-            "crypto_replays" => self.replays += v,
-            _ => {}
-        });
+        let c = s.layer_counters();
+        self.fec_parity_shards += c.fec_parity_shards;
+        self.fec_errs += c.fec_errs;
+        self.fec_short_shards += c.fec_short_shards;
+        self.replays += c.crypto_replays;
     }
 }
 

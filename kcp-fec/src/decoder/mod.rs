@@ -1,0 +1,339 @@
+//! The receiving half: kcp-go v5.6.1's `fecDecoder`, with bounds on memory and work.
+
+mod group;
+mod pool;
+mod queue;
+mod retune;
+mod seqid_jump;
+
+use pool::Scratch;
+
+use alloc::collections::VecDeque;
+use alloc::vec::Vec;
+
+use kcp_core::{CodecError, Millis};
+
+use crate::autotune::AutoTune;
+use crate::budget::{self, WorkBudget};
+use crate::code::{FecCode, MAX_TOTAL_SHARDS};
+use crate::rs::Inverses;
+use crate::stats::FecStats;
+use crate::wire::{self, PacketKind, Reject, MAX_PACKET_LEN};
+use crate::{ConfigError, FecConfig};
+
+/// kcp-go keeps `RX_MULTI * (ds + ps)` shards waiting for their group (`rxFECMulti`).
+const RX_MULTI: usize = 3;
+
+/// One received shard waiting for its group.
+struct Entry {
+    seqid: u32,
+    is_data: bool,
+    ts: Millis,
+    /// The whole FEC packet (header included); the shard is `buf[6..]`.
+    buf: Vec<u8>,
+}
+
+/// Collects received shards per group and rebuilds lost data shards from parity.
+///
+/// Follows kcp-go v5.6.1's `fecDecoder::decode` step by step (autotune sample, parameter
+/// check, duplicate drop and ordered insert, group assembly, Reed-Solomon reconstruction, queue
+/// limit of `3 * (ds + ps)` shards, 60 s expiry on the caller's clock), so a group is rebuilt
+/// exactly when kcp-go would rebuild it, within the limits below. Additions, each counted in
+/// [`FecStats`]:
+///
+/// * packets are validated first ([`handle_packet`](Self::handle_packet)); malformed ones are typed errors;
+/// * a seqid more than 2^24 away from the newest accepted seqid is rejected, unless the last
+///   accepted packet is over 60 s old or the previous packet was rejected the same way and this
+///   one follows it closely (then the stream is re-anchored), so a real jump costs one packet
+///   and random garbage cannot displace the stream;
+/// * parameter changes detected by the autotuner are capped (`ds + ps <= max_shards`) and
+///   rate-limited (one rebuild per `autotune_interval_ms`);
+/// * the queued shards' buffers may hold at most [`FecConfig::queue_bytes`]; past it the
+///   oldest shards are evicted first (`evicted_for_bytes`);
+/// * reconstruction is paid for by received bytes (the work budget, see the crate docs,
+///   "Limits"): a group whose rebuild the credit does not cover waits (`work_refused`);
+/// * the autotune sample ring is built at the first shard whose type contradicts the
+///   parameters, so detection starts one or two groups later than in kcp-go.
+///
+/// # Memory
+///
+/// No buffer is allocated before the first shard. Queued shards are held in buffers of three
+/// sizes, 128 or 256 bytes for packets that fit and 1500 for the others, so that buffers are
+/// reused without ever growing; spare buffers are pooled, at most two groups' worth and half of
+/// `queue_bytes`. [`FecConfig::queue_bytes`] counts these buffers' real size.
+/// [`trim`](Self::trim) gives the pool, the queue and the inverse cache back.
+/// [`heap_bytes`](Self::heap_bytes) reports what is held, [`heap_bound`](Self::heap_bound)
+/// the most it can be.
+pub struct FecDecoder {
+    ds: usize,
+    ps: usize,
+    rxlimit: usize,
+    code: FecCode,
+    /// A caller's code to adopt instead of building one when the peer's parameters match it.
+    hint: Option<FecCode>,
+    config: FecConfig,
+    rx: VecDeque<Entry>,
+    /// Capacity of the queued shards' buffers.
+    queued_bytes: usize,
+    /// Pool, rebuilt shards and inverses: built on demand, dropped by `trim`.
+    scratch: Option<alloc::boxed::Box<Scratch>>,
+    /// Built at the first shard whose type contradicts the parameters.
+    autotune: Option<AutoTune>,
+    budget: WorkBudget,
+    /// [`budget::cap`] of the current code.
+    budget_cap: u64,
+    last_rebuild: Option<Millis>,
+    /// Newest accepted seqid and when the last packet was accepted.
+    anchor: Option<(u32, Millis)>,
+    /// Seqid of the last packet rejected as a jump, if the previous packet was one.
+    jump_candidate: Option<u32>,
+    /// First seqids of the last groups completed (freed or rebuilt), newest first: their
+    /// late shards are not queued.
+    done: [Option<u32>; DONE_GROUPS],
+    stats: FecStats,
+}
+
+/// Completed groups remembered. A group's parity follows its last data shard at once, so the
+/// last few cover reordering; a late shard of an older group is queued and ages out as before.
+const DONE_GROUPS: usize = 4;
+
+impl core::fmt::Debug for FecDecoder {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("FecDecoder")
+            .field("ds", &self.ds)
+            .field("ps", &self.ps)
+            .field("queued", &self.rx.len())
+            .field("queued_bytes", &self.queued_bytes)
+            .field(
+                "recovered_pending",
+                &self.scratch.as_ref().map_or(0, |s| s.recovered.len()),
+            )
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl FecDecoder {
+    /// A decoder expecting `ds` data and `ps` parity shards per group (it adapts to what the
+    /// peer sends, see [`FecConfig`]).
+    pub fn new(ds: usize, ps: usize, config: FecConfig) -> Result<Self, ConfigError> {
+        Ok(Self::with_code(FecCode::new(ds, ps)?, config))
+    }
+
+    /// A decoder that starts with `code`'s parameters and shares its matrix; it returns to
+    /// `code` without building anything if autotune leaves it and the peer comes back.
+    pub fn with_code(code: FecCode, config: FecConfig) -> Self {
+        let (ds, ps) = code.shards();
+        FecDecoder {
+            ds,
+            ps,
+            rxlimit: RX_MULTI * (ds + ps),
+            hint: Some(code.clone()),
+            code,
+            config,
+            rx: VecDeque::new(),
+            queued_bytes: 0,
+            scratch: None,
+            autotune: None,
+            budget: WorkBudget::default(),
+            budget_cap: budget::cap(ds, ps),
+            last_rebuild: None,
+            anchor: None,
+            jump_candidate: None,
+            done: [None; DONE_GROUPS],
+            stats: FecStats::default(),
+        }
+    }
+
+    /// Sets the code to adopt when autotune detects its parameters.
+    pub(crate) fn set_hint(&mut self, code: FecCode) {
+        self.hint = Some(code);
+    }
+
+    /// Current (data, parity) shard counts (they follow the peer when autotune adapts them).
+    pub fn shards(&self) -> (usize, usize) {
+        (self.ds, self.ps)
+    }
+
+    /// Shards waiting in the receive queue.
+    pub fn queued(&self) -> usize {
+        self.rx.len()
+    }
+
+    /// Whether it holds nothing but counters and parameters: no queued shard, no rebuilt
+    /// packet waiting (it can then be dropped and rebuilt when FEC packets come again).
+    pub fn is_empty(&self) -> bool {
+        self.rx.is_empty() && self.scratch.as_ref().is_none_or(|s| s.recovered.is_empty())
+    }
+
+    /// Heap bytes of the queued shards' buffers (what [`FecConfig::queue_bytes`] bounds).
+    pub fn queued_bytes(&self) -> usize {
+        self.queued_bytes
+    }
+
+    /// Counters so far (the encoder fields stay zero here).
+    pub fn stats(&self) -> FecStats {
+        self.stats
+    }
+
+    /// Heap bytes held now: queue, pool, rebuilt shards, scratch, the autotune ring, and this
+    /// decoder's share of its codes' matrices. Not `size_of::<FecDecoder>()` itself.
+    pub fn heap_bytes(&self) -> usize {
+        self.rx.capacity() * core::mem::size_of::<Entry>()
+            + self.queued_bytes
+            + self.scratch.as_ref().map_or(0, |s| s.heap_bytes())
+            + self.autotune.as_ref().map_or(0, |_| AutoTune::HEAP_BYTES)
+            + self.code.share_bytes()
+            + self.hint.as_ref().map_or(0, FecCode::share_bytes)
+    }
+
+    /// The most [`heap_bytes`](Self::heap_bytes) can reach, whatever a peer sends, for a
+    /// decoder with `config` that starts with `ds + ps` shards: `queue_bytes` plus rebuilt
+    /// shards, scratch and tables sized for the largest group it may adopt.
+    pub fn heap_bound(config: &FecConfig, ds: usize, ps: usize) -> usize {
+        let total = config.max_shards.min(MAX_TOTAL_SHARDS).max(ds + ps);
+        let vec = core::mem::size_of::<Vec<u8>>();
+        let rx_entries = RX_MULTI * total + 1;
+        rx_entries * core::mem::size_of::<Entry>()
+            + config.queue_bytes
+            // The pool: half the queue's budget, in at most 2 * total + 1 buffers.
+            + config.queue_bytes / 2
+            + core::mem::size_of::<Scratch>()
+            + (2 * total + 1) * vec
+            // Rebuilt shards' queue and the group's slots.
+            + 2 * total * vec
+            + total / 2 * MAX_PACKET_LEN
+            // Inverse cache and elimination matrix, or the scratch of a code build.
+            + Inverses::heap_bound(total - 1)
+            + AutoTune::HEAP_BYTES
+            // The current code, a hint and a code being built, each at most (total/2, total/2).
+            + 3 * crate::code::matrix_bytes(total / 2, total.div_ceil(2))
+    }
+
+    /// Gives back everything but the decoder's small state, for a session gone idle: the
+    /// buffer pool, the inverse cache, the queue, and the shards of incomplete groups (counted
+    /// in `expired`: a group that straddles an idle period gets no FEC, ARQ repairs it).
+    /// Rebuilt packets not polled yet, the autotune samples (parameter detection needs their
+    /// history across sparse traffic) and the codes stay.
+    pub fn trim(&mut self) {
+        while let Some(e) = self.remove(0) {
+            self.stats.expired = self.stats.expired.wrapping_add(1);
+            drop(e);
+        }
+        self.rx = VecDeque::new();
+        if self
+            .scratch
+            .as_ref()
+            .is_some_and(|s| s.recovered.is_empty())
+        {
+            self.scratch = None;
+        }
+        if let Some(s) = &mut self.scratch {
+            // Rebuilt packets not polled yet stay; the rest goes.
+            s.pool = Vec::new();
+            s.pool_bytes = 0;
+            s.slots = Vec::new();
+            s.inverses.trim();
+        }
+    }
+
+    /// Takes one received packet (FEC-relative: starting at the FEC header).
+    ///
+    /// Returns what it was; for [`PacketKind::Data`] the KCP datagram is `packet[8..]` and must
+    /// be delivered as a regular packet. Rebuilt packets are then available from
+    /// [`poll_recovered`](Self::poll_recovered); any not taken before the next `handle_packet` are
+    /// dropped. Plain (non-FEC) packets are only counted.
+    #[doc(alias = "input")]
+    pub fn handle_packet(&mut self, packet: &[u8], now: Millis) -> Result<PacketKind, CodecError> {
+        let kind = match wire::classify(packet) {
+            Ok(kind) => kind,
+            Err(r) => {
+                self.recycle_recovered();
+                count_reject(&mut self.stats, r);
+                return Err(r.into());
+            }
+        };
+        self.input_classified(packet, kind, now)?;
+        Ok(kind)
+    }
+
+    /// [`handle_packet`](Self::handle_packet) for a packet [`wire::classify`] already accepted.
+    pub(crate) fn input_classified(
+        &mut self,
+        packet: &[u8],
+        kind: PacketKind,
+        now: Millis,
+    ) -> Result<(), CodecError> {
+        self.recycle_recovered();
+        let (seqid, is_data) = match kind {
+            PacketKind::Plain => {
+                self.stats.plain_packets = self.stats.plain_packets.wrapping_add(1);
+                return Ok(());
+            }
+            PacketKind::Data { seqid } => (seqid, true),
+            PacketKind::Parity { seqid } => (seqid, false),
+        };
+        self.check_jump(seqid, now)?;
+        if is_data {
+            self.stats.data_shards = self.stats.data_shards.wrapping_add(1);
+        } else {
+            self.stats.parity_shards = self.stats.parity_shards.wrapping_add(1);
+        }
+        self.decode(packet, seqid, is_data, now);
+        Ok(())
+    }
+
+    /// Copies the next rebuilt KCP datagram into `buf` and returns its length; `None` when
+    /// there is none. Rebuilt packets are not regular: the engine must not take RTT samples
+    /// or window updates from them. A rebuilt shard with an invalid size field is dropped
+    /// (`errs`), as is one longer than `buf` (`recovered_dropped`).
+    pub fn poll_recovered(&mut self, buf: &mut [u8]) -> Option<usize> {
+        while let Some(shard) = self.scratch.as_mut()?.recovered.pop_front() {
+            let size = wire::shard_size_field(&shard).map(usize::from).unwrap_or(0);
+            let result = if size < 2 || size > shard.len() {
+                self.stats.errs = self.stats.errs.wrapping_add(1);
+                None
+            } else {
+                let inner = shard.get(2..size).unwrap_or(&[]);
+                match buf.get_mut(..inner.len()) {
+                    Some(out) => {
+                        out.copy_from_slice(inner);
+                        self.stats.recovered = self.stats.recovered.wrapping_add(1);
+                        Some(inner.len())
+                    }
+                    None => {
+                        self.stats.recovered_dropped = self.stats.recovered_dropped.wrapping_add(1);
+                        None
+                    }
+                }
+            };
+            self.give(shard);
+            if result.is_some() {
+                return result;
+            }
+        }
+        None
+    }
+
+    fn add_work(&mut self, work: u64) {
+        self.stats.decode_work = self.stats.decode_work.wrapping_add(work);
+    }
+
+    /// Removes entry `i` from the queue, keeping `queued_bytes` right.
+    fn remove(&mut self, i: usize) -> Option<Entry> {
+        let e = self.rx.remove(i)?;
+        self.queued_bytes -= e.buf.capacity();
+        Some(e)
+    }
+}
+
+/// Counts a packet [`wire::classify`] refused.
+pub(crate) fn count_reject(stats: &mut FecStats, r: Reject) {
+    let c = match r {
+        Reject::Truncated => &mut stats.truncated,
+        Reject::Oversized => &mut stats.oversized,
+        Reject::BadSize => &mut stats.bad_size,
+        Reject::UnknownType => &mut stats.unknown_type,
+    };
+    *c = c.wrapping_add(1);
+}
