@@ -26,7 +26,30 @@ ours_c=$target/release/kcptun-rs-client ours_s=$target/release/kcptun-rs-server
 load=$target/release/examples/tunnel-load
 go_c=$(command -v kcptun-client) go_s=$(command -v kcptun-server)
 out=$(mktemp -d /tmp/bench-tunnel-conns.XXXXXX)
-ep=$((20000 + RANDOM % 10000))
+# Ports below the ephemeral range (the 2,000 connections of a run take ephemeral ports, and an
+# established connection's local port cannot be listened on), free for TCP and UDP.
+low=$(awk '{ print $1 }' /proc/sys/net/ipv4/ip_local_port_range)
+free_pair() { # prints P where P and P+1 are free
+    python3 - "$low" <<'EOF'
+import random, socket, sys
+hi = int(sys.argv[1]) - 2
+for _ in range(1000):
+    p = random.randint(10000, hi)
+    try:
+        for port in (p, p + 1):
+            for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+                s = socket.socket(socket.AF_INET, kind)
+                s.bind(("127.0.0.1", port))
+                s.close()
+    except OSError:
+        continue
+    print(p)
+    break
+else:
+    sys.exit("no free port pair")
+EOF
+}
+ep=$(free_pair)
 "$load" echo "127.0.0.1:$ep" 2>"$out/echo.err" & epid=$!
 trap 'kill $epid 2>/dev/null || true' EXIT
 sleep 0.5
@@ -38,13 +61,18 @@ status=0
 run() { # CLIENT SERVER LABEL
     local c=$1 s=$2 label=$3 tag
     tag=$(tr -c 'a-zA-Z0-9\n' _ <<<"$label")
-    local up=$((30000 + RANDOM % 10000)); local tp=$((up + 1))
+    local up; up=$(free_pair); local tp=$((up + 1))
     local args="--crypt aes --key bench --mode fast3 --ds 10 --ps 3 --nocomp --quiet"
     # shellcheck disable=SC2086
     "$s" -l "127.0.0.1:$up" -t "127.0.0.1:$ep" $args >"$out/$tag.server.log" 2>&1 & local sp=$!
     # shellcheck disable=SC2086
     "$c" -l "127.0.0.1:$tp" -r "127.0.0.1:$up" $args >"$out/$tag.client.log" 2>&1 & local cp=$!
     sleep 1
+    local p
+    for p in "$sp" "$cp"; do
+        kill -0 "$p" 2>/dev/null ||
+            echo "bench-tunnel-conns: $label: a tunnel end exited at start: $(cat "$out/$tag".*.log | grep -i 'error\|in use' | head -2)" >&2
+    done
     local s_idle c0 s0 r rc=0
     s_idle=$(rss $sp); c0=$(cpu $cp); s0=$(cpu $sp)
     r=$(timeout $((secs + 120)) "$load" run "127.0.0.1:$tp" --conns "$conns" --secs "$secs" \
