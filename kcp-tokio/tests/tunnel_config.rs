@@ -108,7 +108,7 @@ fn check_against_go(side: Side, bin: &str) {
             .map(|v| v.to_string_lossy().into_owned())
             .collect();
         match default {
-            Some(d) if long == "key" => assert_eq!(defaults.key, d),
+            Some(d) if long == "key" => assert_eq!(defaults.kcp.key, d),
             Some(d) => assert_eq!(ours, vec![d], "--{long} default"),
             None => assert!(ours.is_empty() || ours == [""], "--{long} has a default"),
         }
@@ -125,7 +125,13 @@ fn every_flag_of_kcptun_with_aliases_and_defaults() {
 fn defaults_and_hidden_flags() {
     let c = run(Side::Client, &[]);
     assert_eq!(
-        (c.sndwnd, c.rcvwnd, c.conn, c.autoexpire, c.scavengettl),
+        (
+            c.kcp.sndwnd,
+            c.kcp.rcvwnd,
+            c.conn,
+            c.autoexpire,
+            c.scavengettl
+        ),
         (128, 512, 1, 0, 600)
     );
     assert_eq!(
@@ -133,9 +139,12 @@ fn defaults_and_hidden_flags() {
         (1, 4194304, 2097152, 10)
     );
     // Mode fast (the default) sets the hidden parameters.
-    assert_eq!((c.nodelay, c.interval, c.resend, c.nc), (0, 30, 2, 1));
+    assert_eq!(
+        (c.kcp.nodelay, c.kcp.interval, c.kcp.resend, c.kcp.nc),
+        (0, 30, 2, 1)
+    );
     let s = run(Side::Server, &[]);
-    assert_eq!((s.sndwnd, s.rcvwnd), (1024, 1024));
+    assert_eq!((s.kcp.sndwnd, s.kcp.rcvwnd), (1024, 1024));
     // The hidden flags count only with --mode manual.
     let m = run(
         Side::Client,
@@ -152,12 +161,18 @@ fn defaults_and_hidden_flags() {
             "1",
         ],
     );
-    assert_eq!((m.nodelay, m.interval, m.resend, m.nc), (1, 15, 3, 1));
+    assert_eq!(
+        (m.kcp.nodelay, m.kcp.interval, m.kcp.resend, m.kcp.nc),
+        (1, 15, 3, 1)
+    );
     let f = run(
         Side::Client,
         &["--mode", "fast3", "--nodelay", "0", "--interval", "15"],
     );
-    assert_eq!((f.nodelay, f.interval, f.resend, f.nc), (1, 10, 2, 1));
+    assert_eq!(
+        (f.kcp.nodelay, f.kcp.interval, f.kcp.resend, f.kcp.nc),
+        (1, 10, 2, 1)
+    );
     let r = m.resolve().unwrap();
     let e = r.kcp.engine();
     assert!(e.nodelay && e.nc && e.stream);
@@ -190,10 +205,10 @@ fn go_style_spellings() {
     );
     assert_eq!(c.localaddr, ":1000");
     assert_eq!(c.remoteaddr, "1.2.3.4:5");
-    assert_eq!(c.key, "-dashed-key");
-    assert_eq!(c.crypt, "salsa20");
-    assert!(c.nocomp && !c.quiet && c.acknodelay);
-    assert_eq!((c.datashard, c.parityshard, c.conn), (4, 2, 3));
+    assert_eq!(c.kcp.key, "-dashed-key");
+    assert_eq!(c.kcp.crypt, "salsa20");
+    assert!(c.nocomp && !c.quiet && c.kcp.acknodelay);
+    assert_eq!((c.kcp.datashard, c.kcp.parityshard, c.conn), (4, 2, 3));
     let s = run(
         Side::Server,
         &["--listen", ":1", "-t", "/run/x.sock", "--pprof"],
@@ -255,12 +270,12 @@ fn json_overrides_flags_then_mode_applies() {
             p.to_str().unwrap(),
         ],
     );
-    assert_eq!(c.key, "from-json");
-    assert_eq!(c.sndwnd, 64);
+    assert_eq!(c.kcp.key, "from-json");
+    assert_eq!(c.kcp.sndwnd, 64);
     assert!(c.nocomp);
-    assert_eq!(c.crypt, "xor", "null keeps the flag");
+    assert_eq!(c.kcp.crypt, "xor", "null keeps the flag");
     assert_eq!(c.conn, 2, "keys match case-insensitively");
-    assert_eq!(c.interval, 20, "the mode preset comes after the JSON");
+    assert_eq!(c.kcp.interval, 20, "the mode preset comes after the JSON");
     // Wrong types and malformed files are clear errors.
     let bad = write_json("bad", r#"{"mtu": "1400"}"#);
     assert!(usage(Side::Client, &["-c", bad.to_str().unwrap()]).contains("\"mtu\""));
@@ -286,14 +301,14 @@ fn shipped_example_files_parse() {
             path.display()
         );
         let c = run(side, &["-c", path.to_str().unwrap()]);
-        assert_eq!(c.crypt, "aes-128");
-        assert_eq!(c.mode, "fast3");
-        assert_eq!(c.mtu, 1400);
-        assert_eq!(c.dscp, 46);
+        assert_eq!(c.kcp.crypt, "aes-128");
+        assert_eq!(c.kcp.mode, "fast3");
+        assert_eq!(c.kcp.mtu, 1400);
+        assert_eq!(c.kcp.dscp, 46);
         assert!(c.nocomp);
-        assert_eq!(c.sockbuf, 16777217);
+        assert_eq!(c.kcp.sockbuf, 16777217);
         // fast3 replaces the file's interval 40.
-        assert_eq!((c.nodelay, c.interval), (1, 10));
+        assert_eq!((c.kcp.nodelay, c.kcp.interval), (1, 10));
         match side {
             Side::Client => {
                 assert_eq!(c.remoteaddr, "11.22.33.44:2000");
@@ -301,7 +316,7 @@ fn shipped_example_files_parse() {
             }
             Side::Server => {
                 assert_eq!(c.target, "127.0.0.1:9999");
-                assert_eq!((c.sndwnd, c.rcvwnd), (2048, 2048));
+                assert_eq!((c.kcp.sndwnd, c.kcp.rcvwnd), (2048, 2048));
             }
         }
         let r = c.resolve().unwrap_or_else(|e| panic!("{file}: {e}"));
@@ -322,7 +337,7 @@ fn crypt_names_as_kcptun_maps_them() {
         ("3des", CipherKind::TripleDes),
         ("tea", CipherKind::Tea),
     ] {
-        c.crypt = name.into();
+        c.kcp.crypt = name.into();
         let r = c.resolve().unwrap();
         assert_eq!(r.kcp.cipher(), Some(kind), "{name:?}");
     }

@@ -95,22 +95,22 @@ fn log_common(cfg: &TunnelConfig, r: &Resolved) {
     tlog!("encryption: {}", r.crypt);
     tlog!(
         "nodelay parameters: {} {} {} {}",
-        cfg.nodelay,
-        cfg.interval,
-        cfg.resend,
-        cfg.nc
+        cfg.kcp.nodelay,
+        cfg.kcp.interval,
+        cfg.kcp.resend,
+        cfg.kcp.nc
     );
-    tlog!("sndwnd: {} rcvwnd: {}", cfg.sndwnd, cfg.rcvwnd);
+    tlog!("sndwnd: {} rcvwnd: {}", cfg.kcp.sndwnd, cfg.kcp.rcvwnd);
     tlog!("compression: {}", r.compression);
-    tlog!("mtu: {}", cfg.mtu);
+    tlog!("mtu: {}", cfg.kcp.mtu);
     tlog!(
         "datashard: {} parityshard: {}",
-        cfg.datashard,
-        cfg.parityshard
+        cfg.kcp.datashard,
+        cfg.kcp.parityshard
     );
-    tlog!("acknodelay: {}", cfg.acknodelay);
-    tlog!("dscp: {}", cfg.dscp);
-    tlog!("sockbuf: {}", cfg.sockbuf);
+    tlog!("acknodelay: {}", cfg.kcp.acknodelay);
+    tlog!("dscp: {}", cfg.kcp.dscp);
+    tlog!("sockbuf: {}", cfg.kcp.sockbuf);
     tlog!("smuxbuf: {}", cfg.smuxbuf);
     tlog!("streambuf: {}", cfg.streambuf);
     tlog!("keepalive: {}", cfg.keepalive);
