@@ -7,8 +7,12 @@ use crate::codec::{CodecError, Route};
 use crate::time::Millis;
 use crate::wire::{Command, Datagram, HEADER_LEN};
 
-use super::half_open::Opened;
-use super::{DropReason, Endpoint, EndpointError, PeerAddr, ATTACHED};
+use super::slot::{Slot, ATTACHED, GROUP_REACH, NO_GROUP};
+use super::{DropReason, Endpoint, EndpointError, PeerAddr, MAX_DEMUX_LAYERS};
+
+/// What the endpoint's demux layers opened: per layer, outermost first, the packet's range in
+/// the datagram and its inner packet's range within the packet.
+pub(super) type Opened = [(Range<usize>, Range<usize>); MAX_DEMUX_LAYERS];
 
 /// Where the codec stack said a datagram belongs.
 enum Routed {
@@ -209,7 +213,7 @@ impl<A: PeerAddr> Endpoint<A> {
     }
 
     /// The session a packet without a conversation id from `from` belongs to: the only one
-    /// there whose latest data group lies within [`GROUP_REACH`](super::GROUP_REACH) of
+    /// there whose latest data group lies within [`GROUP_REACH`](GROUP_REACH) of
     /// `group` (sessions sharing a socket number their groups from far-apart random points;
     /// parity may overtake its group's data, or come late). A session alone on its address
     /// also takes parity of unknown group, or before it knows a group of its own; parity of
@@ -220,14 +224,14 @@ impl<A: PeerAddr> Endpoint<A> {
     fn attached_session(&mut self, from: A, group: Option<u32>) -> Option<u32> {
         let first = *self.attach_route.get(&from)?;
         // The latest data group of session `i`, if it knows one.
-        let latest = |slots: &[Option<alloc::boxed::Box<super::Slot<A>>>], i: u32| {
+        let latest = |slots: &[Option<alloc::boxed::Box<Slot<A>>>], i: u32| {
             slots
                 .get(i as usize)
                 .and_then(Option::as_deref)
                 .map(|s| s.group)
-                .filter(|&n| n != super::NO_GROUP)
+                .filter(|&n| n != NO_GROUP)
         };
-        let near = |n: u32, g: u32| (g.wrapping_sub(n) as i32).unsigned_abs() <= super::GROUP_REACH;
+        let near = |n: u32, g: u32| (g.wrapping_sub(n) as i32).unsigned_abs() <= GROUP_REACH;
         let Some(more) = self.attach_more.get(&from) else {
             return match (group, latest(&self.slots, first)) {
                 (Some(g), Some(n)) if !near(n, g) => {

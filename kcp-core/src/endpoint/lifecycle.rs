@@ -2,10 +2,8 @@
 
 use crate::time::Millis;
 
-use super::{
-    CloseReason, Endpoint, Event, PeerAddr, SessionId, State, ATTACHED, NOT_IDLE, QUEUED, READABLE,
-    RESCHED_QUEUED, TRIMMED, TRIM_AFTER_MS,
-};
+use super::slot::{State, ATTACHED, NOT_IDLE, QUEUED, READABLE, RESCHED_QUEUED, TRIMMED};
+use super::{CloseReason, Endpoint, Event, PeerAddr, SessionId, TRIM_AFTER_MS};
 
 impl<A: PeerAddr> Endpoint<A> {
     /// Runs every session timer due at `now`: engine timers, idle, shutdown, half-open and

@@ -4,6 +4,8 @@
 
 use crate::session::Session;
 
+use super::{Endpoint, PeerAddr};
+
 macro_rules! endpoint_stats {
     (
         kcp_go { $($(#[$kd:meta])* $kf:ident = $kname:literal,)* }
@@ -170,6 +172,22 @@ impl EndpointStats {
             "crypto_replays" => self.replays += v,
             _ => {}
         });
+    }
+}
+
+impl<A: PeerAddr> Endpoint<A> {
+    /// kcp-go's SNMP counters for the whole endpoint: its own packet counters plus the sum of
+    /// every live and ended session's.
+    pub fn stats(&self) -> EndpointStats {
+        let mut s = self.stats;
+        s.add(&self.retired);
+        for slot in self.slots.iter().flatten() {
+            s.absorb_session(&slot.session);
+        }
+        s.half_open = self.half.len() as u64;
+        s.pooled_bytes = self.cache.heap_bytes() as u64;
+        s.recv_bytes = self.recv_total as u64;
+        s
     }
 }
 
