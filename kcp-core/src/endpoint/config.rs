@@ -101,6 +101,33 @@ pub struct EndpointConfig {
     /// the engine configuration's `nc` selects). The engine never sends beyond the
     /// flow-control windows, whatever the controller says.
     pub controller: Option<ControllerFactory>,
+    /// Session migration (off by default): a datagram of a live session that arrives from
+    /// another address moves the session to that address (a client behind a NAT that
+    /// rebinds its port, a phone that changes networks), only if
+    ///
+    /// * the endpoint has demux layers (crypto) and the datagram passed them: with AEAD
+    ///   modes its tag authenticated; with kcp-go's CFB block ciphers its CRC-32 matched,
+    ///   which someone without the key forges with a probability of about 2^-32 per try
+    ///   (stream modes, `xor`, `none` and no crypto give no such bound: kcp-mio refuses
+    ///   migration with them, and without demux layers the endpoint never moves a session);
+    /// * it is not a copy of a datagram in the [replay record](Self::replay_record) and the
+    ///   session's own layers accept it (a replay-protected layer checks its pinned sender
+    ///   and its replay window);
+    /// * it is not a plausible first flight (that opens a half-open entry, as without
+    ///   migration), exactly one session has its conversation id, and it is *fresh*: it
+    ///   carries a PUSH newer than every PUSH the session took, or its acknowledgements
+    ///   release data the session had in flight. A captured datagram re-sent later is
+    ///   neither, so it moves nothing (counted in `migrations_refused`; what it carries is
+    ///   applied as if it had come from the session's own address, which changes nothing).
+    ///
+    /// Until the peer answers at the new address (a datagram from there acknowledges a
+    /// segment sent there after the move), the session sends there at most three times
+    /// the bytes received from there (extra datagrams are dropped and counted in
+    /// `amplification_limited`; KCP retransmits them); a fresh datagram from the previous
+    /// address moves it back at once. What an attacker replaying from another address can
+    /// and cannot do, per crypto mode, is in the project's `docs/security.md`. Costs, with
+    /// migration on, one index entry per session (its conversation id).
+    pub migration: bool,
 }
 
 /// [`EndpointConfig::recv_budget_bytes`] by default: 64 MiB (`no_std` cannot ask the
@@ -133,6 +160,7 @@ impl EndpointConfig {
             pool_bytes: 4 << 20,
             recv_budget_bytes: DEFAULT_RECV_BUDGET,
             controller: None,
+            migration: false,
         }
     }
 }
@@ -160,6 +188,7 @@ impl fmt::Debug for EndpointConfig {
             .field("pool_bytes", &self.pool_bytes)
             .field("recv_budget_bytes", &self.recv_budget_bytes)
             .field("controller", &self.controller.is_some())
+            .field("migration", &self.migration)
             .finish_non_exhaustive()
     }
 }

@@ -57,6 +57,11 @@ pub enum DropReason {
     /// For a half-open entry and not its peer's answer: dropped unacknowledged (the peer
     /// retransmits it once the session exists).
     Unconfirmed,
+    /// From a new address for a live session, and it did not move the session there (see
+    /// [`EndpointConfig::migration`](super::EndpointConfig::migration)): not authenticated,
+    /// a copy, not fresh, or of a conversation id several sessions have. What it carried,
+    /// if the session's layers accepted it, was applied as from the session's own address.
+    NotMigrated,
     /// The session rejected it.
     Session(SessionError),
 }

@@ -18,7 +18,7 @@ use crate::time::Millis;
 use crate::wire::{Command, Datagram, SegmentRepr, HEADER_LEN};
 
 use super::admission::first_flight;
-use super::input::{chunks_needed, Opened};
+use super::input::{chunks_needed, note_push, scan, Opened};
 use super::replay_record::fingerprint;
 use super::{DropReason, Endpoint, EndpointError, Event, PeerAddr, AMPLIFICATION};
 
@@ -75,7 +75,7 @@ fn answers_probe(kcp: &[u8], conv: u32) -> bool {
 }
 
 impl<A: PeerAddr> Endpoint<A> {
-    fn host_of(&self, addr: &A) -> A::Host {
+    pub(super) fn host_of(&self, addr: &A) -> A::Host {
         addr.host_prefix(self.cfg.host_prefix_v4, self.cfg.host_prefix_v6)
     }
 
@@ -293,6 +293,8 @@ impl<A: PeerAddr> Endpoint<A> {
         slot.session.set_receive_limited(limited);
         // The kept first-flight segments, then the answer itself (its inner layers opened
         // by the session).
+        note_push(slot, scan(&h.stored).newest_push);
+        note_push(slot, scan(kcp_bytes).newest_push);
         let kcp = slot.session.kcp_mut();
         let chunks = chunks_needed(&h.stored) + chunks_needed(kcp_bytes);
         kcp.stock_storage(cache, chunks);

@@ -97,6 +97,7 @@ mod half_open;
 mod input;
 mod lifecycle;
 mod memory;
+mod migration;
 mod replay_record;
 mod slot;
 mod stats;
@@ -114,6 +115,7 @@ pub use config::{ControllerFactory, EndpointConfig, LayerFactory, DEFAULT_RECV_B
 pub use error::{DropReason, EndpointError};
 pub use event::{CloseReason, Event, SessionId};
 use half_open::HalfOpen;
+use migration::Move;
 use replay_record::ReplayRecord;
 use slot::{Slot, State, NOT_IDLE, NO_GROUP, QUEUED, RESCHED_QUEUED};
 pub use stats::EndpointStats;
@@ -172,6 +174,11 @@ pub struct Endpoint<A: PeerAddr> {
     /// Confirmed sessions peers opened, per host.
     host_sessions: BTreeMap<A::Host, u32>,
     record: ReplayRecord,
+    /// With migration on: every session by (conversation id, index), to find the session a
+    /// datagram from a new address belongs to. Empty with migration off.
+    by_conv: BTreeSet<(u32, u32)>,
+    /// Sessions that moved to an address that has not answered yet, by index.
+    moves: BTreeMap<u32, Move<A>>,
     cache: ChunkCache,
     dirty: VecDeque<u32>,
     /// Sessions whose deadline `poll_timeout` must recompute: each once per change, however
@@ -237,6 +244,8 @@ impl<A: PeerAddr> Endpoint<A> {
             next_serial: 0,
             host_sessions: BTreeMap::new(),
             record,
+            by_conv: BTreeSet::new(),
+            moves: BTreeMap::new(),
             cache,
             dirty: VecDeque::new(),
             resched: VecDeque::new(),
@@ -288,6 +297,7 @@ impl<A: PeerAddr> Endpoint<A> {
             flags: 0,
             recv_bytes: 0,
             group: NO_GROUP,
+            peer_ts: 0,
         };
         let idx = match self.free.pop() {
             Some(i) => {
@@ -302,6 +312,9 @@ impl<A: PeerAddr> Endpoint<A> {
             }
         };
         self.by_key.insert((addr, conv), idx);
+        if self.cfg.migration {
+            self.by_conv.insert((conv, idx));
+        }
         self.stats.curr_estab = self.by_key.len() as u64;
         self.stats.max_conn = self.stats.max_conn.max(self.stats.curr_estab);
         self.mark(idx);

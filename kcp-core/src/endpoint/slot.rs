@@ -35,7 +35,7 @@ pub(super) struct Slot<A> {
     /// Handed out by `accept`.
     pub(super) accepted: bool,
     pub(super) writable: bool,
-    /// [`TRIMMED`], [`READABLE`], [`QUEUED`], [`RESCHED_QUEUED`], [`ATTACHED`] (bits, so
+    /// [`TRIMMED`], [`READABLE`], [`QUEUED`], [`RESCHED_QUEUED`], [`ATTACHED`], [`PEER_TS`] (bits, so
     /// an idle session's slot stays small).
     pub(super) flags: u8,
     /// Receive-side heap bytes counted for this session in the endpoint's budget.
@@ -43,6 +43,10 @@ pub(super) struct Slot<A> {
     /// The FEC group of the latest data this session received (`NO_GROUP`: none yet), so
     /// parity from the same address reaches the session that owns its group.
     pub(super) group: u32,
+    /// The timestamp of the newest PUSH the session took from its peer (in the peer's
+    /// clock), when [`PEER_TS`] is set: a datagram from a new address that carries a newer
+    /// one is fresh (see `EndpointConfig::migration`). Fits in the padding of the slot.
+    pub(super) peer_ts: u32,
 }
 
 /// `Slot::idle_since` of a session that holds data.
@@ -57,6 +61,8 @@ pub(super) const QUEUED: u8 = 4;
 pub(super) const RESCHED_QUEUED: u8 = 8;
 /// `Slot::flags`: listed in `attach_route` for its address.
 pub(super) const ATTACHED: u8 = 16;
+/// `Slot::flags`: `peer_ts` holds a timestamp.
+pub(super) const PEER_TS: u8 = 32;
 
 impl<A> Slot<A> {
     pub(super) fn flag(&self, f: u8) -> bool {

@@ -124,8 +124,9 @@ endpoint_stats! {
         oversize,
         /// Copies of a remembered first flight or confirmation (in `in_errs` too).
         replayed,
-        /// Probes not sent to an unconfirmed address: they would have exceeded three times
-        /// the bytes received from it.
+        /// Probes not sent to an unconfirmed address, and datagrams of a migrated session
+        /// not sent to its new address before the peer answered there: they would have
+        /// exceeded three times the bytes received from it.
         amplification_limited,
         /// Peer-opened sessions the application did not accept in time.
         not_accepted,
@@ -143,6 +144,12 @@ endpoint_stats! {
         /// Datagrams a replay-protected layer dropped as replays (a session's
         /// `crypto_replays` counter).
         replays,
+        /// Sessions moved to a new peer address (`EndpointConfig::migration`).
+        migrations,
+        /// Datagrams of a live session from another address that did not move it: not
+        /// authenticated by a demux layer, a copy in the replay record or refused by the
+        /// session's layers, not fresh, or its conversation id is that of several sessions.
+        migrations_refused,
     }
     gauges { max_conn, curr_estab, half_open, pooled_bytes, recv_bytes }
 }
