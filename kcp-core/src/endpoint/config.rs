@@ -115,8 +115,8 @@ pub struct EndpointConfig {
     ///   and its replay window);
     /// * it is not a plausible first flight (that opens a half-open entry, as without
     ///   migration), exactly one session has its conversation id, and it is *fresh*: it
-    ///   carries a PUSH newer than every PUSH the session took, or its acknowledgements
-    ///   release data the session had in flight. A captured datagram re-sent later is
+    ///   carries a PUSH newer than every PUSH the session took or data the session takes as
+    ///   new, or its acknowledgements release data the session had in flight. A captured datagram re-sent later is
     ///   neither, so it moves nothing (counted in `migrations_refused`; what it carries is
     ///   applied as if it had come from the session's own address, which changes nothing).
     ///

@@ -40,6 +40,8 @@ pub(super) fn chunks_needed(kcp: &[u8]) -> usize {
 pub(super) struct Scan {
     /// Payload chunks it may need to store: one per PUSH with data.
     pub(super) chunks: usize,
+    /// PUSH segments.
+    pub(super) pushes: usize,
     /// The newest timestamp of its PUSH segments (the peer's clock).
     pub(super) newest_push: Option<u32>,
     /// The newest timestamp its ACK segments echo (this side's clock).
@@ -59,6 +61,7 @@ pub(super) fn scan(kcp: &[u8]) -> Scan {
                 if !p.is_empty() {
                     s.chunks += 1;
                 }
+                s.pushes += 1;
                 s.newest_push = newer(s.newest_push, seg.ts);
             }
             Command::Ack => s.newest_ack = newer(s.newest_ack, seg.ts),

@@ -7,9 +7,9 @@
 //! it passed the endpoint's demux layers (crypto) and is no copy the replay record holds; the
 //! session's own layers check it (a replay-protected layer's pinned sender and window). It
 //! moves the session only if it is *fresh*: a PUSH newer than every PUSH the session took (the
-//! peer's clock), or acknowledgements that release data in flight. A copy of an earlier
-//! datagram is neither: the original already raised the newest PUSH and released what it
-//! acknowledged. What a non-fresh datagram carries is applied as if it had come from the
+//! peer's clock), a PUSH the engine takes as new data, or acknowledgements that release data
+//! in flight. A copy of an earlier datagram is none of these: the original already raised the
+//! newest PUSH, delivered its data and released what it acknowledged. What a non-fresh datagram carries is applied as if it had come from the
 //! session's own address (which, for a copy, changes nothing), and the session stays.
 //!
 //! After a move, the new address has not shown that it receives: the session sends there at
@@ -70,6 +70,15 @@ pub(super) fn within_budget<A>(m: &mut Move<A>, lens: &[usize]) -> usize {
     k
 }
 
+/// PUSH segments an engine did not take as new data (repeats, and those it had no room
+/// for), counted so far.
+fn pushes_not_taken(s: &crate::Stats) -> u64 {
+    s.repeat_segs
+        .wrapping_add(s.in_no_buffer)
+        .wrapping_add(s.in_over_budget)
+        .wrapping_add(s.in_oversized)
+}
+
 impl<A: PeerAddr> Endpoint<A> {
     /// A datagram of a live session from a new address (see the module documentation).
     /// `None`: it is not one (no session has its conversation id, or it could be a new peer's
@@ -109,13 +118,18 @@ impl<A: PeerAddr> Endpoint<A> {
             .newest_push
             .is_some_and(|ts| !slot.flag(PEER_TS) || seq_diff(ts, slot.peer_ts) > 0);
         let in_flight = slot.session.kcp().wait_snd();
+        let not_taken = pushes_not_taken(slot.session.kcp().stats());
         let r = self.deliver(idx, a.now, datagram, opened, a.plain.clone(), seen.chunks);
-        let released = self
+        let (released, took) = self
             .slots
             .get(idx as usize)
             .and_then(Option::as_deref)
-            .is_some_and(|s| s.session.kcp().wait_snd() < in_flight);
-        let fresh = r.is_ok() && (newer || released);
+            .map_or((false, false), |s| {
+                let k = s.session.kcp();
+                let refused = pushes_not_taken(k.stats()).wrapping_sub(not_taken);
+                (k.wait_snd() < in_flight, refused < seen.pushes as u64)
+            });
+        let fresh = r.is_ok() && (newer || released || took);
         if fresh {
             self.move_session(idx, &a, back, &seen);
         } else if !back {
