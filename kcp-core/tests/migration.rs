@@ -9,7 +9,9 @@
 use std::collections::{HashMap, VecDeque};
 use std::ops::Range;
 
-use kcp_core::endpoint::{DropReason, Endpoint, EndpointConfig, EndpointError, SessionId};
+use kcp_core::endpoint::{
+    DropReason, Endpoint, EndpointConfig, EndpointError, Migration, SessionId,
+};
 use kcp_core::{Codec, CodecError, Config, Layer, Millis};
 
 type Addr = u8;
@@ -22,9 +24,13 @@ const KEY: u32 = 0x5EC2_E7A1;
 const DELAY: u32 = 20;
 
 /// A toy authenticating layer: `nonce (4) | tag (4) | packet`, the tag a keyed hash of the
-/// nonce and the packet. Every sealed packet has a new nonce.
+/// nonce and the packet. Every sealed packet has a new nonce. With `window`, a session's
+/// instance also drops every nonce not above the highest it accepted (a replay window for
+/// an in-order link).
 struct Tag {
     next: u32,
+    window: bool,
+    highest: Option<u32>,
 }
 
 fn tag(nonce: u32, data: &[u8]) -> u32 {
@@ -58,9 +64,24 @@ impl Codec for Tag {
         }
         Ok(Some(8..buf.len()))
     }
+    fn accept_demuxed(
+        &mut self,
+        packet: &[u8],
+        _inner: Range<usize>,
+        _now: Millis,
+    ) -> Result<(), CodecError> {
+        let nonce = u32::from_le_bytes(packet[..4].try_into().unwrap());
+        if self.window {
+            if self.highest.is_some_and(|h| nonce <= h) {
+                return Err(CodecError::Replay);
+            }
+            self.highest = Some(nonce);
+        }
+        Ok(())
+    }
 }
 
-fn cfg(accept: bool, migration: bool, layers: bool) -> EndpointConfig {
+fn cfg(accept: bool, migration: Migration, layers: bool) -> EndpointConfig {
     let mut seed = if accept { 1u32 << 24 } else { 2u32 << 24 };
     EndpointConfig {
         accept,
@@ -68,13 +89,18 @@ fn cfg(accept: bool, migration: bool, layers: bool) -> EndpointConfig {
         layers: if layers {
             Box::new(move || {
                 seed = seed.wrapping_add(1 << 16);
-                vec![Box::new(Tag { next: seed }) as Layer]
+                vec![Box::new(Tag {
+                    next: seed,
+                    window: migration == Migration::ReplayProtected,
+                    highest: None,
+                }) as Layer]
             })
         } else {
             Box::new(Vec::new)
         },
         demux_layers: usize::from(layers),
         idle_timeout_ms: Some(60_000),
+        keepalive_ms: Some(500),
         ..EndpointConfig::new(Config::fast3().with_windows(32, 32))
     }
 }
@@ -99,7 +125,7 @@ struct Net {
 }
 
 impl Net {
-    fn new(migration: bool, layers: bool) -> Net {
+    fn new(migration: Migration, layers: bool) -> Net {
         Net {
             now: Millis(1_000),
             server: Endpoint::new(cfg(true, migration, layers)).unwrap(),
@@ -222,7 +248,7 @@ fn exchange(net: &mut Net, len: usize, mut during: impl FnMut(&mut Net, u32)) ->
 
 #[test]
 fn a_client_that_rebinds_mid_transfer_keeps_its_session() {
-    let mut net = Net::new(true, true);
+    let mut net = Net::new(Migration::Fresh, true);
     let s = exchange(&mut net, 600_000, |net, ms| {
         if ms == 200 {
             // The NAT gives the client a new public address; replies to the old one are lost.
@@ -239,7 +265,7 @@ fn a_client_that_rebinds_mid_transfer_keeps_its_session() {
 
 #[test]
 fn a_captured_datagram_replayed_from_a_third_address_moves_nothing() {
-    let mut net = Net::new(true, true);
+    let mut net = Net::new(Migration::Fresh, true);
     let mut replies = Vec::new();
     let mut recent = 0;
     let s = exchange(&mut net, 600_000, |net, ms| {
@@ -284,7 +310,7 @@ fn a_captured_datagram_replayed_from_a_third_address_moves_nothing() {
 
 #[test]
 fn until_the_new_address_answers_the_server_sends_there_at_most_three_times_what_it_got() {
-    let mut net = Net::new(true, true);
+    let mut net = Net::new(Migration::Fresh, true);
     let mut moved_at = None;
     let mut from_third = 0;
     let s = exchange(&mut net, 600_000, |net, ms| {
@@ -334,8 +360,11 @@ impl Net {
 
 #[test]
 fn off_by_default_a_rebound_client_is_a_stranger() {
-    assert!(!EndpointConfig::new(Config::fast3()).migration);
-    let mut net = Net::new(false, true);
+    assert_eq!(
+        EndpointConfig::new(Config::fast3()).migration,
+        Migration::Off
+    );
+    let mut net = Net::new(Migration::Off, true);
     let now = net.now;
     let c = net.client.connect(now, SERVER, 0xC0DE).unwrap();
     net.client.send(c, &pattern(1, 20_000)).unwrap();
@@ -358,7 +387,7 @@ fn off_by_default_a_rebound_client_is_a_stranger() {
 
 #[test]
 fn without_an_authenticating_layer_nothing_moves() {
-    let mut net = Net::new(true, false);
+    let mut net = Net::new(Migration::Fresh, false);
     let now = net.now;
     let c = net.client.connect(now, SERVER, 0xC0DE).unwrap();
     net.client.send(c, &pattern(1, 20_000)).unwrap();
@@ -374,4 +403,69 @@ fn without_an_authenticating_layer_nothing_moves() {
     assert_eq!(st.migrations, 0);
     assert_eq!(st.passive_opens, 1);
     assert!(st.migrations_refused > 0, "{st:?}");
+}
+
+/// A short exchange, then silence: the client's NAT rebinds while nothing is sent, and the
+/// client's next datagrams are its keepalive probes.
+fn rebind_while_quiet(migration: Migration) -> (Net, SessionId) {
+    let mut net = Net::new(migration, true);
+    let now = net.now;
+    let c = net.client.connect(now, SERVER, 0xC0DE).unwrap();
+    net.client.send(c, &pattern(1, 5_000)).unwrap();
+    net.run(200);
+    let s = net.server.accept().unwrap();
+    net.server.send(s, &pattern(2, 5_000)).unwrap();
+    net.run(300);
+    let mut got = Vec::new();
+    drain(&mut net.client, c, &mut got);
+    assert_eq!(got, pattern(2, 5_000));
+    net.nat = REBOUND;
+    net.run(2_000);
+    (net, s)
+}
+
+#[test]
+fn with_a_replay_window_a_quiet_clients_keepalive_moves_its_session() {
+    let (mut net, s) = rebind_while_quiet(Migration::ReplayProtected);
+    let st = net.server.stats();
+    assert_eq!(net.server.remote(s), Some(REBOUND), "{st:?}");
+    assert_eq!(st.migrations, 1);
+    // The server's keepalive answers reached the client there, and data flows.
+    let c = net.client.sessions()[0];
+    net.server.send(s, &pattern(3, 20_000)).unwrap();
+    net.run(300);
+    let mut got = Vec::new();
+    drain(&mut net.client, c, &mut got);
+    assert_eq!(got, pattern(3, 20_000));
+    assert!(!net.server.is_migrating(s));
+}
+
+#[test]
+fn without_one_a_quiet_clients_keepalive_does_not_move_it() {
+    // A copy of a window probe looks like a new one: nothing fresh, nothing moves (the
+    // documented limit of `Migration::Fresh`).
+    let (net, s) = rebind_while_quiet(Migration::Fresh);
+    let st = net.server.stats();
+    assert_eq!(net.server.remote(s), Some(CLIENT));
+    assert_eq!(st.migrations, 0);
+    assert!(st.migrations_refused > 0, "{st:?}");
+}
+
+#[test]
+fn with_a_replay_window_a_copy_from_a_third_address_is_dropped_by_it() {
+    let (mut net, s) = rebind_while_quiet(Migration::ReplayProtected);
+    // Its last keepalive probes and answers, sent from the new address.
+    for i in [net.client_log.len() - 1, net.client_log.len() - 4] {
+        let mut copy = net.client_log[i].clone();
+        let now = net.now;
+        assert_eq!(
+            net.server.handle_datagram(now, THIRD, &mut copy),
+            Err(EndpointError::Rejected(DropReason::Session(
+                kcp_core::SessionError::Codec(CodecError::Replay)
+            )))
+        );
+    }
+    let st = net.server.stats();
+    assert_eq!(net.server.remote(s), Some(REBOUND));
+    assert_eq!((st.migrations, st.migrations_refused), (1, 2), "{st:?}");
 }

@@ -23,7 +23,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kcp_core::endpoint::{EndpointConfig, LayerFactory};
+use kcp_core::endpoint::{EndpointConfig, LayerFactory, Migration};
 use kcp_core::{Config, Layer};
 use kcp_crypto::{AeadKind, CipherKind, Pass};
 use socket2::SockRef;
@@ -176,7 +176,7 @@ impl KcpConfig {
             host_prefixes: (ep.host_prefix_v4, ep.host_prefix_v6),
             max_datagram: ep.max_datagram,
             replay_record: ep.replay_record,
-            migration: ep.migration,
+            migration: ep.migration.is_on(),
             accept_timeout: ep
                 .accept_timeout_ms
                 .map(|m| Duration::from_millis(u64::from(m))),
@@ -410,7 +410,9 @@ impl KcpConfig {
 
     /// Session migration (off by default): a live session follows its peer to a new address
     /// (a client behind a NAT that rebinds its port, a phone that changes networks) when a
-    /// datagram from there authenticates, is no replay and is fresh; until the peer answers
+    /// datagram from there authenticates and is no replay (with the `-replay` modes, the
+    /// session's replay window proves it, so even a quiet peer's keepalive moves it; with
+    /// the others it must also carry something new to KCP); until the peer answers
     /// there, the session sends there at most three times what it received from there.
     /// Needs a mode that authenticates: an AEAD name, or one of kcp-go's CFB block ciphers
     /// (`aes`, `aes-128`, `aes-192`, `blowfish`, `twofish`, `cast5`, `3des`, `tea`, `xtea`,
@@ -438,6 +440,16 @@ impl KcpConfig {
             Some(CryptMode::Packet(k)) => k.block_size().is_some(),
             Some(CryptMode::Aead(_) | CryptMode::Replay(_)) => true,
             None => false,
+        }
+    }
+
+    /// kcp-core's migration setting for this configuration: a replay-protected mode's
+    /// window proves every datagram it accepts fresh; the other modes need KCP's evidence.
+    fn migration_mode(&self) -> Migration {
+        match (self.migration, self.crypt.as_ref().map(|c| c.0)) {
+            (false, _) => Migration::Off,
+            (true, Some(CryptMode::Replay(_))) => Migration::ReplayProtected,
+            (true, _) => Migration::Fresh,
         }
     }
 
@@ -599,7 +611,7 @@ impl KcpConfig {
             host_prefix_v6: self.host_prefixes.1,
             max_datagram: self.max_datagram,
             replay_record: self.replay_record,
-            migration: self.migration,
+            migration: self.migration_mode(),
             accept_timeout_ms: self.accept_timeout.map(ms),
             pool_bytes: self.pool_bytes,
             recv_budget_bytes: self.recv_budget,
@@ -1056,7 +1068,7 @@ mod tests {
     fn migration_is_off_by_default_and_needs_a_mode_that_authenticates() {
         let off = KcpConfig::default();
         assert!(!off.get_migration());
-        assert!(!off.endpoint_config(true).unwrap().migration);
+        assert_eq!(off.endpoint_config(true).unwrap().migration, Migration::Off);
         for name in [
             "aes",
             "aes-128",
@@ -1072,7 +1084,12 @@ mod tests {
             assert!(cfg.check().is_ok(), "{name}");
             for placement in [CryptPlacement::Sessions, CryptPlacement::Adapter] {
                 let (ep, _) = cfg.endpoint_config_with(true, placement).unwrap();
-                assert!(ep.migration, "{name}");
+                let mode = if name.ends_with("-replay") {
+                    Migration::ReplayProtected
+                } else {
+                    Migration::Fresh
+                };
+                assert_eq!(ep.migration, mode, "{name}");
                 assert_eq!(ep.demux_layers, 1, "{name}");
             }
         }

@@ -101,33 +101,66 @@ pub struct EndpointConfig {
     /// the engine configuration's `nc` selects). The engine never sends beyond the
     /// flow-control windows, whatever the controller says.
     pub controller: Option<ControllerFactory>,
-    /// Session migration (off by default): a datagram of a live session that arrives from
-    /// another address moves the session to that address (a client behind a NAT that
-    /// rebinds its port, a phone that changes networks), only if
-    ///
-    /// * the endpoint has demux layers (crypto) and the datagram passed them: with AEAD
-    ///   modes its tag authenticated; with kcp-go's CFB block ciphers its CRC-32 matched,
-    ///   which someone without the key forges with a probability of about 2^-32 per try
-    ///   (stream modes, `xor`, `none` and no crypto give no such bound: kcp-mio refuses
-    ///   migration with them, and without demux layers the endpoint never moves a session);
-    /// * it is not a copy of a datagram in the [replay record](Self::replay_record) and the
-    ///   session's own layers accept it (a replay-protected layer checks its pinned sender
-    ///   and its replay window);
-    /// * it is not a plausible first flight (that opens a half-open entry, as without
-    ///   migration), exactly one session has its conversation id, and it is *fresh*: it
-    ///   carries a PUSH newer than every PUSH the session took or data the session takes as
-    ///   new, or its acknowledgements release data the session had in flight. A captured datagram re-sent later is
-    ///   neither, so it moves nothing (counted in `migrations_refused`; what it carries is
-    ///   applied as if it had come from the session's own address, which changes nothing).
-    ///
-    /// Until the peer answers at the new address (a datagram from there acknowledges a
-    /// segment sent there after the move), the session sends there at most three times
-    /// the bytes received from there (extra datagrams are dropped and counted in
-    /// `amplification_limited`; KCP retransmits them); a fresh datagram from the previous
-    /// address moves it back at once. What an attacker replaying from another address can
-    /// and cannot do, per crypto mode, is in the project's `docs/security.md`. Costs, with
-    /// migration on, one index entry per session (its conversation id).
-    pub migration: bool,
+    /// Session migration: whether a live session may follow its peer to a new address (a
+    /// client behind a NAT that rebinds its port, a phone that changes networks), and what
+    /// proves a datagram from there is no replay. Off by default; see [`Migration`].
+    pub migration: Migration,
+}
+
+/// Session migration ([`EndpointConfig::migration`]).
+///
+/// A datagram of a live session that arrives from another address moves the session to that
+/// address, when migration is on, only if
+///
+/// * the endpoint has demux layers (crypto) and the datagram passed them: with AEAD modes its
+///   tag authenticated; with kcp-go's CFB block ciphers its CRC-32 matched, which someone
+///   without the key forges with a probability of about 2^-32 per try (stream modes, `xor`,
+///   `none` and no crypto give no such bound: kcp-mio refuses migration with them, and
+///   without demux layers the endpoint never moves a session);
+/// * it is not a copy of a datagram in the
+///   [replay record](EndpointConfig::replay_record) and the session's own layers accept it
+///   (a replay-protected layer checks its pinned sender and its replay window);
+/// * it is not a plausible first flight (that opens a half-open entry, as without
+///   migration) and exactly one session has its conversation id;
+/// * it is *fresh*: with [`ReplayProtected`](Migration::ReplayProtected), the layers'
+///   acceptance says so; with [`Fresh`](Migration::Fresh), it carries a PUSH newer than
+///   every PUSH the session took or data the session takes as new, or its acknowledgements
+///   release data the session had in flight. A captured datagram re-sent later is neither,
+///   so it moves nothing (counted in `migrations_refused`; what it carries is applied as if
+///   it had come from the session's own address, which changes nothing).
+///
+/// Until the peer answers at the new address (a datagram from there acknowledges a segment
+/// sent there after the move, or answers the window probe the session sends there when it
+/// moves), the session sends there at most three times the bytes
+/// received from there (extra datagrams are dropped and counted in `amplification_limited`;
+/// KCP retransmits them); a fresh datagram from the previous address moves it back at once.
+/// What an attacker replaying from another address can and cannot do, per crypto mode, is in
+/// the project's `docs/security.md`. Costs, with migration on, one index entry per session
+/// (its conversation id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Migration {
+    /// A session stays at the address it was opened with (datagrams from elsewhere are
+    /// strangers: admission decides).
+    #[default]
+    Off,
+    /// On, for layers that authenticate but let copies through (AEAD without a replay
+    /// window, kcp-go's CFB ciphers): a datagram must also be fresh by KCP's own state. A
+    /// peer whose datagrams say nothing new (only keepalive or window probes, or
+    /// acknowledgements of nothing new) does not move its session until they do.
+    Fresh,
+    /// On, for demux layers whose session instances drop every copy
+    /// ([`Codec::accept_demuxed`](crate::Codec::accept_demuxed) with a replay window, as
+    /// kcp-crypto's `ReplayAeadCrypt`): every datagram they accept may move the session,
+    /// keepalive probes included. Choose it only for such layers.
+    ReplayProtected,
+}
+
+impl Migration {
+    /// Whether migration is on.
+    pub fn is_on(self) -> bool {
+        self != Migration::Off
+    }
 }
 
 /// [`EndpointConfig::recv_budget_bytes`] by default: 64 MiB (`no_std` cannot ask the
@@ -160,7 +193,7 @@ impl EndpointConfig {
             pool_bytes: 4 << 20,
             recv_budget_bytes: DEFAULT_RECV_BUDGET,
             controller: None,
-            migration: false,
+            migration: Migration::Off,
         }
     }
 }

@@ -46,6 +46,8 @@ pub(super) struct Scan {
     pub(super) newest_push: Option<u32>,
     /// The newest timestamp its ACK segments echo (this side's clock).
     pub(super) newest_ack: Option<u32>,
+    /// It carries a window answer (WINS).
+    pub(super) wins: bool,
 }
 
 /// Reads the segment headers of `kcp` once (see [`Scan`]).
@@ -65,7 +67,8 @@ pub(super) fn scan(kcp: &[u8]) -> Scan {
                 s.newest_push = newer(s.newest_push, seg.ts);
             }
             Command::Ack => s.newest_ack = newer(s.newest_ack, seg.ts),
-            _ => {}
+            Command::WindowTell => s.wins = true,
+            Command::WindowAsk => {}
         }
     }
     s
@@ -191,7 +194,7 @@ impl<A: PeerAddr> Endpoint<A> {
                                 group,
                             );
                         }
-                        if self.cfg.migration {
+                        if self.cfg.migration.is_on() {
                             let arrived = Arrived {
                                 t,
                                 now,

@@ -147,7 +147,7 @@ impl<A: PeerAddr> Endpoint<A> {
         let id = SessionId { idx, gen: slot.gen };
         let key = (slot.addr, slot.conv);
         self.by_key.remove(&key);
-        if self.cfg.migration {
+        if self.cfg.migration.is_on() {
             self.by_conv.remove(&(slot.conv, idx));
             self.moves.remove(&idx);
         }

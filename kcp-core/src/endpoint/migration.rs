@@ -6,15 +6,18 @@
 //! flight and carries the conversation id of exactly one session, is given to that session if
 //! it passed the endpoint's demux layers (crypto) and is no copy the replay record holds; the
 //! session's own layers check it (a replay-protected layer's pinned sender and window). It
-//! moves the session only if it is *fresh*: a PUSH newer than every PUSH the session took (the
-//! peer's clock), a PUSH the engine takes as new data, or acknowledgements that release data
-//! in flight. A copy of an earlier datagram is none of these: the original already raised the
+//! moves the session only if it is *fresh*: with `Migration::ReplayProtected` the session's
+//! layers' acceptance proves it; with `Migration::Fresh`, a PUSH newer than every PUSH the
+//! session took (the peer's clock), a PUSH the engine takes as new data, or acknowledgements
+//! that release data in flight. A copy of an earlier datagram is none of these: the original already raised the
 //! newest PUSH, delivered its data and released what it acknowledged. What a non-fresh datagram carries is applied as if it had come from the
 //! session's own address (which, for a copy, changes nothing), and the session stays.
 //!
 //! After a move, the new address has not shown that it receives: the session sends there at
 //! most [`AMPLIFICATION`] times the bytes received from there, until a datagram from there
-//! acknowledges a segment sent after the move (its ACK echoes a later timestamp of ours).
+//! acknowledges a segment sent after the move (its ACK echoes a later timestamp of ours) or
+//! answers the window probe (WASK) the session sends there when it moves: a KCP peer answers
+//! a WASK with a WINS at its next flush, as a new peer confirms its half-open entry.
 //! A fresh datagram from the address the session moved from moves it back at once.
 
 use core::ops::Range;
@@ -25,7 +28,7 @@ use super::admission::first_flight;
 use super::input::{note_push, scan, Opened, Scan};
 use super::replay_record::fingerprint;
 use super::slot::{ATTACHED, PEER_TS};
-use super::{DropReason, Endpoint, EndpointError, PeerAddr, AMPLIFICATION};
+use super::{DropReason, Endpoint, EndpointError, Migration, PeerAddr, AMPLIFICATION};
 
 /// A datagram from an address that has no session or half-open entry for its conversation,
 /// as `input` found it (its demux layers open, its KCP part located).
@@ -129,7 +132,9 @@ impl<A: PeerAddr> Endpoint<A> {
                 let refused = pushes_not_taken(k.stats()).wrapping_sub(not_taken);
                 (k.wait_snd() < in_flight, refused < seen.pushes as u64)
             });
-        let fresh = r.is_ok() && (newer || released || took);
+        // A layer with a replay window has already refused every copy.
+        let proven = self.cfg.migration == Migration::ReplayProtected;
+        let fresh = r.is_ok() && (proven || newer || released || took);
         if fresh {
             self.move_session(idx, &a, back, &seen);
         } else if !back {
@@ -161,6 +166,10 @@ impl<A: PeerAddr> Endpoint<A> {
         slot.addr = a.from;
         slot.last_heard = a.t;
         note_push(slot, seen.newest_push);
+        if !back {
+            // Probe the new address: the peer's answer (a WINS) shows it receives there.
+            slot.session.kcp_mut().ask_window();
+        }
         let attached = slot.flag(ATTACHED);
         slot.set_flag(ATTACHED, false);
         let passive = slot.passive;
@@ -195,13 +204,14 @@ impl<A: PeerAddr> Endpoint<A> {
 
     /// A datagram the session took at its own address: if the session moved there and the
     /// peer had not answered yet, it counts toward the sending budget, and an ACK of a segment
-    /// sent after the move is the answer.
+    /// sent after the move, or a window answer (WINS, to the probe sent at the move), is the
+    /// answer.
     pub(super) fn heard_at_new_address(&mut self, idx: u32, wire_len: usize, seen: &Scan) {
         let Some(m) = self.moves.get_mut(&idx) else {
             return;
         };
         m.bytes_in += wire_len as u64;
-        if seen.newest_ack.is_some_and(|ts| seq_diff(ts, m.at) > 0) {
+        if seen.wins || seen.newest_ack.is_some_and(|ts| seq_diff(ts, m.at) > 0) {
             self.moves.remove(&idx);
         }
     }

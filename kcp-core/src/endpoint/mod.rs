@@ -111,7 +111,7 @@ use core::fmt;
 
 pub use addr::PeerAddr;
 pub use admission::{first_flight, FirstFlightError};
-pub use config::{ControllerFactory, EndpointConfig, LayerFactory, DEFAULT_RECV_BUDGET};
+pub use config::{ControllerFactory, EndpointConfig, LayerFactory, Migration, DEFAULT_RECV_BUDGET};
 pub use error::{DropReason, EndpointError};
 pub use event::{CloseReason, Event, SessionId};
 use half_open::HalfOpen;
@@ -312,7 +312,7 @@ impl<A: PeerAddr> Endpoint<A> {
             }
         };
         self.by_key.insert((addr, conv), idx);
-        if self.cfg.migration {
+        if self.cfg.migration.is_on() {
             self.by_conv.insert((conv, idx));
         }
         self.stats.curr_estab = self.by_key.len() as u64;
