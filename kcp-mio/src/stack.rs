@@ -23,7 +23,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kcp_core::endpoint::{EndpointConfig, LayerFactory};
+use kcp_core::endpoint::{EndpointConfig, LayerFactory, Migration};
 use kcp_core::{Config, Layer};
 use kcp_crypto::{AeadKind, CipherKind, Pass};
 use socket2::SockRef;
@@ -91,6 +91,7 @@ pub struct KcpConfig {
     host_prefixes: (u8, u8),
     max_datagram: usize,
     replay_record: usize,
+    migration: bool,
     accept_timeout: Option<Duration>,
     pool_bytes: usize,
     recv_budget: usize,
@@ -112,6 +113,7 @@ impl fmt::Debug for KcpConfig {
             .field("controller", &self.controller.is_some())
             .field("idle_timeout", &self.idle_timeout)
             .field("keepalive", &self.keepalive)
+            .field("migration", &self.migration)
             .field("backlog", &self.backlog)
             .field("max_sessions", &self.max_sessions)
             .field("shutdown_timeout", &self.shutdown_timeout)
@@ -193,6 +195,7 @@ impl KcpConfig {
             host_prefixes: (ep.host_prefix_v4, ep.host_prefix_v6),
             max_datagram: ep.max_datagram,
             replay_record: ep.replay_record,
+            migration: ep.migration.is_on(),
             accept_timeout: ep
                 .accept_timeout_ms
                 .map(|m| Duration::from_millis(u64::from(m))),
@@ -404,6 +407,62 @@ impl KcpConfig {
         self
     }
 
+    /// Session migration (off by default): a live session follows its peer to a new address
+    /// (a client behind a NAT that rebinds its port, a phone that changes networks) when a
+    /// datagram from there authenticates and is no replay (with the `-replay` modes, the
+    /// session's replay window proves it, so even a quiet peer's keepalive moves it; with
+    /// the others it must also carry something new to KCP); until the peer answers
+    /// there, the session sends there at most three times what it received from there.
+    /// Needs a mode that authenticates: an AEAD name, or one of kcp-go's CFB block ciphers
+    /// (`aes`, `aes-128`, `aes-192`, `blowfish`, `twofish`, `cast5`, `3des`, `tea`, `xtea`,
+    /// `sm4`), whose CRC-32 someone without the key passes with a probability of about 2^-32
+    /// per forged datagram; with `salsa20`, `xor`, `none`, `null` or no encryption, building
+    /// the endpoint fails. What each mode lets an attacker do is in the project's
+    /// `docs/security.md`; the rule itself is `kcp_core::endpoint::EndpointConfig::migration`.
+    /// Counted in `EndpointStats::migrations` and `migrations_refused`.
+    pub fn migration(mut self, on: bool) -> Self {
+        self.migration = on;
+        self
+    }
+
+    /// Whether session migration is on.
+    pub fn get_migration(&self) -> bool {
+        self.migration
+    }
+
+    /// Whether the packet encryption authenticates datagrams well enough to move a session
+    /// on their word: the AEAD modes, and kcp-go's CFB block ciphers (CRC-32 under the
+    /// cipher: about 2^-32 per forgery without the key). Not the stream and identity modes,
+    /// whose CRC an attacker fixes up with certainty.
+    fn authenticates(&self) -> bool {
+        match self.crypt.as_ref().map(|c| c.0) {
+            Some(CryptMode::Packet(k)) => k.block_size().is_some(),
+            Some(CryptMode::Aead(_) | CryptMode::Replay(_)) => true,
+            None => false,
+        }
+    }
+
+    /// kcp-core's migration setting for this configuration: a replay-protected mode's
+    /// window proves every datagram it accepts fresh; the other modes need KCP's evidence.
+    fn migration_mode(&self) -> Migration {
+        match (self.migration, self.crypt.as_ref().map(|c| c.0)) {
+            (false, _) => Migration::Off,
+            (true, Some(CryptMode::Replay(_))) => Migration::ReplayProtected,
+            (true, _) => Migration::Fresh,
+        }
+    }
+
+    fn check_migration(&self) -> io::Result<()> {
+        if self.migration && !self.authenticates() {
+            return Err(invalid(format!(
+                "session migration needs a crypt mode that authenticates (an AEAD mode or a \
+                 CFB block cipher), not {}",
+                self.crypt_name().unwrap_or("no encryption")
+            )));
+        }
+        Ok(())
+    }
+
     /// Close a session a peer opened if the application has not accepted it after this long
     /// (`None`: wait for ever; default 10 s).
     pub fn accept_timeout(mut self, t: Option<Duration>) -> Self {
@@ -490,6 +549,7 @@ impl KcpConfig {
         self.engine
             .validate()
             .map_err(|e| invalid(format!("KCP settings: {e}")))?;
+        self.check_migration()?;
         Stack::new(self).map(|_| ())
     }
 
@@ -525,6 +585,7 @@ impl KcpConfig {
         accept: bool,
         placement: CryptPlacement,
     ) -> io::Result<(EndpointConfig, Option<AdapterCrypt>)> {
+        self.check_migration()?;
         let mut stack = Stack::new(self)?;
         let adapter = match placement {
             CryptPlacement::Adapter => stack.defer_crypt(),
@@ -554,6 +615,7 @@ impl KcpConfig {
             host_prefix_v6: self.host_prefixes.1,
             max_datagram: self.max_datagram,
             replay_record: self.replay_record,
+            migration: self.migration_mode(),
             accept_timeout_ms: self.accept_timeout.map(ms),
             pool_bytes: self.pool_bytes,
             recv_budget_bytes: self.recv_budget,
@@ -1004,6 +1066,46 @@ mod tests {
         assert_eq!(aes.crypt_name(), Some("aes-128"));
         assert!(KcpConfig::default().crypt("aes-replay", "k").is_err());
         assert!(KcpConfig::default().crypt("aes-128-gcm-", "k").is_err());
+    }
+
+    #[test]
+    fn migration_is_off_by_default_and_needs_a_mode_that_authenticates() {
+        let off = KcpConfig::default();
+        assert!(!off.get_migration());
+        assert_eq!(off.endpoint_config(true).unwrap().migration, Migration::Off);
+        for name in [
+            "aes",
+            "aes-128",
+            "sm4",
+            "3des",
+            "aes-128-gcm",
+            "chacha20-poly1305-replay",
+        ] {
+            let cfg = KcpConfig::default()
+                .crypt(name, "k")
+                .unwrap()
+                .migration(true);
+            assert!(cfg.check().is_ok(), "{name}");
+            for placement in [CryptPlacement::Sessions, CryptPlacement::Adapter] {
+                let (ep, _) = cfg.endpoint_config_with(true, placement).unwrap();
+                let mode = if name.ends_with("-replay") {
+                    Migration::ReplayProtected
+                } else {
+                    Migration::Fresh
+                };
+                assert_eq!(ep.migration, mode, "{name}");
+                assert_eq!(ep.demux_layers, 1, "{name}");
+            }
+        }
+        for name in ["salsa20", "xor", "none", "null"] {
+            let cfg = KcpConfig::default()
+                .crypt(name, "k")
+                .unwrap()
+                .migration(true);
+            assert!(cfg.check().is_err(), "{name}");
+            assert!(cfg.endpoint_config(true).is_err(), "{name}");
+        }
+        assert!(KcpConfig::default().migration(true).check().is_err());
     }
 
     #[test]

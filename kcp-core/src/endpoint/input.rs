@@ -4,11 +4,16 @@
 use core::ops::Range;
 
 use crate::codec::{CodecError, Route};
-use crate::time::Millis;
+use crate::time::{seq_diff, Millis};
 use crate::wire::{Command, Datagram, HEADER_LEN};
 
-use super::half_open::Opened;
-use super::{DropReason, Endpoint, EndpointError, PeerAddr, ATTACHED};
+use super::migration::Arrived;
+use super::slot::{Slot, ATTACHED, GROUP_REACH, NO_GROUP, PEER_TS};
+use super::{DropReason, Endpoint, EndpointError, PeerAddr, MAX_DEMUX_LAYERS};
+
+/// What the endpoint's demux layers opened: per layer, outermost first, the packet's range in
+/// the datagram and its inner packet's range within the packet.
+pub(super) type Opened = [(Range<usize>, Range<usize>); MAX_DEMUX_LAYERS];
 
 /// Where the codec stack said a datagram belongs.
 enum Routed {
@@ -27,10 +32,56 @@ enum Routed {
 
 /// Payload chunks a KCP datagram may need to store: one per PUSH with data.
 pub(super) fn chunks_needed(kcp: &[u8]) -> usize {
-    Datagram::new(kcp)
-        .filter_map(Result::ok)
-        .filter(|(seg, p)| seg.cmd == Command::Push && !p.is_empty())
-        .count()
+    scan(kcp).chunks
+}
+
+/// What one pass over a KCP datagram's segment headers finds.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct Scan {
+    /// Payload chunks it may need to store: one per PUSH with data.
+    pub(super) chunks: usize,
+    /// PUSH segments.
+    pub(super) pushes: usize,
+    /// The newest timestamp of its PUSH segments (the peer's clock).
+    pub(super) newest_push: Option<u32>,
+    /// The newest timestamp its ACK segments echo (this side's clock).
+    pub(super) newest_ack: Option<u32>,
+    /// It carries a window answer (WINS).
+    pub(super) wins: bool,
+}
+
+/// Reads the segment headers of `kcp` once (see [`Scan`]).
+pub(super) fn scan(kcp: &[u8]) -> Scan {
+    let newer = |a: Option<u32>, ts: u32| match a {
+        Some(n) if seq_diff(ts, n) <= 0 => Some(n),
+        _ => Some(ts),
+    };
+    let mut s = Scan::default();
+    for (seg, p) in Datagram::new(kcp).map_while(Result::ok) {
+        match seg.cmd {
+            Command::Push => {
+                if !p.is_empty() {
+                    s.chunks += 1;
+                }
+                s.pushes += 1;
+                s.newest_push = newer(s.newest_push, seg.ts);
+            }
+            Command::Ack => s.newest_ack = newer(s.newest_ack, seg.ts),
+            Command::WindowTell => s.wins = true,
+            Command::WindowAsk => {}
+        }
+    }
+    s
+}
+
+/// Remembers the newest PUSH timestamp a session took from its peer.
+pub(super) fn note_push<A>(slot: &mut Slot<A>, newest: Option<u32>) {
+    if let Some(ts) = newest {
+        if !slot.flag(PEER_TS) || seq_diff(ts, slot.peer_ts) > 0 {
+            slot.peer_ts = ts;
+            slot.set_flag(PEER_TS, true);
+        }
+    }
 }
 
 impl<A: PeerAddr> Endpoint<A> {
@@ -106,9 +157,15 @@ impl<A: PeerAddr> Endpoint<A> {
                 return Err(EndpointError::Rejected(reason));
             }
         };
-        let (idx, needed) = match routed {
+        let (idx, scan) = match routed {
             Routed::Attach { group } => match self.attached_session(from, group) {
-                Some(i) => (i, 1),
+                Some(i) => (
+                    i,
+                    Scan {
+                        chunks: 1,
+                        ..Scan::default()
+                    },
+                ),
                 None => {
                     self.stats.in_errs += 1;
                     return Err(EndpointError::Rejected(DropReason::NoSession));
@@ -125,8 +182,8 @@ impl<A: PeerAddr> Endpoint<A> {
                     None => {
                         // `kcp` is relative to the plaintext; make it relative to the datagram.
                         let kcp = plain_range.start + kcp.start..plain_range.start + kcp.end;
-                        return if self.half.contains_key(&(from, conv)) {
-                            self.half_input(
+                        if self.half.contains_key(&(from, conv)) {
+                            return self.half_input(
                                 t,
                                 now,
                                 (from, conv),
@@ -135,25 +192,66 @@ impl<A: PeerAddr> Endpoint<A> {
                                 plain_range,
                                 kcp,
                                 group,
-                            )
-                        } else {
-                            self.admit(t, now, from, conv, datagram, &opened, kcp, attach)
-                        };
+                            );
+                        }
+                        if self.cfg.migration.is_on() {
+                            let arrived = Arrived {
+                                t,
+                                now,
+                                from,
+                                conv,
+                                wire_len,
+                                plain: plain_range.clone(),
+                                kcp: kcp.clone(),
+                                group,
+                            };
+                            if let Some(r) = self.migrate(arrived, datagram, &opened) {
+                                return r;
+                            }
+                        }
+                        return self.admit(t, now, from, conv, datagram, &opened, kcp, attach);
                     }
                 };
                 if attach {
                     self.attach(from, idx, group);
                 }
-                (idx, chunks_needed(plain.get(kcp).unwrap_or(&[])))
+                (idx, scan(plain.get(kcp).unwrap_or(&[])))
             }
         };
+        let r = self.deliver(idx, now, datagram, &opened, plain_range, scan.chunks);
+        if r.is_ok() {
+            if let Some(Some(slot)) = self.slots.get_mut(idx as usize) {
+                slot.last_heard = t;
+                note_push(slot, scan.newest_push);
+            }
+            if !self.moves.is_empty() {
+                self.heard_at_new_address(idx, wire_len, &scan);
+            }
+        }
+        self.recount_recv(idx);
+        self.after_io(idx);
+        r
+    }
+
+    /// Gives an opened datagram to session `idx`: its own instances of the demux layers see
+    /// what the endpoint opened (replay windows live there), then its inner layers and its
+    /// engine take it. `chunks`: payload chunks to stock it with first.
+    pub(super) fn deliver(
+        &mut self,
+        idx: u32,
+        now: Millis,
+        datagram: &mut [u8],
+        opened: &Opened,
+        plain_range: Range<usize>,
+        chunks: usize,
+    ) -> Result<(), EndpointError> {
+        let total = self.demux.len();
+        let first_demux = total - self.cfg.demux_layers;
         let limited = self.recv_limited();
         let Some(Some(slot)) = self.slots.get_mut(idx as usize) else {
             return Err(EndpointError::Rejected(DropReason::NoSession));
         };
         slot.session.set_receive_limited(limited);
-        // The session's own instances of the opened layers see what was opened (replay
-        // windows live there).
         let mut r = Ok(());
         for (k, i) in (first_demux..total).rev().enumerate() {
             let Some((packet, inner)) = opened.get(k).cloned() else {
@@ -168,7 +266,7 @@ impl<A: PeerAddr> Endpoint<A> {
         if r.is_ok() && !limited {
             slot.session
                 .kcp_mut()
-                .stock_storage(&mut self.cache, needed);
+                .stock_storage(&mut self.cache, chunks);
         }
         if r.is_ok() {
             let plain = datagram.get_mut(plain_range).unwrap_or(&mut []);
@@ -180,11 +278,6 @@ impl<A: PeerAddr> Endpoint<A> {
         if limited && slot.session.kcp().spare_chunks() > 0 {
             slot.session.kcp_mut().release_storage(&mut self.cache);
         }
-        if r.is_ok() {
-            slot.last_heard = t;
-        }
-        self.recount_recv(idx);
-        self.after_io(idx);
         r.map_err(|e| EndpointError::Rejected(DropReason::Session(e)))
     }
 
@@ -211,7 +304,7 @@ impl<A: PeerAddr> Endpoint<A> {
     }
 
     /// The session a packet without a conversation id from `from` belongs to: the only one
-    /// there whose latest data group lies within [`GROUP_REACH`](super::GROUP_REACH) of
+    /// there whose latest data group lies within [`GROUP_REACH`](GROUP_REACH) of
     /// `group` (sessions sharing a socket number their groups from far-apart random points;
     /// parity may overtake its group's data, or come late). A session alone on its address
     /// also takes parity of unknown group, or before it knows a group of its own; parity of
@@ -222,14 +315,14 @@ impl<A: PeerAddr> Endpoint<A> {
     fn attached_session(&mut self, from: A, group: Option<u32>) -> Option<u32> {
         let first = *self.attach_route.get(&from)?;
         // The latest data group of session `i`, if it knows one.
-        let latest = |slots: &[Option<alloc::boxed::Box<super::Slot<A>>>], i: u32| {
+        let latest = |slots: &[Option<alloc::boxed::Box<Slot<A>>>], i: u32| {
             slots
                 .get(i as usize)
                 .and_then(Option::as_deref)
                 .map(|s| s.group)
-                .filter(|&n| n != super::NO_GROUP)
+                .filter(|&n| n != NO_GROUP)
         };
-        let near = |n: u32, g: u32| (g.wrapping_sub(n) as i32).unsigned_abs() <= super::GROUP_REACH;
+        let near = |n: u32, g: u32| (g.wrapping_sub(n) as i32).unsigned_abs() <= GROUP_REACH;
         let Some(more) = self.attach_more.get(&from) else {
             return match (group, latest(&self.slots, first)) {
                 (Some(g), Some(n)) if !near(n, g) => {

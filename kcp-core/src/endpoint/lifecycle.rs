@@ -2,10 +2,9 @@
 
 use crate::time::Millis;
 
-use super::{
-    CloseReason, Endpoint, Event, PeerAddr, SessionId, State, ATTACHED, NOT_IDLE, QUEUED, READABLE,
-    RESCHED_QUEUED, TRIMMED, TRIM_AFTER_MS,
-};
+use super::migration::within_budget;
+use super::slot::{State, ATTACHED, NOT_IDLE, QUEUED, READABLE, RESCHED_QUEUED, TRIMMED};
+use super::{CloseReason, Endpoint, Event, PeerAddr, SessionId, TRIM_AFTER_MS};
 
 impl<A: PeerAddr> Endpoint<A> {
     /// Runs every session timer due at `now`: engine timers, idle, shutdown, half-open and
@@ -148,6 +147,10 @@ impl<A: PeerAddr> Endpoint<A> {
         let id = SessionId { idx, gen: slot.gen };
         let key = (slot.addr, slot.conv);
         self.by_key.remove(&key);
+        if self.cfg.migration.is_on() {
+            self.by_conv.remove(&(slot.conv, idx));
+            self.moves.remove(&idx);
+        }
         if slot.flag(ATTACHED) {
             self.detach(slot.addr, idx);
         }
@@ -187,7 +190,7 @@ impl<A: PeerAddr> Endpoint<A> {
 
     /// Removes session `idx` from the sessions that packets without a conversation id from
     /// `addr` may go to.
-    fn detach(&mut self, addr: A, idx: u32) {
+    pub(super) fn detach(&mut self, addr: A, idx: u32) {
         let more = self.attach_more.get_mut(&addr);
         if self.attach_route.get(&addr) == Some(&idx) {
             match more.and_then(|m| m.pop()) {
@@ -255,11 +258,21 @@ impl<A: PeerAddr> Endpoint<A> {
             if alive {
                 let mut closing = None;
                 if let Some(Some(slot)) = self.slots.get_mut(idx as usize) {
-                    let n = slot.session.poll_transmit_strided(now, buf, stride, lens);
-                    if n > 0 {
-                        self.stats.out_pkts += n as u64;
-                        self.stats.out_bytes += lens[..n].iter().sum::<usize>() as u64;
-                        return Some((slot.addr, n));
+                    let mut n = slot.session.poll_transmit_strided(now, buf, stride, lens);
+                    while n > 0 {
+                        // A session that moved to an address that has not answered sends
+                        // there within the anti-amplification budget; KCP resends the rest.
+                        let k = match self.moves.get_mut(&idx) {
+                            Some(m) => within_budget(m, lens.get(..n).unwrap_or(&[])),
+                            None => n,
+                        };
+                        self.stats.amplification_limited += (n - k) as u64;
+                        if k > 0 {
+                            self.stats.out_pkts += k as u64;
+                            self.stats.out_bytes += lens[..k].iter().sum::<usize>() as u64;
+                            return Some((slot.addr, k));
+                        }
+                        n = slot.session.poll_transmit_strided(now, buf, stride, lens);
                     }
                     match slot.state {
                         State::Closing(reason) => closing = Some(reason),
@@ -268,10 +281,15 @@ impl<A: PeerAddr> Endpoint<A> {
                             slot.state = State::Closing(CloseReason::Shutdown);
                             slot.session.kcp_mut().flush();
                             let n = slot.session.poll_transmit_strided(now, buf, stride, lens);
-                            if n > 0 {
-                                self.stats.out_pkts += n as u64;
-                                self.stats.out_bytes += lens[..n].iter().sum::<usize>() as u64;
-                                return Some((slot.addr, n));
+                            let k = match self.moves.get_mut(&idx) {
+                                Some(m) => within_budget(m, lens.get(..n).unwrap_or(&[])),
+                                None => n,
+                            };
+                            self.stats.amplification_limited += (n - k) as u64;
+                            if k > 0 {
+                                self.stats.out_pkts += k as u64;
+                                self.stats.out_bytes += lens[..k].iter().sum::<usize>() as u64;
+                                return Some((slot.addr, k));
                             }
                             closing = Some(CloseReason::Shutdown);
                         }

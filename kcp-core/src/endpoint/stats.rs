@@ -4,6 +4,8 @@
 
 use crate::session::Session;
 
+use super::{Endpoint, PeerAddr};
+
 macro_rules! endpoint_stats {
     (
         kcp_go { $($(#[$kd:meta])* $kf:ident = $kname:literal,)* }
@@ -122,8 +124,9 @@ endpoint_stats! {
         oversize,
         /// Copies of a remembered first flight or confirmation (in `in_errs` too).
         replayed,
-        /// Probes not sent to an unconfirmed address: they would have exceeded three times
-        /// the bytes received from it.
+        /// Probes not sent to an unconfirmed address, and datagrams of a migrated session
+        /// not sent to its new address before the peer answered there: they would have
+        /// exceeded three times the bytes received from it.
         amplification_limited,
         /// Peer-opened sessions the application did not accept in time.
         not_accepted,
@@ -141,6 +144,12 @@ endpoint_stats! {
         /// Datagrams a replay-protected layer dropped as replays (a session's
         /// `crypto_replays` counter).
         replays,
+        /// Sessions moved to a new peer address (`EndpointConfig::migration`).
+        migrations,
+        /// Datagrams of a live session from another address that did not move it: not
+        /// authenticated by a demux layer, a copy in the replay record or refused by the
+        /// session's layers, not fresh, or its conversation id is that of several sessions.
+        migrations_refused,
     }
     gauges { max_conn, curr_estab, half_open, pooled_bytes, recv_bytes }
 }
@@ -168,6 +177,22 @@ impl EndpointStats {
         self.fec_errs += c.fec_errs;
         self.fec_short_shards += c.fec_short_shards;
         self.replays += c.crypto_replays;
+    }
+}
+
+impl<A: PeerAddr> Endpoint<A> {
+    /// kcp-go's SNMP counters for the whole endpoint: its own packet counters plus the sum of
+    /// every live and ended session's.
+    pub fn stats(&self) -> EndpointStats {
+        let mut s = self.stats;
+        s.add(&self.retired);
+        for slot in self.slots.iter().flatten() {
+            s.absorb_session(&slot.session);
+        }
+        s.half_open = self.half.len() as u64;
+        s.pooled_bytes = self.cache.heap_bytes() as u64;
+        s.recv_bytes = self.recv_total as u64;
+        s
     }
 }
 
