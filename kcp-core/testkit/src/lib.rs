@@ -1,5 +1,9 @@
-//! Test support shared by every crate of the workspace (not published): one counting global
-//! allocator and one builder of the Go interop peers, instead of a copy per test file.
+//! Test support shared by every crate of the workspace (not published), instead of a copy per
+//! test file: one counting global allocator ([`alloc`]), one deterministic generator ([`rng`])
+//! and the Go interop peers with the case matrix the adapters run against them ([`go`]).
+//!
+//! It depends on no crate of the workspace, so every crate (kcp-core included) can use it in
+//! its tests without a dependency loop.
 //!
 //! ```
 //! use kcp_testkit::alloc::{self, Counting};
@@ -16,3 +20,4 @@
 
 pub mod alloc;
 pub mod go;
+pub mod rng;
