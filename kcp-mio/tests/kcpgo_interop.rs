@@ -14,28 +14,12 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use common::{mio_client, mio_sessions, MioServer};
-use kcp_core::Config;
+use common::{case_config, mio_client, mio_sessions, MioServer};
 use kcp_mio::perf::{ClientSession, Test};
-use kcp_mio::KcpConfig;
 use kcp_testkit::go::{self, Case, GoServer};
 
 /// One Go peer at a time: in parallel the runs starve each other of the machine's 2 cores.
 static SERIAL: Mutex<()> = Mutex::new(());
-
-/// The kcp-mio configuration of `case`.
-fn mio(case: &Case) -> KcpConfig {
-    let engine = Config {
-        mtu: go::MTU,
-        stream: case.stream,
-        ..Config::fast3().with_windows(go::WINDOW, go::WINDOW)
-    };
-    let (ds, ps) = case.shards();
-    KcpConfig::new(engine)
-        .crypt(case.crypt, go::KEY)
-        .unwrap()
-        .fec(ds, ps)
-}
 
 fn go_server(bin: &Path, case: &Case) -> GoServer {
     GoServer::start(bin, case, "127.0.0.1:0")
@@ -58,11 +42,18 @@ fn both_directions(case: Case) {
     let what = format!("{case:?} against the Go server");
     let server = go_server(&bin, &case);
     for test in [Test::Sink, Test::Source] {
-        mio_client(server.addr, &mio(&case), test, 1 << 20, case.msg(), &what);
+        mio_client(
+            server.addr,
+            &case_config(&case),
+            test,
+            1 << 20,
+            case.msg(),
+            &what,
+        );
     }
     drop(server);
 
-    let server = MioServer::start(mio(&case));
+    let server = MioServer::start(case_config(&case));
     go_client(&bin, server.addr, &case, "sink");
     go_client(&bin, server.addr, &case, "echo");
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
@@ -122,9 +113,13 @@ fn duration_runs(case: Case) {
             case.msg()
         };
         let t = std::time::Instant::now();
-        let r = mio_sessions(server.addr, &mio(&case), 1, Duration::from_secs(20), |_| {
-            ClientSession::for_duration(test, msg, !case.stream, Duration::from_millis(500))
-        })
+        let r = mio_sessions(
+            server.addr,
+            &case_config(&case),
+            1,
+            Duration::from_secs(20),
+            |_| ClientSession::for_duration(test, msg, !case.stream, Duration::from_millis(500)),
+        )
         .pop()
         .unwrap()
         .unwrap_or_else(|e| panic!("{case:?} {test:?} against the Go server: {e}"));
@@ -138,7 +133,7 @@ fn duration_runs(case: Case) {
     }
     drop(server);
 
-    let server = MioServer::start(mio(&case));
+    let server = MioServer::start(case_config(&case));
     let mut bytes = Vec::new();
     for test in ["echo", "sink", "source"] {
         bytes.push(go_client_for(&bin, server.addr, &case, test, "0.5"));
