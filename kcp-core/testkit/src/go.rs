@@ -48,9 +48,9 @@ pub const CIPHERS: [&str; 14] = [
     "xor", "sm4", "none", "null",
 ];
 /// The MTU of every case.
-pub const MTU: usize = 1350;
+pub const MTU: u32 = 1350;
 /// The send and receive windows of every case, in segments.
-pub const WINDOW: u16 = 256;
+pub const WINDOW: u32 = 256;
 /// Data and parity shards of the cases with FEC.
 pub const FEC: (usize, usize) = (10, 3);
 
@@ -137,7 +137,7 @@ impl Case {
         } else {
             let crypto = if self.crypt == "null" { 0 } else { 20 };
             let fec = if self.fec { 8 } else { 0 };
-            MTU - 24 - crypto - fec
+            MTU as usize - 24 - crypto - fec
         }
     }
 
