@@ -32,6 +32,14 @@ pub fn case_config(case: &Case) -> KcpConfig {
         .fec(ds, ps)
 }
 
+/// A listening endpoint (token 0) and a client endpoint (token 1) on loopback, both on `poll`.
+pub fn loopback_pair(config: &KcpConfig, poll: &Poll) -> (Endpoint, Endpoint) {
+    let at = "127.0.0.1:0".parse().unwrap();
+    let server = Endpoint::listen(at, config, poll.registry(), Token(0)).unwrap();
+    let client = Endpoint::client(at, config, poll.registry(), Token(1)).unwrap();
+    (server, client)
+}
+
 /// What a server saw: finished tests and failures.
 #[derive(Default, Debug)]
 pub struct Served {
