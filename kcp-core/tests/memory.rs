@@ -6,7 +6,6 @@
 //! in parallel threads.
 
 use kcp_core::endpoint::{Endpoint, EndpointConfig, SessionId};
-use kcp_core::wire::{Command, Datagram};
 use kcp_core::{Config, Millis};
 use kcp_testkit::wire::{self, segment};
 
@@ -63,17 +62,7 @@ impl Server {
         loop {
             while let Some((to, n)) = self.ep.poll_transmit(self.now, &mut self.out) {
                 let mut answer = Vec::new();
-                for (seg, _) in Datagram::new(&self.out[..n]).flatten() {
-                    match seg.cmd {
-                        Command::Push => {
-                            segment(&mut answer, seg.conv, wire::ACK, seg.sn, 1, seg.ts, &[])
-                        }
-                        Command::WindowAsk => {
-                            segment(&mut answer, seg.conv, wire::WINS, 0, 1, 0, &[])
-                        }
-                        _ => {}
-                    }
-                }
+                wire::answer(&self.out[..n], &mut answer);
                 if !answer.is_empty() && self.answer {
                     self.reply.push((to, answer));
                 }

@@ -10,7 +10,7 @@
 //! One test function: the allocator is process-wide, and tests of one binary run in parallel.
 
 use kcp_core::endpoint::{Endpoint, SessionId, TRIM_AFTER_MS};
-use kcp_core::wire::{Command, Datagram, HEADER_LEN};
+use kcp_core::wire::HEADER_LEN;
 use kcp_core::{Config, Layer, Millis};
 use kcp_mio::stack::Stack;
 use kcp_mio::KcpConfig;
@@ -146,15 +146,7 @@ impl Bench {
                     continue;
                 };
                 let mut a = Vec::new();
-                for (seg, _) in Datagram::new(kcp).flatten() {
-                    match seg.cmd {
-                        Command::Push => {
-                            segment(&mut a, seg.conv, wire::ACK, seg.sn, 1, seg.ts, &[])
-                        }
-                        Command::WindowAsk => segment(&mut a, seg.conv, wire::WINS, 0, 1, 0, &[]),
-                        _ => {}
-                    }
-                }
+                wire::answer(kcp, &mut a);
                 if !a.is_empty() {
                     answers.push((to, a));
                 }

@@ -81,6 +81,40 @@ pub fn segment(out: &mut Vec<u8>, conv: u32, cmd: u8, sn: u32, una: u32, ts: u32
     .write(out, data);
 }
 
+/// The headers of the segments in `datagram`, in order (a truncated tail is ignored).
+pub fn segments(datagram: &[u8]) -> Vec<Segment> {
+    let mut out = Vec::new();
+    let mut d = datagram;
+    let u32_at = |d: &[u8], i: usize| u32::from_le_bytes([d[i], d[i + 1], d[i + 2], d[i + 3]]);
+    while d.len() >= HEADER_LEN {
+        out.push(Segment {
+            conv: u32_at(d, 0),
+            cmd: d[4],
+            frg: d[5],
+            wnd: u16::from_le_bytes([d[6], d[7]]),
+            ts: u32_at(d, 8),
+            sn: u32_at(d, 12),
+            una: u32_at(d, 16),
+        });
+        let len = u32_at(d, 20) as usize;
+        d = &d[(HEADER_LEN + len).min(d.len())..];
+    }
+    out
+}
+
+/// A scripted peer's answer to `datagram`, appended to `out`: an ACK of each PUSH (echoing its
+/// timestamp) and a window tell for each window probe, all with `una` 1 and window 128. The
+/// peer keeps no state, so every allocation a test measures meanwhile is the other side's.
+pub fn answer(datagram: &[u8], out: &mut Vec<u8>) {
+    for s in segments(datagram) {
+        match s.cmd {
+            PUSH => segment(out, s.conv, ACK, s.sn, 1, s.ts, &[]),
+            WASK => segment(out, s.conv, WINS, 0, 1, 0, &[]),
+            _ => {}
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,5 +137,23 @@ mod tests {
         assert_eq!(d[8..20], [8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19]);
         assert_eq!(d[20..24], [2, 0, 0, 0]);
         assert_eq!(&d[24..], b"xy");
+        assert_eq!(segments(&d), vec![s]);
+    }
+
+    #[test]
+    fn answers_pushes_with_acks_and_probes_with_tells() {
+        let mut d = Vec::new();
+        segment(&mut d, 7, PUSH, 3, 0, 99, b"abc");
+        segment(&mut d, 7, WASK, 0, 0, 5, &[]);
+        segment(&mut d, 7, ACK, 1, 0, 5, &[]);
+        let mut a = Vec::new();
+        answer(&d, &mut a);
+        let got = segments(&a);
+        assert_eq!(got.len(), 2);
+        assert_eq!(
+            (got[0].cmd, got[0].sn, got[0].ts, got[0].una),
+            (ACK, 3, 99, 1)
+        );
+        assert_eq!((got[1].cmd, got[1].conv), (WINS, 7));
     }
 }
