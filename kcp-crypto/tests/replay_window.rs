@@ -2,21 +2,8 @@
 //! accepted sequence numbers and the highest of them.
 
 use kcp_crypto::ReplayWindow;
-use kcp_testkit::replay::Model;
+use kcp_testkit::replay::{pick, Model};
 use proptest::prelude::*;
-
-/// A sequence number near the current top (where the interesting cases are), or anywhere.
-fn pick(top: Option<u64>, how: u8, delta: u16) -> u64 {
-    let top = top.unwrap_or(0);
-    let d = delta as u64;
-    match how % 5 {
-        0 => top.saturating_add(d % 200),
-        1 => top.saturating_sub(d % (ReplayWindow::SIZE + 100)),
-        2 => top.saturating_add(d * 64),
-        3 => u64::MAX - d % 300,
-        _ => d,
-    }
-}
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
@@ -26,7 +13,7 @@ proptest! {
         let mut w = ReplayWindow::new();
         let mut m = Model::new(ReplayWindow::SIZE);
         for (accept, how, delta) in ops {
-            let s = pick(m.top, how, delta);
+            let s = pick(m.top, how, delta, ReplayWindow::SIZE);
             prop_assert_eq!(w.check(s), m.check(s), "check({})", s);
             if accept {
                 w.accept(s);

@@ -51,6 +51,22 @@ impl Model {
     }
 }
 
+/// A sequence number for the next operation, from two fuzzed values: near the current `top`
+/// (ahead, behind by up to a little more than `size`, far ahead), near `u64::MAX`, 2^32 steps
+/// ahead, or a small absolute number: where the interesting cases are.
+pub fn pick(top: Option<u64>, how: u8, delta: u16, size: u64) -> u64 {
+    let top = top.unwrap_or(0);
+    let d = delta as u64;
+    match how % 6 {
+        0 => top.saturating_add(d % 200),
+        1 => top.saturating_sub(d % (size + 100)),
+        2 => top.saturating_add(d * 64),
+        3 => u64::MAX - d % 300,
+        4 => top.wrapping_add(d << 32),
+        _ => d,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::Model;
