@@ -11,6 +11,11 @@ use kcp_tokio::{KcpListener, KcpStream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::timeout;
 
+/// The slow reader's and the slow receiver's transfers run one at a time: the slow receiver
+/// spins a core for each datagram it opens, and beside it the slow reader's sender would see
+/// its ACKs late and count retransmissions its window did not cause.
+static ONE_SLOW_PEER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test]
 async fn writes_wait_while_the_window_is_full() {
     // The server accepts but never reads: its receive window fills, then ours.
@@ -74,6 +79,7 @@ async fn read_and_write_timeouts() {
 /// of retransmitting into a full receiver, and every byte arrives.
 #[tokio::test]
 async fn a_slow_reader_slows_the_sender_through_its_window() {
+    let _one = ONE_SLOW_PEER_AT_A_TIME.lock().await;
     let listener = KcpListener::bind("127.0.0.1:0", cfg()).await.unwrap();
     let addr = listener.local_addr();
     let mut c = KcpStream::connect(addr, cfg()).await.unwrap();
@@ -144,6 +150,7 @@ impl kcp_core::Codec for SlowOpen {
 /// retransmitting whole windows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_receiver_keeps_acknowledging_while_it_catches_up() {
+    let _one = ONE_SLOW_PEER_AT_A_TIME.lock().await;
     let slow = cfg().layers(|| vec![Box::new(SlowOpen) as kcp_core::Layer], 0);
     let listener = KcpListener::bind("127.0.0.1:0", slow).await.unwrap();
     let addr = listener.local_addr();
