@@ -8,61 +8,20 @@
 //! near `u64::MAX`, small absolute).
 #![no_main]
 
-use std::collections::BTreeSet;
-
 use kcp_crypto::ReplayWindow;
+use kcp_testkit::replay::{pick, Model};
 use libfuzzer_sys::fuzz_target;
-
-#[derive(Default)]
-struct Model {
-    seen: BTreeSet<u64>,
-    top: Option<u64>,
-}
-
-impl Model {
-    fn check(&self, s: u64) -> bool {
-        match self.top {
-            None => true,
-            Some(top) => s > top || (top - s < ReplayWindow::SIZE && !self.seen.contains(&s)),
-        }
-    }
-    fn accept(&mut self, s: u64) {
-        match self.top {
-            Some(top) if s <= top && top - s >= ReplayWindow::SIZE => {}
-            Some(top) if s <= top => {
-                self.seen.insert(s);
-            }
-            _ => {
-                self.seen.insert(s);
-                self.top = Some(s);
-            }
-        }
-        // Forget what can never matter again, so the model stays as small as the window.
-        if let Some(top) = self.top {
-            let floor = top.saturating_sub(ReplayWindow::SIZE);
-            self.seen = self.seen.split_off(&floor);
-        }
-    }
-}
-
-fn pick(top: Option<u64>, how: u8, delta: u16) -> u64 {
-    let top = top.unwrap_or(0);
-    let d = delta as u64;
-    match how % 6 {
-        0 => top.saturating_add(d % 200),
-        1 => top.saturating_sub(d % (ReplayWindow::SIZE + 100)),
-        2 => top.saturating_add(d * 64),
-        3 => u64::MAX - d % 300,
-        4 => top.wrapping_add(d << 32),
-        _ => d,
-    }
-}
 
 fuzz_target!(|data: &[u8]| {
     let mut w = ReplayWindow::new();
-    let mut m = Model::default();
+    let mut m = Model::new(ReplayWindow::SIZE);
     for op in data.chunks_exact(4) {
-        let s = pick(m.top, op[1], u16::from_le_bytes([op[2], op[3]]));
+        let s = pick(
+            m.top,
+            op[1],
+            u16::from_le_bytes([op[2], op[3]]),
+            ReplayWindow::SIZE,
+        );
         assert_eq!(w.check(s), m.check(s), "check({s})");
         if op[0] & 1 == 1 {
             w.accept(s);

@@ -4,49 +4,13 @@
 //! memory, `poll_transmit` terminates.
 #![no_main]
 
-use std::sync::OnceLock;
+mod common;
 
+use common::{code, crypt};
 use kcp_core::{Codec, Config, Layer, Millis, Session};
-use kcp_crypto::{BlockCrypt, CipherKind, PacketCrypt, Pass, HEADER_LEN};
-use kcp_fec::{Fec, FecCode, FecConfig};
+use kcp_crypto::HEADER_LEN;
+use kcp_fec::{Fec, FecConfig};
 use libfuzzer_sys::fuzz_target;
-
-struct Counter(u64);
-impl rand_core::TryRng for Counter {
-    type Error = core::convert::Infallible;
-    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
-        Ok(self.try_next_u64()? as u32)
-    }
-    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        Ok(self.0)
-    }
-    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
-        for b in dst {
-            *b = self.try_next_u64()? as u8;
-        }
-        Ok(())
-    }
-}
-impl rand_core::TryCryptoRng for Counter {}
-
-/// Derived once: PBKDF2 per input would dominate the run.
-fn pass() -> &'static Pass {
-    static PASS: OnceLock<Pass> = OnceLock::new();
-    PASS.get_or_init(|| Pass::derive(b"fuzz"))
-}
-
-fn code() -> &'static FecCode {
-    static CODE: OnceLock<FecCode> = OnceLock::new();
-    CODE.get_or_init(|| FecCode::new(10, 3).expect("valid shards"))
-}
-
-fn crypt(seed: u64) -> PacketCrypt {
-    PacketCrypt::new(
-        BlockCrypt::from_pass(CipherKind::Aes128, pass()),
-        &mut rand_core::UnwrapErr(Counter(seed)),
-    )
-}
 
 /// Far above what windows of 32 segments and the FEC layer's own bound allow, far below
 /// "grows with the input".

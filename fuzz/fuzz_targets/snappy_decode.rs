@@ -9,24 +9,22 @@
 #![no_main]
 
 use kcp_mio::snappy::{Decoder, Encoder, MAX_BLOCK_SIZE, STREAM_IDENTIFIER};
+use kcp_testkit::rng::Rng;
 use libfuzzer_sys::fuzz_target;
 
 /// Piece lengths from a seed: 1 to 300 bytes, sometimes large.
-fn piece_len(x: &mut u32) -> usize {
-    *x ^= *x << 13;
-    *x ^= *x >> 17;
-    *x ^= *x << 5;
-    if *x % 8 == 0 {
-        1 + (*x as usize >> 8) % 100_000
+fn piece_len(rng: &mut Rng) -> usize {
+    if rng.below(8) == 0 {
+        1 + rng.below(100_000) as usize
     } else {
-        1 + (*x as usize >> 8) % 300
+        1 + rng.below(300) as usize
     }
 }
 
 fn decode(input: &[u8], seed: u32) -> Result<Vec<u8>, ()> {
     let mut dec = Decoder::new();
     let mut out = Vec::new();
-    let mut x = seed | 1;
+    let mut x = Rng::new(u64::from(seed));
     let mut pos = 0;
     while pos < input.len() {
         let end = (pos + piece_len(&mut x)).min(input.len());
@@ -70,7 +68,7 @@ fuzz_target!(|data: &[u8]| {
     } else {
         let mut enc = Encoder::new();
         let mut wire = Vec::new();
-        let mut x = *seed as u32 | 0x100;
+        let mut x = Rng::new(u64::from(*seed));
         let mut pos = 0;
         // Flushes cut from the input; large inputs are repeated to cross the block size.
         let repeat = if mode & 2 == 0 {

@@ -10,6 +10,7 @@ use kcp_core::endpoint::{
 };
 use kcp_core::wire::{Command, Datagram, SegmentRepr, HEADER_LEN};
 use kcp_core::{Config, Millis};
+use kcp_testkit::rng::Rng;
 
 fn addr(ip: u8, port: u16) -> SocketAddr {
     SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, ip)), port)
@@ -70,29 +71,16 @@ fn idle<A: PeerAddr>(ep: &mut Endpoint<A>, now: &mut Millis, ms: u32) -> Vec<Eve
     ev
 }
 
-/// A tiny xorshift so the flood is reproducible.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
 #[test]
 fn random_datagrams_never_create_a_session() {
     let mut ep: Endpoint<SocketAddr> = Endpoint::new(server_cfg()).unwrap();
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut rng = Rng::new(1);
     let now = Millis(1);
     let mut d = [0u8; 1500];
     for i in 0..200_000u32 {
-        let len = (rng.next() % 1400) as usize;
-        for b in d[..len].iter_mut() {
-            *b = rng.next() as u8;
-        }
-        let from = addr((i % 250) as u8, (rng.next() % 60_000) as u16 + 1);
+        let len = rng.below(1400) as usize;
+        rng.fill(&mut d[..len]);
+        let from = addr((i % 250) as u8, rng.below(60_000) as u16 + 1);
         let _ = ep.handle_datagram(now, from, &mut d[..len]);
         assert!(drain(&mut ep, now).is_empty(), "no reply to garbage");
     }
@@ -423,7 +411,7 @@ fn a_real_client_gets_in_and_transfers_under_a_first_flight_flood() {
             // One second of flood first, so the table is full when the client comes.
             for _ in 0..1_000 {
                 for _ in 0..3 {
-                    let conv = rng.next() as u32;
+                    let conv = rng.next_u64() as u32;
                     let _ = f.server.handle_datagram(
                         f.now,
                         spoofed(i),
@@ -449,7 +437,7 @@ fn a_real_client_gets_in_and_transfers_under_a_first_flight_flood() {
             let mut ms = 0u32;
             while got < total && ms < 3_000 {
                 for _ in 0..3 {
-                    let conv = rng.next() as u32;
+                    let conv = rng.next_u64() as u32;
                     let _ = f.server.handle_datagram(
                         f.now,
                         spoofed(i),

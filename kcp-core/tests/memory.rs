@@ -6,8 +6,8 @@
 //! in parallel threads.
 
 use kcp_core::endpoint::{Endpoint, EndpointConfig, SessionId};
-use kcp_core::wire::{Command, Datagram, SegmentRepr, HEADER_LEN};
 use kcp_core::{Config, Millis};
+use kcp_testkit::wire::{self, segment};
 
 #[global_allocator]
 static GLOBAL: kcp_testkit::alloc::Counting = kcp_testkit::alloc::Counting;
@@ -22,24 +22,6 @@ const IDLE_BUDGET: usize = 2048;
 /// Budget per half-open session before it carries data (its session struct now also keeps
 /// its receive-budget share, recent FEC groups and the clock's catch-up state: 1038 B).
 const HALF_OPEN_BUDGET: usize = 1088;
-
-fn segment(out: &mut Vec<u8>, conv: u32, cmd: Command, sn: u32, una: u32, ts: u32, data: &[u8]) {
-    let at = out.len();
-    out.resize(at + HEADER_LEN, 0);
-    SegmentRepr {
-        conv,
-        cmd,
-        frg: 0,
-        wnd: 128,
-        ts,
-        sn,
-        una,
-        len: data.len() as u32,
-    }
-    .emit(&mut out[at..])
-    .unwrap();
-    out.extend_from_slice(data);
-}
 
 /// A scripted peer per address: acknowledges what the server sends, answers window probes.
 /// It keeps no state beyond what the server's datagrams tell it (the server's PUSH sn and
@@ -80,17 +62,7 @@ impl Server {
         loop {
             while let Some((to, n)) = self.ep.poll_transmit(self.now, &mut self.out) {
                 let mut answer = Vec::new();
-                for (seg, _) in Datagram::new(&self.out[..n]).flatten() {
-                    match seg.cmd {
-                        Command::Push => {
-                            segment(&mut answer, seg.conv, Command::Ack, seg.sn, 1, seg.ts, &[])
-                        }
-                        Command::WindowAsk => {
-                            segment(&mut answer, seg.conv, Command::WindowTell, 0, 1, 0, &[])
-                        }
-                        _ => {}
-                    }
-                }
+                wire::answer(&self.out[..n], &mut answer);
                 if !answer.is_empty() && self.answer {
                     self.reply.push((to, answer));
                 }
@@ -132,7 +104,7 @@ impl Server {
     /// "pong", the peer acknowledges.
     fn open(&mut self, addr: u32) -> SessionId {
         let mut d = Vec::with_capacity(64);
-        segment(&mut d, addr, Command::Push, 0, 0, self.now.0, b"ping");
+        segment(&mut d, addr, wire::PUSH, 0, 0, self.now.0, b"ping");
         self.handle_datagram(addr, &mut d);
         self.pump();
         let id = self.ep.accept().expect("accepted");
@@ -193,7 +165,7 @@ fn memory_follows_data() {
     for a in 0..n {
         let addr = 1_000_000 + a;
         let mut d = Vec::with_capacity(32);
-        segment(&mut d, addr, Command::Push, 0, 0, s.now.0, &[]);
+        segment(&mut d, addr, wire::PUSH, 0, 0, s.now.0, &[]);
         s.handle_datagram(addr, &mut d);
         drop(d);
         // Drain the ACK + probe without answering.
@@ -226,7 +198,7 @@ fn memory_follows_data() {
         // 64 segments at a time, in order, as a peer with a wide window sends them.
         for _ in 0..64 {
             let mut d = Vec::with_capacity(1400);
-            segment(&mut d, conv, Command::Push, sn, 1, s.now.0, &chunk);
+            segment(&mut d, conv, wire::PUSH, sn, 1, s.now.0, &chunk);
             s.handle_datagram(conv, &mut d);
             sn += 1;
         }
@@ -262,14 +234,14 @@ fn half_open_with_data() {
     let mut out = [0u8; 1500];
     // Warm the endpoint's tables with one entry that is then replaced.
     let mut d = Vec::new();
-    segment(&mut d, 1, Command::Push, 0, 0, 1, b"warm");
+    segment(&mut d, 1, wire::PUSH, 0, 0, 1, b"warm");
     let _ = ep.handle_datagram(now, 1, &mut d);
     while ep.poll_transmit(now, &mut out).is_some() {}
 
     // 31 one-byte PUSHes (sn 1..31) in one first flight.
     let mut d = Vec::with_capacity(31 * 25);
     for sn in 1..=31 {
-        segment(&mut d, 2, Command::Push, sn, 0, 1, b"x");
+        segment(&mut d, 2, wire::PUSH, sn, 0, 1, b"x");
     }
     let before = live();
     ep.handle_datagram(now, 2, &mut d).unwrap();
@@ -290,7 +262,7 @@ fn half_open_with_data() {
         })
         .unwrap();
         let mut d = Vec::new();
-        segment(&mut d, 1, Command::Push, 0, 0, 1, b"warm");
+        segment(&mut d, 1, wire::PUSH, 0, 0, 1, b"warm");
         let _ = ep.handle_datagram(now, 1, &mut d);
         while ep.poll_transmit(now, &mut out).is_some() {}
         drop(d);
@@ -300,10 +272,10 @@ fn half_open_with_data() {
             let mut d = Vec::with_capacity(1500);
             if shape == "60 x 1 B" {
                 for sn in 0..60 {
-                    segment(&mut d, conv, Command::Push, sn, 0, 1, b"y");
+                    segment(&mut d, conv, wire::PUSH, sn, 0, 1, b"y");
                 }
             } else {
-                segment(&mut d, conv, Command::Push, 0, 0, 1, &[7u8; 1476]);
+                segment(&mut d, conv, wire::PUSH, 0, 0, 1, &[7u8; 1476]);
             }
             assert_eq!(d.len(), 1500);
             ep.handle_datagram(now, conv, &mut d).unwrap();
@@ -324,7 +296,7 @@ fn half_open_with_data() {
     // Longer datagrams are not parsed at all: 1,024 one-byte PUSHes in one 25,600-byte datagram.
     let mut d = Vec::new();
     for sn in 0..1024 {
-        segment(&mut d, 99_999, Command::Push, sn, 0, 1, b"z");
+        segment(&mut d, 99_999, wire::PUSH, sn, 0, 1, b"z");
     }
     let before = live();
     let oversize = ep.stats().oversize;

@@ -15,28 +15,9 @@ use kcp_crypto::{
 
 const PACKET: usize = 1400;
 
-/// kcp-core's seeded generator as the CSPRNG the constructors ask for (keys and nonces do not
-/// change what is measured). Benchmarks only: it is not a CSPRNG.
-struct BenchRng(kcp_core::sim::Rng);
-impl BenchRng {
-    fn seeded(seed: u64) -> BenchRng {
-        BenchRng(kcp_core::sim::Rng::new(seed))
-    }
-}
-impl rand_core::TryRng for BenchRng {
-    type Error = core::convert::Infallible;
-    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
-        Ok(self.0.next_u32())
-    }
-    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
-        Ok(self.0.next_u64())
-    }
-    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
-        self.0.fill_bytes(dst);
-        Ok(())
-    }
-}
-impl rand_core::TryCryptoRng for BenchRng {}
+// The test kit's seeded generator as the CSPRNG the constructors ask for (keys and nonces do
+// not change what is measured). Benchmarks only: it is not a CSPRNG.
+use kcp_testkit::rng::Rng as BenchRng;
 
 fn data() -> Vec<u8> {
     (0..PACKET).map(|i| (i * 131 + 7) as u8).collect()
@@ -87,14 +68,14 @@ fn codecs(c: &mut Criterion) {
     g.throughput(Throughput::Bytes(PACKET as u64));
     let mut aes = PacketCrypt::new(
         BlockCrypt::from_pass(CipherKind::Aes128, &pass),
-        &mut BenchRng::seeded(1),
+        &mut BenchRng::new(1),
     );
     let mut buf = data();
     g.bench_function("aes-128", |b| {
         b.iter(|| aes.seal(black_box(&mut buf), PACKET, Millis(0)))
     });
     for kind in [AeadKind::Aes128Gcm, AeadKind::ChaCha20Poly1305] {
-        let mut codec = AeadCrypt::from_pass(kind, &pass, &mut BenchRng::seeded(1));
+        let mut codec = AeadCrypt::from_pass(kind, &pass, &mut BenchRng::new(1));
         let mut buf = vec![0u8; PACKET + 16];
         g.bench_function(kind.name(), |b| {
             b.iter(|| codec.seal(black_box(&mut buf), PACKET, Millis(0)))
@@ -106,11 +87,11 @@ fn codecs(c: &mut Criterion) {
     g.throughput(Throughput::Bytes(PACKET as u64));
     let mut tx = PacketCrypt::new(
         BlockCrypt::from_pass(CipherKind::Aes128, &pass),
-        &mut BenchRng::seeded(1),
+        &mut BenchRng::new(1),
     );
     let mut rx = PacketCrypt::new(
         BlockCrypt::from_pass(CipherKind::Aes128, &pass),
-        &mut BenchRng::seeded(2),
+        &mut BenchRng::new(2),
     );
     let mut sealed = data();
     let _ = tx.seal(&mut sealed, PACKET, Millis(0));
@@ -122,8 +103,8 @@ fn codecs(c: &mut Criterion) {
         )
     });
     for kind in [AeadKind::Aes128Gcm, AeadKind::ChaCha20Poly1305] {
-        let mut tx = AeadCrypt::from_pass(kind, &pass, &mut BenchRng::seeded(1));
-        let mut rx = AeadCrypt::from_pass(kind, &pass, &mut BenchRng::seeded(2));
+        let mut tx = AeadCrypt::from_pass(kind, &pass, &mut BenchRng::new(1));
+        let mut rx = AeadCrypt::from_pass(kind, &pass, &mut BenchRng::new(2));
         let mut sealed = vec![0u8; PACKET + 16];
         let _ = tx.seal(&mut sealed, PACKET, Millis(0));
         g.bench_function(kind.name(), |b| {
@@ -140,7 +121,7 @@ fn codecs(c: &mut Criterion) {
 fn nonce_and_crc(c: &mut Criterion) {
     let mut g = c.benchmark_group("nonce");
     g.throughput(Throughput::Bytes(16));
-    let mut gen = NonceGen::new(&mut BenchRng::seeded(3));
+    let mut gen = NonceGen::new(&mut BenchRng::new(3));
     g.bench_function("aes-ctr", |b| b.iter(|| black_box(gen.next_nonce())));
     g.finish();
 
@@ -163,8 +144,8 @@ fn replay_demux(c: &mut Criterion) {
     let mut g = c.benchmark_group("replay-demux-open");
     for (name, cache) in [("hit", 8), ("miss", 0)] {
         let key = ReplayKey::from_pass(AeadKind::Aes128Gcm, &pass).with_demux_cache(cache);
-        let mut sender = ReplayAeadCrypt::with_key(&key, &mut BenchRng::seeded(1));
-        let mut endpoint = ReplayAeadCrypt::with_key(&key, &mut BenchRng::seeded(2));
+        let mut sender = ReplayAeadCrypt::with_key(&key, &mut BenchRng::new(1));
+        let mut endpoint = ReplayAeadCrypt::with_key(&key, &mut BenchRng::new(2));
         let mut sealed = vec![0u8; 16 + 100 + 16];
         let n = sender.seal(&mut sealed, 16 + 100, Millis(0)).expect("seal");
         sealed.truncate(n);

@@ -25,26 +25,12 @@ use kcp_crypto::{
 const PASSWORD: &[u8] = b"kcp-rs live vectors";
 const NOW: Millis = Millis(0);
 
-/// kcp-core's seeded generator (SplitMix64) as a stand-in for an OS RNG: the seeds are
-/// reproducible. Not a CSPRNG; corpus generation only.
-struct Rng(kcp_core::sim::Rng);
-impl rand_core::TryRng for Rng {
-    type Error = core::convert::Infallible;
-    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
-        Ok(self.0.next_u32())
-    }
-    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
-        Ok(self.0.next_u64())
-    }
-    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
-        self.0.fill_bytes(dst);
-        Ok(())
-    }
-}
-impl rand_core::TryCryptoRng for Rng {}
+// The test kit's seeded generator (SplitMix64) as a stand-in for an OS RNG: the seeds are
+// reproducible. Not a CSPRNG; corpus generation only.
+use kcp_testkit::rng::Rng;
 
 fn rng(seed: u64) -> rand_core::UnwrapErr<Rng> {
-    rand_core::UnwrapErr(Rng(kcp_core::sim::Rng::new(seed)))
+    rand_core::UnwrapErr(Rng::new(seed))
 }
 
 /// Real KCP traffic through `layer`: a data datagram (`len` bytes of payload) from one

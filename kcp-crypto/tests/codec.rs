@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::TestRng;
+use common::{open, seal, TestRng};
 use kcp_core::{Codec, CodecError, Millis};
 use kcp_crypto::{AeadCrypt, AeadKind, BlockCrypt, CipherKind, PacketCrypt, Pass, ReplayAeadCrypt};
 use proptest::prelude::*;
@@ -22,24 +22,6 @@ fn packet_pair(kind: CipherKind, seed: u64) -> (PacketCrypt, PacketCrypt) {
         PacketCrypt::new(BlockCrypt::from_pass(kind, &p), &mut TestRng(seed)),
         PacketCrypt::new(BlockCrypt::from_pass(kind, &p), &mut TestRng(seed ^ 0xffff)),
     )
-}
-
-/// Seals `payload` with `codec`, returning the sealed bytes.
-fn seal(codec: &mut dyn Codec, payload: &[u8]) -> Vec<u8> {
-    let h = codec.header_len();
-    let mut buf = vec![0u8; h + payload.len() + codec.trailer_len()];
-    buf[h..h + payload.len()].copy_from_slice(payload);
-    let n = codec.seal(&mut buf, h + payload.len(), NOW).expect("seal");
-    buf.truncate(n);
-    buf
-}
-
-fn open(codec: &mut dyn Codec, sealed: &[u8]) -> Result<Vec<u8>, CodecError> {
-    let mut buf = sealed.to_vec();
-    let r = codec
-        .open(&mut buf, NOW)?
-        .expect("crypto layers always deliver");
-    Ok(buf[r].to_vec())
 }
 
 /// A named sender and receiver of one authenticated layer.

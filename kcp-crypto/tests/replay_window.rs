@@ -1,51 +1,9 @@
 //! `ReplayWindow` against the simplest model of its documented semantics: the set of
 //! accepted sequence numbers and the highest of them.
 
-use std::collections::BTreeSet;
-
 use kcp_crypto::ReplayWindow;
+use kcp_testkit::replay::{pick, Model};
 use proptest::prelude::*;
-
-/// The documented semantics, literally.
-#[derive(Default)]
-struct Model {
-    seen: BTreeSet<u64>,
-    top: Option<u64>,
-}
-
-impl Model {
-    fn check(&self, s: u64) -> bool {
-        match self.top {
-            None => true,
-            Some(top) => s > top || (top - s < ReplayWindow::SIZE && !self.seen.contains(&s)),
-        }
-    }
-    fn accept(&mut self, s: u64) {
-        match self.top {
-            Some(top) if s <= top && top - s >= ReplayWindow::SIZE => {}
-            Some(top) if s <= top => {
-                self.seen.insert(s);
-            }
-            _ => {
-                self.seen.insert(s);
-                self.top = Some(s);
-            }
-        }
-    }
-}
-
-/// A sequence number near the current top (where the interesting cases are), or anywhere.
-fn pick(top: Option<u64>, how: u8, delta: u16) -> u64 {
-    let top = top.unwrap_or(0);
-    let d = delta as u64;
-    match how % 5 {
-        0 => top.saturating_add(d % 200),
-        1 => top.saturating_sub(d % (ReplayWindow::SIZE + 100)),
-        2 => top.saturating_add(d * 64),
-        3 => u64::MAX - d % 300,
-        _ => d,
-    }
-}
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
@@ -53,9 +11,9 @@ proptest! {
     #[test]
     fn window_matches_the_set_model(ops in prop::collection::vec((any::<bool>(), any::<u8>(), any::<u16>()), 1..400)) {
         let mut w = ReplayWindow::new();
-        let mut m = Model::default();
+        let mut m = Model::new(ReplayWindow::SIZE);
         for (accept, how, delta) in ops {
-            let s = pick(m.top, how, delta);
+            let s = pick(m.top, how, delta, ReplayWindow::SIZE);
             prop_assert_eq!(w.check(s), m.check(s), "check({})", s);
             if accept {
                 w.accept(s);

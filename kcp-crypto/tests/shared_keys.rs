@@ -7,7 +7,7 @@ mod common;
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use common::TestRng;
+use common::{open, seal, TestRng};
 use kcp_core::{Codec, CodecError, Millis};
 use kcp_crypto::{
     AeadCrypt, AeadKey, AeadKind, BlockCrypt, CipherKind, PacketCrypt, PacketKey, Pass,
@@ -18,21 +18,6 @@ const NOW: Millis = Millis(0);
 
 fn pass() -> Pass {
     Pass::from_bytes(core::array::from_fn(|i| (i as u8).wrapping_mul(91) ^ 0x5c))
-}
-
-fn seal(codec: &mut dyn Codec, payload: &[u8]) -> Vec<u8> {
-    let h = codec.header_len();
-    let mut buf = vec![0u8; h + payload.len() + codec.trailer_len()];
-    buf[h..h + payload.len()].copy_from_slice(payload);
-    let n = codec.seal(&mut buf, h + payload.len(), NOW).expect("seal");
-    buf.truncate(n);
-    buf
-}
-
-fn open(codec: &mut dyn Codec, sealed: &[u8]) -> Result<Vec<u8>, CodecError> {
-    let mut buf = sealed.to_vec();
-    let r = codec.open(&mut buf, NOW)?.expect("delivers");
-    Ok(buf[r].to_vec())
 }
 
 /// Opens like an endpoint: `endpoint` authenticates, `session` checks its peer and window.

@@ -10,6 +10,7 @@ use common::fec_packet;
 use kcp_core::{Codec, Millis};
 use kcp_fec::{Fec, FecCode, FecConfig, FecDecoder, FecEncoder};
 use kcp_testkit::alloc::{self, Counting};
+use kcp_testkit::rng::Rng;
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
@@ -388,14 +389,11 @@ fn a_parity_flood_into_a_receive_only_layer_stays_within_its_bound() {
     let base = live();
     let mut rx = Fec::receive_only(FecConfig::default()).unwrap();
     alloc::reset_thread_peak();
-    let mut s = 0x9e37_79b9u32;
+    let mut rng = Rng::new(1);
     let mut out = [0u8; 1500];
     for i in 0..20_000u32 {
-        s ^= s << 13;
-        s ^= s >> 17;
-        s ^= s << 5;
-        let len = 8 + (s as usize % 1493);
-        let mut p = fec_packet(i.wrapping_add(s % 64), 0xf2, len);
+        let len = 8 + rng.below(1493) as usize;
+        let mut p = fec_packet(i.wrapping_add(rng.below(64) as u32), 0xf2, len);
         let _ = rx.open(&mut p, Millis(i));
         while rx.poll_recovered(&mut out).is_some() {}
     }

@@ -6,6 +6,7 @@ mod common;
 use common::{open_all, sorted};
 use kcp_core::{Codec, Millis};
 use kcp_fec::{Fec, FecConfig, FecEncoder};
+use kcp_testkit::rng::Rng;
 use proptest::prelude::*;
 
 fn kcp_datagrams(max: usize) -> impl Strategy<Value = Vec<Vec<u8>>> {
@@ -51,15 +52,14 @@ proptest! {
         // Erase at most ps packets of every complete group (the trailing partial group has no
         // parity and keeps all its packets).
         let complete = kcps.len() / ds;
-        let mut s = erasure_seed | 1;
+        let mut rng = Rng::new(erasure_seed);
         let mut kept = Vec::new();
         for (g, chunk) in pkts.chunks(total).enumerate() {
             let mut erased = 0u64;
             if g < complete {
-                let n = (s % (ps as u64 + 1)) as usize;
+                let n = rng.below(ps as u64 + 1) as usize;
                 for _ in 0..n {
-                    s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                    erased |= 1 << ((s >> 33) % total as u64);
+                    erased |= 1 << rng.below(total as u64);
                 }
             }
             for (i, p) in chunk.iter().enumerate() {
@@ -71,8 +71,7 @@ proptest! {
         // Mild reordering: swap neighbours now and then, across group boundaries too.
         if reorder {
             for i in 1..kept.len() {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                if (s >> 40) % 4 == 0 {
+                if rng.below(4) == 0 {
                     kept.swap(i - 1, i);
                 }
             }

@@ -176,11 +176,7 @@ fn the_client_example_runs_every_test_against_the_server_example() {
     BufReader::new(server.child().stderr.as_mut().unwrap())
         .read_line(&mut line)
         .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening ")
-        .unwrap_or_else(|| panic!("{line}"))
-        .to_string();
+    let addr = kcp_testkit::go::listening(&line);
     let port = addr.rsplit(':').next().unwrap().to_string();
 
     // kcptun's `:PORT` (localhost), and a host name.

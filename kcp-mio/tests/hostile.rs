@@ -15,23 +15,7 @@ use common::{mio_client, MioServer};
 use kcp_core::Config;
 use kcp_mio::perf::Test;
 use kcp_mio::KcpConfig;
-
-/// xorshift64*: reproducible garbage.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn fill(&mut self, buf: &mut [u8]) {
-        for b in buf {
-            *b = self.next() as u8;
-        }
-    }
-}
+use kcp_testkit::rng::Rng;
 
 fn encrypted() -> KcpConfig {
     KcpConfig::new(Config::fast3().with_windows(256, 256))
@@ -47,9 +31,9 @@ fn spray(socket: &UdpSocket, to: SocketAddr, rng: &mut Rng, count: usize) -> usi
     let mut sent = 0;
     for i in 0..count {
         let len = if i % 4 == 0 {
-            (rng.next() % 24) as usize
+            (rng.next_u64() % 24) as usize
         } else {
-            (rng.next() % 1500) as usize
+            (rng.next_u64() % 1500) as usize
         };
         rng.fill(&mut buf[..len]);
         if socket.send_to(&buf[..len], to).is_ok() {
@@ -135,9 +119,9 @@ fn truncated_and_corrupted_copies_of_real_datagrams_are_dropped() {
             client = Some(from);
             let _ = relay.send_to(&buf[..n], to);
             let mut bad = buf[..n].to_vec();
-            let cut = (rng.next() as usize % n.max(1)).max(1);
+            let cut = (rng.next_u64() as usize % n.max(1)).max(1);
             bad.truncate(cut);
-            let flip = rng.next() as usize % bad.len();
+            let flip = rng.next_u64() as usize % bad.len();
             bad[flip] ^= 0x5A;
             if evil.send_to(&bad, to).is_ok() {
                 sent += 1;
@@ -241,7 +225,7 @@ fn without_encryption_garbage_sessions_stay_bounded_and_expire() {
     for s in &sockets {
         for _ in 0..4 {
             let mut d = [0u8; 23];
-            let len = rng.next() as usize % 24;
+            let len = rng.next_u64() as usize % 24;
             rng.fill(&mut d[..len]);
             s.send_to(&d[..len], server.addr).unwrap();
         }
@@ -254,7 +238,7 @@ fn without_encryption_garbage_sessions_stay_bounded_and_expire() {
     for s in &sockets {
         for _ in 0..8 {
             let mut d = [0u8; 200];
-            let len = 24 + rng.next() as usize % 176;
+            let len = 24 + rng.next_u64() as usize % 176;
             rng.fill(&mut d[..len]);
             s.send_to(&d[..len], server.addr).unwrap();
         }

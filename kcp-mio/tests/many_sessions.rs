@@ -4,6 +4,8 @@
 //! its transmit poll, events handed out) and a probe codec layer in every session's stack
 //! that records which session's layers the iteration touched.
 
+mod common;
+
 use std::collections::HashSet;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -12,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use kcp_core::{Codec, CodecError, Config, Layer, Millis};
 use kcp_mio::{Endpoint, Event, KcpConfig, SessionId, Work};
-use mio::{Events, Poll, Token};
+use mio::{Events, Poll};
 
 static NEXT_PROBE: AtomicU32 = AtomicU32::new(0);
 /// Probe instances touched since the last drain.
@@ -88,20 +90,7 @@ struct Net {
 impl Net {
     fn new() -> Net {
         let poll = Poll::new().unwrap();
-        let server = Endpoint::listen(
-            "127.0.0.1:0".parse().unwrap(),
-            &config(),
-            poll.registry(),
-            Token(0),
-        )
-        .unwrap();
-        let client = Endpoint::client(
-            "127.0.0.1:0".parse().unwrap(),
-            &config(),
-            poll.registry(),
-            Token(1),
-        )
-        .unwrap();
+        let (server, client) = common::loopback_pair(&config(), &poll);
         Net {
             poll,
             events: Events::with_capacity(256),

@@ -10,10 +10,11 @@
 //! One test function: the allocator is process-wide, and tests of one binary run in parallel.
 
 use kcp_core::endpoint::{Endpoint, SessionId, TRIM_AFTER_MS};
-use kcp_core::wire::{Command, Datagram, SegmentRepr, HEADER_LEN};
+use kcp_core::wire::HEADER_LEN;
 use kcp_core::{Config, Layer, Millis};
 use kcp_mio::stack::Stack;
 use kcp_mio::KcpConfig;
+use kcp_testkit::wire::{self, segment};
 
 #[global_allocator]
 static GLOBAL: kcp_testkit::alloc::Counting = kcp_testkit::alloc::Counting;
@@ -121,24 +122,6 @@ impl Peer {
     }
 }
 
-fn segment(out: &mut Vec<u8>, conv: u32, cmd: Command, sn: u32, una: u32, ts: u32, data: &[u8]) {
-    let at = out.len();
-    out.resize(at + HEADER_LEN, 0);
-    SegmentRepr {
-        conv,
-        cmd,
-        frg: 0,
-        wnd: 128,
-        ts,
-        sn,
-        una,
-        len: data.len() as u32,
-    }
-    .emit(&mut out[at..])
-    .unwrap();
-    out.extend_from_slice(data);
-}
-
 struct Bench {
     ep: Endpoint<u32>,
     peer: Peer,
@@ -163,17 +146,7 @@ impl Bench {
                     continue;
                 };
                 let mut a = Vec::new();
-                for (seg, _) in Datagram::new(kcp).flatten() {
-                    match seg.cmd {
-                        Command::Push => {
-                            segment(&mut a, seg.conv, Command::Ack, seg.sn, 1, seg.ts, &[])
-                        }
-                        Command::WindowAsk => {
-                            segment(&mut a, seg.conv, Command::WindowTell, 0, 1, 0, &[])
-                        }
-                        _ => {}
-                    }
-                }
+                wire::answer(kcp, &mut a);
                 if !a.is_empty() {
                     answers.push((to, a));
                 }
@@ -206,7 +179,7 @@ impl Bench {
     /// A peer opens conversation `conv`: "ping"; the server reads it and answers "pong".
     fn open(&mut self, conv: u32) -> SessionId {
         let mut d = Vec::with_capacity(64);
-        segment(&mut d, conv, Command::Push, 0, 0, self.now.0, b"ping");
+        segment(&mut d, conv, wire::PUSH, 0, 0, self.now.0, b"ping");
         self.peer.seal(&d, self.now);
         self.deliver(conv);
         self.pump();
@@ -313,7 +286,7 @@ fn half_open_with_data(name: &str) {
     for conv in 0..=1024u32 {
         let mut d = Vec::with_capacity(1500);
         for sn in 0..segments {
-            segment(&mut d, 50_000 + conv, Command::Push, sn, 0, 1, b"x");
+            segment(&mut d, 50_000 + conv, wire::PUSH, sn, 0, 1, b"x");
         }
         b.peer.seal(&d, b.now);
         first_flights.push(std::mem::take(&mut b.peer.out));

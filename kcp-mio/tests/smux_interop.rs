@@ -12,41 +12,19 @@
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use kcp_mio::smux::{Config, Error, Event, Keepalive, Role, Session, StreamId, Version};
 use kcp_mio::snappy::{Decoder, Encoder};
+use kcp_testkit::go::smux::{self as peer, IDLE_MS, KEEPALIVE_MS, TIMEOUT_MS};
+use kcp_testkit::rng::Rng;
 
 /// One Go peer at a time (the machine has few cores).
 static SERIAL: Mutex<()> = Mutex::new(());
 
-const KEEPALIVE_MS: u64 = 200;
-const TIMEOUT_MS: u64 = 1500;
-/// Longer than two keepalive timeouts: only `NOP`s keep the sessions alive meanwhile.
-const IDLE_MS: u64 = 3200;
 const RUN_LIMIT: Duration = Duration::from_secs(90);
-
-/// xorshift32, the same generator as the Go peer's.
-fn next(x: &mut u32) -> u8 {
-    *x ^= *x << 13;
-    *x ^= *x >> 17;
-    *x ^= *x << 5;
-    *x as u8
-}
-
-/// A small deterministic generator for sizes and timings on this side.
-struct Rng(u64);
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 33) % n.max(1)
-    }
-}
 
 /// The session, its framing and the socket.
 struct Wire {
@@ -191,7 +169,7 @@ impl Checker {
                 "stream {id}: more than {} bytes",
                 self.len
             );
-            let want = next(&mut self.x);
+            let want = peer::next_byte(&mut self.x);
             assert_eq!(b, want, "stream {id}: byte {} of {}", self.got, self.len);
             self.got += 1;
         }
@@ -214,25 +192,15 @@ struct Run {
 }
 
 fn spawn_go(run: &Run) -> (Child, TcpStream) {
-    let mut cmd = Command::new(kcp_testkit::go::peer(Some("smux-peer")));
-    cmd.args(["-mode", if run.go_opens { "open" } else { "accept" }])
-        .args(["-ver", &(run.version as u8).to_string()])
-        .args(["-streams", "8", "-max", "1048576"])
-        .args(["-seed", &run.seed.to_string()])
-        .args([
-            "-keepalive",
-            &KEEPALIVE_MS.to_string(),
-            "-timeout",
-            &TIMEOUT_MS.to_string(),
-        ])
-        .args(["-smuxbuf", "262144", "-streambuf", "65536"])
-        .args(["-frame", &run.go_frame.to_string()])
-        .args(["-idle", if run.idle { "3200" } else { "0" }])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    if run.comp {
-        cmd.arg("-comp");
-    }
+    let mut cmd = peer::command(
+        run.go_opens,
+        run.version as u8,
+        run.comp,
+        8,
+        run.seed,
+        run.idle,
+    );
+    cmd.args(["-frame", &run.go_frame.to_string()]);
     if run.go_listens {
         cmd.args(["-listen", "127.0.0.1:0"]);
         let mut child = cmd.spawn().expect("run smux-peer");
@@ -240,12 +208,10 @@ fn spawn_go(run: &Run) -> (Child, TcpStream) {
         BufReader::new(child.stdout.as_mut().unwrap())
             .read_line(&mut line)
             .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("listening ")
-            .expect("listening line")
-            .to_string();
-        (child, TcpStream::connect(addr).unwrap())
+        (
+            child,
+            TcpStream::connect(kcp_testkit::go::listening(&line)).unwrap(),
+        )
     } else {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         cmd.args(["-connect", &listener.local_addr().unwrap().to_string()]);
@@ -296,15 +262,6 @@ struct Accepted {
     echo: Vec<u8>,
     eof: bool,
     closed: bool,
-}
-
-fn payload(size: usize, seed: u32) -> Vec<u8> {
-    let mut v = Vec::with_capacity(8 + size);
-    v.extend_from_slice(&(size as u32).to_le_bytes());
-    v.extend_from_slice(&seed.to_le_bytes());
-    let mut x = seed;
-    v.extend((0..size).map(|_| next(&mut x)));
-    v
 }
 
 fn run(run: Run) {
@@ -359,7 +316,7 @@ fn run(run: Run) {
                 opened.insert(
                     id,
                     Opened {
-                        data: payload(size, seed),
+                        data: peer::payload(size, seed),
                         written: 0,
                         echo: Checker::new(),
                         closed: false,
@@ -376,7 +333,7 @@ fn run(run: Run) {
                     opened.insert(
                         id,
                         Opened {
-                            data: payload(1000, 77),
+                            data: peer::payload(1000, 77),
                             written: 0,
                             echo: Checker::new(),
                             closed: false,

@@ -9,12 +9,14 @@
 //! exceeds their size, up to the size the configuration implies, so the live test allows a
 //! handful where kcp-core's deterministic test asserts zero.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use kcp_core::Config;
 use kcp_mio::{Endpoint, Event, KcpConfig, SessionId};
 use kcp_testkit::alloc;
-use mio::{Events, Poll, Token};
+use mio::{Events, Poll};
 
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
@@ -118,20 +120,7 @@ fn steady(config: KcpConfig, warm: u64, measure: u64) -> (u64, u64) {
     // The counter is global: one measurement at a time.
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let poll = Poll::new().unwrap();
-    let server = Endpoint::listen(
-        "127.0.0.1:0".parse().unwrap(),
-        &config,
-        poll.registry(),
-        Token(0),
-    )
-    .unwrap();
-    let mut client = Endpoint::client(
-        "127.0.0.1:0".parse().unwrap(),
-        &config,
-        poll.registry(),
-        Token(1),
-    )
-    .unwrap();
+    let (server, mut client) = common::loopback_pair(&config, &poll);
     let tx = client.connect(server.local_addr().unwrap()).unwrap();
     let mut l = Loop {
         poll,

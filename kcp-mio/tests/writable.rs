@@ -4,31 +4,20 @@
 //! datagrams to the receiver synchronously), so the refusals are simulated in the sender:
 //! the next kernel send fails with `WouldBlock`, as when the socket buffer is full.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use kcp_core::Config;
 use kcp_mio::{Endpoint, Event, KcpConfig};
-use mio::{Events, Poll, Token};
+use mio::{Events, Poll};
 
 /// Moves `total` bytes client to server, refusing one kernel send of the client every
 /// `every` iterations (and of the server every `every + 1`); checks every byte. Returns the
 /// client's endpoint for its counters.
 fn transfer(config: KcpConfig, total: u64, every: u64) -> (Endpoint, Endpoint) {
     let mut poll = Poll::new().unwrap();
-    let mut server = Endpoint::listen(
-        "127.0.0.1:0".parse().unwrap(),
-        &config,
-        poll.registry(),
-        Token(0),
-    )
-    .unwrap();
-    let mut client = Endpoint::client(
-        "127.0.0.1:0".parse().unwrap(),
-        &config,
-        poll.registry(),
-        Token(1),
-    )
-    .unwrap();
+    let (mut server, mut client) = common::loopback_pair(&config, &poll);
     let tx = client.connect(server.local_addr().unwrap()).unwrap();
     let data: Vec<u8> = (0..total + 256).map(|i| (i % 251) as u8).collect();
     let (mut sent, mut got) = (0u64, 0u64);

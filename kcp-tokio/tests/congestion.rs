@@ -3,8 +3,9 @@
 //! every flush of a bulk transfer at two or fewer, where an observing controller that allows
 //! anything sees many more.
 
-#[path = "../../kcp-mio/tests/common/mod.rs"]
 mod common;
+
+use common::mio as mio_common;
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -99,12 +100,12 @@ async fn a_custom_controller_runs_kcp_tokio_sessions() {
 #[test]
 fn a_custom_controller_runs_kcp_mio_sessions() {
     use kcp_mio::perf::Test as MioTest;
-    let server = common::MioServer::start(kcp_mio::KcpConfig::new(
+    let server = mio_common::MioServer::start(kcp_mio::KcpConfig::new(
         Config::fast3().with_windows(256, 256),
     ));
     for (window, capped) in [(Some(2), true), (None, false)] {
         let (cfg, seen) = with_probe(window);
-        common::mio_client(server.addr, &cfg, MioTest::Sink, 256 << 10, 16 << 10, "mio");
+        mio_common::mio_client(server.addr, &cfg, MioTest::Sink, 256 << 10, 16 << 10, "mio");
         assert!(
             seen.flushes.load(Ordering::Relaxed) > 0,
             "the controller ran"

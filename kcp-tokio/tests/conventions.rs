@@ -2,6 +2,8 @@
 //! through `AsFd`/`AsRawFd` (a socket option set through it), vectored writes (one message
 //! per call in message mode), IPv6 loopback sessions.
 
+mod common;
+
 use std::future::Future;
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
@@ -98,16 +100,7 @@ async fn socket_options_through_as_fd() {
 
 async fn pair(stream: bool) -> (KcpStream, KcpStream, KcpListener) {
     let l = KcpListener::bind("127.0.0.1:0", cfg(stream)).await.unwrap();
-    let mut c = KcpStream::connect(l.local_addr(), cfg(stream))
-        .await
-        .unwrap();
-    c.write_all(b"hi").await.unwrap();
-    let (mut s, _) = timeout(Duration::from_secs(10), l.accept())
-        .await
-        .unwrap()
-        .unwrap();
-    let mut b = [0u8; 2];
-    s.read_exact(&mut b).await.unwrap();
+    let (c, s) = common::pair(&l, cfg(stream), b"hi").await;
     (c, s, l)
 }
 

@@ -2,12 +2,14 @@
 //! admission refusal and a dropped datagram each reach the `log` backend under target `kcp`.
 #![cfg(feature = "log")]
 
+mod common;
+
 use std::sync::Mutex;
 use std::time::Duration;
 
 use kcp_core::Config;
 use kcp_tokio::{KcpConfig, KcpListener, KcpStream};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::time::timeout;
 
 static LINES: Mutex<Vec<String>> = Mutex::new(Vec::new());
@@ -42,14 +44,7 @@ async fn sessions_drops_and_refusals_are_logged() {
         .max_sessions(1);
     let l = KcpListener::bind("127.0.0.1:0", cfg.clone()).await.unwrap();
     let addr = l.local_addr();
-    let mut c = KcpStream::connect(addr, cfg.clone()).await.unwrap();
-    c.write_all(b"hi").await.unwrap();
-    let (mut s, _) = timeout(Duration::from_secs(10), l.accept())
-        .await
-        .unwrap()
-        .unwrap();
-    let mut b = [0u8; 2];
-    s.read_exact(&mut b).await.unwrap();
+    let (c, s) = common::pair(&l, cfg.clone(), b"hi").await;
     // A second client is refused: the listener holds one session at most.
     let mut refused = KcpStream::connect(addr, cfg.clone()).await.unwrap();
     refused.write_all(b"no room").await.unwrap();

@@ -12,13 +12,14 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::Command as Process;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kcp_core::wire::{Command, SegmentRepr, HEADER_LEN};
 use kcp_core::{Codec, Config, Millis};
+use kcp_testkit::go::{self, Case};
+use kcp_testkit::rng::Rng;
 use kcp_tokio::perf::{self, Test};
 use kcp_tokio::{KcpConfig, KcpListener, KcpStream};
 use tokio::io::AsyncWriteExt;
@@ -27,7 +28,8 @@ use tokio::net::UdpSocket;
 const RANDOM_DATAGRAMS: usize = 200_000;
 const TRANSFER: u64 = 1 << 20;
 const RSS_BUDGET: u64 = 32 << 20;
-const KEY: &str = "flood test key";
+/// The kcp-go client's key (the Go interop cases').
+const KEY: &str = go::KEY;
 /// First flights per second, spread over `HOSTS` x `PORTS` spoofed sources.
 const RATE: u64 = 3_000;
 const HOSTS: u8 = 16;
@@ -47,36 +49,6 @@ fn peak_rss() -> u64 {
         .expect("VmHWM value");
     kb * 1024
 }
-
-/// xorshift64*: the flood is reproducible.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn fill(&mut self, buf: &mut [u8]) {
-        for b in buf {
-            *b = self.next() as u8;
-        }
-    }
-}
-impl rand_core::TryRng for Rng {
-    type Error = core::convert::Infallible;
-    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
-        Ok(self.next() as u32)
-    }
-    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
-        Ok(self.next())
-    }
-    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
-        self.fill(dst);
-        Ok(())
-    }
-}
-impl rand_core::TryCryptoRng for Rng {}
 
 /// A peer's first datagram: one PUSH with sequence number 0, as kcp-go sends it.
 fn first_flight(conv: u32, payload: &[u8]) -> Vec<u8> {
@@ -99,8 +71,8 @@ fn first_flight(conv: u32, payload: &[u8]) -> Vec<u8> {
 
 fn config(crypt: Option<&str>) -> KcpConfig {
     let engine = Config {
-        mtu: 1350,
-        ..Config::fast3().with_windows(256, 256)
+        mtu: go::MTU,
+        ..Config::fast3().with_windows(go::WINDOW, go::WINDOW)
     };
     let c = KcpConfig::new(engine).idle_timeout(Some(Duration::from_secs(10)));
     match crypt {
@@ -133,7 +105,7 @@ async fn first_flights(crypt: Option<&'static str>, to: SocketAddr, stop: Arc<At
         while sent < due {
             let mut payload = [0u8; 100];
             rng.fill(&mut payload);
-            let plain = first_flight(rng.next() as u32, &payload);
+            let plain = first_flight(rng.next_u64() as u32, &payload);
             let datagram = match &mut sealer {
                 Some(c) => {
                     let room = kcp_crypto::HEADER_LEN;
@@ -173,33 +145,19 @@ async fn our_client(to: SocketAddr, crypt: Option<&str>) -> Duration {
 /// process start.
 async fn go_client(bin: PathBuf, to: SocketAddr, crypt: Option<&'static str>) -> Duration {
     let start = Instant::now();
-    let out = tokio::task::spawn_blocking(move || {
-        Process::new(bin)
-            .arg("client")
-            .args([
-                "--connect",
-                &to.to_string(),
-                "--test",
-                "sink",
-                "--bytes",
-                "1M",
-            ])
-            .args(["--msg", "16384", "--mode", "fast3", "--mtu", "1350"])
-            .args(["--sndwnd", "256", "--rcvwnd", "256"])
-            .args(["--crypt", crypt.unwrap_or("null"), "--key", KEY])
-            .args(["--datashard", "0", "--parityshard", "0", "--stream=true"])
-            .args(["--timeout", "20"])
-            .output()
-            .expect("kcp-perf-go")
-    })
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "Go client: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let case = Case::new(crypt.unwrap_or("null"), false, true);
+    let mut cmd = case.go_client(&bin, to);
+    cmd.args([
+        "--test",
+        "sink",
+        "--bytes",
+        "1M",
+        "--msg",
+        &case.msg().to_string(),
+    ]);
+    let out = tokio::task::spawn_blocking(move || go::run_go_client(cmd, &format!("{case:?}")))
+        .await
+        .unwrap();
     eprintln!("  kcp-go: {}", String::from_utf8_lossy(&out.stdout).trim());
     start.elapsed()
 }
@@ -243,7 +201,7 @@ async fn flood(crypt: Option<&'static str>, go: &std::path::Path) {
     }
     let mut buf = vec![0u8; 1400];
     for i in 0..RANDOM_DATAGRAMS {
-        let len = (rng.next() % 1400) as usize;
+        let len = (rng.next_u64() % 1400) as usize;
         rng.fill(&mut buf[..len]);
         let _ = socks[i % socks.len()].send_to(&buf[..len], server).await;
         if i % 256 == 0 {
@@ -320,7 +278,7 @@ async fn flood(crypt: Option<&'static str>, go: &std::path::Path) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_listener_under_a_first_flight_flood_lets_real_clients_in_with_bounded_memory() {
-    let go = kcp_testkit::go::peer(None);
+    let go = go::peer(None);
     let before = peak_rss();
     for crypt in [None, Some("aes")] {
         flood(crypt, &go).await;

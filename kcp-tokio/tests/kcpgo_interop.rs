@@ -5,127 +5,33 @@
 //!
 //! The peers must be installed (`.ci/setup.sh`); if they are missing these tests fail.
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
 use std::time::Duration;
 
+use common::{case_config, perf_listener};
 use kcp_core::Config;
+use kcp_testkit::go::{self, Case, GoServer};
 use kcp_tokio::impair::{ImpairConfig, Proxy};
 use kcp_tokio::perf::{self, Test};
 use kcp_tokio::{KcpConfig, KcpError, KcpListener, KcpStream};
 use tokio::io::AsyncWriteExt;
 use tokio::time::timeout;
 
-const KEY: &str = "interop test key";
-const CIPHERS: [&str; 14] = [
-    "aes", "aes-128", "aes-192", "salsa20", "blowfish", "twofish", "cast5", "3des", "tea", "xtea",
-    "xor", "sm4", "none", "null",
-];
 const MIB: u64 = 1 << 20;
 
 /// The matrices run one at a time: in parallel they would starve each other of the 2 cores and
 /// turn slow runs into false failures.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-#[derive(Clone, Copy, Debug)]
-struct Case {
-    crypt: &'static str,
-    fec: bool,
-    stream: bool,
-}
-
-impl Case {
-    fn rust(&self) -> KcpConfig {
-        let engine = Config {
-            mtu: 1350,
-            stream: self.stream,
-            ..Config::fast3().with_windows(256, 256)
-        };
-        let c = KcpConfig::new(engine).crypt(self.crypt, KEY).unwrap();
-        if self.fec {
-            c.fec(10, 3)
-        } else {
-            c
-        }
-    }
-    fn go_flags(&self) -> Vec<String> {
-        let (ds, ps) = if self.fec { (10, 3) } else { (0, 0) };
-        [
-            "--mode",
-            "fast3",
-            "--mtu",
-            "1350",
-            "--sndwnd",
-            "256",
-            "--rcvwnd",
-            "256",
-            "--crypt",
-            self.crypt,
-            "--key",
-            KEY,
-            "--datashard",
-            &ds.to_string(),
-            "--parityshard",
-            &ps.to_string(),
-            &format!("--stream={}", self.stream),
-            "--timeout",
-            "20",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
-    }
-    /// Message size: in message mode kcp-go keeps boundaries only within one segment.
-    fn msg(&self) -> usize {
-        if self.stream {
-            16 * 1024
-        } else {
-            1350 - 24 - if self.crypt == "null" { 0 } else { 20 } - if self.fec { 8 } else { 0 }
-        }
-    }
-}
-
-struct GoServer {
-    child: Child,
-    addr: std::net::SocketAddr,
-}
-
-impl Drop for GoServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn go_server(bin: &PathBuf, case: &Case) -> GoServer {
-    go_server_at(bin, case, "127.0.0.1:0")
-}
-
-fn go_server_at(bin: &PathBuf, case: &Case, listen: &str) -> GoServer {
-    let mut child = Command::new(bin)
-        .arg("server")
-        .args(["--listen", listen, "--linger", "2"])
-        .args(case.go_flags())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("kcp-perf-go");
-    let mut line = String::new();
-    BufReader::new(child.stderr.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening ")
-        .unwrap_or_else(|| panic!("{line}"))
-        .parse()
-        .unwrap();
-    GoServer { child, addr }
+fn go_server(bin: &Path, case: &Case) -> GoServer {
+    GoServer::start(bin, case, "127.0.0.1:0")
 }
 
 async fn rust_client(addr: std::net::SocketAddr, case: Case, test: Test) {
-    let mut s = KcpStream::connect(addr, case.rust()).await.unwrap();
+    let mut s = KcpStream::connect(addr, case_config(&case)).await.unwrap();
     let r = timeout(
         Duration::from_secs(30),
         perf::client(&mut s, test, MIB, case.msg(), !case.stream),
@@ -142,75 +48,38 @@ async fn rust_client(addr: std::net::SocketAddr, case: Case, test: Test) {
     assert_eq!(r.bytes, MIB);
 }
 
-/// A Rust listener serving kcp-perf sessions until dropped.
+/// A Rust listener serving kcp-perf sessions until its task is aborted.
 async fn rust_server(case: Case) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
-    rust_server_at(case, "127.0.0.1:0").await
-}
-
-async fn rust_server_at(
-    case: Case,
-    at: &str,
-) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
-    let l = KcpListener::bind(at, case.rust()).await.unwrap();
-    let addr = l.local_addr();
-    let task = tokio::spawn(async move {
-        loop {
-            let Ok((mut s, _)) = l.accept().await else {
-                return;
-            };
-            tokio::spawn(async move {
-                if perf::serve(&mut s, !case.stream).await.is_ok() {
-                    let _ = s.shutdown().await;
-                }
-            });
-        }
-    });
-    (addr, task)
+    perf_listener("127.0.0.1:0", case_config(&case)).await
 }
 
 async fn go_client(bin: PathBuf, addr: std::net::SocketAddr, case: Case, test: Test) {
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(bin)
-            .arg("client")
-            .args([
-                "--connect",
-                &addr.to_string(),
-                "--test",
-                test.name(),
-                "--bytes",
-                "1M",
-            ])
-            .args(["--msg", &case.msg().to_string()])
-            .args(case.go_flags())
-            .output()
-            .expect("kcp-perf-go")
-    })
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "Go client {case:?} {test:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let msg = case.msg().to_string();
+    go_client_args(
+        bin,
+        addr,
+        case,
+        &["--test", test.name(), "--bytes", "1M", "--msg", &msg],
+    )
+    .await;
 }
 
-async fn both_directions(bin: &PathBuf, case: Case) {
+async fn both_directions(bin: &Path, case: Case) {
     let server = go_server(bin, &case);
     rust_client(server.addr, case, Test::Sink).await;
     rust_client(server.addr, case, Test::Source).await;
     drop(server);
     let (addr, task) = rust_server(case).await;
-    go_client(bin.clone(), addr, case, Test::Sink).await;
-    go_client(bin.clone(), addr, case, Test::Echo).await;
+    go_client(bin.to_path_buf(), addr, case, Test::Sink).await;
+    go_client(bin.to_path_buf(), addr, case, Test::Echo).await;
     task.abort();
 }
 
 async fn matrix(stream: bool, fec: bool) {
     let _serial = SERIAL.lock().await;
-    let bin = kcp_testkit::go::peer(None);
-    for crypt in CIPHERS {
-        both_directions(&bin, Case { crypt, fec, stream }).await;
+    let bin = go::peer(None);
+    for case in Case::every_cipher(stream, fec) {
+        both_directions(&bin, case).await;
     }
 }
 
@@ -237,24 +106,9 @@ async fn every_cipher_message_mode_with_fec() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn through_a_lossy_delayed_link() {
     let _serial = SERIAL.lock().await;
-    let bin = kcp_testkit::go::peer(None);
-    for case in [
-        Case {
-            crypt: "aes",
-            fec: true,
-            stream: true,
-        },
-        Case {
-            crypt: "salsa20",
-            fec: false,
-            stream: false,
-        },
-        Case {
-            crypt: "null",
-            fec: true,
-            stream: false,
-        },
-    ] {
+    let bin = go::peer(None);
+    for case in &go::SAMPLE[..3] {
+        let case = *case;
         let server = go_server(&bin, &case);
         let imp = ImpairConfig {
             loss: 0.05,
@@ -312,7 +166,7 @@ async fn ikcp_c_sends_to_a_rust_listener() {
         let total: usize = 300_000;
         let mode = if stream { "stream" } else { "message" };
         let mut child = tokio::process::Command::new("python3")
-            .arg(kcp_testkit::go::repo_root().join("interop/ikcp_peer.py"))
+            .arg(go::repo_root().join("interop/ikcp_peer.py"))
             .args([
                 "send",
                 "--connect",
@@ -376,14 +230,12 @@ async fn read_in_chunks(s: &mut KcpStream, buf: &mut [u8], chunk: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn small_reads_answer_a_kcp_go_client() {
     let _serial = SERIAL.lock().await;
-    let bin = kcp_testkit::go::peer(None);
-    let case = Case {
-        crypt: "salsa20",
-        fec: true,
-        stream: false,
-    };
+    let bin = go::peer(None);
+    let case = Case::new("salsa20", true, false);
     for chunk in [1usize, 2, 7] {
-        let l = KcpListener::bind("127.0.0.1:0", case.rust()).await.unwrap();
+        let l = KcpListener::bind("127.0.0.1:0", case_config(&case))
+            .await
+            .unwrap();
         let addr = l.local_addr();
         let server = tokio::spawn(async move {
             let (mut s, _) = l.accept().await.unwrap();
@@ -428,13 +280,9 @@ async fn small_reads_answer_a_kcp_go_client() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duration_runs_with_a_kcp_go_client() {
     let _serial = SERIAL.lock().await;
-    let bin = kcp_testkit::go::peer(None);
+    let bin = go::peer(None);
     for stream in [true, false] {
-        let case = Case {
-            crypt: "aes",
-            fec: true,
-            stream,
-        };
+        let case = Case::new("aes", true, stream);
         let (addr, task) = rust_server(case).await;
         for test in ["echo", "sink", "source"] {
             timeout(
@@ -454,29 +302,16 @@ async fn duration_runs_with_a_kcp_go_client() {
 }
 
 async fn go_client_args(bin: PathBuf, addr: std::net::SocketAddr, case: Case, extra: &[&str]) {
-    let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(bin)
-            .arg("client")
-            .args(["--connect", &addr.to_string()])
-            .args(&extra)
-            .args(case.go_flags())
-            .output()
-            .expect("kcp-perf-go")
-    })
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "Go client {case:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut cmd = case.go_client(&bin, addr);
+    cmd.args(extra);
+    tokio::task::spawn_blocking(move || go::run_go_client(cmd, &format!("{case:?}")))
+        .await
+        .unwrap();
 }
 
 /// A Rust session with a 2 s idle timeout and this keepalive, against the Go peer (`case`).
 fn quiet_config(case: &Case, keepalive: Option<Duration>) -> KcpConfig {
-    case.rust()
+    case_config(case)
         .idle_timeout(Some(Duration::from_secs(2)))
         .keepalive(keepalive)
 }
@@ -489,12 +324,8 @@ fn quiet_config(case: &Case, keepalive: Option<Duration>) -> KcpConfig {
 async fn keepalive_keeps_a_quiet_session_with_kcp_go() {
     use tokio::io::AsyncReadExt;
     let _serial = SERIAL.lock().await;
-    let bin = kcp_testkit::go::peer(None);
-    let case = Case {
-        crypt: "aes",
-        fec: false,
-        stream: true,
-    };
+    let bin = go::peer(None);
+    let case = Case::new("aes", false, true);
     let silence = Duration::from_secs(10);
 
     // A Rust client and the Go server: one echo, silence, another echo.
@@ -588,18 +419,14 @@ async fn keepalive_keeps_a_quiet_session_with_kcp_go() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ipv6_loopback_with_kcp_go() {
     let _serial = SERIAL.lock().await;
-    let bin = kcp_testkit::go::peer(None);
-    let case = Case {
-        crypt: "aes",
-        fec: true,
-        stream: true,
-    };
-    let server = go_server_at(&bin, &case, "[::1]:0");
+    let bin = go::peer(None);
+    let case = Case::new("aes", true, true);
+    let server = GoServer::start(&bin, &case, "[::1]:0");
     assert!(server.addr.is_ipv6(), "{}", server.addr);
     rust_client(server.addr, case, Test::Sink).await;
     rust_client(server.addr, case, Test::Source).await;
     drop(server);
-    let (addr, task) = rust_server_at(case, "[::1]:0").await;
+    let (addr, task) = perf_listener("[::1]:0", case_config(&case)).await;
     assert!(addr.is_ipv6());
     go_client(bin.clone(), addr, case, Test::Sink).await;
     go_client(bin, addr, case, Test::Echo).await;
@@ -615,7 +442,7 @@ async fn keepalive_keeps_a_quiet_session_with_ikcp_c() {
     use tokio::io::AsyncReadExt;
     let _serial = SERIAL.lock().await;
     let mut child = tokio::process::Command::new("python3")
-        .arg(kcp_testkit::go::repo_root().join("interop/ikcp_peer.py"))
+        .arg(go::repo_root().join("interop/ikcp_peer.py"))
         .args(["echo", "--mode", "stream", "--idle", "4", "--timeout", "40"])
         .stdout(Stdio::piped())
         .kill_on_drop(true)
@@ -630,12 +457,7 @@ async fn keepalive_keeps_a_quiet_session_with_ikcp_c() {
     .await
     .unwrap()
     .unwrap();
-    let port: u16 = line
-        .trim()
-        .strip_prefix("listening ")
-        .unwrap_or_else(|| panic!("{line}"))
-        .parse()
-        .unwrap();
+    let port: u16 = go::listening(&line).parse().unwrap();
     let engine = Config::ikcp()
         .with_nodelay(true, 10, 2, true)
         .with_windows(128, 128);

@@ -17,6 +17,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use kcp_testkit::rng::Rng;
 use kcp_tokio::impair::{ImpairConfig, Proxy, ProxyHandle};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -214,20 +215,6 @@ async fn echo_unix(path: &Path) {
     });
 }
 
-/// Deterministic test data (xorshift64*).
-fn data(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut v = Vec::with_capacity(len + 8);
-    while v.len() < len {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        v.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-    }
-    v.truncate(len);
-    v
-}
-
 /// Sends `len` bytes through the tunnel and checks the echo, byte for byte; then closes.
 async fn echo_once(addr: SocketAddr, seed: u64, len: usize) -> Result<(), String> {
     let s = TcpStream::connect(addr)
@@ -235,7 +222,7 @@ async fn echo_once(addr: SocketAddr, seed: u64, len: usize) -> Result<(), String
         .map_err(|e| format!("connect {addr}: {e}"))?;
     let _ = s.set_nodelay(true);
     let (mut r, mut w) = s.into_split();
-    let sent = data(seed, len);
+    let sent = Rng::new(seed).bytes(len);
     let writer = {
         let sent = sent.clone();
         tokio::spawn(async move { w.write_all(&sent).await.map(|_| w) })

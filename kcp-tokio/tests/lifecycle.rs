@@ -3,12 +3,14 @@
 //! dropped streams have delivered what was written (a child process writes 8 MiB, drops the
 //! stream, waits, exits; the parent receives every byte).
 
+mod common;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use kcp_core::Config;
 use kcp_tokio::perf::pattern;
-use kcp_tokio::{CloseReason, KcpConfig, KcpConnector, KcpListener, KcpStream};
+use kcp_tokio::{CloseReason, KcpConfig, KcpConnector, KcpListener};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::timeout;
 
@@ -97,14 +99,7 @@ async fn closed_resolves_with_the_close_reason() {
         .idle_timeout(Some(Duration::from_millis(600)))
         .keepalive(Some(Duration::from_millis(150)));
     let l = KcpListener::bind("127.0.0.1:0", cfg()).await.unwrap();
-    let mut c = KcpStream::connect(l.local_addr(), quiet).await.unwrap();
-    c.write_all(b"hello").await.unwrap();
-    let (mut s, _) = timeout(Duration::from_secs(10), l.accept())
-        .await
-        .unwrap()
-        .unwrap();
-    let mut b = [0u8; 5];
-    s.read_exact(&mut b).await.unwrap();
+    let (c, s) = common::pair(&l, quiet, b"hello").await;
     // While the peer is there, the keepalive keeps the quiet session: closed() stays pending
     // for several idle timeouts.
     assert!(

@@ -13,53 +13,30 @@
 //!
 //! The Go peer's count-0 runs are in `kcpgo_interop.rs`.
 
-#[path = "../../kcp-mio/tests/common/mod.rs"]
 mod common;
+
+use common::mio as mio_common;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::{mio_sessions, MioServer};
-use kcp_core::Config;
+use common::runtime;
 use kcp_mio::perf::{self, ClientSession, Report, Test};
 use kcp_mio::KcpConfig;
+use kcp_testkit::go::Case;
+use kcp_testkit::rng::Rng;
 use kcp_tokio::perf as tperf;
 use kcp_tokio::KcpStream;
+use mio_common::{case_config, mio_sessions, MioServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const KEY: &str = "mio perf protocol";
 const TESTS: [Test; 3] = [Test::Echo, Test::Sink, Test::Source];
 /// How long each `--duration` run lasts.
 const RUN: Duration = Duration::from_millis(300);
 
-fn engine(stream: bool) -> Config {
-    Config {
-        mtu: 1350,
-        stream,
-        ..Config::fast3().with_windows(256, 256)
-    }
-}
-
-fn mio_config(stream: bool) -> KcpConfig {
-    KcpConfig::new(engine(stream))
-        .crypt("aes", KEY)
-        .unwrap()
-        .fec(10, 3)
-}
-
-fn tokio_config(stream: bool) -> kcp_tokio::KcpConfig {
-    kcp_tokio::KcpConfig::new(engine(stream))
-        .crypt("aes", KEY)
-        .unwrap()
-        .fec(10, 3)
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap()
+/// AES and FEC 10/3 (both adapters take the same `KcpConfig`).
+fn config(stream: bool) -> KcpConfig {
+    case_config(&Case::new("aes", true, stream))
 }
 
 fn tokio_test(test: Test) -> tperf::Test {
@@ -101,7 +78,7 @@ fn tokio_client(
     duration: Option<Duration>,
 ) -> tperf::Report {
     rt.block_on(async move {
-        let mut s = KcpStream::connect(addr, tokio_config(stream)).await?;
+        let mut s = KcpStream::connect(addr, config(stream)).await?;
         let msg = if test == Test::Echo { 1000 } else { 16 << 10 };
         let msg = if stream { msg } else { msg.min(s.mss()) };
         let t = tokio_test(test);
@@ -122,7 +99,7 @@ fn tokio_client(
 fn kcp_perf_client_runs_every_test_against_the_mio_server_by_byte_count() {
     let rt = runtime();
     for stream in [true, false] {
-        let server = MioServer::start(mio_config(stream));
+        let server = MioServer::start(config(stream));
         for (k, test) in TESTS.into_iter().enumerate() {
             let count = if test == Test::Echo { 100_000 } else { 1 << 20 };
             let r = tokio_client(&rt, server.addr, stream, test, count, None);
@@ -140,7 +117,7 @@ fn kcp_perf_client_runs_every_test_against_the_mio_server_by_byte_count() {
 fn kcp_perf_client_runs_every_test_against_the_mio_server_for_a_duration() {
     let rt = runtime();
     for stream in [true, false] {
-        let server = MioServer::start(mio_config(stream));
+        let server = MioServer::start(config(stream));
         for (k, test) in TESTS.into_iter().enumerate() {
             let r = tokio_client(&rt, server.addr, stream, test, 0, Some(RUN));
             assert!(r.bytes > 0, "stream {stream} {test:?}: {r:?}");
@@ -161,10 +138,7 @@ fn tokio_server(
     std::sync::mpsc::Receiver<std::io::Result<tperf::Report>>,
 ) {
     let l = rt
-        .block_on(kcp_tokio::KcpListener::bind(
-            "127.0.0.1:0",
-            tokio_config(stream),
-        ))
+        .block_on(kcp_tokio::KcpListener::bind("127.0.0.1:0", config(stream)))
         .unwrap();
     let addr = l.local_addr();
     let (tx, rx) = std::sync::mpsc::channel();
@@ -185,16 +159,10 @@ fn tokio_server(
 fn mio_duration_run(addr: SocketAddr, stream: bool, test: Test) -> Report {
     let msg = if test == Test::Echo { 1000 } else { 16 << 10 };
     let t = Instant::now();
-    let r = mio_sessions(
-        addr,
-        &mio_config(stream),
-        1,
-        Duration::from_secs(20),
-        |mss| {
-            let msg = if stream { msg } else { msg.min(mss) };
-            ClientSession::for_duration(test, msg, !stream, RUN)
-        },
-    )
+    let r = mio_sessions(addr, &config(stream), 1, Duration::from_secs(20), |mss| {
+        let msg = if stream { msg } else { msg.min(mss) };
+        ClientSession::for_duration(test, msg, !stream, RUN)
+    })
     .pop()
     .unwrap()
     .unwrap_or_else(|e| panic!("stream {stream} {test:?}: {e}"));
@@ -235,14 +203,14 @@ fn mio_client_runs_every_test_against_the_tokio_server_for_a_duration() {
 #[test]
 fn mio_client_runs_every_test_against_the_mio_server_for_a_duration_and_by_count() {
     for stream in [true, false] {
-        let server = MioServer::start(mio_config(stream));
+        let server = MioServer::start(config(stream));
         for (k, test) in TESTS.into_iter().enumerate() {
             let r = mio_duration_run(server.addr, stream, test);
             let s = served(&server, 2 * k + 1, &format!("stream {stream} {test:?}"));
             assert_eq!((s[2 * k].test, s[2 * k].bytes), (test, r.bytes));
-            let r = common::mio_client(
+            let r = mio_common::mio_client(
                 server.addr,
-                &mio_config(stream),
+                &config(stream),
                 test,
                 300_000,
                 1200,
@@ -251,24 +219,6 @@ fn mio_client_runs_every_test_against_the_mio_server_for_a_duration_and_by_count
             assert_eq!(r.bytes, 300_000);
             served(&server, 2 * k + 2, &format!("stream {stream} {test:?}"));
         }
-    }
-}
-
-/// xorshift64: bytes no pattern predicts.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| (self.next() >> 24) as u8).collect()
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
     }
 }
 
@@ -281,9 +231,7 @@ struct RawClient {
 impl RawClient {
     async fn connect(addr: SocketAddr, stream: bool, test: Test, count: u64) -> RawClient {
         let mut c = RawClient {
-            s: KcpStream::connect(addr, tokio_config(stream))
-                .await
-                .unwrap(),
+            s: KcpStream::connect(addr, config(stream)).await.unwrap(),
             stream,
         };
         // The header is a message of its own.
@@ -334,7 +282,7 @@ fn framed(payloads: &[Vec<u8>]) -> Vec<u8> {
 fn the_mio_server_answers_random_bytes_by_their_count_and_crc_and_echoes_them() {
     let rt = runtime();
     for stream in [true, false] {
-        let server = MioServer::start(mio_config(stream));
+        let server = MioServer::start(config(stream));
         let addr = server.addr;
         let sent = rt.block_on(async move {
             let mut rng = Rng(0x2545_f491_4f6c_dd1d ^ stream as u64);
@@ -429,10 +377,10 @@ fn failure(server: &MioServer) -> String {
 #[test]
 fn a_header_message_of_the_wrong_length_fails_only_its_session() {
     let rt = runtime();
-    let server = MioServer::start(mio_config(false));
+    let server = MioServer::start(config(false));
     let addr = server.addr;
     rt.block_on(async move {
-        let c = KcpStream::connect(addr, tokio_config(false)).await.unwrap();
+        let c = KcpStream::connect(addr, config(false)).await.unwrap();
         let mut h = perf::header(Test::Sink, 100).to_vec();
         h.extend_from_slice(b"more");
         c.send_message(&h).await.unwrap();
@@ -452,7 +400,7 @@ fn a_header_message_of_the_wrong_length_fails_only_its_session() {
 #[test]
 fn a_frame_longer_than_one_mebibyte_fails_only_its_session() {
     let rt = runtime();
-    let server = MioServer::start(mio_config(true));
+    let server = MioServer::start(config(true));
     let addr = server.addr;
     rt.block_on(async move {
         let mut c = RawClient::connect(addr, true, Test::Sink, 0).await;

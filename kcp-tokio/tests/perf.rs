@@ -136,17 +136,8 @@ async fn duration_runs_end_with_an_end_of_run_message() {
 #[tokio::test]
 async fn the_server_accepts_any_bytes_for_sink_and_echo() {
     use tokio::io::AsyncReadExt;
-    let mut seed = 0x2545_f491_4f6c_dd1du64;
-    let mut random = move |n: usize| -> Vec<u8> {
-        (0..n)
-            .map(|_| {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                (seed >> 24) as u8
-            })
-            .collect()
-    };
+    let mut rng = kcp_testkit::rng::Rng::new(5);
+    let mut random = move |n: usize| rng.bytes(n);
     for stream in [true, false] {
         let (addr, mut reports) = server(stream).await;
         // Sink: 200 KiB of random bytes in 1000-byte writes.

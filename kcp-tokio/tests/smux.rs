@@ -4,24 +4,13 @@
 
 use std::time::Duration;
 
+use kcp_testkit::rng::Rng;
 use kcp_tokio::smux::{
     CloseReason, Framing, Keepalive, ProtocolError, SessionEnd, SmuxConfig, SmuxSession, Version,
 };
 use kcp_tokio::{Config, KcpConfig, KcpListener, KcpStream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinSet;
-
-fn data(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 fn config(version: Version, bucket: usize, window: usize) -> SmuxConfig {
     SmuxConfig {
@@ -50,7 +39,7 @@ async fn echo_streams(client: &SmuxSession, n: usize, len: usize) {
     for i in 0..n {
         let s = client.open().unwrap();
         set.spawn(async move {
-            let sent = data(i as u64 + 1, len);
+            let sent = Rng::new(i as u64 + 1).bytes(len);
             let (mut r, mut w) = tokio::io::split(s);
             let out = sent.clone();
             let writer = tokio::spawn(async move {

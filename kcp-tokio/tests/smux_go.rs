@@ -5,9 +5,9 @@
 //! `length u32 LE | seed u32 LE | xorshift32 bytes`; the acceptor checks and echoes, the
 //! opener checks the echo; every byte is compared.
 
-use std::process::Stdio;
 use std::time::Duration;
 
+use kcp_testkit::go::smux::{self as peer, IDLE_MS, KEEPALIVE_MS, TIMEOUT_MS};
 use kcp_tokio::smux::{Framing, Keepalive, SmuxConfig, SmuxSession, SmuxStream, Version};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -15,29 +15,12 @@ use tokio::process::Command;
 use tokio::task::JoinSet;
 
 const STREAMS: usize = 8;
-const KEEPALIVE_MS: u64 = 200;
-const TIMEOUT_MS: u64 = 1500;
-const IDLE_MS: u64 = 3200;
-
-fn payload(size: usize, seed: u32) -> Vec<u8> {
-    let mut v = Vec::with_capacity(8 + size);
-    v.extend_from_slice(&(size as u32).to_le_bytes());
-    v.extend_from_slice(&seed.to_le_bytes());
-    let mut x = seed;
-    v.extend((0..size).map(|_| {
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
-        x as u8
-    }));
-    v
-}
 
 /// We opened the stream: send a payload, check the echo, close.
 async fn open_one(session: &SmuxSession, size: usize, seed: u32) -> Result<(), String> {
     let s = session.open().map_err(|e| e.to_string())?;
     let id = s.id();
-    let data = payload(size, seed);
+    let data = peer::payload(size, seed);
     let (mut r, mut w) = tokio::io::split(s);
     let out = data.clone();
     let writer = tokio::spawn(async move { w.write_all(&out).await.map(|_| w) });
@@ -62,7 +45,7 @@ async fn accept_one(s: SmuxStream) -> Result<(), String> {
         .await
         .map_err(|e| format!("stream {id} header: {e}"))?;
     let size = u32::from_le_bytes(hdr[..4].try_into().unwrap()) as usize;
-    let want = payload(size, u32::from_le_bytes(hdr[4..].try_into().unwrap()));
+    let want = peer::payload(size, u32::from_le_bytes(hdr[4..].try_into().unwrap()));
     w.write_all(&hdr).await.map_err(|e| e.to_string())?;
     let mut got = 8;
     let mut buf = vec![0u8; 50_000];
@@ -91,43 +74,22 @@ async fn accept_one(s: SmuxStream) -> Result<(), String> {
 }
 
 async fn case(version: Version, framing: Framing, go_opens: bool, idle: bool) {
-    let mut cmd = Command::new(kcp_testkit::go::peer(Some("smux-peer")));
-    cmd.args(["-mode", if go_opens { "open" } else { "accept" }])
-        .args(["-ver", &(version as u8).to_string()])
-        .args([
-            "-streams",
-            &STREAMS.to_string(),
-            "-max",
-            "1048576",
-            "-seed",
-            "7",
-        ])
-        .args([
-            "-keepalive",
-            &KEEPALIVE_MS.to_string(),
-            "-timeout",
-            &TIMEOUT_MS.to_string(),
-        ])
-        .args(["-smuxbuf", "262144", "-streambuf", "65536"])
-        .args(["-idle", if idle { "3200" } else { "0" }])
-        .args(["-listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true);
-    if framing == Framing::Snappy {
-        cmd.arg("-comp");
-    }
+    let mut cmd = Command::from(peer::command(
+        go_opens,
+        version as u8,
+        framing == Framing::Snappy,
+        STREAMS,
+        7,
+        idle,
+    ));
+    cmd.args(["-listen", "127.0.0.1:0"]).kill_on_drop(true);
     let mut child = cmd.spawn().expect("run smux-peer");
     let mut line = String::new();
     BufReader::new(child.stdout.as_mut().unwrap())
         .read_line(&mut line)
         .await
         .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening ")
-        .expect("listening line")
-        .to_string();
+    let addr = kcp_testkit::go::listening(&line);
     let sock = TcpStream::connect(addr).await.unwrap();
     sock.set_nodelay(true).unwrap();
     let config = SmuxConfig {

@@ -1,5 +1,11 @@
-//! Test support shared by every crate of the workspace (not published): one counting global
-//! allocator and one builder of the Go interop peers, instead of a copy per test file.
+//! Test support shared by every crate of the workspace (not published), instead of a copy per
+//! test file: one counting global allocator ([`alloc`]), one deterministic generator ([`rng`]),
+//! KCP segments written as a scripted peer sends them ([`wire`]), a model of the replay window
+//! ([`replay`]), and the Go interop peers with the case matrix the adapters run against them
+//! ([`go`]).
+//!
+//! It depends on no crate of the workspace, so every crate (kcp-core included) can use it in
+//! its tests without a dependency loop.
 //!
 //! ```
 //! use kcp_testkit::alloc::{self, Counting};
@@ -16,3 +22,6 @@
 
 pub mod alloc;
 pub mod go;
+pub mod replay;
+pub mod rng;
+pub mod wire;

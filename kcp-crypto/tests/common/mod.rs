@@ -1,32 +1,33 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
-/// A deterministic stand-in for an OS RNG (splitmix64). Tests only: it is not a CSPRNG.
-pub struct TestRng(pub u64);
+use kcp_core::{Codec, CodecError, Millis};
 
-impl rand_core::TryRng for TestRng {
-    type Error = core::convert::Infallible;
-    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
-        Ok(self.try_next_u64()? as u32)
-    }
-    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        Ok(z ^ (z >> 31))
-    }
-    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
-        for chunk in dst.chunks_mut(8) {
-            let v = self.try_next_u64()?.to_le_bytes();
-            chunk.copy_from_slice(&v[..chunk.len()]);
-        }
-        Ok(())
-    }
-}
-
-impl rand_core::TryCryptoRng for TestRng {}
+/// A deterministic stand-in for an OS RNG. Tests only: it is not a CSPRNG.
+pub use kcp_testkit::rng::Rng as TestRng;
 
 pub fn unhex(s: &str) -> Vec<u8> {
     hex::decode(s).expect("valid hex")
+}
+
+/// Seals `payload` with `codec` at time 0, returning the sealed bytes.
+pub fn seal(codec: &mut dyn Codec, payload: &[u8]) -> Vec<u8> {
+    let h = codec.header_len();
+    let mut buf = vec![0u8; h + payload.len() + codec.trailer_len()];
+    buf[h..h + payload.len()].copy_from_slice(payload);
+    let n = codec
+        .seal(&mut buf, h + payload.len(), Millis(0))
+        .expect("seal");
+    buf.truncate(n);
+    buf
+}
+
+/// Opens `sealed` with `codec` at time 0, returning the payload (crypto layers always deliver
+/// what they open).
+pub fn open(codec: &mut dyn Codec, sealed: &[u8]) -> Result<Vec<u8>, CodecError> {
+    let mut buf = sealed.to_vec();
+    let r = codec
+        .open(&mut buf, Millis(0))?
+        .expect("crypto layers always deliver");
+    Ok(buf[r].to_vec())
 }

@@ -3,6 +3,7 @@
 
 use kcp_core::{Codec, Millis};
 use kcp_fec::Fec;
+use kcp_testkit::rng::Rng;
 
 /// Seals each KCP datagram with `fec`; returns every packet in wire order (data, then parity
 /// after each group's last data packet).
@@ -38,17 +39,11 @@ pub fn open_all(fec: &mut Fec, pkts: &[Vec<u8>], now: Millis) -> (Vec<Vec<u8>>, 
 
 /// `n` KCP-sized datagrams of varied lengths (24..=1392 bytes), deterministic in `seed`.
 pub fn datagrams(n: usize, seed: u64) -> Vec<Vec<u8>> {
-    let mut s = seed | 1;
-    let mut next = move || {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        s
-    };
+    let mut rng = Rng::new(seed);
     (0..n)
         .map(|_| {
-            let len = 24 + (next() % 1369) as usize;
-            (0..len).map(|_| next() as u8).collect()
+            let len = 24 + rng.below(1369) as usize;
+            rng.bytes(len)
         })
         .collect()
 }

@@ -1,5 +1,6 @@
 //! Loops shared by the integration tests: a kcp-perf server on a kcp-mio endpoint in its own
-//! thread, and a kcp-perf client session run to completion in the calling thread.
+//! thread, a kcp-perf client session run to completion in the calling thread, and the
+//! configuration of an interop case.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -13,6 +14,31 @@ use std::time::{Duration, Instant};
 use kcp_mio::mio::{Events, Poll, Token};
 use kcp_mio::perf::{self, ClientSession, Report, ServerSession, Status, Test};
 use kcp_mio::{Endpoint, Event, KcpConfig, SessionId};
+use kcp_testkit::go::{self, Case};
+
+/// The configuration of an interop case (kcp-tokio's tests use it too: the adapters take the
+/// same `KcpConfig`): `fast3` with its MTU and windows, its cipher under the interop key, its
+/// FEC.
+pub fn case_config(case: &Case) -> KcpConfig {
+    let engine = kcp_core::Config {
+        mtu: go::MTU,
+        stream: case.stream,
+        ..kcp_core::Config::fast3().with_windows(go::WINDOW, go::WINDOW)
+    };
+    let (ds, ps) = case.shards();
+    KcpConfig::new(engine)
+        .crypt(case.crypt, go::KEY)
+        .unwrap()
+        .fec(ds, ps)
+}
+
+/// A listening endpoint (token 0) and a client endpoint (token 1) on loopback, both on `poll`.
+pub fn loopback_pair(config: &KcpConfig, poll: &Poll) -> (Endpoint, Endpoint) {
+    let at = "127.0.0.1:0".parse().unwrap();
+    let server = Endpoint::listen(at, config, poll.registry(), Token(0)).unwrap();
+    let client = Endpoint::client(at, config, poll.registry(), Token(1)).unwrap();
+    (server, client)
+}
 
 /// What a server saw: finished tests and failures.
 #[derive(Default, Debug)]
