@@ -610,3 +610,72 @@ fn hosts_are_counted_per_prefix() {
         a("[fe80::1]:1").host_prefix(32, 0)
     );
 }
+
+/// A new session's first messages are answered without waiting for a retransmission: the
+/// server holds the first flight and what follows it (here a second message sent in its own
+/// datagram before the probe arrives) while it probes, and once the peer's answer confirms
+/// the session the held messages are delivered and the replies leave at once, well before
+/// the client's first retransmission timeout (200 ms).
+#[test]
+fn the_first_messages_of_a_new_session_are_answered_within_a_few_intervals() {
+    let mut server: Endpoint<u8> = Endpoint::new(server_cfg()).unwrap();
+    let mut client: Endpoint<u8> = Endpoint::new(EndpointConfig::new(Config::fast3())).unwrap();
+    let start = Millis(1_000);
+    let mut now = start;
+    let c = client.connect(now, 0, 42).unwrap();
+    client.send(c, b"ping").unwrap();
+    for (_, mut d) in drain(&mut client, now) {
+        let _ = server.handle_datagram(now, 1, &mut d);
+    }
+    client.send(c, b"more").unwrap();
+    let mut answered_at = None;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 64];
+    for _ in 0..400 {
+        let mut moved = true;
+        while moved {
+            moved = false;
+            for (to, mut d) in drain(&mut client, now) {
+                assert_eq!(to, 0);
+                let _ = server.handle_datagram(now, 1, &mut d);
+                moved = true;
+            }
+            let mut ids: Vec<_> = events(&mut server)
+                .into_iter()
+                .filter_map(|e| match e {
+                    Event::Readable(id) => Some(id),
+                    _ => None,
+                })
+                .collect();
+            ids.extend(std::iter::from_fn(|| server.accept()));
+            for id in ids {
+                while let Ok(n) = server.recv(id, &mut buf) {
+                    server.send(id, &buf[..n].to_vec()).unwrap();
+                }
+            }
+            for (to, mut d) in drain(&mut server, now) {
+                assert_eq!(to, 1);
+                let _ = client.handle_datagram(now, 0, &mut d);
+                moved = true;
+            }
+        }
+        while let Ok(n) = client.recv(c, &mut buf) {
+            got.extend_from_slice(&buf[..n]);
+        }
+        if answered_at.is_none() && got.len() == 8 {
+            answered_at = Some(now.0 - start.0);
+        }
+        now += 1;
+        server.handle_timeout(now);
+        client.handle_timeout(now);
+    }
+    let at = answered_at.expect("both echoes arrive");
+    assert_eq!(got, b"pingmore");
+    assert_eq!(
+        client.session(c).unwrap().kcp().stats().retrans_segs,
+        0,
+        "no retransmission"
+    );
+    assert!(at < 60, "both echoes after {at} ms");
+    assert_eq!(server.stats().half_open_held, 1);
+}

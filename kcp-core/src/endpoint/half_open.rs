@@ -34,7 +34,8 @@ const SEEN: usize = 6;
 pub(super) struct HalfOpen<H> {
     /// The future session's codec stack (innermost first).
     layers: Vec<Layer>,
-    /// KCP segments kept from the first flight (whole segments, at most `half_open_bytes`).
+    /// KCP segments kept from the first flight and the datagrams after it (whole segments,
+    /// the entry within `half_open_bytes`).
     stored: Box<[u8]>,
     host: H,
     serial: u64,
@@ -65,6 +66,28 @@ fn keep_segments(kcp: &[u8], budget: usize) -> &[u8] {
         used += n;
     }
     kcp.get(..used).unwrap_or(&[])
+}
+
+/// The PUSH segments of `kcp` whose sequence numbers `stored` does not hold yet, in order,
+/// as many whole segments as fit in `budget` bytes (a retransmission adds nothing).
+fn new_pushes(kcp: &[u8], stored: &[u8], budget: usize) -> Vec<u8> {
+    let known = |sn: u32| {
+        Datagram::new(stored)
+            .map_while(Result::ok)
+            .any(|(s, _)| s.cmd == Command::Push && s.sn == sn)
+    };
+    let mut out = Vec::new();
+    let mut at = 0;
+    for (seg, payload) in Datagram::new(kcp).map_while(Result::ok) {
+        let n = HEADER_LEN + payload.len();
+        let whole = kcp.get(at..at + n).unwrap_or(&[]);
+        at += n;
+        if seg.cmd != Command::Push || known(seg.sn) || out.len() + n > budget {
+            continue;
+        }
+        out.extend_from_slice(whole);
+    }
+    out
 }
 
 /// Whether `kcp` carries a WINS of conversation `conv` (a peer's answer to a window probe).
@@ -250,6 +273,21 @@ impl<A: PeerAddr> Endpoint<A> {
             if h.last_ask.is_some_and(|a| t >= a + ASK_GAP_MS) && !h.ask_queued {
                 h.ask_queued = true;
                 self.half_tx.push_back(key);
+            }
+            // What the peer sent before it heard the probe (a request written in two parts,
+            // the next message) is kept too while the entry's byte budget allows: dropping
+            // it would cost the peer a retransmission timeout (200 ms before its first RTT
+            // sample) once the session exists. Retransmitted segments are kept again; the
+            // engine takes duplicates as duplicates.
+            let budget = self
+                .cfg
+                .half_open_bytes
+                .saturating_sub(Self::entry_fixed_bytes(&h.layers) + h.stored.len());
+            let more = new_pushes(kcp_bytes, &h.stored, budget);
+            if !more.is_empty() {
+                h.stored = [&h.stored[..], &more[..]].concat().into();
+                self.stats.half_open_held += 1;
+                return Ok(());
             }
             self.stats.half_open_dropped += 1;
             return Err(EndpointError::Rejected(DropReason::Unconfirmed));

@@ -116,10 +116,13 @@ endpoint_stats! {
         unconfirmed,
         /// Of those, evicted to make room for a newer first flight (SYN cache).
         half_open_evicted,
-        /// Datagrams for a half-open entry that were not its peer's answer (dropped
-        /// unacknowledged; the peer retransmits them), and parity from an address with a
-        /// half-open entry that no session there owns.
+        /// Datagrams for a half-open entry that were not its peer's answer and did not fit
+        /// in the entry's byte budget (dropped unacknowledged; the peer retransmits them),
+        /// and parity from an address with a half-open entry that no session there owns.
         half_open_dropped,
+        /// Datagrams for a half-open entry that were not its peer's answer, whose segments
+        /// the entry kept within its byte budget (taken by the session once confirmed).
+        half_open_held,
         /// Datagrams longer than `max_datagram`, dropped before parsing (in `in_errs` too).
         oversize,
         /// Copies of a remembered first flight or confirmation (in `in_errs` too).
