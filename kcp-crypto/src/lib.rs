@@ -100,6 +100,8 @@ mod kind;
 mod nonce;
 mod packet;
 mod replay;
+#[cfg(target_arch = "x86_64")]
+mod salsa_simd;
 mod stats;
 mod tea;
 mod twofish_fast;
