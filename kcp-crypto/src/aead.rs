@@ -69,6 +69,9 @@ impl fmt::Display for AeadKind {
 pub(crate) enum Aead {
     Gcm(Aes128Gcm),
     ChaCha(ChaCha20Poly1305),
+    /// ChaCha20-Poly1305 on the AVX2 path (x86-64 CPUs that have it; `chacha_simd.rs`).
+    #[cfg(target_arch = "x86_64")]
+    ChaChaAvx2(crate::chacha_simd::ChaChaAvx2),
 }
 
 impl Aead {
@@ -85,6 +88,13 @@ impl Aead {
         Ok(match kind {
             AeadKind::Aes128Gcm => Aead::Gcm(Aes128Gcm::new_from_slice(key).map_err(|_| bad)?),
             AeadKind::ChaCha20Poly1305 => {
+                #[cfg(target_arch = "x86_64")]
+                if let Some(c) = <&[u8; 32]>::try_from(key)
+                    .ok()
+                    .and_then(crate::chacha_simd::ChaChaAvx2::new)
+                {
+                    return Ok(Aead::ChaChaAvx2(c));
+                }
                 Aead::ChaCha(ChaCha20Poly1305::new_from_slice(key).map_err(|_| bad)?)
             }
         })
@@ -100,6 +110,14 @@ impl Aead {
         let tag = match self {
             Aead::Gcm(a) => a.encrypt_inout_detached(&(*nonce).into(), ad, buf.into()),
             Aead::ChaCha(a) => a.encrypt_inout_detached(&(*nonce).into(), ad, buf.into()),
+            #[cfg(target_arch = "x86_64")]
+            Aead::ChaChaAvx2(c) => {
+                // RFC 8439's limit: the 32-bit block counter must not wrap.
+                if buf.len() as u64 > (u64::from(u32::MAX) - 1) * 64 {
+                    return Err(CodecError::BufferTooSmall);
+                }
+                return Ok(c.seal(nonce, ad, buf));
+            }
         }
         .map_err(|_| CodecError::BufferTooSmall)?;
         let mut out = [0u8; TAG_LEN];
@@ -121,6 +139,15 @@ impl Aead {
             }
             Aead::ChaCha(a) => {
                 a.decrypt_inout_detached(&(*nonce).into(), ad, buf.into(), &(*tag).into())
+            }
+            #[cfg(target_arch = "x86_64")]
+            Aead::ChaChaAvx2(c) => {
+                let fits = buf.len() as u64 <= (u64::from(u32::MAX) - 1) * 64;
+                return if fits && c.open(nonce, ad, buf, tag) {
+                    Ok(())
+                } else {
+                    Err(CodecError::Integrity)
+                };
             }
         }
         .map_err(|_| CodecError::Integrity)

@@ -94,6 +94,8 @@ mod aead;
 mod aes_vaes;
 mod block;
 mod cfb;
+#[cfg(target_arch = "x86_64")]
+mod chacha_simd;
 mod error;
 pub mod kdf;
 mod kind;
