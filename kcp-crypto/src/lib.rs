@@ -97,6 +97,8 @@ mod cfb;
 #[cfg(target_arch = "x86_64")]
 mod chacha_simd;
 mod error;
+#[cfg(target_arch = "x86_64")]
+mod gcm_vaes;
 pub mod kdf;
 mod kind;
 mod nonce;
