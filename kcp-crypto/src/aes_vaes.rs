@@ -60,7 +60,16 @@ impl AesVaes {
     /// encryptions of `prefix || be32(first)`, `prefix || be32(first + 1)`, ...
     pub(crate) fn ctr32_xor(&self, prefix: &[u8; 12], first: u32, data: &mut [u8]) {
         // SAFETY: constructed only when the CPU has AES-NI, AVX-512F and VAES.
-        unsafe { ctr32_xor(&self.rk, self.rounds, prefix, first, data) }
+        unsafe { ctr32_xor_skip(&self.rk, self.rounds, prefix, first, data, None) }
+    }
+
+    /// GCM's CTR with a 96-bit nonce: XORs the keystream from counter 2 into `data` and
+    /// returns block 1's (the tag mask `E(J0)`), computed in the same batch.
+    pub(crate) fn ctr32_xor_gcm(&self, nonce: &[u8; 12], data: &mut [u8]) -> [u8; 16] {
+        let mut mask = [0u8; 16];
+        // SAFETY: constructed only when the CPU has AES-NI, AVX-512F and VAES.
+        unsafe { ctr32_xor_skip(&self.rk, self.rounds, nonce, 1, data, Some(&mut mask)) };
+        mask
     }
 
     /// CFB-128 decryption of `data` in place with initial vector `iv`.
@@ -176,12 +185,15 @@ unsafe fn encrypt_block(keys: &[[u8; 16]; 15], rounds: usize, block: &[u8; 16]) 
 }
 
 #[target_feature(enable = "aes,sse2,avx512f,vaes")]
-unsafe fn ctr32_xor(
+/// CTR32 from counter `first`; with `skip`, the first keystream block goes there instead of
+/// into `data`.
+unsafe fn ctr32_xor_skip(
     keys: &[[u8; 16]; 15],
     rounds: usize,
     prefix: &[u8; 12],
     first: u32,
     data: &mut [u8],
+    mut skip: Option<&mut [u8; 16]>,
 ) {
     let mut rk4_all = [_mm512_setzero_si512(); 15];
     let nk = (rounds + 1).min(15);
@@ -196,7 +208,8 @@ unsafe fn ctr32_xor(
     }
     let mut ks = [0u8; 256];
     let mut next = first;
-    for chunk in data.chunks_mut(256) {
+    let mut rest = data;
+    while !rest.is_empty() || skip.is_some() {
         for blk in ctr.chunks_exact_mut(16) {
             blk[12..].copy_from_slice(&next.to_be_bytes());
             next = next.wrapping_add(1);
@@ -217,9 +230,19 @@ unsafe fn ctr32_xor(
         _mm512_storeu_si512(q.add(64).cast(), _mm512_aesenclast_epi128(b1, rk4[nk - 1]));
         _mm512_storeu_si512(q.add(128).cast(), _mm512_aesenclast_epi128(b2, rk4[nk - 1]));
         _mm512_storeu_si512(q.add(192).cast(), _mm512_aesenclast_epi128(b3, rk4[nk - 1]));
-        for (d, k) in chunk.iter_mut().zip(&ks) {
+        let ks = match skip.take() {
+            Some(m) => {
+                m.copy_from_slice(&ks[..16]);
+                &ks[16..]
+            }
+            None => &ks[..],
+        };
+        let n = rest.len().min(ks.len());
+        let (chunk, tail) = rest.split_at_mut(n);
+        for (d, k) in chunk.iter_mut().zip(ks) {
             *d ^= *k;
         }
+        rest = tail;
     }
 }
 
