@@ -673,9 +673,9 @@ impl Poly1305 {
         };
         let mut acc = load(first);
         // The running accumulator enters with block 0 (lane 0).
-        for i in 0..5 {
-            let hv = _mm512_set_epi64(0, 0, 0, 0, 0, 0, 0, self.h[i] as i64);
-            acc[i] = _mm512_add_epi64(acc[i], hv);
+        for (a, h) in acc.iter_mut().zip(self.h) {
+            let hv = _mm512_set_epi64(0, 0, 0, 0, 0, 0, 0, h as i64);
+            *a = _mm512_add_epi64(*a, hv);
         }
         for c in chunks {
             let m = load(c);
@@ -793,9 +793,9 @@ impl Poly1305 {
         };
         let mut acc = load(first);
         // The running accumulator enters with block 0 (lane 0).
-        for i in 0..5 {
-            let hv = _mm256_set_epi64x(0, 0, 0, self.h[i] as i64);
-            acc[i] = _mm256_add_epi64(acc[i], hv);
+        for (a, h) in acc.iter_mut().zip(self.h) {
+            let hv = _mm256_set_epi64x(0, 0, 0, h as i64);
+            *a = _mm256_add_epi64(*a, hv);
         }
         for c in chunks {
             let m = load(c);
