@@ -25,6 +25,16 @@ use zeroize::{Zeroize, ZeroizeOnDrop};
 cpufeatures::new!(avx2_cpu, "avx2");
 cpufeatures::new!(avx512_cpu, "avx512f");
 
+/// Whether to take the AVX-512 batches (the tests can turn them off per thread to cover the
+/// AVX2 path on an AVX-512 machine).
+fn use_avx512() -> bool {
+    #[cfg(test)]
+    if tests::NO_AVX512.with(|c| c.get()) {
+        return false;
+    }
+    avx512_cpu::get()
+}
+
 /// "expand 32-byte k".
 const SIGMA: [u32; 4] = [0x6170_7865, 0x3320_646e, 0x7962_2d32, 0x6b20_6574];
 
@@ -80,8 +90,11 @@ fn state(key: &[u8; 32], nonce: &[u8; 12]) -> [u32; 16] {
 #[target_feature(enable = "avx2")]
 unsafe fn seal_avx2(key: &[u8; 32], nonce: &[u8; 12], ad: &[u8], buf: &mut [u8]) -> [u8; 16] {
     let st = state(key, nonce);
-    let poly_key = keystream_xor(&st, buf);
-    let mut mac = Poly1305::new(&poly_key);
+    let mut ks = [0u8; 1024];
+    let (blocks, mut mac) = first_batch(&st, buf.len(), &mut ks);
+    let (head, rest) = buf.split_at_mut(buf.len().min(blocks as usize * 64 - 64));
+    xor_into(head, &ks[64..]);
+    keystream_from(&st, blocks, rest);
     mac.update_padded(ad);
     mac.update_padded(buf);
     mac.lengths(ad.len(), buf.len());
@@ -97,14 +110,10 @@ unsafe fn open_avx2(
     tag: &[u8; 16],
 ) -> bool {
     let st = state(key, nonce);
-    // Block 0 alone for the Poly1305 key: the ciphertext must be authenticated before it is
-    // decrypted in place.
-    let mut ks = [0u8; 256];
-    blocks4_sse2(&st, 0, &mut ks);
-    let mut poly_key = [0u8; 32];
-    poly_key.copy_from_slice(&ks[..32]);
-    let mut mac = Poly1305::new(&poly_key);
-    poly_key.zeroize();
+    // The first batch is kept: the ciphertext must be authenticated before it is decrypted
+    // in place.
+    let mut ks = [0u8; 1024];
+    let (blocks, mut mac) = first_batch(&st, buf.len(), &mut ks);
     mac.update_padded(ad);
     mac.update_padded(buf);
     mac.lengths(ad.len(), buf.len());
@@ -114,39 +123,34 @@ unsafe fn open_avx2(
     if core::hint::black_box(diff) != 0 {
         return false;
     }
-    // Blocks 1..4 of the batch above, then the rest from block 4.
-    let (head, rest) = buf.split_at_mut(buf.len().min(192));
+    let (head, rest) = buf.split_at_mut(buf.len().min(blocks as usize * 64 - 64));
     xor_into(head, &ks[64..]);
-    keystream_from(&st, 4, rest);
+    keystream_from(&st, blocks, rest);
     true
 }
 
-/// XORs the keystream from block 1 into `data` and returns the Poly1305 key (the first 32
-/// bytes of block 0), computed in the same batch as the first data blocks.
+/// The first keystream batch from block 0, sized for a message of `len` bytes (16, 8 or 4
+/// blocks), into `ks`; returns its block count and the Poly1305 instance keyed with the
+/// first 32 bytes of block 0. The rest of the batch encrypts the message's first bytes.
 #[target_feature(enable = "avx2")]
-unsafe fn keystream_xor(st: &[u32; 16], data: &mut [u8]) -> [u8; 32] {
-    let mut poly_key = [0u8; 32];
-    if data.len() > 448 && avx512_cpu::get() {
-        let mut ks = [0u8; 1024];
-        blocks16_avx512(st, 0, &mut ks);
-        poly_key.copy_from_slice(&ks[..32]);
-        let (head, rest) = data.split_at_mut(data.len().min(960));
-        xor_into(head, &ks[64..]);
-        keystream_from(st, 16, rest);
-    } else if data.len() > 192 {
-        let mut ks = [0u8; 512];
-        blocks8_avx2(st, 0, &mut ks);
-        poly_key.copy_from_slice(&ks[..32]);
-        let (head, rest) = data.split_at_mut(data.len().min(448));
-        xor_into(head, &ks[64..]);
-        keystream_from(st, 8, rest);
+unsafe fn first_batch(st: &[u32; 16], len: usize, ks: &mut [u8; 1024]) -> (u32, Poly1305) {
+    let blocks = if len > 448 && use_avx512() {
+        blocks16_avx512(st, 0, ks);
+        16
+    } else if let (true, Some(k)) = (len > 192, ks.first_chunk_mut::<512>()) {
+        blocks8_avx2(st, 0, k);
+        8
     } else {
-        let mut ks = [0u8; 256];
-        blocks4_sse2(st, 0, &mut ks);
-        poly_key.copy_from_slice(&ks[..32]);
-        xor_into(data, &ks[64..]);
-    }
-    poly_key
+        let mut k = [0u8; 256];
+        blocks4_sse2(st, 0, &mut k);
+        ks[..256].copy_from_slice(&k);
+        4
+    };
+    let mut poly_key = [0u8; 32];
+    poly_key.copy_from_slice(&ks[..32]);
+    let mac = Poly1305::new(&poly_key);
+    poly_key.zeroize();
+    (blocks, mac)
 }
 
 /// XORs the keystream from block `counter` into `data`: eight blocks at a time while more
@@ -156,7 +160,7 @@ unsafe fn keystream_from(st: &[u32; 16], mut counter: u32, data: &mut [u8]) {
     let mut rest = data;
     // With AVX-512 a sixteen-block batch costs less than an eight-block AVX2 one (native
     // rotations), so it also serves tails of five to eight blocks.
-    if rest.len() > 256 && avx512_cpu::get() {
+    if rest.len() > 256 && use_avx512() {
         let mut ks16 = [0u8; 1024];
         while rest.len() > 256 {
             blocks16_avx512(st, counter, &mut ks16);
@@ -488,7 +492,7 @@ impl Poly1305 {
     /// Whole 16-byte blocks of `data`, the last one zero-padded (RFC 8439's `pad16`).
     fn update_padded(&mut self, data: &[u8]) {
         let mut rest = data;
-        if rest.len() >= 16 * 16 && avx512_cpu::get() {
+        if rest.len() >= 16 * 16 && use_avx512() {
             let n = rest.len() / 128 * 128;
             // SAFETY: checked just above.
             unsafe { self.blocks8_avx512(&rest[..n]) };
@@ -862,6 +866,23 @@ mod tests {
         bad[15] ^= 1;
         let mut ct = want.clone();
         assert!(!c.open(nonce, ad, &mut ct, &bad));
+    }
+
+    std::thread_local! {
+        pub(super) static NO_AVX512: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
+    }
+
+    /// The AVX2-only batches (CPUs without AVX-512), on this thread.
+    #[test]
+    fn every_length_matches_the_crate_without_avx512() {
+        NO_AVX512.with(|c| c.set(true));
+        let key: [u8; 32] = core::array::from_fn(|i| (i * 13 + 7) as u8);
+        let nonce: [u8; 12] = core::array::from_fn(|i| (i * 7 + 5) as u8);
+        for len in 0..1600 {
+            let plain: Vec<u8> = (0..len).map(|i| (i * 19 + 1) as u8).collect();
+            check(&key, &nonce, &[], &plain);
+        }
+        NO_AVX512.with(|c| c.set(false));
     }
 
     #[test]
