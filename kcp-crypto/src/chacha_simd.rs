@@ -17,6 +17,11 @@
 //!
 //! Keystream batches live in stack buffers that are not wiped (a volatile wipe of 1 KiB per
 //! packet cost more than the Poly1305 pass); the key, the Poly1305 key and state are.
+//!
+//! `unsafe`: every `unsafe fn` here is unsafe only through its `#[target_feature]` (the caller
+//! must have detected those features; the public entry points check them once, at key setup
+//! or per call); raw loads and stores stay within arrays or slices whose lengths are checked
+//! or fixed by their types, as the comments at each one say.
 
 use core::arch::x86_64::*;
 

@@ -12,6 +12,11 @@
 //! block. POLYVAL's product `a * b * x^-128` needs no bit reflection on PCLMULQDQ. Sixteen
 //! blocks are multiplied by H^16 .. H^1 (four per 512-bit register), the products XORed
 //! and reduced once.
+//!
+//! `unsafe`: every `unsafe fn` here is unsafe only through its `#[target_feature]` (the caller
+//! must have detected those features; the public entry points check them once, at key setup
+//! or per call); raw loads and stores stay within arrays or slices whose lengths are checked
+//! or fixed by their types, as the comments at each one say.
 
 use core::arch::x86_64::*;
 

@@ -6,6 +6,11 @@
 //! counter words. After the rounds the words are transposed back into per-block order and the
 //! keystream is written to a stack buffer, which the caller XORs into the data in safe code.
 //! Other CPUs, and this file's own tests as the oracle, use RustCrypto's `salsa20` (portable).
+//!
+//! `unsafe`: every `unsafe fn` here is unsafe only through its `#[target_feature]` (the caller
+//! must have detected those features; the public entry points check them once, at key setup
+//! or per call); raw loads and stores stay within arrays or slices whose lengths are checked
+//! or fixed by their types, as the comments at each one say.
 
 use core::arch::x86_64::*;
 
