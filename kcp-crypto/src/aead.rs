@@ -69,6 +69,12 @@ impl fmt::Display for AeadKind {
 pub(crate) enum Aead {
     Gcm(Aes128Gcm),
     ChaCha(ChaCha20Poly1305),
+    /// AES-128-GCM with VAES (x86-64 CPUs that have it; `gcm_vaes.rs`).
+    #[cfg(target_arch = "x86_64")]
+    GcmVaes(crate::gcm_vaes::GcmVaes),
+    /// ChaCha20-Poly1305 on the AVX2 path (x86-64 CPUs that have it; `chacha_simd.rs`).
+    #[cfg(target_arch = "x86_64")]
+    ChaChaAvx2(crate::chacha_simd::ChaChaAvx2),
 }
 
 impl Aead {
@@ -83,8 +89,24 @@ impl Aead {
             return Err(bad);
         }
         Ok(match kind {
-            AeadKind::Aes128Gcm => Aead::Gcm(Aes128Gcm::new_from_slice(key).map_err(|_| bad)?),
+            AeadKind::Aes128Gcm => {
+                #[cfg(target_arch = "x86_64")]
+                if let Some(g) = <&[u8; 16]>::try_from(key)
+                    .ok()
+                    .and_then(crate::gcm_vaes::GcmVaes::new)
+                {
+                    return Ok(Aead::GcmVaes(g));
+                }
+                Aead::Gcm(Aes128Gcm::new_from_slice(key).map_err(|_| bad)?)
+            }
             AeadKind::ChaCha20Poly1305 => {
+                #[cfg(target_arch = "x86_64")]
+                if let Some(c) = <&[u8; 32]>::try_from(key)
+                    .ok()
+                    .and_then(crate::chacha_simd::ChaChaAvx2::new)
+                {
+                    return Ok(Aead::ChaChaAvx2(c));
+                }
                 Aead::ChaCha(ChaCha20Poly1305::new_from_slice(key).map_err(|_| bad)?)
             }
         })
@@ -100,6 +122,22 @@ impl Aead {
         let tag = match self {
             Aead::Gcm(a) => a.encrypt_inout_detached(&(*nonce).into(), ad, buf.into()),
             Aead::ChaCha(a) => a.encrypt_inout_detached(&(*nonce).into(), ad, buf.into()),
+            #[cfg(target_arch = "x86_64")]
+            Aead::GcmVaes(g) => {
+                // GCM's limit: 2^32 - 2 blocks of plaintext.
+                if buf.len() as u64 > (u64::from(u32::MAX) - 1) * 16 {
+                    return Err(CodecError::BufferTooSmall);
+                }
+                return Ok(g.seal(nonce, ad, buf));
+            }
+            #[cfg(target_arch = "x86_64")]
+            Aead::ChaChaAvx2(c) => {
+                // RFC 8439's limit: the 32-bit block counter must not wrap.
+                if buf.len() as u64 > (u64::from(u32::MAX) - 1) * 64 {
+                    return Err(CodecError::BufferTooSmall);
+                }
+                return Ok(c.seal(nonce, ad, buf));
+            }
         }
         .map_err(|_| CodecError::BufferTooSmall)?;
         let mut out = [0u8; TAG_LEN];
@@ -121,6 +159,24 @@ impl Aead {
             }
             Aead::ChaCha(a) => {
                 a.decrypt_inout_detached(&(*nonce).into(), ad, buf.into(), &(*tag).into())
+            }
+            #[cfg(target_arch = "x86_64")]
+            Aead::GcmVaes(g) => {
+                let fits = buf.len() as u64 <= (u64::from(u32::MAX) - 1) * 16;
+                return if fits && g.open(nonce, ad, buf, tag) {
+                    Ok(())
+                } else {
+                    Err(CodecError::Integrity)
+                };
+            }
+            #[cfg(target_arch = "x86_64")]
+            Aead::ChaChaAvx2(c) => {
+                let fits = buf.len() as u64 <= (u64::from(u32::MAX) - 1) * 64;
+                return if fits && c.open(nonce, ad, buf, tag) {
+                    Ok(())
+                } else {
+                    Err(CodecError::Integrity)
+                };
             }
         }
         .map_err(|_| CodecError::Integrity)

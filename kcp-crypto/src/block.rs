@@ -12,8 +12,11 @@ use core::fmt;
 use aes::{Aes128Enc, Aes192Enc, Aes256Enc};
 use blowfish::Blowfish;
 use cast5::Cast5;
-use cipher::{Block, BlockCipherEncrypt, InnerIvInit, KeyInit, KeyIvInit, StreamCipher};
+use cipher::{Block, BlockCipherEncrypt, InnerIvInit, KeyInit};
+#[cfg(not(target_arch = "x86_64"))]
+use cipher::{KeyIvInit, StreamCipher};
 use des::TdesEde3;
+#[cfg(not(target_arch = "x86_64"))]
 use salsa20::Salsa20;
 use sm4::Sm4;
 use zeroize::{Zeroize, ZeroizeOnDrop};
@@ -303,6 +306,8 @@ fn salsa20(key: &SalsaKey, packet: &mut [u8]) {
     let (nonce, rest) = packet.split_at_mut(8);
     let mut nonce8 = [0u8; 8];
     nonce8.copy_from_slice(nonce);
-    let mut s = Salsa20::new(&key.0.into(), &nonce8.into());
-    s.apply_keystream(rest);
+    #[cfg(target_arch = "x86_64")]
+    crate::salsa_simd::xor_keystream(&key.0, &nonce8, rest);
+    #[cfg(not(target_arch = "x86_64"))]
+    Salsa20::new(&key.0.into(), &nonce8.into()).apply_keystream(rest);
 }

@@ -37,14 +37,18 @@
 //! * `std` (off by default, implies `alloc`): runtime CPU detection for CRC-32
 //!   (PCLMULQDQ/VPCLMULQDQ): about 9x faster checksums on x86 than the table fallback a
 //!   `no_std` build uses (42 against 4.7 GiB/s at 1 KiB on an AVX-512 machine; less on CPUs
-//!   with only 128-bit PCLMULQDQ). The ciphers detect AES-NI/VAES without it. Adapters that
-//!   have `std` should enable it.
+//!   with only 128-bit PCLMULQDQ). The ciphers detect their CPU features without it (see
+//!   below). Adapters that have `std` should enable it.
 //!
 //! Which cipher implementations are used: RustCrypto's crates for everything except TEA
 //! (16 rounds, which no crate offers), XTEA (RustCrypto's `xtea` behind a byte-order adapter,
 //! since kcp-go's XTEA is big-endian) and Twofish (table-driven, because RustCrypto's
 //! `twofish` 0.8 runs at about 2 MB/s); these three are internal, reached through
-//! [`BlockCrypt`] like every other cipher.
+//! [`BlockCrypt`] like every other cipher. On x86-64, hand-written SIMD paths take over where
+//! the crates are slow on ~1400-byte packets, each chosen at run time (`no_std` included) and
+//! checked byte for byte against its crate: AES-128/256 CFB decryption with VAES; Salsa20 with
+//! SSE2 (every x86-64 CPU) or AVX2; AES-128-GCM with VAES and VPCLMULQDQ; ChaCha20-Poly1305
+//! with AVX2 or AVX-512. Other CPUs use the crates.
 //!
 //! # Example
 //!
@@ -94,12 +98,18 @@ mod aead;
 mod aes_vaes;
 mod block;
 mod cfb;
+#[cfg(target_arch = "x86_64")]
+mod chacha_simd;
 mod error;
+#[cfg(target_arch = "x86_64")]
+mod gcm_vaes;
 pub mod kdf;
 mod kind;
 mod nonce;
 mod packet;
 mod replay;
+#[cfg(target_arch = "x86_64")]
+mod salsa_simd;
 mod stats;
 mod tea;
 mod twofish_fast;
