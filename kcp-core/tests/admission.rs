@@ -650,7 +650,7 @@ fn the_first_messages_of_a_new_session_are_answered_within_a_few_intervals() {
             ids.extend(std::iter::from_fn(|| server.accept()));
             for id in ids {
                 while let Ok(n) = server.recv(id, &mut buf) {
-                    server.send(id, &buf[..n].to_vec()).unwrap();
+                    server.send(id, &buf[..n]).unwrap();
                 }
             }
             for (to, mut d) in drain(&mut server, now) {

@@ -27,6 +27,7 @@
 //! ```
 
 pub mod link;
+mod rng;
 pub mod scenario;
 
 use std::vec::Vec;

@@ -5,47 +5,23 @@
 //! seed gives the same numbers in both. Not a CSPRNG: with the `rand_core` feature it stands in
 //! for the OS random source that the crypto constructors ask for, in tests only.
 
-/// A SplitMix64 generator; the field is its state (`Rng(seed)` and [`Rng::new`] are the same).
-#[derive(Debug, Clone)]
-pub struct Rng(pub u64);
+// The algorithm itself is kcp-core's (`kcp_core::sim::Rng`), compiled here from the same
+// file: the kit depends on no crate of the workspace (kcp-core's own tests use it), so it
+// includes the file instead of the crate.
+#[path = "../../src/sim/rng.rs"]
+mod splitmix;
+
+pub use splitmix::Rng;
 
 impl Rng {
-    /// A generator from a seed.
-    pub const fn new(seed: u64) -> Rng {
-        Rng(seed)
-    }
-
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// The low 32 bits of [`next_u64`](Self::next_u64).
-    pub fn next_u32(&mut self) -> u32 {
-        self.next_u64() as u32
-    }
-
     /// A number in `0..n` (`0` when `n` is 0; the modulo bias does not matter for tests).
     pub fn below(&mut self, n: u64) -> u64 {
         self.next_u64() % n.max(1)
     }
 
-    /// `true` with probability `p` (0.0 never, 1.0 always).
-    pub fn chance(&mut self, p: f64) -> bool {
-        ((self.next_u64() >> 11) as f64 / (1u64 << 53) as f64) < p
-    }
-
-    /// Fills `dst` with [`next_u64`](Self::next_u64) values in little-endian order, eight bytes
-    /// each (the last one cut short).
+    /// [`fill_bytes`](Self::fill_bytes) under the name the tests use.
     pub fn fill(&mut self, dst: &mut [u8]) {
-        for chunk in dst.chunks_mut(8) {
-            let v = self.next_u64().to_le_bytes();
-            chunk.copy_from_slice(&v[..chunk.len()]);
-        }
+        self.fill_bytes(dst);
     }
 
     /// `n` random bytes.
