@@ -8,7 +8,7 @@
 //! What may still allocate is growth to a bound, at a new high-water mark, whenever the
 //! machine's timing makes it fall (a loaded machine lets queues reach marks an idle one does
 //! not, after any warm-up). Traced runs under load (a backtrace per allocation in the measured
-//! phase) show three kinds, 0 to 62 allocations per 32 MiB in all:
+//! phase) show three kinds, 0 to 132 allocations per 32 MiB in all:
 //! * a payload chunk (`Pool::take` making a new chunk) when more are in flight at once than
 //!   ever before and the endpoint's cache is empty: most of them;
 //! * the endpoint's chunk cache list (`ChunkCache::give`) doubling when more chunks than ever
