@@ -78,6 +78,16 @@ impl Kcp<'_> {
             + self.pool.heap_bytes()
     }
 
+    /// Heap allocations of the engine's payload pool so far: chunks it had to allocate (none
+    /// was spare and the endpoint's cache had none to give) and growth of its id tables
+    /// (wraps; 0 on caller-provided buffers). For allocation accounting in tests and
+    /// benchmarks: a steady stream allocates here only when more payload is in flight at
+    /// once than ever before.
+    #[cfg(feature = "alloc")]
+    pub fn pool_allocations(&self) -> u32 {
+        self.pool.allocations()
+    }
+
     /// Moves up to `chunks` payload chunks from `cache` into the engine, so the segments it is
     /// about to store (a datagram's PUSH segments, a `send`) need no allocation. Heap-backed
     /// engines only; a no-op on caller-provided buffers.

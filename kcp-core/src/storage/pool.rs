@@ -42,6 +42,8 @@ pub(crate) struct HeapPool {
     max: u32,
     /// Free ids whose slot holds a chunk (idle memory, counted by an endpoint's budget).
     spare: u32,
+    /// Heap allocations this pool made: new chunks and id-table growth (wraps).
+    allocs: u32,
 }
 
 impl<'a> Pool<'a> {
@@ -74,6 +76,7 @@ impl<'a> Pool<'a> {
             free: Vec::new(),
             max: max.min(u32::MAX as usize) as u32,
             spare: 0,
+            allocs: 0,
         })
     }
 
@@ -279,6 +282,16 @@ impl<'a> Pool<'a> {
         }
     }
 
+    /// Heap allocations the pool made so far: new chunks and id-table growth (0 for a
+    /// borrowed arena; wraps).
+    #[cfg(feature = "alloc")]
+    pub(crate) fn allocations(&self) -> u32 {
+        match self {
+            Pool::Borrowed(_) => 0,
+            Pool::Owned(p) => p.allocs,
+        }
+    }
+
     /// Heap bytes held: chunks and tables (0 for a borrowed arena).
     #[cfg(feature = "alloc")]
     pub(crate) fn heap_bytes(&self) -> usize {
@@ -306,9 +319,13 @@ impl HeapPool {
             let room = (self.max as usize).saturating_sub(self.slots.len()).max(1);
             let want = self.slots.len().clamp(MIN_RING, 64).min(room);
             self.slots.reserve_exact(want);
+            self.allocs = self.allocs.wrapping_add(1);
         }
         let need = self.slots.capacity().saturating_sub(self.free.len());
-        self.free.reserve_exact(need);
+        if self.free.capacity() < need {
+            self.free.reserve_exact(need);
+            self.allocs = self.allocs.wrapping_add(1);
+        }
     }
 
     fn take(&mut self) -> Option<ChunkId> {
@@ -316,6 +333,7 @@ impl HeapPool {
             if let Some(slot) = self.slots.get_mut(id as usize) {
                 if slot.is_none() {
                     *slot = Some(new_chunk());
+                    self.allocs = self.allocs.wrapping_add(1);
                 } else {
                     self.spare = self.spare.saturating_sub(1);
                 }
@@ -328,6 +346,7 @@ impl HeapPool {
         }
         self.reserve_one();
         self.slots.push(Some(new_chunk()));
+        self.allocs = self.allocs.wrapping_add(1);
         Some((self.slots.len() - 1) as ChunkId)
     }
 }
