@@ -35,12 +35,6 @@ pub type CustomLayers = Arc<dyn Fn() -> Vec<Layer> + Send + Sync>;
 pub type CongestionMaker =
     Arc<dyn Fn() -> Box<dyn kcp_core::congestion::Controller + Send> + Send + Sync>;
 
-/// Settings of an endpoint and its sessions, shared by kcp-mio and kcp-tokio.
-///
-/// ```
-/// use kcp_mio::KcpConfig;
-/// use kcp_core::Config;
-///
 /// The timeouts of a [`KcpConfig`], as [`KcpConfig::timeouts`] reads them back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -60,6 +54,12 @@ pub struct Timeouts {
     pub write: Option<Duration>,
 }
 
+/// Settings of an endpoint and its sessions, shared by kcp-mio and kcp-tokio.
+///
+/// ```
+/// use kcp_mio::KcpConfig;
+/// use kcp_core::Config;
+///
 /// let cfg = KcpConfig::new(Config::fast3().with_windows(1024, 1024))
 ///     .fec(10, 3)
 ///     .crypt("aes", "it's a secrect")
