@@ -23,7 +23,7 @@ const RECOVERED_MAX: usize = crate::config::MAX_MTU as usize + 64;
 /// A codec layer as a session holds it.
 pub type Layer = Box<dyn Codec + Send>;
 
-/// Why [`Session::input`] rejected a datagram. Every rejection is counted.
+/// Why [`Session::handle_datagram`] rejected a datagram. Every rejection is counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SessionError {
