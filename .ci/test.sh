@@ -31,8 +31,8 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features
 step "MSRV: Rust 1.89 builds every library and binary (all features; tests and benches not included)"
 cargo +1.89 check --workspace --all-features
 
-step "cargo package: every crate packaged and built from its package, against the others'"
-cargo package --workspace --allow-dirty
+step "cargo package: every published crate packaged and built from its package, against the others (kcp-testkit is test support, publish = false)"
+cargo package --workspace --exclude kcp-testkit --allow-dirty
 
 step "no_std build (thumbv7em-none-eabihf, no allocator)"
 cargo build -p kcpx-core --no-default-features --target thumbv7em-none-eabihf
