@@ -32,7 +32,11 @@ step "MSRV: Rust 1.89 builds every library and binary (all features; tests and b
 cargo +1.89 check --workspace --all-features
 
 step "cargo package: every published crate packaged and built from its package, against the others (kcp-testkit is test support, publish = false)"
-cargo package --workspace --exclude kcp-testkit --allow-dirty
+# Verified in a target directory of its own, emptied first: in the shared one, the build of a
+# sibling package from the temporary registry (same name and version as an earlier run's) is
+# taken as fresh and the verification compiles against stale sources.
+rm -rf target/package-verify
+cargo package --workspace --exclude kcp-testkit --allow-dirty --target-dir target/package-verify
 
 step "no_std build (thumbv7em-none-eabihf, no allocator)"
 cargo build -p kcpx-core --no-default-features --target thumbv7em-none-eabihf
