@@ -415,7 +415,11 @@ impl Side<'_> {
             let mut rebuilt = [0u8; MTU];
             while let Some(n) = fec.poll_recovered(&mut rebuilt) {
                 self.recovered_in += 1;
-                if self.kcp.handle_recovered(t, &rebuilt[..n.min(MTU)]).is_err() {
+                if self
+                    .kcp
+                    .handle_recovered(t, &rebuilt[..n.min(MTU)])
+                    .is_err()
+                {
                     self.codec_errors += 1;
                 }
             }
