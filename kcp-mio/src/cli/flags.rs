@@ -59,6 +59,32 @@ pub enum FlagValue {
     Bool(bool),
 }
 
+impl FlagValue {
+    /// The string of a string flag; `Err` names the type expected.
+    pub fn into_str(self) -> Result<String, &'static str> {
+        match self {
+            FlagValue::Str(s) => Ok(s),
+            _ => Err("expected a string"),
+        }
+    }
+
+    /// The value of an integer flag; `Err` names the type expected.
+    pub fn into_int(self) -> Result<i64, &'static str> {
+        match self {
+            FlagValue::Int(i) => Ok(i),
+            _ => Err("expected an integer"),
+        }
+    }
+
+    /// The value of a boolean flag; `Err` names the type expected.
+    pub fn into_bool(self) -> Result<bool, &'static str> {
+        match self {
+            FlagValue::Bool(b) => Ok(b),
+            _ => Err("expected true or false"),
+        }
+    }
+}
+
 impl fmt::Display for FlagValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -297,18 +323,11 @@ impl KcpFlags {
     /// Sets the flag `name`. `Ok(false)`: not one of [`KCP_FLAGS`]; `Err`: the value has the
     /// wrong type (the message names the type expected).
     pub fn set(&mut self, name: &str, v: FlagValue) -> Result<bool, &'static str> {
-        let s = |v: FlagValue| match v {
-            FlagValue::Str(s) => Ok(s),
-            _ => Err("expected a string"),
-        };
-        let i = |v: FlagValue| match v {
-            FlagValue::Int(i) => Ok(i),
-            _ => Err("expected an integer"),
-        };
-        let b = |v: FlagValue| match v {
-            FlagValue::Bool(b) => Ok(b),
-            _ => Err("expected true or false"),
-        };
+        let (s, i, b) = (
+            FlagValue::into_str,
+            FlagValue::into_int,
+            FlagValue::into_bool,
+        );
         match name {
             "key" => self.key = s(v)?,
             "crypt" => self.crypt = s(v)?,

@@ -314,18 +314,11 @@ impl TunnelConfig {
     /// Sets the setting `name`; `Ok(false)` for an unknown name, `Err` names the type the
     /// value should have.
     pub fn set(&mut self, name: &str, v: FlagValue) -> Result<bool, &'static str> {
-        let s = |v: FlagValue| match v {
-            FlagValue::Str(s) => Ok(s),
-            _ => Err("expected a string"),
-        };
-        let i = |v: FlagValue| match v {
-            FlagValue::Int(i) => Ok(i),
-            _ => Err("expected an integer"),
-        };
-        let b = |v: FlagValue| match v {
-            FlagValue::Bool(b) => Ok(b),
-            _ => Err("expected true or false"),
-        };
+        let (s, i, b) = (
+            FlagValue::into_str,
+            FlagValue::into_int,
+            FlagValue::into_bool,
+        );
         match name {
             "localaddr" => self.localaddr = s(v)?,
             "remoteaddr" => self.remoteaddr = s(v)?,
