@@ -1,22 +1,6 @@
-//! The codec stack and settings below both adapters, sans IO.
-//!
-//! [`KcpConfig`] holds everything a kcptun-style command line sets: the engine's knobs
-//! ([`Config`] with kcptun's presets), FEC shards, the cipher and key, custom layers, the
-//! lifecycle of sessions (idle timeout, shutdown linger, how long closed conversations are
-//! remembered), the endpoint's admission limits (backlog, session cap, half-open limits) and
-//! the socket options. [`KcpConfig::endpoint_config`] turns it into kcp-core's
-//! [`EndpointConfig`], whose layer factory builds each session's stack in kcp-go's order:
-//!
-//! ```text
-//! innermost                                             outermost
-//! [ Fec (or Fec::receive_only) , custom layers... , crypto ]
-//!                                                    ^ demux_layers = 1 with crypto
-//! ```
-//!
-//! What does not depend on the session (the FEC parameters, the derived key) is built once per
-//! endpoint in a [`Stack`]; [`Stack::session_layers`] adds the per-session state (FEC group
-//! buffers, a cipher with its own nonce generator). Nothing here knows a runtime: socket
-//! options go through [`socket2::SockRef`], which any std, mio or tokio socket converts to.
+//! [`KcpConfig`]: everything a kcptun-style command line sets, checked as it is set, and
+//! turned into kcp-core's [`EndpointConfig`] (with the socket options applied through
+//! [`socket2::SockRef`]).
 
 use std::fmt;
 use std::io;
@@ -25,15 +9,13 @@ use std::time::Duration;
 
 use kcp_core::endpoint::{EndpointConfig, LayerFactory, Migration};
 use kcp_core::{Config, Layer};
-use kcp_crypto::{AeadKind, CipherKind, Pass};
+use kcp_crypto::{CipherKind, Pass};
 use socket2::SockRef;
 
-/// A custom layer factory: builds one session's custom layers, innermost first.
-pub type CustomLayers = Arc<dyn Fn() -> Vec<Layer> + Send + Sync>;
-
-/// Builds one session's congestion controller ([`KcpConfig::congestion`]).
-pub type CongestionMaker =
-    Arc<dyn Fn() -> Box<dyn kcp_core::congestion::Controller + Send> + Send + Sync>;
+use super::socket::{set_dscp, set_sockbuf};
+use super::{
+    invalid, AdapterCrypt, CongestionMaker, CryptMode, CryptPlacement, CustomLayers, Stack,
+};
 
 /// The timeouts of a [`KcpConfig`], as [`KcpConfig::timeouts`] reads them back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,36 +52,36 @@ pub struct Timeouts {
 /// ```
 #[derive(Clone)]
 pub struct KcpConfig {
-    engine: Config,
-    fec: Option<(usize, usize)>,
-    crypt: Option<(CryptMode, Pass)>,
-    custom: Option<CustomLayers>,
-    custom_demux: usize,
-    controller: Option<CongestionMaker>,
-    idle_timeout: Option<Duration>,
-    keepalive: Option<Duration>,
-    backlog: usize,
-    max_sessions: usize,
-    shutdown_timeout: Duration,
-    linger: Option<Duration>,
-    closed_linger: Duration,
-    half_open_timeout: Duration,
-    max_half_open: usize,
-    max_half_open_per_host: usize,
-    half_open_bytes: usize,
-    max_sessions_per_host: usize,
-    host_prefixes: (u8, u8),
-    max_datagram: usize,
-    replay_record: usize,
-    migration: bool,
-    accept_timeout: Option<Duration>,
-    pool_bytes: usize,
-    recv_budget: usize,
-    sockbuf: Option<usize>,
-    dscp: Option<u8>,
-    send_backlog: usize,
-    read_timeout: Option<Duration>,
-    write_timeout: Option<Duration>,
+    pub(super) engine: Config,
+    pub(super) fec: Option<(usize, usize)>,
+    pub(super) crypt: Option<(CryptMode, Pass)>,
+    pub(super) custom: Option<CustomLayers>,
+    pub(super) custom_demux: usize,
+    pub(super) controller: Option<CongestionMaker>,
+    pub(super) idle_timeout: Option<Duration>,
+    pub(super) keepalive: Option<Duration>,
+    pub(super) backlog: usize,
+    pub(super) max_sessions: usize,
+    pub(super) shutdown_timeout: Duration,
+    pub(super) linger: Option<Duration>,
+    pub(super) closed_linger: Duration,
+    pub(super) half_open_timeout: Duration,
+    pub(super) max_half_open: usize,
+    pub(super) max_half_open_per_host: usize,
+    pub(super) half_open_bytes: usize,
+    pub(super) max_sessions_per_host: usize,
+    pub(super) host_prefixes: (u8, u8),
+    pub(super) max_datagram: usize,
+    pub(super) replay_record: usize,
+    pub(super) migration: bool,
+    pub(super) accept_timeout: Option<Duration>,
+    pub(super) pool_bytes: usize,
+    pub(super) recv_budget: usize,
+    pub(super) sockbuf: Option<usize>,
+    pub(super) dscp: Option<u8>,
+    pub(super) send_backlog: usize,
+    pub(super) read_timeout: Option<Duration>,
+    pub(super) write_timeout: Option<Duration>,
 }
 
 impl fmt::Debug for KcpConfig {
@@ -158,10 +140,6 @@ pub fn default_recv_budget() -> usize {
 /// Milliseconds of a duration, saturated to what the endpoint's `u32` fields hold.
 fn ms(d: Duration) -> u32 {
     d.as_millis().min(u32::MAX as u128) as u32
-}
-
-fn invalid(msg: String) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidInput, msg)
 }
 
 impl KcpConfig {
@@ -626,574 +604,5 @@ impl KcpConfig {
             ..EndpointConfig::new(self.engine)
         };
         Ok((ep, adapter))
-    }
-}
-
-/// A random conversation id for a session this side opens, from the OS's random source (as
-/// kcp-go draws it from `crypto/rand`): ids of different clients must not collide at a
-/// server, and an off-path attacker must not guess them.
-pub fn random_conv() -> io::Result<u32> {
-    let mut b = [0u8; 4];
-    getrandom::fill(&mut b).map_err(|e| io::Error::other(format!("OS random source: {e}")))?;
-    Ok(u32::from_le_bytes(b))
-}
-
-/// Where kcp-go's packet encryption runs (see [`KcpConfig::endpoint_config_with`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum CryptPlacement {
-    /// In each session's codec stack, opened by the endpoint before demultiplexing.
-    Sessions,
-    /// In the adapter, around the endpoint; sessions reserve the header only.
-    Adapter,
-}
-
-/// Makes the packet-encryption layers an adapter applies around its endpoint: each
-/// [`layer`](Self::layer) shares the endpoint's key schedule and has its own nonce stream.
-#[derive(Clone)]
-pub struct AdapterCrypt {
-    cipher: SharedCipher,
-}
-
-impl fmt::Debug for AdapterCrypt {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AdapterCrypt")
-            .field("cipher", &self.cipher.kind)
-            .finish()
-    }
-}
-
-impl AdapterCrypt {
-    /// A layer for one direction of the adapter (one to seal, one to open).
-    pub fn layer(&self) -> kcp_crypto::PacketCrypt<Arc<kcp_crypto::PacketKey>> {
-        self.cipher.layer()
-    }
-}
-
-/// The FEC part shared by every session of an endpoint: the code's matrix.
-#[derive(Clone, Debug)]
-struct SharedFec {
-    code: kcp_fec::FecCode,
-}
-
-impl SharedFec {
-    fn new(ds: usize, ps: usize) -> io::Result<SharedFec> {
-        let code =
-            kcp_fec::FecCode::new(ds, ps).map_err(|e| invalid(format!("FEC {ds}/{ps}: {e}")))?;
-        Ok(SharedFec { code })
-    }
-
-    /// One session's FEC layer (its own group buffers, the shared matrix). Its groups are
-    /// numbered from a random point, so that the sessions of one socket keep apart the
-    /// groups a peer's endpoint routes their parity by.
-    fn session_layer(&self) -> Layer {
-        use rand_core::Rng;
-        let mut fec = kcp_fec::Fec::with_code(self.code.clone(), kcp_fec::FecConfig::default());
-        fec.set_next_seqid(rand_core::UnwrapErr(getrandom::SysRng).next_u32());
-        Box::new(fec)
-    }
-}
-
-/// Which packet encryption a configuration names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum CryptMode {
-    /// kcp-go v5.6.1's layout ([`kcp_crypto::PacketCrypt`]).
-    Packet(CipherKind),
-    /// Upstream kcp-go's AEAD layout ([`kcp_crypto::AeadCrypt`]).
-    Aead(AeadKind),
-    /// This crate's replay-protected AEAD ([`kcp_crypto::ReplayAeadCrypt`]).
-    Replay(AeadKind),
-}
-
-impl CryptMode {
-    fn from_name(name: &str) -> io::Result<CryptMode> {
-        if let Some(aead) = name.strip_suffix("-replay") {
-            if let Ok(k) = AeadKind::from_name(aead) {
-                return Ok(CryptMode::Replay(k));
-            }
-        }
-        if let Ok(k) = AeadKind::from_name(name) {
-            return Ok(CryptMode::Aead(k));
-        }
-        CipherKind::from_name(name)
-            .map(CryptMode::Packet)
-            .map_err(|e| invalid(format!("--crypt {name}: {e}")))
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            CryptMode::Packet(k) => k.name(),
-            CryptMode::Aead(k) => k.name(),
-            CryptMode::Replay(AeadKind::Aes128Gcm) => "aes-128-gcm-replay",
-            CryptMode::Replay(AeadKind::ChaCha20Poly1305) => "chacha20-poly1305-replay",
-        }
-    }
-}
-
-/// The key of an authenticated mode, shared by every session of an endpoint.
-#[derive(Clone)]
-enum SharedAead {
-    Aead(Arc<kcp_crypto::AeadKey>),
-    Replay(Arc<kcp_crypto::ReplayKey>),
-}
-
-impl SharedAead {
-    fn new(mode: CryptMode, pass: &Pass) -> Option<SharedAead> {
-        match mode {
-            CryptMode::Packet(_) => None,
-            CryptMode::Aead(kind) => Some(SharedAead::Aead(Arc::new(
-                kcp_crypto::AeadKey::from_pass(kind, pass, &mut os_rng()),
-            ))),
-            CryptMode::Replay(kind) => Some(SharedAead::Replay(Arc::new(
-                kcp_crypto::ReplayKey::from_pass(kind, pass),
-            ))),
-        }
-    }
-
-    fn name(&self) -> &'static str {
-        match self {
-            SharedAead::Aead(k) => CryptMode::Aead(k.kind()).name(),
-            SharedAead::Replay(k) => CryptMode::Replay(k.kind()).name(),
-        }
-    }
-
-    /// One session's layer: the shared key; its own nonces (and, replay-protected, its own
-    /// sender id, sequence numbers and replay window).
-    fn session_layer(&self) -> Layer {
-        match self {
-            SharedAead::Aead(k) => Box::new(kcp_crypto::AeadCrypt::with_key(Arc::clone(k))),
-            SharedAead::Replay(k) => Box::new(kcp_crypto::ReplayAeadCrypt::with_key(
-                Arc::clone(k),
-                &mut os_rng(),
-            )),
-        }
-    }
-}
-
-/// The OS random source. It does not fail on the systems we run on; if it did, this panics
-/// rather than send predictable nonces.
-fn os_rng() -> rand_core::UnwrapErr<getrandom::SysRng> {
-    rand_core::UnwrapErr(getrandom::SysRng)
-}
-
-/// The cipher part shared by every session of an endpoint: the key schedule and the nonce
-/// key, built once (a Twofish schedule alone is 4.5 KiB).
-#[derive(Clone)]
-struct SharedCipher {
-    kind: CipherKind,
-    key: Arc<kcp_crypto::PacketKey>,
-}
-
-impl SharedCipher {
-    fn new(kind: CipherKind, pass: &Pass) -> SharedCipher {
-        let mut rng = os_rng();
-        let cipher = kcp_crypto::BlockCrypt::from_pass(kind, pass);
-        SharedCipher {
-            kind,
-            key: Arc::new(kcp_crypto::PacketKey::new(cipher, &mut rng)),
-        }
-    }
-
-    fn layer(&self) -> kcp_crypto::PacketCrypt<Arc<kcp_crypto::PacketKey>> {
-        kcp_crypto::PacketCrypt::with_key(Arc::clone(&self.key))
-    }
-
-    /// One session's cipher layer: the shared key, its own nonce stream.
-    fn session_layer(&self) -> Layer {
-        Box::new(self.layer())
-    }
-}
-
-/// The part of a codec stack built once per endpoint; [`session_layers`](Self::session_layers)
-/// builds each session's layers from it in kcp-go's order.
-#[derive(Clone)]
-pub struct Stack {
-    fec: Option<SharedFec>,
-    custom: Option<CustomLayers>,
-    crypt: Option<SharedCipher>,
-    /// An authenticated mode (always in the sessions: a replay window is per session).
-    aead: Option<SharedAead>,
-    /// The adapter encrypts: sessions reserve the cipher's header only.
-    deferred: bool,
-    /// The FEC layer of sessions with FEC off: receive-only, sharing one (1, 1) code.
-    receive_only: kcp_fec::FecCode,
-    demux_layers: usize,
-}
-
-impl fmt::Debug for Stack {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Stack")
-            .field("fec", &self.fec)
-            .field("custom", &self.custom.is_some())
-            .field("cipher", &self.crypt.as_ref().map(|c| c.kind))
-            .field("aead", &self.aead.as_ref().map(SharedAead::name))
-            .field("deferred", &self.deferred)
-            .field("demux_layers", &self.demux_layers)
-            .finish()
-    }
-}
-
-impl Stack {
-    /// Builds the shared part of `config`'s stack; refuses FEC shards kcp-fec cannot use.
-    pub fn new(config: &KcpConfig) -> io::Result<Stack> {
-        let fec = match config.fec {
-            Some((ds, ps)) => Some(SharedFec::new(ds, ps)?),
-            None => None,
-        };
-        let crypt = match &config.crypt {
-            Some((CryptMode::Packet(kind), pass)) => Some(SharedCipher::new(*kind, pass)),
-            _ => None,
-        };
-        let aead = config
-            .crypt
-            .as_ref()
-            .and_then(|(mode, pass)| SharedAead::new(*mode, pass));
-        let receive_only =
-            kcp_fec::FecCode::new(1, 1).map_err(|e| invalid(format!("FEC 1/1: {e}")))?;
-        let demux_layers = if crypt.is_some() || aead.is_some() {
-            1
-        } else {
-            config.custom_demux
-        };
-        Ok(Stack {
-            fec,
-            custom: config.custom.clone(),
-            crypt,
-            aead,
-            deferred: false,
-            receive_only,
-            demux_layers,
-        })
-    }
-
-    /// Leaves encryption to the adapter: sessions reserve the cipher's header only (kcp-core's
-    /// [`Reserve`](kcp_core::Reserve), which the endpoint opens before demultiplexing as it
-    /// would the cipher), and the returned maker builds the adapter's layers (`None` without
-    /// encryption, and with an authenticated mode, which stays in the sessions and the
-    /// endpoint: a replay window belongs to its session).
-    pub fn defer_crypt(&mut self) -> Option<AdapterCrypt> {
-        let cipher = self.crypt.clone()?;
-        self.deferred = true;
-        Some(AdapterCrypt { cipher })
-    }
-
-    /// How many outermost layers the endpoint opens before demultiplexing: 1 with encryption
-    /// (the conversation id is encrypted), else what the custom layers asked for.
-    pub fn demux_layers(&self) -> usize {
-        self.demux_layers
-    }
-
-    /// One session's layers, innermost first: FEC (or a receive-only FEC decoder, as kcp-go
-    /// with FEC off), the custom layers, the cipher.
-    pub fn session_layers(&self) -> Vec<Layer> {
-        let mut v: Vec<Layer> = Vec::with_capacity(3);
-        match &self.fec {
-            Some(f) => v.push(f.session_layer()),
-            // Like kcp-go with FEC off: decode a peer that sends FEC, send plain KCP. It holds
-            // no decoder until an FEC packet arrives.
-            None => v.push(Box::new(kcp_fec::Fec::receive_only_with_code(
-                self.receive_only.clone(),
-                kcp_fec::FecConfig::default(),
-            ))),
-        }
-        if let Some(c) = &self.custom {
-            v.extend(c());
-        }
-        if let Some(c) = &self.crypt {
-            if self.deferred {
-                v.push(Box::new(kcp_core::Reserve::new(c.kind.header_len(), 0)));
-            } else {
-                v.push(c.session_layer());
-            }
-        }
-        if let Some(a) = &self.aead {
-            v.push(a.session_layer());
-        }
-        v
-    }
-}
-
-/// Sets both socket buffers (the kernel may cap them at `net.core.rmem_max`/`wmem_max`).
-pub fn set_sockbuf(socket: SockRef<'_>, bytes: usize) -> io::Result<()> {
-    socket.set_recv_buffer_size(bytes)?;
-    socket.set_send_buffer_size(bytes)
-}
-
-/// Sets the DSCP code point (IPv4 TOS or IPv6 traffic class = dscp << 2).
-pub fn set_dscp(socket: SockRef<'_>, dscp: u8) -> io::Result<()> {
-    if dscp > 63 {
-        return Err(invalid(format!("DSCP is 0..=63, got {dscp}")));
-    }
-    let tos = u32::from(dscp) << 2;
-    if socket.local_addr()?.is_ipv6() {
-        set_tclass_v6(&socket, tos)
-    } else {
-        socket.set_tos_v4(tos)
-    }
-}
-
-#[cfg(any(
-    target_os = "android",
-    target_os = "dragonfly",
-    target_os = "freebsd",
-    target_os = "fuchsia",
-    target_os = "linux",
-    target_os = "macos",
-    target_os = "netbsd",
-    target_os = "openbsd",
-    target_os = "illumos",
-))]
-fn set_tclass_v6(s: &SockRef<'_>, tclass: u32) -> io::Result<()> {
-    s.set_tclass_v6(tclass)
-}
-
-/// socket2 has no `IPV6_TCLASS` setter here (Windows among others).
-#[cfg(not(any(
-    target_os = "android",
-    target_os = "dragonfly",
-    target_os = "freebsd",
-    target_os = "fuchsia",
-    target_os = "linux",
-    target_os = "macos",
-    target_os = "netbsd",
-    target_os = "openbsd",
-    target_os = "illumos",
-)))]
-fn set_tclass_v6(_: &SockRef<'_>, _: u32) -> io::Result<()> {
-    Err(io::Error::new(
-        io::ErrorKind::Unsupported,
-        "DSCP on IPv6 sockets is not supported on this system",
-    ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn names(layers: &[Layer]) -> Vec<usize> {
-        layers.iter().map(|l| l.header_len()).collect()
-    }
-
-    #[test]
-    fn stack_is_built_in_kcp_go_order_with_crypto_demultiplexed() {
-        let cfg = KcpConfig::new(Config::fast3())
-            .fec(10, 3)
-            .crypt("aes", "k")
-            .unwrap();
-        let stack = Stack::new(&cfg).unwrap();
-        // FEC header (8 incl. size field... 6 + 2) then crypto nonce + CRC (20).
-        assert_eq!(names(&stack.session_layers()), [8, 20]);
-        assert_eq!(stack.demux_layers(), 1);
-        let ep = cfg.endpoint_config(true).unwrap();
-        assert_eq!(ep.demux_layers, 1);
-        assert!(ep.accept);
-    }
-
-    #[test]
-    fn fec_off_still_decodes_and_null_crypto_adds_no_layer() {
-        let cfg = KcpConfig::new(Config::fast())
-            .crypt("null", "k")
-            .unwrap()
-            .fec(0, 3);
-        let stack = Stack::new(&cfg).unwrap();
-        let layers = stack.session_layers();
-        assert_eq!(layers.len(), 1, "a receive-only FEC decoder");
-        assert_eq!(layers[0].header_len(), 0, "which sends plain KCP");
-        assert_eq!(stack.demux_layers(), 0);
-        assert_eq!(cfg.cipher(), None);
-    }
-
-    #[test]
-    fn custom_layers_sit_between_fec_and_crypto() {
-        struct Tag;
-        impl kcp_core::Codec for Tag {
-            fn header_len(&self) -> usize {
-                3
-            }
-            fn seal(
-                &mut self,
-                _: &mut [u8],
-                len: usize,
-                _: kcp_core::Millis,
-            ) -> Result<usize, kcp_core::CodecError> {
-                Ok(len)
-            }
-            fn open(
-                &mut self,
-                buf: &mut [u8],
-                _: kcp_core::Millis,
-            ) -> Result<Option<std::ops::Range<usize>>, kcp_core::CodecError> {
-                Ok(Some(3..buf.len()))
-            }
-        }
-        let cfg = KcpConfig::new(Config::fast())
-            .fec(4, 2)
-            .layers(|| vec![Box::new(Tag) as Layer], 1)
-            .crypt("salsa20", "k")
-            .unwrap();
-        let stack = Stack::new(&cfg).unwrap();
-        assert_eq!(names(&stack.session_layers()), [8, 3, 20]);
-        assert_eq!(
-            stack.demux_layers(),
-            1,
-            "with crypto only the cipher is demuxed"
-        );
-        let plain = KcpConfig::new(Config::fast()).layers(|| vec![Box::new(Tag) as Layer], 1);
-        assert_eq!(Stack::new(&plain).unwrap().demux_layers(), 1);
-    }
-
-    #[test]
-    fn authenticated_modes_are_chosen_by_name() {
-        for (name, header) in [
-            ("aes-128-gcm", 12),
-            ("chacha20-poly1305", 12),
-            ("aes-128-gcm-replay", 16),
-            ("chacha20-poly1305-replay", 16),
-        ] {
-            let cfg = KcpConfig::new(Config::fast()).crypt(name, "k").unwrap();
-            assert_eq!(cfg.crypt_name(), Some(name));
-            assert_eq!(cfg.cipher(), None);
-            let (ep, adapter) = cfg
-                .endpoint_config_with(true, CryptPlacement::Adapter)
-                .unwrap();
-            assert!(adapter.is_none(), "{name}: stays in the sessions");
-            assert_eq!(ep.demux_layers, 1);
-            let layers = Stack::new(&cfg).unwrap().session_layers();
-            assert_eq!(names(&layers), [0, header], "{name}");
-            assert_eq!(layers[1].trailer_len(), 16, "{name}");
-        }
-        let aes = KcpConfig::default().crypt("aes-128", "k").unwrap();
-        assert_eq!(aes.crypt_name(), Some("aes-128"));
-        assert!(KcpConfig::default().crypt("aes-replay", "k").is_err());
-        assert!(KcpConfig::default().crypt("aes-128-gcm-", "k").is_err());
-    }
-
-    #[test]
-    fn migration_is_off_by_default_and_needs_a_mode_that_authenticates() {
-        let off = KcpConfig::default();
-        assert!(!off.get_migration());
-        assert_eq!(off.endpoint_config(true).unwrap().migration, Migration::Off);
-        for name in [
-            "aes",
-            "aes-128",
-            "sm4",
-            "3des",
-            "aes-128-gcm",
-            "chacha20-poly1305-replay",
-        ] {
-            let cfg = KcpConfig::default()
-                .crypt(name, "k")
-                .unwrap()
-                .migration(true);
-            assert!(cfg.check().is_ok(), "{name}");
-            for placement in [CryptPlacement::Sessions, CryptPlacement::Adapter] {
-                let (ep, _) = cfg.endpoint_config_with(true, placement).unwrap();
-                let mode = if name.ends_with("-replay") {
-                    Migration::ReplayProtected
-                } else {
-                    Migration::Fresh
-                };
-                assert_eq!(ep.migration, mode, "{name}");
-                assert_eq!(ep.demux_layers, 1, "{name}");
-            }
-        }
-        for name in ["salsa20", "xor", "none", "null"] {
-            let cfg = KcpConfig::default()
-                .crypt(name, "k")
-                .unwrap()
-                .migration(true);
-            assert!(cfg.check().is_err(), "{name}");
-            assert!(cfg.endpoint_config(true).is_err(), "{name}");
-        }
-        assert!(KcpConfig::default().migration(true).check().is_err());
-    }
-
-    #[test]
-    fn bad_settings_are_refused() {
-        assert!(KcpConfig::default().crypt("rot13", "k").is_err());
-        assert!(KcpConfig::default().fec(200, 200).check().is_err());
-        let bad = Config {
-            mtu: 20,
-            ..Config::fast()
-        };
-        assert!(KcpConfig::new(bad).check().is_err());
-        assert!(KcpConfig::default().check().is_ok());
-        let e = KcpConfig::default().engine().to_owned();
-        assert_eq!((e.snd_wnd, e.rcv_wnd), (DEFAULT_WINDOW, DEFAULT_WINDOW));
-        assert_eq!(
-            (e.nodelay, e.interval, e.resend, e.nc, e.stream),
-            (false, 30, 2, true, true),
-            "kcptun's fast mode"
-        );
-    }
-
-    #[test]
-    fn lifecycle_and_admission_reach_the_endpoint() {
-        let cfg = KcpConfig::default()
-            .idle_timeout(Some(Duration::from_secs(5)))
-            .keepalive(Some(Duration::from_millis(1500)))
-            .backlog(7)
-            .max_sessions(9)
-            .closed_linger(Duration::from_millis(1234))
-            .half_open(Duration::from_secs(2), 11, 3)
-            .accept_timeout(None)
-            .pool_bytes(1 << 10)
-            .recv_budget(3 << 20);
-        let ep = cfg.endpoint_config(false).unwrap();
-        assert_eq!(ep.recv_budget_bytes, 3 << 20);
-        let machine = KcpConfig::default().endpoint_config(false).unwrap();
-        assert!((16 << 20..=1 << 30).contains(&machine.recv_budget_bytes));
-        assert_eq!(ep.idle_timeout_ms, Some(5000));
-        assert_eq!(ep.keepalive_ms, Some(1500));
-        let limited = KcpConfig::default().rate_limit(Some(1_000_000));
-        assert_eq!(
-            limited.endpoint_config(false).unwrap().session.rate_limit,
-            1_000_000
-        );
-        let off = KcpConfig::default().keepalive(None);
-        assert_eq!(off.endpoint_config(false).unwrap().keepalive_ms, None);
-        assert_eq!(
-            KcpConfig::default().timeouts().keepalive,
-            Some(Duration::from_secs(10))
-        );
-        let t = KcpConfig::default()
-            .shutdown_timeout(Duration::from_secs(3))
-            .timeouts();
-        assert_eq!(
-            (t.shutdown, t.linger),
-            (Duration::from_secs(3), Duration::from_secs(3))
-        );
-        let t = KcpConfig::default()
-            .linger(Duration::from_secs(1))
-            .read_timeout(Some(Duration::from_secs(2)))
-            .timeouts();
-        assert_eq!(
-            (t.linger, t.read, t.write),
-            (Duration::from_secs(1), Some(Duration::from_secs(2)), None)
-        );
-        assert_eq!((ep.backlog, ep.max_sessions), (7, 9));
-        assert_eq!(ep.closed_linger_ms, 1234);
-        assert_eq!(
-            (
-                ep.half_open_timeout_ms,
-                ep.max_half_open,
-                ep.max_half_open_per_host
-            ),
-            (2000, 11, 3)
-        );
-        assert_eq!(ep.accept_timeout_ms, None);
-        assert_eq!(ep.pool_bytes, 1024);
-        assert!(!ep.accept);
-    }
-
-    #[test]
-    fn socket_options_apply_through_a_sockref() {
-        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let cfg = KcpConfig::default().sockbuf(Some(1 << 18)).dscp(Some(46));
-        cfg.apply_socket(SockRef::from(&s)).unwrap();
-        let r = SockRef::from(&s);
-        assert!(r.recv_buffer_size().unwrap() >= 1 << 18);
-        assert_eq!(r.tos_v4().unwrap(), 46 << 2);
-        assert!(set_dscp(SockRef::from(&s), 64).is_err());
     }
 }

@@ -1,0 +1,233 @@
+use super::*;
+use std::time::Duration;
+
+use kcp_core::endpoint::Migration;
+use kcp_core::Config;
+use socket2::SockRef;
+
+fn names(layers: &[Layer]) -> Vec<usize> {
+    layers.iter().map(|l| l.header_len()).collect()
+}
+
+#[test]
+fn stack_is_built_in_kcp_go_order_with_crypto_demultiplexed() {
+    let cfg = KcpConfig::new(Config::fast3())
+        .fec(10, 3)
+        .crypt("aes", "k")
+        .unwrap();
+    let stack = Stack::new(&cfg).unwrap();
+    // FEC header (8 incl. size field... 6 + 2) then crypto nonce + CRC (20).
+    assert_eq!(names(&stack.session_layers()), [8, 20]);
+    assert_eq!(stack.demux_layers(), 1);
+    let ep = cfg.endpoint_config(true).unwrap();
+    assert_eq!(ep.demux_layers, 1);
+    assert!(ep.accept);
+}
+
+#[test]
+fn fec_off_still_decodes_and_null_crypto_adds_no_layer() {
+    let cfg = KcpConfig::new(Config::fast())
+        .crypt("null", "k")
+        .unwrap()
+        .fec(0, 3);
+    let stack = Stack::new(&cfg).unwrap();
+    let layers = stack.session_layers();
+    assert_eq!(layers.len(), 1, "a receive-only FEC decoder");
+    assert_eq!(layers[0].header_len(), 0, "which sends plain KCP");
+    assert_eq!(stack.demux_layers(), 0);
+    assert_eq!(cfg.cipher(), None);
+}
+
+#[test]
+fn custom_layers_sit_between_fec_and_crypto() {
+    struct Tag;
+    impl kcp_core::Codec for Tag {
+        fn header_len(&self) -> usize {
+            3
+        }
+        fn seal(
+            &mut self,
+            _: &mut [u8],
+            len: usize,
+            _: kcp_core::Millis,
+        ) -> Result<usize, kcp_core::CodecError> {
+            Ok(len)
+        }
+        fn open(
+            &mut self,
+            buf: &mut [u8],
+            _: kcp_core::Millis,
+        ) -> Result<Option<std::ops::Range<usize>>, kcp_core::CodecError> {
+            Ok(Some(3..buf.len()))
+        }
+    }
+    let cfg = KcpConfig::new(Config::fast())
+        .fec(4, 2)
+        .layers(|| vec![Box::new(Tag) as Layer], 1)
+        .crypt("salsa20", "k")
+        .unwrap();
+    let stack = Stack::new(&cfg).unwrap();
+    assert_eq!(names(&stack.session_layers()), [8, 3, 20]);
+    assert_eq!(
+        stack.demux_layers(),
+        1,
+        "with crypto only the cipher is demuxed"
+    );
+    let plain = KcpConfig::new(Config::fast()).layers(|| vec![Box::new(Tag) as Layer], 1);
+    assert_eq!(Stack::new(&plain).unwrap().demux_layers(), 1);
+}
+
+#[test]
+fn authenticated_modes_are_chosen_by_name() {
+    for (name, header) in [
+        ("aes-128-gcm", 12),
+        ("chacha20-poly1305", 12),
+        ("aes-128-gcm-replay", 16),
+        ("chacha20-poly1305-replay", 16),
+    ] {
+        let cfg = KcpConfig::new(Config::fast()).crypt(name, "k").unwrap();
+        assert_eq!(cfg.crypt_name(), Some(name));
+        assert_eq!(cfg.cipher(), None);
+        let (ep, adapter) = cfg
+            .endpoint_config_with(true, CryptPlacement::Adapter)
+            .unwrap();
+        assert!(adapter.is_none(), "{name}: stays in the sessions");
+        assert_eq!(ep.demux_layers, 1);
+        let layers = Stack::new(&cfg).unwrap().session_layers();
+        assert_eq!(names(&layers), [0, header], "{name}");
+        assert_eq!(layers[1].trailer_len(), 16, "{name}");
+    }
+    let aes = KcpConfig::default().crypt("aes-128", "k").unwrap();
+    assert_eq!(aes.crypt_name(), Some("aes-128"));
+    assert!(KcpConfig::default().crypt("aes-replay", "k").is_err());
+    assert!(KcpConfig::default().crypt("aes-128-gcm-", "k").is_err());
+}
+
+#[test]
+fn migration_is_off_by_default_and_needs_a_mode_that_authenticates() {
+    let off = KcpConfig::default();
+    assert!(!off.get_migration());
+    assert_eq!(off.endpoint_config(true).unwrap().migration, Migration::Off);
+    for name in [
+        "aes",
+        "aes-128",
+        "sm4",
+        "3des",
+        "aes-128-gcm",
+        "chacha20-poly1305-replay",
+    ] {
+        let cfg = KcpConfig::default()
+            .crypt(name, "k")
+            .unwrap()
+            .migration(true);
+        assert!(cfg.check().is_ok(), "{name}");
+        for placement in [CryptPlacement::Sessions, CryptPlacement::Adapter] {
+            let (ep, _) = cfg.endpoint_config_with(true, placement).unwrap();
+            let mode = if name.ends_with("-replay") {
+                Migration::ReplayProtected
+            } else {
+                Migration::Fresh
+            };
+            assert_eq!(ep.migration, mode, "{name}");
+            assert_eq!(ep.demux_layers, 1, "{name}");
+        }
+    }
+    for name in ["salsa20", "xor", "none", "null"] {
+        let cfg = KcpConfig::default()
+            .crypt(name, "k")
+            .unwrap()
+            .migration(true);
+        assert!(cfg.check().is_err(), "{name}");
+        assert!(cfg.endpoint_config(true).is_err(), "{name}");
+    }
+    assert!(KcpConfig::default().migration(true).check().is_err());
+}
+
+#[test]
+fn bad_settings_are_refused() {
+    assert!(KcpConfig::default().crypt("rot13", "k").is_err());
+    assert!(KcpConfig::default().fec(200, 200).check().is_err());
+    let bad = Config {
+        mtu: 20,
+        ..Config::fast()
+    };
+    assert!(KcpConfig::new(bad).check().is_err());
+    assert!(KcpConfig::default().check().is_ok());
+    let e = KcpConfig::default().engine().to_owned();
+    assert_eq!((e.snd_wnd, e.rcv_wnd), (DEFAULT_WINDOW, DEFAULT_WINDOW));
+    assert_eq!(
+        (e.nodelay, e.interval, e.resend, e.nc, e.stream),
+        (false, 30, 2, true, true),
+        "kcptun's fast mode"
+    );
+}
+
+#[test]
+fn lifecycle_and_admission_reach_the_endpoint() {
+    let cfg = KcpConfig::default()
+        .idle_timeout(Some(Duration::from_secs(5)))
+        .keepalive(Some(Duration::from_millis(1500)))
+        .backlog(7)
+        .max_sessions(9)
+        .closed_linger(Duration::from_millis(1234))
+        .half_open(Duration::from_secs(2), 11, 3)
+        .accept_timeout(None)
+        .pool_bytes(1 << 10)
+        .recv_budget(3 << 20);
+    let ep = cfg.endpoint_config(false).unwrap();
+    assert_eq!(ep.recv_budget_bytes, 3 << 20);
+    let machine = KcpConfig::default().endpoint_config(false).unwrap();
+    assert!((16 << 20..=1 << 30).contains(&machine.recv_budget_bytes));
+    assert_eq!(ep.idle_timeout_ms, Some(5000));
+    assert_eq!(ep.keepalive_ms, Some(1500));
+    let limited = KcpConfig::default().rate_limit(Some(1_000_000));
+    assert_eq!(
+        limited.endpoint_config(false).unwrap().session.rate_limit,
+        1_000_000
+    );
+    let off = KcpConfig::default().keepalive(None);
+    assert_eq!(off.endpoint_config(false).unwrap().keepalive_ms, None);
+    assert_eq!(
+        KcpConfig::default().timeouts().keepalive,
+        Some(Duration::from_secs(10))
+    );
+    let t = KcpConfig::default()
+        .shutdown_timeout(Duration::from_secs(3))
+        .timeouts();
+    assert_eq!(
+        (t.shutdown, t.linger),
+        (Duration::from_secs(3), Duration::from_secs(3))
+    );
+    let t = KcpConfig::default()
+        .linger(Duration::from_secs(1))
+        .read_timeout(Some(Duration::from_secs(2)))
+        .timeouts();
+    assert_eq!(
+        (t.linger, t.read, t.write),
+        (Duration::from_secs(1), Some(Duration::from_secs(2)), None)
+    );
+    assert_eq!((ep.backlog, ep.max_sessions), (7, 9));
+    assert_eq!(ep.closed_linger_ms, 1234);
+    assert_eq!(
+        (
+            ep.half_open_timeout_ms,
+            ep.max_half_open,
+            ep.max_half_open_per_host
+        ),
+        (2000, 11, 3)
+    );
+    assert_eq!(ep.accept_timeout_ms, None);
+    assert_eq!(ep.pool_bytes, 1024);
+    assert!(!ep.accept);
+}
+
+#[test]
+fn socket_options_apply_through_a_sockref() {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let cfg = KcpConfig::default().sockbuf(Some(1 << 18)).dscp(Some(46));
+    cfg.apply_socket(SockRef::from(&s)).unwrap();
+    let r = SockRef::from(&s);
+    assert!(r.recv_buffer_size().unwrap() >= 1 << 18);
+    assert_eq!(r.tos_v4().unwrap(), 46 << 2);
+    assert!(set_dscp(SockRef::from(&s), 64).is_err());
+}
