@@ -69,21 +69,24 @@
 //! # }
 //! ```
 
-#[cfg(not(target_has_atomic = "64"))]
-use portable_atomic::AtomicU64;
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::{BinaryHeap, HashMap};
 use std::fmt;
 use std::future::Future;
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
-#[cfg(target_has_atomic = "64")]
-use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use kcp_core::sim::{Arrival, LinkConfig, LinkModel, Verdict, REVERSE_SEED_XOR};
+
+mod config;
+mod stats;
+
+pub use config::{ImpairConfig, ImpairError};
+use stats::{bump, Counters, DirCounters};
+pub use stats::{DirectionStats, ProxyStats};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -110,226 +113,6 @@ const MAX_HOLD: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// Depth of the channel carrying datagrams from the upstream readers to the proxy task.
 const DOWN_CHANNEL: usize = 1024;
-
-/// How one direction of the proxy impairs its datagrams.
-///
-/// [`Default`] is no impairment at all. See the [module docs](self) for the order in which
-/// the settings apply.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ImpairConfig {
-    /// Probability, in `0.0..=1.0`, that a datagram is dropped.
-    pub loss: f64,
-    /// Fixed one-way delay added to every datagram, in milliseconds.
-    pub delay_ms: u32,
-    /// Uniform jitter added to the delay, in `0..=jitter_ms` milliseconds: each datagram is
-    /// held `delay_ms..=delay_ms + jitter_ms` (plus any reorder hold).
-    pub jitter_ms: u32,
-    /// Probability, in `0.0..=1.0`, that a datagram is held back an extra
-    /// [`reorder_ms`](Self::reorder_ms), letting later ones overtake it.
-    pub reorder: f64,
-    /// Extra hold for reordered datagrams, in milliseconds.
-    pub reorder_ms: u32,
-    /// Probability, in `0.0..=1.0`, that a datagram is delivered twice (the copy with its
-    /// own jitter and reorder hold).
-    pub dup: f64,
-    /// Bottleneck bandwidth in megabits (10^6 bits) per second, counting UDP payload bytes;
-    /// `None` is unlimited. Must be finite and positive; the link model serves it in whole
-    /// bytes per second (at least 1).
-    pub rate_mbps: Option<f64>,
-    /// Capacity of the bottleneck's drop-tail queue in payload bytes; only used with
-    /// [`rate_mbps`](Self::rate_mbps).
-    pub queue_bytes: usize,
-    /// Seed of the PRNG that draws this direction's decisions (the down direction XORs it
-    /// with [`DOWN_SEED_XOR`]).
-    pub seed: u64,
-}
-
-impl Default for ImpairConfig {
-    /// No loss, delay, reordering or duplication, unlimited bandwidth, a 256 KiB queue (used
-    /// only if a rate is set) and seed 0.
-    fn default() -> Self {
-        ImpairConfig {
-            loss: 0.0,
-            delay_ms: 0,
-            jitter_ms: 0,
-            reorder: 0.0,
-            reorder_ms: 0,
-            dup: 0.0,
-            rate_mbps: None,
-            queue_bytes: 256 * 1024,
-            seed: 0,
-        }
-    }
-}
-
-impl ImpairConfig {
-    /// Checks the settings: each probability must lie in `0.0..=1.0` (NaN is rejected) and a
-    /// rate, if any, must be finite and greater than zero.
-    pub fn validate(&self) -> Result<(), ImpairError> {
-        for (field, value) in [
-            ("loss", self.loss),
-            ("reorder", self.reorder),
-            ("dup", self.dup),
-        ] {
-            if !(0.0..=1.0).contains(&value) {
-                return Err(ImpairError::Probability { field, value });
-            }
-        }
-        if let Some(rate) = self.rate_mbps {
-            if !(rate.is_finite() && rate > 0.0) {
-                return Err(ImpairError::Rate(rate));
-            }
-        }
-        Ok(())
-    }
-}
-
-impl ImpairConfig {
-    /// The link model's configuration for this direction: the same delays and
-    /// probabilities, the rate in whole bytes per second (at least 1) and no MTU below the
-    /// UDP maximum ([`MAX_DATAGRAM`]).
-    pub fn link_config(&self) -> LinkConfig {
-        LinkConfig {
-            loss: self.loss,
-            delay_ms: self.delay_ms,
-            jitter_ms: self.jitter_ms,
-            reorder: self.reorder,
-            reorder_ms: self.reorder_ms,
-            duplicate: self.dup,
-            // 10^6 bits = 125,000 bytes; `as` saturates and a validated rate is positive.
-            bandwidth: self
-                .rate_mbps
-                .map(|mbps| ((mbps * 125_000.0) as u64).max(1)),
-            queue_bytes: self.queue_bytes,
-            mtu: MAX_DATAGRAM,
-        }
-    }
-}
-
-/// Why an [`ImpairConfig`] was rejected.
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub enum ImpairError {
-    /// A probability field was outside `0.0..=1.0` or NaN.
-    Probability {
-        /// The field's name: `"loss"`, `"reorder"` or `"dup"`.
-        field: &'static str,
-        /// The rejected value.
-        value: f64,
-    },
-    /// `rate_mbps` was zero, negative, infinite or NaN.
-    Rate(f64),
-}
-
-impl fmt::Display for ImpairError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ImpairError::Probability { field, value } => {
-                write!(f, "{field} must be a probability in 0..=1, got {value}")
-            }
-            ImpairError::Rate(rate) => {
-                write!(f, "rate_mbps must be finite and greater than 0, got {rate}")
-            }
-        }
-    }
-}
-
-impl std::error::Error for ImpairError {}
-
-impl From<ImpairError> for io::Error {
-    fn from(e: ImpairError) -> io::Error {
-        io::Error::new(io::ErrorKind::InvalidInput, e)
-    }
-}
-
-/// Counters of one direction, as read by [`Proxy::stats`] or [`ProxyHandle::stats`].
-///
-/// Every datagram received is, eventually, exactly one of forwarded, lost, dropped by the
-/// queue or a send error; while datagrams are delayed in the proxy the sum falls short of
-/// `received`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct DirectionStats {
-    /// Datagrams that entered the proxy in this direction.
-    pub received: u64,
-    /// Datagrams sent on (duplicate copies are not counted here).
-    pub forwarded: u64,
-    /// Datagrams dropped by the loss setting.
-    pub lost: u64,
-    /// Extra copies sent by the duplication setting.
-    pub duplicated: u64,
-    /// Datagrams (or duplicate copies) held back by the reorder setting.
-    pub reordered: u64,
-    /// Datagrams dropped because the bandwidth queue was full.
-    pub queue_drops: u64,
-    /// Payload bytes sent on, duplicate copies included.
-    pub bytes: u64,
-    /// Datagrams (or copies) that could not be sent, or could not get an upstream socket.
-    pub send_errors: u64,
-}
-
-/// A snapshot of a proxy's counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ProxyStats {
-    /// Client → server.
-    pub up: DirectionStats,
-    /// Server → client.
-    pub down: DirectionStats,
-    /// Client mappings currently open.
-    pub clients: u64,
-    /// Client mappings closed for idleness or evicted for room.
-    pub expired: u64,
-}
-
-#[derive(Default)]
-struct DirCounters {
-    received: AtomicU64,
-    forwarded: AtomicU64,
-    lost: AtomicU64,
-    duplicated: AtomicU64,
-    reordered: AtomicU64,
-    queue_drops: AtomicU64,
-    bytes: AtomicU64,
-    send_errors: AtomicU64,
-}
-
-impl DirCounters {
-    fn snapshot(&self) -> DirectionStats {
-        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        DirectionStats {
-            received: l(&self.received),
-            forwarded: l(&self.forwarded),
-            lost: l(&self.lost),
-            duplicated: l(&self.duplicated),
-            reordered: l(&self.reordered),
-            queue_drops: l(&self.queue_drops),
-            bytes: l(&self.bytes),
-            send_errors: l(&self.send_errors),
-        }
-    }
-}
-
-fn bump(a: &AtomicU64, n: u64) {
-    a.fetch_add(n, Ordering::Relaxed);
-}
-
-#[derive(Default)]
-struct Counters {
-    up: DirCounters,
-    down: DirCounters,
-    clients: AtomicU64,
-    expired: AtomicU64,
-}
-
-impl Counters {
-    fn snapshot(&self) -> ProxyStats {
-        ProxyStats {
-            up: self.up.snapshot(),
-            down: self.down.snapshot(),
-            clients: self.clients.load(Ordering::Relaxed),
-            expired: self.expired.load(Ordering::Relaxed),
-        }
-    }
-}
 
 /// One direction's impairments: kcp-core's link model on this proxy's clock.
 struct Impairer {
@@ -777,12 +560,6 @@ pub struct ProxyHandle {
     task: JoinHandle<()>,
 }
 
-impl fmt::Debug for Counters {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.snapshot().fmt(f)
-    }
-}
-
 impl ProxyHandle {
     /// The address clients send to.
     pub fn local_addr(&self) -> SocketAddr {
@@ -817,102 +594,4 @@ fn enlarge_buffers(socket: &UdpSocket) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn link_config_translates_units() {
-        let c = ImpairConfig {
-            loss: 0.1,
-            delay_ms: 20,
-            jitter_ms: 5,
-            reorder: 0.02,
-            reorder_ms: 15,
-            dup: 0.01,
-            rate_mbps: Some(2.0),
-            queue_bytes: 1000,
-            seed: 9,
-        };
-        let l = c.link_config();
-        assert_eq!(
-            l,
-            LinkConfig {
-                loss: 0.1,
-                delay_ms: 20,
-                jitter_ms: 5,
-                reorder: 0.02,
-                reorder_ms: 15,
-                duplicate: 0.01,
-                bandwidth: Some(250_000),
-                queue_bytes: 1000,
-                mtu: MAX_DATAGRAM,
-            }
-        );
-        let tiny = ImpairConfig {
-            rate_mbps: Some(1e-300),
-            ..ImpairConfig::default()
-        };
-        assert_eq!(tiny.link_config().bandwidth, Some(1));
-        assert_eq!(ImpairConfig::default().link_config().bandwidth, None);
-    }
-
-    /// The proxy's jitter is the model's: it only adds to the delay, so no datagram arrives
-    /// before `delay_ms` and about half arrive after `delay_ms + jitter_ms / 2`.
-    #[tokio::test]
-    async fn jitter_never_undercuts_the_delay() {
-        let server = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let up = ImpairConfig {
-            delay_ms: 30,
-            jitter_ms: 20,
-            seed: 5,
-            ..ImpairConfig::default()
-        };
-        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
-        let proxy = Proxy::bind(
-            any,
-            server.local_addr().unwrap(),
-            up,
-            ImpairConfig::default(),
-        )
-        .await
-        .unwrap();
-        let addr = proxy.local_addr();
-        let handle = proxy.spawn();
-        let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let n = 100usize;
-        let mut sent = Vec::with_capacity(n);
-        let mut held = Vec::with_capacity(n);
-        let mut buf = [0u8; 16];
-        for i in 0..n {
-            sent.push(Instant::now());
-            client
-                .send_to(&(i as u32).to_be_bytes(), addr)
-                .await
-                .unwrap();
-            tokio::time::sleep(Duration::from_millis(2)).await;
-            while let Ok(Ok((4, _))) =
-                tokio::time::timeout(Duration::ZERO, server.recv_from(&mut buf)).await
-            {
-                let k = u32::from_be_bytes(buf[..4].try_into().unwrap()) as usize;
-                held.push(sent[k].elapsed());
-            }
-        }
-        while held.len() < n {
-            let (len, _) = tokio::time::timeout(Duration::from_secs(5), server.recv_from(&mut buf))
-                .await
-                .expect("every datagram arrives")
-                .unwrap();
-            assert_eq!(len, 4);
-            let k = u32::from_be_bytes(buf[..4].try_into().unwrap()) as usize;
-            held.push(sent[k].elapsed());
-        }
-        handle.shutdown().await;
-        let min = held.iter().min().unwrap();
-        assert!(*min >= Duration::from_millis(30), "held only {min:?}");
-        let late = held
-            .iter()
-            .filter(|h| **h >= Duration::from_millis(40))
-            .count();
-        assert!(late >= 25, "{late} of {n} held 40 ms or more: {held:?}");
-    }
-}
+mod tests;
