@@ -32,6 +32,12 @@ use kcp_core::{Codec, Config, Kcp, Millis, RecvError, StaticBuffers};
 use kcp_crypto::{BlockCrypt, CipherKind, PacketCrypt, PacketKey, Pass};
 use kcp_fec::{Fec, FecConfig};
 
+mod link;
+mod side;
+
+use link::Link;
+use side::Side;
+
 /// Bytes each run moves.
 const TOTAL: usize = 256 * 1024;
 /// Largest datagram on the simulated link (codec headers included).
@@ -116,11 +122,11 @@ impl<T> Once<T> {
 static HEAP_MEM: Once<[u8; HEAP_BYTES]> = Once::new([0; HEAP_BYTES]);
 static MEM_A: Once<Mem> = Once::new(Mem::new());
 static MEM_B: Once<Mem> = Once::new(Mem::new());
-// Zero-initialised, so in .bss (each run seeds its links).
 /// The cipher's key schedule and nonce key, built once; each layer holds a reference and a
 /// nonce stream of its own (a `PacketCrypt` that owned its key would carry the schedule of the
 /// largest cipher, about 4.5 KiB, on the stack).
 static KEY: Once<Option<PacketKey>> = Once::new(None);
+// Zero-initialised, so in .bss (each run seeds its links).
 static LINKS: Once<[Link; 2]> = Once::new([Link::new(0), Link::new(0)]);
 
 // ----------------------------------------------------------------------------------------------
@@ -211,245 +217,6 @@ fn clock_setup(cp: &mut cortex_m::Peripherals) -> (Clock, &'static str) {
         Clock::SysTick { milli_per_tick },
         "instructions (no DWT CYCCNT in this model: SysTick on QEMU's -icount clock, calibrated)",
     )
-}
-
-// ----------------------------------------------------------------------------------------------
-// The deterministic lossy, reordering link.
-
-struct XorShift(u32);
-impl XorShift {
-    fn next(&mut self) -> u32 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
-        self.0 = x;
-        x
-    }
-}
-
-struct Link {
-    data: [[u8; MTU]; LINK_SLOTS],
-    len: [u16; LINK_SLOTS],
-    due: [u32; LINK_SLOTS],
-    order: [u32; LINK_SLOTS],
-    busy: [bool; LINK_SLOTS],
-    rng: XorShift,
-    pushed: u32,
-    last_delivered: u32,
-    sent: u32,
-    lost: u32,
-    overflow: u32,
-    delivered: u32,
-    reordered: u32,
-}
-
-impl Link {
-    const fn new(seed: u32) -> Link {
-        Link {
-            data: [[0; MTU]; LINK_SLOTS],
-            len: [0; LINK_SLOTS],
-            due: [0; LINK_SLOTS],
-            order: [0; LINK_SLOTS],
-            busy: [false; LINK_SLOTS],
-            rng: XorShift(seed),
-            pushed: 0,
-            last_delivered: 0,
-            sent: 0,
-            lost: 0,
-            overflow: 0,
-            delivered: 0,
-            reordered: 0,
-        }
-    }
-
-    fn reset(&mut self, seed: u32) {
-        self.busy = [false; LINK_SLOTS];
-        self.rng = XorShift(seed);
-        self.pushed = 0;
-        self.last_delivered = 0;
-        self.sent = 0;
-        self.lost = 0;
-        self.overflow = 0;
-        self.delivered = 0;
-        self.reordered = 0;
-    }
-
-    fn push(&mut self, now: u32, datagram: &[u8]) {
-        self.sent += 1;
-        let r = self.rng.next();
-        if r & 0xFFFF < LOSS {
-            self.lost += 1;
-            return;
-        }
-        let Some(i) = self.busy.iter().position(|b| !b) else {
-            self.overflow += 1;
-            return;
-        };
-        let n = datagram.len().min(MTU);
-        self.data[i][..n].copy_from_slice(&datagram[..n]);
-        self.len[i] = n as u16;
-        self.due[i] = now + DELAY_MS + (r >> 16) % JITTER_MS;
-        self.pushed += 1;
-        self.order[i] = self.pushed;
-        self.busy[i] = true;
-    }
-
-    /// The slot of the next datagram due at `now` (earliest first, then in sending order).
-    fn pop_due(&mut self, now: u32) -> Option<usize> {
-        let mut best: Option<usize> = None;
-        for i in 0..LINK_SLOTS {
-            if self.busy[i] && self.due[i] <= now {
-                best = match best {
-                    Some(b) if (self.due[b], self.order[b]) <= (self.due[i], self.order[i]) => {
-                        Some(b)
-                    }
-                    _ => Some(i),
-                };
-            }
-        }
-        let i = best?;
-        self.busy[i] = false;
-        self.delivered += 1;
-        if self.order[i] < self.last_delivered {
-            self.reordered += 1;
-        }
-        self.last_delivered = self.last_delivered.max(self.order[i]);
-        Some(i)
-    }
-
-    fn next_due(&self) -> Option<u32> {
-        (0..LINK_SLOTS)
-            .filter(|&i| self.busy[i])
-            .map(|i| self.due[i])
-            .min()
-    }
-}
-
-// ----------------------------------------------------------------------------------------------
-// One side: an engine and its codec stack (FEC inside crypto, as kcp-go).
-
-struct Side<'a> {
-    kcp: Kcp<'a>,
-    fec: Option<Fec>,
-    crypt: Option<PacketCrypt<&'static PacketKey>>,
-    codec_errors: u32,
-    recovered_in: u32,
-}
-
-impl Side<'_> {
-    fn room(&self) -> usize {
-        self.crypt.as_ref().map_or(0, |_| CRYPT_ROOM) + self.fec.as_ref().map_or(0, |_| FEC_ROOM)
-    }
-
-    /// Drains the engine into the link through the codecs.
-    fn transmit(&mut self, now: u32, link: &mut Link) {
-        let t = Millis(now);
-        let room = self.room();
-        let fec_off = self.crypt.as_ref().map_or(0, |_| CRYPT_ROOM);
-        let mut buf = [0u8; MTU];
-        while let Some(n) = self.kcp.poll_transmit(t, &mut buf[room..]) {
-            let mut end = room + n;
-            if let Some(fec) = self.fec.as_mut() {
-                match fec.seal(&mut buf[fec_off..], end - fec_off, t) {
-                    Ok(len) => end = fec_off + len,
-                    Err(_) => {
-                        self.codec_errors += 1;
-                        continue;
-                    }
-                }
-            }
-            if !seal_out(
-                self.crypt.as_mut(),
-                &mut self.codec_errors,
-                &mut buf,
-                end,
-                now,
-                link,
-            ) {
-                continue;
-            }
-            // Parity follows the packet that completed its group.
-            if let Some(fec) = self.fec.as_mut() {
-                let mut parity = [0u8; MTU];
-                while let Some(r) = fec.poll_extra(&mut parity[fec_off..], t) {
-                    match r {
-                        Ok(len) => {
-                            let end = fec_off + len;
-                            let errs = &mut self.codec_errors;
-                            seal_out(self.crypt.as_mut(), errs, &mut parity, end, now, link);
-                        }
-                        Err(_) => self.codec_errors += 1,
-                    }
-                }
-            }
-        }
-    }
-
-    /// Opens one received datagram through the codecs and feeds the engine.
-    fn receive(&mut self, now: u32, datagram: &mut [u8]) {
-        let t = Millis(now);
-        let mut range: Range<usize> = 0..datagram.len();
-        if let Some(c) = self.crypt.as_mut() {
-            match c.open(&mut datagram[range.clone()], t) {
-                Ok(Some(inner)) => range = range.start + inner.start..range.start + inner.end,
-                Ok(None) => return,
-                Err(_) => {
-                    self.codec_errors += 1;
-                    return;
-                }
-            }
-        }
-        if let Some(fec) = self.fec.as_mut() {
-            let opened = fec.open(&mut datagram[range.clone()], t);
-            match opened {
-                Ok(Some(inner)) => {
-                    let r = range.start + inner.start..range.start + inner.end;
-                    if self.kcp.handle_datagram(t, &datagram[r]).is_err() {
-                        self.codec_errors += 1;
-                    }
-                }
-                Ok(None) => {}
-                Err(_) => self.codec_errors += 1,
-            }
-            let mut rebuilt = [0u8; MTU];
-            while let Some(n) = fec.poll_recovered(&mut rebuilt) {
-                self.recovered_in += 1;
-                if self
-                    .kcp
-                    .handle_recovered(t, &rebuilt[..n.min(MTU)])
-                    .is_err()
-                {
-                    self.codec_errors += 1;
-                }
-            }
-        } else if self.kcp.handle_datagram(t, &datagram[range]).is_err() {
-            self.codec_errors += 1;
-        }
-    }
-}
-
-/// Encrypts `buf[..end]` (room for the cipher's header in front) and puts it on the link.
-fn seal_out(
-    crypt: Option<&mut PacketCrypt<&'static PacketKey>>,
-    codec_errors: &mut u32,
-    buf: &mut [u8],
-    end: usize,
-    now: u32,
-    link: &mut Link,
-) -> bool {
-    let end = match crypt {
-        Some(c) => match c.seal(buf, end, Millis(now)) {
-            Ok(len) => len,
-            Err(_) => {
-                *codec_errors += 1;
-                return false;
-            }
-        },
-        None => end,
-    };
-    link.push(now, &buf[..end]);
-    true
 }
 
 // ----------------------------------------------------------------------------------------------
