@@ -679,3 +679,142 @@ fn the_first_messages_of_a_new_session_are_answered_within_a_few_intervals() {
     assert!(at < 60, "both echoes after {at} ms");
     assert_eq!(server.stats().half_open_held, 1);
 }
+
+/// Plays a client endpoint against `server` until the client has `want` bytes echoed back;
+/// returns the milliseconds it took and the client's retransmissions.
+fn echo_through(
+    server: &mut Endpoint<u8>,
+    client: &mut Endpoint<u8>,
+    c: kcp_core::endpoint::SessionId,
+    start: Millis,
+    want: usize,
+) -> (u32, u64) {
+    let mut now = start;
+    let mut got = 0;
+    let mut buf = [0u8; 8192];
+    for _ in 0..2_000 {
+        let mut moved = true;
+        while moved {
+            moved = false;
+            for (_, mut d) in drain(client, now) {
+                let _ = server.handle_datagram(now, 1, &mut d);
+                moved = true;
+            }
+            let mut ids: Vec<_> = events(server)
+                .into_iter()
+                .filter_map(|e| match e {
+                    Event::Readable(id) => Some(id),
+                    _ => None,
+                })
+                .collect();
+            ids.extend(std::iter::from_fn(|| server.accept()));
+            for id in ids {
+                while let Ok(n) = server.recv(id, &mut buf) {
+                    server.send(id, &buf[..n]).unwrap();
+                }
+            }
+            for (_, mut d) in drain(server, now) {
+                let _ = client.handle_datagram(now, 0, &mut d);
+                moved = true;
+            }
+        }
+        while let Ok(n) = client.recv(c, &mut buf) {
+            got += n;
+        }
+        if got >= want {
+            break;
+        }
+        now += 1;
+        server.handle_timeout(now);
+        client.handle_timeout(now);
+    }
+    assert_eq!(got, want, "every byte echoed");
+    let retrans = client.session(c).unwrap().kcp().stats().retrans_segs;
+    (now.0 - start.0, retrans)
+}
+
+#[test]
+fn a_first_message_of_several_datagrams_is_held_whole_until_the_peer_confirms() {
+    // A 4 KiB request is four datagrams at MTU 1400, all sent before the client hears the
+    // server: none may wait for the client's first retransmission timeout (200 ms).
+    let mut server: Endpoint<u8> = Endpoint::new(server_cfg()).unwrap();
+    let mut client: Endpoint<u8> = Endpoint::new(EndpointConfig::new(Config::fast3())).unwrap();
+    let start = Millis(1_000);
+    let c = client.connect(start, 0, 42).unwrap();
+    client.send(c, &[9u8; 4096]).unwrap();
+    let first = drain(&mut client, start);
+    assert!(first.len() >= 3, "{} datagrams", first.len());
+    for (_, mut d) in first {
+        let _ = server.handle_datagram(start, 1, &mut d);
+    }
+    assert_eq!(server.stats().half_open_dropped, 0);
+    let (ms, retrans) = echo_through(&mut server, &mut client, c, start, 4096);
+    assert_eq!(retrans, 0, "nothing sent twice");
+    assert!(ms < 60, "echoed after {ms} ms");
+}
+
+#[test]
+fn a_bulk_senders_first_window_is_held_whole() {
+    // kcp-go's client sends up to 128 full segments (its initial view of the peer's window)
+    // before it hears the server: the server keeps them all and delivers them on confirmation.
+    let mut server: Endpoint<SocketAddr> = Endpoint::new(EndpointConfig {
+        accept: true,
+        ..EndpointConfig::new(Config::fast3().with_windows(1024, 1024))
+    })
+    .unwrap();
+    let now = Millis(10);
+    let from = addr(1, 5000);
+    for sn in 0..128u32 {
+        let mut d = push(77, sn, 0, &[sn as u8; 1376]);
+        server.handle_datagram(now, from, &mut d).unwrap();
+    }
+    assert_eq!(server.stats().half_open_dropped, 0);
+    assert_eq!(server.stats().half_open_held, 127);
+    drain(&mut server, now);
+    let mut wins = seg(77, Command::WindowTell, 0, 0, &[]);
+    server.handle_datagram(now, from, &mut wins).unwrap();
+    let id = server.accept().expect("confirmed");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = server.recv(id, &mut buf) {
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(got.len(), 128 * 1376, "the whole first window, in order");
+    assert!(got
+        .chunks(1376)
+        .enumerate()
+        .all(|(i, c)| c.iter().all(|&b| b == i as u8)));
+}
+
+#[test]
+fn the_half_open_pool_evicts_for_new_first_flights_and_caps_later_data() {
+    let mut server: Endpoint<SocketAddr> = Endpoint::new(EndpointConfig {
+        half_open_pool_bytes: 4_000,
+        ..server_cfg()
+    })
+    .unwrap();
+    let now = Millis(10);
+    let big = [5u8; 1476];
+    for ip in 1..=3u8 {
+        let mut d = push(100 + u32::from(ip), 0, 0, &big);
+        assert_eq!(d.len(), 1500);
+        server.handle_datagram(now, addr(ip, 9), &mut d).unwrap();
+        drain(&mut server, now);
+    }
+    // Three 1500-byte first flights do not fit a 4000-byte pool: the oldest made room.
+    assert_eq!(server.stats().half_open, 2);
+    assert_eq!(server.stats().half_open_evicted, 1);
+    // A later datagram of a half-open peer is kept only while the pool has room (1000 bytes
+    // here): it evicts no one.
+    let mut d = push(102, 1, 0, &big);
+    let r = server.handle_datagram(now, addr(2, 9), &mut d);
+    assert!(
+        matches!(r, Err(EndpointError::Rejected(DropReason::Unconfirmed))),
+        "{r:?}"
+    );
+    assert_eq!(server.stats().half_open_dropped, 1);
+    assert_eq!(server.stats().half_open_evicted, 1);
+    let mut d = push(102, 1, 0, &big[..500]);
+    server.handle_datagram(now, addr(2, 9), &mut d).unwrap();
+    assert_eq!(server.stats().half_open_held, 1);
+}

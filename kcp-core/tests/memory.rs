@@ -221,7 +221,8 @@ fn memory_follows_data() {
 }
 
 /// Half-open entries that carry data, on a listener whose receive window is 1024: whatever the
-/// first flight holds, an entry keeps at most `half_open_bytes` (2 KiB) in all.
+/// first flight holds (one datagram), an entry keeps that datagram's segments and its
+/// bookkeeping, and 1,024 entries stay within the segment pool plus their bookkeeping.
 fn half_open_with_data() {
     let mut cfg = Config::fast3();
     cfg.rcv_wnd = 1024;

@@ -56,12 +56,24 @@ pub struct EndpointConfig {
     /// a host's share is full, its own oldest entry is evicted. Default 64.
     pub max_half_open_per_host: usize,
     /// Heap bytes one half-open entry may hold in all: its bookkeeping, its codec stack and
-    /// the leading KCP segments of the first flight it keeps while they fit (delivered when
-    /// the peer confirms). Segments that do not fit, and later datagrams, are dropped
-    /// unacknowledged (the peer retransmits them); nothing is acknowledged before
-    /// confirmation. Default 2048: a whole 1500-byte first flight without crypto or with
-    /// kcp-go's packet crypt.
+    /// the KCP segments of the first flight and of the datagrams the peer sends before it
+    /// hears the probe, kept while they fit here and in
+    /// [`half_open_pool_bytes`](Self::half_open_pool_bytes) (delivered when the peer
+    /// confirms). Segments that do not fit are dropped unacknowledged (the peer retransmits
+    /// them, after its first retransmission timeout: 200 ms before it has a round-trip
+    /// sample); nothing is acknowledged before confirmation. Default 256 KiB: the first
+    /// window of a kcp-go client (at most 128 full segments until it hears the peer's window),
+    /// so neither a multi-datagram request nor a bulk sender's first window waits for a
+    /// retransmission.
     pub half_open_bytes: usize,
+    /// KCP segment bytes all half-open entries keep together. A new first flight that would
+    /// exceed it evicts the oldest entries (SYN-cache behaviour, counted in
+    /// `half_open_evicted`), so spoofed first flights cannot keep a real peer's out; segments
+    /// of an entry's later datagrams are kept only while the pool has room. With
+    /// [`max_half_open`](Self::max_half_open) it bounds the memory of half-open entries:
+    /// at most this pool plus `max_half_open` entries' bookkeeping and codec stacks.
+    /// Default 2 MiB.
+    pub half_open_pool_bytes: usize,
     /// Most confirmed sessions peers opened from one source host. Default 4096.
     pub max_sessions_per_host: usize,
     /// Source hosts are IPv4 addresses masked to this many leading bits. Default 32.
@@ -183,7 +195,8 @@ impl EndpointConfig {
             half_open_timeout_ms: 5_000,
             max_half_open: 1_024,
             max_half_open_per_host: 64,
-            half_open_bytes: 2_048,
+            half_open_bytes: 256 << 10,
+            half_open_pool_bytes: 2 << 20,
             max_sessions_per_host: 4_096,
             host_prefix_v4: 32,
             host_prefix_v6: 64,
@@ -212,6 +225,7 @@ impl fmt::Debug for EndpointConfig {
             .field("max_half_open", &self.max_half_open)
             .field("max_half_open_per_host", &self.max_half_open_per_host)
             .field("half_open_bytes", &self.half_open_bytes)
+            .field("half_open_pool_bytes", &self.half_open_pool_bytes)
             .field("max_sessions_per_host", &self.max_sessions_per_host)
             .field("host_prefix_v4", &self.host_prefix_v4)
             .field("host_prefix_v6", &self.host_prefix_v6)

@@ -35,8 +35,8 @@ pub(super) struct HalfOpen<H> {
     /// The future session's codec stack (innermost first).
     layers: Vec<Layer>,
     /// KCP segments kept from the first flight and the datagrams after it (whole segments,
-    /// the entry within `half_open_bytes`).
-    stored: Box<[u8]>,
+    /// the entry within `half_open_bytes`, all entries within `half_open_pool_bytes`).
+    stored: Vec<u8>,
     host: H,
     serial: u64,
     opened_at: u64,
@@ -198,7 +198,18 @@ impl<A: PeerAddr> Endpoint<A> {
             .cfg
             .half_open_bytes
             .saturating_sub(Self::entry_fixed_bytes(&layers));
-        let stored: Box<[u8]> = keep_segments(kcp_bytes, budget).into();
+        let keep = keep_segments(kcp_bytes, budget);
+        // The pool: a first flight (one datagram) makes room by evicting the oldest entries.
+        while self.half_pool + keep.len() > self.cfg.half_open_pool_bytes {
+            let Some((_, &key)) = self.half_age.first_key_value() else {
+                break;
+            };
+            self.drop_half(key);
+            self.stats.half_open_evicted += 1;
+        }
+        let room = self.cfg.half_open_pool_bytes.saturating_sub(self.half_pool);
+        let stored = keep_segments(keep, room).to_vec();
+        self.half_pool += stored.len();
         let serial = self.next_serial;
         self.next_serial += 1;
         let deadline = t + ASK_PERIOD_MS.min(u64::from(self.cfg.half_open_timeout_ms));
@@ -282,10 +293,13 @@ impl<A: PeerAddr> Endpoint<A> {
             let budget = self
                 .cfg
                 .half_open_bytes
-                .saturating_sub(Self::entry_fixed_bytes(&h.layers) + h.stored.len());
+                .saturating_sub(Self::entry_fixed_bytes(&h.layers) + h.stored.len())
+                .min(self.cfg.half_open_pool_bytes.saturating_sub(self.half_pool));
             let more = new_pushes(kcp_bytes, &h.stored, budget);
             if !more.is_empty() {
-                h.stored = [&h.stored[..], &more[..]].concat().into();
+                h.stored.reserve_exact(more.len());
+                h.stored.extend_from_slice(&more);
+                self.half_pool += more.len();
                 self.stats.half_open_held += 1;
                 return Ok(());
             }
@@ -349,6 +363,7 @@ impl<A: PeerAddr> Endpoint<A> {
     /// Removes a half-open entry from every index and returns it.
     fn take_half(&mut self, key: (A, u32)) -> Option<Box<HalfOpen<A::Host>>> {
         let h = self.half.remove(&key)?;
+        self.half_pool = self.half_pool.saturating_sub(h.stored.len());
         self.half_age.remove(&h.serial);
         self.half_by_host.remove(&(h.host, h.serial));
         if let Some(n) = self.half_open_hosts.get_mut(&h.host) {

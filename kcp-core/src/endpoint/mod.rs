@@ -57,17 +57,19 @@
 //! one conversation, every length exact, `una == 0` and sequence numbers inside the receive
 //! window of a session that starts at 0 (with a CRC or AEAD layer, after that check; and no
 //! longer than [`max_datagram`](EndpointConfig::max_datagram)). It then opens a *half-open
-//! entry*, not a session: a small record (at most
-//! [`half_open_bytes`](EndpointConfig::half_open_bytes), 2 KiB, with the leading segments of
-//! the first flight it keeps) answered by a window probe (WASK). Nothing is acknowledged.
+//! entry*, not a session: a record of the future session's codec stack and the segments of
+//! the first flight (and of the peer's further datagrams until it answers), at most
+//! [`half_open_bytes`](EndpointConfig::half_open_bytes) (256 KiB) per entry and
+//! [`half_open_pool_bytes`](EndpointConfig::half_open_pool_bytes) (2 MiB) of segments for
+//! all entries, answered by a window probe (WASK). Nothing is acknowledged.
 //! Only the peer's answer to the probe (a WINS, which every KCP peer sends at its next
 //! flush) proves it receives at its address and creates the session, which then takes the
 //! kept segments and queues for [`accept`](Endpoint::accept). Entries are bounded by
 //! [`max_half_open`](EndpointConfig::max_half_open) and
 //! [`max_half_open_per_host`](EndpointConfig::max_half_open_per_host) (hosts counted per
 //! prefix, [`host_prefix_v4`](EndpointConfig::host_prefix_v4) and
-//! [`host_prefix_v6`](EndpointConfig::host_prefix_v6)); when full, the oldest entry is
-//! evicted, so a flood of spoofed first flights delays a real peer by at most the round trip
+//! [`host_prefix_v6`](EndpointConfig::host_prefix_v6)); when full (or the pool cannot take
+//! a new first flight), the oldest entry is evicted, so a flood of spoofed first flights delays a real peer by at most the round trip
 //! of its answer. Probes to an entry's address stay within three times the bytes received
 //! from it. An entry unanswered after
 //! [`half_open_timeout_ms`](EndpointConfig::half_open_timeout_ms) is dropped. With codec
@@ -170,6 +172,8 @@ pub struct Endpoint<A: PeerAddr> {
     half_timers: BinaryHeap<Reverse<(u64, u64)>>,
     /// Half-open entries with a probe to send.
     half_tx: VecDeque<(A, u32)>,
+    /// KCP segment bytes all half-open entries keep (within `half_open_pool_bytes`).
+    half_pool: usize,
     next_serial: u64,
     /// Confirmed sessions peers opened, per host.
     host_sessions: BTreeMap<A::Host, u32>,
@@ -241,6 +245,7 @@ impl<A: PeerAddr> Endpoint<A> {
             half_open_hosts: BTreeMap::new(),
             half_timers: BinaryHeap::new(),
             half_tx: VecDeque::new(),
+            half_pool: 0,
             next_serial: 0,
             host_sessions: BTreeMap::new(),
             record,

@@ -69,6 +69,7 @@ pub struct KcpConfig {
     pub(super) max_half_open: usize,
     pub(super) max_half_open_per_host: usize,
     pub(super) half_open_bytes: usize,
+    pub(super) half_open_pool_bytes: usize,
     pub(super) max_sessions_per_host: usize,
     pub(super) host_prefixes: (u8, u8),
     pub(super) max_datagram: usize,
@@ -169,6 +170,7 @@ impl KcpConfig {
             max_half_open: ep.max_half_open,
             max_half_open_per_host: ep.max_half_open_per_host,
             half_open_bytes: ep.half_open_bytes,
+            half_open_pool_bytes: ep.half_open_pool_bytes,
             max_sessions_per_host: ep.max_sessions_per_host,
             host_prefixes: (ep.host_prefix_v4, ep.host_prefix_v6),
             max_datagram: ep.max_datagram,
@@ -351,10 +353,17 @@ impl KcpConfig {
         self
     }
 
-    /// Heap bytes one half-open entry may hold in all, the first flight's kept segments
-    /// included (default 2048; see `EndpointConfig::half_open_bytes`).
+    /// Heap bytes one half-open entry may hold in all, the segments it keeps until the peer
+    /// confirms included (default 256 KiB; see `EndpointConfig::half_open_bytes`).
     pub fn half_open_bytes(mut self, bytes: usize) -> Self {
         self.half_open_bytes = bytes;
+        self
+    }
+
+    /// Segment bytes all half-open entries keep together (default 2 MiB; see
+    /// `EndpointConfig::half_open_pool_bytes`).
+    pub fn half_open_pool_bytes(mut self, bytes: usize) -> Self {
+        self.half_open_pool_bytes = bytes;
         self
     }
 
@@ -588,6 +597,7 @@ impl KcpConfig {
             max_half_open: self.max_half_open,
             max_half_open_per_host: self.max_half_open_per_host,
             half_open_bytes: self.half_open_bytes,
+            half_open_pool_bytes: self.half_open_pool_bytes,
             max_sessions_per_host: self.max_sessions_per_host,
             host_prefix_v4: self.host_prefixes.0,
             host_prefix_v6: self.host_prefixes.1,
