@@ -17,6 +17,11 @@
 #   echo      64 B echo p50/p99 (Rust<->Rust vs Go<->Go); a kcp-go client echoing 64 B and
 #             4 KiB messages one at a time (salsa20, FEC 10/3, windows 1024 client / 4096
 #             server, fast3) against our server vs a kcp-go server: round trips per second.
+#   echo4k    4 KiB echo, a kcp-go client against our server and a kcp-go server, one run of
+#             each in turn per repeat, for each cipher of ECHO4K_CRYPTS (null, aes, salsa20),
+#             in two server setups: FEC 10/3 both ways, and kcp-go's own test suite's (its
+#             sess_test.go echo server listens with FEC 10/0, i.e. decodes but sends no parity;
+#             the client dials with 10/3): round trips per second, the ratio per pair of runs.
 #   sessions  1,000 / 5,000 / 10,000 sessions, one 64 B echo per second each, our client
 #             driving our server and kcp-go's, sessions started over a ramp and all at once:
 #             server CPU (% of a core and µs per echo), peak RSS per session, echo p50/p99,
@@ -36,6 +41,7 @@
 #
 # Environment (defaults): BYTES (64M, per sink session), MTU (1400), MODE (fast3),
 # WINDOWS ("1024 4096"), IPERF_SECS (3), IPERF_WND (8192), ECHO_N (2000),
+# ECHO4K_CRYPTS ("null aes salsa20"), ECHO4K_N (5000, messages per echo4k run),
 # SESS_LIST ("1000 5000 10000"), SESS_ECHOES (8, echoes per session at 1/s), SESS_RAMP (4, s),
 # SESS_REPEATS (REPEATS: runs per sessions cell, the longest ones),
 # SESS_GO_REF (2000; empty to skip), SESS_OPEN_LIST (the largest of SESS_LIST: burst runs against
@@ -51,9 +57,9 @@ root=$(cd "$here/.." && pwd)
 . "$here/bench-lib.sh"
 
 REPEATS=${1:-3}
-case $REPEATS in ''|*[!0-9]*|0) echo "usage: $0 [REPEATS>=1] [sink|iperf|echo|sessions|drivers|mio...]" >&2; exit 2;; esac
+case $REPEATS in ''|*[!0-9]*|0) echo "usage: $0 [REPEATS>=1] [sink|iperf|echo|echo4k|sessions|drivers|mio...]" >&2; exit 2;; esac
 shift || true
-ALL_SECTIONS="sink iperf echo sessions drivers mio"
+ALL_SECTIONS="sink iperf echo echo4k sessions drivers mio"
 SECTIONS=${*:-$ALL_SECTIONS}
 for s in $SECTIONS; do case " $ALL_SECTIONS " in *" $s "*) ;; *) echo "bench-perf.sh: unknown section $s (one of: $ALL_SECTIONS)" >&2; exit 2;; esac; done
 want() { case " $SECTIONS " in *" $1 "*) return 0;; *) return 1;; esac; }
@@ -65,6 +71,8 @@ WINDOWS=${WINDOWS:-1024 4096}
 IPERF_SECS=${IPERF_SECS:-3}
 IPERF_WND=${IPERF_WND:-8192}
 ECHO_N=${ECHO_N:-2000}
+ECHO4K_CRYPTS=${ECHO4K_CRYPTS:-null aes salsa20}
+ECHO4K_N=${ECHO4K_N:-5000}
 SESS_LIST=${SESS_LIST:-1000 5000 10000}
 SESS_ECHOES=${SESS_ECHOES:-8}
 SESS_RAMP=${SESS_RAMP:-4}
@@ -247,29 +255,32 @@ section_iperf() {
 }
 
 # ---------------------------------------------------------------------------------------------
-# echo_cell CELL SERVER CLIENT MSG "SERVER FLAGS" "CLIENT FLAGS"
+# echo_once CELL SERVER CLIENT MSG "SERVER FLAGS" "CLIENT FLAGS" [MESSAGES]: one run, one record
+echo_once() {
+    local cell=$1 simpl=$2 cimpl=$3 msg=$4 sflags=$5 cflags=$6 n=${7:-$ECHO_N}
+    new_run
+    # shellcheck disable=SC2086
+    start_server "$simpl" $sflags || { record "$cell" '{"ok":false}'; return 0; }
+    local d0; d0=$(udp_drops)
+    # shellcheck disable=SC2086
+    client "$cimpl" "$TIMEOUT" --test echo --bytes $((n * msg)) --msg "$msg" $cflags
+    wait_server_lines 1 3 || true
+    local sdrops; sdrops=$(proc_sock_drops "$SPID")
+    stop_server
+    local c; c=$(client_summary)
+    local rec
+    rec=$(jq -nc --argjson c "$c" --arg rc "$CRC" --arg msg "$msg" --arg drops "$(( $(udp_drops) - d0 ))" --arg sdrops "$sdrops" '
+        { ok: ($rc == "0" and $c.ok == true), p50_us: $c.rtt_p50_us, p99_us: $c.rtt_p99_us, max_us: $c.rtt_max_us,
+          rtps: (if $c.seconds > 0 then ($c.bytes / ($msg | tonumber) / $c.seconds | round) else null end),
+          retrans: $c.retrans, sys_drops: ($drops | tonumber), server_drops: ($sdrops | tonumber? // null) }')
+    record "$cell" "$rec"
+    [ "$(jq -r .ok <<<"$rec")" = true ] || note "failed run: echo $cell (rc $CRC; $RUN): $(tail -2 "$RUN/c.err" | tr '\n' ' ' | head -c 300)"
+    log "echo $cell: $rec"
+}
+
+# echo_cell CELL SERVER CLIENT MSG "SERVER FLAGS" "CLIENT FLAGS": REPEATS runs
 echo_cell() {
-    local cell=$1 simpl=$2 cimpl=$3 msg=$4 sflags=$5 cflags=$6
-    for r in $(seq "$REPEATS"); do
-        new_run
-        # shellcheck disable=SC2086
-        start_server "$simpl" $sflags || { record "$cell" '{"ok":false}'; continue; }
-        local d0; d0=$(udp_drops)
-        # shellcheck disable=SC2086
-        client "$cimpl" "$TIMEOUT" --test echo --bytes $((ECHO_N * msg)) --msg "$msg" $cflags
-        wait_server_lines 1 3 || true
-        local sdrops; sdrops=$(proc_sock_drops "$SPID")
-        stop_server
-        local c; c=$(client_summary)
-        local rec
-        rec=$(jq -nc --argjson c "$c" --arg rc "$CRC" --arg msg "$msg" --arg drops "$(( $(udp_drops) - d0 ))" --arg sdrops "$sdrops" '
-            { ok: ($rc == "0" and $c.ok == true), p50_us: $c.rtt_p50_us, p99_us: $c.rtt_p99_us, max_us: $c.rtt_max_us,
-              rtps: (if $c.seconds > 0 then ($c.bytes / ($msg | tonumber) / $c.seconds | round) else null end),
-              retrans: $c.retrans, sys_drops: ($drops | tonumber), server_drops: ($sdrops | tonumber? // null) }')
-        record "$cell" "$rec"
-        [ "$(jq -r .ok <<<"$rec")" = true ] || note "failed run: echo $cell (rc $CRC; $RUN): $(tail -2 "$RUN/c.err" | tr '\n' ' ' | head -c 300)"
-        log "echo $cell run $r: $rec"
-    done
+    for _ in $(seq "$REPEATS"); do echo_once "$@"; done
 }
 
 section_echo() {
@@ -295,6 +306,38 @@ section_echo() {
         report "| $label | $(med "$r" p50_us) | $(med "$g" p50_us) | $(ratio "$(med "$r" p50_us)" "$(med "$g" p50_us)") | $(med "$r" p99_us) | $(med "$g" p99_us) | $(ratio "$(med "$r" p99_us)" "$(med "$g" p99_us)") | $(med "$r" rtps) | $(med "$g" rtps) | $(ratio "$(med "$r" rtps)" "$(med "$g" rtps)") | $(med "$r" max_us) | $(med "$g" max_us) | $(med "$r" retrans) / $(med "$g" retrans) | $(runs "$r") / $(runs "$g") |"
     done
     report "" "kcp-go client rows: \`kcp-perf-go client --test echo --msg 64|4096 $cf\` against \`kcp-perf server $sf\` or \`kcp-perf-go server $sf\` (kcp-go's retrans counter is process-wide: the client's own). Per-run 4 KiB rt/s: ours $(all echo.gr4k rtps); kcp-go $(all echo.gg4k rtps)."
+}
+
+# 4 KiB echo, kcp-go client, ours and kcp-go's server in turn (so both see the same load).
+section_echo4k() {
+    log "section echo4k"
+    local c setup base cf sf
+    for c in $ECHO4K_CRYPTS; do
+        for setup in fec gotest; do
+            base="--mode $MODE --mtu $MTU --crypt $c"
+            cf="$base --datashard 10 --parityshard 3 --sndwnd 1024 --rcvwnd 1024 --sockbuf 16777216"
+            case $setup in
+                fec) sf="$base --datashard 10 --parityshard 3 --sndwnd 4096 --rcvwnd 4096" ;;
+                gotest) sf="$base --datashard 10 --parityshard 0 --sndwnd 4096 --rcvwnd 4096" ;;
+            esac
+            for _ in $(seq "$REPEATS"); do
+                echo_once "e4k.$setup.$c.rust" rust go 4096 "$sf" "$cf" "$ECHO4K_N"
+                echo_once "e4k.$setup.$c.go" go go 4096 "$sf" "$cf" "$ECHO4K_N"
+            done
+        done
+    done
+    report "" "### 3b. 4 KiB echo, kcp-go client: our server vs kcp-go's server, run in turn" ""
+    report "\`kcp-perf-go client --test echo --msg 4096 --bytes $((ECHO4K_N * 4096)) --mode $MODE --mtu $MTU --crypt C --datashard 10 --parityshard 3 --sndwnd 1024 --rcvwnd 1024 --sockbuf 16777216\` against \`kcp-perf server\` or \`kcp-perf-go server\` with \`--mode $MODE --mtu $MTU --crypt C --datashard 10 --parityshard P --sndwnd 4096 --rcvwnd 4096\`, P = 3 (\"FEC 10/3\") or 0 (\"kcp-go's test\": its sess_test.go echo server's setting, which decodes FEC but sends no parity). One run of each server in turn, $REPEATS pairs; ratio = ours / kcp-go round trips per second, per pair and of the medians." ""
+    report "| cipher | server FEC | ours rt/s | kcp-go rt/s | ratio of medians | ratio per pair | lowest | ours p50 / p99 µs | kcp-go p50 / p99 µs | runs |"
+    report "|---|---|---:|---:|---:|---|---:|---|---|---|"
+    for c in $ECHO4K_CRYPTS; do
+        for setup in fec gotest; do
+            local r="e4k.$setup.$c.rust" g="e4k.$setup.$c.go" pairs low
+            pairs=$(jq -rs --slurpfile g "$OUT/cell.$g" '[range(0; length) as $i | if .[$i].ok == true and $g[$i].ok == true then (.[$i].rtps / $g[$i].rtps * 100 | round / 100 | tostring) else "fail" end] | join(", ")' "$OUT/cell.$r")
+            low=$(jq -rs --slurpfile g "$OUT/cell.$g" '[range(0; length) as $i | if .[$i].ok == true and $g[$i].ok == true then (.[$i].rtps / $g[$i].rtps) else 0 end] | min * 100 | round / 100' "$OUT/cell.$r")
+            report "| $c | $([ $setup = fec ] && echo "10/3" || echo "10/0 (kcp-go's test)") | $(med "$r" rtps) | $(med "$g" rtps) | $(ratio "$(med "$r" rtps)" "$(med "$g" rtps)") | $pairs | ${low}x | $(med "$r" p50_us) / $(med "$r" p99_us) | $(med "$g" p50_us) / $(med "$g" p99_us) | $(runs "$r") / $(runs "$g") |"
+        done
+    done
 }
 
 # ---------------------------------------------------------------------------------------------
