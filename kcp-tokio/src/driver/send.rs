@@ -14,6 +14,47 @@ impl Inner {
         }
     }
 
+    /// A task's transmit: during a receive turn the driver sends for it (see
+    /// [`Driver::transmit`]), otherwise it sends now.
+    ///
+    /// No write is left behind: the driver clears `in_turn` before its own transmit, which
+    /// takes the state lock after the clearing; a task that saw the flag set released the
+    /// state lock (its data queued) before looking, so that transmit collects it.
+    pub(super) fn transmit_from_task(&self) {
+        if self.in_turn.load(Ordering::SeqCst) {
+            bump(&self.counters.batched_writes, 1);
+            self.trace(Trace::Deferred);
+            return;
+        }
+        self.transmit();
+    }
+
+    /// Wakes the tasks waiting on what the turn's datagrams changed (readers, acceptors...);
+    /// true if it woke any.
+    pub(super) fn wake_ready(&self) -> bool {
+        let mut wake = Vec::new();
+        self.lock().dispatch(&mut wake);
+        let n = wake.len();
+        for w in wake {
+            w.wake();
+        }
+        self.trace(Trace::Woke(n));
+        n > 0
+    }
+
+    /// Records a driver event for the unit tests (nothing otherwise).
+    pub(super) fn trace(&self, _t: Trace) {
+        #[cfg(test)]
+        if let Some(v) = self
+            .traces
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+        {
+            v.push(_t);
+        }
+    }
+
     /// Collects every datagram the endpoint has and sends it. Only one caller sends at a
     /// time (datagrams stay in order); a caller that finds the send lock taken leaves a flag
     /// the holder acts on before it lets go.
@@ -80,6 +121,7 @@ impl Inner {
                 return;
             }
         }
+        self.trace(Trace::Sent(n));
         let had_backlog = tx.sender.backlog_len() > 0;
         let socket = SockRef::from(&*self.socket);
         if had_backlog {
