@@ -117,7 +117,7 @@ fn sessions(n: usize) -> (Poll, Endpoint, Endpoint, Vec<SessionId>) {
 #[test]
 fn replies_of_many_sessions_leave_in_one_send() {
     const N: usize = 16;
-    assert!(N <= BATCH);
+    const { assert!(N <= BATCH) };
     let (mut poll, mut server, mut client, ids) = sessions(N);
     for (i, &id) in ids.iter().enumerate() {
         client.send(id, &[i as u8; 8]).unwrap();

@@ -330,6 +330,10 @@ async fn run(d: Arc<Inner>, gro: bool, opener: Option<Crypt>) {
     };
     // After the last handle went: the time by which lingering sessions are given up.
     let mut stopping: Option<u64> = None;
+    // One timer for all the driver's sleeps, moved when the deadline changes rather than
+    // made (and registered with Tokio's timer wheel) anew on every wake-up.
+    let mut timer = Box::pin(tokio::time::sleep_until(tokio::time::Instant::now()));
+    let mut timer_at: Option<u64> = None;
     loop {
         bump(&d.counters.wakeups, 1);
         let now = d.clock.now_ms();
@@ -365,12 +369,12 @@ async fn run(d: Arc<Inner>, gro: bool, opener: Option<Crypt>) {
             }
         };
         d.trace(Trace::Wait);
-        let sleep = async {
-            match deadline {
-                Some(at) => tokio::time::sleep_until(d.clock.instant_at(at).into()).await,
-                None => std::future::pending().await,
+        if let Some(at) = deadline {
+            if timer_at != Some(at) {
+                timer.as_mut().reset(d.clock.instant_at(at).into());
+                timer_at = Some(at);
             }
-        };
+        }
         let stop = async {
             if stopping.is_none() {
                 d.stop.notified().await;
@@ -403,7 +407,10 @@ async fn run(d: Arc<Inner>, gro: bool, opener: Option<Crypt>) {
                 d.trace(Trace::TurnSend);
                 d.transmit();
             }
-            _ = sleep => {}
+            _ = timer.as_mut(), if deadline.is_some() => {
+                // Fired: the next deadline, even the same millisecond, sets it again.
+                timer_at = None;
+            }
             _ = writable => {
                 if d.drain_backlog() {
                     d.transmit();

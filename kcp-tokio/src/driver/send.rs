@@ -26,7 +26,7 @@ impl Inner {
             self.trace(Trace::Deferred);
             return;
         }
-        self.transmit();
+        self.transmit_as(true);
     }
 
     /// Wakes the tasks waiting on what the turn's datagrams changed (readers, acceptors...);
@@ -59,6 +59,13 @@ impl Inner {
     /// time (datagrams stay in order); a caller that finds the send lock taken leaves a flag
     /// the holder acts on before it lets go.
     pub(super) fn transmit(&self) {
+        self.transmit_as(false);
+    }
+
+    /// [`transmit`](Self::transmit) for a task (`task`: it wakes the driver when timers
+    /// moved earlier than its sleep) or for the driver itself (which computes its sleep
+    /// afterwards anyway, under the state lock: no wake-up).
+    fn transmit_as(&self, task: bool) {
         loop {
             self.tx_pending.store(true, Ordering::SeqCst);
             let mut tx = match self.tx.try_lock() {
@@ -67,7 +74,7 @@ impl Inner {
                 Err(TryLockError::Poisoned(p)) => p.into_inner(),
             };
             while self.tx_pending.swap(false, Ordering::SeqCst) {
-                self.transmit_locked(&mut tx);
+                self.transmit_locked(&mut tx, task);
             }
             drop(tx);
             if !self.tx_pending.load(Ordering::SeqCst) {
@@ -76,7 +83,7 @@ impl Inner {
         }
     }
 
-    pub(super) fn transmit_locked(&self, tx: &mut Tx) {
+    pub(super) fn transmit_locked(&self, tx: &mut Tx, task: bool) {
         // The wakers to wake after the state lock is released, in a list kept with the send
         // side so that no send allocates.
         let mut wake = std::mem::take(&mut tx.wake);
@@ -89,7 +96,7 @@ impl Inner {
                     ep.poll_transmit_strided(millis(now), region, stride, lens)
                 });
                 s.dispatch(&mut wake);
-                if s.timer_moved_earlier(now) {
+                if task && s.timer_moved_earlier(now) {
                     self.notify.notify_one();
                 }
                 more
