@@ -396,11 +396,14 @@ async fn run(d: Arc<Inner>, gro: bool, opener: Option<Crypt>) {
                     }
                     return;
                 }
-                // Wake the tasks the batch made ready and let them run first: Tokio resumes a
-                // yielding task once its worker has run the tasks in its queue (those woken
-                // here among them) and polled the socket readiness. Their writes only queue
-                // data; the replies then leave with the turn's ACKs in one batch.
-                if d.wake_ready() {
+                // Wake the tasks the batch made ready and, if there are several, let them run
+                // first: Tokio resumes a yielding task once its worker has run the tasks in
+                // its queue (those woken here among them) and polled the socket readiness.
+                // Their writes only queue data; the replies then leave with the turn's ACKs
+                // in one batch. A lone task sends its own reply: the yield would cost it more
+                // than a batch of one saves (a single session's echo p50 went from 25 to
+                // 43 µs with it).
+                if d.wake_ready() > 1 {
                     tokio::task::yield_now().await;
                 }
                 d.in_turn.store(false, Ordering::SeqCst);
@@ -666,42 +669,46 @@ mod tests {
         );
     }
 
-    /// A lone request: its reply leaves in the driver's turn that read it, before the driver
-    /// waits again (the task's write is not left waiting for a later wake-up).
+    /// A lone request: the turn wakes one task and does not hold its reply: the task sends
+    /// it itself as soon as it runs (no yield, no transmit left to the driver), right after
+    /// the driver's turn, before anything else happens on the socket.
     #[cfg(target_os = "linux")]
     #[tokio::test]
-    async fn a_lone_reply_leaves_in_the_turn_that_read_its_request() {
+    async fn a_lone_reply_is_sent_by_its_task_at_once() {
         let (l, mut clients) = echo_sessions(1).await;
         let d = l.sockets.drivers[0].clone();
         let c = &mut clients[0];
         for round in 0..3u8 {
+            let before = d.socket_stats();
             start_trace(&d);
             c.write_all(&[round; 4]).await.unwrap();
             let mut b = [0u8; 4];
             c.read_exact(&mut b).await.unwrap();
             assert_eq!(b, [round; 4]);
             let trace = take_trace(&d);
-            let upto_wait: Vec<Trace> = trace
+            let after = d.socket_stats();
+            // The turn, then the driver waits, then the task's own send of its reply.
+            let upto_sent: Vec<Trace> = trace
                 .iter()
                 .copied()
-                .take_while(|t| *t != Trace::Wait)
+                .take_while(|t| !matches!(t, Trace::Sent(_)))
                 .collect();
-            let deferred = upto_wait.iter().filter(|t| **t == Trace::Deferred).count();
-            let rest: Vec<Trace> = upto_wait
-                .into_iter()
-                .filter(|t| *t != Trace::Deferred)
-                .collect();
-            assert!(deferred >= 1, "{trace:?}");
             assert_eq!(
-                rest,
+                upto_sent,
                 [
                     Trace::Received(1),
                     Trace::Woke(1),
                     Trace::TurnSend,
-                    Trace::Sent(1)
+                    Trace::Wait
                 ],
                 "{trace:?}"
             );
+            assert_eq!(
+                trace.get(upto_sent.len()),
+                Some(&Trace::Sent(1)),
+                "{trace:?}"
+            );
+            assert_eq!(after.batched_writes, before.batched_writes, "{trace:?}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }

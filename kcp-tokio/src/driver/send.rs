@@ -30,16 +30,20 @@ impl Inner {
     }
 
     /// Wakes the tasks waiting on what the turn's datagrams changed (readers, acceptors...);
-    /// true if it woke any.
-    pub(super) fn wake_ready(&self) -> bool {
+    /// returns how many. With one (or none) the turn ends first, so a lone task sends for
+    /// itself at once.
+    pub(super) fn wake_ready(&self) -> usize {
         let mut wake = Vec::new();
         self.lock().dispatch(&mut wake);
         let n = wake.len();
+        if n <= 1 {
+            self.in_turn.store(false, Ordering::SeqCst);
+        }
         for w in wake {
             w.wake();
         }
         self.trace(Trace::Woke(n));
-        n > 0
+        n
     }
 
     /// Records a driver event for the unit tests (nothing otherwise).
