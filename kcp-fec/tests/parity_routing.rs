@@ -284,3 +284,70 @@ fn parity_of_a_half_open_conversation_does_not_reach_its_neighbour() {
     }
     assert_eq!(ep.stats().parity_unrouted, 0);
 }
+
+/// Hundreds of conversations from one address (a client multiplexing its sessions over a few
+/// sockets): each one's parity still reaches it, found by its group whatever the number of
+/// neighbours, including groups near either end of the 32-bit numbering (the reach wraps);
+/// parity within reach of two sessions' groups goes to neither, and a closed session's
+/// parity to nobody.
+#[test]
+fn parity_finds_its_session_among_hundreds_on_one_address() {
+    let code = FecCode::new(10, 3).unwrap();
+    let mut ep = Endpoint::new(EndpointConfig {
+        accept: true,
+        layers: Box::new(move || {
+            vec![Box::new(Fec::with_code(code.clone(), FecConfig::default())) as Layer]
+        }),
+        ..EndpointConfig::new(Config::fast3())
+    })
+    .unwrap();
+    let now = Millis(1_000);
+    let mut out = vec![0u8; 1500];
+    // Drains before and after, so that a close takes effect before the next datagram.
+    let mut input = |ep: &mut Endpoint<u8>, mut d: Vec<u8>| {
+        while ep.poll_transmit(now, &mut out).is_some() {}
+        let _ = ep.handle_datagram(now, 7, &mut d);
+        while ep.poll_transmit(now, &mut out).is_some() {}
+    };
+    // Where each conversation numbers its groups from: far apart, one just above 0 and one
+    // just below 2^32 (80,001 apart across the wrap: out of each other's reach).
+    let mut starts: Vec<u32> = (1..=200u32).map(|i| i << 22).collect();
+    starts.push(40_000);
+    starts.push(u32::MAX - 40_000);
+    let mut ids = Vec::new();
+    for (i, &s) in starts.iter().enumerate() {
+        let conv = 0x1000 + i as u32;
+        input(&mut ep, data_shard(s, conv, Command::Push, b"x"));
+        input(&mut ep, data_shard(s + 1, conv, Command::WindowTell, b""));
+        ids.push(ep.accept().expect("accepted"));
+    }
+    for (&s, &id) in starts.iter().zip(&ids).rev() {
+        input(&mut ep, parity_shard(s + 11));
+        assert_eq!(counters(&ep, id).fec_parity_shards, 1, "start {s}");
+    }
+    for &id in &ids {
+        assert_eq!(counters(&ep, id).fec_parity_shards, 1);
+        assert_eq!(counters(&ep, id).fec_seqid_jumps, 0);
+    }
+    assert_eq!(ep.stats().parity_unrouted, 0);
+    // A conversation whose groups are within reach of the first one's: parity near both is
+    // nobody's.
+    let near = starts[0] + 1_000;
+    input(&mut ep, data_shard(near, 0x9999, Command::Push, b"x"));
+    input(
+        &mut ep,
+        data_shard(near + 1, 0x9999, Command::WindowTell, b""),
+    );
+    let idn = ep.accept().expect("accepted");
+    input(&mut ep, parity_shard(starts[0] + 500));
+    assert_eq!(counters(&ep, ids[0]).fec_parity_shards, 1);
+    assert_eq!(counters(&ep, idn).fec_parity_shards, 0);
+    assert_eq!(ep.stats().parity_unrouted, 1);
+    // A closed session's parity reaches nobody; its neighbours' still reach them.
+    ep.close(ids[1]).unwrap();
+    input(&mut ep, parity_shard(starts[1] + 12));
+    assert_eq!(ep.stats().parity_unrouted, 2);
+    input(&mut ep, parity_shard(starts[2] + 13 * 100 + 11));
+    assert_eq!(counters(&ep, ids[2]).fec_parity_shards, 2);
+    assert_eq!(ep.stats().parity_unrouted, 2);
+}

@@ -68,6 +68,9 @@ socket_counters! {
     recv_truncated: sum,
     /// Times the driver task woke up.
     wakeups: sum,
+    /// Sends that tasks (stream writes, reads, closes) left to the driver because it was in
+    /// a receive turn: their datagrams went out with the turn's batch.
+    batched_writes: sum,
     /// With the `perf` feature: the longest time the state lock was held, in ns (0 without).
     lock_hold_max_ns: max,
     /// With the `perf` feature: total time the state lock was held, in ns.

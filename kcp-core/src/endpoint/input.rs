@@ -287,10 +287,13 @@ impl<A: PeerAddr> Endpoint<A> {
         let Some(Some(slot)) = self.slots.get_mut(idx as usize) else {
             return;
         };
+        let was = slot.group;
         if let Some(g) = group {
             slot.group = g;
         }
-        if !slot.flag(ATTACHED) {
+        let now = slot.group;
+        let newly = !slot.flag(ATTACHED);
+        if newly {
             slot.set_flag(ATTACHED, true);
             match self.attach_route.entry(from) {
                 alloc::collections::btree_map::Entry::Vacant(v) => {
@@ -299,6 +302,14 @@ impl<A: PeerAddr> Endpoint<A> {
                 alloc::collections::btree_map::Entry::Occupied(_) => {
                     self.attach_more.entry(from).or_default().push(idx);
                 }
+            }
+        }
+        if newly || was != now {
+            if !newly && was != NO_GROUP {
+                self.attach_groups.remove(&(from, was, idx));
+            }
+            if now != NO_GROUP {
+                self.attach_groups.insert((from, now, idx));
             }
         }
     }
@@ -310,8 +321,8 @@ impl<A: PeerAddr> Endpoint<A> {
     /// also takes parity of unknown group, or before it knows a group of its own; parity of
     /// a group far from its own belongs to another conversation of the address (one still
     /// half-open, say) and is not its. Several or none: the packet is dropped (counted),
-    /// never given to a session it may not belong to. Costs the number of FEC sessions on
-    /// the address.
+    /// never given to a session it may not belong to. Costs a range lookup in the index of
+    /// the address's sessions by group, whatever their number.
     fn attached_session(&mut self, from: A, group: Option<u32>) -> Option<u32> {
         let first = *self.attach_route.get(&from)?;
         // The latest data group of session `i`, if it knows one.
@@ -323,7 +334,7 @@ impl<A: PeerAddr> Endpoint<A> {
                 .filter(|&n| n != NO_GROUP)
         };
         let near = |n: u32, g: u32| (g.wrapping_sub(n) as i32).unsigned_abs() <= GROUP_REACH;
-        let Some(more) = self.attach_more.get(&from) else {
+        if !self.attach_more.contains_key(&from) {
             return match (group, latest(&self.slots, first)) {
                 (Some(g), Some(n)) if !near(n, g) => {
                     self.parity_elsewhere(from);
@@ -334,8 +345,25 @@ impl<A: PeerAddr> Endpoint<A> {
         };
         let mut found = None;
         if let Some(g) = group {
-            for &i in core::iter::once(&first).chain(more) {
-                if latest(&self.slots, i).is_some_and(|n| near(n, g)) {
+            // The sessions whose latest group is within reach of `g`, wrapping around: one
+            // range of the index, or two across the end of the group numbers.
+            let (lo, hi) = (g.wrapping_sub(GROUP_REACH), g.wrapping_add(GROUP_REACH));
+            let (a, b) = if lo <= hi {
+                ((lo, hi), (1, 0))
+            } else {
+                ((lo, u32::MAX), (0, hi))
+            };
+            let candidates = self
+                .attach_groups
+                .range((from, a.0, 0)..=(from, a.1, u32::MAX))
+                .chain(if b.0 <= b.1 {
+                    self.attach_groups
+                        .range((from, b.0, 0)..=(from, b.1, u32::MAX))
+                } else {
+                    self.attach_groups.range((from, 1, 0)..(from, 1, 0))
+                });
+            for &(_, n, i) in candidates {
+                if latest(&self.slots, i) == Some(n) && near(n, g) {
                     if found.is_some() {
                         found = None;
                         break;

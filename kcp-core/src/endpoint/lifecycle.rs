@@ -152,7 +152,7 @@ impl<A: PeerAddr> Endpoint<A> {
             self.moves.remove(&idx);
         }
         if slot.flag(ATTACHED) {
-            self.detach(slot.addr, idx);
+            self.detach(slot.addr, idx, slot.group);
         }
         self.recv_total -= (slot.recv_bytes as usize).min(self.recv_total);
         if slot.passive {
@@ -188,9 +188,10 @@ impl<A: PeerAddr> Endpoint<A> {
         self.events.push_back(Event::Closed(id, reason));
     }
 
-    /// Removes session `idx` from the sessions that packets without a conversation id from
-    /// `addr` may go to.
-    pub(super) fn detach(&mut self, addr: A, idx: u32) {
+    /// Removes session `idx` (whose latest data group is `group`) from the sessions that
+    /// packets without a conversation id from `addr` may go to.
+    pub(super) fn detach(&mut self, addr: A, idx: u32, group: u32) {
+        self.attach_groups.remove(&(addr, group, idx));
         let more = self.attach_more.get_mut(&addr);
         if self.attach_route.get(&addr) == Some(&idx) {
             match more.and_then(|m| m.pop()) {

@@ -171,13 +171,14 @@ impl<A: PeerAddr> Endpoint<A> {
             slot.session.kcp_mut().ask_window();
         }
         let attached = slot.flag(ATTACHED);
+        let group = slot.group;
         slot.set_flag(ATTACHED, false);
         let passive = slot.passive;
         self.by_key.remove(&(old, a.conv));
         self.by_key.insert((a.from, a.conv), idx);
         if attached {
             // Parity without a conversation id now comes from the new address.
-            self.detach(old, idx);
+            self.detach(old, idx, group);
             self.attach(a.from, idx, a.group);
         }
         if passive {

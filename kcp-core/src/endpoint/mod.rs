@@ -157,6 +157,10 @@ pub struct Endpoint<A: PeerAddr> {
     /// Further such sessions on the same address (rare: several conversations on one
     /// socket), kept apart so the common case holds one small entry per address.
     attach_more: BTreeMap<A, Vec<u32>>,
+    /// Every attached session that knows its latest data group, by address and group: parity
+    /// from an address with several FEC sessions finds its session in a range of this set
+    /// instead of a scan of them all.
+    attach_groups: BTreeSet<(A, u32, u32)>,
     closed: BTreeMap<(A, u32), u64>,
     closed_order: VecDeque<((A, u32), u64)>,
     accept_queue: VecDeque<SessionId>,
@@ -236,6 +240,7 @@ impl<A: PeerAddr> Endpoint<A> {
             by_key: BTreeMap::new(),
             attach_route: BTreeMap::new(),
             attach_more: BTreeMap::new(),
+            attach_groups: BTreeSet::new(),
             closed: BTreeMap::new(),
             closed_order: VecDeque::new(),
             accept_queue: VecDeque::new(),

@@ -80,6 +80,10 @@ pub(crate) struct Inner {
     tx: Mutex<Tx>,
     /// Set by every caller that wants a transmit pass; the send lock's holder loops while set.
     tx_pending: AtomicBool,
+    /// The driver is in a receive turn: from reading a batch until the tasks it woke have
+    /// run and it has sent what they wrote. A task's transmit then leaves its datagrams to
+    /// the driver's one batch for the turn (see [`Driver::transmit`]).
+    in_turn: AtomicBool,
     notify: Notify,
     stop: Notify,
     socket: Arc<UdpSocket>,
@@ -90,6 +94,28 @@ pub(crate) struct Inner {
     /// send buffer stays full.
     #[cfg(test)]
     pub(crate) stall_sends: AtomicBool,
+    /// Test hook: the driver's events in order, recorded while `Some`.
+    #[cfg(test)]
+    pub(crate) traces: Mutex<Option<Vec<Trace>>>,
+}
+
+/// What the driver did, in order, for tests of the send path's batching (recorded only in
+/// the crate's unit tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(dead_code)]
+pub(crate) enum Trace {
+    /// A receive system call returned this many datagrams.
+    Received(usize),
+    /// The turn woke this many tasks before yielding to them.
+    Woke(usize),
+    /// A task's transmit was left to the driver's turn.
+    Deferred,
+    /// The turn ended: the driver sends what it and its tasks produced.
+    TurnSend,
+    /// One send pass handed this many datagrams to the socket.
+    Sent(usize),
+    /// The driver is about to wait for the socket, a timer or a signal.
+    Wait,
 }
 
 /// The state lock's guard; with the `perf` feature it records how long it was held.
@@ -191,6 +217,7 @@ impl Driver {
                 sealer: crypt.as_ref().map(AdapterCrypt::layer),
             }),
             tx_pending: AtomicBool::new(false),
+            in_turn: AtomicBool::new(false),
             notify: Notify::new(),
             stop: Notify::new(),
             socket: socket.clone(),
@@ -199,6 +226,8 @@ impl Driver {
             counters: Counters::default(),
             #[cfg(test)]
             stall_sends: AtomicBool::new(false),
+            #[cfg(test)]
+            traces: Mutex::new(None),
         });
         tokio::spawn(run(
             inner.clone(),
@@ -213,10 +242,11 @@ impl Driver {
         self.inner.lock()
     }
 
-    /// Sends what the endpoint has (in the caller's task), then, if timers moved earlier than
-    /// the driver's sleep, wakes the driver.
+    /// Sends what the endpoint has, in the caller's task; during the driver's receive turn
+    /// it is left to the driver, which sends everything the turn's tasks wrote in one batch
+    /// once they have run (one `sendmmsg` for the replies of many sessions).
     pub(crate) fn transmit(&self) {
-        self.inner.transmit();
+        self.inner.transmit_from_task();
     }
 
     /// Waits until no dropped stream's session lingers on this socket: each has delivered
@@ -240,9 +270,13 @@ impl Driver {
         .await
     }
 
-    /// Tells the driver its timers moved earlier.
+    /// Tells the driver its timers moved earlier. Not needed during a receive turn: the
+    /// driver computes its next sleep after the turn ends, under the state lock, so it sees
+    /// the change the caller made under that lock (a wake-up saved per turn).
     pub(crate) fn poke(&self) {
-        self.inner.notify.notify_one();
+        if !self.inner.in_turn.load(Ordering::SeqCst) {
+            self.inner.notify.notify_one();
+        }
     }
 
     pub(crate) fn now_ms(&self) -> u64 {
@@ -296,6 +330,10 @@ async fn run(d: Arc<Inner>, gro: bool, opener: Option<Crypt>) {
     };
     // After the last handle went: the time by which lingering sessions are given up.
     let mut stopping: Option<u64> = None;
+    // One timer for all the driver's sleeps, moved when the deadline changes rather than
+    // made (and registered with Tokio's timer wheel) anew on every wake-up.
+    let mut timer = Box::pin(tokio::time::sleep_until(tokio::time::Instant::now()));
+    let mut timer_at: Option<u64> = None;
     loop {
         bump(&d.counters.wakeups, 1);
         let now = d.clock.now_ms();
@@ -330,12 +368,13 @@ async fn run(d: Arc<Inner>, gro: bool, opener: Option<Crypt>) {
                 std::future::pending::<()>().await;
             }
         };
-        let sleep = async {
-            match deadline {
-                Some(at) => tokio::time::sleep_until(d.clock.instant_at(at).into()).await,
-                None => std::future::pending().await,
+        d.trace(Trace::Wait);
+        if let Some(at) = deadline {
+            if timer_at != Some(at) {
+                timer.as_mut().reset(d.clock.instant_at(at).into());
+                timer_at = Some(at);
             }
-        };
+        }
         let stop = async {
             if stopping.is_none() {
                 d.stop.notified().await;
@@ -345,8 +384,11 @@ async fn run(d: Arc<Inner>, gro: bool, opener: Option<Crypt>) {
         };
         tokio::select! {
             r = d.socket.readable() => {
+                // A receive turn: what tasks write until it ends leaves in its one batch.
+                d.in_turn.store(true, Ordering::SeqCst);
                 let r = r.and_then(|()| d.receive(&mut rx));
                 if let Err(e) = r {
+                    d.in_turn.store(false, Ordering::SeqCst);
                     let mut wake = Vec::new();
                     d.lock().stop(e.kind(), &mut wake);
                     for w in wake {
@@ -354,8 +396,24 @@ async fn run(d: Arc<Inner>, gro: bool, opener: Option<Crypt>) {
                     }
                     return;
                 }
+                // Wake the tasks the batch made ready and, if there are several, let them run
+                // first: Tokio resumes a yielding task once its worker has run the tasks in
+                // its queue (those woken here among them) and polled the socket readiness.
+                // Their writes only queue data; the replies then leave with the turn's ACKs
+                // in one batch. A lone task sends its own reply: the yield would cost it more
+                // than a batch of one saves (a single session's echo p50 went from 25 to
+                // 43 µs with it).
+                if d.wake_ready() > 1 {
+                    tokio::task::yield_now().await;
+                }
+                d.in_turn.store(false, Ordering::SeqCst);
+                d.trace(Trace::TurnSend);
+                d.transmit();
             }
-            _ = sleep => {}
+            _ = timer.as_mut(), if deadline.is_some() => {
+                // Fired: the next deadline, even the same millisecond, sets it again.
+                timer_at = None;
+            }
             _ = writable => {
                 if d.drain_backlog() {
                     d.transmit();
@@ -517,6 +575,142 @@ mod tests {
         // A spinning driver wakes up millions of times in 3.5 s.
         let st = l.socket_stats();
         assert!(st.wakeups < 5_000, "{st:?}");
+    }
+
+    /// Starts recording the driver's events (see [`Trace`]).
+    #[cfg(target_os = "linux")]
+    fn start_trace(d: &Driver) {
+        *d.inner().traces.lock().unwrap() = Some(Vec::new());
+    }
+
+    /// Stops recording and returns what was recorded.
+    #[cfg(target_os = "linux")]
+    fn take_trace(d: &Driver) -> Vec<Trace> {
+        d.inner().traces.lock().unwrap().take().unwrap_or_default()
+    }
+
+    /// `n` client streams, each with an echo task on the listener's side, one round trip
+    /// done, then quiet (every driver waiting). One runtime thread: nothing runs between the
+    /// awaits of the test's task.
+    #[cfg(target_os = "linux")]
+    async fn echo_sessions(n: usize) -> (KcpListener, Vec<KcpStream>) {
+        let cfg = KcpConfig::new(kcp_core::Config::fast3());
+        let l = KcpListener::bind("127.0.0.1:0", cfg.clone()).await.unwrap();
+        let mut clients = Vec::new();
+        for _ in 0..n {
+            let mut c = KcpStream::connect(l.local_addr(), cfg.clone())
+                .await
+                .unwrap();
+            c.write_all(b"hi").await.unwrap();
+            let (mut s, _) = l.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut b = [0u8; 64];
+                loop {
+                    match s.read(&mut b).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(k) => {
+                            if s.write_all(&b[..k]).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            });
+            let mut b = [0u8; 2];
+            c.read_exact(&mut b).await.unwrap();
+            clients.push(c);
+        }
+        // Let every driver finish its turn and the ACKs settle.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        (l, clients)
+    }
+
+    /// Requests of many sessions that arrive together are answered by their own tasks, and
+    /// the replies leave in one send pass of the driver (one `sendmmsg`), not one system call
+    /// per reply.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn replies_of_many_sessions_leave_in_one_send() {
+        const N: usize = 16;
+        let (l, mut clients) = echo_sessions(N).await;
+        let d = l.sockets.drivers[0].clone();
+        let before = d.socket_stats();
+        start_trace(&d);
+        // Each write sends its datagram before returning: all N wait in the listener's socket
+        // before its driver runs again.
+        for (i, c) in clients.iter_mut().enumerate() {
+            c.write_all(&[i as u8; 8]).await.unwrap();
+        }
+        for (i, c) in clients.iter_mut().enumerate() {
+            let mut b = [0u8; 8];
+            c.read_exact(&mut b).await.unwrap();
+            assert_eq!(b, [i as u8; 8]);
+        }
+        let trace = take_trace(&d);
+        let after = d.socket_stats();
+        let received: usize = trace
+            .iter()
+            .map(|t| if let Trace::Received(k) = t { *k } else { 0 })
+            .sum();
+        assert!(received >= N, "{trace:?}");
+        // The first send pass after the requests carries every reply.
+        let first_send = trace.iter().find_map(|t| match t {
+            Trace::Sent(k) => Some(*k),
+            _ => None,
+        });
+        assert_eq!(first_send, Some(N), "{trace:?}");
+        assert!(
+            after.batched_writes - before.batched_writes >= N as u64,
+            "{before:?} {after:?}"
+        );
+        assert!(
+            after.send_calls - before.send_calls < N as u64 / 4,
+            "{before:?} {after:?}"
+        );
+    }
+
+    /// A lone request: the turn wakes one task and does not hold its reply: the task sends
+    /// it itself as soon as it runs (no yield, no transmit left to the driver), right after
+    /// the driver's turn, before anything else happens on the socket.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn a_lone_reply_is_sent_by_its_task_at_once() {
+        let (l, mut clients) = echo_sessions(1).await;
+        let d = l.sockets.drivers[0].clone();
+        let c = &mut clients[0];
+        for round in 0..3u8 {
+            let before = d.socket_stats();
+            start_trace(&d);
+            c.write_all(&[round; 4]).await.unwrap();
+            let mut b = [0u8; 4];
+            c.read_exact(&mut b).await.unwrap();
+            assert_eq!(b, [round; 4]);
+            let trace = take_trace(&d);
+            let after = d.socket_stats();
+            // The turn, then the driver waits, then the task's own send of its reply.
+            let upto_sent: Vec<Trace> = trace
+                .iter()
+                .copied()
+                .take_while(|t| !matches!(t, Trace::Sent(_)))
+                .collect();
+            assert_eq!(
+                upto_sent,
+                [
+                    Trace::Received(1),
+                    Trace::Woke(1),
+                    Trace::TurnSend,
+                    Trace::Wait
+                ],
+                "{trace:?}"
+            );
+            assert_eq!(
+                trace.get(upto_sent.len()),
+                Some(&Trace::Sent(1)),
+                "{trace:?}"
+            );
+            assert_eq!(after.batched_writes, before.batched_writes, "{trace:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Peers that open sessions and vanish before `accept` leave nothing behind.

@@ -82,6 +82,7 @@ impl Inner {
             if n == 0 {
                 break;
             }
+            self.trace(Trace::Received(n));
             bump(&self.counters.datagrams_received, n as u64);
             self.feed(rx);
             got += n;
@@ -90,7 +91,8 @@ impl Inner {
     }
 
     /// The second pass over a batch: feeds the opened datagrams to the endpoint, runs timers
-    /// that are due, and sends, every `CHUNK` datagrams.
+    /// that are due, and sends, every `CHUNK` datagrams (what the last chunk produced is sent
+    /// by the driver at the end of its turn).
     pub(super) fn feed(&self, rx: &mut Rx) {
         let Rx { receiver, p } = rx;
         let RxProc {
@@ -123,10 +125,10 @@ impl Inner {
                 self.transmit();
             }
         });
+        // What the last chunk produced leaves with the turn's batch (the driver sends it
+        // after the tasks the batch woke have written).
         if let Some(mut s) = guard.take() {
             self.end_chunk(&mut s, timers_at);
-            drop(s);
-            self.transmit();
         }
     }
 

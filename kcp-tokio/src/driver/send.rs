@@ -14,10 +14,62 @@ impl Inner {
         }
     }
 
+    /// A task's transmit: during a receive turn the driver sends for it (see
+    /// [`Driver::transmit`]), otherwise it sends now.
+    ///
+    /// No write is left behind: the driver clears `in_turn` before its own transmit, which
+    /// takes the state lock after the clearing; a task that saw the flag set released the
+    /// state lock (its data queued) before looking, so that transmit collects it.
+    pub(super) fn transmit_from_task(&self) {
+        if self.in_turn.load(Ordering::SeqCst) {
+            bump(&self.counters.batched_writes, 1);
+            self.trace(Trace::Deferred);
+            return;
+        }
+        self.transmit_as(true);
+    }
+
+    /// Wakes the tasks waiting on what the turn's datagrams changed (readers, acceptors...);
+    /// returns how many. With one (or none) the turn ends first, so a lone task sends for
+    /// itself at once.
+    pub(super) fn wake_ready(&self) -> usize {
+        let mut wake = Vec::new();
+        self.lock().dispatch(&mut wake);
+        let n = wake.len();
+        if n <= 1 {
+            self.in_turn.store(false, Ordering::SeqCst);
+        }
+        for w in wake {
+            w.wake();
+        }
+        self.trace(Trace::Woke(n));
+        n
+    }
+
+    /// Records a driver event for the unit tests (nothing otherwise).
+    pub(super) fn trace(&self, _t: Trace) {
+        #[cfg(test)]
+        if let Some(v) = self
+            .traces
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+        {
+            v.push(_t);
+        }
+    }
+
     /// Collects every datagram the endpoint has and sends it. Only one caller sends at a
     /// time (datagrams stay in order); a caller that finds the send lock taken leaves a flag
     /// the holder acts on before it lets go.
     pub(super) fn transmit(&self) {
+        self.transmit_as(false);
+    }
+
+    /// [`transmit`](Self::transmit) for a task (`task`: it wakes the driver when timers
+    /// moved earlier than its sleep) or for the driver itself (which computes its sleep
+    /// afterwards anyway, under the state lock: no wake-up).
+    fn transmit_as(&self, task: bool) {
         loop {
             self.tx_pending.store(true, Ordering::SeqCst);
             let mut tx = match self.tx.try_lock() {
@@ -26,7 +78,7 @@ impl Inner {
                 Err(TryLockError::Poisoned(p)) => p.into_inner(),
             };
             while self.tx_pending.swap(false, Ordering::SeqCst) {
-                self.transmit_locked(&mut tx);
+                self.transmit_locked(&mut tx, task);
             }
             drop(tx);
             if !self.tx_pending.load(Ordering::SeqCst) {
@@ -35,7 +87,7 @@ impl Inner {
         }
     }
 
-    pub(super) fn transmit_locked(&self, tx: &mut Tx) {
+    pub(super) fn transmit_locked(&self, tx: &mut Tx, task: bool) {
         // The wakers to wake after the state lock is released, in a list kept with the send
         // side so that no send allocates.
         let mut wake = std::mem::take(&mut tx.wake);
@@ -48,7 +100,7 @@ impl Inner {
                     ep.poll_transmit_strided(millis(now), region, stride, lens)
                 });
                 s.dispatch(&mut wake);
-                if s.timer_moved_earlier(now) {
+                if task && s.timer_moved_earlier(now) {
                     self.notify.notify_one();
                 }
                 more
@@ -80,6 +132,7 @@ impl Inner {
                 return;
             }
         }
+        self.trace(Trace::Sent(n));
         let had_backlog = tx.sender.backlog_len() > 0;
         let socket = SockRef::from(&*self.socket);
         if had_backlog {
