@@ -29,6 +29,11 @@ impl Kcp<'_> {
         if let Some(cwnd) = self.cc.window() {
             window = window.min(cwnd);
         }
+        let pacing = self.cfg.pacing;
+        if pacing {
+            window = window.min(self.pace.inflight_cap(self.mss, self.cfg.interval));
+            self.pace.refill(now, self.mss);
+        }
         let first_new = self.snd_nxt;
         let mut new = 0u32;
         // The rate limit: a token bucket in bytes x ms, refilled by the time since the last
@@ -54,6 +59,7 @@ impl Kcp<'_> {
         while self.snd_nxt != self.snd.end()
             && seq_diff(self.snd_nxt, self.snd.base().wrapping_add(window)) < 0
             && (rate == 0 || self.rate_tokens > 0)
+            && (!pacing || self.pace.may_send())
         {
             let sn = self.snd_nxt;
             if let Some(seg) = self.snd.get_mut(sn) {
@@ -62,10 +68,19 @@ impl Kcp<'_> {
                 if rate > 0 {
                     self.rate_tokens -= i64::from(seg.len) * 1000;
                 }
+                if pacing {
+                    self.pace.charge(u32::from(seg.len));
+                }
             }
             self.link_tail(sn);
             self.snd_nxt = sn.wrapping_add(1);
             new += 1;
+        }
+        if pacing {
+            let drained = self.snd_nxt == self.snd.end();
+            let waiting =
+                !drained && seq_diff(self.snd_nxt, self.snd.base().wrapping_add(window)) < 0;
+            self.pace.after_admit(now, waiting, drained);
         }
         if rate > 0 {
             self.rate_starved = self.rate_tokens <= 0
