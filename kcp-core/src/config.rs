@@ -89,7 +89,7 @@ pub struct Config {
     /// Retransmissions are not counted. Local to the sender; the peer sees a slower sender.
     pub rate_limit: u32,
     /// Our extension, off by default: pace new data at a rate measured from the peer's
-    /// acknowledgements, within an in-flight bound of that rate times `min_rtt + interval / 2`,
+    /// acknowledgements, within an in-flight bound of that rate times `min_rtt + interval`,
     /// so a large window does not leave in one burst that waits in the receiver's queue longer
     /// than the retransmission timeout; and until the peer has been heard, send one segment
     /// only. Only *when* segments leave changes, never their content (see `docs/tuning.md`,

@@ -10,10 +10,11 @@
 //!   sample (start-up), 5/4 after. The bucket holds [`BUCKET_MS`] of the rate (at least two
 //!   segments), so a segment leaves in every millisecond the rate allows, not one burst per
 //!   interval; the engine's timer wakes when credit for the next segment is due.
-//! * **In-flight bound.** At most the estimate times `min_rtt + interval / 2` is in flight
-//!   (twice that in start-up): the queue a sender builds at the bottleneck stays under half an
-//!   interval, so a segment's round trip stays under its retransmission timeout (which is at
-//!   least `srtt + interval`). A larger window then no longer means a longer queue.
+//! * **In-flight bound.** At most the estimate times `min_rtt + interval` is in flight
+//!   (`2 * min_rtt + interval` in start-up): the interval covers the peer's delayed ACKs, and
+//!   the queue a sender builds at the bottleneck stays within it, so a segment's round trip
+//!   stays under its retransmission timeout (which is at least `srtt + interval`). A larger
+//!   window then no longer means a longer queue.
 //! * **Before the first estimate** at most [`INITIAL_SEGS`] segments are in flight, and
 //!   **before anything was heard from the peer** only one: a server that keeps a bounded part
 //!   of a new client's first flight (a SYN cache, as our endpoint's half-open entries) gets all
@@ -159,9 +160,12 @@ impl Pacer {
             return INITIAL_SEGS;
         }
         let min_rtt = self.min_rtt.map_or(0, |(m, _)| m) as u64;
-        // The peer may hold its ACKs for up to an interval: that is part of the pipe.
-        let ms = min_rtt + u64::from(interval);
-        let bytes = self.rate * ms / 1000 * if self.startup { 2 } else { 1 };
+        // The peer may hold its ACKs for up to an interval: that is part of the pipe, and the
+        // queue allowance. Start-up doubles the path's part only (room for the rate to double
+        // per round trip), never the queue's.
+        let pipe = if self.startup { 2 * min_rtt } else { min_rtt };
+        let ms = pipe + u64::from(interval);
+        let bytes = self.rate * ms / 1000;
         let segs = bytes / u64::from(mss.max(1) + HEADER_LEN as u32);
         segs.clamp(MIN_SEGS, u64::from(u32::MAX)) as u32
     }
