@@ -326,6 +326,7 @@ impl Kcp<'_> {
             None => self.ua_head = Some(sn),
         }
         self.ua_tail = Some(sn);
+        self.pace.unacked += 1;
     }
 
     /// Removes segment `sn` from the unacknowledged list (and from the fast candidates).
@@ -334,6 +335,7 @@ impl Kcp<'_> {
             return;
         };
         let (prev, next) = (seg.prev.take(), seg.next.take());
+        self.pace.unacked = self.pace.unacked.saturating_sub(1);
         if seg.fastack > 0 {
             seg.fastack = 0;
             self.fast_candidates = self.fast_candidates.saturating_sub(1);

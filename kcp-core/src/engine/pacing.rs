@@ -14,7 +14,11 @@
 //!   (`2 * min_rtt + interval` in start-up): the interval covers the peer's delayed ACKs, and
 //!   the queue a sender builds at the bottleneck stays within it, so a segment's round trip
 //!   stays under its retransmission timeout (which is at least `srtt + interval`). A larger
-//!   window then no longer means a longer queue.
+//!   window then no longer means a longer queue. In flight means sent and not acknowledged:
+//!   segments acknowledged beyond a hole do not count, so repairing a loss does not stall.
+//! * **First timeout.** A new segment's first RTO is at least the time what is in flight ahead
+//!   of it takes to drain at the delivery rate, plus an interval: a queue that grows faster
+//!   than the RTT estimate follows (start-up on a long path) causes no spurious timeout.
 //! * **Before the first estimate** at most [`INITIAL_SEGS`] segments are in flight, and
 //!   **before anything was heard from the peer** only one: a server that keeps a bounded part
 //!   of a new client's first flight (a SYN cache, as our endpoint's half-open entries) gets all
@@ -48,6 +52,9 @@ pub(crate) struct Pacer {
     pub(super) heard: bool,
     /// Bytes newly acknowledged, in all.
     pub(super) delivered: u64,
+    /// Segments sent and not acknowledged (what the in-flight bound counts: segments
+    /// acknowledged beyond a hole are not in flight).
+    pub(super) unacked: u32,
     /// Start of the current sample (`None`: the next acknowledgement starts one).
     sample_at: Option<Millis>,
     sample_from: u64,
@@ -74,6 +81,7 @@ impl Pacer {
         Pacer {
             heard: false,
             delivered: 0,
+            unacked: 0,
             sample_at: None,
             sample_from: 0,
             app_limited: false,
@@ -151,7 +159,7 @@ impl Pacer {
         self.app_limited = false;
     }
 
-    /// Most segments in flight (counted from `snd_una`).
+    /// Most segments in flight (sent and not acknowledged).
     pub(super) fn inflight_cap(&self, mss: u32, interval: u32) -> u32 {
         if !self.heard {
             return CONNECTING_SEGS;
@@ -168,6 +176,14 @@ impl Pacer {
         let bytes = self.rate * ms / 1000;
         let segs = bytes / u64::from(mss.max(1) + HEADER_LEN as u32);
         segs.clamp(MIN_SEGS, u64::from(u32::MAX)) as u32
+    }
+
+    /// Milliseconds to deliver `inflight` segments at the delivery rate (`None`: no estimate).
+    pub(super) fn drain_ms(&self, inflight: u32, mss: u32) -> Option<u32> {
+        (self.rate > 0).then(|| {
+            let bytes = u64::from(inflight) * u64::from(mss + HEADER_LEN as u32);
+            (bytes * 1000 / self.rate).min(u64::from(u32::MAX)) as u32
+        })
     }
 
     /// Refills the credit for the time since the last refill.
