@@ -72,6 +72,7 @@ impl Path {
 /// time, as an adapter with a 1 ms timer does; `app` plays both applications every
 /// millisecond, `each` sees every datagram `a` sends; stops when `app` returns true or after
 /// `limit_ms`. Returns the elapsed ms and the bottleneck's drops.
+#[allow(clippy::too_many_arguments)]
 fn drive(
     a: &mut Kcp<'static>,
     b: &mut Kcp<'static>,
@@ -433,7 +434,7 @@ fn paced_sender_keeps_its_pace_through_random_loss() {
                     let _ = a.handle_datagram(now, &d);
                 }
                 while sent < bytes {
-                    match a.send(&chunk) {
+                    match a.send(&chunk[..chunk.len().min(bytes - sent)]) {
                         Ok(k) => sent += k,
                         Err(_) => break,
                     }
@@ -455,10 +456,20 @@ fn paced_sender_keeps_its_pace_through_random_loss() {
                 t += 1;
             }
             eprintln!(
-                "loss {loss} pacing {pacing}: {t} ms, retrans {} lost {}",
+                "loss {loss} pacing {pacing}: {t} ms, {} retransmissions ({} timeouts)",
                 a.stats().retrans_segs,
                 a.stats().lost_segs
             );
+            assert_eq!(got, bytes, "loss {loss} pacing {pacing}: incomplete");
+            runs.push((t, a.stats().retrans_segs));
         }
+        let (unpaced, paced) = (runs[0], runs[1]);
+        assert!(
+            paced.0 * 10 <= unpaced.0 * 11,
+            "loss {loss}: paced {} ms, unpaced {} ms",
+            paced.0,
+            unpaced.0
+        );
+        assert!(paced.1 < unpaced.1, "loss {loss}: {paced:?} vs {unpaced:?}");
     }
 }
