@@ -51,13 +51,13 @@ bytes_of() { awk -v s="$1" 'BEGIN { m = 1; u = toupper(substr(s, length(s))); if
 
 bin_of() {
     case $1 in
-        rust) echo "$RUST" ;;
+        rust|rustp) echo "$RUST" ;;
         go) echo "$GO_PERF" ;;
         mio) echo "$MIO" ;;
         *) echo "bench: unknown implementation $1" >&2; return 1 ;;
     esac
 }
-name_of() { case $1 in rust) echo kcp-perf ;; go) echo kcp-perf-go ;; mio) echo kcp-mio-server ;; esac; }
+name_of() { case $1 in rust) echo kcp-perf ;; rustp) echo "kcp-perf --pacing" ;; go) echo kcp-perf-go ;; mio) echo kcp-mio-server ;; esac; }
 
 # new_run: a fresh folder for the next run's files ($RUN).
 new_run() { RUN_N=$((RUN_N + 1)); RUN="$OUT/run$RUN_N"; mkdir -p "$RUN"; }

@@ -13,7 +13,8 @@
 #             the client (first write to the server's answer), CPU per GiB of both ends,
 #             retransmissions, kernel UDP drops.
 #   iperf     `iperf3 -u -b 0 -l 1400` on the same loopback (receiver's rate) vs the null sink
-#             at windows 1024 / 4096 (from `sink`, or run here) and 8192.
+#             at windows 1024 / 4096 (from `sink`, or run here) and 8192; with PACING=1 also
+#             our sink with `--pacing` on both ends, in the same run (table 2b).
 #   echo      64 B echo p50/p99 (Rust<->Rust vs Go<->Go); a kcp-go client echoing 64 B and
 #             4 KiB messages one at a time (salsa20, FEC 10/3, windows 1024 client / 4096
 #             server, fast3) against our server vs a kcp-go server: round trips per second.
@@ -40,7 +41,7 @@
 # throughput and round trips per second, below 1 is better for CPU, memory and latency.
 #
 # Environment (defaults): BYTES (64M, per sink session), MTU (1400), MODE (fast3),
-# WINDOWS ("1024 4096"), IPERF_SECS (3), IPERF_WND (8192), ECHO_N (2000),
+# WINDOWS ("1024 4096"), IPERF_SECS (3), IPERF_WND (8192), PACING (empty; 1: table 2b), ECHO_N (2000),
 # ECHO4K_CRYPTS ("null aes salsa20"), ECHO4K_N (5000, messages per echo4k run),
 # SESS_LIST ("1000 5000 10000"), SESS_ECHOES (8, echoes per session at 1/s), SESS_RAMP (4, s),
 # SESS_REPEATS (REPEATS: runs per sessions cell, the longest ones),
@@ -70,6 +71,7 @@ MODE=${MODE:-fast3}
 WINDOWS=${WINDOWS:-1024 4096}
 IPERF_SECS=${IPERF_SECS:-3}
 IPERF_WND=${IPERF_WND:-8192}
+PACING=${PACING:-}
 ECHO_N=${ECHO_N:-2000}
 ECHO4K_CRYPTS=${ECHO4K_CRYPTS:-null aes salsa20}
 ECHO4K_N=${ECHO4K_N:-5000}
@@ -134,6 +136,7 @@ setup_name() { case $1 in null) echo null ;; aes) echo aes ;; aesfec) echo "aes 
 sink_run() {
     local impl=$1 setup=$2 wnd=$3 cell="sink.$1.$2.$3"
     local flags; flags="$(win_flags "$wnd") $(setup_flags "$setup")"
+    [ "$impl" != rustp ] || flags="$flags --pacing"
     # shellcheck disable=SC2086
     for r in $(seq "$REPEATS"); do
         new_run
@@ -240,7 +243,9 @@ section_iperf() {
     iperf_run iperf
     iperf_run iperf.w4m -w 4M
     local w
-    for w in $WINDOWS $IPERF_WND; do sink_cell rust null "$w"; sink_cell go null "$w"; done
+    for w in $WINDOWS $IPERF_WND; do
+        sink_cell rust null "$w"; [ "$PACING" != 1 ] || sink_cell rustp null "$w"; sink_cell go null "$w"
+    done
     local ip; ip=$(med iperf recv_mbps)
     report "" "### 2. Null sink vs raw UDP (\`iperf3 -u -b 0 -l 1400 -t $IPERF_SECS\`), same loopback, same run" ""
     report "iperf3: received **$(fmt 1 "$ip") MB/s** (sent $(fmt 1 "$(med iperf sent_mbps)") MB/s, $(med iperf lost_pct) % lost; runs $(runs iperf)); with \`-w 4M\` (the client asks both ends for the 4 MiB socket buffers our tools ask for): received $(fmt 1 "$(med iperf.w4m recv_mbps)") MB/s (sent $(fmt 1 "$(med iperf.w4m sent_mbps)"), $(med iperf.w4m lost_pct) % lost; runs $(runs iperf.w4m)). Null sink as in table 1 (receiver-timed), ratios to iperf3's received rates:" ""
@@ -252,6 +257,15 @@ section_iperf() {
         report "| $w | $(fmt 1 "$(med "$r" recv_mbps)") | $(ratio "$(med "$r" recv_mbps)" "$ip") | $(ratio "$(med "$r" recv_mbps)" "$ipw") | $(med "$r" retrans) | $(med "$r" tail_ms) | $(fmt 1 "$(med "$g" recv_mbps)") | $(ratio "$(med "$g" recv_mbps)" "$ip") | $(ratio "$(med "$g" recv_mbps)" "$ipw") | $(med "$g" retrans) | $(med "$g" tail_ms) |"
     done
     report "" "Per-run retransmissions (ours): $(for w in $WINDOWS $IPERF_WND; do printf 'wnd %s: %s; ' "$w" "$(all "sink.rust.null.$w" retrans)"; done)"
+    [ "$PACING" = 1 ] || return 0
+    report "" "#### 2b. The same null sink with \`--pacing\` on both ends (same run)" ""
+    report "| wnd | paced MB/s | paced / iperf3 | paced / iperf3 -w 4M | paced / unpaced | paced retrans | unpaced retrans | paced tail ms | paced CPU s/GiB | unpaced CPU s/GiB | runs |"
+    report "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+    for w in $WINDOWS $IPERF_WND; do
+        local p="sink.rustp.null.$w" r="sink.rust.null.$w"
+        report "| $w | $(fmt 1 "$(med "$p" recv_mbps)") | $(ratio "$(med "$p" recv_mbps)" "$ip") | $(ratio "$(med "$p" recv_mbps)" "$ipw") | $(ratio "$(med "$p" recv_mbps)" "$(med "$r" recv_mbps)") | $(med "$p" retrans) | $(med "$r" retrans) | $(med "$p" tail_ms) | $(fmt 2 "$(med "$p" cpu_gib)") | $(fmt 2 "$(med "$r" cpu_gib)") | $(runs "$p") |"
+    done
+    report "" "Per-run (paced): $(for w in $WINDOWS $IPERF_WND; do printf 'wnd %s: %s MB/s, retrans %s; ' "$w" "$(all "sink.rustp.null.$w" recv_mbps)" "$(all "sink.rustp.null.$w" retrans)"; done)"
 }
 
 # ---------------------------------------------------------------------------------------------

@@ -88,6 +88,13 @@ pub struct Config {
     /// worth (at least one segment), so a backlog leaves evenly, not in bursts.
     /// Retransmissions are not counted. Local to the sender; the peer sees a slower sender.
     pub rate_limit: u32,
+    /// Our extension, off by default: pace new data at a rate measured from the peer's
+    /// acknowledgements, within an in-flight bound of that rate times `min_rtt + interval`,
+    /// so a large window does not leave in one burst that waits in the receiver's queue longer
+    /// than the retransmission timeout; and until the peer has been heard, send one segment
+    /// only. Only *when* segments leave changes, never their content (see `docs/tuning.md`,
+    /// "Pacing"). Retransmissions are not paced.
+    pub pacing: bool,
 }
 
 impl Default for Config {
@@ -113,6 +120,7 @@ impl Default for Config {
             send_queue: MAX_FRAGMENTS as u32,
             retransmit_hold_ms: 0,
             rate_limit: 0,
+            pacing: false,
         }
     }
 }

@@ -484,3 +484,51 @@ async fn keepalive_keeps_a_quiet_session_with_ikcp_c() {
     }
     assert!(connector.stats().keepalives >= 10);
 }
+
+/// Paced sessions (`KcpConfig::pacing`) with kcp-go: our paced client against kcp-go's server
+/// in both directions (a connecting client holds back after its first segment until kcp-go's
+/// first ACK, then paces), and kcp-go's client against our paced server, plain and through
+/// the lossy, delayed proxy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paced_sessions_with_kcp_go() {
+    let _serial = SERIAL.lock().await;
+    let bin = go::peer(None);
+    for case in &go::SAMPLE[..3] {
+        let case = *case;
+        let paced = || case_config(&case).pacing(true);
+        let server = go_server(&bin, &case);
+        for test in [Test::Sink, Test::Source] {
+            let mut s = KcpStream::connect(server.addr, paced()).await.unwrap();
+            let r = timeout(
+                Duration::from_secs(30),
+                perf::client(&mut s, test, 4 * MIB, case.msg(), !case.stream),
+            )
+            .await
+            .unwrap_or_else(|_| panic!("{case:?} {test:?}: timed out; {:?}", s.stats()))
+            .unwrap_or_else(|e| panic!("{case:?} {test:?}: {e}"));
+            assert_eq!(r.bytes, 4 * MIB);
+        }
+        drop(server);
+        let (addr, task) = perf_listener("127.0.0.1:0", paced()).await;
+        go_client(bin.clone(), addr, case, Test::Source).await;
+        go_client(bin.clone(), addr, case, Test::Echo).await;
+        let imp = ImpairConfig {
+            loss: 0.05,
+            delay_ms: 20,
+            seed: 21,
+            ..ImpairConfig::default()
+        };
+        let proxy = Proxy::bind(
+            "127.0.0.1:0".parse().unwrap(),
+            addr,
+            imp.clone(),
+            ImpairConfig { seed: 22, ..imp },
+        )
+        .await
+        .unwrap();
+        let paddr = proxy.local_addr();
+        let _h = proxy.spawn();
+        go_client(bin.clone(), paddr, case, Test::Source).await;
+        task.abort();
+    }
+}

@@ -43,6 +43,8 @@ impl Kcp<'_> {
             return Err(WireError::Truncated.into());
         }
         let prev_una = self.snd.base();
+        let in_segs_before = self.stats.in_segs;
+        let delivered_before = self.pace.delivered;
         let mut latest_ts: Option<u32> = None;
         let mut window_slid = false;
         let mut result = Ok(());
@@ -99,6 +101,19 @@ impl Kcp<'_> {
             if rtt >= 0 {
                 self.update_rtt(rtt);
                 self.cc.on_rtt(rtt as u32);
+                if self.cfg.pacing {
+                    self.pace.on_rtt(now, rtt as u32);
+                }
+            }
+        }
+        if self.cfg.pacing && self.stats.in_segs > in_segs_before {
+            if !self.pace.heard {
+                // The peer answered: the first window may open.
+                self.pace.heard = true;
+                self.request(Pending::Full);
+            }
+            if self.pace.delivered != delivered_before {
+                self.pace.on_input(now, self.srtt);
             }
         }
         if seq_diff(self.snd.base(), prev_una) > 0 {
@@ -123,6 +138,7 @@ impl Kcp<'_> {
             let sn = self.snd.base();
             if let Some(seg) = self.snd.get(sn).copied() {
                 if !seg.acked {
+                    self.pace.delivered += u64::from(seg.len);
                     self.unlink(sn);
                     if seg.chunk != NO_CHUNK {
                         self.pool.give(seg.chunk);
@@ -147,6 +163,7 @@ impl Kcp<'_> {
         if seg.acked {
             return;
         }
+        self.pace.delivered += u64::from(seg.len);
         self.unlink(sn);
         if seg.chunk != NO_CHUNK {
             self.pool.give(seg.chunk);
@@ -309,6 +326,7 @@ impl Kcp<'_> {
             None => self.ua_head = Some(sn),
         }
         self.ua_tail = Some(sn);
+        self.pace.unacked += 1;
     }
 
     /// Removes segment `sn` from the unacknowledged list (and from the fast candidates).
@@ -317,6 +335,7 @@ impl Kcp<'_> {
             return;
         };
         let (prev, next) = (seg.prev.take(), seg.next.take());
+        self.pace.unacked = self.pace.unacked.saturating_sub(1);
         if seg.fastack > 0 {
             seg.fastack = 0;
             self.fast_candidates = self.fast_candidates.saturating_sub(1);

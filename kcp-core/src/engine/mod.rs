@@ -17,6 +17,7 @@ mod error;
 mod flush;
 mod input;
 mod memory;
+mod pacing;
 mod probe;
 mod recv;
 mod retransmit;
@@ -143,6 +144,8 @@ pub struct Kcp<'a> {
     /// The last admission stopped with segments waiting for tokens: the time until the next
     /// flush is owed to them in full (up to [`RATE_CATCH_UP`] buckets), however late it runs.
     rate_starved: bool,
+    /// Pacing state (used only with `Config::pacing`).
+    pace: pacing::Pacer,
     pending: Pending,
     /// Newest `ts` of a regular PUSH, to tell stale FEC-rebuilt segments (see `on_push`).
     newest_push_ts: Option<u32>,
@@ -298,6 +301,7 @@ impl<'a> Kcp<'a> {
             rate_tokens: rate_bucket(&cfg),
             rate_at: now,
             rate_starved: false,
+            pace: pacing::Pacer::new(now),
             pending: Pending::None,
             newest_push_ts: None,
             last_now: now,
@@ -437,6 +441,26 @@ impl<'a> Kcp<'a> {
         self.rttvar
     }
 
+    /// With [`Config::pacing`]: the rate new data leaves at, bytes per second (`None` before
+    /// the first delivery-rate sample, or with pacing off).
+    pub fn pacing_rate(&self) -> Option<u64> {
+        if self.cfg.pacing {
+            self.pace.pacing_rate()
+        } else {
+            None
+        }
+    }
+
+    /// With [`Config::pacing`]: the delivery rate measured from the peer's acknowledgements,
+    /// bytes per second (`None` before the first sample, or with pacing off).
+    pub fn delivery_rate(&self) -> Option<u64> {
+        if self.cfg.pacing {
+            self.pace.delivery_rate()
+        } else {
+            None
+        }
+    }
+
     /// The peer's last advertised receive window, in segments.
     pub fn remote_window(&self) -> u32 {
         self.rmt_wnd
@@ -495,7 +519,18 @@ impl<'a> Kcp<'a> {
             // The timer is never set more than an interval ahead of the clock; further ahead,
             // the clock has wrapped past it.
             if now.reached(t) || t.since(now) > self.cfg.interval as i32 {
-                self.request(Pending::Timer);
+                if self.cfg.pacing
+                    && self.pace.due.is_some_and(|d| now.reached(d))
+                    && !now.reached(self.timer_anchor)
+                    && self.timer_anchor.since(now) <= self.cfg.interval as i32
+                {
+                    // A pacing wake before the periodic tick: release what the credit
+                    // allows, keep the tick's schedule.
+                    self.timer = None;
+                    self.request(Pending::Full);
+                } else {
+                    self.request(Pending::Timer);
+                }
             }
         }
     }

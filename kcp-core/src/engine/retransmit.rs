@@ -29,6 +29,13 @@ impl Kcp<'_> {
         if let Some(cwnd) = self.cc.window() {
             window = window.min(cwnd);
         }
+        let pacing = self.cfg.pacing;
+        let cap = if pacing {
+            self.pace.refill(now, self.mss);
+            self.pace.inflight_cap(self.mss, self.cfg.interval)
+        } else {
+            u32::MAX
+        };
         let first_new = self.snd_nxt;
         let mut new = 0u32;
         // The rate limit: a token bucket in bytes x ms, refilled by the time since the last
@@ -54,6 +61,7 @@ impl Kcp<'_> {
         while self.snd_nxt != self.snd.end()
             && seq_diff(self.snd_nxt, self.snd.base().wrapping_add(window)) < 0
             && (rate == 0 || self.rate_tokens > 0)
+            && (!pacing || (self.pace.may_send() && self.pace.unacked < cap))
         {
             let sn = self.snd_nxt;
             if let Some(seg) = self.snd.get_mut(sn) {
@@ -62,10 +70,20 @@ impl Kcp<'_> {
                 if rate > 0 {
                     self.rate_tokens -= i64::from(seg.len) * 1000;
                 }
+                if pacing {
+                    self.pace.charge(u32::from(seg.len));
+                }
             }
             self.link_tail(sn);
             self.snd_nxt = sn.wrapping_add(1);
             new += 1;
+        }
+        if pacing {
+            let drained = self.snd_nxt == self.snd.end();
+            let waiting = !drained
+                && self.pace.unacked < cap
+                && seq_diff(self.snd_nxt, self.snd.base().wrapping_add(window)) < 0;
+            self.pace.after_admit(now, waiting, drained);
         }
         if rate > 0 {
             self.rate_starved = self.rate_tokens <= 0
@@ -98,6 +116,20 @@ impl Kcp<'_> {
         let mut next = self.cfg.interval;
         let mut bound: Option<Millis> = if full_walk { None } else { self.rto_bound };
         let (mut change, mut lost, mut fast, mut early_n) = (0u32, 0u32, 0u32, 0u32);
+        // Paced: a first transmission cannot be acknowledged before what is in flight ahead
+        // of it has drained at the delivery rate; its first timeout is at least that plus an
+        // interval (the peer's ACK delay), so a queue that grew faster than the RTT estimate
+        // (start-up on a long path) causes no spurious timeout.
+        let first_rto = if self.cfg.pacing {
+            self.pace
+                .drain_ms(self.pace.unacked, self.mss)
+                .map_or(self.rx_rto, |d| {
+                    self.rx_rto
+                        .max(d.saturating_add(self.cfg.interval).min(RTO_MAX))
+                })
+        } else {
+            self.rx_rto
+        };
 
         while let Some(sn) = cur {
             let rx_rto = self.rx_rto;
@@ -118,7 +150,7 @@ impl Kcp<'_> {
             }
             if seg.xmit == 0 {
                 send = true;
-                seg.rto = rx_rto;
+                seg.rto = first_rto;
                 seg.resendts = now + seg.rto;
                 if self.cfg.backoff == Backoff::Exponential && !self.cfg.nodelay {
                     // ikcp.c 1.7: first deadline gets an extra rx_rto / 8.

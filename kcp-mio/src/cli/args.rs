@@ -167,6 +167,14 @@ mod tests {
         assert_eq!((a.flags().datashard, a.flags().parityshard), (4, 2));
         assert!(a.flags().acknodelay);
         assert_eq!(a.config().unwrap().fec_shards(), Some((4, 2)));
+        assert!(
+            !a.config().unwrap().engine().pacing,
+            "pacing is off by default"
+        );
+        // Our extension: pacing, in any mode.
+        let a = parse(&["--mode", "fast3", "--pacing"]).unwrap();
+        let e = *a.config().unwrap().engine();
+        assert!(e.pacing && e.nc && e.interval == 10);
     }
 
     #[test]

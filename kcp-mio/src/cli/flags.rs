@@ -226,6 +226,15 @@ pub const KCP_FLAGS: &[Flag] = &[
         27,
     ),
     flag(
+        "pacing",
+        &[],
+        "pace new data at the delivery rate the acknowledgements show, within an in-flight \
+         bound, instead of sending a window at once (our extension, see docs/tuning.md)",
+        true,
+        FlagKind::Bool,
+        27,
+    ),
+    flag(
         "sockbuf",
         &[],
         "per-socket buffer in bytes",
@@ -267,6 +276,8 @@ pub struct KcpFlags {
     pub resend: i64,
     /// `nc`: no congestion control (hidden, `manual` mode).
     pub nc: i64,
+    /// Pacing (`--pacing`, hidden, our extension: kcp-core's `Config::pacing`).
+    pub pacing: bool,
     /// UDP socket buffers in bytes (`--sockbuf`).
     pub sockbuf: i64,
 }
@@ -293,6 +304,7 @@ impl KcpFlags {
             interval: 50,
             resend: 0,
             nc: 0,
+            pacing: false,
             sockbuf: 4_194_304,
         }
     }
@@ -315,6 +327,7 @@ impl KcpFlags {
             "interval" => Int(self.interval),
             "resend" => Int(self.resend),
             "nc" => Int(self.nc),
+            "pacing" => Bool(self.pacing),
             "sockbuf" => Int(self.sockbuf),
             _ => return None,
         })
@@ -343,6 +356,7 @@ impl KcpFlags {
             "interval" => self.interval = i(v)?,
             "resend" => self.resend = i(v)?,
             "nc" => self.nc = i(v)?,
+            "pacing" => self.pacing = b(v)?,
             "sockbuf" => self.sockbuf = i(v)?,
             _ => return Ok(false),
         }
@@ -409,6 +423,7 @@ impl KcpFlags {
         engine.write_delay = false;
         engine.mtu = self.mtu as u32;
         engine.ack_nodelay = self.acknodelay;
+        engine.pacing = self.pacing;
         Ok(engine)
     }
 

@@ -272,6 +272,14 @@ impl KcpConfig {
         self
     }
 
+    /// Paces every session's new data (kcp-core's [`Config::pacing`]): at the delivery rate
+    /// the acknowledgements show, within an in-flight bound, instead of a whole window at
+    /// once; one segment until the peer answered. Off by default.
+    pub fn pacing(mut self, on: bool) -> Self {
+        self.engine.pacing = on;
+        self
+    }
+
     /// Every session's congestion controller, built by `make` for each session (kcp-core's
     /// [`Controller`](kcp_core::congestion::Controller) trait): both adapters' sessions run
     /// it instead of the one the engine configuration's `nc` selects. Whatever it decides,

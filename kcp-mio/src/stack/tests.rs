@@ -185,6 +185,15 @@ fn lifecycle_and_admission_reach_the_endpoint() {
         limited.endpoint_config(false).unwrap().session.rate_limit,
         1_000_000
     );
+    assert!(
+        !KcpConfig::default()
+            .endpoint_config(false)
+            .unwrap()
+            .session
+            .pacing
+    );
+    let paced = KcpConfig::default().pacing(true);
+    assert!(paced.endpoint_config(false).unwrap().session.pacing);
     let off = KcpConfig::default().keepalive(None);
     assert_eq!(off.endpoint_config(false).unwrap().keepalive_ms, None);
     assert_eq!(
