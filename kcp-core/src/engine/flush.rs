@@ -86,10 +86,10 @@ impl Kcp<'_> {
                 }
             }
         }
-        if self.cfg.pacing {
-            // Segments wait for pacing credit: wake when it is due (the periodic tick keeps
+        {
+            // Paced segments wait for credit: wake when it is due (the periodic tick keeps
             // its schedule in `timer_anchor`).
-            if let Some(d) = self.pace.due {
+            if let Some(d) = self.pacer().and_then(|p| p.due) {
                 let d = d.max_wrapping(now + 1);
                 if self.timer.is_none_or(|t| t.since(d) > 0) {
                     self.timer = Some(d);

@@ -44,7 +44,7 @@ impl Kcp<'_> {
         }
         let prev_una = self.snd.base();
         let in_segs_before = self.stats.in_segs;
-        let delivered_before = self.pace.delivered;
+        let delivered_before = self.pacer().map(|p| p.delivered);
         let mut latest_ts: Option<u32> = None;
         let mut window_slid = false;
         let mut result = Ok(());
@@ -101,20 +101,26 @@ impl Kcp<'_> {
             if rtt >= 0 {
                 self.update_rtt(rtt);
                 self.cc.on_rtt(rtt as u32);
-                if self.cfg.pacing {
-                    self.pace.on_rtt(now, rtt as u32);
+                if let Some(p) = self.pacer_mut() {
+                    p.on_rtt(now, rtt as u32);
                 }
             }
         }
-        if self.cfg.pacing && self.stats.in_segs > in_segs_before {
-            if !self.pace.heard {
+        let srtt = self.srtt;
+        let heard_now = self.stats.in_segs > in_segs_before;
+        let mut opened = false;
+        if let Some(p) = self.pacer_mut().filter(|_| heard_now) {
+            if !p.heard {
                 // The peer answered: the first window may open.
-                self.pace.heard = true;
-                self.request(Pending::Full);
+                p.heard = true;
+                opened = true;
             }
-            if self.pace.delivered != delivered_before {
-                self.pace.on_input(now, self.srtt);
+            if Some(p.delivered) != delivered_before {
+                p.on_input(now, srtt);
             }
+        }
+        if opened {
+            self.request(Pending::Full);
         }
         if seq_diff(self.snd.base(), prev_una) > 0 {
             let (mss, rmt) = (self.mss, self.rmt_wnd);
@@ -138,7 +144,9 @@ impl Kcp<'_> {
             let sn = self.snd.base();
             if let Some(seg) = self.snd.get(sn).copied() {
                 if !seg.acked {
-                    self.pace.delivered += u64::from(seg.len);
+                    if let Some(p) = self.pacer_mut() {
+                        p.delivered += u64::from(seg.len);
+                    }
                     self.unlink(sn);
                     if seg.chunk != NO_CHUNK {
                         self.pool.give(seg.chunk);
@@ -163,7 +171,9 @@ impl Kcp<'_> {
         if seg.acked {
             return;
         }
-        self.pace.delivered += u64::from(seg.len);
+        if let Some(p) = self.pacer_mut() {
+            p.delivered += u64::from(seg.len);
+        }
         self.unlink(sn);
         if seg.chunk != NO_CHUNK {
             self.pool.give(seg.chunk);
@@ -326,7 +336,9 @@ impl Kcp<'_> {
             None => self.ua_head = Some(sn),
         }
         self.ua_tail = Some(sn);
-        self.pace.unacked += 1;
+        if let Some(p) = self.pacer_mut() {
+            p.unacked += 1;
+        }
     }
 
     /// Removes segment `sn` from the unacknowledged list (and from the fast candidates).
@@ -335,7 +347,9 @@ impl Kcp<'_> {
             return;
         };
         let (prev, next) = (seg.prev.take(), seg.next.take());
-        self.pace.unacked = self.pace.unacked.saturating_sub(1);
+        if let Some(p) = super::pacing::get_mut(&mut self.pace) {
+            p.unacked = p.unacked.saturating_sub(1);
+        }
         if seg.fastack > 0 {
             seg.fastack = 0;
             self.fast_candidates = self.fast_candidates.saturating_sub(1);

@@ -144,8 +144,9 @@ pub struct Kcp<'a> {
     /// The last admission stopped with segments waiting for tokens: the time until the next
     /// flush is owed to them in full (up to [`RATE_CATCH_UP`] buckets), however late it runs.
     rate_starved: bool,
-    /// Pacing state (used only with `Config::pacing`).
-    pace: pacing::Pacer,
+    /// Pacing state, present exactly with `Config::pacing` (boxed where there is an
+    /// allocator, so that an unpaced engine carries one pointer for it).
+    pace: pacing::PacerSlot,
     pending: Pending,
     /// Newest `ts` of a regular PUSH, to tell stale FEC-rebuilt segments (see `on_push`).
     newest_push_ts: Option<u32>,
@@ -301,7 +302,7 @@ impl<'a> Kcp<'a> {
             rate_tokens: rate_bucket(&cfg),
             rate_at: now,
             rate_starved: false,
-            pace: pacing::Pacer::new(now),
+            pace: pacing::slot(cfg.pacing, now, 0),
             pending: Pending::None,
             newest_push_ts: None,
             last_now: now,
@@ -383,6 +384,11 @@ impl<'a> Kcp<'a> {
         if config.nc != c.nc && !self.cc.is_custom() {
             self.cc = Congestion::for_nc(config.nc);
         }
+        if config.pacing != self.pace.is_some() {
+            // Turned on: a fresh estimate, counting what is in flight now.
+            let unacked = self.unacked_segments();
+            self.pace = pacing::slot(config.pacing, self.last_now, unacked);
+        }
         self.cfg = config;
         self.mss = mss;
         if tell {
@@ -444,21 +450,13 @@ impl<'a> Kcp<'a> {
     /// With [`Config::pacing`]: the rate new data leaves at, bytes per second (`None` before
     /// the first delivery-rate sample, or with pacing off).
     pub fn pacing_rate(&self) -> Option<u64> {
-        if self.cfg.pacing {
-            self.pace.pacing_rate()
-        } else {
-            None
-        }
+        self.pacer().and_then(|p| p.pacing_rate())
     }
 
     /// With [`Config::pacing`]: the delivery rate measured from the peer's acknowledgements,
     /// bytes per second (`None` before the first sample, or with pacing off).
     pub fn delivery_rate(&self) -> Option<u64> {
-        if self.cfg.pacing {
-            self.pace.delivery_rate()
-        } else {
-            None
-        }
+        self.pacer().and_then(|p| p.delivery_rate())
     }
 
     /// The peer's last advertised receive window, in segments.
@@ -519,8 +517,9 @@ impl<'a> Kcp<'a> {
             // The timer is never set more than an interval ahead of the clock; further ahead,
             // the clock has wrapped past it.
             if now.reached(t) || t.since(now) > self.cfg.interval as i32 {
-                if self.cfg.pacing
-                    && self.pace.due.is_some_and(|d| now.reached(d))
+                if self
+                    .pacer()
+                    .is_some_and(|p| p.due.is_some_and(|d| now.reached(d)))
                     && !now.reached(self.timer_anchor)
                     && self.timer_anchor.since(now) <= self.cfg.interval as i32
                 {

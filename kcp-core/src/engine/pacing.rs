@@ -228,3 +228,58 @@ impl Pacer {
         };
     }
 }
+
+/// Where an engine keeps its pacer: boxed where there is an allocator (an unpaced engine
+/// carries one pointer), inline without one.
+#[cfg(feature = "alloc")]
+pub(crate) type PacerSlot = Option<alloc::boxed::Box<Pacer>>;
+/// Where an engine keeps its pacer: boxed where there is an allocator (an unpaced engine
+/// carries one pointer), inline without one.
+#[cfg(not(feature = "alloc"))]
+pub(crate) type PacerSlot = Option<Pacer>;
+
+/// A pacer when `on`, started at `now` with `unacked` segments already in flight.
+pub(super) fn slot(on: bool, now: Millis, unacked: u32) -> PacerSlot {
+    on.then(|| {
+        let mut p = Pacer::new(now);
+        p.unacked = unacked;
+        #[cfg(feature = "alloc")]
+        return alloc::boxed::Box::new(p);
+        #[cfg(not(feature = "alloc"))]
+        return p;
+    })
+}
+
+/// The pacer in `slot`, borrowed apart from the rest of the engine.
+pub(super) fn get_mut(slot: &mut PacerSlot) -> Option<&mut Pacer> {
+    #[cfg(feature = "alloc")]
+    return slot.as_deref_mut();
+    #[cfg(not(feature = "alloc"))]
+    return slot.as_mut();
+}
+
+impl Kcp<'_> {
+    /// The pacer, with `Config::pacing`.
+    pub(super) fn pacer(&self) -> Option<&Pacer> {
+        #[cfg(feature = "alloc")]
+        return self.pace.as_deref();
+        #[cfg(not(feature = "alloc"))]
+        return self.pace.as_ref();
+    }
+
+    /// The pacer, with `Config::pacing`.
+    pub(super) fn pacer_mut(&mut self) -> Option<&mut Pacer> {
+        get_mut(&mut self.pace)
+    }
+
+    /// Segments sent and not acknowledged (what a pacer turned on mid-session starts from).
+    pub(super) fn unacked_segments(&self) -> u32 {
+        let mut n = 0;
+        let mut cur = self.ua_head;
+        while let Some(sn) = cur {
+            n += 1;
+            cur = self.snd.get(sn).and_then(|s| s.next);
+        }
+        n
+    }
+}

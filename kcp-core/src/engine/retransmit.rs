@@ -29,12 +29,14 @@ impl Kcp<'_> {
         if let Some(cwnd) = self.cc.window() {
             window = window.min(cwnd);
         }
-        let pacing = self.cfg.pacing;
-        let cap = if pacing {
-            self.pace.refill(now, self.mss);
-            self.pace.inflight_cap(self.mss, self.cfg.interval)
-        } else {
-            u32::MAX
+        let (mss, interval) = (self.mss, self.cfg.interval);
+        let pacing = self.pace.is_some();
+        let cap = match self.pacer_mut() {
+            Some(p) => {
+                p.refill(now, mss);
+                p.inflight_cap(mss, interval)
+            }
+            None => u32::MAX,
         };
         let first_new = self.snd_nxt;
         let mut new = 0u32;
@@ -61,7 +63,7 @@ impl Kcp<'_> {
         while self.snd_nxt != self.snd.end()
             && seq_diff(self.snd_nxt, self.snd.base().wrapping_add(window)) < 0
             && (rate == 0 || self.rate_tokens > 0)
-            && (!pacing || (self.pace.may_send() && self.pace.unacked < cap))
+            && self.pacer().is_none_or(|p| p.may_send() && p.unacked < cap)
         {
             let sn = self.snd_nxt;
             if let Some(seg) = self.snd.get_mut(sn) {
@@ -70,8 +72,8 @@ impl Kcp<'_> {
                 if rate > 0 {
                     self.rate_tokens -= i64::from(seg.len) * 1000;
                 }
-                if pacing {
-                    self.pace.charge(u32::from(seg.len));
+                if let Some(p) = pacing::get_mut(&mut self.pace) {
+                    p.charge(u32::from(seg.len));
                 }
             }
             self.link_tail(sn);
@@ -80,10 +82,11 @@ impl Kcp<'_> {
         }
         if pacing {
             let drained = self.snd_nxt == self.snd.end();
-            let waiting = !drained
-                && self.pace.unacked < cap
-                && seq_diff(self.snd_nxt, self.snd.base().wrapping_add(window)) < 0;
-            self.pace.after_admit(now, waiting, drained);
+            let room = seq_diff(self.snd_nxt, self.snd.base().wrapping_add(window)) < 0;
+            if let Some(p) = self.pacer_mut() {
+                let waiting = !drained && p.unacked < cap && room;
+                p.after_admit(now, waiting, drained);
+            }
         }
         if rate > 0 {
             self.rate_starved = self.rate_tokens <= 0
@@ -120,13 +123,11 @@ impl Kcp<'_> {
         // of it has drained at the delivery rate; its first timeout is at least that plus an
         // interval (the peer's ACK delay), so a queue that grew faster than the RTT estimate
         // (start-up on a long path) causes no spurious timeout.
-        let first_rto = if self.cfg.pacing {
-            self.pace
-                .drain_ms(self.pace.unacked, self.mss)
-                .map_or(self.rx_rto, |d| {
-                    self.rx_rto
-                        .max(d.saturating_add(self.cfg.interval).min(RTO_MAX))
-                })
+        let first_rto = if let Some(p) = self.pacer() {
+            p.drain_ms(p.unacked, self.mss).map_or(self.rx_rto, |d| {
+                self.rx_rto
+                    .max(d.saturating_add(self.cfg.interval).min(RTO_MAX))
+            })
         } else {
             self.rx_rto
         };
