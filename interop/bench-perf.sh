@@ -42,7 +42,7 @@
 #
 # Environment (defaults): BYTES (64M, per sink session), MTU (1400), MODE (fast3),
 # WINDOWS ("1024 4096"), IPERF_SECS (3), IPERF_WND (8192), PACING (empty; 1: table 2b), ECHO_N (2000),
-# ECHO4K_CRYPTS ("null aes salsa20"), ECHO4K_N (5000, messages per echo4k run),
+# ECHO4K_CRYPTS ("null aes salsa20"), ECHO4K_N (20000, messages per echo4k run),
 # SESS_LIST ("1000 5000 10000"), SESS_ECHOES (8, echoes per session at 1/s), SESS_RAMP (4, s),
 # SESS_REPEATS (REPEATS: runs per sessions cell, the longest ones),
 # SESS_GO_REF (2000; empty to skip), SESS_OPEN_LIST (the largest of SESS_LIST: burst runs against
@@ -74,7 +74,7 @@ IPERF_WND=${IPERF_WND:-8192}
 PACING=${PACING:-}
 ECHO_N=${ECHO_N:-2000}
 ECHO4K_CRYPTS=${ECHO4K_CRYPTS:-null aes salsa20}
-ECHO4K_N=${ECHO4K_N:-5000}
+ECHO4K_N=${ECHO4K_N:-20000}
 SESS_LIST=${SESS_LIST:-1000 5000 10000}
 SESS_ECHOES=${SESS_ECHOES:-8}
 SESS_RAMP=${SESS_RAMP:-4}
@@ -347,8 +347,8 @@ section_echo4k() {
     for c in $ECHO4K_CRYPTS; do
         for setup in fec gotest; do
             local r="e4k.$setup.$c.rust" g="e4k.$setup.$c.go" pairs low
-            pairs=$(jq -rs --slurpfile g "$OUT/cell.$g" '[range(0; length) as $i | if .[$i].ok == true and $g[$i].ok == true then (.[$i].rtps / $g[$i].rtps * 100 | round / 100 | tostring) else "fail" end] | join(", ")' "$OUT/cell.$r")
-            low=$(jq -rs --slurpfile g "$OUT/cell.$g" '[range(0; length) as $i | if .[$i].ok == true and $g[$i].ok == true then (.[$i].rtps / $g[$i].rtps) else 0 end] | min * 100 | round / 100' "$OUT/cell.$r")
+            pairs=$(jq -rs --slurpfile g "$OUT/cell.$g" '[range(0; length) as $i | if .[$i].ok == true and $g[$i].ok == true then (.[$i].rtps / $g[$i].rtps * 100 | round | tostring) else "fail" end] | join(" ")' "$OUT/cell.$r" | awk '{ for (i = 1; i <= NF; i++) printf "%s%s", (i > 1 ? ", " : ""), ($i == "fail" ? $i : sprintf("%.2f", $i / 100)) }')
+            low=$(jq -rs --slurpfile g "$OUT/cell.$g" '[range(0; length) as $i | if .[$i].ok == true and $g[$i].ok == true then (.[$i].rtps / $g[$i].rtps) else 0 end] | min' "$OUT/cell.$r" | awk '{ printf "%.2f", $1 }')
             report "| $c | $([ $setup = fec ] && echo "10/3" || echo "10/0 (kcp-go's test)") | $(med "$r" rtps) | $(med "$g" rtps) | $(ratio "$(med "$r" rtps)" "$(med "$g" rtps)") | $pairs | ${low}x | $(med "$r" p50_us) / $(med "$r" p99_us) | $(med "$g" p50_us) / $(med "$g" p99_us) | $(runs "$r") / $(runs "$g") |"
         done
     done
