@@ -115,22 +115,6 @@ impl FecCode {
         self.0.parity.get(p * ds..(p + 1) * ds)
     }
 
-    /// Computes parity shards `first..first + outs.len()` from the data shards `ins[..ds]`,
-    /// each read as zero-padded to the outputs' length.
-    pub(crate) fn encode(&self, ins: &[&[u8]], first: usize, outs: &mut [&mut [u8]]) {
-        let ds = self.0.ds;
-        let ins = ins.get(..ds).unwrap_or(ins);
-        for (c, chunk) in outs.chunks_mut(gf::MAX_OUTS).enumerate() {
-            let row = first + c * gf::MAX_OUTS;
-            let rows = self
-                .0
-                .parity
-                .get(row * ds..(row + chunk.len()) * ds)
-                .unwrap_or(&[]);
-            gf::matmul_padded(self.0.kernel, rows, ins, chunk);
-        }
-    }
-
     /// Nominal GF(2^8) multiply-accumulates of [`FecCode::new`]: the `ds x ds` inversion and
     /// the `ps x ds x ds` product. The unit of [`FecStats::decode_work`](crate::FecStats).
     pub(crate) fn build_work(ds: usize, ps: usize) -> u64 {

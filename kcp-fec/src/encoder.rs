@@ -1,19 +1,16 @@
-//! The sending half: kcp-go v5.6.1's `fecEncoder`, storing a partial group compactly.
+//! The sending half: kcp-go v5.6.1's `fecEncoder`, computing parity as data shards pass.
 
 use alloc::vec::Vec;
 
 use kcp_core::CodecError;
 
-use crate::code::{FecCode, MAX_TOTAL_SHARDS};
-use crate::grow::reserve_within;
+use crate::code::FecCode;
+use crate::gf;
 use crate::wire::{self, HEADER_LEN, MAX_PACKET_LEN, SHARD_HEADER_LEN, TYPE_DATA, TYPE_PARITY};
 use crate::ConfigError;
 
-/// Largest shard (size field + KCP datagram) a packet can carry.
-const MAX_SHARD: usize = MAX_PACKET_LEN - SHARD_HEADER_LEN;
-
-/// Numbers every outgoing packet, remembers each group's data shards and computes the group's
-/// parity shards once its last data shard is sealed.
+/// Numbers every outgoing packet and computes each group's parity shards as its data shards
+/// are sealed, keeping no copy of them.
 ///
 /// Byte-compatible with kcp-go v5.6.1 (`fec.go`): data seqids count up from 0, parity seqids
 /// follow a group's data seqids, and seqids wrap at `paws`, the largest multiple of `ds + ps`
@@ -22,13 +19,17 @@ const MAX_SHARD: usize = MAX_PACKET_LEN - SHARD_HEADER_LEN;
 ///
 /// # Memory
 ///
-/// A partial group is kept as its packets' bytes back to back (the size field and KCP
-/// datagram of each, not an MTU per packet): three 60-byte datagrams hold 186 bytes. When the
-/// group completes, the parity packets are computed into one buffer, reading shorter shards as
-/// zero-padded (no copy); both buffers keep their capacity while traffic flows
-/// (no allocation per packet) and are given back by [`trim`](Self::trim), which also cuts the
-/// partial group. Nothing grows past `ds` shards of data and `ps` parity packets. Nothing is
-/// allocated before the first packet.
+/// Reed-Solomon parity is linear: parity shard `p` is the sum over the data shards `i` of
+/// `coef(p, i) * shard_i` in GF(2^8), each shard zero-padded to the group's longest. So each
+/// sealed data shard is multiplied into the `ps` parity packets at once and then forgotten;
+/// a shard longer than the ones before widens the parity packets, whose new bytes start at
+/// zero (the earlier shards' padding contributes nothing). The result is the same bytes as
+/// encoding the whole group at its end. The only buffer is the `ps` parity packets of the
+/// group in progress (as long as its longest shard, headers included: 3 x 96 bytes for
+/// 64-byte messages at 10/3), which keeps its capacity while traffic flows (no allocation per
+/// packet) and is given back by [`trim`](Self::trim), which also cuts the partial group.
+/// Nothing grows past `ps` packets of [`MAX_PACKET_LEN`]. Nothing is allocated before the
+/// first packet.
 pub struct FecEncoder {
     ds: usize,
     ps: usize,
@@ -36,12 +37,9 @@ pub struct FecEncoder {
     next: u32,
     /// Data shards collected in the current group.
     count: usize,
-    /// Longest shard of the current group (size field + KCP datagram).
-    max_shard: usize,
-    /// The current group's shards back to back: size field (which is the shard's length),
-    /// then the KCP datagram.
-    group: Vec<u8>,
-    /// The last completed group's parity packets, `parity_len` bytes each, headers included.
+    /// `ps` parity packets of `parity_len` bytes each (headers included): the current
+    /// group's sums so far while it collects (headers not written yet), then the last
+    /// completed group's packets until they are handed out or the next group starts.
     parity: Vec<u8>,
     parity_len: usize,
     /// Parity packets of the last completed group not handed out yet.
@@ -70,8 +68,6 @@ impl FecEncoder {
             paws: paws(ds + ps),
             next: 0,
             count: 0,
-            max_shard: 0,
-            group: Vec::new(),
             parity: Vec::new(),
             parity_len: 0,
             pending: 0,
@@ -95,8 +91,8 @@ impl FecEncoder {
         let s = seqid % self.paws;
         self.next = s - s % total;
         self.count = 0;
-        self.max_shard = 0;
-        self.group.clear();
+        self.parity.clear();
+        self.parity_len = 0;
         self.pending = 0;
         self.cut = false;
     }
@@ -123,7 +119,12 @@ impl FecEncoder {
             return Err(CodecError::BufferTooSmall);
         }
         let packet = buf.get_mut(..len).ok_or(CodecError::BufferTooSmall)?;
-        self.pending = 0;
+        if self.pending > 0 || self.count == 0 {
+            // A new group: the last one's parity, handed out or not, is dropped.
+            self.pending = 0;
+            self.parity.clear();
+            self.parity_len = 0;
+        }
         wire::put_header(packet, self.next, TYPE_DATA);
         self.next = self.next.wrapping_add(1);
         // `len <= MAX_PACKET_LEN`, so the size fits in a u16.
@@ -140,54 +141,54 @@ impl FecEncoder {
             return Ok(len);
         }
         let shard = packet.get(SHARD_HEADER_LEN..).unwrap_or(&[]);
-        reserve_within(&mut self.group, shard.len(), self.ds * MAX_SHARD);
-        self.group.extend_from_slice(shard);
-        self.max_shard = self.max_shard.max(shard.len());
+        self.widen(SHARD_HEADER_LEN + shard.len());
+        let (ds, plen, kernel) = (self.ds, self.parity_len, self.code.kernel());
+        let index = self.count - 1;
+        for (p, out) in self.parity.chunks_exact_mut(plen).enumerate() {
+            let coef = self
+                .code
+                .parity_row(ds + p)
+                .and_then(|row| row.get(index))
+                .copied()
+                .unwrap_or(0);
+            let out = out.get_mut(SHARD_HEADER_LEN..).unwrap_or(&mut []);
+            gf::mul_with(kernel, coef, shard, out, true);
+        }
         if self.count >= self.ds {
             self.finish_group();
         }
         Ok(len)
     }
 
-    fn finish_group(&mut self) {
-        let (ds, ps, stride) = (self.ds, self.ps, self.max_shard);
-        // The shards lie back to back; each starts with its size field, which is its length.
-        // The code reads the shorter ones as zero-padded to the longest, as kcp-go pads them.
-        let mut ins: [&[u8]; MAX_TOTAL_SHARDS] = [&[]; MAX_TOTAL_SHARDS];
-        let mut at = 0;
-        for slot in ins.iter_mut().take(ds) {
-            let rest = self.group.get(at..).unwrap_or(&[]);
-            let size = wire::shard_size_field(rest).map_or(0, usize::from);
-            *slot = rest.get(..size).unwrap_or(rest);
-            at += slot.len();
+    /// Makes the parity packets at least `plen` bytes long, moving the sums so far to their
+    /// new places; the new bytes are zero (shorter shards count as zero-padded).
+    fn widen(&mut self, plen: usize) {
+        let (ps, old) = (self.ps, self.parity_len);
+        if plen <= old {
+            return;
         }
-        let plen = SHARD_HEADER_LEN + stride;
-        self.parity.clear();
-        reserve_within(&mut self.parity, ps * plen, ps * MAX_PACKET_LEN);
+        // Exact: the buffer keeps its capacity across groups, so it grows only when a group's
+        // longest packet is longer than every earlier group's.
+        self.parity
+            .reserve_exact((ps * plen).saturating_sub(self.parity.len()));
         self.parity.resize(ps * plen, 0);
-        let ins = ins.get(..ds).unwrap_or(&[]);
-        let mut packets = self.parity.chunks_exact_mut(plen);
-        let mut row = 0;
-        loop {
-            let mut outs: [&mut [u8]; crate::gf::MAX_OUTS] = Default::default();
-            let mut n = 0;
-            for (o, p) in outs.iter_mut().zip(packets.by_ref()) {
-                wire::put_header(p, self.next, TYPE_PARITY);
-                self.next = self.next.wrapping_add(1) % self.paws;
-                *o = p.get_mut(SHARD_HEADER_LEN..).unwrap_or(&mut []);
-                n += 1;
+        // From the last packet down, each moves to a place at or past its old one.
+        for p in (0..ps).rev() {
+            self.parity.copy_within(p * old..(p + 1) * old, p * plen);
+            if let Some(tail) = self.parity.get_mut(p * plen + old..(p + 1) * plen) {
+                tail.fill(0);
             }
-            if n == 0 {
-                break;
-            }
-            self.code.encode(ins, row, &mut outs[..n]);
-            row += n;
         }
         self.parity_len = plen;
-        self.pending = ps;
+    }
+
+    fn finish_group(&mut self) {
+        for p in self.parity.chunks_exact_mut(self.parity_len) {
+            wire::put_header(p, self.next, TYPE_PARITY);
+            self.next = self.next.wrapping_add(1) % self.paws;
+        }
+        self.pending = self.ps;
         self.count = 0;
-        self.max_shard = 0;
-        self.group.clear();
     }
 
     /// Copies the next parity packet of the group completed by the last `seal` into `buf` and
@@ -217,22 +218,21 @@ impl FecEncoder {
     pub fn trim(&mut self) {
         if self.count > 0 {
             self.cut = true;
-            self.max_shard = 0;
         }
-        self.group = Vec::new();
         if self.pending == 0 {
             self.parity = Vec::new();
+            self.parity_len = 0;
         }
     }
 
-    /// Heap bytes held: both buffers, and this encoder's share of the code's matrix.
+    /// Heap bytes held: the parity packets, and this encoder's share of the code's matrix.
     pub fn heap_bytes(&self) -> usize {
-        self.group.capacity() + self.parity.capacity() + self.code.share_bytes()
+        self.parity.capacity() + self.code.share_bytes()
     }
 
     /// Most heap bytes an encoder for (ds, ps) holds, the whole matrix counted.
     pub fn heap_bound(ds: usize, ps: usize) -> usize {
-        ds * MAX_SHARD + ps * MAX_PACKET_LEN + crate::code::matrix_bytes(ds, ps)
+        ps * MAX_PACKET_LEN + crate::code::matrix_bytes(ds, ps)
     }
 
     /// Data shards sealed and parity packets handed out so far.
@@ -273,15 +273,16 @@ mod tests {
     }
 
     #[test]
-    fn a_partial_group_holds_its_bytes_not_an_mtu_per_packet() {
+    fn a_partial_group_holds_its_parity_sums_not_its_shards() {
         let mut enc = FecEncoder::new(10, 3).unwrap();
         let before = enc.heap_bytes();
         let mut buf = [0u8; 68];
-        for _ in 0..3 {
+        for _ in 0..9 {
             enc.seal(&mut buf, 68).unwrap();
         }
-        assert_eq!(enc.group.len(), 3 * 62);
-        assert!(enc.heap_bytes() - before <= 4 * 62, "{}", enc.heap_bytes());
+        // Three parity packets as long as the data packets, whatever the number of shards.
+        assert_eq!(enc.parity.len(), 3 * 68);
+        assert_eq!(enc.heap_bytes() - before, 3 * 68);
         enc.trim();
         assert_eq!(enc.heap_bytes(), before);
     }

@@ -91,6 +91,59 @@ proptest! {
     }
 
     #[test]
+    fn parity_equals_a_whole_group_encode_by_reed_solomon_erasure(
+        ds in 1usize..=12,
+        ps in 1usize..=5,
+        // Lengths that grow and shrink within a group: small messages, ACKs, full packets.
+        lens in prop::collection::vec(
+            prop_oneof![1usize..=40, 41usize..=200, 1300usize..=1392],
+            1..=60,
+        ),
+        seed in any::<u64>(),
+    ) {
+        // The encoder folds each data shard into the parity as it is sealed; the oracle
+        // encodes each complete group at its end, every shard zero-padded to the longest.
+        let oracle = reed_solomon_erasure::galois_8::ReedSolomon::new(ds, ps).unwrap();
+        let mut enc = FecEncoder::new(ds, ps).unwrap();
+        let mut rng = Rng::new(seed);
+        let mut buf = vec![0u8; 1500];
+        let mut group: Vec<Vec<u8>> = Vec::new();
+        let mut groups = 0;
+        for len in lens {
+            let kcp: Vec<u8> = (0..len).map(|_| rng.below(256) as u8).collect();
+            buf[8..8 + len].copy_from_slice(&kcp);
+            enc.seal(&mut buf, 8 + len).unwrap();
+            group.push(buf[6..8 + len].to_vec());
+            let mut parity = Vec::new();
+            while let Some(r) = enc.poll_parity(&mut buf) {
+                parity.push(buf[..r.unwrap()].to_vec());
+            }
+            if group.len() < ds {
+                prop_assert!(parity.is_empty());
+                continue;
+            }
+            let max = group.iter().map(Vec::len).max().unwrap();
+            let mut shards: Vec<Vec<u8>> = group
+                .drain(..)
+                .map(|mut s| {
+                    s.resize(max, 0);
+                    s
+                })
+                .chain((0..ps).map(|_| vec![0u8; max]))
+                .collect();
+            oracle.encode(&mut shards).unwrap();
+            prop_assert_eq!(parity.len(), ps);
+            for (p, want) in parity.iter().zip(&shards[ds..]) {
+                prop_assert_eq!(p.len(), 6 + max);
+                prop_assert_eq!(&p[4..6], &[0xf2u8, 0][..]);
+                prop_assert_eq!(&p[6..], &want[..]);
+            }
+            groups += 1;
+        }
+        prop_assert_eq!(enc.next_seqid() as usize, groups * (ds + ps) + group.len());
+    }
+
+    #[test]
     fn arbitrary_input_never_panics_and_stays_bounded(
         ds in 1usize..=10,
         ps in 1usize..=4,
