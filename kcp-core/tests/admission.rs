@@ -229,6 +229,8 @@ fn a_full_half_open_table_evicts_its_oldest_entries() {
         max_half_open: 100,
         max_half_open_per_host: 10,
         backlog: 1_000,
+        // Every entry is old enough to go (the minimum age has its own test).
+        half_open_min_age_ms: 0,
         ..server_cfg()
     })
     .unwrap();
@@ -790,6 +792,7 @@ fn a_bulk_senders_first_window_is_held_whole() {
 fn the_half_open_pool_evicts_for_new_first_flights_and_caps_later_data() {
     let mut server: Endpoint<SocketAddr> = Endpoint::new(EndpointConfig {
         half_open_pool_bytes: 4_000,
+        half_open_min_age_ms: 0,
         ..server_cfg()
     })
     .unwrap();
@@ -817,4 +820,131 @@ fn the_half_open_pool_evicts_for_new_first_flights_and_caps_later_data() {
     let mut d = push(102, 1, 0, &big[..500]);
     server.handle_datagram(now, addr(2, 9), &mut d).unwrap();
     assert_eq!(server.stats().half_open_held, 1);
+}
+
+#[test]
+fn young_half_open_entries_are_not_evicted_new_first_flights_wait() {
+    let mut ep: Endpoint<SocketAddr> = Endpoint::new(EndpointConfig {
+        max_half_open_per_host: 4,
+        half_open_min_age_ms: 100,
+        ..server_cfg()
+    })
+    .unwrap();
+    let mut now = Millis(1_000);
+    for port in 1..=4u16 {
+        ep.handle_datagram(now, addr(1, port), &mut push(7, 0, 0, b"x"))
+            .unwrap();
+    }
+    // The host's share is full of entries younger than the minimum age: refused.
+    now += 99;
+    let r = ep.handle_datagram(now, addr(1, 5), &mut push(7, 0, 0, b"x"));
+    assert!(
+        matches!(r, Err(EndpointError::Rejected(DropReason::Refused))),
+        "{r:?}"
+    );
+    assert_eq!(ep.stats().half_open_evicted, 0);
+    // Their peers can still answer.
+    ep.handle_datagram(now, addr(1, 1), &mut seg(7, Command::WindowTell, 0, 0, &[]))
+        .unwrap();
+    assert_eq!(ep.len(), 1);
+    // Once old enough, the oldest goes for a new first flight.
+    now += 1;
+    ep.handle_datagram(now, addr(1, 6), &mut push(7, 0, 0, b"x"))
+        .unwrap();
+    ep.handle_datagram(now, addr(1, 7), &mut push(7, 0, 0, b"x"))
+        .unwrap();
+    assert_eq!(ep.stats().half_open_evicted, 1);
+    assert_eq!(ep.stats().half_open, 4);
+}
+
+#[test]
+fn a_burst_of_clients_from_one_host_all_get_in() {
+    // 400 clients behind one address (a NAT, a load test) connect within 100 ms, six times
+    // the host's share of the half-open table, and hear the server 20 ms after it sends (a
+    // round trip, a busy client). Every one must get in: an entry is kept until its peer
+    // could answer. Evicting the oldest entry for every new first flight gave each entry
+    // 16 ms here, less than its peer needs, so none could be confirmed until the clients'
+    // retransmission timeouts had backed off far enough apart.
+    const N: u16 = 400;
+    const DELAY: u32 = 20;
+    let mut server: Endpoint<SocketAddr> = Endpoint::new(EndpointConfig {
+        backlog: 1_000,
+        ..server_cfg()
+    })
+    .unwrap();
+    let mut clients: Vec<Option<(Endpoint<u8>, kcp_core::endpoint::SessionId)>> = Vec::new();
+    clients.resize_with(usize::from(N), || None);
+    let start = Millis(1_000);
+    let mut now = start;
+    let mut to_clients: VecDeque<(u32, usize, Vec<u8>)> = VecDeque::new();
+    let mut got = vec![false; N as usize];
+    let mut buf = [0u8; 64];
+    let mut all_in = None;
+    for step in 0..10_000u32 {
+        // Four new clients a millisecond for the first 100 ms.
+        for k in 0..4 {
+            let i = (step * 4 + k) as usize;
+            if step < 100 && i < usize::from(N) {
+                let mut c: Endpoint<u8> =
+                    Endpoint::new(EndpointConfig::new(Config::fast3())).unwrap();
+                let id = c.connect(now, 0, 1_000 + i as u32).unwrap();
+                c.send(id, b"hello").unwrap();
+                clients[i] = Some((c, id));
+            }
+        }
+        for (i, c) in clients.iter_mut().enumerate() {
+            if let Some((c, _)) = c {
+                for (_, mut d) in drain(c, now) {
+                    let _ = server.handle_datagram(now, addr(1, 10_000 + i as u16), &mut d);
+                }
+            }
+        }
+        let ids: Vec<_> = std::iter::from_fn(|| server.accept()).collect();
+        let readable: Vec<_> = events(&mut server)
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::Readable(id) => Some(id),
+                _ => None,
+            })
+            .chain(ids)
+            .collect();
+        for id in readable {
+            while let Ok(n) = server.recv(id, &mut buf) {
+                server.send(id, &buf[..n]).unwrap();
+            }
+        }
+        for (to, d) in drain(&mut server, now) {
+            to_clients.push_back((now.0 + DELAY, usize::from(to.port() - 10_000), d));
+        }
+        while to_clients.front().is_some_and(|(at, _, _)| *at <= now.0) {
+            let (_, i, mut d) = to_clients.pop_front().unwrap();
+            if let Some((c, _)) = &mut clients[i] {
+                let _ = c.handle_datagram(now, 0, &mut d);
+            }
+        }
+        for (i, c) in clients.iter_mut().enumerate() {
+            if let Some((c, id)) = c {
+                if c.recv(*id, &mut buf).is_ok() {
+                    got[i] = true;
+                }
+            }
+        }
+        if got.iter().all(|&g| g) {
+            all_in = Some(now.0 - start.0);
+            break;
+        }
+        now += 1;
+        server.handle_timeout(now);
+        for (c, _) in clients.iter_mut().flatten() {
+            c.handle_timeout(now);
+        }
+    }
+    let n_in = got.iter().filter(|&&g| g).count();
+    let st = server.stats();
+    let at = all_in.unwrap_or_else(|| panic!("{n_in} of {N} echoed in 10 s; {st:?}"));
+    eprintln!(
+        "all {N} echoed after {at} ms; refused {}, evicted {}",
+        st.refused, st.half_open_evicted
+    );
+    assert!(at < 1_000, "all {N} echoed after {at} ms");
 }

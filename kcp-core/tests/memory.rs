@@ -228,6 +228,8 @@ fn half_open_with_data() {
     cfg.rcv_wnd = 1024;
     let mut ep: Endpoint<u32> = Endpoint::new(EndpointConfig {
         accept: true,
+        // The table fills in one instant; the warm-up entry is evicted at once.
+        half_open_min_age_ms: 0,
         ..EndpointConfig::new(cfg)
     })
     .unwrap();
@@ -259,6 +261,7 @@ fn half_open_with_data() {
         cfg.rcv_wnd = 1024;
         ep = Endpoint::new(EndpointConfig {
             accept: true,
+            half_open_min_age_ms: 0,
             ..EndpointConfig::new(cfg)
         })
         .unwrap();

@@ -48,6 +48,13 @@ pub struct EndpointConfig {
     /// it (a WINS), proving it receives what is sent to its address. An entry that gets no
     /// answer within this time is dropped (counted in `unconfirmed`). Default 5 s.
     pub half_open_timeout_ms: u32,
+    /// A full half-open table (or host share) evicts its oldest entry for a new first flight
+    /// only once that entry is this old; before, the new first flight is refused (counted in
+    /// `refused`; its sender retransmits it). A real peer answers the probe within its flush
+    /// interval plus a round trip, so an entry that age has had its chance: without it, a
+    /// burst of first flights from one host (a NAT, a load test) evicts each entry before its
+    /// peer can answer, and none gets in. Default 100.
+    pub half_open_min_age_ms: u32,
     /// Most half-open entries at once. When full, a new first flight evicts the oldest entry
     /// (SYN-cache behaviour, counted in `half_open_evicted`), so a flood of spoofed first
     /// flights delays a real peer by at most its answer's round trip. Default 1024.
@@ -193,6 +200,7 @@ impl EndpointConfig {
             keepalive_ms: Some(10_000),
             closed_linger_ms: 10_000,
             half_open_timeout_ms: 5_000,
+            half_open_min_age_ms: 100,
             max_half_open: 1_024,
             max_half_open_per_host: 64,
             half_open_bytes: 256 << 10,
@@ -222,6 +230,7 @@ impl fmt::Debug for EndpointConfig {
             .field("idle_timeout_ms", &self.idle_timeout_ms)
             .field("keepalive_ms", &self.keepalive_ms)
             .field("half_open_timeout_ms", &self.half_open_timeout_ms)
+            .field("half_open_min_age_ms", &self.half_open_min_age_ms)
             .field("max_half_open", &self.max_half_open)
             .field("max_half_open_per_host", &self.max_half_open_per_host)
             .field("half_open_bytes", &self.half_open_bytes)

@@ -30,6 +30,15 @@ const ASK_GAP_MS: u64 = 200;
 /// Datagrams of a half-open entry whose fingerprints it keeps for the replay record.
 const SEEN: usize = 6;
 
+/// Which limit a new first flight may have to make room in.
+#[derive(Clone, Copy)]
+enum Share {
+    /// The source host's share (`max_half_open_per_host`).
+    Host,
+    /// The whole table (`max_half_open`).
+    All,
+}
+
 /// A first flight answered, waiting for the peer's answer.
 pub(super) struct HalfOpen<H> {
     /// The future session's codec stack (innermost first).
@@ -168,26 +177,34 @@ impl<A: PeerAddr> Endpoint<A> {
             self.stats.refused += 1;
             return Err(EndpointError::Rejected(DropReason::Refused));
         }
-        // SYN cache: make room by evicting the host's oldest entry, or the oldest of all.
-        if self.half_open_hosts.get(&host).copied().unwrap_or(0) as usize
-            >= self.cfg.max_half_open_per_host
-        {
-            let oldest = self
-                .half_by_host
-                .range((host, 0)..)
-                .next()
-                .filter(|(h, _)| *h == host)
-                .map(|&(_, s)| s);
-            if let Some(key) = oldest.and_then(|s| self.half_age.get(&s).copied()) {
-                self.drop_half(key);
-                self.stats.half_open_evicted += 1;
+        // SYN cache: make room by evicting the host's oldest entry, or the oldest of all, once
+        // it has had the time a real peer needs to answer; a younger one stays and the new
+        // first flight is refused (its sender retransmits it).
+        for share in [Share::Host, Share::All] {
+            let (full, oldest) = match share {
+                Share::Host => (
+                    self.half_open_hosts.get(&host).copied().unwrap_or(0) as usize
+                        >= self.cfg.max_half_open_per_host,
+                    self.half_by_host
+                        .range((host, 0)..)
+                        .next()
+                        .filter(|(h, _)| *h == host)
+                        .and_then(|&(_, s)| self.half_age.get(&s).copied()),
+                ),
+                Share::All => (
+                    self.half.len() >= self.cfg.max_half_open,
+                    self.half_age.first_key_value().map(|(_, &key)| key),
+                ),
+            };
+            let Some(key) = oldest.filter(|_| full) else {
+                continue;
+            };
+            if !self.old_enough(key, t) {
+                self.stats.refused += 1;
+                return Err(EndpointError::Rejected(DropReason::Refused));
             }
-        }
-        if self.half.len() >= self.cfg.max_half_open {
-            if let Some((_, &key)) = self.half_age.first_key_value() {
-                self.drop_half(key);
-                self.stats.half_open_evicted += 1;
-            }
+            self.drop_half(key);
+            self.stats.half_open_evicted += 1;
         }
         let mut layers = (self.cfg.layers)();
         let first_demux = layers.len().saturating_sub(self.cfg.demux_layers);
@@ -204,6 +221,10 @@ impl<A: PeerAddr> Endpoint<A> {
             let Some((_, &key)) = self.half_age.first_key_value() else {
                 break;
             };
+            if !self.old_enough(key, t) {
+                // What fits in the pool is kept; the peer retransmits the rest.
+                break;
+            }
             self.drop_half(key);
             self.stats.half_open_evicted += 1;
         }
@@ -358,6 +379,13 @@ impl<A: PeerAddr> Endpoint<A> {
         self.recount_recv(id.idx);
         self.after_io(id.idx);
         r.map_err(|e| EndpointError::Rejected(DropReason::Session(e)))
+    }
+
+    /// Whether the half-open entry `key` has had the time a real peer needs to answer.
+    fn old_enough(&self, key: (A, u32), t: u64) -> bool {
+        self.half.get(&key).is_none_or(|h| {
+            t.saturating_sub(h.opened_at) >= u64::from(self.cfg.half_open_min_age_ms)
+        })
     }
 
     /// Removes a half-open entry from every index and returns it.

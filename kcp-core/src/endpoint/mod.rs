@@ -69,7 +69,9 @@
 //! [`max_half_open_per_host`](EndpointConfig::max_half_open_per_host) (hosts counted per
 //! prefix, [`host_prefix_v4`](EndpointConfig::host_prefix_v4) and
 //! [`host_prefix_v6`](EndpointConfig::host_prefix_v6)); when full (or the pool cannot take
-//! a new first flight), the oldest entry is evicted, so a flood of spoofed first flights delays a real peer by at most the round trip
+//! a new first flight), the oldest entry is evicted once it is
+//! [`half_open_min_age_ms`](EndpointConfig::half_open_min_age_ms) old (a younger one stays
+//! and the new first flight is refused), so a flood of spoofed first flights delays a real peer by at most the round trip
 //! of its answer. Probes to an entry's address stay within three times the bytes received
 //! from it. An entry unanswered after
 //! [`half_open_timeout_ms`](EndpointConfig::half_open_timeout_ms) is dropped. With codec

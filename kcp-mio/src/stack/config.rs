@@ -66,6 +66,7 @@ pub struct KcpConfig {
     pub(super) linger: Option<Duration>,
     pub(super) closed_linger: Duration,
     pub(super) half_open_timeout: Duration,
+    pub(super) half_open_min_age: Duration,
     pub(super) max_half_open: usize,
     pub(super) max_half_open_per_host: usize,
     pub(super) half_open_bytes: usize,
@@ -167,6 +168,7 @@ impl KcpConfig {
             linger: None,
             closed_linger: Duration::from_millis(u64::from(ep.closed_linger_ms)),
             half_open_timeout: Duration::from_millis(u64::from(ep.half_open_timeout_ms)),
+            half_open_min_age: Duration::from_millis(u64::from(ep.half_open_min_age_ms)),
             max_half_open: ep.max_half_open,
             max_half_open_per_host: ep.max_half_open_per_host,
             half_open_bytes: ep.half_open_bytes,
@@ -353,11 +355,21 @@ impl KcpConfig {
     /// becomes a session when the peer answers the endpoint's window probe; an entry is
     /// dropped after `timeout`, at most `max` exist at once and at most `per_host` per source
     /// host (see [`host_prefixes`](Self::host_prefixes)); when full, the oldest is evicted
-    /// (defaults: the endpoint's, 5 s, 1024, 64).
+    /// once it is [`half_open_min_age`](Self::half_open_min_age) old (defaults: the
+    /// endpoint's, 5 s, 1024, 64).
     pub fn half_open(mut self, timeout: Duration, max: usize, per_host: usize) -> Self {
         self.half_open_timeout = timeout;
         self.max_half_open = max;
         self.max_half_open_per_host = per_host;
+        self
+    }
+
+    /// How old a half-open entry must be before a new first flight may evict it from a full
+    /// table; younger entries stay and the new first flight is refused, so a burst of
+    /// clients behind one address all get in (default 100 ms; see
+    /// `EndpointConfig::half_open_min_age_ms`).
+    pub fn half_open_min_age(mut self, age: Duration) -> Self {
+        self.half_open_min_age = age;
         self
     }
 
@@ -602,6 +614,7 @@ impl KcpConfig {
             keepalive_ms: self.keepalive.map(|d| ms(d).max(1)),
             closed_linger_ms: ms(self.closed_linger),
             half_open_timeout_ms: ms(self.half_open_timeout),
+            half_open_min_age_ms: ms(self.half_open_min_age),
             max_half_open: self.max_half_open,
             max_half_open_per_host: self.max_half_open_per_host,
             half_open_bytes: self.half_open_bytes,
