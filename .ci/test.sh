@@ -35,7 +35,10 @@ step "cargo package: every published crate packaged and built from its package, 
 # Verified in a target directory of its own, emptied first: in the shared one, the build of a
 # sibling package from the temporary registry (same name and version as an earlier run's) is
 # taken as fresh and the verification compiles against stale sources.
-rm -rf target/package-verify
+# Cargo also unpacks the temporary registry's packages into its registry source cache, keyed
+# by the registry's path, and reuses an unpacked copy whose name and version match: a clone at
+# a path an earlier run used compiled against that run's sources. Drop our packages' copies.
+rm -rf target/package-verify "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/kcpx-*
 cargo package --workspace --exclude kcp-testkit --allow-dirty --target-dir target/package-verify
 
 step "no_std build (thumbv7em-none-eabihf, no allocator)"
