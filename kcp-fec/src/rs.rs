@@ -11,7 +11,7 @@ use crate::gf::{self, Kernel};
 /// Memory budget of the inverse cache in bytes; at least one entry is always kept.
 const INV_CACHE_BYTES: usize = 16 * 1024;
 /// Most inverses the cache keeps.
-const INV_CACHE_ENTRIES: usize = 4;
+const INV_CACHE_ENTRIES: usize = 32;
 
 /// Why a reconstruction was not done.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,17 +141,16 @@ impl Inverses {
         Ok(plan)
     }
 
-    /// Rebuilds every missing data shard (`present[k] == false`, `k < ds`) over `range` into
-    /// `outs[k]`, from the first `ds` present shards `ins[k]`, if that costs at most
-    /// `allowance` multiply-accumulates; returns what it cost. Missing data buffers must
-    /// already be at least `range.end` long; present shards may be shorter (they count as
-    /// zero-padded). Parity shards are not rebuilt; `outs` of present shards are not touched.
+    /// Rebuilds every missing data shard (`present[k] == false`, `k < ds`) in place over
+    /// `range`, from the first `ds` present shards, if that costs at most `allowance`
+    /// multiply-accumulates; returns what it cost. Missing data buffers must already be at
+    /// least `range.end` long; present ones may be shorter (they count as zero-padded).
+    /// Parity shards are not rebuilt.
     pub(crate) fn reconstruct_data(
         &mut self,
         code: &FecCode,
         present: &[bool],
-        shards: &[&[u8]],
-        outs: &mut [Vec<u8>],
+        shards: &mut [Vec<u8>],
         range: Range<usize>,
         allowance: u64,
     ) -> Result<u64, RsError> {
@@ -179,16 +178,21 @@ impl Inverses {
             .get(slot * sq..(slot + 1) * sq)
             .ok_or(RsError::Singular)?;
         let kernel = code.kernel();
-        // Rebuild the missing data shards, up to MAX_OUTS per pass.
+        // Rebuild the missing data shards, up to MAX_OUTS per pass: move them out of `shards`
+        // so the present ones can be borrowed as inputs.
         let mut missing = (0..ds)
             .filter(|d| !present.get(*d).copied().unwrap_or(true))
             .peekable();
         while missing.peek().is_some() {
             let mut idx = [0usize; gf::MAX_OUTS];
+            let mut taken: [Vec<u8>; gf::MAX_OUTS] = Default::default();
             let mut coefs = [0u8; gf::MAX_OUTS * MAX_TOTAL_SHARDS];
             let mut n = 0;
             for d in missing.by_ref().take(gf::MAX_OUTS) {
                 idx[n] = d;
+                if let Some(buf) = shards.get_mut(d) {
+                    taken[n] = core::mem::take(buf);
+                }
                 if let (Some(dst), Some(src)) = (
                     coefs.get_mut(n * ds..(n + 1) * ds),
                     inv.get(d * ds..(d + 1) * ds),
@@ -205,18 +209,16 @@ impl Inverses {
                     .and_then(|s| s.get(range.start.min(s.len())..range.end.min(s.len())))
                     .unwrap_or(&[]);
             }
-            // `idx` is increasing: one pass over `outs` borrows each target once.
-            let mut targets: [&mut [u8]; gf::MAX_OUTS] = Default::default();
-            let mut k = 0;
-            for (d, o) in outs.iter_mut().enumerate() {
-                if k < n && idx.get(k) == Some(&d) {
-                    if let Some(t) = targets.get_mut(k) {
-                        *t = o.get_mut(range.clone()).unwrap_or(&mut []);
-                    }
-                    k += 1;
+            let mut outs: [&mut [u8]; gf::MAX_OUTS] = Default::default();
+            for (o, t) in outs.iter_mut().zip(taken.iter_mut()) {
+                *o = t.get_mut(range.clone()).unwrap_or(&mut []);
+            }
+            gf::matmul_padded(kernel, &coefs[..n * ds], &ins[..ds], &mut outs[..n]);
+            for (t, &d) in taken.iter_mut().zip(idx.iter()).take(n) {
+                if let Some(buf) = shards.get_mut(d) {
+                    *buf = core::mem::take(t);
                 }
             }
-            gf::matmul_padded(kernel, &coefs[..n * ds], &ins[..ds], &mut targets[..n]);
         }
         Ok(work)
     }
@@ -404,24 +406,22 @@ mod tests {
     fn reconstruction_over_its_allowance_does_nothing() {
         let code = FecCode::new(3, 2).unwrap();
         let mut inv = Inverses::default();
-        let shards: [&[u8]; 4] = [&[1u8; 10], &[], &[3u8; 10], &[7u8; 10]];
-        let mut outs = vec![Vec::new(), vec![0u8; 10], Vec::new()];
+        let mut shards = vec![vec![1u8; 10], vec![0u8; 10], vec![3u8; 10], vec![7u8; 10]];
         let present = [true, false, true, true, false];
         let need = 3 * 10 + inversion_work(3);
         assert_eq!(
-            inv.reconstruct_data(&code, &present, &shards, &mut outs, 0..10, need - 1),
+            inv.reconstruct_data(&code, &present, &mut shards, 0..10, need - 1),
             Err(RsError::OverBudget(need))
         );
-        assert_eq!(outs[1], vec![0u8; 10]);
+        assert_eq!(shards[1], vec![0u8; 10]);
         assert_eq!(inv.heap_bytes(), 0);
         assert_eq!(
-            inv.reconstruct_data(&code, &present, &shards, &mut outs, 0..10, need),
+            inv.reconstruct_data(&code, &present, &mut shards, 0..10, need),
             Ok(need)
         );
-        assert_ne!(outs[1], vec![0u8; 10]);
         // The inverse is cached now: only the product is paid.
         assert_eq!(
-            inv.reconstruct_data(&code, &present, &shards, &mut outs, 0..10, 30),
+            inv.reconstruct_data(&code, &present, &mut shards, 0..10, 30),
             Ok(30)
         );
         assert!(inv.heap_bytes() <= Inverses::heap_bound(3));

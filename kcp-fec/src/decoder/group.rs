@@ -38,7 +38,7 @@ impl FecDecoder {
                 if num == 1 {
                     first = search_begin + i;
                 }
-                maxlen = maxlen.max(usize::from(e.len) - SHARD_HEADER_LEN);
+                maxlen = maxlen.max(e.buf.len() - SHARD_HEADER_LEN);
                 if let Some(p) = present.get_mut(e.seqid.wrapping_sub(shard_begin) as usize) {
                     *p = true;
                 }
@@ -69,7 +69,9 @@ impl FecDecoder {
 
     fn free_range(&mut self, first: usize, end: usize) {
         for _ in first..end {
-            self.remove(first);
+            if let Some(e) = self.remove(first) {
+                self.give(e.buf);
+            }
         }
     }
 
@@ -95,14 +97,23 @@ impl FecDecoder {
             self.stats.work_refused = self.stats.work_refused.wrapping_add(1);
             return false;
         }
-        // Buffers for the missing data shards only; the present ones are read where they lie
-        // in the arena (shorter ones count as zero-padded to the longest).
-        let ds = self.ds;
         let mut slots = core::mem::take(&mut self.scratch().slots);
-        let need = ds.saturating_sub(slots.len());
-        reserve_within(&mut slots, need, ds);
-        slots.resize_with(ds, Vec::new);
-        for k in 0..ds {
+        let need = total.saturating_sub(slots.len());
+        reserve_within(&mut slots, need, total);
+        slots.resize_with(total, Vec::new);
+        // Move the group's shards out of the queue into their slots, as they are: the code
+        // reads shorter ones as zero-padded to the longest.
+        for _ in first..end {
+            let Some(e) = self.remove(first) else {
+                break;
+            };
+            let slot = e.seqid.wrapping_sub(shard_begin) as usize;
+            match slots.get_mut(slot) {
+                Some(s) if s.capacity() == 0 => *s = e.buf,
+                _ => self.give(e.buf),
+            }
+        }
+        for k in 0..self.ds {
             if !present.get(k).copied().unwrap_or(true) {
                 let mut b = self.take(range.end);
                 b.resize(range.end, 0);
@@ -111,31 +122,12 @@ impl FecDecoder {
                 }
             }
         }
-        let mut ins: [&[u8]; MAX_TOTAL_SHARDS] = [&[]; MAX_TOTAL_SHARDS];
-        for e in self.rx.range(first..end) {
-            let slot = e.seqid.wrapping_sub(shard_begin) as usize;
-            let off = e.off as usize;
-            if let (Some(i), Some(p)) = (
-                ins.get_mut(slot),
-                self.arena.get(off..off + usize::from(e.len)),
-            ) {
-                if i.is_empty() {
-                    *i = p;
-                }
-            }
-        }
+        let (ds, ps) = (self.ds, self.ps);
         let code = &self.code;
         let scratch = self.scratch.get_or_insert_with(Default::default);
-        let result = scratch.inverses.reconstruct_data(
-            code,
-            present,
-            ins.get(..total).unwrap_or(&[]),
-            &mut slots,
-            range,
-            allowance,
-        );
-        // The group's shards leave the queue whether it was rebuilt or not.
-        self.free_range(first, end);
+        let result = scratch
+            .inverses
+            .reconstruct_data(code, present, &mut slots, range, allowance);
         let ok = match result {
             Ok(work) => {
                 self.budget.spend(work);
@@ -148,13 +140,13 @@ impl FecDecoder {
                 false
             }
         };
-        let ps = self.ps;
-        for s in slots.iter_mut() {
+        for (k, s) in slots.iter_mut().enumerate() {
             let mut b = core::mem::take(s);
             if b.capacity() == 0 {
                 continue;
             }
-            if ok {
+            let was_present = present.get(k).copied().unwrap_or(true);
+            if ok && k < ds && !was_present {
                 // Hand out the shard without its FEC header: size field first.
                 b.drain(..SHARD_HEADER_LEN);
                 let recovered = &mut self.scratch().recovered;

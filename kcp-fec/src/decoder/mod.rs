@@ -24,23 +24,13 @@ use crate::{ConfigError, FecConfig};
 /// kcp-go keeps `RX_MULTI * (ds + ps)` shards waiting for their group (`rxFECMulti`).
 const RX_MULTI: usize = 3;
 
-/// Most entries the queue can hold: `RX_MULTI` groups of the largest code, and the shard just
-/// inserted before the limit is applied.
-const MAX_QUEUED: usize = RX_MULTI * MAX_TOTAL_SHARDS + 1;
-
-/// Most bytes the queue may hold whatever [`FecConfig::queue_bytes`] says, so that offsets
-/// into the arena fit in a `u32`.
-const MAX_QUEUE_BYTES: usize = 1 << 30;
-
 /// One received shard waiting for its group.
 struct Entry {
     seqid: u32,
-    ts: Millis,
-    /// Where the whole FEC packet (header included) lies in the arena; the shard is its
-    /// bytes from 6 on.
-    off: u32,
-    len: u16,
     is_data: bool,
+    ts: Millis,
+    /// The whole FEC packet (header included); the shard is `buf[6..]`.
+    buf: Vec<u8>,
 }
 
 /// Collects received shards per group and rebuilds lost data shards from parity.
@@ -67,17 +57,11 @@ struct Entry {
 ///
 /// # Memory
 ///
-/// No buffer is allocated before the first shard. Queued packets lie back to back in one
-/// arena at their exact length (a 10/3 group of 96-byte packets takes 960 bytes, not ten
-/// buffers), and each queue entry is 16 bytes: seqid, time, offset and length. A removed
-/// packet leaves a hole; the arena empties whenever the queue does (as it does each time a
-/// group completes), and is compacted in place before it would grow while at least a
-/// quarter of it is holes, or when growing would pass its bound, `1.5 x queue_bytes + 2 x
-/// 1500` (so a compaction frees at least a third as much as it moves); it grows by half. [`FecConfig::queue_bytes`]
-/// bounds the queued packets' bytes. Only a reconstruction copies shards out, into buffers
-/// of three size classes (128, 256 and 1500 bytes) that are pooled for the next one, at most
-/// two groups' worth and half of `queue_bytes`. [`trim`](Self::trim) gives the arena, the
-/// pool, the queue and the inverse cache back.
+/// No buffer is allocated before the first shard. Queued shards are held in buffers of three
+/// sizes, 128 or 256 bytes for packets that fit and 1500 for the others, so that buffers are
+/// reused without ever growing; spare buffers are pooled, at most two groups' worth and half of
+/// `queue_bytes`. [`FecConfig::queue_bytes`] counts these buffers' real size.
+/// [`trim`](Self::trim) gives the pool, the queue and the inverse cache back.
 /// [`heap_bytes`](Self::heap_bytes) reports what is held, [`heap_bound`](Self::heap_bound)
 /// the most it can be.
 pub struct FecDecoder {
@@ -89,11 +73,7 @@ pub struct FecDecoder {
     hint: Option<FecCode>,
     config: FecConfig,
     rx: VecDeque<Entry>,
-    /// The queued packets' bytes, back to back, with holes where packets were removed.
-    arena: Vec<u8>,
-    /// Bytes of `arena` that no queued entry refers to.
-    holes: usize,
-    /// Bytes of the queued packets (`arena.len() - holes`).
+    /// Capacity of the queued shards' buffers.
     queued_bytes: usize,
     /// Pool, rebuilt shards and inverses: built on demand, dropped by `trim`.
     scratch: Option<alloc::boxed::Box<Scratch>>,
@@ -152,8 +132,6 @@ impl FecDecoder {
             code,
             config,
             rx: VecDeque::new(),
-            arena: Vec::new(),
-            holes: 0,
             queued_bytes: 0,
             scratch: None,
             autotune: None,
@@ -188,7 +166,7 @@ impl FecDecoder {
         self.rx.is_empty() && self.scratch.as_ref().is_none_or(|s| s.recovered.is_empty())
     }
 
-    /// Bytes of the queued packets (what [`FecConfig::queue_bytes`] bounds).
+    /// Heap bytes of the queued shards' buffers (what [`FecConfig::queue_bytes`] bounds).
     pub fn queued_bytes(&self) -> usize {
         self.queued_bytes
     }
@@ -202,7 +180,7 @@ impl FecDecoder {
     /// decoder's share of its codes' matrices. Not `size_of::<FecDecoder>()` itself.
     pub fn heap_bytes(&self) -> usize {
         self.rx.capacity() * core::mem::size_of::<Entry>()
-            + self.arena.capacity()
+            + self.queued_bytes
             + self.scratch.as_ref().map_or(0, |s| s.heap_bytes())
             + self.autotune.as_ref().map_or(0, |_| AutoTune::HEAP_BYTES)
             + self.code.share_bytes()
@@ -217,7 +195,7 @@ impl FecDecoder {
         let vec = core::mem::size_of::<Vec<u8>>();
         let rx_entries = RX_MULTI * total + 1;
         rx_entries * core::mem::size_of::<Entry>()
-            + arena_bound(config.queue_bytes)
+            + config.queue_bytes
             // The pool: half the queue's budget, in at most 2 * total + 1 buffers.
             + config.queue_bytes / 2
             + core::mem::size_of::<Scratch>()
@@ -238,11 +216,11 @@ impl FecDecoder {
     /// Rebuilt packets not polled yet, the autotune samples (parameter detection needs their
     /// history across sparse traffic) and the codes stay.
     pub fn trim(&mut self) {
-        while self.remove(0).is_some() {
+        while let Some(e) = self.remove(0) {
             self.stats.expired = self.stats.expired.wrapping_add(1);
+            drop(e);
         }
         self.rx = VecDeque::new();
-        self.arena = Vec::new();
         if self
             .scratch
             .as_ref()
@@ -341,86 +319,12 @@ impl FecDecoder {
         self.stats.decode_work = self.stats.decode_work.wrapping_add(work);
     }
 
-    /// Removes entry `i` from the queue (its bytes become a hole; an empty queue empties the
-    /// arena).
+    /// Removes entry `i` from the queue, keeping `queued_bytes` right.
     fn remove(&mut self, i: usize) -> Option<Entry> {
         let e = self.rx.remove(i)?;
-        self.queued_bytes -= usize::from(e.len);
-        self.holes += usize::from(e.len);
-        if self.rx.is_empty() {
-            self.arena.clear();
-            self.holes = 0;
-        }
+        self.queued_bytes -= e.buf.capacity();
         Some(e)
     }
-
-    /// The most bytes the queue may hold.
-    fn queue_limit(&self) -> usize {
-        self.config.queue_bytes.min(MAX_QUEUE_BYTES)
-    }
-
-    /// Appends `packet` to the arena and returns its entry's place. When the arena is full,
-    /// it is compacted if at least a quarter of it is holes (or growing would pass its
-    /// bound), else grown by half (exactly what is needed at most past the bound).
-    fn store(&mut self, packet: &[u8]) -> Option<(u32, u16)> {
-        let len = u16::try_from(packet.len()).ok()?;
-        let n = packet.len();
-        let bound = arena_bound(self.queue_limit());
-        let (used, cap) = (self.arena.len(), self.arena.capacity());
-        if cap - used < n {
-            if self.holes > 0 && (4 * self.holes >= used || used + n > bound) {
-                self.compact();
-                // Shrink an arena that a burst left mostly empty.
-                let need = self.arena.len() + n;
-                if 4 * need < cap {
-                    self.arena.shrink_to((need + need / 2).max(ARENA_MIN));
-                }
-            }
-            let (used, cap) = (self.arena.len(), self.arena.capacity());
-            if cap - used < n {
-                let target = (cap + cap / 2).max(ARENA_MIN).min(bound).max(used + n);
-                self.arena.reserve_exact(target - used);
-            }
-        }
-        let off = u32::try_from(self.arena.len()).ok()?;
-        self.arena.extend_from_slice(packet);
-        Some((off, len))
-    }
-
-    /// Moves the queued packets to the front of the arena, in arena order, closing the holes.
-    fn compact(&mut self) {
-        let n = self.rx.len();
-        let mut order = [0u16; MAX_QUEUED];
-        let Some(order) = order.get_mut(..n) else {
-            return;
-        };
-        for (i, o) in order.iter_mut().enumerate() {
-            *o = i as u16;
-        }
-        order.sort_unstable_by_key(|&i| self.rx.get(usize::from(i)).map_or(0, |e| e.off));
-        let mut at = 0usize;
-        for &i in order.iter() {
-            if let Some(e) = self.rx.get_mut(usize::from(i)) {
-                let (off, len) = (e.off as usize, usize::from(e.len));
-                // Offsets only go down: `at` never passes `off`.
-                self.arena.copy_within(off..off + len, at);
-                e.off = at as u32;
-                at += len;
-            }
-        }
-        self.arena.truncate(at);
-        self.holes = 0;
-    }
-}
-
-/// First capacity of the arena: a few small packets.
-const ARENA_MIN: usize = 256;
-
-/// Capacity the arena may reach for a queue of `queue_bytes`: the queue itself and the packet
-/// being added, and half as much again of holes before a compaction.
-fn arena_bound(queue_bytes: usize) -> usize {
-    let q = queue_bytes.min(MAX_QUEUE_BYTES);
-    q + q / 2 + 2 * MAX_PACKET_LEN
 }
 
 /// Counts a packet [`wire::classify`] refused.

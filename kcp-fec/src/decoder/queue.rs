@@ -34,19 +34,17 @@ impl FecDecoder {
             budget::earned(self.ds, packet.len() - SHARD_HEADER_LEN),
             self.budget_cap,
         );
-        let Some((off, len)) = self.store(packet) else {
-            return;
-        };
-        self.queued_bytes += usize::from(len);
+        let mut buf = self.take(packet.len());
+        buf.extend_from_slice(packet);
+        self.queued_bytes += buf.capacity();
         reserve_deque_within(&mut self.rx, 1, self.rxlimit + 1);
         self.rx.insert(
             insert_idx,
             Entry {
                 seqid,
-                ts: now,
-                off,
-                len,
                 is_data,
+                ts: now,
+                buf,
             },
         );
 
@@ -57,7 +55,7 @@ impl FecDecoder {
             self.evict_front(false);
         }
         // Byte budget: oldest first, as many as needed.
-        while self.queued_bytes > self.queue_limit() && !self.rx.is_empty() {
+        while self.queued_bytes > self.config.queue_bytes && !self.rx.is_empty() {
             self.evict_front(true);
         }
         // Expiry of leading entries.
@@ -66,8 +64,9 @@ impl FecDecoder {
             .front()
             .is_some_and(|e| now.since(e.ts) > FEC_EXPIRE_MS as i32)
         {
-            if self.remove(0).is_some() {
+            if let Some(e) = self.remove(0) {
                 self.stats.expired = self.stats.expired.wrapping_add(1);
+                self.give(e.buf);
             }
         }
     }
@@ -80,6 +79,7 @@ impl FecDecoder {
             if for_bytes {
                 self.stats.evicted_for_bytes = self.stats.evicted_for_bytes.wrapping_add(1);
             }
+            self.give(e.buf);
         }
     }
 }
