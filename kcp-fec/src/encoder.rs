@@ -169,7 +169,8 @@ impl FecEncoder {
         }
         // Exact: the buffer keeps its capacity across groups, so it grows only when a group's
         // longest packet is longer than every earlier group's.
-        self.parity.reserve_exact((ps * plen).saturating_sub(self.parity.len()));
+        self.parity
+            .reserve_exact((ps * plen).saturating_sub(self.parity.len()));
         self.parity.resize(ps * plen, 0);
         // From the last packet down, each moves to a place at or past its old one.
         for p in (0..ps).rev() {
