@@ -642,19 +642,7 @@ fn the_first_messages_of_a_new_session_are_answered_within_a_few_intervals() {
                 let _ = server.handle_datagram(now, 1, &mut d);
                 moved = true;
             }
-            let mut ids: Vec<_> = events(&mut server)
-                .into_iter()
-                .filter_map(|e| match e {
-                    Event::Readable(id) => Some(id),
-                    _ => None,
-                })
-                .collect();
-            ids.extend(std::iter::from_fn(|| server.accept()));
-            for id in ids {
-                while let Ok(n) = server.recv(id, &mut buf) {
-                    server.send(id, &buf[..n]).unwrap();
-                }
-            }
+            echo_ready(&mut server, &mut buf);
             for (to, mut d) in drain(&mut server, now) {
                 assert_eq!(to, 1);
                 let _ = client.handle_datagram(now, 0, &mut d);
@@ -682,6 +670,24 @@ fn the_first_messages_of_a_new_session_are_answered_within_a_few_intervals() {
     assert_eq!(server.stats().half_open_held, 1);
 }
 
+/// The server side of an echo: accepts new sessions and sends back what every readable one
+/// has received.
+fn echo_ready<A: PeerAddr>(server: &mut Endpoint<A>, buf: &mut [u8]) {
+    let mut ids: Vec<_> = events(server)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Readable(id) => Some(id),
+            _ => None,
+        })
+        .collect();
+    ids.extend(std::iter::from_fn(|| server.accept()));
+    for id in ids {
+        while let Ok(n) = server.recv(id, buf) {
+            server.send(id, &buf[..n]).unwrap();
+        }
+    }
+}
+
 /// Plays a client endpoint against `server` until the client has `want` bytes echoed back;
 /// returns the milliseconds it took and the client's retransmissions.
 fn echo_through(
@@ -702,19 +708,7 @@ fn echo_through(
                 let _ = server.handle_datagram(now, 1, &mut d);
                 moved = true;
             }
-            let mut ids: Vec<_> = events(server)
-                .into_iter()
-                .filter_map(|e| match e {
-                    Event::Readable(id) => Some(id),
-                    _ => None,
-                })
-                .collect();
-            ids.extend(std::iter::from_fn(|| server.accept()));
-            for id in ids {
-                while let Ok(n) = server.recv(id, &mut buf) {
-                    server.send(id, &buf[..n]).unwrap();
-                }
-            }
+            echo_ready(server, &mut buf);
             for (_, mut d) in drain(server, now) {
                 let _ = client.handle_datagram(now, 0, &mut d);
                 moved = true;
