@@ -1,0 +1,334 @@
+//! A new session's first messages: held whole until the peer confirms, the shared half-open
+//! pool, how soon they are answered, and a burst of clients from one host.
+
+use super::*;
+
+/// A new session's first messages are answered without waiting for a retransmission: the
+/// server holds the first flight and what follows it (here a second message sent in its own
+/// datagram before the probe arrives) while it probes, and once the peer's answer confirms
+/// the session the held messages are delivered and the replies leave at once, well before
+/// the client's first retransmission timeout (200 ms).
+#[test]
+fn the_first_messages_of_a_new_session_are_answered_within_a_few_intervals() {
+    let mut server: Endpoint<u8> = Endpoint::new(server_cfg()).unwrap();
+    let mut client: Endpoint<u8> = Endpoint::new(EndpointConfig::new(Config::fast3())).unwrap();
+    let start = Millis(1_000);
+    let mut now = start;
+    let c = client.connect(now, 0, 42).unwrap();
+    client.send(c, b"ping").unwrap();
+    for (_, mut d) in drain(&mut client, now) {
+        let _ = server.handle_datagram(now, 1, &mut d);
+    }
+    client.send(c, b"more").unwrap();
+    let mut answered_at = None;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 64];
+    for _ in 0..400 {
+        let mut moved = true;
+        while moved {
+            moved = false;
+            for (to, mut d) in drain(&mut client, now) {
+                assert_eq!(to, 0);
+                let _ = server.handle_datagram(now, 1, &mut d);
+                moved = true;
+            }
+            echo_ready(&mut server, &mut buf);
+            for (to, mut d) in drain(&mut server, now) {
+                assert_eq!(to, 1);
+                let _ = client.handle_datagram(now, 0, &mut d);
+                moved = true;
+            }
+        }
+        while let Ok(n) = client.recv(c, &mut buf) {
+            got.extend_from_slice(&buf[..n]);
+        }
+        if answered_at.is_none() && got.len() == 8 {
+            answered_at = Some(now.0 - start.0);
+        }
+        now += 1;
+        server.handle_timeout(now);
+        client.handle_timeout(now);
+    }
+    let at = answered_at.expect("both echoes arrive");
+    assert_eq!(got, b"pingmore");
+    assert_eq!(
+        client.session(c).unwrap().kcp().stats().retrans_segs,
+        0,
+        "no retransmission"
+    );
+    assert!(at < 60, "both echoes after {at} ms");
+    assert_eq!(server.stats().half_open_held, 1);
+}
+
+/// The server side of an echo: accepts new sessions and sends back what every readable one
+/// has received.
+fn echo_ready<A: PeerAddr>(server: &mut Endpoint<A>, buf: &mut [u8]) {
+    let mut ids: Vec<_> = events(server)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Readable(id) => Some(id),
+            _ => None,
+        })
+        .collect();
+    ids.extend(std::iter::from_fn(|| server.accept()));
+    for id in ids {
+        while let Ok(n) = server.recv(id, buf) {
+            server.send(id, &buf[..n]).unwrap();
+        }
+    }
+}
+
+/// Plays a client endpoint against `server` until the client has `want` bytes echoed back;
+/// returns the milliseconds it took and the client's retransmissions.
+fn echo_through(
+    server: &mut Endpoint<u8>,
+    client: &mut Endpoint<u8>,
+    c: kcp_core::endpoint::SessionId,
+    start: Millis,
+    want: usize,
+) -> (u32, u64) {
+    let mut now = start;
+    let mut got = 0;
+    let mut buf = [0u8; 8192];
+    for _ in 0..2_000 {
+        let mut moved = true;
+        while moved {
+            moved = false;
+            for (_, mut d) in drain(client, now) {
+                let _ = server.handle_datagram(now, 1, &mut d);
+                moved = true;
+            }
+            echo_ready(server, &mut buf);
+            for (_, mut d) in drain(server, now) {
+                let _ = client.handle_datagram(now, 0, &mut d);
+                moved = true;
+            }
+        }
+        while let Ok(n) = client.recv(c, &mut buf) {
+            got += n;
+        }
+        if got >= want {
+            break;
+        }
+        now += 1;
+        server.handle_timeout(now);
+        client.handle_timeout(now);
+    }
+    assert_eq!(got, want, "every byte echoed");
+    let retrans = client.session(c).unwrap().kcp().stats().retrans_segs;
+    (now.0 - start.0, retrans)
+}
+
+#[test]
+fn a_first_message_of_several_datagrams_is_held_whole_until_the_peer_confirms() {
+    // A 4 KiB request is four datagrams at MTU 1400, all sent before the client hears the
+    // server: none may wait for the client's first retransmission timeout (200 ms).
+    let mut server: Endpoint<u8> = Endpoint::new(server_cfg()).unwrap();
+    let mut client: Endpoint<u8> = Endpoint::new(EndpointConfig::new(Config::fast3())).unwrap();
+    let start = Millis(1_000);
+    let c = client.connect(start, 0, 42).unwrap();
+    client.send(c, &[9u8; 4096]).unwrap();
+    let first = drain(&mut client, start);
+    assert!(first.len() >= 3, "{} datagrams", first.len());
+    for (_, mut d) in first {
+        let _ = server.handle_datagram(start, 1, &mut d);
+    }
+    assert_eq!(server.stats().half_open_dropped, 0);
+    let (ms, retrans) = echo_through(&mut server, &mut client, c, start, 4096);
+    assert_eq!(retrans, 0, "nothing sent twice");
+    assert!(ms < 60, "echoed after {ms} ms");
+}
+
+#[test]
+fn a_bulk_senders_first_window_is_held_whole() {
+    // kcp-go's client sends up to 128 full segments (its initial view of the peer's window)
+    // before it hears the server: the server keeps them all and delivers them on confirmation.
+    let mut server: Endpoint<SocketAddr> = Endpoint::new(EndpointConfig {
+        accept: true,
+        ..EndpointConfig::new(Config::fast3().with_windows(1024, 1024))
+    })
+    .unwrap();
+    let now = Millis(10);
+    let from = addr(1, 5000);
+    for sn in 0..128u32 {
+        let mut d = push(77, sn, 0, &[sn as u8; 1376]);
+        server.handle_datagram(now, from, &mut d).unwrap();
+    }
+    assert_eq!(server.stats().half_open_dropped, 0);
+    assert_eq!(server.stats().half_open_held, 127);
+    drain(&mut server, now);
+    let mut wins = seg(77, Command::WindowTell, 0, 0, &[]);
+    server.handle_datagram(now, from, &mut wins).unwrap();
+    let id = server.accept().expect("confirmed");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = server.recv(id, &mut buf) {
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(got.len(), 128 * 1376, "the whole first window, in order");
+    assert!(got
+        .chunks(1376)
+        .enumerate()
+        .all(|(i, c)| c.iter().all(|&b| b == i as u8)));
+}
+
+#[test]
+fn the_half_open_pool_evicts_for_new_first_flights_and_caps_later_data() {
+    let mut server: Endpoint<SocketAddr> = Endpoint::new(EndpointConfig {
+        half_open_pool_bytes: 4_000,
+        half_open_min_age_ms: 0,
+        ..server_cfg()
+    })
+    .unwrap();
+    let now = Millis(10);
+    let big = [5u8; 1476];
+    for ip in 1..=3u8 {
+        let mut d = push(100 + u32::from(ip), 0, 0, &big);
+        assert_eq!(d.len(), 1500);
+        server.handle_datagram(now, addr(ip, 9), &mut d).unwrap();
+        drain(&mut server, now);
+    }
+    // Three 1500-byte first flights do not fit a 4000-byte pool: the oldest made room.
+    assert_eq!(server.stats().half_open, 2);
+    assert_eq!(server.stats().half_open_evicted, 1);
+    // A later datagram of a half-open peer is kept only while the pool has room (1000 bytes
+    // here): it evicts no one.
+    let mut d = push(102, 1, 0, &big);
+    let r = server.handle_datagram(now, addr(2, 9), &mut d);
+    assert!(
+        matches!(r, Err(EndpointError::Rejected(DropReason::Unconfirmed))),
+        "{r:?}"
+    );
+    assert_eq!(server.stats().half_open_dropped, 1);
+    assert_eq!(server.stats().half_open_evicted, 1);
+    let mut d = push(102, 1, 0, &big[..500]);
+    server.handle_datagram(now, addr(2, 9), &mut d).unwrap();
+    assert_eq!(server.stats().half_open_held, 1);
+}
+
+#[test]
+fn young_half_open_entries_are_not_evicted_new_first_flights_wait() {
+    let mut ep: Endpoint<SocketAddr> = Endpoint::new(EndpointConfig {
+        max_half_open_per_host: 4,
+        half_open_min_age_ms: 100,
+        ..server_cfg()
+    })
+    .unwrap();
+    let mut now = Millis(1_000);
+    for port in 1..=4u16 {
+        ep.handle_datagram(now, addr(1, port), &mut push(7, 0, 0, b"x"))
+            .unwrap();
+    }
+    // The host's share is full of entries younger than the minimum age: refused.
+    now += 99;
+    let r = ep.handle_datagram(now, addr(1, 5), &mut push(7, 0, 0, b"x"));
+    assert!(
+        matches!(r, Err(EndpointError::Rejected(DropReason::Refused))),
+        "{r:?}"
+    );
+    assert_eq!(ep.stats().half_open_evicted, 0);
+    // Their peers can still answer.
+    ep.handle_datagram(now, addr(1, 1), &mut seg(7, Command::WindowTell, 0, 0, &[]))
+        .unwrap();
+    assert_eq!(ep.len(), 1);
+    // Once old enough, the oldest goes for a new first flight.
+    now += 1;
+    ep.handle_datagram(now, addr(1, 6), &mut push(7, 0, 0, b"x"))
+        .unwrap();
+    ep.handle_datagram(now, addr(1, 7), &mut push(7, 0, 0, b"x"))
+        .unwrap();
+    assert_eq!(ep.stats().half_open_evicted, 1);
+    assert_eq!(ep.stats().half_open, 4);
+}
+
+#[test]
+fn a_burst_of_clients_from_one_host_all_get_in() {
+    // 400 clients behind one address (a NAT, a load test) connect within 100 ms, six times
+    // the host's share of the half-open table, and hear the server 20 ms after it sends (a
+    // round trip, a busy client). Every one must get in: an entry is kept until its peer
+    // could answer. Evicting the oldest entry for every new first flight gave each entry
+    // 16 ms here, less than its peer needs, so none could be confirmed until the clients'
+    // retransmission timeouts had backed off far enough apart.
+    const N: u16 = 400;
+    const DELAY: u32 = 20;
+    let mut server: Endpoint<SocketAddr> = Endpoint::new(EndpointConfig {
+        backlog: 1_000,
+        ..server_cfg()
+    })
+    .unwrap();
+    let mut clients: Vec<Option<(Endpoint<u8>, kcp_core::endpoint::SessionId)>> = Vec::new();
+    clients.resize_with(usize::from(N), || None);
+    let start = Millis(1_000);
+    let mut now = start;
+    let mut to_clients: VecDeque<(u32, usize, Vec<u8>)> = VecDeque::new();
+    let mut got = vec![false; N as usize];
+    let mut buf = [0u8; 64];
+    let mut all_in = None;
+    for step in 0..10_000u32 {
+        // Four new clients a millisecond for the first 100 ms.
+        for k in 0..4 {
+            let i = (step * 4 + k) as usize;
+            if step < 100 && i < usize::from(N) {
+                let mut c: Endpoint<u8> =
+                    Endpoint::new(EndpointConfig::new(Config::fast3())).unwrap();
+                let id = c.connect(now, 0, 1_000 + i as u32).unwrap();
+                c.send(id, b"hello").unwrap();
+                clients[i] = Some((c, id));
+            }
+        }
+        for (i, c) in clients.iter_mut().enumerate() {
+            if let Some((c, _)) = c {
+                for (_, mut d) in drain(c, now) {
+                    let _ = server.handle_datagram(now, addr(1, 10_000 + i as u16), &mut d);
+                }
+            }
+        }
+        let ids: Vec<_> = std::iter::from_fn(|| server.accept()).collect();
+        let readable: Vec<_> = events(&mut server)
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::Readable(id) => Some(id),
+                _ => None,
+            })
+            .chain(ids)
+            .collect();
+        for id in readable {
+            while let Ok(n) = server.recv(id, &mut buf) {
+                server.send(id, &buf[..n]).unwrap();
+            }
+        }
+        for (to, d) in drain(&mut server, now) {
+            to_clients.push_back((now.0 + DELAY, usize::from(to.port() - 10_000), d));
+        }
+        while to_clients.front().is_some_and(|(at, _, _)| *at <= now.0) {
+            let (_, i, mut d) = to_clients.pop_front().unwrap();
+            if let Some((c, _)) = &mut clients[i] {
+                let _ = c.handle_datagram(now, 0, &mut d);
+            }
+        }
+        for (i, c) in clients.iter_mut().enumerate() {
+            if let Some((c, id)) = c {
+                if c.recv(*id, &mut buf).is_ok() {
+                    got[i] = true;
+                }
+            }
+        }
+        if got.iter().all(|&g| g) {
+            all_in = Some(now.0 - start.0);
+            break;
+        }
+        now += 1;
+        server.handle_timeout(now);
+        for (c, _) in clients.iter_mut().flatten() {
+            c.handle_timeout(now);
+        }
+    }
+    let n_in = got.iter().filter(|&&g| g).count();
+    let st = server.stats();
+    let at = all_in.unwrap_or_else(|| panic!("{n_in} of {N} echoed in 10 s; {st:?}"));
+    eprintln!(
+        "all {N} echoed after {at} ms; refused {}, evicted {}",
+        st.refused, st.half_open_evicted
+    );
+    assert!(at < 1_000, "all {N} echoed after {at} ms");
+}

@@ -1,0 +1,314 @@
+//! The driver's own tests: the clock wrap, a full send buffer, batched replies, cleanup.
+
+use std::time::Duration;
+
+use kcp_core::wire::{Command, SegmentRepr, HEADER_LEN};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::*;
+use crate::{KcpConfig, KcpListener, KcpStream};
+
+/// CPU time of the calling thread.
+#[cfg(target_os = "linux")]
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec to write into.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+#[test]
+fn deadlines_are_computed_in_64_bits_across_the_wrap() {
+    let wrap = 1u64 << 32;
+    // A deadline 30 ms ahead, seen 10 ms before the u32 clock wraps.
+    let now = wrap - 10;
+    assert_eq!(deadline_ms(now, millis(now + 30)), now + 30);
+    // Seen after the wrap (now is past 2^32, the endpoint's Millis is small again).
+    let now = wrap + 5;
+    assert_eq!(deadline_ms(now, millis(now + 30)), now + 30);
+    // A deadline already past is now, never 49.7 days away or in the distant past.
+    assert_eq!(deadline_ms(now, millis(now - 3)), now);
+    let c = Clock::new(wrap - 1);
+    let t = c.now_ms();
+    assert!(c.instant_at(t + 1000) > Instant::now());
+}
+
+/// The kernel's send buffer stays full (every send refused with EAGAIN, through
+/// `try_io`) while the peer never answers: the driver sleeps until its timers, it does
+/// not spin on a writable readiness that never clears.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_full_send_buffer_does_not_spin() {
+    let (done, result) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let r = rt.block_on(async {
+            // A peer that never reads or answers.
+            let peer = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let cfg = KcpConfig::new(kcp_core::Config::fast3());
+            let mut c = KcpStream::connect(peer.local_addr().unwrap(), cfg)
+                .await
+                .unwrap();
+            c.driver()
+                .inner()
+                .stall_sends
+                .store(true, Ordering::Relaxed);
+            c.write_all(&[1u8; 64 * 1024]).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let cpu = thread_cpu();
+            let wall = Instant::now();
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let (cpu, wall) = (thread_cpu() - cpu, wall.elapsed());
+            let st = c.socket_stats();
+            assert!(st.send_would_block > 0 && st.backlog > 0, "{st:?}");
+            (cpu, wall, st)
+        });
+        let _ = done.send(r);
+    });
+    // A driver that spins on a current-thread runtime can starve the test's own timer.
+    let (cpu, wall, st) = result
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the runtime never got back to the test: the driver spins");
+    // A spinning driver burns the whole second; a sleeping one a few ms.
+    assert!(
+        cpu < wall / 10,
+        "driver used {cpu:?} CPU in {wall:?} ({} wake-ups)",
+        st.wakeups
+    );
+}
+
+/// The driver's clock crosses 2^32 ms (49.7 days) during a transfer: data still flows,
+/// the driver does not spin, and an idle timeout after the wrap fires on time.
+#[tokio::test]
+async fn timers_work_across_the_32_bit_clock_wrap() {
+    let start = (1u64 << 32) - 1_500;
+    let cfg =
+        KcpConfig::new(kcp_core::Config::fast3()).idle_timeout(Some(Duration::from_millis(1_000)));
+    crate::config::CLOCK_OFFSET_MS.with(|c| c.set(start));
+    let l = KcpListener::bind("127.0.0.1:0", cfg.clone()).await.unwrap();
+    let mut c = KcpStream::connect(l.local_addr(), cfg).await.unwrap();
+    c.write_all(b"x").await.unwrap();
+    let (mut s, _) = l.accept().await.unwrap();
+    let mut b = [0u8; 1];
+    s.read_exact(&mut b).await.unwrap();
+    // Echo round trips for 2.5 s: the clocks wrap 1.5 s in.
+    let t = Instant::now();
+    let mut n = 0u32;
+    while t.elapsed() < Duration::from_millis(2_500) {
+        c.write_all(&n.to_le_bytes()).await.unwrap();
+        let mut got = [0u8; 4];
+        s.read_exact(&mut got).await.unwrap();
+        s.write_all(&got).await.unwrap();
+        c.read_exact(&mut got).await.unwrap();
+        assert_eq!(u32::from_le_bytes(got), n);
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(c.driver().now_ms() > 1 << 32);
+    assert!(n > 50, "only {n} round trips");
+    // Silence: the server's session ends by its idle timeout, on time.
+    let quiet = Instant::now();
+    drop(c);
+    let e = tokio::time::timeout(Duration::from_secs(5), s.read(&mut b))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(
+        crate::KcpError::of(&e),
+        Some(crate::KcpError::Ended(CloseReason::IdleTimeout))
+    );
+    let waited = quiet.elapsed();
+    assert!(
+        waited > Duration::from_millis(700) && waited < Duration::from_millis(2_000),
+        "{waited:?}"
+    );
+    // A spinning driver wakes up millions of times in 3.5 s.
+    let st = l.socket_stats();
+    assert!(st.wakeups < 5_000, "{st:?}");
+}
+
+/// Starts recording the driver's events (see [`Trace`]).
+#[cfg(target_os = "linux")]
+fn start_trace(d: &Driver) {
+    *d.inner().traces.lock().unwrap() = Some(Vec::new());
+}
+
+/// Stops recording and returns what was recorded.
+#[cfg(target_os = "linux")]
+fn take_trace(d: &Driver) -> Vec<Trace> {
+    d.inner().traces.lock().unwrap().take().unwrap_or_default()
+}
+
+/// `n` client streams, each with an echo task on the listener's side, one round trip
+/// done, then quiet (every driver waiting). One runtime thread: nothing runs between the
+/// awaits of the test's task.
+#[cfg(target_os = "linux")]
+async fn echo_sessions(n: usize) -> (KcpListener, Vec<KcpStream>) {
+    let cfg = KcpConfig::new(kcp_core::Config::fast3());
+    let l = KcpListener::bind("127.0.0.1:0", cfg.clone()).await.unwrap();
+    let mut clients = Vec::new();
+    for _ in 0..n {
+        let mut c = KcpStream::connect(l.local_addr(), cfg.clone())
+            .await
+            .unwrap();
+        c.write_all(b"hi").await.unwrap();
+        let (mut s, _) = l.accept().await.unwrap();
+        tokio::spawn(async move {
+            let mut b = [0u8; 64];
+            loop {
+                match s.read(&mut b).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(k) => {
+                        if s.write_all(&b[..k]).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        let mut b = [0u8; 2];
+        c.read_exact(&mut b).await.unwrap();
+        clients.push(c);
+    }
+    // Let every driver finish its turn and the ACKs settle.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    (l, clients)
+}
+
+/// Requests of many sessions that arrive together are answered by their own tasks, and
+/// the replies leave in one send pass of the driver (one `sendmmsg`), not one system call
+/// per reply.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn replies_of_many_sessions_leave_in_one_send() {
+    const N: usize = 16;
+    let (l, mut clients) = echo_sessions(N).await;
+    let d = l.sockets.drivers[0].clone();
+    let before = d.socket_stats();
+    start_trace(&d);
+    // Each write sends its datagram before returning: all N wait in the listener's socket
+    // before its driver runs again.
+    for (i, c) in clients.iter_mut().enumerate() {
+        c.write_all(&[i as u8; 8]).await.unwrap();
+    }
+    for (i, c) in clients.iter_mut().enumerate() {
+        let mut b = [0u8; 8];
+        c.read_exact(&mut b).await.unwrap();
+        assert_eq!(b, [i as u8; 8]);
+    }
+    let trace = take_trace(&d);
+    let after = d.socket_stats();
+    let received: usize = trace
+        .iter()
+        .map(|t| if let Trace::Received(k) = t { *k } else { 0 })
+        .sum();
+    assert!(received >= N, "{trace:?}");
+    // The first send pass after the requests carries every reply.
+    let first_send = trace.iter().find_map(|t| match t {
+        Trace::Sent(k) => Some(*k),
+        _ => None,
+    });
+    assert_eq!(first_send, Some(N), "{trace:?}");
+    assert!(
+        after.batched_writes - before.batched_writes >= N as u64,
+        "{before:?} {after:?}"
+    );
+    assert!(
+        after.send_calls - before.send_calls < N as u64 / 4,
+        "{before:?} {after:?}"
+    );
+}
+
+/// A lone request: the turn wakes one task and does not hold its reply: the task sends
+/// it itself as soon as it runs (no yield, no transmit left to the driver), right after
+/// the driver's turn, before anything else happens on the socket.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn a_lone_reply_is_sent_by_its_task_at_once() {
+    let (l, mut clients) = echo_sessions(1).await;
+    let d = l.sockets.drivers[0].clone();
+    let c = &mut clients[0];
+    for round in 0..3u8 {
+        let before = d.socket_stats();
+        start_trace(&d);
+        c.write_all(&[round; 4]).await.unwrap();
+        let mut b = [0u8; 4];
+        c.read_exact(&mut b).await.unwrap();
+        assert_eq!(b, [round; 4]);
+        let trace = take_trace(&d);
+        let after = d.socket_stats();
+        // The turn, then the driver waits, then the task's own send of its reply.
+        let upto_sent: Vec<Trace> = trace
+            .iter()
+            .copied()
+            .take_while(|t| !matches!(t, Trace::Sent(_)))
+            .collect();
+        assert_eq!(
+            upto_sent,
+            [
+                Trace::Received(1),
+                Trace::Woke(1),
+                Trace::TurnSend,
+                Trace::Wait
+            ],
+            "{trace:?}"
+        );
+        assert_eq!(
+            trace.get(upto_sent.len()),
+            Some(&Trace::Sent(1)),
+            "{trace:?}"
+        );
+        assert_eq!(after.batched_writes, before.batched_writes, "{trace:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Peers that open sessions and vanish before `accept` leave nothing behind.
+#[tokio::test]
+async fn unaccepted_sessions_leave_no_state() {
+    let cfg =
+        KcpConfig::new(kcp_core::Config::fast3()).idle_timeout(Some(Duration::from_millis(100)));
+    let l = KcpListener::bind("127.0.0.1:0", cfg).await.unwrap();
+    let peer = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let segment = |conv, cmd, len: usize| {
+        let mut d = vec![0u8; HEADER_LEN + len];
+        SegmentRepr {
+            conv,
+            cmd,
+            frg: 0,
+            wnd: 32,
+            ts: 0,
+            sn: 0,
+            una: 0,
+            len: len as u32,
+        }
+        .emit(&mut d)
+        .unwrap();
+        d
+    };
+    for conv in 0..20u32 {
+        let d = segment(conv, Command::Push, 1);
+        peer.send_to(&d, l.local_addr()).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // First flights open half-open entries, not sessions; the peer's answers to the
+    // probes make them sessions.
+    assert_eq!(l.sessions_per_socket(), [0]);
+    assert_eq!(l.stats().half_open, 20);
+    for conv in 0..20u32 {
+        let d = segment(conv, Command::WindowTell, 0);
+        peer.send_to(&d, l.local_addr()).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(l.sessions_per_socket(), [20]);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(l.sessions_per_socket(), [0], "idle sessions time out");
+    let s = l.sockets.drivers[0].lock();
+    assert!(s.sessions.is_empty() && s.lingering.is_empty());
+}
