@@ -12,7 +12,9 @@
 //!   backlog (beyond it datagrams are dropped, counted in [`SocketStats::send_drops`]; KCP
 //!   retransmits).
 //! * The driver reads datagrams, decrypts them without any lock, and feeds them in chunks,
-//!   running due timers between chunks so that ACKs keep flowing while it is busy.
+//!   running due timers between chunks so that ACKs keep flowing while it is busy. A driver
+//!   that wakes late (its timers due for several ms) reads the socket before it runs them, so
+//!   ACKs that arrived in time are not mistaken for losses.
 //! * Time is a 64-bit millisecond clock from an `Instant`; the endpoint gets it truncated to
 //!   `u32` ([`Millis`]), deadlines are computed in 64 bits.
 //!
@@ -317,6 +319,11 @@ impl Drop for Driver {
     }
 }
 
+/// A driver that runs its timers this many ms after they were due reads its socket first
+/// (an on-time wake-up, within the timer's 1 ms granularity and a little scheduling delay,
+/// does not pay the extra system call).
+const LATE_MS: i32 = 4;
+
 async fn run(d: Arc<Inner>, gro: bool, opener: Option<Crypt>) {
     let max_datagram = d.lock().ep.config().max_datagram;
     let mut rx = Rx {
@@ -337,6 +344,29 @@ async fn run(d: Arc<Inner>, gro: bool, opener: Option<Crypt>) {
     loop {
         bump(&d.counters.wakeups, 1);
         let now = d.clock.now_ms();
+        let late = d.lock().ep.poll_timeout().map(|t| -t.since(millis(now)));
+        if late.is_some_and(|l| l >= LATE_MS) {
+            // The driver wakes late: it meant to run its timers a while ago (a busy machine
+            // descheduled it, whatever woke it now). First read what has arrived: the
+            // ACKs sent in time wait in the socket, and Tokio may not have polled for them
+            // yet; running the timers before them would resend what the peer has already
+            // received. Feeding runs the due timers after the datagrams (`end_chunk`).
+            match d.receive(&mut rx, true) {
+                Ok(0) => {}
+                Ok(_) => {
+                    d.wake_ready();
+                    d.transmit();
+                }
+                Err(e) => {
+                    let mut wake = Vec::new();
+                    d.lock().stop(e.kind(), &mut wake);
+                    for w in wake {
+                        w.wake();
+                    }
+                    return;
+                }
+            }
+        }
         let (deadline, ran) = {
             let mut s = d.lock();
             let mut ran = false;
@@ -386,7 +416,7 @@ async fn run(d: Arc<Inner>, gro: bool, opener: Option<Crypt>) {
             r = d.socket.readable() => {
                 // A receive turn: what tasks write until it ends leaves in its one batch.
                 d.in_turn.store(true, Ordering::SeqCst);
-                let r = r.and_then(|()| d.receive(&mut rx));
+                let r = r.and_then(|()| d.receive(&mut rx, false));
                 if let Err(e) = r {
                     d.in_turn.store(false, Ordering::SeqCst);
                     let mut wake = Vec::new();

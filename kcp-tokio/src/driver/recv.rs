@@ -33,19 +33,30 @@ pub(super) enum Verdict {
 }
 
 impl Inner {
-    /// Reads up to `RECV_PER_WAKE` datagrams; `Err` only for a socket failure.
+    /// Reads up to `RECV_PER_WAKE` datagrams and returns how many; `Err` only for a socket
+    /// failure.
+    ///
+    /// With `direct` the socket is read even when Tokio has not (yet) seen it readable: after
+    /// a late wake-up, datagrams may be waiting that the runtime has not polled for.
     ///
     /// Each batch the socket delivers is handled where it lies, in two passes: the first
     /// opens every datagram in place with no lock held (decryption is the costly part), the
     /// second feeds them to the endpoint under the state lock, in chunks of `CHUNK` with due
     /// timers run between chunks, so a receiver busy with a backlog keeps sending ACKs.
-    pub(super) fn receive(&self, rx: &mut Rx) -> io::Result<()> {
+    pub(super) fn receive(&self, rx: &mut Rx, direct: bool) -> io::Result<usize> {
         let mut got = 0;
         while got < RECV_PER_WAKE {
-            // Through Tokio's readiness: a `WouldBlock` clears it.
-            match self.socket.try_io(Interest::READABLE, || {
+            // Through Tokio's readiness: a `WouldBlock` clears it. A direct read leaves the
+            // readiness as it is (at worst Tokio reports the socket readable once more and
+            // that read finds nothing).
+            let r = if direct {
                 rx.receiver.recv(SockRef::from(&*self.socket))
-            }) {
+            } else {
+                self.socket.try_io(Interest::READABLE, || {
+                    rx.receiver.recv(SockRef::from(&*self.socket))
+                })
+            };
+            match r {
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if ignorable(&e) => {
@@ -87,7 +98,7 @@ impl Inner {
             self.feed(rx);
             got += n;
         }
-        Ok(())
+        Ok(got)
     }
 
     /// The second pass over a batch: feeds the opened datagrams to the endpoint, runs timers

@@ -312,3 +312,100 @@ async fn unaccepted_sessions_leave_no_state() {
     let s = l.sockets.drivers[0].lock();
     assert!(s.sessions.is_empty() && s.lingering.is_empty());
 }
+
+/// A driver that wakes late (its thread descheduled past a retransmission deadline) reads
+/// the ACKs waiting in its socket before it runs its timers, so it does not resend what the
+/// peer has already acknowledged. The client's runtime has one thread, blocked here for
+/// longer than the retransmission timeout while the peer (its own thread) acknowledges; when
+/// the driver runs again its timer, its socket and the write's wake-up are all ready, and
+/// Tokio may pick any of them first (without the read-first rule most trials retransmit).
+/// Each trial is a new session: a blocked round trip raises the session's RTO past the block.
+#[test]
+fn a_late_driver_reads_acks_before_its_timers() {
+    const TRIALS: usize = 6;
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    let peer = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let cfg = KcpConfig::new(kcp_core::Config::fast3());
+            let l = KcpListener::bind("127.0.0.1:0", cfg).await.unwrap();
+            addr_tx.send(l.local_addr()).unwrap();
+            let sinks = async {
+                loop {
+                    let (mut s, _) = l.accept().await.unwrap();
+                    tokio::spawn(async move {
+                        let mut b = [0u8; 256];
+                        while let Ok(k) = s.read(&mut b).await {
+                            if k == 0 {
+                                break;
+                            }
+                        }
+                    });
+                }
+            };
+            tokio::select! {
+                _ = sinks => {}
+                _ = done_rx => {}
+            }
+        });
+    });
+    let addr = addr_rx.recv().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let cfg = KcpConfig::new(kcp_core::Config::fast3());
+        for trial in 0..TRIALS {
+            let std_sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            std_sock.set_nonblocking(true).unwrap();
+            // A second handle on the client's socket, to see the ACK arrive without reading it.
+            let peek = std_sock.try_clone().unwrap();
+            let sock = tokio::net::UdpSocket::from_std(std_sock).unwrap();
+            let conv = 0x1000 + trial as u32;
+            let mut c = KcpStream::connect_with_socket(sock, addr, conv, cfg.clone()).unwrap();
+            c.write_all(b"hello").await.unwrap();
+            // Until the hello is acknowledged.
+            let t0 = std::time::Instant::now();
+            let before = loop {
+                let st = c.stats().unwrap();
+                if st.kcp.acks_in >= 1 {
+                    break st;
+                }
+                assert!(
+                    t0.elapsed() < Duration::from_secs(10),
+                    "trial {trial}: {st:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            };
+            // The write leaves at once (a lone task sends its own datagram); the thread stays
+            // blocked until the ACK waits in the socket and the RTO has passed twice over.
+            c.write_all(&[trial as u8; 32]).await.unwrap();
+            let t0 = std::time::Instant::now();
+            let mut b = [0u8; 64];
+            while peek.peek(&mut b).is_err() {
+                assert!(
+                    t0.elapsed() < Duration::from_secs(10),
+                    "trial {trial}: no ACK"
+                );
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let block = Duration::from_millis(2 * u64::from(before.rto_ms) + 20);
+            std::thread::sleep(block.saturating_sub(t0.elapsed()));
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            let after = c.stats().unwrap().kcp;
+            let b = before.kcp;
+            assert!(after.acks_in > b.acks_in, "trial {trial}: {b:?} {after:?}");
+            assert_eq!(
+                after.retrans_segs, b.retrans_segs,
+                "trial {trial}: {b:?} {after:?}"
+            );
+        }
+    });
+    let _ = done_tx.send(());
+    peer.join().unwrap();
+}
