@@ -48,7 +48,8 @@
 # SESS_GO_REF (2000; empty to skip), SESS_OPEN_LIST (the largest of SESS_LIST: burst runs against
 # our server with its half-open admission limits raised; empty to skip), SESS_FLAGS,
 # SESS_CLIENT_FLAGS (extra client flags, e.g. "--client-sockets 8": ours only, kcp-go's server
-# keys sessions by address),
+# keys sessions by address), SESS_SERVER_FLAGS (extra flags for our server only, e.g.
+# "--threads 1": a current-thread runtime),
 # DRV_CONNS (8), DRV_BYTES (32M), DRV_FLAGS, MIO_CONNS (1000), MIO_ECHO_N (20), TIMEOUT (60, s per single-session client),
 # RUST / MIO / GO_PERF (prebuilt binaries; built if unset), OUT (result folder).
 set -euo pipefail
@@ -83,6 +84,7 @@ SESS_GO_REF=${SESS_GO_REF-2000}
 SESS_OPEN_LIST=${SESS_OPEN_LIST-${SESS_LIST##* }}
 SESS_FLAGS=${SESS_FLAGS:---mode $MODE --mtu $MTU --crypt aes --datashard 10 --parityshard 3}
 SESS_CLIENT_FLAGS=${SESS_CLIENT_FLAGS:-}
+SESS_SERVER_FLAGS=${SESS_SERVER_FLAGS:-}
 DRV_CONNS=${DRV_CONNS:-8}
 DRV_BYTES=${DRV_BYTES:-32M}
 DRV_FLAGS=${DRV_FLAGS:---mode $MODE --mtu $MTU --sndwnd 1024 --rcvwnd 1024 --crypt aes --datashard 10 --parityshard 3}
@@ -363,8 +365,8 @@ sess_run() {
     # sessions (4096 by default) is raised in every row.
     local impl=$kind sflags=
     case $kind in
-        rust) sflags="--sessions-per-host 1000000" ;;
-        rustopen) impl=rust; sflags="--max-half-open 1000000 --half-open-per-host 1000000 --sessions-per-host 1000000" ;;
+        rust) sflags="--sessions-per-host 1000000 $SESS_SERVER_FLAGS" ;;
+        rustopen) impl=rust; sflags="--max-half-open 1000000 --half-open-per-host 1000000 --sessions-per-host 1000000 $SESS_SERVER_FLAGS" ;;
     esac
     local ramp=0; [ "$how" = ramp ] && ramp=$SESS_RAMP
     # The steady window: every session is up (ramp over, connects done) and none has finished.
@@ -441,7 +443,7 @@ section_sessions() {
     for n in $SESS_OPEN_LIST; do sess_run rustopen "$n" burst; done
     [ -z "$SESS_GO_REF" ] || sess_run go "$SESS_GO_REF" ramp
     report "" "### 4. Many sessions, one 64 B echo per second each ($SESS_ECHOES per session), our client driving both servers" ""
-    report "\`kcp-perf client --test echo --conns N --rate 1 --bytes $((64 * SESS_ECHOES)) --msg 64 --ramp R --timeout 30 $SESS_CLIENT_FLAGS $SESS_FLAGS\` (default windows 128/512), R = $SESS_RAMP s (ramp) or 0 (all at once). Server CPU over a steady window (every session up, none done): % of a core and µs per echo (= window CPU / (N × window s)); \"all\": the whole run's server CPU per echo, set-up and close included. RSS: (server VmHWM at the end − VmHWM before the client) / N. Echo round trips and retransmissions: client's, all sessions. Server retrans: our server's RetransSegs (its counters, printed on SIGUSR1 at the end), kcp-go's process-wide counter. Lock ms: the longest hold of our server's driver lock (kcp-perf's \`perf\` feature; preemption included). Refused: first flights our server turned away at admission, evicted half-open entries (\`half_open_evicted\`) plus refused first flights (\`refused\`; by default a host keeps at most 64 half-open entries, the oldest evicted for a new first flight once 100 ms old, else the new one refused, so a burst from one loopback client is admitted 64 at a time and the refused clients retry at their retransmission timeouts); \"admission open\": the same server with \`--max-half-open 1000000 --half-open-per-host 1000000\`. Client µs/echo: the client's whole CPU per echo (it runs one socket and driver per session). Drops: kernel drops of the server's socket / of the client's sockets (until the end of the window) / all of the machine's UDP buffer errors and backlog drops during the run. Median of $SESS_REPEATS runs." ""
+    report "\`kcp-perf client --test echo --conns N --rate 1 --bytes $((64 * SESS_ECHOES)) --msg 64 --ramp R --timeout 30 $SESS_CLIENT_FLAGS $SESS_FLAGS\` (default windows 128/512), our server \`kcp-perf server $SESS_SERVER_FLAGS\` (plus the admission flags below), R = $SESS_RAMP s (ramp) or 0 (all at once). Server CPU over a steady window (every session up, none done): % of a core and µs per echo (= window CPU / (N × window s)); \"all\": the whole run's server CPU per echo, set-up and close included. RSS: (server VmHWM at the end − VmHWM before the client) / N. Echo round trips and retransmissions: client's, all sessions. Server retrans: our server's RetransSegs (its counters, printed on SIGUSR1 at the end), kcp-go's process-wide counter. Lock ms: the longest hold of our server's driver lock (kcp-perf's \`perf\` feature; preemption included). Refused: first flights our server turned away at admission, evicted half-open entries (\`half_open_evicted\`) plus refused first flights (\`refused\`; by default a host keeps at most 64 half-open entries, the oldest evicted for a new first flight once 100 ms old, else the new one refused, so a burst from one loopback client is admitted 64 at a time and the refused clients retry at their retransmission timeouts); \"admission open\": the same server with \`--max-half-open 1000000 --half-open-per-host 1000000\`. Client µs/echo: the client's whole CPU per echo (it runs one socket and driver per session). Drops: kernel drops of the server's socket / of the client's sockets (until the end of the window) / all of the machine's UDP buffer errors and backlog drops during the run. Median of $SESS_REPEATS runs." ""
     report "| N | start | server | CPU % core | µs/echo | µs/echo all | KiB/session | peak RSS MiB | p50 ms | p99 ms | max ms | client retrans | server retrans | refused | lock ms | drops server / client / all | client µs/echo | sessions ok | runs |"
     report "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
     local rows=()
