@@ -65,6 +65,10 @@ pub struct FecStats {
     /// (it builds no decoder for it), and every shard while the layer is receive-limited
     /// (data shards are still delivered).
     pub not_kept: u64,
+    /// Shards whose type contradicts their position in the group under the decoder's current
+    /// parameters (the peer's are not detected yet, or the packet is crafted), not queued: a
+    /// rebuild could only read them in the wrong role.
+    pub misplaced: u64,
     /// Data shards sealed.
     pub data_sealed: u64,
     /// Parity shards produced.
@@ -98,6 +102,7 @@ impl FecStats {
             work_refused,
             decode_work,
             not_kept,
+            misplaced,
             data_sealed,
             parity_sealed,
         } = *o;
@@ -125,6 +130,7 @@ impl FecStats {
             (&mut self.work_refused, work_refused),
             (&mut self.decode_work, decode_work),
             (&mut self.not_kept, not_kept),
+            (&mut self.misplaced, misplaced),
             (&mut self.data_sealed, data_sealed),
             (&mut self.parity_sealed, parity_sealed),
         ] {

@@ -6,6 +6,7 @@ mod queue;
 mod retune;
 mod seqid_jump;
 
+use group::Group;
 use pool::Scratch;
 
 use alloc::collections::VecDeque;
@@ -18,20 +19,11 @@ use crate::budget::{self, WorkBudget};
 use crate::code::{FecCode, MAX_TOTAL_SHARDS};
 use crate::rs::Inverses;
 use crate::stats::FecStats;
-use crate::wire::{self, PacketKind, Reject, MAX_PACKET_LEN};
+use crate::wire::{self, PacketKind, Reject, MAX_PACKET_LEN, SHARD_HEADER_LEN};
 use crate::{ConfigError, FecConfig};
 
 /// kcp-go keeps `RX_MULTI * (ds + ps)` shards waiting for their group (`rxFECMulti`).
 const RX_MULTI: usize = 3;
-
-/// One received shard waiting for its group.
-struct Entry {
-    seqid: u32,
-    is_data: bool,
-    ts: Millis,
-    /// The whole FEC packet (header included); the shard is `buf[6..]`.
-    buf: Vec<u8>,
-}
 
 /// Collects received shards per group and rebuilds lost data shards from parity.
 ///
@@ -72,8 +64,11 @@ pub struct FecDecoder {
     /// A caller's code to adopt instead of building one when the peer's parameters match it.
     hint: Option<FecCode>,
     config: FecConfig,
-    rx: VecDeque<Entry>,
-    /// Capacity of the queued shards' buffers.
+    /// Incomplete groups, oldest first, each with at least one queued shard.
+    groups: VecDeque<Group>,
+    /// Shards in kcp-go's queue: the groups' queued shards.
+    queued: usize,
+    /// Capacity of the groups' accumulators.
     queued_bytes: usize,
     /// Pool, rebuilt shards and inverses: built on demand, dropped by `trim`.
     scratch: Option<alloc::boxed::Box<Scratch>>,
@@ -102,11 +97,12 @@ impl core::fmt::Debug for FecDecoder {
         f.debug_struct("FecDecoder")
             .field("ds", &self.ds)
             .field("ps", &self.ps)
-            .field("queued", &self.rx.len())
+            .field("groups", &self.groups.len())
+            .field("queued", &self.queued)
             .field("queued_bytes", &self.queued_bytes)
             .field(
                 "recovered_pending",
-                &self.scratch.as_ref().map_or(0, |s| s.recovered.len()),
+                &self.scratch.as_ref().map_or(0, |s| s.pending()),
             )
             .field("config", &self.config)
             .finish()
@@ -131,7 +127,8 @@ impl FecDecoder {
             hint: Some(code.clone()),
             code,
             config,
-            rx: VecDeque::new(),
+            groups: VecDeque::new(),
+            queued: 0,
             queued_bytes: 0,
             scratch: None,
             autotune: None,
@@ -157,16 +154,17 @@ impl FecDecoder {
 
     /// Shards waiting in the receive queue.
     pub fn queued(&self) -> usize {
-        self.rx.len()
+        self.queued
     }
 
     /// Whether it holds nothing but counters and parameters: no queued shard, no rebuilt
     /// packet waiting (it can then be dropped and rebuilt when FEC packets come again).
     pub fn is_empty(&self) -> bool {
-        self.rx.is_empty() && self.scratch.as_ref().is_none_or(|s| s.recovered.is_empty())
+        self.groups.is_empty() && self.scratch.as_ref().is_none_or(|s| s.pending() == 0)
     }
 
-    /// Heap bytes of the queued shards' buffers (what [`FecConfig::queue_bytes`] bounds).
+    /// Heap bytes of the incomplete groups' accumulators (what [`FecConfig::queue_bytes`]
+    /// bounds).
     pub fn queued_bytes(&self) -> usize {
         self.queued_bytes
     }
@@ -176,10 +174,11 @@ impl FecDecoder {
         self.stats
     }
 
-    /// Heap bytes held now: queue, pool, rebuilt shards, scratch, the autotune ring, and this
-    /// decoder's share of its codes' matrices. Not `size_of::<FecDecoder>()` itself.
+    /// Heap bytes held now: the groups and their accumulators, pool, rebuilt shards, scratch,
+    /// the autotune ring, and this decoder's share of its codes' matrices. Not
+    /// `size_of::<FecDecoder>()` itself.
     pub fn heap_bytes(&self) -> usize {
-        self.rx.capacity() * core::mem::size_of::<Entry>()
+        self.groups.capacity() * core::mem::size_of::<Group>()
             + self.queued_bytes
             + self.scratch.as_ref().map_or(0, |s| s.heap_bytes())
             + self.autotune.as_ref().map_or(0, |_| AutoTune::HEAP_BYTES)
@@ -193,18 +192,19 @@ impl FecDecoder {
     pub fn heap_bound(config: &FecConfig, ds: usize, ps: usize) -> usize {
         let total = config.max_shards.min(MAX_TOTAL_SHARDS).max(ds + ps);
         let vec = core::mem::size_of::<Vec<u8>>();
-        let rx_entries = RX_MULTI * total + 1;
-        rx_entries * core::mem::size_of::<Entry>()
+        // Each group holds a queued shard: at most the queue's length plus the one arriving.
+        let groups = RX_MULTI * total + 1;
+        groups * core::mem::size_of::<Group>()
             + config.queue_bytes
-            // The pool: half the queue's budget, in at most 2 * total + 1 buffers.
+            // The pool: half the queue's budget, in at most POOL_MAX buffers.
             + config.queue_bytes / 2
             + core::mem::size_of::<Scratch>()
-            + (2 * total + 1) * vec
-            // Rebuilt shards' queue and the group's slots.
-            + 2 * total * vec
-            + total / 2 * MAX_PACKET_LEN
+            + pool::POOL_MAX * vec
+            // Rebuilt shards of one group: at most min(ds, ps) of them (or a pooled buffer).
+            + (total / 2 * (MAX_PACKET_LEN - SHARD_HEADER_LEN)).max(config.queue_bytes / 2)
             // Inverse cache and elimination matrix, or the scratch of a code build.
-            + Inverses::heap_bound(total - 1)
+            + Inverses::heap_bound(total / 2)
+                .max(2 * total * total)
             + AutoTune::HEAP_BYTES
             // The current code, a hint and a code being built, each at most (total/2, total/2).
             + 3 * crate::code::matrix_bytes(total / 2, total.div_ceil(2))
@@ -216,23 +216,16 @@ impl FecDecoder {
     /// Rebuilt packets not polled yet, the autotune samples (parameter detection needs their
     /// history across sparse traffic) and the codes stay.
     pub fn trim(&mut self) {
-        while let Some(e) = self.remove(0) {
-            self.stats.expired = self.stats.expired.wrapping_add(1);
-            drop(e);
-        }
-        self.rx = VecDeque::new();
-        if self
-            .scratch
-            .as_ref()
-            .is_some_and(|s| s.recovered.is_empty())
-        {
+        let dropped = self.drop_groups();
+        self.stats.expired = self.stats.expired.wrapping_add(dropped as u64);
+        self.groups = VecDeque::new();
+        if self.scratch.as_ref().is_some_and(|s| s.pending() == 0) {
             self.scratch = None;
         }
         if let Some(s) = &mut self.scratch {
             // Rebuilt packets not polled yet stay; the rest goes.
             s.pool = Vec::new();
             s.pool_bytes = 0;
-            s.slots = Vec::new();
             s.inverses.trim();
         }
     }
@@ -288,42 +281,54 @@ impl FecDecoder {
     /// or window updates from them. A rebuilt shard with an invalid size field is dropped
     /// (`errs`), as is one longer than `buf` (`recovered_dropped`).
     pub fn poll_recovered(&mut self, buf: &mut [u8]) -> Option<usize> {
-        while let Some(shard) = self.scratch.as_mut()?.recovered.pop_front() {
-            let size = wire::shard_size_field(&shard).map(usize::from).unwrap_or(0);
-            let result = if size < 2 || size > shard.len() {
-                self.stats.errs = self.stats.errs.wrapping_add(1);
-                None
-            } else {
-                let inner = shard.get(2..size).unwrap_or(&[]);
-                match buf.get_mut(..inner.len()) {
-                    Some(out) => {
-                        out.copy_from_slice(inner);
-                        self.stats.recovered = self.stats.recovered.wrapping_add(1);
-                        Some(inner.len())
-                    }
-                    None => {
-                        self.stats.recovered_dropped = self.stats.recovered_dropped.wrapping_add(1);
-                        None
-                    }
-                }
+        loop {
+            let s = self.scratch.as_mut()?;
+            let Some(shard) = s.next_recovered() else {
+                // All handed out: the buffer goes back to the pool.
+                self.recycle_recovered();
+                return None;
             };
-            self.give(shard);
-            if result.is_some() {
-                return result;
+            let size = wire::shard_size_field(shard).map(usize::from).unwrap_or(0);
+            if size < 2 || size > shard.len() {
+                self.stats.errs = self.stats.errs.wrapping_add(1);
+                continue;
+            }
+            let inner = shard.get(2..size).unwrap_or(&[]);
+            match buf.get_mut(..inner.len()) {
+                Some(out) => {
+                    out.copy_from_slice(inner);
+                    self.stats.recovered = self.stats.recovered.wrapping_add(1);
+                    return Some(inner.len());
+                }
+                None => {
+                    self.stats.recovered_dropped = self.stats.recovered_dropped.wrapping_add(1);
+                }
             }
         }
-        None
     }
 
     fn add_work(&mut self, work: u64) {
         self.stats.decode_work = self.stats.decode_work.wrapping_add(work);
     }
 
-    /// Removes entry `i` from the queue, keeping `queued_bytes` right.
-    fn remove(&mut self, i: usize) -> Option<Entry> {
-        let e = self.rx.remove(i)?;
-        self.queued_bytes -= e.buf.capacity();
-        Some(e)
+    /// Removes group `i`, keeping the shard count and `queued_bytes` right; its accumulators
+    /// go back to the pool. Returns its queued shards and how many of them are data.
+    fn remove_group(&mut self, i: usize) -> Option<(usize, usize)> {
+        let g = self.groups.remove(i)?;
+        let (n, data) = (g.queued_count(), g.queued_data(self.ds));
+        self.queued -= n;
+        self.queued_bytes -= g.acc.capacity();
+        self.give(g.acc);
+        Some((n, data))
+    }
+
+    /// Drops every incomplete group; returns how many queued shards they held.
+    fn drop_groups(&mut self) -> usize {
+        let mut dropped = 0;
+        while let Some((n, _)) = self.remove_group(0) {
+            dropped += n;
+        }
+        dropped
     }
 }
 
