@@ -34,7 +34,9 @@ pub struct FecStats {
     pub seqid_jumps: u64,
     /// Shards already in the receive queue, not queued again (a data shard is still delivered).
     pub duplicates: u64,
-    /// Shards dropped from the queue after waiting 60 s, or by `trim` (a session gone idle).
+    /// Shards dropped from the queue after waiting 60 s (a group goes whole once its first
+    /// shard is that old), by `trim` (a session gone idle), or because autotune adopted new
+    /// parameters (the groups' sums are laid out for the old ones).
     pub expired: u64,
     /// Shards of a group that was already complete (every data shard arrived, or it was
     /// rebuilt), not queued: they could rebuild nothing. Mostly the parity that follows a
@@ -49,8 +51,8 @@ pub struct FecStats {
     pub autotune_rebuilds: u64,
     /// Detected parameter changes refused by the rebuild limits.
     pub autotune_suppressed: u64,
-    /// Shards evicted from the receive queue, oldest first, to keep its buffers within
-    /// [`FecConfig::queue_bytes`](crate::FecConfig::queue_bytes) (evicted data shards also
+    /// Shards of the groups dropped, oldest first, to keep the groups' sums within
+    /// [`FecConfig::queue_bytes`](crate::FecConfig::queue_bytes) (their data shards also
     /// count in `short_shards`).
     pub evicted_for_bytes: u64,
     /// Groups rebuilt from parity (each handing out one or more `recovered` packets).
@@ -59,7 +61,8 @@ pub struct FecStats {
     /// the bytes received (see the crate docs, "Limits"); the group's shards stay queued.
     pub work_refused: u64,
     /// Decoding work done, in nominal GF(2^8) multiply-accumulates: matrix inversions,
-    /// shard products and code builds for autotuned parameters.
+    /// rebuilt shards' products and code builds for autotuned parameters (not the folding of
+    /// each shard into its group's sums as it arrives).
     pub decode_work: u64,
     /// Shards not kept for recovery: parity reaching a trimmed layer before any data shard
     /// (it builds no decoder for it), and every shard while the layer is receive-limited

@@ -25,13 +25,13 @@ use crate::{ConfigError, FecConfig};
 /// kcp-go keeps `RX_MULTI * (ds + ps)` shards waiting for their group (`rxFECMulti`).
 const RX_MULTI: usize = 3;
 
-/// Collects received shards per group and rebuilds lost data shards from parity.
+/// Folds received shards into per-group sums and rebuilds lost data shards from them.
 ///
 /// Follows kcp-go v5.6.1's `fecDecoder::decode` step by step (autotune sample, parameter
-/// check, duplicate drop and ordered insert, group assembly, Reed-Solomon reconstruction, queue
-/// limit of `3 * (ds + ps)` shards, 60 s expiry on the caller's clock), so a group is rebuilt
-/// exactly when kcp-go would rebuild it, within the limits below. Additions, each counted in
-/// [`FecStats`]:
+/// check, duplicate drop, group assembly, Reed-Solomon reconstruction, queue limit of
+/// `3 * (ds + ps)` shards evicting the oldest first, 60 s expiry on the caller's clock), so a
+/// group is rebuilt when kcp-go would rebuild it, within the limits below. Additions, each
+/// counted in [`FecStats`]:
 ///
 /// * packets are validated first ([`handle_packet`](Self::handle_packet)); malformed ones are typed errors;
 /// * a seqid more than 2^24 away from the newest accepted seqid is rejected, unless the last
@@ -40,22 +40,60 @@ const RX_MULTI: usize = 3;
 ///   and random garbage cannot displace the stream;
 /// * parameter changes detected by the autotuner are capped (`ds + ps <= max_shards`) and
 ///   rate-limited (one rebuild per `autotune_interval_ms`);
-/// * the queued shards' buffers may hold at most [`FecConfig::queue_bytes`]; past it the
-///   oldest shards are evicted first (`evicted_for_bytes`);
+/// * the groups' sums may hold at most [`FecConfig::queue_bytes`]; past it the oldest groups
+///   are dropped first (their shards count in `evicted_for_bytes`);
 /// * reconstruction is paid for by received bytes (the work budget, see the crate docs,
 ///   "Limits"): a group whose rebuild the credit does not cover waits (`work_refused`);
 /// * the autotune sample ring is built at the first shard whose type contradicts the
 ///   parameters, so detection starts one or two groups later than in kcp-go.
 ///
+/// # No copies: what each group keeps
+///
+/// Reed-Solomon is linear, so no received shard is copied (the dual of [`FecEncoder`]'s
+/// folding). Each incomplete group keeps a bitmap of the shards that arrived and, for each
+/// parity row `j`, the sum `S_j` of that parity shard (if it arrived) and of `coef(j, k) x d_k`
+/// over the data shards `d_k` that arrived, each zero-padded to the group's longest shard as
+/// kcp-go pads them. Once `P_j` is in, `S_j` is the same combination of the missing data
+/// shards alone; with `e` of them missing, `e` received parity rows and the inverse of their
+/// `e x e` sub-matrix over the missing columns give them back (inverses are cached per
+/// erasure pattern), in any order of arrival. A rebuild costs `e * e * L` products, plus
+/// `2 * e^3` for an uncached inverse, for `L` the longest shard. Data shards are still
+/// delivered by the caller as they come.
+///
+/// kcp-go's queue is kept as a count: each group also records which of its shards kcp-go
+/// would still hold, and the queue limit takes the oldest of those out of the count (its
+/// bytes stay in the sums). Where kcp-go's queue of copies would act otherwise, the decoder
+/// can only give a recovery up (ARQ repairs it), never hand out a wrong byte:
+///
+/// * a group's sums are one unit, so the byte limit drops the oldest group whole, and the
+///   60 s expiry drops a group whole once its first shard is 60 s old (kcp-go drops the
+///   leading shards only and could rebuild the group from the rest later); counted in
+///   `evicted_for_bytes` and `expired`;
+/// * a data shard taken out of the count is not handed out again when its group is rebuilt
+///   later (kcp-go rebuilds it too: a duplicate of a packet delivered when it came), and one
+///   sent again after that rejoins the count without being added to the sums twice;
+/// * a shard whose type contradicts its position in the group (the peer's parameters are not
+///   detected yet, or the packet is crafted) is not queued: a rebuild could only read it in
+///   the wrong role (`misplaced`; kcp-go reads it by position and may rebuild garbage);
+/// * when autotune adopts new parameters the groups' sums, laid out for the old ones, are
+///   dropped (`expired`), and the newest groups they spoil under the new parameters are
+///   remembered as complete, so that their other shards are not held for nothing (kcp-go
+///   reinterprets its queued copies and may still rebuild those groups).
+///
 /// # Memory
 ///
-/// No buffer is allocated before the first shard. Queued shards are held in buffers of three
-/// sizes, 128 or 256 bytes for packets that fit and 1500 for the others, so that buffers are
-/// reused without ever growing; spare buffers are pooled, at most two groups' worth and half of
-/// `queue_bytes`. [`FecConfig::queue_bytes`] counts these buffers' real size.
-/// [`trim`](Self::trim) gives the pool, the queue and the inverse cache back.
-/// [`heap_bytes`](Self::heap_bytes) reports what is held, [`heap_bound`](Self::heap_bound)
-/// the most it can be.
+/// No buffer is allocated before the first shard. A group holds a small header (its bitmaps)
+/// and its `ps` sums, each as long as a size class of its longest shard: 122 or 250 bytes for
+/// shards that fit, 1494 for the others (3 x 122 bytes for a 10/3 group of 64-byte messages,
+/// instead of a buffer per shard), so the sums widen at most twice. Groups are at most the
+/// queue's `3 * (ds + ps)` shards (each holds one) and their sums at most
+/// [`FecConfig::queue_bytes`], checked before a buffer is allocated; spare buffers are pooled
+/// (at most four and half of `queue_bytes`), and a rebuilt group's shards take one of them
+/// until they are polled. [`trim`](Self::trim) gives the pool, the groups and the inverse
+/// cache back. [`heap_bytes`](Self::heap_bytes) reports what is held,
+/// [`heap_bound`](Self::heap_bound) the most it can be.
+///
+/// [`FecEncoder`]: crate::FecEncoder
 pub struct FecDecoder {
     ds: usize,
     ps: usize,
@@ -211,8 +249,8 @@ impl FecDecoder {
     }
 
     /// Gives back everything but the decoder's small state, for a session gone idle: the
-    /// buffer pool, the inverse cache, the queue, and the shards of incomplete groups (counted
-    /// in `expired`: a group that straddles an idle period gets no FEC, ARQ repairs it).
+    /// buffer pool, the inverse cache, and the incomplete groups (their shards counted in
+    /// `expired`: a group that straddles an idle period gets no FEC, ARQ repairs it).
     /// Rebuilt packets not polled yet, the autotune samples (parameter detection needs their
     /// history across sparse traffic) and the codes stay.
     pub fn trim(&mut self) {
