@@ -129,9 +129,13 @@ impl FecDecoder {
     /// `queue_bytes`, else frees it.
     pub(super) fn give(&mut self, buf: Vec<u8>) {
         let cap = buf.capacity();
+        if cap == 0 {
+            // Nothing to keep (a new group's empty sums): no scratch for it.
+            return;
+        }
         let budget = self.config.queue_bytes / 2;
         let s = self.scratch();
-        if cap > 0 && s.pool.len() < POOL_MAX && s.pool_bytes + cap <= budget {
+        if s.pool.len() < POOL_MAX && s.pool_bytes + cap <= budget {
             reserve_within(&mut s.pool, 1, POOL_MAX);
             s.pool.push(buf);
             s.pool_bytes += cap;
