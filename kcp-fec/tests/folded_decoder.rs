@@ -343,3 +343,33 @@ fn the_queue_budget_counts_the_sums_and_no_input_grows_past_it() {
     assert_eq!(dec.queued_bytes(), 2 * 3 * 1494);
     assert_eq!(dec.stats().evicted_for_bytes, 198);
 }
+
+#[test]
+fn sums_widened_through_the_classes_rebuild_right() {
+    // Group 0 (full-size shards) completes and leaves its 2 x 1494-byte buffer in the pool;
+    // groups 1 and 2 start with a small shard (in that pooled buffer), widen through the
+    // classes, and lose their last data shard.
+    let mut tx = Fec::new(3, 2).unwrap();
+    let mut rng = Rng::new(5);
+    let kcps: Vec<Vec<u8>> = [1392, 1392, 1392, 28, 198, 98, 28, 198, 1300]
+        .iter()
+        .map(|&l| rng.bytes(l))
+        .collect();
+    let pkts = seal_all(&mut tx, &kcps, T0);
+    let mut rx = Fec::new(3, 2).unwrap();
+    let (_, rebuilt) = open_all(&mut rx, &pkts[..5], T0);
+    assert!(rebuilt.is_empty());
+    let (_, rebuilt) = open_all(
+        &mut rx,
+        &[pkts[5].clone(), pkts[6].clone(), pkts[8].clone()],
+        T0,
+    );
+    assert_eq!(rebuilt, vec![kcps[5].clone()]);
+    let (_, rebuilt) = open_all(
+        &mut rx,
+        &[pkts[10].clone(), pkts[11].clone(), pkts[14].clone()],
+        T0,
+    );
+    assert_eq!(rebuilt, vec![kcps[8].clone()]);
+    assert_eq!(rx.stats().reconstructions, 2);
+}

@@ -109,6 +109,10 @@ impl FecDecoder {
             return Some(gi);
         }
         let need = ps * row;
+        // A new buffer (the old one goes back to the pool, where a group of the old class
+        // finds it). The old one is of a smaller class (at most half the new size) or a pooled
+        // buffer (at most half of `queue_bytes`), so while both exist the heap stays within
+        // `heap_bound` (which counts a rebuilt group's buffer, not in use during decode).
         let mut gi = gi;
         loop {
             let old_cap = self.groups.get(gi).map_or(0, |g| g.acc.capacity());
