@@ -1,14 +1,17 @@
 //! The decoder's work budget: reconstruction is paid for by the bytes received.
 //!
-//! Work is counted in nominal GF(2^8) multiply-accumulates: rebuilding `m` data shards of a
-//! (ds, ps) group whose longest shard is `L` bytes costs `m * ds * L`, plus `2 * ds^3` when the
-//! inverse for that erasure pattern is not cached.
+//! Work is counted in nominal GF(2^8) multiply-accumulates: rebuilding `e` data shards of a
+//! group whose longest shard is `L` bytes from the sums of `e` parity rows costs `e * e * L`,
+//! plus `2 * e^3` when the inverse for that erasure pattern is not cached. (Folding each shard
+//! into the sums as it arrives costs `ps * len` for a data shard and `len` for a parity shard:
+//! a fixed price per received byte, like the encoder's, not paid from this credit.)
 //!
 //! Every FEC shard of `len` bytes that joins the receive queue (not a duplicate) earns `ds * len + 2 * ds^2`; a reconstruction runs
 //! only if the credit covers it, and is deferred otherwise (the shards stay queued, the refusal
 //! is counted). That is exactly what the worst legitimate group costs per packet: a group that
-//! loses `m` data shards delivers at least `m` parity shards of its full length `L` (and `ds`
-//! shards in all), so its own shards earn `m * ds * L + 2 * ds^3` and it is never refused. A
+//! loses `e` data shards delivers at least `e` parity shards of its full length `L` (and `ds`
+//! shards in all), so its own shards earn at least `e * ds * L + 2 * ds^3`, more than its
+//! rebuild costs, and it is never refused. A
 //! crafted stream (short data shards beside one long parity shard, a new erasure pattern each
 //! group) earns no more per packet than a legitimate one, so it cannot buy more work per packet
 //! either. Credit is capped at a few worst-case groups, so saving up buys one burst at most.

@@ -35,8 +35,10 @@
 //!   once a shard contradicts its parameters;
 //! * the encoder keeps a partial group as the packets' own bytes (three 60-byte datagrams hold
 //!   186 bytes) and computes parity over zero-padded shards without copying them;
-//! * queued shards use buffers of three sizes (128, 256 and 1500 bytes) that are pooled and
-//!   never grown, so a warm layer allocates nothing per packet;
+//! * the decoder keeps no copy of a received shard either: each incomplete group is folded
+//!   into `ps` sums as long as its longest shard (the dual of the encoder, see
+//!   [`FecDecoder`]), in buffers of three row sizes (122, 250 and 1494 bytes) that are pooled,
+//!   so a warm layer allocates nothing per packet;
 //! * the late shards of a group already complete (the parity that follows a group received
 //!   whole) are not queued, as they could rebuild nothing ([`FecStats::late_shards`]; kcp-go
 //!   queues them until its queue limit pushes them out), so a lossless stream's queue holds
@@ -57,14 +59,15 @@
 //! * `max_shards` (default 32): the largest group autotune adopts. kcptun uses 10/3; kcp-go
 //!   allows 255. Matrix work grows with the cube of the group size, so the default keeps an
 //!   inversion under 60,000 multiply-accumulates; up to 256 is allowed by configuration.
-//! * `queue_bytes` (default 64 KiB): the heap the queued shards' buffers may hold, counted in
-//!   real buffer bytes (spare pooled buffers may hold half as much again). kcp-go's own limit
-//!   of `3 * (ds + ps)` shards still applies; 64 KiB holds its three groups of 10/3 at 1500
-//!   bytes, so such a peer decodes exactly as with kcp-go. Past the budget the oldest shards
-//!   go first ([`FecStats::evicted_for_bytes`]).
+//! * `queue_bytes` (default 64 KiB): the heap the incomplete groups' sums may hold (`ps`
+//!   rows of the longest shard's size class per group), counted in real buffer bytes (spare
+//!   pooled buffers may hold half as much again). kcp-go's own limit of `3 * (ds + ps)`
+//!   shards still applies; 64 KiB holds the sums of 14 incomplete groups of 10/3 at 1500
+//!   bytes, where a peer's stream has a few at once, so such a peer decodes as with kcp-go.
+//!   Past the budget the oldest groups go first ([`FecStats::evicted_for_bytes`]).
 //! * the work budget: every FEC shard of `len` bytes that joins the queue earns `ds * len + 2 * ds^2`
 //!   GF(2^8) multiply-accumulates of credit, and a reconstruction runs only if the credit covers
-//!   it (`m * ds * L` for `m` lost shards of `L` bytes, plus `2 * ds^3` when the inverse for
+//!   it (`e * e * L` for `e` lost shards of `L` bytes, plus `2 * e^3` when the inverse for
 //!   the erasure pattern is not cached). A legitimate group always pays for itself; crafted
 //!   parity cannot buy more work per packet than the worst legitimate group costs. Refusals
 //!   are counted in [`FecStats::work_refused`], work in [`FecStats::decode_work`].
@@ -210,10 +213,11 @@ pub struct FecConfig {
     pub max_shards: usize,
     /// Least time between two autotune rebuilds, in ms (default 1000).
     pub autotune_interval_ms: u32,
-    /// Heap the receive queue's buffers (with the spare ones kept for reuse) may hold, in bytes
-    /// (default 64 KiB). The oldest shards are evicted first past it, and counted in
-    /// [`FecStats::evicted_for_bytes`]. Below one group of the peer's packets, no group can
-    /// complete.
+    /// Heap the incomplete groups' sums (`ps` rows of the longest shard's size class per
+    /// group) may hold, in bytes (default 64 KiB); spare buffers kept for reuse may hold half
+    /// as much again. The oldest groups are dropped first past it, their shards counted in
+    /// [`FecStats::evicted_for_bytes`]. Below one group's sums (`ps` x 1494 bytes for full-size
+    /// packets), no such group can complete.
     pub queue_bytes: usize,
 }
 
@@ -348,7 +352,7 @@ impl Fec {
     }
 
     /// The most [`Codec::heap_bytes`] can report for this layer, whatever a peer sends:
-    /// a full encoder group, `queue_bytes` of queued shards, one group of rebuilt shards, and
+    /// a full encoder group, `queue_bytes` of groups' sums, one group of rebuilt shards, and
     /// scratch and tables for the largest group `max_shards` lets the decoder adopt.
     pub fn heap_bound(&self) -> usize {
         let (ds, ps) = self.code.as_ref().map_or((1, 1), FecCode::shards);
@@ -489,7 +493,7 @@ impl Codec for Fec {
     }
 
     /// Gives back both halves' pools, scratch and slack (see [`FecEncoder::trim`] and
-    /// [`FecDecoder::trim`]); what is kept is data (a partial group, queued shards) and the
+    /// [`FecDecoder::trim`]); what is kept is data (a partial group, groups' sums) and the
     /// decoder's small state.
     ///
     /// A decoder left with nothing queued is dropped altogether (its counters kept): it is

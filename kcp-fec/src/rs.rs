@@ -1,9 +1,9 @@
-//! Reed-Solomon reconstruction: inverts the rows of the first `ds` present shards, as klauspost
-//! does, and caches a few inverses per erasure pattern so a steady loss pattern costs no
-//! matrix work. The cache and the inversion scratch are given back by [`Inverses::trim`].
+//! Reed-Solomon reconstruction for a decoder that folds its shards: the square sub-matrix of
+//! the encoding matrix that links `e` missing data shards to `e` received parity rows, inverted
+//! and cached per erasure pattern so a steady loss pattern costs no matrix work. The cache and
+//! the inversion scratch are given back by [`Inverses::trim`].
 
 use alloc::vec::Vec;
-use core::ops::Range;
 
 use crate::code::{FecCode, MAX_TOTAL_SHARDS};
 use crate::gf::{self, Kernel};
@@ -16,17 +16,13 @@ const INV_CACHE_ENTRIES: usize = 32;
 /// Why a reconstruction was not done.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum RsError {
-    /// Fewer than `ds` shards are present.
-    TooFewShards,
     /// The selected rows do not form an invertible matrix (impossible for this code, kept so
     /// that no input can cause a panic).
     Singular,
-    /// The work it needs (inside) is above the allowance the caller gave.
-    OverBudget(u64),
 }
 
 /// A bitmap of up to 256 shard indices.
-type Key = [u64; 4];
+pub(crate) type Key = [u64; 4];
 
 /// Nominal multiply-accumulates of inverting an `n x n` matrix by Gauss-Jordan elimination on
 /// the augmented `n x 2n` matrix.
@@ -34,41 +30,19 @@ pub(crate) fn inversion_work(n: usize) -> u64 {
     2 * (n as u64).pow(3)
 }
 
-/// The rows a reconstruction reads and whether their inverse is cached.
-struct Plan {
-    /// Indices of the shards read (each below 256).
-    chosen: [u8; MAX_TOTAL_SHARDS],
-    n: usize,
-    key: Key,
-    missing: usize,
-    cached: Option<usize>,
-}
-
-impl Plan {
-    fn work(&self, ds: usize, len: usize) -> u64 {
-        if self.missing == 0 {
-            return 0;
-        }
-        let product = (self.missing * ds * len) as u64;
-        product
-            + if self.cached.is_some() {
-                0
-            } else {
-                inversion_work(ds)
-            }
-    }
-}
-
-/// Decode-side scratch for one code: cached inverses and the elimination matrix.
+/// Decode-side scratch for one code: cached inverses of the `e x e` sub-matrices (`e` at most
+/// `min(ds, ps)`) and the elimination matrix.
 #[derive(Default)]
 pub(crate) struct Inverses {
-    /// `ds` the entries were computed for.
-    ds: usize,
+    /// Side of the entries: `min(ds, ps)` of the code they were computed for.
+    n: usize,
+    /// The code's (ds, ps) the entries belong to.
+    shards: (usize, usize),
     keys: Vec<Key>,
-    /// `keys.len()` inverses of `ds x ds` bytes each.
+    /// `keys.len()` inverses of `n x n` bytes each (an `e x e` one uses the first `e * e`).
     data: Vec<u8>,
     next: usize,
-    /// The `ds x 2ds` augmented matrix of an inversion.
+    /// The `e x 2e` augmented matrix of an inversion.
     work: Vec<u8>,
 }
 
@@ -91,9 +65,10 @@ impl Inverses {
             + self.work.capacity()
     }
 
-    /// Upper bound of [`heap_bytes`](Self::heap_bytes) for codes of at most `ds` data shards.
-    pub(crate) fn heap_bound(ds: usize) -> usize {
-        (1..=ds)
+    /// Upper bound of [`heap_bytes`](Self::heap_bytes) for codes whose `min(ds, ps)` is at most
+    /// `n`.
+    pub(crate) fn heap_bound(n: usize) -> usize {
+        (1..=n)
             .map(|d| {
                 let sq = d * d;
                 Self::entries(d) * (core::mem::size_of::<Key>() + sq) + 2 * sq
@@ -102,138 +77,73 @@ impl Inverses {
             .unwrap_or(0)
     }
 
-    fn entries(ds: usize) -> usize {
-        (INV_CACHE_BYTES / (ds * ds).max(1)).clamp(1, INV_CACHE_ENTRIES)
+    fn entries(n: usize) -> usize {
+        (INV_CACHE_BYTES / (n * n).max(1)).clamp(1, INV_CACHE_ENTRIES)
     }
 
-    /// What [`reconstruct_data`](Self::reconstruct_data) would cost now for a (ds, _) code
-    /// and shards of `len` bytes, without doing it.
-    pub(crate) fn work_for(&self, ds: usize, present: &[bool], len: usize) -> Result<u64, RsError> {
-        self.plan(ds, present).map(|p| p.work(ds, len))
+    fn lookup(&self, code: &FecCode, key: &Key) -> Option<usize> {
+        if self.shards != code.shards() {
+            return None;
+        }
+        self.keys.iter().position(|k| k == key)
     }
 
-    fn plan(&self, ds: usize, present: &[bool]) -> Result<Plan, RsError> {
-        let mut plan = Plan {
-            chosen: [0; MAX_TOTAL_SHARDS],
-            n: 0,
-            key: [0; 4],
-            missing: 0,
-            cached: None,
-        };
-        for (k, _) in present.iter().enumerate().filter(|(_, p)| **p).take(ds) {
-            if let Some(c) = plan.chosen.get_mut(plan.n) {
-                *c = k as u8;
-                plan.n += 1;
-            }
-            if let Some(w) = plan.key.get_mut(k / 64) {
-                *w |= 1 << (k % 64);
-            }
+    /// What rebuilding `e` shards of `len` bytes costs now: the product, plus the inversion
+    /// when the inverse for `key` is not cached.
+    pub(crate) fn work_for(&self, code: &FecCode, key: &Key, e: usize, len: usize) -> u64 {
+        let product = (e * e * len) as u64;
+        match self.lookup(code, key) {
+            Some(_) => product,
+            None => product + inversion_work(e),
         }
-        if plan.n < ds {
-            return Err(RsError::TooFewShards);
-        }
-        plan.missing = (0..ds)
-            .filter(|d| !present.get(*d).copied().unwrap_or(true))
-            .count();
-        if self.ds == ds {
-            plan.cached = self.keys.iter().position(|k| *k == plan.key);
-        }
-        Ok(plan)
     }
 
-    /// Rebuilds every missing data shard (`present[k] == false`, `k < ds`) in place over
-    /// `range`, from the first `ds` present shards, if that costs at most `allowance`
-    /// multiply-accumulates; returns what it cost. Missing data buffers must already be at
-    /// least `range.end` long; present ones may be shorter (they count as zero-padded).
-    /// Parity shards are not rebuilt.
-    pub(crate) fn reconstruct_data(
+    /// The inverse of the `e x e` matrix `A[a][b] = coef(rows[a], cols[b])` (`rows` are
+    /// parity row numbers `0..ps`, `cols` data shard numbers `0..ds`), from the cache or
+    /// computed into it; `key` names the pair (rows, cols). Row-major, `e * e` bytes.
+    pub(crate) fn inverse(
         &mut self,
         code: &FecCode,
-        present: &[bool],
-        shards: &mut [Vec<u8>],
-        range: Range<usize>,
-        allowance: u64,
-    ) -> Result<u64, RsError> {
-        let (ds, _) = code.shards();
-        let plan = self.plan(ds, present)?;
-        if plan.missing == 0 {
-            return Ok(0);
+        rows: &[u8],
+        cols: &[u8],
+        key: Key,
+    ) -> Result<&[u8], RsError> {
+        let e = rows.len();
+        if e == 0 || e != cols.len() {
+            return Err(RsError::Singular);
         }
-        let work = plan.work(ds, range.len());
-        if work > allowance {
-            return Err(RsError::OverBudget(work));
-        }
-        if self.ds != ds {
+        let (ds, ps) = code.shards();
+        if self.shards != (ds, ps) {
             self.clear();
-            self.ds = ds;
+            self.shards = (ds, ps);
+            self.n = ds.min(ps);
         }
-        let chosen = plan.chosen.get(..plan.n).unwrap_or(&[]);
-        let slot = match plan.cached {
-            Some(slot) => slot,
-            None => self.invert_into_cache(code, chosen, plan.key)?,
+        let n = self.n;
+        if e > n {
+            return Err(RsError::Singular);
+        }
+        let slot = match self.lookup(code, &key) {
+            Some(s) => s,
+            None => self.invert_into_cache(code, rows, cols, key)?,
         };
-        let sq = ds * ds;
-        let inv = self
-            .data
-            .get(slot * sq..(slot + 1) * sq)
-            .ok_or(RsError::Singular)?;
-        let kernel = code.kernel();
-        // Rebuild the missing data shards, up to MAX_OUTS per pass: move them out of `shards`
-        // so the present ones can be borrowed as inputs.
-        let mut missing = (0..ds)
-            .filter(|d| !present.get(*d).copied().unwrap_or(true))
-            .peekable();
-        while missing.peek().is_some() {
-            let mut idx = [0usize; gf::MAX_OUTS];
-            let mut taken: [Vec<u8>; gf::MAX_OUTS] = Default::default();
-            let mut coefs = [0u8; gf::MAX_OUTS * MAX_TOTAL_SHARDS];
-            let mut n = 0;
-            for d in missing.by_ref().take(gf::MAX_OUTS) {
-                idx[n] = d;
-                if let Some(buf) = shards.get_mut(d) {
-                    taken[n] = core::mem::take(buf);
-                }
-                if let (Some(dst), Some(src)) = (
-                    coefs.get_mut(n * ds..(n + 1) * ds),
-                    inv.get(d * ds..(d + 1) * ds),
-                ) {
-                    dst.copy_from_slice(src);
-                }
-                n += 1;
-            }
-            let mut ins: [&[u8]; MAX_TOTAL_SHARDS] = [&[]; MAX_TOTAL_SHARDS];
-            for (slot, &k) in ins.iter_mut().zip(chosen.iter()) {
-                // Present shards may be shorter than `range`: read as zero-padded.
-                *slot = shards
-                    .get(usize::from(k))
-                    .and_then(|s| s.get(range.start.min(s.len())..range.end.min(s.len())))
-                    .unwrap_or(&[]);
-            }
-            let mut outs: [&mut [u8]; gf::MAX_OUTS] = Default::default();
-            for (o, t) in outs.iter_mut().zip(taken.iter_mut()) {
-                *o = t.get_mut(range.clone()).unwrap_or(&mut []);
-            }
-            gf::matmul_padded(kernel, &coefs[..n * ds], &ins[..ds], &mut outs[..n]);
-            for (t, &d) in taken.iter_mut().zip(idx.iter()).take(n) {
-                if let Some(buf) = shards.get_mut(d) {
-                    *buf = core::mem::take(t);
-                }
-            }
-        }
-        Ok(work)
+        self.data
+            .get(slot * n * n..slot * n * n + e * e)
+            .ok_or(RsError::Singular)
     }
 
-    /// Inverts the rows `chosen` of the encoding matrix into a cache slot; returns the slot.
+    /// Inverts the sub-matrix into a cache slot; returns the slot.
     fn invert_into_cache(
         &mut self,
         code: &FecCode,
-        chosen: &[u8],
+        rows: &[u8],
+        cols: &[u8],
         key: Key,
     ) -> Result<usize, RsError> {
-        let ds = chosen.len();
-        let sq = ds * ds;
-        let w = 2 * ds;
-        let entries = Self::entries(ds);
+        let (ds, _) = code.shards();
+        let (e, n) = (rows.len(), self.n);
+        let sq = n * n;
+        let w = 2 * e;
+        let entries = Self::entries(n);
         let slot = if self.keys.len() < entries {
             // The whole cache at once (16 KiB at most), so that it is allocated once while
             // traffic flows; `trim` gives it back.
@@ -249,36 +159,33 @@ impl Inverses {
             self.next = (s + 1) % entries;
             s
         };
-        if self.work.len() != ds * w {
-            self.work.clear();
-            self.work.reserve_exact(ds * w);
-            self.work.resize(ds * w, 0);
+        if self.work.capacity() < 2 * sq {
+            self.work = Vec::new();
+            self.work.reserve_exact(2 * sq);
         }
-        // The augmented matrix [rows of the chosen shards | identity].
-        self.work.fill(0);
-        for (r, &k) in chosen.iter().enumerate() {
-            let k = usize::from(k);
+        self.work.clear();
+        self.work.resize(e * w, 0);
+        // The augmented matrix [A | identity].
+        for (r, &p) in rows.iter().enumerate() {
+            let prow = code
+                .parity_row(ds + usize::from(p))
+                .ok_or(RsError::Singular)?;
             let row = self
                 .work
-                .get_mut(r * w..r * w + ds)
+                .get_mut(r * w..(r + 1) * w)
                 .ok_or(RsError::Singular)?;
-            match code.parity_row(k) {
-                Some(src) => row.copy_from_slice(src),
-                None => {
-                    if let Some(one) = row.get_mut(k) {
-                        *one = 1;
-                    }
-                }
+            for (dst, &c) in row.iter_mut().zip(cols) {
+                *dst = prow.get(usize::from(c)).copied().ok_or(RsError::Singular)?;
             }
-            if let Some(one) = self.work.get_mut(r * w + ds + r) {
+            if let Some(one) = row.get_mut(e + r) {
                 *one = 1;
             }
         }
         let inv = self
             .data
-            .get_mut(slot * sq..(slot + 1) * sq)
+            .get_mut(slot * sq..slot * sq + e * e)
             .ok_or(RsError::Singular)?;
-        let res = gauss_jordan(code.kernel(), &mut self.work, ds, inv);
+        let res = gauss_jordan(code.kernel(), &mut self.work, e, inv);
         if let Some(k) = self.keys.get_mut(slot) {
             *k = if res.is_ok() { key } else { [!0; 4] };
         }
@@ -400,32 +307,5 @@ mod tests {
             invert(Kernel::Table, &m, 2, &mut work, &mut inv),
             Err(RsError::Singular)
         );
-    }
-
-    #[test]
-    fn reconstruction_over_its_allowance_does_nothing() {
-        let code = FecCode::new(3, 2).unwrap();
-        let mut inv = Inverses::default();
-        let mut shards = vec![vec![1u8; 10], vec![0u8; 10], vec![3u8; 10], vec![7u8; 10]];
-        let present = [true, false, true, true, false];
-        let need = 3 * 10 + inversion_work(3);
-        assert_eq!(
-            inv.reconstruct_data(&code, &present, &mut shards, 0..10, need - 1),
-            Err(RsError::OverBudget(need))
-        );
-        assert_eq!(shards[1], vec![0u8; 10]);
-        assert_eq!(inv.heap_bytes(), 0);
-        assert_eq!(
-            inv.reconstruct_data(&code, &present, &mut shards, 0..10, need),
-            Ok(need)
-        );
-        // The inverse is cached now: only the product is paid.
-        assert_eq!(
-            inv.reconstruct_data(&code, &present, &mut shards, 0..10, 30),
-            Ok(30)
-        );
-        assert!(inv.heap_bytes() <= Inverses::heap_bound(3));
-        inv.trim();
-        assert_eq!(inv.heap_bytes(), 0);
     }
 }

@@ -34,7 +34,9 @@ pub struct FecStats {
     pub seqid_jumps: u64,
     /// Shards already in the receive queue, not queued again (a data shard is still delivered).
     pub duplicates: u64,
-    /// Shards dropped from the queue after waiting 60 s, or by `trim` (a session gone idle).
+    /// Shards dropped from the queue after waiting 60 s (a group goes whole once its first
+    /// shard is that old), by `trim` (a session gone idle), or because autotune adopted new
+    /// parameters (the groups' sums are laid out for the old ones).
     pub expired: u64,
     /// Shards of a group that was already complete (every data shard arrived, or it was
     /// rebuilt), not queued: they could rebuild nothing. Mostly the parity that follows a
@@ -49,8 +51,8 @@ pub struct FecStats {
     pub autotune_rebuilds: u64,
     /// Detected parameter changes refused by the rebuild limits.
     pub autotune_suppressed: u64,
-    /// Shards evicted from the receive queue, oldest first, to keep its buffers within
-    /// [`FecConfig::queue_bytes`](crate::FecConfig::queue_bytes) (evicted data shards also
+    /// Shards of the groups dropped, oldest first, to keep the groups' sums within
+    /// [`FecConfig::queue_bytes`](crate::FecConfig::queue_bytes) (their data shards also
     /// count in `short_shards`).
     pub evicted_for_bytes: u64,
     /// Groups rebuilt from parity (each handing out one or more `recovered` packets).
@@ -59,12 +61,17 @@ pub struct FecStats {
     /// the bytes received (see the crate docs, "Limits"); the group's shards stay queued.
     pub work_refused: u64,
     /// Decoding work done, in nominal GF(2^8) multiply-accumulates: matrix inversions,
-    /// shard products and code builds for autotuned parameters.
+    /// rebuilt shards' products and code builds for autotuned parameters (not the folding of
+    /// each shard into its group's sums as it arrives).
     pub decode_work: u64,
     /// Shards not kept for recovery: parity reaching a trimmed layer before any data shard
     /// (it builds no decoder for it), and every shard while the layer is receive-limited
     /// (data shards are still delivered).
     pub not_kept: u64,
+    /// Shards whose type contradicts their position in the group under the decoder's current
+    /// parameters (the peer's are not detected yet, or the packet is crafted), not queued: a
+    /// rebuild could only read them in the wrong role.
+    pub misplaced: u64,
     /// Data shards sealed.
     pub data_sealed: u64,
     /// Parity shards produced.
@@ -98,6 +105,7 @@ impl FecStats {
             work_refused,
             decode_work,
             not_kept,
+            misplaced,
             data_sealed,
             parity_sealed,
         } = *o;
@@ -125,6 +133,7 @@ impl FecStats {
             (&mut self.work_refused, work_refused),
             (&mut self.decode_work, decode_work),
             (&mut self.not_kept, not_kept),
+            (&mut self.misplaced, misplaced),
             (&mut self.data_sealed, data_sealed),
             (&mut self.parity_sealed, parity_sealed),
         ] {

@@ -93,12 +93,13 @@ fn absurd_seqid_jumps_are_rejected_but_a_real_jump_resyncs() {
         .handle_packet(&fec_packet(7u32.wrapping_sub(1 << 25), 0xf1, 40), T0)
         .is_err());
     assert_eq!(dec.stats().seqid_jumps, 3);
-    // The stream really moved: the second far packet, close to the first, re-anchors.
+    // The stream really moved: the second far packet, close to the first, re-anchors (a
+    // data shard at a data position of its group, so that it is queued).
     let far = 100 + (1 << 25);
     assert!(dec.handle_packet(&fec_packet(far, 0xf1, 40), T0).is_err());
     assert_eq!(
-        dec.handle_packet(&fec_packet(far + 1, 0xf1, 40), T0),
-        Ok(PacketKind::Data { seqid: far + 1 })
+        dec.handle_packet(&fec_packet(far + 3, 0xf1, 40), T0),
+        Ok(PacketKind::Data { seqid: far + 3 })
     );
     assert_eq!(dec.queued(), 1, "the old epoch's shards are dropped");
     // After 60 s of silence anything is accepted.
@@ -218,7 +219,8 @@ fn a_rebuilt_shard_with_a_bad_size_field_counts_as_fec_err() {
 #[test]
 fn the_byte_budget_evicts_the_oldest_shards_first_and_counts_them() {
     let mut cfg = FecConfig::default();
-    cfg.queue_bytes = 6 * 1500;
+    // Room for six groups' sums: two parity rows of the longest shard (1494 bytes) each.
+    cfg.queue_bytes = 6 * 2 * 1494;
     let mut tx = Fec::new(3, 2).unwrap();
     let kcps: Vec<Vec<u8>> = (0..30u8).map(|i| vec![i; 1392]).collect();
     let pkts = seal_all(&mut tx, &kcps, T0);

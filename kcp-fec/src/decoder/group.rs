@@ -1,162 +1,255 @@
-//! Group assembly: when a group is complete, and the Reed-Solomon reconstruction of its lost
-//! data shards within the work budget.
+//! Incomplete groups folded into parity-row accumulators, when a group is complete, and the
+//! reconstruction of its lost data shards within the work budget.
+//!
+//! Reed-Solomon is linear: parity row `j` of a group is `P_j = sum_k M[j][k] * d_k` over its
+//! data shards `d_k`, each zero-padded to the group's longest. A group keeps, for each parity
+//! row, `S_j = P_j (if received) + sum over received data shards k of M[j][k] * d_k`, which is
+//! `sum over missing data shards i of M[j][i] * d_i` once `P_j` is in. With `e` data shards
+//! missing, `e` received parity rows give `e` equations in them: the `e x e` sub-matrix of
+//! those rows over the missing columns, inverted, turns their `S_j` into the missing shards.
 
 use alloc::vec::Vec;
 
-use super::FecDecoder;
-use crate::code::MAX_TOTAL_SHARDS;
-use crate::grow::{reserve_deque_within, reserve_within};
-use crate::rs::Inverses;
-use crate::wire::SHARD_HEADER_LEN;
+use kcp_core::Millis;
 
-impl FecDecoder {
-    /// Group assembly around the shard just inserted at `insert_idx`.
-    pub(super) fn try_group(&mut self, seqid: u32, insert_idx: usize) {
-        let total = self.ds + self.ps;
-        let t = total as u32;
-        let shard_begin = self.group_begin(seqid);
-        let shard_end = shard_begin.wrapping_add(t - 1);
-        let search_begin = insert_idx.saturating_sub((seqid % t) as usize);
-        let Some(last) = self.rx.len().checked_sub(1) else {
-            return;
-        };
-        let search_end = (search_begin + total - 1).min(last);
-        if search_end < search_begin || search_end - search_begin + 1 < self.ds {
-            return;
-        }
-        let (mut num, mut num_data, mut first, mut maxlen) = (0usize, 0usize, 0usize, 0usize);
-        let mut present = [false; MAX_TOTAL_SHARDS];
-        for (i, e) in self.rx.range(search_begin..=search_end).enumerate() {
-            if (e.seqid.wrapping_sub(shard_end) as i32) > 0 {
-                break;
+use super::FecDecoder;
+use crate::gf;
+use crate::rs::Key;
+
+/// Largest `min(ds, ps)`: the most shards one reconstruction rebuilds.
+const MAX_MISSING: usize = crate::code::MAX_TOTAL_SHARDS / 2;
+
+/// One incomplete group: which shards arrived, and the parity rows' accumulators.
+pub(super) struct Group {
+    /// First seqid of the group.
+    pub(super) begin: u32,
+    /// When its first shard arrived.
+    pub(super) ts: Millis,
+    /// Longest shard folded in (shards start at the size field).
+    pub(super) maxlen: u32,
+    /// Positions folded into the accumulators.
+    pub(super) arrived: Key,
+    /// Positions kcp-go's queue would still hold (arrived, not evicted since).
+    pub(super) queued: Key,
+    /// `ps` accumulators of `acc.len() / ps` bytes each (a size class of `maxlen`), zero past
+    /// `maxlen`.
+    pub(super) acc: Vec<u8>,
+}
+
+pub(super) fn bit(k: &Key, i: usize) -> bool {
+    k.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+}
+
+pub(super) fn set(k: &mut Key, i: usize) {
+    if let Some(w) = k.get_mut(i / 64) {
+        *w |= 1 << (i % 64);
+    }
+}
+
+pub(super) fn clear(k: &mut Key, i: usize) {
+    if let Some(w) = k.get_mut(i / 64) {
+        *w &= !(1 << (i % 64));
+    }
+}
+
+/// Set bits below `n`.
+fn count_below(k: &Key, n: usize) -> usize {
+    k.iter()
+        .enumerate()
+        .map(|(w, bits)| {
+            let lo = w * 64;
+            if n >= lo + 64 {
+                bits.count_ones() as usize
+            } else if n > lo {
+                (bits & ((1u64 << (n - lo)) - 1)).count_ones() as usize
+            } else {
+                0
             }
-            if (e.seqid.wrapping_sub(shard_begin) as i32) >= 0 {
-                num += 1;
-                if e.is_data {
-                    num_data += 1;
-                }
-                if num == 1 {
-                    first = search_begin + i;
-                }
-                maxlen = maxlen.max(e.buf.len() - SHARD_HEADER_LEN);
-                if let Some(p) = present.get_mut(e.seqid.wrapping_sub(shard_begin) as usize) {
-                    *p = true;
-                }
-            }
-        }
-        let end = (first + num).min(self.rx.len());
-        if num_data == self.ds {
-            // Nothing lost.
-            self.free_range(first, end);
-            self.mark_done(shard_begin);
-        } else if num >= self.ds && self.reconstruct(first, end, shard_begin, maxlen, &present) {
-            self.mark_done(shard_begin);
+        })
+        .sum()
+}
+
+/// Lowest set bit.
+pub(super) fn lowest(k: &Key) -> Option<usize> {
+    k.iter()
+        .enumerate()
+        .find(|(_, w)| **w != 0)
+        .map(|(i, w)| i * 64 + w.trailing_zeros() as usize)
+}
+
+/// Highest set bit.
+pub(super) fn highest(k: &Key) -> Option<usize> {
+    k.iter()
+        .enumerate()
+        .rev()
+        .find(|(_, w)| **w != 0)
+        .map(|(i, w)| i * 64 + 63 - w.leading_zeros() as usize)
+}
+
+impl Group {
+    pub(super) fn new(begin: u32, ts: Millis) -> Self {
+        Group {
+            begin,
+            ts,
+            maxlen: 0,
+            arrived: [0; 4],
+            queued: [0; 4],
+            acc: Vec::new(),
         }
     }
 
+    pub(super) fn queued_count(&self) -> usize {
+        count_below(&self.queued, 256)
+    }
+
+    /// Queued shards at data positions (below `ds`).
+    pub(super) fn queued_data(&self, ds: usize) -> usize {
+        count_below(&self.queued, ds)
+    }
+}
+
+impl FecDecoder {
     /// First seqid of the group `seqid` belongs to (kcp-go's `shardBegin`).
     pub(super) fn group_begin(&self, seqid: u32) -> u32 {
         seqid - seqid % (self.ds + self.ps) as u32
     }
 
+    /// Adds `shard` (position `pos` of group `gi`, already wide enough) to the accumulators.
+    pub(super) fn fold(&mut self, gi: usize, pos: usize, shard: &[u8]) {
+        let (ds, ps) = (self.ds, self.ps);
+        let Some(g) = self.groups.get_mut(gi) else {
+            return;
+        };
+        let stride = g.acc.len() / ps;
+        if stride == 0 {
+            return;
+        }
+        let kernel = self.code.kernel();
+        for (j, row) in g.acc.chunks_exact_mut(stride).enumerate() {
+            let coef = if pos < ds {
+                self.code
+                    .parity_row(ds + j)
+                    .and_then(|r| r.get(pos))
+                    .copied()
+                    .unwrap_or(0)
+            } else {
+                u8::from(pos - ds == j)
+            };
+            gf::mul_with(kernel, coef, shard, row, true);
+        }
+        set(&mut g.arrived, pos);
+    }
+
+    /// Group assembly after a shard joined group `gi`: frees it when every data shard is
+    /// queued, rebuilds its missing data shards when kcp-go would (at least `ds` shards
+    /// queued).
+    pub(super) fn try_group(&mut self, gi: usize) {
+        let ds = self.ds;
+        let Some(g) = self.groups.get(gi) else {
+            return;
+        };
+        let begin = g.begin;
+        if g.queued_data(ds) == ds {
+            // Nothing lost.
+            self.remove_group(gi);
+            self.mark_done(begin);
+            return;
+        }
+        if g.queued_count() < ds {
+            return;
+        }
+        // The data shards that never arrived, and as many received parity rows.
+        let mut cols = [0u8; MAX_MISSING];
+        let mut rows = [0u8; MAX_MISSING];
+        let mut key: Key = [0; 4];
+        let mut e = 0;
+        for k in (0..ds).filter(|k| !bit(&g.arrived, *k)) {
+            if let Some(c) = cols.get_mut(e) {
+                *c = k as u8;
+                e += 1;
+                set(&mut key, k);
+            }
+        }
+        if e == 0 {
+            // Every data shard arrived (some were evicted from the count since): kcp-go would
+            // hand the evicted ones out again, but they were delivered when they came.
+            self.remove_group(gi);
+            self.mark_done(begin);
+            return;
+        }
+        let mut r = 0;
+        for j in (0..self.ps).filter(|j| bit(&g.arrived, ds + j)).take(e) {
+            if let Some(x) = rows.get_mut(r) {
+                *x = j as u8;
+                r += 1;
+                set(&mut key, ds + j);
+            }
+        }
+        if r < e {
+            // Cannot happen: `ds` shards arrived, so at least `e` of them are parity.
+            return;
+        }
+        let len = g.maxlen as usize;
+        let work = match &self.scratch {
+            Some(s) => s.inverses.work_for(&self.code, &key, e, len),
+            None => crate::rs::Inverses::default().work_for(&self.code, &key, e, len),
+        };
+        if work > self.budget.available() {
+            self.stats.work_refused = self.stats.work_refused.wrapping_add(1);
+            return;
+        }
+        let mut out = self.take(e * len);
+        out.resize(e * len, 0);
+        let Some(g) = self.groups.get(gi) else {
+            return;
+        };
+        let stride = g.acc.len() / self.ps;
+        let kernel = self.code.kernel();
+        let scratch = self.scratch.get_or_insert_with(Default::default);
+        let ok = match scratch.inverses.inverse(
+            &self.code,
+            rows.get(..e).unwrap_or(&[]),
+            cols.get(..e).unwrap_or(&[]),
+            key,
+        ) {
+            Ok(inv) => {
+                let mut ins: [&[u8]; MAX_MISSING] = [&[]; MAX_MISSING];
+                for (slot, &j) in ins.iter_mut().zip(rows.iter().take(e)) {
+                    let at = usize::from(j) * stride;
+                    *slot = g.acc.get(at..at + len).unwrap_or(&[]);
+                }
+                let mut outs: [&mut [u8]; MAX_MISSING] = core::array::from_fn(|_| &mut [][..]);
+                for (o, chunk) in outs.iter_mut().zip(out.chunks_exact_mut(len.max(1))) {
+                    *o = chunk;
+                }
+                gf::matmul(
+                    kernel,
+                    inv,
+                    ins.get(..e).unwrap_or(&[]),
+                    outs.get_mut(..e).unwrap_or(&mut []),
+                );
+                true
+            }
+            Err(_) => false,
+        };
+        self.remove_group(gi);
+        if ok {
+            self.budget.spend(work);
+            self.add_work(work);
+            self.stats.reconstructions = self.stats.reconstructions.wrapping_add(1);
+            self.mark_done(begin);
+            self.scratch().set_recovered(out, len, e);
+        } else {
+            self.stats.reconstruct_failures = self.stats.reconstruct_failures.wrapping_add(1);
+            self.give(out);
+        }
+    }
+
     /// Remembers that the group starting at `shard_begin` is complete (the oldest is forgotten).
-    fn mark_done(&mut self, shard_begin: u32) {
+    pub(super) fn mark_done(&mut self, shard_begin: u32) {
         self.done.rotate_right(1);
         if let Some(newest) = self.done.first_mut() {
             *newest = Some(shard_begin);
         }
-    }
-
-    fn free_range(&mut self, first: usize, end: usize) {
-        for _ in first..end {
-            if let Some(e) = self.remove(first) {
-                self.give(e.buf);
-            }
-        }
-    }
-
-    /// Rebuilds the group's missing data shards; true if it did (the group is complete).
-    fn reconstruct(
-        &mut self,
-        first: usize,
-        end: usize,
-        shard_begin: u32,
-        maxlen: usize,
-        present: &[bool; MAX_TOTAL_SHARDS],
-    ) -> bool {
-        let total = self.ds + self.ps;
-        let present = present.get(..total).unwrap_or(&[]);
-        let range = SHARD_HEADER_LEN..SHARD_HEADER_LEN + maxlen;
-        let allowance = self.budget.available();
-        let inverses = self.scratch.as_ref().map(|s| &s.inverses);
-        let work = match inverses {
-            Some(inv) => inv.work_for(self.ds, present, range.len()),
-            None => Inverses::default().work_for(self.ds, present, range.len()),
-        };
-        if work.is_ok_and(|w| w > allowance) {
-            self.stats.work_refused = self.stats.work_refused.wrapping_add(1);
-            return false;
-        }
-        let mut slots = core::mem::take(&mut self.scratch().slots);
-        let need = total.saturating_sub(slots.len());
-        reserve_within(&mut slots, need, total);
-        slots.resize_with(total, Vec::new);
-        // Move the group's shards out of the queue into their slots, as they are: the code
-        // reads shorter ones as zero-padded to the longest.
-        for _ in first..end {
-            let Some(e) = self.remove(first) else {
-                break;
-            };
-            let slot = e.seqid.wrapping_sub(shard_begin) as usize;
-            match slots.get_mut(slot) {
-                Some(s) if s.capacity() == 0 => *s = e.buf,
-                _ => self.give(e.buf),
-            }
-        }
-        for k in 0..self.ds {
-            if !present.get(k).copied().unwrap_or(true) {
-                let mut b = self.take(range.end);
-                b.resize(range.end, 0);
-                if let Some(s) = slots.get_mut(k) {
-                    *s = b;
-                }
-            }
-        }
-        let (ds, ps) = (self.ds, self.ps);
-        let code = &self.code;
-        let scratch = self.scratch.get_or_insert_with(Default::default);
-        let result = scratch
-            .inverses
-            .reconstruct_data(code, present, &mut slots, range, allowance);
-        let ok = match result {
-            Ok(work) => {
-                self.budget.spend(work);
-                self.add_work(work);
-                self.stats.reconstructions = self.stats.reconstructions.wrapping_add(1);
-                true
-            }
-            Err(_) => {
-                self.stats.reconstruct_failures = self.stats.reconstruct_failures.wrapping_add(1);
-                false
-            }
-        };
-        for (k, s) in slots.iter_mut().enumerate() {
-            let mut b = core::mem::take(s);
-            if b.capacity() == 0 {
-                continue;
-            }
-            let was_present = present.get(k).copied().unwrap_or(true);
-            if ok && k < ds && !was_present {
-                // Hand out the shard without its FEC header: size field first.
-                b.drain(..SHARD_HEADER_LEN);
-                let recovered = &mut self.scratch().recovered;
-                reserve_deque_within(recovered, 1, ds.min(ps));
-                recovered.push_back(b);
-            } else {
-                self.give(b);
-            }
-        }
-        self.scratch().slots = slots;
-        ok
     }
 }

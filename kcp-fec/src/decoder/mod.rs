@@ -6,6 +6,7 @@ mod queue;
 mod retune;
 mod seqid_jump;
 
+use group::Group;
 use pool::Scratch;
 
 use alloc::collections::VecDeque;
@@ -18,28 +19,19 @@ use crate::budget::{self, WorkBudget};
 use crate::code::{FecCode, MAX_TOTAL_SHARDS};
 use crate::rs::Inverses;
 use crate::stats::FecStats;
-use crate::wire::{self, PacketKind, Reject, MAX_PACKET_LEN};
+use crate::wire::{self, PacketKind, Reject, MAX_PACKET_LEN, SHARD_HEADER_LEN};
 use crate::{ConfigError, FecConfig};
 
 /// kcp-go keeps `RX_MULTI * (ds + ps)` shards waiting for their group (`rxFECMulti`).
 const RX_MULTI: usize = 3;
 
-/// One received shard waiting for its group.
-struct Entry {
-    seqid: u32,
-    is_data: bool,
-    ts: Millis,
-    /// The whole FEC packet (header included); the shard is `buf[6..]`.
-    buf: Vec<u8>,
-}
-
-/// Collects received shards per group and rebuilds lost data shards from parity.
+/// Folds received shards into per-group sums and rebuilds lost data shards from them.
 ///
 /// Follows kcp-go v5.6.1's `fecDecoder::decode` step by step (autotune sample, parameter
-/// check, duplicate drop and ordered insert, group assembly, Reed-Solomon reconstruction, queue
-/// limit of `3 * (ds + ps)` shards, 60 s expiry on the caller's clock), so a group is rebuilt
-/// exactly when kcp-go would rebuild it, within the limits below. Additions, each counted in
-/// [`FecStats`]:
+/// check, duplicate drop, group assembly, Reed-Solomon reconstruction, queue limit of
+/// `3 * (ds + ps)` shards evicting the oldest first, 60 s expiry on the caller's clock), so a
+/// group is rebuilt when kcp-go would rebuild it, within the limits below. Additions, each
+/// counted in [`FecStats`]:
 ///
 /// * packets are validated first ([`handle_packet`](Self::handle_packet)); malformed ones are typed errors;
 /// * a seqid more than 2^24 away from the newest accepted seqid is rejected, unless the last
@@ -48,22 +40,60 @@ struct Entry {
 ///   and random garbage cannot displace the stream;
 /// * parameter changes detected by the autotuner are capped (`ds + ps <= max_shards`) and
 ///   rate-limited (one rebuild per `autotune_interval_ms`);
-/// * the queued shards' buffers may hold at most [`FecConfig::queue_bytes`]; past it the
-///   oldest shards are evicted first (`evicted_for_bytes`);
+/// * the groups' sums may hold at most [`FecConfig::queue_bytes`]; past it the oldest groups
+///   are dropped first (their shards count in `evicted_for_bytes`);
 /// * reconstruction is paid for by received bytes (the work budget, see the crate docs,
 ///   "Limits"): a group whose rebuild the credit does not cover waits (`work_refused`);
 /// * the autotune sample ring is built at the first shard whose type contradicts the
 ///   parameters, so detection starts one or two groups later than in kcp-go.
 ///
+/// # No copies: what each group keeps
+///
+/// Reed-Solomon is linear, so no received shard is copied (the dual of [`FecEncoder`]'s
+/// folding). Each incomplete group keeps a bitmap of the shards that arrived and, for each
+/// parity row `j`, the sum `S_j` of that parity shard (if it arrived) and of `coef(j, k) x d_k`
+/// over the data shards `d_k` that arrived, each zero-padded to the group's longest shard as
+/// kcp-go pads them. Once `P_j` is in, `S_j` is the same combination of the missing data
+/// shards alone; with `e` of them missing, `e` received parity rows and the inverse of their
+/// `e x e` sub-matrix over the missing columns give them back (inverses are cached per
+/// erasure pattern), in any order of arrival. A rebuild costs `e * e * L` products, plus
+/// `2 * e^3` for an uncached inverse, for `L` the longest shard. Data shards are still
+/// delivered by the caller as they come.
+///
+/// kcp-go's queue is kept as a count: each group also records which of its shards kcp-go
+/// would still hold, and the queue limit takes the oldest of those out of the count (its
+/// bytes stay in the sums). Where kcp-go's queue of copies would act otherwise, the decoder
+/// can only give a recovery up (ARQ repairs it), never hand out a wrong byte:
+///
+/// * a group's sums are one unit, so the byte limit drops the oldest group whole, and the
+///   60 s expiry drops a group whole once its first shard is 60 s old (kcp-go drops the
+///   leading shards only and could rebuild the group from the rest later); counted in
+///   `evicted_for_bytes` and `expired`;
+/// * a data shard taken out of the count is not handed out again when its group is rebuilt
+///   later (kcp-go rebuilds it too: a duplicate of a packet delivered when it came), and one
+///   sent again after that rejoins the count without being added to the sums twice;
+/// * a shard whose type contradicts its position in the group (the peer's parameters are not
+///   detected yet, or the packet is crafted) is not queued: a rebuild could only read it in
+///   the wrong role (`misplaced`; kcp-go reads it by position and may rebuild garbage);
+/// * when autotune adopts new parameters the groups' sums, laid out for the old ones, are
+///   dropped (`expired`), and the newest groups they spoil under the new parameters are
+///   remembered as complete, so that their other shards are not held for nothing (kcp-go
+///   reinterprets its queued copies and may still rebuild those groups).
+///
 /// # Memory
 ///
-/// No buffer is allocated before the first shard. Queued shards are held in buffers of three
-/// sizes, 128 or 256 bytes for packets that fit and 1500 for the others, so that buffers are
-/// reused without ever growing; spare buffers are pooled, at most two groups' worth and half of
-/// `queue_bytes`. [`FecConfig::queue_bytes`] counts these buffers' real size.
-/// [`trim`](Self::trim) gives the pool, the queue and the inverse cache back.
-/// [`heap_bytes`](Self::heap_bytes) reports what is held, [`heap_bound`](Self::heap_bound)
-/// the most it can be.
+/// No buffer is allocated before the first shard. A group holds a small header (its bitmaps)
+/// and its `ps` sums, each as long as a size class of its longest shard: 122 or 250 bytes for
+/// shards that fit, 1494 for the others (3 x 122 bytes for a 10/3 group of 64-byte messages,
+/// instead of a buffer per shard), so the sums widen at most twice. Groups are at most the
+/// queue's `3 * (ds + ps)` shards (each holds one) and their sums at most
+/// [`FecConfig::queue_bytes`], checked before a buffer is allocated; spare buffers are pooled
+/// (at most four and half of `queue_bytes`), and a rebuilt group's shards take one of them
+/// until they are polled. [`trim`](Self::trim) gives the pool, the groups and the inverse
+/// cache back. [`heap_bytes`](Self::heap_bytes) reports what is held,
+/// [`heap_bound`](Self::heap_bound) the most it can be.
+///
+/// [`FecEncoder`]: crate::FecEncoder
 pub struct FecDecoder {
     ds: usize,
     ps: usize,
@@ -72,8 +102,11 @@ pub struct FecDecoder {
     /// A caller's code to adopt instead of building one when the peer's parameters match it.
     hint: Option<FecCode>,
     config: FecConfig,
-    rx: VecDeque<Entry>,
-    /// Capacity of the queued shards' buffers.
+    /// Incomplete groups, oldest first, each with at least one queued shard.
+    groups: VecDeque<Group>,
+    /// Shards in kcp-go's queue: the groups' queued shards.
+    queued: usize,
+    /// Capacity of the groups' accumulators.
     queued_bytes: usize,
     /// Pool, rebuilt shards and inverses: built on demand, dropped by `trim`.
     scratch: Option<alloc::boxed::Box<Scratch>>,
@@ -102,11 +135,12 @@ impl core::fmt::Debug for FecDecoder {
         f.debug_struct("FecDecoder")
             .field("ds", &self.ds)
             .field("ps", &self.ps)
-            .field("queued", &self.rx.len())
+            .field("groups", &self.groups.len())
+            .field("queued", &self.queued)
             .field("queued_bytes", &self.queued_bytes)
             .field(
                 "recovered_pending",
-                &self.scratch.as_ref().map_or(0, |s| s.recovered.len()),
+                &self.scratch.as_ref().map_or(0, |s| s.pending()),
             )
             .field("config", &self.config)
             .finish()
@@ -131,7 +165,8 @@ impl FecDecoder {
             hint: Some(code.clone()),
             code,
             config,
-            rx: VecDeque::new(),
+            groups: VecDeque::new(),
+            queued: 0,
             queued_bytes: 0,
             scratch: None,
             autotune: None,
@@ -157,16 +192,17 @@ impl FecDecoder {
 
     /// Shards waiting in the receive queue.
     pub fn queued(&self) -> usize {
-        self.rx.len()
+        self.queued
     }
 
     /// Whether it holds nothing but counters and parameters: no queued shard, no rebuilt
     /// packet waiting (it can then be dropped and rebuilt when FEC packets come again).
     pub fn is_empty(&self) -> bool {
-        self.rx.is_empty() && self.scratch.as_ref().is_none_or(|s| s.recovered.is_empty())
+        self.groups.is_empty() && self.scratch.as_ref().is_none_or(|s| s.pending() == 0)
     }
 
-    /// Heap bytes of the queued shards' buffers (what [`FecConfig::queue_bytes`] bounds).
+    /// Heap bytes of the incomplete groups' accumulators (what [`FecConfig::queue_bytes`]
+    /// bounds).
     pub fn queued_bytes(&self) -> usize {
         self.queued_bytes
     }
@@ -176,10 +212,11 @@ impl FecDecoder {
         self.stats
     }
 
-    /// Heap bytes held now: queue, pool, rebuilt shards, scratch, the autotune ring, and this
-    /// decoder's share of its codes' matrices. Not `size_of::<FecDecoder>()` itself.
+    /// Heap bytes held now: the groups and their accumulators, pool, rebuilt shards, scratch,
+    /// the autotune ring, and this decoder's share of its codes' matrices. Not
+    /// `size_of::<FecDecoder>()` itself.
     pub fn heap_bytes(&self) -> usize {
-        self.rx.capacity() * core::mem::size_of::<Entry>()
+        self.groups.capacity() * core::mem::size_of::<Group>()
             + self.queued_bytes
             + self.scratch.as_ref().map_or(0, |s| s.heap_bytes())
             + self.autotune.as_ref().map_or(0, |_| AutoTune::HEAP_BYTES)
@@ -193,46 +230,40 @@ impl FecDecoder {
     pub fn heap_bound(config: &FecConfig, ds: usize, ps: usize) -> usize {
         let total = config.max_shards.min(MAX_TOTAL_SHARDS).max(ds + ps);
         let vec = core::mem::size_of::<Vec<u8>>();
-        let rx_entries = RX_MULTI * total + 1;
-        rx_entries * core::mem::size_of::<Entry>()
+        // Each group holds a queued shard: at most the queue's length plus the one arriving.
+        let groups = RX_MULTI * total + 1;
+        groups * core::mem::size_of::<Group>()
             + config.queue_bytes
-            // The pool: half the queue's budget, in at most 2 * total + 1 buffers.
+            // The pool: half the queue's budget, in at most POOL_MAX buffers.
             + config.queue_bytes / 2
             + core::mem::size_of::<Scratch>()
-            + (2 * total + 1) * vec
-            // Rebuilt shards' queue and the group's slots.
-            + 2 * total * vec
-            + total / 2 * MAX_PACKET_LEN
+            + pool::POOL_MAX * vec
+            // Rebuilt shards of one group: at most min(ds, ps) of them (or a pooled buffer).
+            + (total / 2 * (MAX_PACKET_LEN - SHARD_HEADER_LEN)).max(config.queue_bytes / 2)
             // Inverse cache and elimination matrix, or the scratch of a code build.
-            + Inverses::heap_bound(total - 1)
+            + Inverses::heap_bound(total / 2)
+                .max(2 * total * total)
             + AutoTune::HEAP_BYTES
             // The current code, a hint and a code being built, each at most (total/2, total/2).
             + 3 * crate::code::matrix_bytes(total / 2, total.div_ceil(2))
     }
 
     /// Gives back everything but the decoder's small state, for a session gone idle: the
-    /// buffer pool, the inverse cache, the queue, and the shards of incomplete groups (counted
-    /// in `expired`: a group that straddles an idle period gets no FEC, ARQ repairs it).
+    /// buffer pool, the inverse cache, and the incomplete groups (their shards counted in
+    /// `expired`: a group that straddles an idle period gets no FEC, ARQ repairs it).
     /// Rebuilt packets not polled yet, the autotune samples (parameter detection needs their
     /// history across sparse traffic) and the codes stay.
     pub fn trim(&mut self) {
-        while let Some(e) = self.remove(0) {
-            self.stats.expired = self.stats.expired.wrapping_add(1);
-            drop(e);
-        }
-        self.rx = VecDeque::new();
-        if self
-            .scratch
-            .as_ref()
-            .is_some_and(|s| s.recovered.is_empty())
-        {
+        let dropped = self.drop_groups();
+        self.stats.expired = self.stats.expired.wrapping_add(dropped as u64);
+        self.groups = VecDeque::new();
+        if self.scratch.as_ref().is_some_and(|s| s.pending() == 0) {
             self.scratch = None;
         }
         if let Some(s) = &mut self.scratch {
             // Rebuilt packets not polled yet stay; the rest goes.
             s.pool = Vec::new();
             s.pool_bytes = 0;
-            s.slots = Vec::new();
             s.inverses.trim();
         }
     }
@@ -288,42 +319,54 @@ impl FecDecoder {
     /// or window updates from them. A rebuilt shard with an invalid size field is dropped
     /// (`errs`), as is one longer than `buf` (`recovered_dropped`).
     pub fn poll_recovered(&mut self, buf: &mut [u8]) -> Option<usize> {
-        while let Some(shard) = self.scratch.as_mut()?.recovered.pop_front() {
-            let size = wire::shard_size_field(&shard).map(usize::from).unwrap_or(0);
-            let result = if size < 2 || size > shard.len() {
-                self.stats.errs = self.stats.errs.wrapping_add(1);
-                None
-            } else {
-                let inner = shard.get(2..size).unwrap_or(&[]);
-                match buf.get_mut(..inner.len()) {
-                    Some(out) => {
-                        out.copy_from_slice(inner);
-                        self.stats.recovered = self.stats.recovered.wrapping_add(1);
-                        Some(inner.len())
-                    }
-                    None => {
-                        self.stats.recovered_dropped = self.stats.recovered_dropped.wrapping_add(1);
-                        None
-                    }
-                }
+        loop {
+            let s = self.scratch.as_mut()?;
+            let Some(shard) = s.next_recovered() else {
+                // All handed out: the buffer goes back to the pool.
+                self.recycle_recovered();
+                return None;
             };
-            self.give(shard);
-            if result.is_some() {
-                return result;
+            let size = wire::shard_size_field(shard).map(usize::from).unwrap_or(0);
+            if size < 2 || size > shard.len() {
+                self.stats.errs = self.stats.errs.wrapping_add(1);
+                continue;
+            }
+            let inner = shard.get(2..size).unwrap_or(&[]);
+            match buf.get_mut(..inner.len()) {
+                Some(out) => {
+                    out.copy_from_slice(inner);
+                    self.stats.recovered = self.stats.recovered.wrapping_add(1);
+                    return Some(inner.len());
+                }
+                None => {
+                    self.stats.recovered_dropped = self.stats.recovered_dropped.wrapping_add(1);
+                }
             }
         }
-        None
     }
 
     fn add_work(&mut self, work: u64) {
         self.stats.decode_work = self.stats.decode_work.wrapping_add(work);
     }
 
-    /// Removes entry `i` from the queue, keeping `queued_bytes` right.
-    fn remove(&mut self, i: usize) -> Option<Entry> {
-        let e = self.rx.remove(i)?;
-        self.queued_bytes -= e.buf.capacity();
-        Some(e)
+    /// Removes group `i`, keeping the shard count and `queued_bytes` right; its accumulators
+    /// go back to the pool. Returns its queued shards and how many of them are data.
+    fn remove_group(&mut self, i: usize) -> Option<(usize, usize)> {
+        let g = self.groups.remove(i)?;
+        let (n, data) = (g.queued_count(), g.queued_data(self.ds));
+        self.queued -= n;
+        self.queued_bytes -= g.acc.capacity();
+        self.give(g.acc);
+        Some((n, data))
+    }
+
+    /// Drops every incomplete group; returns how many queued shards they held.
+    fn drop_groups(&mut self) -> usize {
+        let mut dropped = 0;
+        while let Some((n, _)) = self.remove_group(0) {
+            dropped += n;
+        }
+        dropped
     }
 }
 

@@ -1,43 +1,51 @@
-//! The decoder's shard buffers: size classes, the pool of spare buffers, and the scratch
-//! space that only speeds decoding up.
+//! The decoder's buffers: size classes of the accumulators, the pool of spare buffers, the
+//! rebuilt shards, and the scratch space that only speeds decoding up.
 
-use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 
 use super::FecDecoder;
 use crate::grow::reserve_within;
 use crate::rs::Inverses;
-use crate::wire::MAX_PACKET_LEN;
+use crate::wire::{MAX_PACKET_LEN, SHARD_HEADER_LEN};
 
-/// Buffers for packets up to this long are this long: an ACK or a small message (a 64-byte
-/// echo with its KCP and FEC headers is 96 bytes).
-const SMALL_BUF: usize = 128;
-/// Buffers for longer packets up to this long are this long (a few ACKs or a short message);
-/// longer ones are [`MAX_PACKET_LEN`]. Three classes keep the shards of small-message sessions
-/// cheap (a 10/3 session holds about a group of them) without buffers ever having to grow.
-const MID_BUF: usize = 256;
+/// Accumulator rows for shards up to this long are this long: an ACK or a small message (a
+/// 64-byte echo is a 90-byte shard: size field, KCP header, payload).
+const SMALL_ROW: usize = 128 - SHARD_HEADER_LEN;
+/// Rows for longer shards up to this long are this long (a few ACKs or a short message);
+/// longer ones hold the longest shard. Three classes keep the groups of small-message
+/// sessions cheap without buffers having to grow at each longer shard.
+const MID_ROW: usize = 256 - SHARD_HEADER_LEN;
+/// The longest shard.
+const MAX_ROW: usize = MAX_PACKET_LEN - SHARD_HEADER_LEN;
 
-fn size_class(len: usize) -> usize {
-    if len <= SMALL_BUF {
-        SMALL_BUF
-    } else if len <= MID_BUF {
-        MID_BUF
+/// Most spare buffers the pool keeps: enough for the groups in flight on a lossy link and
+/// one group's rebuilt shards, so a warm decoder allocates nothing per packet.
+pub(super) const POOL_MAX: usize = 4;
+
+/// The accumulator row length for shards up to `len` bytes.
+pub(super) fn row_class(len: usize) -> usize {
+    if len <= SMALL_ROW {
+        SMALL_ROW
+    } else if len <= MID_ROW {
+        MID_ROW
     } else {
-        len.max(MAX_PACKET_LEN)
+        len.max(MAX_ROW)
     }
 }
 
-/// What only speeds decoding up, given back by [`FecDecoder::trim`].
+/// What only speeds decoding up, given back by [`FecDecoder::trim`], and the rebuilt shards.
 #[derive(Default)]
 pub(super) struct Scratch {
-    /// Spare shard buffers, and their capacity.
+    /// Spare buffers, and their capacity.
     pub(super) pool: Vec<Vec<u8>>,
     pub(super) pool_bytes: usize,
-    /// Rebuilt shards (size field + KCP datagram + zero padding) not handed out yet.
-    pub(super) recovered: VecDeque<Vec<u8>>,
+    /// Rebuilt shards (size field + KCP datagram + zero padding) of the last group rebuilt,
+    /// `rec_len` bytes each; the first `rec_next` of `rec_rows` are handed out.
+    recovered: Vec<u8>,
+    rec_len: usize,
+    rec_rows: usize,
+    rec_next: usize,
     pub(super) inverses: Inverses,
-    /// A group's shards by position during a reconstruction (empty in between).
-    pub(super) slots: Vec<Vec<u8>>,
 }
 
 impl Scratch {
@@ -46,49 +54,64 @@ impl Scratch {
         core::mem::size_of::<Scratch>()
             + self.pool.capacity() * vec
             + self.pool_bytes
-            + self.recovered.capacity() * vec
-            + self.recovered.iter().map(Vec::capacity).sum::<usize>()
+            + self.recovered.capacity()
             + self.inverses.heap_bytes()
-            + self.slots.capacity() * vec
+    }
+
+    /// Rebuilt shards not handed out yet.
+    pub(super) fn pending(&self) -> usize {
+        self.rec_rows - self.rec_next
+    }
+
+    /// Keeps `rows` rebuilt shards of `len` bytes each, to be handed out in order.
+    pub(super) fn set_recovered(&mut self, buf: Vec<u8>, len: usize, rows: usize) {
+        debug_assert!(self.recovered.capacity() == 0);
+        self.recovered = buf;
+        self.rec_len = len;
+        self.rec_rows = rows;
+        self.rec_next = 0;
+    }
+
+    /// The next rebuilt shard, if any.
+    pub(super) fn next_recovered(&mut self) -> Option<&[u8]> {
+        if self.rec_next >= self.rec_rows {
+            return None;
+        }
+        let at = self.rec_next * self.rec_len;
+        self.rec_next += 1;
+        self.recovered.get(at..at + self.rec_len)
     }
 }
 
 impl FecDecoder {
+    /// Drops the rebuilt shards not handed out and pools their buffer.
     pub(super) fn recycle_recovered(&mut self) {
-        while let Some(b) = self.scratch.as_mut().and_then(|s| s.recovered.pop_front()) {
+        let Some(s) = self.scratch.as_mut() else {
+            return;
+        };
+        let b = core::mem::take(&mut s.recovered);
+        (s.rec_rows, s.rec_next) = (0, 0);
+        if b.capacity() > 0 {
             self.give(b);
         }
-    }
-
-    /// Most buffers the pool keeps: two groups' worth (the queue's churn).
-    pub(super) fn pool_max(&self) -> usize {
-        2 * (self.ds + self.ps) + 1
     }
 
     pub(super) fn scratch(&mut self) -> &mut Scratch {
         self.scratch.get_or_insert_with(Default::default)
     }
 
-    /// A buffer with room for `len` bytes: the smallest pooled one that fits, else a new one
-    /// of `len`'s size class. Buffers are never grown, so each is allocated once while traffic
-    /// flows, and the pool warms up to the largest number of each class in use at once.
+    /// An empty buffer with room for `len` bytes: the smallest pooled one that fits, else a
+    /// new one of exactly `len`. Buffers are never grown, so each is allocated once while
+    /// traffic flows, and the pool warms up to the buffers in use at once.
     pub(super) fn take(&mut self, len: usize) -> Vec<u8> {
         let fit = self.scratch.as_mut().and_then(|s| {
-            // Uniform traffic: the last buffer given back is the right size.
-            let last_fits = s
+            let i = s
                 .pool
-                .last()
-                .is_some_and(|b| b.capacity() >= len && b.capacity() <= size_class(len));
-            let i = if last_fits {
-                s.pool.len() - 1
-            } else {
-                s.pool
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, b)| b.capacity() >= len)
-                    .min_by_key(|(_, b)| b.capacity())
-                    .map(|(i, _)| i)?
-            };
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| b.capacity() >= len)
+                .min_by_key(|(_, b)| b.capacity())
+                .map(|(i, _)| i)?;
             let b = s.pool.swap_remove(i);
             s.pool_bytes -= b.capacity();
             Some(b)
@@ -98,19 +121,22 @@ impl FecDecoder {
                 b.clear();
                 b
             }
-            None => Vec::with_capacity(size_class(len)),
+            None => Vec::with_capacity(len),
         }
     }
 
-    /// Pools a buffer if the pool stays within [`FecDecoder::pool_max`] buffers and half of
+    /// Pools a buffer if the pool stays within [`POOL_MAX`] buffers and half of
     /// `queue_bytes`, else frees it.
     pub(super) fn give(&mut self, buf: Vec<u8>) {
         let cap = buf.capacity();
-        let max = self.pool_max();
+        if cap == 0 {
+            // Nothing to keep (a new group's empty sums): no scratch for it.
+            return;
+        }
         let budget = self.config.queue_bytes / 2;
         let s = self.scratch();
-        if cap > 0 && s.pool.len() < max && s.pool_bytes + cap <= budget {
-            reserve_within(&mut s.pool, 1, max);
+        if s.pool.len() < POOL_MAX && s.pool_bytes + cap <= budget {
+            reserve_within(&mut s.pool, 1, POOL_MAX);
             s.pool.push(buf);
             s.pool_bytes += cap;
         }

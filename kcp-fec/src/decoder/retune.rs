@@ -3,6 +3,7 @@
 
 use kcp_core::Millis;
 
+use super::group::{highest, lowest};
 use super::{FecDecoder, DONE_GROUPS, RX_MULTI};
 use crate::autotune::AutoTune;
 use crate::budget;
@@ -58,23 +59,62 @@ impl FecDecoder {
                 }
             }
         };
+        // The groups' sums are laid out for the old parameters: they can rebuild nothing now,
+        // and the new groups that hold shards seen before (queued, or in groups completed)
+        // have lost them. The newest of those are remembered as complete, so that their other
+        // shards are not held for a rebuild that may never come (ARQ repairs what they miss):
+        // the group of this shard unless it starts there, then the groups of the shards
+        // queued, then those of the groups completed.
+        let new_total = (ads + aps) as u32;
+        let old_total = total;
+        let mut seen = [0u32; 2 * DONE_GROUPS + 1];
+        let mut n = 0;
+        let mut note = |seq: u32| {
+            if let Some(slot) = seen.get_mut(n) {
+                *slot = seq;
+                n += 1;
+            }
+        };
+        if !seqid.is_multiple_of(new_total) {
+            note(seqid);
+        }
+        for g in self.groups.iter().rev() {
+            note(
+                g.begin
+                    .wrapping_add(highest(&g.arrived).unwrap_or(0) as u32),
+            );
+            note(g.begin.wrapping_add(lowest(&g.arrived).unwrap_or(0) as u32));
+        }
+        for begin in self.done.iter().flatten() {
+            note(begin.wrapping_add(old_total - 1));
+            note(*begin);
+        }
+        let dropped = self.drop_groups();
+        self.stats.expired = self.stats.expired.wrapping_add(dropped as u64);
         self.code = code;
         self.ds = ads;
         self.ps = aps;
         self.rxlimit = RX_MULTI * (ads + aps);
         // Group boundaries moved: the completed groups no longer name the same seqids.
         self.done = [None; DONE_GROUPS];
+        let mut spoilt = [0u32; DONE_GROUPS];
+        let mut m = 0;
+        for &seq in seen.iter().take(n) {
+            let begin = self.group_begin(seq);
+            if m < DONE_GROUPS && !spoilt[..m].contains(&begin) {
+                spoilt[m] = begin;
+                m += 1;
+            }
+        }
+        // Oldest first, so that the newest ends up first.
+        for &begin in spoilt[..m].iter().rev() {
+            self.mark_done(begin);
+        }
         self.last_rebuild = Some(now);
         self.budget_cap = budget::cap(ads, aps);
         self.budget.clamp(self.budget_cap);
-        let max = self.pool_max();
         if let Some(s) = &mut self.scratch {
             s.inverses.clear();
-            while s.pool.len() > max {
-                if let Some(b) = s.pool.pop() {
-                    s.pool_bytes -= b.capacity();
-                }
-            }
         }
         self.stats.autotune_rebuilds = self.stats.autotune_rebuilds.wrapping_add(1);
     }

@@ -33,9 +33,7 @@ impl FecDecoder {
         self.jump_candidate = None;
         if accept_far {
             // A new epoch: what is queued belongs to groups that can no longer complete.
-            while let Some(e) = self.remove(0) {
-                self.give(e.buf);
-            }
+            self.drop_groups();
         }
         let newest = match self.anchor {
             Some((n, _)) if !accept_far && (seqid.wrapping_sub(n) as i32) < 0 => n,

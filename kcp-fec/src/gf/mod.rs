@@ -184,55 +184,6 @@ pub fn matmul(k: Kernel, coefs: &[u8], ins: &[&[u8]], outs: &mut [&mut [u8]]) {
     }
 }
 
-/// [`matmul`] for inputs of different lengths, each read as zero-padded to the outputs'
-/// length: `outs[j] = sum_i coefs[j * ins.len() + i] * pad(ins[i])` over the shortest output.
-/// The prefix all inputs cover runs on the multi-output kernel, the rest input by input; no
-/// input is copied. (Reed-Solomon over shards of different lengths pads them with zeros.)
-pub fn matmul_padded(k: Kernel, coefs: &[u8], ins: &[&[u8]], outs: &mut [&mut [u8]]) {
-    let n_in = ins.len();
-    let out_len = outs.iter().map(|o| o.len()).min().unwrap_or(0);
-    let common = ins.iter().map(|s| s.len()).min().unwrap_or(0).min(out_len);
-    if common == out_len {
-        // Every input covers the outputs: nothing to pad.
-        matmul(k, coefs, ins, outs);
-        return;
-    }
-    for (c, chunk) in outs.chunks_mut(MAX_OUTS).enumerate() {
-        let rows = coefs.get(c * MAX_OUTS * n_in..).unwrap_or(&[]);
-        let n_out = chunk.len();
-        {
-            let mut pre: [&mut [u8]; MAX_OUTS] = Default::default();
-            for (p, o) in pre.iter_mut().zip(chunk.iter_mut()) {
-                *p = o.get_mut(..common).unwrap_or(&mut []);
-            }
-            let mut heads: [&[u8]; 256] = [&[]; 256];
-            for (h, i) in heads.iter_mut().zip(ins) {
-                *h = i.get(..common).unwrap_or(&[]);
-            }
-            let heads = heads.get(..n_in).unwrap_or(&[]);
-            matmul(k, rows, heads, &mut pre[..n_out]);
-        }
-        for (j, out) in chunk.iter_mut().enumerate() {
-            let Some(tail) = out.get_mut(common..out_len) else {
-                continue;
-            };
-            tail.fill(0);
-            for (i, input) in ins.iter().enumerate() {
-                let end = input.len().min(out_len);
-                if end <= common {
-                    continue;
-                }
-                let c = rows.get(j * n_in + i).copied().unwrap_or(0);
-                if let (Some(src), Some(dst)) =
-                    (input.get(common..end), tail.get_mut(..end - common))
-                {
-                    mul_with(k, c, src, dst, true);
-                }
-            }
-        }
-    }
-}
-
 /// Portable kernel: one 256-entry row per coefficient.
 pub(crate) fn mul_table(c: u8, input: &[u8], out: &mut [u8], add: bool) {
     let row = mul_row(c);
@@ -295,34 +246,6 @@ mod tests {
                         assert!(outs_data[j][len..].iter().all(|b| *b == 0xaa));
                     }
                 }
-            }
-        }
-    }
-
-    #[test]
-    fn padded_matmul_reads_short_inputs_as_zero_padded() {
-        let data: [[u8; 150]; 5] =
-            core::array::from_fn(|i| core::array::from_fn(|j| (i * 71 + j * 13 + 5) as u8));
-        let lens = [150usize, 3, 0, 149, 77];
-        let ins: [&[u8]; 5] = core::array::from_fn(|i| &data[i][..lens[i]]);
-        let coefs: [u8; 30] = core::array::from_fn(|x| (x * 41 + 3) as u8);
-        for k in [Kernel::Table, Kernel::Avx2, Kernel::Gfni512] {
-            for n_out in [1usize, 4, 6] {
-                let mut want = [[0u8; 150]; 6];
-                for j in 0..n_out {
-                    for i in 0..5 {
-                        let mut padded = [0u8; 150];
-                        padded[..lens[i]].copy_from_slice(ins[i]);
-                        mul_table(coefs[j * 5 + i], &padded, &mut want[j], i > 0);
-                    }
-                }
-                let mut got = [[0x77u8; 150]; 6];
-                let mut outs: [&mut [u8]; 6] = Default::default();
-                for (o, g) in outs.iter_mut().zip(got.iter_mut()) {
-                    *o = &mut g[..];
-                }
-                matmul_padded(k, &coefs[..n_out * 5], &ins, &mut outs[..n_out]);
-                assert_eq!(got[..n_out], want[..n_out], "{k:?} n_out={n_out}");
             }
         }
     }
