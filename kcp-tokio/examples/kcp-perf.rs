@@ -25,7 +25,8 @@ use kcp_tokio::{Config, KcpConfig, KcpListener, KcpStream};
 )]
 struct Cli {
     /// Runtime threads: 1 runs everything on one thread (Tokio's current-thread runtime: no
-    /// wake-ups between workers, the least CPU per message); 0 (default): one worker per core.
+    /// wake-ups between workers; about a quarter less server CPU per message with many
+    /// small-message sessions); 0 (default): one worker per core.
     #[arg(long, global = true, default_value_t = 0)]
     threads: usize,
     #[command(subcommand)]
