@@ -267,6 +267,9 @@ pub struct LayerCounters {
     pub fec_decode_work: u64,
     /// Changes of the peer's FEC parameters detected but refused by the rebuild limits.
     pub fec_autotune_suppressed: u64,
+    /// Shards whose type (data or parity) contradicts their position in their group under
+    /// the decoder's parameters, not kept.
+    pub fec_misplaced: u64,
     /// Packets sealed by a crypto layer.
     pub crypto_sealed: u64,
     /// Packets a crypto layer opened (or, on an endpoint's session, accepted) and delivered
@@ -304,6 +307,7 @@ impl LayerCounters {
             fec_work_refused,
             fec_decode_work,
             fec_autotune_suppressed,
+            fec_misplaced,
             crypto_sealed,
             crypto_opened,
             crypto_truncated,
@@ -326,6 +330,7 @@ impl LayerCounters {
             (&mut self.fec_work_refused, fec_work_refused),
             (&mut self.fec_decode_work, fec_decode_work),
             (&mut self.fec_autotune_suppressed, fec_autotune_suppressed),
+            (&mut self.fec_misplaced, fec_misplaced),
             (&mut self.crypto_sealed, crypto_sealed),
             (&mut self.crypto_opened, crypto_opened),
             (&mut self.crypto_truncated, crypto_truncated),

@@ -534,6 +534,7 @@ impl Codec for Fec {
             (&mut into.fec_work_refused, s.work_refused),
             (&mut into.fec_decode_work, s.decode_work),
             (&mut into.fec_autotune_suppressed, s.autotune_suppressed),
+            (&mut into.fec_misplaced, s.misplaced),
         ] {
             *a = a.wrapping_add(b);
         }

@@ -8,7 +8,7 @@ mod common;
 use std::collections::BTreeSet;
 
 use common::{open_all, seal_all};
-use kcp_core::Millis;
+use kcp_core::{Codec, LayerCounters, Millis};
 use kcp_fec::{Fec, FecConfig, FecDecoder};
 use kcp_testkit::rng::Rng;
 use proptest::prelude::*;
@@ -323,6 +323,13 @@ fn a_shard_whose_type_contradicts_its_position_is_not_queued() {
     assert_eq!(dec.queued(), 0);
     assert_eq!(dec.stats().misplaced, 1);
     assert_eq!(dec.stats().data_shards, 1);
+    // A layer reports it with its other counters (an endpoint's session stats).
+    let mut layer = Fec::new(3, 2).unwrap();
+    let mut q = p.clone();
+    assert!(layer.open(&mut q, T0).is_ok());
+    let mut c = LayerCounters::default();
+    layer.add_counters(&mut c);
+    assert_eq!(c.fec_misplaced, 1);
 }
 
 #[test]
