@@ -341,49 +341,51 @@ async fn run(d: Arc<Inner>, gro: bool, opener: Option<Crypt>) {
     // made (and registered with Tokio's timer wheel) anew on every wake-up.
     let mut timer = Box::pin(tokio::time::sleep_until(tokio::time::Instant::now()));
     let mut timer_at: Option<u64> = None;
+    // A wake-up not yet checked for lateness (set before each sleep).
+    let mut woke = true;
     loop {
         bump(&d.counters.wakeups, 1);
         let now = d.clock.now_ms();
-        let late = d.lock().ep.poll_timeout().map(|t| -t.since(millis(now)));
-        if late.is_some_and(|l| l >= LATE_MS) {
+        let (deadline, ran, late) = {
+            let mut s = d.lock();
+            // How many ms ago the endpoint's next deadline was (negative: still ahead).
+            let overdue = s.ep.poll_timeout().map_or(0, |t| -t.since(millis(now)));
+            if std::mem::take(&mut woke) && overdue >= LATE_MS {
+                (None, false, true)
+            } else {
+                let mut ran = false;
+                if rx.p.timers_at != now && s.deadline(now).is_some_and(|t| t <= now) {
+                    s.ep.handle_timeout(millis(now));
+                    rx.p.timers_at = now;
+                    ran = true;
+                }
+                if let Some(until) = stopping {
+                    if s.ep.is_empty() || now >= until {
+                        return;
+                    }
+                }
+                let deadline = s.deadline(now);
+                s.armed = deadline;
+                (deadline, ran, false)
+            }
+        };
+        if late {
             // The driver wakes late: it meant to run its timers a while ago (a busy machine
             // descheduled it, whatever woke it now). First read what has arrived: the
             // ACKs sent in time wait in the socket, and Tokio may not have polled for them
             // yet; running the timers before them would resend what the peer has already
-            // received. Feeding runs the due timers after the datagrams (`end_chunk`).
+            // received. Feeding runs the due timers after the datagrams (`end_chunk`); the
+            // next pass runs them if nothing arrived.
             match d.receive(&mut rx, true) {
                 Ok(0) => {}
                 Ok(_) => {
                     d.wake_ready();
                     d.transmit();
                 }
-                Err(e) => {
-                    let mut wake = Vec::new();
-                    d.lock().stop(e.kind(), &mut wake);
-                    for w in wake {
-                        w.wake();
-                    }
-                    return;
-                }
+                Err(e) => return d.fail(&e),
             }
+            continue;
         }
-        let (deadline, ran) = {
-            let mut s = d.lock();
-            let mut ran = false;
-            if rx.p.timers_at != now && s.deadline(now).is_some_and(|t| t <= now) {
-                s.ep.handle_timeout(millis(now));
-                rx.p.timers_at = now;
-                ran = true;
-            }
-            if let Some(until) = stopping {
-                if s.ep.is_empty() || now >= until {
-                    return;
-                }
-            }
-            let deadline = s.deadline(now);
-            s.armed = deadline;
-            (deadline, ran)
-        };
         if ran {
             d.transmit();
             continue;
@@ -399,6 +401,7 @@ async fn run(d: Arc<Inner>, gro: bool, opener: Option<Crypt>) {
             }
         };
         d.trace(Trace::Wait);
+        woke = true;
         if let Some(at) = deadline {
             if timer_at != Some(at) {
                 timer.as_mut().reset(d.clock.instant_at(at).into());
@@ -419,12 +422,7 @@ async fn run(d: Arc<Inner>, gro: bool, opener: Option<Crypt>) {
                 let r = r.and_then(|()| d.receive(&mut rx, false));
                 if let Err(e) = r {
                     d.in_turn.store(false, Ordering::SeqCst);
-                    let mut wake = Vec::new();
-                    d.lock().stop(e.kind(), &mut wake);
-                    for w in wake {
-                        w.wake();
-                    }
-                    return;
+                    return d.fail(&e);
                 }
                 // Wake the tasks the batch made ready and, if there are several, let them run
                 // first: Tokio resumes a yielding task once its worker has run the tasks in

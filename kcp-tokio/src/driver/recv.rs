@@ -155,6 +155,17 @@ impl Inner {
     }
 }
 
+impl Inner {
+    /// The socket failed: every session ends with its error, their tasks are woken.
+    pub(super) fn fail(&self, e: &io::Error) {
+        let mut wake = Vec::new();
+        self.lock().stop(e.kind(), &mut wake);
+        for w in wake {
+            w.wake();
+        }
+    }
+}
+
 /// Errors a UDP socket reports for an earlier datagram (ICMP port unreachable and the like):
 /// not the socket's fault.
 pub(super) fn ignorable(e: &io::Error) -> bool {
