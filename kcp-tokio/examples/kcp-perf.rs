@@ -64,9 +64,9 @@ struct ServerArgs {
     #[arg(long, value_parser = parse_secs)]
     stats: Option<Duration>,
     /// Most half-open entries (peers that sent a first flight and have not answered the
-    /// server's probe yet) from one host (an IPv4 address, an IPv6 /64); the oldest is
-    /// evicted beyond it. Raise it for many clients behind one address (a benchmark client
-    /// opening thousands of sessions at once).
+    /// server's probe yet) from one host (an IPv4 address, an IPv6 /64), plus one per
+    /// session the host's peers confirmed, up to half of --max-half-open; the oldest is
+    /// evicted beyond it.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
     half_open_per_host: u32,
     /// Most sessions peers opened from one host at once; raise it for a benchmark client

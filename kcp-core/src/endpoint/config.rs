@@ -53,14 +53,23 @@ pub struct EndpointConfig {
     /// `refused`; its sender retransmits it). A real peer answers the probe within its flush
     /// interval plus a round trip, so an entry that age has had its chance: without it, a
     /// burst of first flights from one host (a NAT, a load test) evicts each entry before its
-    /// peer can answer, and none gets in. Default 100.
+    /// peer can answer, and none gets in. Where a host's peers have answered slower (a long
+    /// path, a client busy starting many sessions), its entries are kept longer: their
+    /// smoothed answer time (first flight to answer, late answers to evicted entries
+    /// included, counted in `half_open_late_answers`) plus four mean deviations, at most half
+    /// of [`half_open_timeout_ms`](Self::half_open_timeout_ms). Default 100.
     pub half_open_min_age_ms: u32,
     /// Most half-open entries at once. When full, a new first flight evicts the oldest entry
     /// (SYN-cache behaviour, counted in `half_open_evicted`), so a flood of spoofed first
     /// flights delays a real peer by at most its answer's round trip. Default 1024.
     pub max_half_open: usize,
     /// Most half-open entries per source host (see `host_prefix_v4`/`host_prefix_v6`); when
-    /// a host's share is full, its own oldest entry is evicted. Default 64.
+    /// a host's share is full, its own oldest entry is evicted. A host earns one more entry
+    /// for each confirmed session its peers opened and still hold, up to half of
+    /// [`max_half_open`](Self::max_half_open): only peers that answer probes earn room, so
+    /// a burst of real clients behind one address gets in ever faster, a flood that answers
+    /// nothing stays within this share, and half the table is always left to other hosts.
+    /// Default 64.
     pub max_half_open_per_host: usize,
     /// Heap bytes one half-open entry may hold in all: its bookkeeping, its codec stack and
     /// the KCP segments of the first flight and of the datagrams the peer sends before it

@@ -30,6 +30,40 @@ const ASK_GAP_MS: u64 = 200;
 /// Datagrams of a half-open entry whose fingerprints it keeps for the replay record.
 const SEEN: usize = 6;
 
+/// A host's half-open entries, and a smoothed estimate of how long its peers take to answer
+/// a probe (from the first flight to the answer), kept while the host has entries.
+#[derive(Clone, Copy, Default)]
+pub(super) struct HostHalf {
+    entries: u32,
+    /// Smoothed answer time, ms (0: no answer seen yet).
+    answer_ms: u32,
+    /// Its mean deviation, ms.
+    answer_var_ms: u32,
+}
+
+impl HostHalf {
+    /// Adds one answer time, as TCP smooths round trips (gains 1/8 and 1/4).
+    fn sample(&mut self, ms: u32) {
+        if self.answer_ms == 0 {
+            self.answer_ms = ms.max(1);
+            self.answer_var_ms = ms / 2;
+        } else {
+            let err = self.answer_ms.abs_diff(ms);
+            self.answer_var_ms = self.answer_var_ms - self.answer_var_ms / 4 + err / 4;
+            self.answer_ms = (self.answer_ms - self.answer_ms / 8 + ms / 8).max(1);
+        }
+    }
+
+    /// How long this host's peers may take to answer: the smoothed answer time plus four
+    /// deviations (0: not known yet).
+    fn answer_bound_ms(&self) -> u64 {
+        if self.answer_ms == 0 {
+            return 0;
+        }
+        u64::from(self.answer_ms) + 4 * u64::from(self.answer_var_ms)
+    }
+}
+
 /// Which limit a new first flight may have to make room in.
 #[derive(Clone, Copy)]
 enum Share {
@@ -111,6 +145,18 @@ impl<A: PeerAddr> Endpoint<A> {
         addr.host_prefix(self.cfg.host_prefix_v4, self.cfg.host_prefix_v6)
     }
 
+    /// How many half-open entries `host` may hold: `max_half_open_per_host`, plus one for
+    /// each confirmed session the host's peers opened and still hold, up to half the table.
+    /// A host earns room only by answering probes, so a burst of real clients behind one
+    /// address (a NAT, a load test) is admitted ever faster while a flood from one address
+    /// that answers nothing stays within the fixed share; the other half of the table is
+    /// always left to other hosts.
+    fn host_share(&self, host: &A::Host) -> usize {
+        let base = self.cfg.max_half_open_per_host;
+        let earned = self.host_sessions.get(host).copied().unwrap_or(0) as usize;
+        base.max(base.saturating_add(earned).min(self.cfg.max_half_open / 2))
+    }
+
     /// Runs the session-side check of the demux layers (`accept_demuxed`) on `layers`.
     fn accept_on(
         layers: &mut [Layer],
@@ -156,6 +202,18 @@ impl<A: PeerAddr> Endpoint<A> {
             return Err(EndpointError::Rejected(DropReason::NoSession));
         }
         let kcp_bytes = datagram.get(kcp).unwrap_or(&[]);
+        if let Some(opened_at) = self.half_gone.get(&(from, conv)).copied() {
+            if answers_probe(kcp_bytes, conv) {
+                // The answer to an entry evicted before it came: too late for the entry,
+                // but it tells how long this host's peers take.
+                self.half_gone.remove(&(from, conv));
+                self.stats.half_open_late_answers += 1;
+                let host = self.host_of(&from);
+                if let Some(hh) = self.half_open_hosts.get_mut(&host) {
+                    hh.sample(t.saturating_sub(opened_at).min(u64::from(u32::MAX)) as u32);
+                }
+            }
+        }
         if let Err(e) = first_flight(kcp_bytes, conv, self.cfg.session.rcv_wnd) {
             self.stats.in_errs += 1;
             self.stats.not_first_flight += 1;
@@ -183,8 +241,10 @@ impl<A: PeerAddr> Endpoint<A> {
         for share in [Share::Host, Share::All] {
             let (full, oldest) = match share {
                 Share::Host => (
-                    self.half_open_hosts.get(&host).copied().unwrap_or(0) as usize
-                        >= self.cfg.max_half_open_per_host,
+                    self.half_open_hosts
+                        .get(&host)
+                        .map_or(0, |h| h.entries as usize)
+                        >= self.host_share(&host),
                     self.half_by_host
                         .range((host, 0)..)
                         .next()
@@ -203,8 +263,7 @@ impl<A: PeerAddr> Endpoint<A> {
                 self.stats.refused += 1;
                 return Err(EndpointError::Rejected(DropReason::Refused));
             }
-            self.drop_half(key);
-            self.stats.half_open_evicted += 1;
+            self.evict_half(key);
         }
         let mut layers = (self.cfg.layers)();
         let first_demux = layers.len().saturating_sub(self.cfg.demux_layers);
@@ -225,12 +284,12 @@ impl<A: PeerAddr> Endpoint<A> {
                 // What fits in the pool is kept; the peer retransmits the rest.
                 break;
             }
-            self.drop_half(key);
-            self.stats.half_open_evicted += 1;
+            self.evict_half(key);
         }
         let room = self.cfg.half_open_pool_bytes.saturating_sub(self.half_pool);
         let stored = keep_segments(keep, room).to_vec();
         self.half_pool += stored.len();
+        self.half_gone.remove(&(from, conv));
         let serial = self.next_serial;
         self.next_serial += 1;
         let deadline = t + ASK_PERIOD_MS.min(u64::from(self.cfg.half_open_timeout_ms));
@@ -258,7 +317,7 @@ impl<A: PeerAddr> Endpoint<A> {
         );
         self.half_age.insert(serial, (from, conv));
         self.half_by_host.insert((host, serial));
-        *self.half_open_hosts.entry(host).or_insert(0) += 1;
+        self.half_open_hosts.entry(host).or_default().entries += 1;
         self.half_timers.push(Reverse((deadline, serial)));
         self.half_tx.push_back((from, conv));
         self.compact_half_timers();
@@ -338,6 +397,10 @@ impl<A: PeerAddr> Endpoint<A> {
             self.stats.refused += 1;
             return Err(EndpointError::Rejected(DropReason::Refused));
         }
+        let answer_ms = t.saturating_sub(h.opened_at).min(u64::from(u32::MAX)) as u32;
+        if let Some(hh) = self.half_open_hosts.get_mut(&host) {
+            hh.sample(answer_ms);
+        }
         let Some(h) = self.take_half(key) else {
             return Err(EndpointError::Rejected(DropReason::NoSession));
         };
@@ -381,10 +444,20 @@ impl<A: PeerAddr> Endpoint<A> {
         r.map_err(|e| EndpointError::Rejected(DropReason::Session(e)))
     }
 
-    /// Whether the half-open entry `key` has had the time a real peer needs to answer.
+    /// Whether the half-open entry `key` has had the time a real peer needs to answer: the
+    /// configured minimum age, or longer where its host's peers have been answering slower
+    /// (a loaded client, a long path): the smoothed answer time plus four deviations, at
+    /// most half the entry's timeout. A host learns that only from answers, which a spoofed
+    /// flood does not send.
     fn old_enough(&self, key: (A, u32), t: u64) -> bool {
         self.half.get(&key).is_none_or(|h| {
-            t.saturating_sub(h.opened_at) >= u64::from(self.cfg.half_open_min_age_ms)
+            let learned = self
+                .half_open_hosts
+                .get(&h.host)
+                .map_or(0, HostHalf::answer_bound_ms)
+                .min(u64::from(self.cfg.half_open_timeout_ms) / 2);
+            let min_age = u64::from(self.cfg.half_open_min_age_ms).max(learned);
+            t.saturating_sub(h.opened_at) >= min_age
         })
     }
 
@@ -395,8 +468,8 @@ impl<A: PeerAddr> Endpoint<A> {
         self.half_age.remove(&h.serial);
         self.half_by_host.remove(&(h.host, h.serial));
         if let Some(n) = self.half_open_hosts.get_mut(&h.host) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
+            n.entries = n.entries.saturating_sub(1);
+            if n.entries == 0 {
                 self.half_open_hosts.remove(&h.host);
             }
         }
@@ -408,6 +481,23 @@ impl<A: PeerAddr> Endpoint<A> {
         if self.take_half(key).is_some() {
             self.stats.unconfirmed += 1;
         }
+    }
+
+    /// Evicts a half-open entry for a newer first flight, remembering when it was opened
+    /// (the last `2 * max_half_open` of them) in case its answer still comes.
+    fn evict_half(&mut self, key: (A, u32)) {
+        let Some(h) = self.take_half(key) else {
+            return;
+        };
+        self.stats.unconfirmed += 1;
+        self.stats.half_open_evicted += 1;
+        if self.half_gone_order.len() >= 2 * self.cfg.max_half_open {
+            if let Some(old) = self.half_gone_order.pop_front() {
+                self.half_gone.remove(&old);
+            }
+        }
+        self.half_gone.insert(key, h.opened_at);
+        self.half_gone_order.push_back(key);
     }
 
     /// A passive session ended: it no longer counts against its host.
@@ -572,10 +662,15 @@ impl<A: PeerAddr> Endpoint<A> {
     /// Heap bytes of the half-open entries (the replay record, a fixed table, is not
     /// counted: see [`Endpoint::replay_record_bytes`]).
     pub(super) fn half_open_heap_bytes(&self) -> usize {
+        // Evicted entries remembered for their late answers: a B-tree entry (nodes counted
+        // half full) and a queue slot each.
+        let gone = self.half_gone.len() * 2 * core::mem::size_of::<((A, u32), u64)>()
+            + self.half_gone_order.capacity() * core::mem::size_of::<(A, u32)>();
         self.half
             .values()
             .map(|h| Self::entry_fixed_bytes(&h.layers) + h.stored.len())
             .sum::<usize>()
+            + gone
     }
 
     /// Heap bytes of the endpoint-wide replay record (fixed while the endpoint lives; see

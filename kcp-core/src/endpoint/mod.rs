@@ -68,10 +68,12 @@
 //! [`max_half_open`](EndpointConfig::max_half_open) and
 //! [`max_half_open_per_host`](EndpointConfig::max_half_open_per_host) (hosts counted per
 //! prefix, [`host_prefix_v4`](EndpointConfig::host_prefix_v4) and
-//! [`host_prefix_v6`](EndpointConfig::host_prefix_v6)); when full (or the pool cannot take
+//! [`host_prefix_v6`](EndpointConfig::host_prefix_v6); a host whose peers confirmed
+//! sessions earns a larger share, up to half the table); when full (or the pool cannot take
 //! a new first flight), the oldest entry is evicted once it is
-//! [`half_open_min_age_ms`](EndpointConfig::half_open_min_age_ms) old (a younger one stays
-//! and the new first flight is refused), so a flood of spoofed first flights delays a real peer by at most the round trip
+//! [`half_open_min_age_ms`](EndpointConfig::half_open_min_age_ms) old, or as old as its
+//! host's peers have been taking to answer (a younger one stays and the new first flight
+//! is refused), so a flood of spoofed first flights delays a real peer by at most the round trip
 //! of its answer. Probes to an entry's address stay within three times the bytes received
 //! from it. An entry unanswered after
 //! [`half_open_timeout_ms`](EndpointConfig::half_open_timeout_ms) is dropped. With codec
@@ -172,8 +174,13 @@ pub struct Endpoint<A: PeerAddr> {
     half_age: BTreeMap<u64, (A, u32)>,
     /// Half-open entries by host, oldest first within a host.
     half_by_host: BTreeSet<(A::Host, u64)>,
-    /// Half-open entries per host.
-    half_open_hosts: BTreeMap<A::Host, u32>,
+    /// Half-open entries per host, and how long the host's peers take to answer a probe.
+    half_open_hosts: BTreeMap<A::Host, half_open::HostHalf>,
+    /// Recently evicted half-open entries: when each was opened, so a late answer still
+    /// teaches its host's answer time (the answers that come in time are the fast ones).
+    half_gone: BTreeMap<(A, u32), u64>,
+    /// The same keys, oldest first (at most twice `max_half_open`).
+    half_gone_order: VecDeque<(A, u32)>,
     /// Half-open deadlines (at, serial), stale ones skipped.
     half_timers: BinaryHeap<Reverse<(u64, u64)>>,
     /// Half-open entries with a probe to send.
@@ -250,6 +257,8 @@ impl<A: PeerAddr> Endpoint<A> {
             half_age: BTreeMap::new(),
             half_by_host: BTreeSet::new(),
             half_open_hosts: BTreeMap::new(),
+            half_gone: BTreeMap::new(),
+            half_gone_order: VecDeque::new(),
             half_timers: BinaryHeap::new(),
             half_tx: VecDeque::new(),
             half_pool: 0,

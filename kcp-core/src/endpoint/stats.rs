@@ -116,6 +116,9 @@ endpoint_stats! {
         unconfirmed,
         /// Of those, evicted to make room for a newer first flight (SYN cache).
         half_open_evicted,
+        /// Answers to a probe of an entry evicted before they came (the host's answer
+        /// time learns from them; the peer gets in with its next first flight).
+        half_open_late_answers,
         /// Datagrams for a half-open entry that were not its peer's answer and did not fit
         /// in the entry's byte budget (dropped unacknowledged; the peer retransmits them),
         /// and parity from an address with a half-open entry that no session there owns.

@@ -354,9 +354,10 @@ impl KcpConfig {
     /// Admission of sessions peers open: a first flight opens a half-open entry, which
     /// becomes a session when the peer answers the endpoint's window probe; an entry is
     /// dropped after `timeout`, at most `max` exist at once and at most `per_host` per source
-    /// host (see [`host_prefixes`](Self::host_prefixes)); when full, the oldest is evicted
-    /// once it is [`half_open_min_age`](Self::half_open_min_age) old (defaults: the
-    /// endpoint's, 5 s, 1024, 64).
+    /// host (see [`host_prefixes`](Self::host_prefixes)), plus one per confirmed session
+    /// the host's peers opened, up to half of `max`; when full, the oldest is evicted once
+    /// it is [`half_open_min_age`](Self::half_open_min_age) old (defaults: the endpoint's,
+    /// 5 s, 1024, 64).
     pub fn half_open(mut self, timeout: Duration, max: usize, per_host: usize) -> Self {
         self.half_open_timeout = timeout;
         self.max_half_open = max;
@@ -366,8 +367,8 @@ impl KcpConfig {
 
     /// How old a half-open entry must be before a new first flight may evict it from a full
     /// table; younger entries stay and the new first flight is refused, so a burst of
-    /// clients behind one address all get in (default 100 ms; see
-    /// `EndpointConfig::half_open_min_age_ms`).
+    /// clients behind one address all get in (default 100 ms; longer for a host whose peers
+    /// have been answering slower; see `EndpointConfig::half_open_min_age_ms`).
     pub fn half_open_min_age(mut self, age: Duration) -> Self {
         self.half_open_min_age = age;
         self
