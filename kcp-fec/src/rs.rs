@@ -1,7 +1,8 @@
 //! Reed-Solomon reconstruction for a decoder that folds its shards: the square sub-matrix of
 //! the encoding matrix that links `e` missing data shards to `e` received parity rows, inverted
-//! and cached per erasure pattern so a steady loss pattern costs no matrix work. The cache and
-//! the inversion scratch are given back by [`Inverses::trim`].
+//! and cached per erasure pattern so a steady loss pattern costs no matrix work. The cache grows
+//! with the patterns seen (doubling, up to its bound); it and the inversion scratch are given
+//! back by [`Inverses::trim`].
 
 use alloc::vec::Vec;
 
@@ -145,11 +146,16 @@ impl Inverses {
         let w = 2 * e;
         let entries = Self::entries(n);
         let slot = if self.keys.len() < entries {
-            // The whole cache at once (16 KiB at most), so that it is allocated once while
-            // traffic flows; `trim` gives it back.
-            if self.keys.capacity() < entries {
-                self.keys.reserve_exact(entries - self.keys.len());
-                self.data.reserve_exact(entries * sq - self.data.len());
+            // The cache grows with the erasure patterns seen, doubling from one entry up to
+            // `entries`: a session that rebuilds once (one pattern, as a small-message
+            // session's first group often is) holds one inverse, not the whole 16 KiB; a lossy
+            // link's patterns fill it after a few doublings, and then nothing is allocated
+            // while traffic flows. `trim` gives it back.
+            let len = self.keys.len();
+            if len == self.keys.capacity() {
+                let cap = len.saturating_mul(2).clamp(1, entries);
+                self.keys.reserve_exact(cap - len);
+                self.data.reserve_exact(cap * sq - self.data.len());
             }
             self.keys.push([!0; 4]);
             self.data.resize(self.keys.len() * sq, 0);
