@@ -4,7 +4,6 @@
 use alloc::vec::Vec;
 
 use super::FecDecoder;
-use crate::grow::reserve_within;
 use crate::rs::Inverses;
 use crate::wire::{MAX_PACKET_LEN, SHARD_HEADER_LEN};
 
@@ -136,7 +135,12 @@ impl FecDecoder {
         let budget = self.config.queue_bytes / 2;
         let s = self.scratch();
         if s.pool.len() < POOL_MAX && s.pool_bytes + cap <= budget {
-            reserve_within(&mut s.pool, 1, POOL_MAX);
+            // Room for one spare first (a lossless stream needs no more), then doubling up
+            // to POOL_MAX.
+            if s.pool.len() == s.pool.capacity() {
+                let more = s.pool.capacity().clamp(1, POOL_MAX - s.pool.len());
+                s.pool.reserve_exact(more);
+            }
             s.pool.push(buf);
             s.pool_bytes += cap;
         }
