@@ -125,11 +125,13 @@ impl FecDecoder {
     }
 
     /// Pools a buffer if the pool stays within [`POOL_MAX`] buffers and half of
-    /// `queue_bytes`, else frees it.
+    /// `queue_bytes`, else frees it. A buffer smaller than a group's sums of the smallest
+    /// class (the rebuilt shards of small messages) is freed too: no group could use it, and
+    /// a rebuild finds a spare group buffer in the pool whenever groups complete.
     pub(super) fn give(&mut self, buf: Vec<u8>) {
         let cap = buf.capacity();
-        if cap == 0 {
-            // Nothing to keep (a new group's empty sums): no scratch for it.
+        if cap == 0 || cap < self.ps * SMALL_ROW {
+            // Nothing to keep (a new group's empty sums), or too small to serve as sums.
             return;
         }
         let budget = self.config.queue_bytes / 2;
