@@ -454,7 +454,7 @@ fn sealed(tx: &mut Fec, kcp_len: usize, fill: u8, now: Millis) -> Vec<Vec<u8>> {
 }
 
 #[test]
-fn a_server_echo_session_that_rebuilds_its_first_group_holds_one_inverse() {
+fn a_server_echo_session_keeps_nothing_of_its_one_rebuild() {
     // The server side of a 10/3 echo session as an endpoint builds it (the code shared with
     // the other sessions) and drives it: one 64-byte message a second each way (88-byte KCP
     // datagrams; the answer carries the ACK, 112 bytes), the client's ACK of the answer
