@@ -1,7 +1,8 @@
 //! Reed-Solomon reconstruction for a decoder that folds its shards: the square sub-matrix of
 //! the encoding matrix that links `e` missing data shards to `e` received parity rows, inverted
-//! and cached per erasure pattern so a steady loss pattern costs no matrix work. The cache and
-//! the inversion scratch are given back by [`Inverses::trim`].
+//! and cached per erasure pattern so a steady loss pattern costs no matrix work. The cache grows
+//! with the patterns seen (doubling, up to its bound); it and the inversion scratch are given
+//! back by [`Inverses::trim`].
 
 use alloc::vec::Vec;
 
@@ -20,6 +21,12 @@ pub(crate) enum RsError {
     /// that no input can cause a panic).
     Singular,
 }
+
+/// Inverses of at most this side are computed on the stack at each rebuild, not cached: at
+/// most `2 * 4^3 = 128` products, less than rebuilding one 64-byte shard, and no heap (a
+/// 3 x 3 entry of the cache was a 32-byte key, 9 bytes and an 18-byte elimination matrix,
+/// three allocations, for every session that rebuilds once).
+pub(crate) const SMALL: usize = 4;
 
 /// A bitmap of up to 256 shard indices.
 pub(crate) type Key = [u64; 4];
@@ -89,28 +96,38 @@ impl Inverses {
     }
 
     /// What rebuilding `e` shards of `len` bytes costs now: the product, plus the inversion
-    /// when the inverse for `key` is not cached.
+    /// when the inverse for `key` is not cached (always, for `e <= SMALL`).
     pub(crate) fn work_for(&self, code: &FecCode, key: &Key, e: usize, len: usize) -> u64 {
         let product = (e * e * len) as u64;
         match self.lookup(code, key) {
-            Some(_) => product,
-            None => product + inversion_work(e),
+            Some(_) if e > SMALL => product,
+            _ => product + inversion_work(e),
         }
     }
 
     /// The inverse of the `e x e` matrix `A[a][b] = coef(rows[a], cols[b])` (`rows` are
     /// parity row numbers `0..ps`, `cols` data shard numbers `0..ds`), from the cache or
-    /// computed into it; `key` names the pair (rows, cols). Row-major, `e * e` bytes.
-    pub(crate) fn inverse(
-        &mut self,
+    /// computed into it; `key` names the pair (rows, cols). Row-major, `e * e` bytes. For
+    /// `e <= SMALL` it is computed into `small` each time, and nothing is allocated.
+    pub(crate) fn inverse<'a>(
+        &'a mut self,
         code: &FecCode,
         rows: &[u8],
         cols: &[u8],
         key: Key,
-    ) -> Result<&[u8], RsError> {
+        small: &'a mut [u8; SMALL * SMALL],
+    ) -> Result<&'a [u8], RsError> {
         let e = rows.len();
         if e == 0 || e != cols.len() {
             return Err(RsError::Singular);
+        }
+        if e <= SMALL {
+            let mut work = [0u8; 2 * SMALL * SMALL];
+            let work = work.get_mut(..2 * e * e).ok_or(RsError::Singular)?;
+            fill_augmented(code, rows, cols, work)?;
+            let out = small.get_mut(..e * e).ok_or(RsError::Singular)?;
+            gauss_jordan(code.kernel(), work, e, out)?;
+            return Ok(out);
         }
         let (ds, ps) = code.shards();
         if self.shards != (ds, ps) {
@@ -139,17 +156,20 @@ impl Inverses {
         cols: &[u8],
         key: Key,
     ) -> Result<usize, RsError> {
-        let (ds, _) = code.shards();
         let (e, n) = (rows.len(), self.n);
         let sq = n * n;
         let w = 2 * e;
         let entries = Self::entries(n);
         let slot = if self.keys.len() < entries {
-            // The whole cache at once (16 KiB at most), so that it is allocated once while
-            // traffic flows; `trim` gives it back.
-            if self.keys.capacity() < entries {
-                self.keys.reserve_exact(entries - self.keys.len());
-                self.data.reserve_exact(entries * sq - self.data.len());
+            // The cache grows with the erasure patterns seen, doubling from one entry up to
+            // `entries`: a session that rebuilds a few times holds a few inverses, not the
+            // whole 16 KiB; a lossy link's patterns fill it after a few doublings, and then
+            // nothing is allocated while traffic flows. `trim` gives it back.
+            let len = self.keys.len();
+            if len == self.keys.capacity() {
+                let cap = len.saturating_mul(2).clamp(1, entries);
+                self.keys.reserve_exact(cap - len);
+                self.data.reserve_exact(cap * sq - self.data.len());
             }
             self.keys.push([!0; 4]);
             self.data.resize(self.keys.len() * sq, 0);
@@ -165,22 +185,7 @@ impl Inverses {
         }
         self.work.clear();
         self.work.resize(e * w, 0);
-        // The augmented matrix [A | identity].
-        for (r, &p) in rows.iter().enumerate() {
-            let prow = code
-                .parity_row(ds + usize::from(p))
-                .ok_or(RsError::Singular)?;
-            let row = self
-                .work
-                .get_mut(r * w..(r + 1) * w)
-                .ok_or(RsError::Singular)?;
-            for (dst, &c) in row.iter_mut().zip(cols) {
-                *dst = prow.get(usize::from(c)).copied().ok_or(RsError::Singular)?;
-            }
-            if let Some(one) = row.get_mut(e + r) {
-                *one = 1;
-            }
-        }
+        fill_augmented(code, rows, cols, &mut self.work)?;
         let inv = self
             .data
             .get_mut(slot * sq..slot * sq + e * e)
@@ -191,6 +196,32 @@ impl Inverses {
         }
         res.map(|()| slot)
     }
+}
+
+/// Writes the augmented matrix `[A | identity]` of `A[a][b] = coef(rows[a], cols[b])` into the
+/// zeroed `work` (`e x 2e`, `e = rows.len()`).
+fn fill_augmented(
+    code: &FecCode,
+    rows: &[u8],
+    cols: &[u8],
+    work: &mut [u8],
+) -> Result<(), RsError> {
+    let (ds, _) = code.shards();
+    let e = rows.len();
+    let w = 2 * e;
+    for (r, &p) in rows.iter().enumerate() {
+        let prow = code
+            .parity_row(ds + usize::from(p))
+            .ok_or(RsError::Singular)?;
+        let row = work.get_mut(r * w..(r + 1) * w).ok_or(RsError::Singular)?;
+        for (dst, &c) in row.iter_mut().zip(cols) {
+            *dst = prow.get(usize::from(c)).copied().ok_or(RsError::Singular)?;
+        }
+        if let Some(one) = row.get_mut(e + r) {
+            *one = 1;
+        }
+    }
+    Ok(())
 }
 
 /// Inverts the `n x n` matrix `m` into `out`, using `work` (`n x 2n`) as scratch.
@@ -295,6 +326,29 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    #[test]
+    fn small_inverses_on_the_stack_equal_the_cached_ones() {
+        let code = FecCode::new(10, 8).unwrap();
+        let mut inv = Inverses::default();
+        let mut small = [0u8; SMALL * SMALL];
+        for e in 1..=SMALL {
+            let rows: Vec<u8> = (0..e as u8).map(|r| (r * 3 + 1) % 8).collect();
+            let cols: Vec<u8> = (0..e as u8).map(|c| c * 2 + 1).collect();
+            let key = [e as u64, 0, 0, 0];
+            let before = inv.heap_bytes();
+            let got = inv
+                .inverse(&code, &rows, &cols, key, &mut small)
+                .unwrap()
+                .to_vec();
+            assert_eq!(inv.heap_bytes(), before, "e = {e}: nothing allocated");
+            inv.shards = code.shards();
+            inv.n = 8;
+            let slot = inv.invert_into_cache(&code, &rows, &cols, key).unwrap();
+            let sq = inv.n * inv.n;
+            assert_eq!(got, inv.data[slot * sq..slot * sq + e * e], "e = {e}");
         }
     }
 

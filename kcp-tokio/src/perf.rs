@@ -428,6 +428,8 @@ pub async fn serve(stream: &mut KcpStream, message_mode: bool) -> io::Result<Rep
         io.read_exact_n(16).await?
     };
     let (test, count) = parse_header(&h)?;
+    // Not kept for the session's life (thousands of sessions each hold a task).
+    drop(h);
     let mut start = None;
     let mut moved = 0u64;
     if count == 0 {

@@ -2,9 +2,11 @@
 
 use super::Managed;
 
-/// Smallest owned ring: rings start here and shrink back here when they drain.
+/// Smallest owned ring: rings start here and shrink back here when they drain. One slot: a
+/// small-message session (one message in flight, one ACK to send) holds one entry per ring,
+/// and a bulk transfer's rings reach their size after two more doublings.
 #[cfg(feature = "alloc")]
-pub(crate) const MIN_RING: usize = 4;
+pub(crate) const MIN_RING: usize = 1;
 
 /// A ring of `T` indexed by wrapping `u32` sequence number, starting at `base`.
 ///

@@ -206,11 +206,13 @@ impl FecDecoder {
         let stride = g.acc.len() / self.ps;
         let kernel = self.code.kernel();
         let scratch = self.scratch.get_or_insert_with(Default::default);
+        let mut small = [0u8; crate::rs::SMALL * crate::rs::SMALL];
         let ok = match scratch.inverses.inverse(
             &self.code,
             rows.get(..e).unwrap_or(&[]),
             cols.get(..e).unwrap_or(&[]),
             key,
+            &mut small,
         ) {
             Ok(inv) => {
                 let mut ins: [&[u8]; MAX_MISSING] = [&[]; MAX_MISSING];

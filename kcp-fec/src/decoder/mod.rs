@@ -55,9 +55,10 @@ const RX_MULTI: usize = 3;
 /// over the data shards `d_k` that arrived, each zero-padded to the group's longest shard as
 /// kcp-go pads them. Once `P_j` is in, `S_j` is the same combination of the missing data
 /// shards alone; with `e` of them missing, `e` received parity rows and the inverse of their
-/// `e x e` sub-matrix over the missing columns give them back (inverses are cached per
-/// erasure pattern), in any order of arrival. A rebuild costs `e * e * L` products, plus
-/// `2 * e^3` for an uncached inverse, for `L` the longest shard. Data shards are still
+/// `e x e` sub-matrix over the missing columns give them back (inverses of more than 4 x 4
+/// are cached per erasure pattern, smaller ones computed on the stack each time), in any
+/// order of arrival. A rebuild costs `e * e * L` products, plus `2 * e^3` for an uncached
+/// inverse, for `L` the longest shard. Data shards are still
 /// delivered by the caller as they come.
 ///
 /// kcp-go's queue is kept as a count: each group also records which of its shards kcp-go
@@ -88,8 +89,8 @@ const RX_MULTI: usize = 3;
 /// instead of a buffer per shard), so the sums widen at most twice. Groups are at most the
 /// queue's `3 * (ds + ps)` shards (each holds one) and their sums at most
 /// [`FecConfig::queue_bytes`], checked before a buffer is allocated; spare buffers are pooled
-/// (at most four and half of `queue_bytes`), and a rebuilt group's shards take one of them
-/// until they are polled. [`trim`](Self::trim) gives the pool, the groups and the inverse
+/// (at most four and half of `queue_bytes`; a buffer too small to hold a group's sums is
+/// freed instead), and a rebuilt group's shards take one of them until they are polled. [`trim`](Self::trim) gives the pool, the groups and the inverse
 /// cache back. [`heap_bytes`](Self::heap_bytes) reports what is held,
 /// [`heap_bound`](Self::heap_bound) the most it can be.
 ///

@@ -4,7 +4,6 @@
 use alloc::vec::Vec;
 
 use super::FecDecoder;
-use crate::grow::reserve_within;
 use crate::rs::Inverses;
 use crate::wire::{MAX_PACKET_LEN, SHARD_HEADER_LEN};
 
@@ -126,17 +125,24 @@ impl FecDecoder {
     }
 
     /// Pools a buffer if the pool stays within [`POOL_MAX`] buffers and half of
-    /// `queue_bytes`, else frees it.
+    /// `queue_bytes`, else frees it. A buffer smaller than a group's sums of the smallest
+    /// class (the rebuilt shards of small messages) is freed too: no group could use it, and
+    /// a rebuild finds a spare group buffer in the pool whenever groups complete.
     pub(super) fn give(&mut self, buf: Vec<u8>) {
         let cap = buf.capacity();
-        if cap == 0 {
-            // Nothing to keep (a new group's empty sums): no scratch for it.
+        if cap == 0 || cap < self.ps * SMALL_ROW {
+            // Nothing to keep (a new group's empty sums), or too small to serve as sums.
             return;
         }
         let budget = self.config.queue_bytes / 2;
         let s = self.scratch();
         if s.pool.len() < POOL_MAX && s.pool_bytes + cap <= budget {
-            reserve_within(&mut s.pool, 1, POOL_MAX);
+            // Room for one spare first (a lossless stream needs no more), then doubling up
+            // to POOL_MAX.
+            if s.pool.len() == s.pool.capacity() {
+                let more = s.pool.capacity().clamp(1, POOL_MAX - s.pool.len());
+                s.pool.reserve_exact(more);
+            }
             s.pool.push(buf);
             s.pool_bytes += cap;
         }

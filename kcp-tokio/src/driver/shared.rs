@@ -2,26 +2,60 @@
 
 use super::*;
 
-/// What the adapter keeps for a session some stream refers to.
+/// What the adapter keeps for a session some stream refers to. It lives in the driver's
+/// session map, whose table has room for up to twice as many entries as sessions, so what
+/// most sessions never use is boxed apart ([`Rare`]): 64 bytes an entry instead of 152.
 #[derive(Default)]
 pub(crate) struct Sess {
     pub(crate) readers: Waiters,
     pub(crate) writers: Waiters,
-    /// `shutdown` callers waiting until everything written is acknowledged.
-    pub(crate) flushers: Waiters,
-    /// `closed` callers waiting until the session ends.
-    pub(crate) closers: Waiters,
+    /// Built by the first `shutdown`, `closed` or message read that needs it.
+    rare: Option<Box<Rare>>,
     /// Why the session ended (recorded while a stream refers to it).
     pub(crate) ended: Option<CloseReason>,
     /// The write side is shut down (writes fail with BrokenPipe).
     pub(crate) write_shut: bool,
     /// `shutdown` completed: everything written was acknowledged.
     pub(crate) shutdown_done: bool,
+}
+
+/// The part of [`Sess`] that only `shutdown`, `closed` and message-mode reads use.
+#[derive(Default)]
+pub(crate) struct Rare {
+    /// `shutdown` callers waiting until everything written is acknowledged.
+    pub(crate) flushers: Waiters,
+    /// `closed` callers waiting until the session ends.
+    pub(crate) closers: Waiters,
     /// When `shutdown` gives up (clock ms).
     pub(crate) shutdown_deadline: Option<u64>,
     /// Message mode: the rest of a message a small read took only part of.
     pub(crate) leftover: Vec<u8>,
     pub(crate) leftover_pos: usize,
+}
+
+impl Sess {
+    /// The rarely used part, built on first use.
+    pub(crate) fn rare(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_with(Default::default)
+    }
+
+    /// The rarely used part, if it was built.
+    pub(crate) fn rare_mut(&mut self) -> Option<&mut Rare> {
+        self.rare.as_deref_mut()
+    }
+
+    /// Whether no `shutdown` caller waits.
+    pub(crate) fn no_flushers(&self) -> bool {
+        self.rare.as_ref().is_none_or(|r| r.flushers.is_empty())
+    }
+
+    /// Moves the wakers of `shutdown` and `closed` callers into `wake`.
+    pub(crate) fn take_rare_into(&mut self, wake: &mut Vec<Waker>) {
+        if let Some(r) = self.rare_mut() {
+            r.flushers.take_into(wake);
+            r.closers.take_into(wake);
+        }
+    }
 }
 
 /// State shared by the driver task and every stream and listener of one socket: the state
@@ -99,8 +133,7 @@ impl Shared {
                         s.ended = Some(reason);
                         s.readers.take_into(wake);
                         s.writers.take_into(wake);
-                        s.flushers.take_into(wake);
-                        s.closers.take_into(wake);
+                        s.take_rare_into(wake);
                     }
                 }
                 // Events added to kcp-core later: nothing waits on them.
@@ -128,9 +161,11 @@ impl Shared {
             let ep = &self.ep;
             let sessions = &mut self.sessions;
             self.flush_watch.retain(|id| match sessions.get_mut(id) {
-                Some(s) if s.flushers.is_empty() => false,
+                Some(s) if s.no_flushers() => false,
                 Some(s) if ep.is_flushed(*id) || ep.session(*id).is_none() => {
-                    s.flushers.take_into(wake);
+                    if let Some(r) = s.rare_mut() {
+                        r.flushers.take_into(wake);
+                    }
                     false
                 }
                 Some(_) => true,
@@ -204,8 +239,7 @@ impl Shared {
         for s in self.sessions.values_mut() {
             s.readers.take_into(wake);
             s.writers.take_into(wake);
-            s.flushers.take_into(wake);
-            s.closers.take_into(wake);
+            s.take_rare_into(wake);
         }
         self.acceptors.take_into(wake);
         self.idle_waiters.take_into(wake);

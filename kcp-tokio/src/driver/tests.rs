@@ -409,3 +409,17 @@ fn a_late_driver_reads_acks_before_its_timers() {
     let _ = done_tx.send(());
     peer.join().unwrap();
 }
+
+#[test]
+fn the_per_session_entry_keeps_what_every_session_uses_only() {
+    // The driver's session map holds one entry per session in a table with room for up to
+    // twice as many: shutdown and `closed` waiters and message-mode leftovers are boxed apart.
+    assert!(size_of::<Sess>() <= 64, "{}", size_of::<Sess>());
+    let mut s = Sess::default();
+    let waker = std::task::Waker::noop();
+    s.readers.register(1, waker);
+    assert_eq!(s.readers.capacity(), 1, "room for the one reader, not four");
+    assert!(s.no_flushers());
+    s.rare().flushers.register(2, waker);
+    assert!(!s.no_flushers());
+}

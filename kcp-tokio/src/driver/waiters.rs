@@ -22,7 +22,14 @@ impl Waiters {
                     e.1 = waker.clone();
                 }
             }
-            None => self.0.push((key, waker.clone())),
+            None => {
+                // Most conditions have one caller: room for one (a first push would make
+                // room for four), then the usual doubling.
+                if self.0.capacity() == 0 {
+                    self.0.reserve_exact(1);
+                }
+                self.0.push((key, waker.clone()))
+            }
         }
     }
 
@@ -36,5 +43,11 @@ impl Waiters {
 
     pub(super) fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// Callers the entry table has room for (its heap).
+    #[cfg(test)]
+    pub(super) fn capacity(&self) -> usize {
+        self.0.capacity()
     }
 }

@@ -46,7 +46,7 @@ impl Inner {
                 (Some(r), _) => Poll::Ready(Ok(r)),
                 (None, Some(k)) => Poll::Ready(Err(KcpError::Socket(k))),
                 (None, None) => {
-                    sess.closers.register(key, cx.waker());
+                    sess.rare().closers.register(key, cx.waker());
                     Poll::Pending
                 }
             },
@@ -112,30 +112,30 @@ impl Inner {
                 Ok(_) => Ok(()),
             });
         }
-        let deadline = match sess.shutdown_deadline {
+        let deadline = match sess.rare().shutdown_deadline {
             Some(d) => d,
             None => {
                 sess.write_shut = true;
                 let _ = ep.shutdown_write(self.id);
                 let d = now + u64::from(timeout_ms);
-                sess.shutdown_deadline = Some(d);
+                sess.rare().shutdown_deadline = Some(d);
                 d
             }
         };
         if ep.is_flushed(self.id) {
             sess.shutdown_done = true;
-            sess.flushers.remove(key);
+            sess.rare().flushers.remove(key);
             *sleep = None;
             drop(s);
             self.driver.transmit();
             return Poll::Ready(Ok(()));
         }
         if now >= deadline {
-            sess.flushers.remove(key);
+            sess.rare().flushers.remove(key);
             *sleep = None;
             return Poll::Ready(Err(KcpError::ShutdownTimeout.into()));
         }
-        sess.flushers.register(key, cx.waker());
+        sess.rare().flushers.register(key, cx.waker());
         s.watch_flush(self.id);
         self.after_call(s);
         let at = self.driver.instant_at(deadline);

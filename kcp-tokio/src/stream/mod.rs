@@ -82,8 +82,10 @@ impl Inner {
         if let Some(sess) = s.sessions.get_mut(&self.id) {
             sess.readers.remove(key);
             sess.writers.remove(key);
-            sess.flushers.remove(key);
-            sess.closers.remove(key);
+            if let Some(r) = sess.rare_mut() {
+                r.flushers.remove(key);
+                r.closers.remove(key);
+            }
         }
     }
 }

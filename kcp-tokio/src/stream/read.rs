@@ -45,17 +45,20 @@ impl Inner {
             return Poll::Ready(Err(KcpError::Ended(CloseReason::Closed).into()));
         };
         // The rest of a message an earlier small read took part of.
-        if sess.leftover_pos < sess.leftover.len() {
-            let rest = &sess.leftover[sess.leftover_pos..];
+        if let Some(r) = sess
+            .rare_mut()
+            .filter(|r| r.leftover_pos < r.leftover.len())
+        {
+            let rest = &r.leftover[r.leftover_pos..];
             if mode == ReadMode::Whole && rest.len() > dst.len() {
                 return Poll::Ready(Err(too_small(rest.len())));
             }
             let n = rest.len().min(dst.len());
             dst[..n].copy_from_slice(&rest[..n]);
-            sess.leftover_pos += n;
-            if sess.leftover_pos == sess.leftover.len() {
-                sess.leftover.clear();
-                sess.leftover_pos = 0;
+            r.leftover_pos += n;
+            if r.leftover_pos == r.leftover.len() {
+                r.leftover.clear();
+                r.leftover_pos = 0;
             }
             sess.readers.remove(key);
             return Poll::Ready(Ok(n));
@@ -70,22 +73,23 @@ impl Inner {
                 if mode == ReadMode::Whole {
                     return Poll::Ready(Err(too_small(needed)));
                 }
-                let mut whole = std::mem::take(&mut sess.leftover);
+                let mut whole = std::mem::take(&mut sess.rare().leftover);
                 whole.resize(needed, 0);
                 match ep.recv(self.id, &mut whole) {
                     Ok(m) => {
                         whole.truncate(m);
                         let n = m.min(dst.len());
                         dst[..n].copy_from_slice(&whole[..n]);
-                        sess.leftover = whole;
-                        sess.leftover_pos = n;
+                        let r = sess.rare();
+                        r.leftover = whole;
+                        r.leftover_pos = n;
                         sess.readers.remove(key);
                         self.after_call(s);
                         Poll::Ready(Ok(n))
                     }
                     Err(e) => {
                         whole.clear();
-                        sess.leftover = whole;
+                        sess.rare().leftover = whole;
                         Poll::Ready(Err(io::Error::other(e.to_string())))
                     }
                 }
