@@ -14,6 +14,12 @@ CPID=
 ADDR=
 RUN=
 
+# pin_prefix CPUS: sets PIN_PRE to the words that run a command on CPUS (`taskset -c CPUS`,
+# which execs the command, so a PID taken of it stays the command's), or to nothing when CPUS
+# is empty. Servers use $PIN_SERVER, clients $PIN_CLIENT (bench-perf.sh).
+PIN_PRE=()
+pin_prefix() { PIN_PRE=(); [ -z "${1:-}" ] || PIN_PRE=(taskset -c "$1"); }
+
 # CPU seconds (utime+stime, all threads, exited ones included) of a live process.
 proc_cpu() {
     awk -v t="$TCK" '{ s = $0; sub(/^.*\) /, "", s); split(s, f, " "); printf "%.3f", (f[12] + f[13]) / t }' "/proc/$1/stat" 2>/dev/null || echo dead
@@ -71,7 +77,8 @@ start_server() {
     if [ "$impl" = mio ]; then cmd=("$b" --listen 127.0.0.1:0 --json "$@"); else cmd=("$b" server --listen 127.0.0.1:0 --json "$@"); fi
     echo "${cmd[*]}" >"$RUN/s.cmd"
     : >"$RUN/s.err"
-    "${cmd[@]}" >"$RUN/s.out" 2>"$RUN/s.err" &
+    pin_prefix "${PIN_SERVER:-}"
+    ${PIN_PRE[@]+"${PIN_PRE[@]}"} "${cmd[@]}" >"$RUN/s.out" 2>"$RUN/s.err" &
     SPID=$!
     ADDR=
     local i
@@ -127,8 +134,9 @@ client_bg() {
     local impl=$1 secs=$2; shift 2
     local b; b=$(bin_of "$impl")
     local cmd=("$b" client --connect "$ADDR" --json "$@")
-    echo "${cmd[*]}" >"$RUN/c.cmd"
-    /usr/bin/time -f '%e %U %S' -o "$RUN/c.time" timeout -k 5 "$secs" "${cmd[@]}" >"$RUN/c.out" 2>"$RUN/c.err" &
+    pin_prefix "${PIN_CLIENT:-}"
+    echo "${PIN_PRE[*]} ${cmd[*]}" >"$RUN/c.cmd"
+    /usr/bin/time -f '%e %U %S' -o "$RUN/c.time" timeout -k 5 "$secs" ${PIN_PRE[@]+"${PIN_PRE[@]}"} "${cmd[@]}" >"$RUN/c.out" 2>"$RUN/c.err" &
     CPID=$!
 }
 # client_wait -> $CRC (the client's exit status; 124 = timed out)

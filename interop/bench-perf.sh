@@ -51,7 +51,10 @@
 # keys sessions by address), SESS_SERVER_FLAGS (extra flags for our server only, e.g.
 # "--threads 1": a current-thread runtime),
 # DRV_CONNS (8), DRV_BYTES (32M), DRV_FLAGS, MIO_CONNS (1000), MIO_ECHO_N (20), TIMEOUT (60, s per single-session client),
-# RUST / MIO / GO_PERF (prebuilt binaries; built if unset), OUT (result folder).
+# RUST / MIO / GO_PERF (prebuilt binaries; built if unset), OUT (result folder),
+# PIN_SERVER / PIN_CLIENT (CPU lists for `taskset -c`, empty: not pinned; e.g. 0 and 1 keep the
+# two ends of a loopback run on different cores, which the kernel does not always do: a sink
+# with both on one core runs at a quarter of its speed), for every implementation and iperf3.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -221,11 +224,13 @@ iperf_run() {
         for try in 1 2 3; do    # a port taken between the choice and the bind: another port
             new_run
             local port; port=$(free_port)
-            iperf3 -s -1 -B 127.0.0.1 -p "$port" -J >"$RUN/s.out" 2>"$RUN/s.err" &
+            pin_prefix "${PIN_SERVER:-}"
+            ${PIN_PRE[@]+"${PIN_PRE[@]}"} iperf3 -s -1 -B 127.0.0.1 -p "$port" -J >"$RUN/s.out" 2>"$RUN/s.err" &
             IPID=$!
             sleep 0.3
             local rc=0
-            timeout -k 5 $((IPERF_SECS + 20)) iperf3 -c 127.0.0.1 -p "$port" -u -b 0 -l 1400 -t "$IPERF_SECS" -J "$@" >"$RUN/c.out" 2>"$RUN/c.err" || rc=$?
+            pin_prefix "${PIN_CLIENT:-}"
+            timeout -k 5 $((IPERF_SECS + 20)) ${PIN_PRE[@]+"${PIN_PRE[@]}"} iperf3 -c 127.0.0.1 -p "$port" -u -b 0 -l 1400 -t "$IPERF_SECS" -J "$@" >"$RUN/c.out" 2>"$RUN/c.err" || rc=$?
             kill "$IPID" 2>/dev/null || true; wait "$IPID" 2>/dev/null || true; IPID=
             rec=$(jq -c --arg rc "$rc" '{ ok: ($rc == "0" and .end.sum_received.bytes > 0),
                 recv_mbps: (.end.sum_received.bytes / .end.sum_received.seconds / 1e6 * 10 | round / 10),
@@ -585,7 +590,7 @@ section_mio() {
 # ---------------------------------------------------------------------------------------------
 load0=$(cut -d' ' -f1-3 /proc/loadavg)
 report "## bench-perf.sh run of $(date -u '+%Y-%m-%d %H:%M UTC')" ""
-report "Machine: $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), Linux $(uname -r); $(rustc --version 2>/dev/null | cut -d' ' -f1-2), $(go version 2>/dev/null | awk '{ print $3 }'), kcp-go $(dpkg-query -W -f '${Version}' golang-github-xtaci-kcp-dev 2>/dev/null || echo '?'), iperf3 $(iperf3 --version 2>/dev/null | awk 'NR == 1 { print $2 }'); commit $(cd "$root" && git rev-parse --short HEAD 2>/dev/null || echo '?')$(cd "$root" && [ -n "$(git status --porcelain -uno 2>/dev/null)" ] && echo ' (modified)'). Loopback; repeats $REPEATS; sections: $SECTIONS."
+report "Machine: $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), Linux $(uname -r); $(rustc --version 2>/dev/null | cut -d' ' -f1-2), $(go version 2>/dev/null | awk '{ print $3 }'), kcp-go $(dpkg-query -W -f '${Version}' golang-github-xtaci-kcp-dev 2>/dev/null || echo '?'), iperf3 $(iperf3 --version 2>/dev/null | awk 'NR == 1 { print $2 }'); commit $(cd "$root" && git rev-parse --short HEAD 2>/dev/null || echo '?')$(cd "$root" && [ -n "$(git status --porcelain -uno 2>/dev/null)" ] && echo ' (modified)'). Loopback; repeats $REPEATS; sections: $SECTIONS.$([ -z "${PIN_SERVER:-}${PIN_CLIENT:-}" ] || echo " Pinned (taskset -c): servers on CPUs ${PIN_SERVER:-any}, clients on ${PIN_CLIENT:-any}.")"
 report "Kernel: net.core.rmem_max $(cat /proc/sys/net/core/rmem_max), wmem_max $(cat /proc/sys/net/core/wmem_max), netdev_max_backlog $(cat /proc/sys/net/core/netdev_max_backlog) (the tools ask for 4 MiB socket buffers; the kernel caps them at these maxima)."
 report "Load average at start: $load0. Busiest processes at start (CPU % over their lifetime): $(ps -eo pcpu=,ni=,comm= --sort=-pcpu | awk '$1 > 5 { printf "%s%s (%s%%, nice %s)", (n++ ? ", " : ""), $3, $1, $2 }' | head -c 300)."
 MYSID=$(ps -o sid= $$ | tr -d ' ')
