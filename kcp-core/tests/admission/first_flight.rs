@@ -458,3 +458,31 @@ fn late_answers_teach_a_host_how_long_its_entries_must_wait() {
     assert_eq!(first_flights(&mut ep, t0 + 500, 2, 3..4), 1);
     assert_eq!(ep.stats().half_open_evicted, 2);
 }
+
+#[test]
+fn a_host_that_answers_late_keeps_its_entries_at_most_half_the_timeout() {
+    // Late answers (real, or forged where there is no key) can make a host's entries wait,
+    // but never longer than half the entry timeout: its newer first flights still get in.
+    let mut ep: Endpoint<SocketAddr> = Endpoint::new(EndpointConfig {
+        max_half_open_per_host: 2,
+        half_open_min_age_ms: 100,
+        half_open_timeout_ms: 5_000,
+        ..server_cfg()
+    })
+    .unwrap();
+    let t0 = Millis(1_000);
+    assert_eq!(first_flights(&mut ep, t0, 1, 1..3), 2);
+    assert_eq!(first_flights(&mut ep, t0 + 100, 1, 3..4), 1);
+    // Entry 1 was evicted; its answer comes 2 s after its first flight: the learned bound
+    // (2 s plus four deviations) is above half the timeout.
+    let _ = ep.handle_datagram(
+        t0 + 2_000,
+        addr(1, 1),
+        &mut seg(7, Command::WindowTell, 0, 0, &[]),
+    );
+    assert_eq!(ep.stats().half_open_late_answers, 1);
+    // Entry 2 is kept until 2.5 s old, not longer.
+    assert_eq!(first_flights(&mut ep, t0 + 2_499, 1, 4..5), 0);
+    assert_eq!(first_flights(&mut ep, t0 + 2_500, 1, 4..5), 1);
+    assert_eq!(ep.stats().half_open_evicted, 2);
+}
