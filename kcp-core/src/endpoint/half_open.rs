@@ -42,8 +42,10 @@ pub(super) struct HostHalf {
 }
 
 impl HostHalf {
-    /// Adds one answer time, as TCP smooths round trips (gains 1/8 and 1/4).
-    fn sample(&mut self, ms: u32) {
+    /// Adds the answer time of an entry opened at `opened_at`, answered at `t` (ms), as TCP
+    /// smooths round trips (gains 1/8 and 1/4).
+    fn sample(&mut self, opened_at: u64, t: u64) {
+        let ms = t.saturating_sub(opened_at).min(u64::from(u32::MAX)) as u32;
         if self.answer_ms == 0 {
             self.answer_ms = ms.max(1);
             self.answer_var_ms = ms / 2;
@@ -210,7 +212,7 @@ impl<A: PeerAddr> Endpoint<A> {
                 self.stats.half_open_late_answers += 1;
                 let host = self.host_of(&from);
                 if let Some(hh) = self.half_open_hosts.get_mut(&host) {
-                    hh.sample(t.saturating_sub(opened_at).min(u64::from(u32::MAX)) as u32);
+                    hh.sample(opened_at, t);
                 }
             }
         }
@@ -397,9 +399,8 @@ impl<A: PeerAddr> Endpoint<A> {
             self.stats.refused += 1;
             return Err(EndpointError::Rejected(DropReason::Refused));
         }
-        let answer_ms = t.saturating_sub(h.opened_at).min(u64::from(u32::MAX)) as u32;
         if let Some(hh) = self.half_open_hosts.get_mut(&host) {
-            hh.sample(answer_ms);
+            hh.sample(h.opened_at, t);
         }
         let Some(h) = self.take_half(key) else {
             return Err(EndpointError::Rejected(DropReason::NoSession));
