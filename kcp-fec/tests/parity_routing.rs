@@ -351,3 +351,87 @@ fn parity_finds_its_session_among_hundreds_on_one_address() {
     assert_eq!(counters(&ep, ids[2]).fec_parity_shards, 2);
     assert_eq!(ep.stats().parity_unrouted, 2);
 }
+
+/// A session alone on its address is found without the index by group; it joins the index
+/// when a second session attaches there and leaves it when the other goes. Its group must
+/// be current at each step: it moves on (far beyond the reach) while alone, a neighbour
+/// comes, goes and another comes, and its parity finds it every time.
+#[test]
+fn a_session_joins_and_leaves_its_address_index_with_its_current_group() {
+    let code = FecCode::new(10, 3).unwrap();
+    let mut ep = Endpoint::new(EndpointConfig {
+        accept: true,
+        layers: Box::new(move || {
+            vec![Box::new(Fec::with_code(code.clone(), FecConfig::default())) as Layer]
+        }),
+        ..EndpointConfig::new(Config::fast3())
+    })
+    .unwrap();
+    let now = Millis(1_000);
+    let mut out = vec![0u8; 1500];
+    let mut input = |ep: &mut Endpoint<u8>, mut d: Vec<u8>| {
+        while ep.poll_transmit(now, &mut out).is_some() {}
+        let _ = ep.handle_datagram(now, 5, &mut d);
+        while ep.poll_transmit(now, &mut out).is_some() {}
+    };
+    let open = |input: &mut dyn FnMut(&mut Endpoint<u8>, Vec<u8>),
+                ep: &mut Endpoint<u8>,
+                start: u32,
+                conv: u32| {
+        input(ep, data_shard(start, conv, Command::Push, b"x"));
+        input(ep, data_shard(start + 1, conv, Command::WindowTell, b""));
+        ep.accept().expect("accepted")
+    };
+    // Far beyond the reach (1 << 16) at every step, far from the others.
+    let step = 1u32 << 20;
+    let a0 = 0x4000_0000u32;
+    let a = open(&mut input, &mut ep, a0, 0xa);
+    // Alone: A's groups move on twice; its parity follows.
+    let mut at = a0;
+    for _ in 0..2 {
+        at += step;
+        input(&mut ep, data_shard(at, 0xa, Command::WindowTell, b""));
+        input(&mut ep, parity_shard(at + 11));
+    }
+    assert_eq!(counters(&ep, a).fec_parity_shards, 2);
+    // B comes: A joins the index with its current group, not the one it started with.
+    let b = open(&mut input, &mut ep, 0x9000_0000, 0xb);
+    input(&mut ep, parity_shard(at + 12));
+    assert_eq!(
+        counters(&ep, a).fec_parity_shards,
+        3,
+        "A found by its group"
+    );
+    input(&mut ep, parity_shard(0x9000_0000 + 11));
+    assert_eq!(
+        counters(&ep, b).fec_parity_shards,
+        1,
+        "B found by its group"
+    );
+    // Parity of A's first group is nobody's now (B is there too).
+    input(&mut ep, parity_shard(a0 + 11));
+    assert_eq!(ep.stats().parity_unrouted, 1);
+    // While both are there, A moves on again; the index follows it.
+    at += step;
+    input(&mut ep, data_shard(at, 0xa, Command::WindowTell, b""));
+    input(&mut ep, parity_shard(at + 11));
+    assert_eq!(counters(&ep, a).fec_parity_shards, 4);
+    // B goes: A is alone again and takes parity near its group; it moves on alone.
+    ep.close(b).unwrap();
+    input(&mut ep, parity_shard(at + 12));
+    assert_eq!(counters(&ep, a).fec_parity_shards, 5);
+    at += step;
+    input(&mut ep, data_shard(at, 0xa, Command::WindowTell, b""));
+    // C comes: A rejoins with the group it reached alone.
+    let c = open(&mut input, &mut ep, 0xc000_0000, 0xc);
+    input(&mut ep, parity_shard(at + 11));
+    assert_eq!(counters(&ep, a).fec_parity_shards, 6, "A rejoined current");
+    input(&mut ep, parity_shard(0xc000_0000 + 11));
+    assert_eq!(counters(&ep, c).fec_parity_shards, 1);
+    // A goes first this time: C, alone, still gets its parity.
+    ep.close(a).unwrap();
+    input(&mut ep, parity_shard(0xc000_0000 + 12));
+    assert_eq!(counters(&ep, c).fec_parity_shards, 2);
+    assert_eq!(ep.stats().parity_unrouted, 1);
+    assert_eq!(counters(&ep, c).fec_seqid_jumps, 0);
+}

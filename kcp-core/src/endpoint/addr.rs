@@ -2,8 +2,10 @@
 //! limits count.
 
 /// A peer address as an endpoint keys sessions by. [`host`](Self::host) is what admission
-/// limits count per source: the IP address of a socket address, whatever its port.
-pub trait PeerAddr: Ord + Copy {
+/// limits count per source: the IP address of a socket address, whatever its port. Sessions
+/// are found by a hash of the address (and conversation id), so it is [`Hash`](core::hash::Hash)
+/// as well as ordered.
+pub trait PeerAddr: Ord + Copy + core::hash::Hash {
     /// The part of the address that identifies a source host.
     type Host: Ord + Copy;
     /// The source host of this address.

@@ -133,6 +133,13 @@ pub struct EndpointConfig {
     /// client behind a NAT that rebinds its port, a phone that changes networks), and what
     /// proves a datagram from there is no replay. Off by default; see [`Migration`].
     pub migration: Migration,
+    /// The secret key of the hash that indexes sessions by peer address and conversation
+    /// (SipHash-1-3). Peers choose their conversation ids and, spoofing, their addresses:
+    /// whoever knows the key can pick keys that collide and slow every lookup down to a
+    /// scan of them. `no_std` has no random source, so the default is a fixed key: an
+    /// endpoint that untrusted peers reach should set random bytes here (kcp-mio's and
+    /// kcp-tokio's configuration do, from the OS's random source).
+    pub hash_key: [u8; 16],
 }
 
 /// Session migration ([`EndpointConfig::migration`]).
@@ -224,6 +231,7 @@ impl EndpointConfig {
             recv_budget_bytes: DEFAULT_RECV_BUDGET,
             controller: None,
             migration: Migration::Off,
+            hash_key: *b"kcp-core hashkey",
         }
     }
 }
@@ -254,6 +262,7 @@ impl fmt::Debug for EndpointConfig {
             .field("recv_budget_bytes", &self.recv_budget_bytes)
             .field("controller", &self.controller.is_some())
             .field("migration", &self.migration)
+            .field("hash_key", &"..")
             .finish_non_exhaustive()
     }
 }

@@ -8,7 +8,7 @@ use crate::time::{seq_diff, Millis};
 use crate::wire::{Command, Datagram, HEADER_LEN};
 
 use super::migration::Arrived;
-use super::slot::{Slot, ATTACHED, GROUP_REACH, NO_GROUP, PEER_TS};
+use super::slot::{Slot, ATTACHED, GROUP_REACH, NO_GROUP, PEER_TS, SHARED};
 use super::{DropReason, Endpoint, EndpointError, PeerAddr, MAX_DEMUX_LAYERS};
 
 /// What the endpoint's demux layers opened: per layer, outermost first, the packet's range in
@@ -292,24 +292,45 @@ impl<A: PeerAddr> Endpoint<A> {
             slot.group = g;
         }
         let now = slot.group;
-        let newly = !slot.flag(ATTACHED);
-        if newly {
-            slot.set_flag(ATTACHED, true);
-            match self.attach_route.entry(from) {
-                alloc::collections::btree_map::Entry::Vacant(v) => {
-                    v.insert(idx);
+        if slot.flag(ATTACHED) {
+            // Only sessions sharing their address are indexed by group.
+            if was != now && slot.flag(SHARED) {
+                if was != NO_GROUP {
+                    self.attach_groups.remove(&(from, was, idx));
                 }
-                alloc::collections::btree_map::Entry::Occupied(_) => {
-                    self.attach_more.entry(from).or_default().push(idx);
-                }
-            }
-        }
-        if newly || was != now {
-            if !newly && was != NO_GROUP {
-                self.attach_groups.remove(&(from, was, idx));
-            }
-            if now != NO_GROUP {
                 self.attach_groups.insert((from, now, idx));
+            }
+            return;
+        }
+        slot.set_flag(ATTACHED, true);
+        let first = match self.attach_route.entry(from) {
+            hashbrown::hash_map::Entry::Vacant(v) => {
+                v.insert(idx);
+                return;
+            }
+            hashbrown::hash_map::Entry::Occupied(o) => *o.get(),
+        };
+        let more = self.attach_more.entry(from).or_default();
+        let second = more.is_empty();
+        more.push(idx);
+        if second {
+            // The address's first session was alone: it joins the index now.
+            self.index_group(from, first, true);
+        }
+        self.index_group(from, idx, true);
+    }
+
+    /// Lists (`on`) or unlists session `idx`, attached on `from`, in the index by group.
+    pub(super) fn index_group(&mut self, from: A, idx: u32, on: bool) {
+        let Some(Some(slot)) = self.slots.get_mut(idx as usize) else {
+            return;
+        };
+        slot.set_flag(SHARED, on);
+        if slot.group != NO_GROUP {
+            if on {
+                self.attach_groups.insert((from, slot.group, idx));
+            } else {
+                self.attach_groups.remove(&(from, slot.group, idx));
             }
         }
     }

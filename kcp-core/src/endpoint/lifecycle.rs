@@ -3,8 +3,10 @@
 use crate::time::Millis;
 
 use super::migration::within_budget;
-use super::slot::{State, ATTACHED, NOT_IDLE, QUEUED, READABLE, RESCHED_QUEUED, TRIMMED};
-use super::{CloseReason, Endpoint, Event, PeerAddr, SessionId, TRIM_AFTER_MS};
+use super::slot::{
+    State, ATTACHED, NOT_IDLE, NO_GROUP, QUEUED, READABLE, RESCHED_QUEUED, SHARED, TRIMMED,
+};
+use super::{keyed, CloseReason, Endpoint, Event, PeerAddr, SessionId, TRIM_AFTER_MS};
 
 impl<A: PeerAddr> Endpoint<A> {
     /// Runs every session timer due at `now`: engine timers, idle, shutdown, half-open and
@@ -147,6 +149,7 @@ impl<A: PeerAddr> Endpoint<A> {
         let id = SessionId { idx, gen: slot.gen };
         let key = (slot.addr, slot.conv);
         self.by_key.remove(&key);
+        keyed::shrink(&mut self.by_key);
         if self.cfg.migration.is_on() {
             self.by_conv.remove(&(slot.conv, idx));
             self.moves.remove(&idx);
@@ -189,24 +192,35 @@ impl<A: PeerAddr> Endpoint<A> {
     }
 
     /// Removes session `idx` (whose latest data group is `group`) from the sessions that
-    /// packets without a conversation id from `addr` may go to.
+    /// packets without a conversation id from `addr` may go to. Its slot may be gone
+    /// already (a session being removed) or still there (a session moving away).
     pub(super) fn detach(&mut self, addr: A, idx: u32, group: u32) {
-        self.attach_groups.remove(&(addr, group, idx));
-        let more = self.attach_more.get_mut(&addr);
-        if self.attach_route.get(&addr) == Some(&idx) {
-            match more.and_then(|m| m.pop()) {
-                Some(next) => {
-                    self.attach_route.insert(addr, next);
-                }
-                None => {
-                    self.attach_route.remove(&addr);
-                }
-            }
-        } else if let Some(m) = more {
-            m.retain(|&i| i != idx);
+        if let Some(Some(slot)) = self.slots.get_mut(idx as usize) {
+            slot.set_flag(SHARED, false);
         }
-        if self.attach_more.get(&addr).is_some_and(|m| m.is_empty()) {
+        if group != NO_GROUP && !self.attach_groups.is_empty() {
+            self.attach_groups.remove(&(addr, group, idx));
+        }
+        let Some(more) = self.attach_more.get_mut(&addr) else {
+            if self.attach_route.get(&addr) == Some(&idx) {
+                self.attach_route.remove(&addr);
+                keyed::shrink(&mut self.attach_route);
+            }
+            return;
+        };
+        if self.attach_route.get(&addr) == Some(&idx) {
+            if let Some(next) = more.pop() {
+                self.attach_route.insert(addr, next);
+            }
+        } else {
+            more.retain(|&i| i != idx);
+        }
+        if more.is_empty() {
             self.attach_more.remove(&addr);
+            // The one session left on the address is alone again: out of the index.
+            if let Some(&left) = self.attach_route.get(&addr) {
+                self.index_group(addr, left, false);
+            }
         }
     }
 

@@ -3,7 +3,7 @@
 use alloc::boxed::Box;
 
 use super::slot::Slot;
-use super::{Endpoint, PeerAddr};
+use super::{keyed, Endpoint, PeerAddr};
 
 impl<A: PeerAddr> Endpoint<A> {
     /// Counts a session's receive-side heap again after it changed, and tells whether the
@@ -41,6 +41,8 @@ impl<A: PeerAddr> Endpoint<A> {
                 .flatten()
                 .map(|s| core::mem::size_of::<Slot<A>>() + s.session.heap_bytes())
                 .sum::<usize>()
+            + keyed::map_bytes(&self.by_key)
+            + keyed::map_bytes(&self.attach_route)
             + self.half_open_heap_bytes();
         (sessions, self.cache.heap_bytes())
     }

@@ -101,6 +101,7 @@ mod error;
 mod event;
 mod half_open;
 mod input;
+mod keyed;
 mod lifecycle;
 mod memory;
 mod migration;
@@ -121,6 +122,7 @@ pub use config::{ControllerFactory, EndpointConfig, LayerFactory, Migration, DEF
 pub use error::{DropReason, EndpointError};
 pub use event::{CloseReason, Event, SessionId};
 use half_open::HalfOpen;
+use keyed::{Keyed, KeyedMap};
 use migration::Move;
 use replay_record::ReplayRecord;
 use slot::{Slot, State, NOT_IDLE, NO_GROUP, QUEUED, RESCHED_QUEUED};
@@ -153,17 +155,20 @@ pub struct Endpoint<A: PeerAddr> {
     slots: Vec<Option<Box<Slot<A>>>>,
     free: Vec<u32>,
     next_gen: u32,
-    by_key: BTreeMap<(A, u32), u32>,
+    /// Sessions by (address, conversation id).
+    by_key: KeyedMap<(A, u32), u32>,
     /// The first session routed through a layer that asks for attachment (FEC), per
     /// address: where packets without a conversation id go (see
     /// [`Codec::group`](crate::Codec::group)).
-    attach_route: BTreeMap<A, u32>,
+    attach_route: KeyedMap<A, u32>,
     /// Further such sessions on the same address (rare: several conversations on one
     /// socket), kept apart so the common case holds one small entry per address.
     attach_more: BTreeMap<A, Vec<u32>>,
-    /// Every attached session that knows its latest data group, by address and group: parity
-    /// from an address with several FEC sessions finds its session in a range of this set
-    /// instead of a scan of them all.
+    /// Every attached session that knows its latest data group and shares its address with
+    /// another attached session, by address and group: parity from an address with several
+    /// FEC sessions finds its session in a range of this set instead of a scan of them all.
+    /// A session alone on its address is not in it (its group is in its slot), so the
+    /// common case changes nothing here when a new group begins.
     attach_groups: BTreeSet<(A, u32, u32)>,
     closed: BTreeMap<(A, u32), u64>,
     closed_order: VecDeque<((A, u32), u64)>,
@@ -240,14 +245,15 @@ impl<A: PeerAddr> Endpoint<A> {
         cfg.max_datagram = cfg.max_datagram.max(cfg.session.mtu as usize);
         let cache = ChunkCache::new(cfg.pool_bytes);
         let record = ReplayRecord::new(cfg.replay_record, cfg.accept && cfg.demux_layers > 0);
+        let key = Keyed::new(cfg.hash_key);
         Ok(Endpoint {
             cfg,
             demux,
             slots: Vec::new(),
             free: Vec::new(),
             next_gen: 1,
-            by_key: BTreeMap::new(),
-            attach_route: BTreeMap::new(),
+            by_key: keyed::map(key),
+            attach_route: keyed::map(key),
             attach_more: BTreeMap::new(),
             attach_groups: BTreeSet::new(),
             closed: BTreeMap::new(),

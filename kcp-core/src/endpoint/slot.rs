@@ -35,7 +35,8 @@ pub(super) struct Slot<A> {
     /// Handed out by `accept`.
     pub(super) accepted: bool,
     pub(super) writable: bool,
-    /// [`TRIMMED`], [`READABLE`], [`QUEUED`], [`RESCHED_QUEUED`], [`ATTACHED`], [`PEER_TS`] (bits, so
+    /// [`TRIMMED`], [`READABLE`], [`QUEUED`], [`RESCHED_QUEUED`], [`ATTACHED`], [`PEER_TS`],
+    /// [`SHARED`] (bits, so
     /// an idle session's slot stays small).
     pub(super) flags: u8,
     /// Receive-side heap bytes counted for this session in the endpoint's budget.
@@ -63,6 +64,9 @@ pub(super) const RESCHED_QUEUED: u8 = 8;
 pub(super) const ATTACHED: u8 = 16;
 /// `Slot::flags`: `peer_ts` holds a timestamp.
 pub(super) const PEER_TS: u8 = 32;
+/// `Slot::flags`: attached, with another attached session on its address, so listed in
+/// `attach_groups` by its latest group.
+pub(super) const SHARED: u8 = 64;
 
 impl<A> Slot<A> {
     pub(super) fn flag(&self, f: u8) -> bool {

@@ -633,8 +633,36 @@ impl KcpConfig {
                 .controller
                 .clone()
                 .map(|make| Box::new(move || make()) as kcp_core::endpoint::ControllerFactory),
+            hash_key: random_hash_key()?,
             ..EndpointConfig::new(self.engine)
         };
         Ok((ep, adapter))
+    }
+}
+
+/// A secret key for the endpoint's session index, from the OS's random source: peers cannot
+/// choose addresses and conversation ids that collide in it.
+fn random_hash_key() -> io::Result<[u8; 16]> {
+    let mut key = [0u8; 16];
+    getrandom::fill(&mut key).map_err(|e| io::Error::other(format!("OS random source: {e}")))?;
+    Ok(key)
+}
+
+#[cfg(test)]
+mod hash_key_tests {
+    use super::*;
+
+    #[test]
+    fn every_endpoint_gets_its_own_random_hash_key() {
+        let cfg = KcpConfig::default();
+        let (a, _) = cfg
+            .endpoint_config_with(true, CryptPlacement::Sessions)
+            .unwrap();
+        let (b, _) = cfg
+            .endpoint_config_with(true, CryptPlacement::Sessions)
+            .unwrap();
+        let fixed = EndpointConfig::new(cfg.engine).hash_key;
+        assert_ne!(a.hash_key, fixed, "the fixed default key was kept");
+        assert_ne!(a.hash_key, b.hash_key, "two endpoints share a key");
     }
 }
