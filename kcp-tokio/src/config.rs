@@ -21,8 +21,8 @@ pub(crate) fn shutdown_ms(config: &KcpConfig) -> u32 {
 }
 
 /// Applies socket options to a socket this configuration will drive.
-pub(crate) fn apply_socket(config: &KcpConfig, socket: &tokio::net::UdpSocket) -> io::Result<()> {
-    config.apply_socket(SockRef::from(socket))
+pub(crate) fn apply_socket(config: &KcpConfig, socket: SockRef<'_>) -> io::Result<()> {
+    config.apply_socket(socket)
 }
 
 /// The endpoint's settings, with encryption left to the driver (sessions reserve the
@@ -35,13 +35,13 @@ pub(crate) fn endpoint_config(
 }
 
 /// Sets both socket buffers (the kernel may cap them at `net.core.rmem_max`/`wmem_max`).
-pub(crate) fn set_sockbuf(socket: &tokio::net::UdpSocket, bytes: usize) -> io::Result<()> {
-    kcp_mio::stack::set_sockbuf(SockRef::from(socket), bytes)
+pub(crate) fn set_sockbuf(socket: SockRef<'_>, bytes: usize) -> io::Result<()> {
+    kcp_mio::stack::set_sockbuf(socket, bytes)
 }
 
 /// Sets the DSCP code point (IPv4 TOS or IPv6 traffic class = dscp << 2).
-pub(crate) fn set_dscp(socket: &tokio::net::UdpSocket, dscp: u8) -> io::Result<()> {
-    kcp_mio::stack::set_dscp(SockRef::from(socket), dscp)
+pub(crate) fn set_dscp(socket: SockRef<'_>, dscp: u8) -> io::Result<()> {
+    kcp_mio::stack::set_dscp(socket, dscp)
 }
 
 #[cfg(test)]

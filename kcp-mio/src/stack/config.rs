@@ -82,6 +82,7 @@ pub struct KcpConfig {
     pub(super) sockbuf: Option<usize>,
     pub(super) dscp: Option<u8>,
     pub(super) send_backlog: usize,
+    pub(super) receive_hold: Option<Duration>,
     pub(super) read_timeout: Option<Duration>,
     pub(super) write_timeout: Option<Duration>,
 }
@@ -186,6 +187,7 @@ impl KcpConfig {
             sockbuf: Some(4 << 20),
             dscp: None,
             send_backlog: crate::udp::DEFAULT_BACKLOG,
+            receive_hold: None,
             read_timeout: None,
             write_timeout: None,
         }
@@ -515,6 +517,27 @@ impl KcpConfig {
         self
     }
 
+    /// A busy server's trade of latency for CPU: after reading what arrived, an async
+    /// adapter's driver leaves its socket unwatched for this long and then reads everything
+    /// that came meanwhile in one batch, so datagrams arriving every few tens of
+    /// microseconds (thousands of sessions) no longer wake its thread one by one. Every
+    /// datagram waits up to the hold plus the runtime's timer resolution (Tokio's: 1 ms)
+    /// longer; the replies of the sessions it wakes leave together. Default `None` (read at
+    /// once), which suits clients and servers with few sessions: a lone session would wait
+    /// the hold on every exchange. At most 50 ms. Honoured by kcp-tokio on Linux (its socket
+    /// is then watched through an epoll set of its own; elsewhere opening the socket fails
+    /// with `Unsupported`); kcp-mio's [`Endpoint`](crate::Endpoint) reads when its caller
+    /// says and ignores it. Measured in `docs/benchmarks.md` ("Receive hold").
+    pub fn receive_hold(mut self, hold: Option<Duration>) -> Self {
+        self.receive_hold = hold;
+        self
+    }
+
+    /// The receive hold (see [`receive_hold`](Self::receive_hold)).
+    pub fn receive_hold_time(&self) -> Option<Duration> {
+        self.receive_hold
+    }
+
     /// The send backlog bound in datagrams (see [`send_backlog`](Self::send_backlog)).
     pub fn send_backlog_limit(&self) -> usize {
         self.send_backlog
@@ -558,6 +581,15 @@ impl KcpConfig {
             .validate()
             .map_err(|e| invalid(format!("KCP settings: {e}")))?;
         self.check_migration()?;
+        if self
+            .receive_hold
+            .is_some_and(|h| h > Duration::from_millis(50))
+        {
+            return Err(invalid(format!(
+                "receive hold {:?} is longer than 50 ms",
+                self.receive_hold.unwrap_or_default()
+            )));
+        }
         Stack::new(self).map(|_| ())
     }
 

@@ -42,7 +42,6 @@ use kcp_mio::KcpConfig;
 use crate::stats::SocketStats;
 use crate::stats::{bump, Counters};
 use socket2::SockRef;
-use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::sync::Notify;
 
@@ -58,11 +57,13 @@ mod clock;
 mod recv;
 mod send;
 mod shared;
+mod sock;
 mod waiters;
 
 pub(crate) use clock::{deadline_ms, millis, Clock};
 use recv::{Rx, RxProc};
 pub(crate) use shared::{Sess, Shared};
+pub(crate) use sock::Sock;
 pub(crate) use waiters::{waiter_key, Waiters};
 
 /// The send side, behind the send lock: the shared batched sender (its batch, GSO, the
@@ -88,7 +89,10 @@ pub(crate) struct Inner {
     in_turn: AtomicBool,
     notify: Notify,
     stop: Notify,
-    socket: Arc<UdpSocket>,
+    socket: Sock,
+    /// After a receive turn, the socket is left unwatched this long (see [`Sock`]); `None`:
+    /// read as soon as a datagram arrives.
+    hold: Option<Duration>,
     pub(crate) clock: Clock,
     local: SocketAddr,
     counters: Counters,
@@ -170,7 +174,7 @@ impl Driver {
         accept: bool,
     ) -> io::Result<Arc<Driver>> {
         config.check()?;
-        crate::config::apply_socket(config, &socket)?;
+        crate::config::apply_socket(config, SockRef::from(&socket))?;
         let (ep, crypt) = crate::config::endpoint_config(config, accept)?;
         let ep = Endpoint::new(ep)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
@@ -181,6 +185,7 @@ impl Driver {
             crypt,
             config.send_backlog_limit(),
             crate::config::clock_offset_ms(),
+            config.receive_hold_time(),
         )
     }
 
@@ -194,9 +199,11 @@ impl Driver {
         crypt: Option<AdapterCrypt>,
         send_backlog: usize,
         clock_offset_ms: u64,
+        hold: Option<Duration>,
     ) -> io::Result<Arc<Driver>> {
+        let hold = hold.filter(|d| !d.is_zero());
+        let socket = Sock::new(socket, hold.is_some())?;
         let local = socket.local_addr()?;
-        let socket = Arc::new(socket);
         let listening = ep.config().accept;
         let inner = Arc::new(Inner {
             state: Mutex::new(Shared {
@@ -222,7 +229,8 @@ impl Driver {
             in_turn: AtomicBool::new(false),
             notify: Notify::new(),
             stop: Notify::new(),
-            socket: socket.clone(),
+            socket,
+            hold,
             clock: Clock::new(clock_offset_ms),
             local,
             counters: Counters::default(),
@@ -294,13 +302,13 @@ impl Driver {
     }
 
     /// The driver's socket (its descriptor, for `AsFd`).
-    pub(crate) fn socket(&self) -> &UdpSocket {
+    pub(crate) fn socket(&self) -> &Sock {
         &self.inner.socket
     }
 
     /// Runs `f` on the driver's socket (socket options at run time).
-    pub(crate) fn with_socket<T>(&self, f: impl FnOnce(&UdpSocket) -> T) -> T {
-        f(&self.inner.socket)
+    pub(crate) fn with_socket<T>(&self, f: impl FnOnce(SockRef<'_>) -> T) -> T {
+        f(self.inner.socket.sock_ref())
     }
 
     pub(crate) fn socket_stats(&self) -> SocketStats {
@@ -327,7 +335,7 @@ const LATE_MS: i32 = 4;
 async fn run(d: Arc<Inner>, gro: bool, opener: Option<Crypt>) {
     let max_datagram = d.lock().ep.config().max_datagram;
     let mut rx = Rx {
-        receiver: Receiver::new(SockRef::from(&*d.socket), gro),
+        receiver: Receiver::new(d.socket.sock_ref(), gro),
         p: RxProc {
             opener,
             verdicts: Vec::with_capacity(CHUNK),
@@ -343,6 +351,8 @@ async fn run(d: Arc<Inner>, gro: bool, opener: Option<Crypt>) {
     let mut timer_at: Option<u64> = None;
     // A wake-up not yet checked for lateness (set before each sleep).
     let mut woke = true;
+    // With a receive hold: until when the socket stays unwatched after a receive turn.
+    let mut held_until: Option<tokio::time::Instant> = None;
     loop {
         bump(&d.counters.wakeups, 1);
         let now = d.clock.now_ms();
@@ -415,8 +425,17 @@ async fn run(d: Arc<Inner>, gro: bool, opener: Option<Crypt>) {
                 std::future::pending().await
             }
         };
+        let readable = async {
+            if let Some(t) = held_until {
+                tokio::time::sleep_until(t).await;
+            }
+            d.socket.readable().await
+        };
         tokio::select! {
-            r = d.socket.readable() => {
+            r = readable => {
+                // With a hold, the next turn begins no sooner than `hold` after this one.
+                held_until = d.hold.map(|h| tokio::time::Instant::now() + h);
+                bump(&d.counters.receive_turns, 1);
                 // A receive turn: what tasks write until it ends leaves in its one batch.
                 d.in_turn.store(true, Ordering::SeqCst);
                 let r = r.and_then(|()| d.receive(&mut rx, false));

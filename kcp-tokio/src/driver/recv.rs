@@ -50,11 +50,10 @@ impl Inner {
             // readiness as it is (at worst Tokio reports the socket readable once more and
             // that read finds nothing).
             let r = if direct {
-                rx.receiver.recv(SockRef::from(&*self.socket))
+                rx.receiver.recv(self.socket.sock_ref())
             } else {
-                self.socket.try_io(Interest::READABLE, || {
-                    rx.receiver.recv(SockRef::from(&*self.socket))
-                })
+                self.socket
+                    .try_read(|| rx.receiver.recv(self.socket.sock_ref()))
             };
             match r {
                 Ok(_) => {}

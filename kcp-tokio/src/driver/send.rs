@@ -134,13 +134,13 @@ impl Inner {
         }
         self.trace(Trace::Sent(n));
         let had_backlog = tx.sender.backlog_len() > 0;
-        let socket = SockRef::from(&*self.socket);
+        let socket = self.socket.sock_ref();
         if had_backlog {
             // Behind the backlog: queued without a system call; the driver is waiting for
             // the socket to be writable already.
             let _ = tx.sender.flush(&socket);
         } else {
-            let _ = self.socket.try_io(Interest::WRITABLE, || {
+            let _ = self.socket.try_write(|| {
                 #[cfg(test)]
                 if self.stall_sends.load(Ordering::Relaxed) {
                     tx.sender.simulate_full_socket(1);
@@ -179,12 +179,12 @@ impl Inner {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
-        let _ = self.socket.try_io(Interest::WRITABLE, || {
+        let _ = self.socket.try_write(|| {
             #[cfg(test)]
             if self.stall_sends.load(Ordering::Relaxed) {
                 tx.sender.simulate_full_socket(1);
             }
-            tx.sender.send_backlog(SockRef::from(&*self.socket))
+            tx.sender.send_backlog(self.socket.sock_ref())
         });
         self.count_sends(&tx);
         tx.sender.backlog_len() == 0

@@ -1,0 +1,109 @@
+//! The receive hold (`KcpConfig::receive_hold`, Linux): after a receive turn the driver
+//! leaves its socket unwatched for the hold, then reads what arrived in one batch. Turns are
+//! therefore at least a hold apart whatever the peers send, no datagram is lost or
+//! reordered by it, and a hold the adapter cannot honour is refused.
+
+#![cfg(target_os = "linux")]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{cfg, echo_all, pattern};
+use kcp_tokio::{KcpListener, KcpStream};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::timeout;
+
+/// Clients that each send a small message every few ms for a while, all echoed back in
+/// full; returns the server's receive turns and how long the run took.
+async fn run(hold: Option<Duration>, clients: usize, messages: usize) -> (u64, Duration) {
+    let listener = KcpListener::bind("127.0.0.1:0", cfg().receive_hold(hold))
+        .await
+        .unwrap();
+    let addr = listener.local_addr();
+    let listener = Arc::new(listener);
+    tokio::spawn(echo_all(listener.clone()));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        tasks.push(tokio::spawn(async move {
+            let s = KcpStream::connect(addr, cfg()).await.unwrap();
+            let (mut r, mut w) = s.into_split();
+            // Message sizes vary per client and message: 1..=300 bytes.
+            let sizes: Vec<usize> = (0..messages).map(|m| 1 + (c * 37 + m * 11) % 300).collect();
+            let total: usize = sizes.iter().sum();
+            let writer = tokio::spawn(async move {
+                let mut at = 0;
+                for n in sizes {
+                    let msg: Vec<u8> = (at..at + n).map(pattern).collect();
+                    w.write_all(&msg).await.unwrap();
+                    at += n;
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                w
+            });
+            let mut got = vec![0u8; total];
+            r.read_exact(&mut got).await.unwrap();
+            assert!(
+                got.iter().enumerate().all(|(i, &b)| b == pattern(i)),
+                "client {c}: echo corrupted or reordered"
+            );
+            writer.await.unwrap();
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    (listener.socket_stats().receive_turns, start.elapsed())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn turns_are_at_least_a_hold_apart_and_every_byte_arrives() {
+    let hold = Duration::from_millis(20);
+    let (turns, took) = timeout(Duration::from_secs(60), run(Some(hold), 8, 100))
+        .await
+        .expect("echoes finished");
+    // Tokio's timers never fire early: one turn per started hold, plus the first.
+    let bound = took.as_millis() as u64 / hold.as_millis() as u64 + 2;
+    assert!(
+        turns <= bound,
+        "{turns} receive turns in {took:?} with a {hold:?} hold (at most {bound})"
+    );
+    eprintln!("hold: {turns} turns in {took:?}");
+    assert!(turns > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_hold_the_driver_reads_as_datagrams_come() {
+    // The same traffic without a hold takes several turns per hold's worth of time: what
+    // the bound above rules out.
+    let (turns, took) = timeout(Duration::from_secs(60), run(None, 8, 100))
+        .await
+        .expect("echoes finished");
+    let bound = took.as_millis() as u64 / 20 + 2;
+    eprintln!("no hold: {turns} turns in {took:?}");
+    assert!(
+        turns > 2 * bound,
+        "only {turns} receive turns in {took:?} without a hold"
+    );
+}
+
+#[tokio::test]
+async fn a_hold_longer_than_50_ms_is_refused() {
+    let Err(err) = KcpListener::bind(
+        "127.0.0.1:0",
+        cfg().receive_hold(Some(Duration::from_millis(51))),
+    )
+    .await
+    else {
+        panic!("a 51 ms hold was accepted");
+    };
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+    assert!(err.to_string().contains("50 ms"), "{err}");
+    // A zero hold is no hold.
+    let l = KcpListener::bind("127.0.0.1:0", cfg().receive_hold(Some(Duration::ZERO)))
+        .await
+        .unwrap();
+    drop(l);
+}
