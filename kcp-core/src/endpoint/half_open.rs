@@ -100,6 +100,30 @@ pub(super) struct HalfOpen<H> {
     attach: bool,
 }
 
+/// What the endpoint remembers of an evicted half-open entry.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Gone {
+    /// When the entry was opened (elapsed ms).
+    pub(super) opened_at: u64,
+    /// Whether its probe went out: only then can an answer come.
+    pub(super) probed: bool,
+}
+
+/// A datagram from an (address, conversation) with no session and no half-open entry.
+#[derive(Debug, Clone)]
+pub(super) struct Stranger<A> {
+    pub(super) from: A,
+    pub(super) conv: u32,
+    /// The opened plaintext within the datagram.
+    pub(super) plain: Range<usize>,
+    /// Its KCP part within the datagram.
+    pub(super) kcp: Range<usize>,
+    /// Whether its inner layers ask for attachment (FEC).
+    pub(super) attach: bool,
+    /// The FEC group of its data, if any.
+    pub(super) group: Option<u32>,
+}
+
 /// The leading whole segments of `kcp` that fit in `budget` bytes.
 fn keep_segments(kcp: &[u8], budget: usize) -> &[u8] {
     let mut used = 0;
@@ -179,19 +203,22 @@ impl<A: PeerAddr> Endpoint<A> {
     }
 
     /// A datagram for an unknown (address, conv): opens a half-open entry if it is a
-    /// plausible first flight. `datagram` is the whole opened datagram, `kcp` its KCP part.
-    #[allow(clippy::too_many_arguments)]
+    /// plausible first flight, or the session if it answers a probe of an entry evicted
+    /// before the answer came. `datagram` is the whole opened datagram.
     pub(super) fn admit(
         &mut self,
         t: u64,
         now: Millis,
-        from: A,
-        conv: u32,
-        datagram: &[u8],
+        arrived: Stranger<A>,
+        datagram: &mut [u8],
         opened: &Opened,
-        kcp: Range<usize>,
-        attach: bool,
     ) -> Result<(), EndpointError> {
+        let (from, conv, kcp, attach) = (
+            arrived.from,
+            arrived.conv,
+            arrived.kcp.clone(),
+            arrived.attach,
+        );
         if let Some(&until) = self.closed.get(&(from, conv)) {
             if t < until {
                 self.stats.in_errs += 1;
@@ -203,19 +230,24 @@ impl<A: PeerAddr> Endpoint<A> {
             self.stats.in_errs += 1;
             return Err(EndpointError::Rejected(DropReason::NoSession));
         }
-        let kcp_bytes = datagram.get(kcp).unwrap_or(&[]);
-        if let Some(opened_at) = self.half_gone.get(&(from, conv)).copied() {
+        let kcp_bytes = datagram.get(kcp.clone()).unwrap_or(&[]);
+        if let Some(gone) = self.half_gone.get(&(from, conv)).copied() {
             if answers_probe(kcp_bytes, conv) {
-                // The answer to an entry evicted before it came: too late for the entry,
-                // but it tells how long this host's peers take.
+                // The answer to an entry evicted before it came: it tells how long this
+                // host's peers take, and, if the entry's probe went out, the peer heard it
+                // as it would have with the entry: the session opens.
                 self.half_gone.remove(&(from, conv));
                 self.stats.half_open_late_answers += 1;
                 let host = self.host_of(&from);
                 if let Some(hh) = self.half_open_hosts.get_mut(&host) {
-                    hh.sample(opened_at, t);
+                    hh.sample(gone.opened_at, t);
+                }
+                if gone.probed {
+                    return self.late_answer(t, now, arrived, datagram, opened);
                 }
             }
         }
+        let kcp_bytes = datagram.get(kcp).unwrap_or(&[]);
         if let Err(e) = first_flight(kcp_bytes, conv, self.cfg.session.rcv_wnd) {
             self.stats.in_errs += 1;
             self.stats.not_first_flight += 1;
@@ -497,8 +529,86 @@ impl<A: PeerAddr> Endpoint<A> {
                 self.half_gone.remove(&old);
             }
         }
-        self.half_gone.insert(key, h.opened_at);
+        self.half_gone.insert(
+            key,
+            Gone {
+                opened_at: h.opened_at,
+                probed: h.last_ask.is_some(),
+            },
+        );
         self.half_gone_order.push_back(key);
+    }
+
+    /// The answer to a probe of an evicted entry: the session opens as at the entry's
+    /// confirmation, under the same limits and checks (replay record, the session's own
+    /// demux layers), without the first flight's segments (the entry dropped them; the peer
+    /// retransmits what is not acknowledged).
+    fn late_answer(
+        &mut self,
+        t: u64,
+        now: Millis,
+        arrived: Stranger<A>,
+        datagram: &mut [u8],
+        opened: &Opened,
+    ) -> Result<(), EndpointError> {
+        let Stranger {
+            from,
+            conv,
+            plain,
+            kcp,
+            attach,
+            group,
+        } = arrived;
+        let print = fingerprint(datagram);
+        if self.record.contains(print) {
+            self.stats.in_errs += 1;
+            self.stats.replayed += 1;
+            return Err(EndpointError::Rejected(DropReason::Replayed));
+        }
+        let host = self.host_of(&from);
+        if self.by_key.len() >= self.cfg.max_sessions
+            || self.accept_queue.len() >= self.cfg.backlog
+            || self.host_sessions.get(&host).copied().unwrap_or(0) as usize
+                >= self.cfg.max_sessions_per_host
+        {
+            self.stats.refused += 1;
+            return Err(EndpointError::Rejected(DropReason::Refused));
+        }
+        let mut layers = (self.cfg.layers)();
+        let first_demux = layers.len().saturating_sub(self.cfg.demux_layers);
+        if let Err(e) = Self::accept_on(&mut layers, first_demux, opened, datagram, now) {
+            return Err(self.codec_drop(e));
+        }
+        let id = self
+            .create(now, t, from, conv, layers)
+            .map_err(EndpointError::Config)?;
+        self.record.insert(print);
+        *self.host_sessions.entry(host).or_insert(0) += 1;
+        if attach {
+            self.attach(from, id.idx, group);
+        }
+        self.stats.passive_opens += 1;
+        self.stats.half_open_late_opens += 1;
+        self.accept_queue.push_back(id);
+        self.events.push_back(Event::Incoming);
+        let limited = self.recv_limited();
+        let demux_layers = self.cfg.demux_layers;
+        let cache = &mut self.cache;
+        let Some(Some(slot)) = self.slots.get_mut(id.idx as usize) else {
+            return Err(EndpointError::Rejected(DropReason::NoSession));
+        };
+        slot.passive = true;
+        slot.session.set_receive_limited(limited);
+        let kcp_bytes = datagram.get(kcp).unwrap_or(&[]);
+        note_push(slot, scan(kcp_bytes).newest_push);
+        slot.session
+            .kcp_mut()
+            .stock_storage(cache, chunks_needed(kcp_bytes));
+        let plain = datagram.get_mut(plain).unwrap_or(&mut []);
+        let r = slot.session.handle_opened(now, plain, demux_layers);
+        self.recount_recv(id.idx);
+        self.after_io(id.idx);
+        r.map_err(|e| EndpointError::Rejected(DropReason::Session(e)))
     }
 
     /// A passive session ended: it no longer counts against its host.

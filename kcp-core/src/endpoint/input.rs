@@ -209,7 +209,15 @@ impl<A: PeerAddr> Endpoint<A> {
                                 return r;
                             }
                         }
-                        return self.admit(t, now, from, conv, datagram, &opened, kcp, attach);
+                        let arrived = super::half_open::Stranger {
+                            from,
+                            conv,
+                            plain: plain_range,
+                            kcp,
+                            attach,
+                            group,
+                        };
+                        return self.admit(t, now, arrived, datagram, &opened);
                     }
                 };
                 if attach {

@@ -183,7 +183,7 @@ pub struct Endpoint<A: PeerAddr> {
     half_open_hosts: BTreeMap<A::Host, half_open::HostHalf>,
     /// Recently evicted half-open entries: when each was opened, so a late answer still
     /// teaches its host's answer time (the answers that come in time are the fast ones).
-    half_gone: BTreeMap<(A, u32), u64>,
+    half_gone: BTreeMap<(A, u32), half_open::Gone>,
     /// The same keys, oldest first (at most twice `max_half_open`).
     half_gone_order: VecDeque<(A, u32)>,
     /// Half-open deadlines (at, serial), stale ones skipped.

@@ -117,8 +117,12 @@ endpoint_stats! {
         /// Of those, evicted to make room for a newer first flight (SYN cache).
         half_open_evicted,
         /// Answers to a probe of an entry evicted before they came (the host's answer
-        /// time learns from them; the peer gets in with its next first flight).
+        /// time learns from them).
         half_open_late_answers,
+        /// Of those, answers to a probe that went out, which opened their session (as the
+        /// entry's confirmation would have, the first flight's segments left for the peer
+        /// to retransmit).
+        half_open_late_opens,
         /// Datagrams for a half-open entry that were not its peer's answer and did not fit
         /// in the entry's byte budget (dropped unacknowledged; the peer retransmits them),
         /// and parity from an address with a half-open entry that no session there owns.

@@ -486,3 +486,71 @@ fn a_host_that_answers_late_keeps_its_entries_at_most_half_the_timeout() {
     assert_eq!(first_flights(&mut ep, t0 + 2_500, 1, 4..5), 1);
     assert_eq!(ep.stats().half_open_evicted, 2);
 }
+
+#[test]
+fn the_answer_to_a_probe_of_an_evicted_entry_opens_its_session() {
+    // A loaded client answers after its entry was evicted for newer first flights. The
+    // answer proves what a timely one proves (the peer heard the probe sent to its
+    // address), so the session opens then, instead of the client starting over.
+    let mut ep: Endpoint<SocketAddr> = Endpoint::new(EndpointConfig {
+        max_half_open_per_host: 2,
+        half_open_min_age_ms: 100,
+        ..server_cfg()
+    })
+    .unwrap();
+    let t0 = Millis(1_000);
+    assert_eq!(first_flights(&mut ep, t0, 1, 1..3), 2);
+    let probes = drain(&mut ep, t0);
+    assert_eq!(probes.len(), 2, "one probe per entry");
+    // Entry 1 goes for a newer first flight at the minimum age (its probe went out); entry
+    // 3's probe is not sent yet when entry 2 goes too.
+    assert_eq!(first_flights(&mut ep, t0 + 100, 1, 3..4), 1);
+    assert_eq!(first_flights(&mut ep, t0 + 100, 1, 4..5), 1);
+    assert_eq!(ep.stats().half_open_evicted, 2);
+    assert_eq!(first_flights(&mut ep, t0 + 200, 1, 5..6), 1);
+    assert_eq!(ep.stats().half_open_evicted, 3, "entry 3 went unprobed");
+    // Entry 1's answer, 300 ms after its first flight: the session opens.
+    let r = ep.handle_datagram(
+        t0 + 300,
+        addr(1, 1),
+        &mut seg(7, Command::WindowTell, 0, 0, &[]),
+    );
+    assert!(r.is_ok(), "{r:?}");
+    assert_eq!(ep.len(), 1);
+    let id = ep.accept().expect("the late answer's session");
+    assert_eq!(ep.remote(id), Some(addr(1, 1)));
+    let st = ep.stats();
+    assert_eq!((st.half_open_late_answers, st.half_open_late_opens), (1, 1));
+    // Its first message, which the evicted entry dropped, comes with the peer's
+    // retransmission and is delivered once.
+    ep.handle_datagram(t0 + 310, addr(1, 1), &mut push(7, 0, 0, b"x"))
+        .unwrap();
+    let mut buf = [0u8; 8];
+    assert_eq!(ep.recv(id, &mut buf), Ok(1));
+    assert_eq!(&buf[..1], b"x");
+    // A copy of the answer opens nothing more.
+    let _ = ep.handle_datagram(
+        t0 + 320,
+        addr(1, 1),
+        &mut seg(7, Command::WindowTell, 0, 0, &[]),
+    );
+    assert_eq!(ep.len(), 1);
+    // An "answer" for an entry whose probe never went out (entry 3) opens nothing: it is
+    // counted as a late answer and dropped.
+    let r = ep.handle_datagram(
+        t0 + 330,
+        addr(1, 3),
+        &mut seg(7, Command::WindowTell, 0, 0, &[]),
+    );
+    assert!(r.is_err(), "{r:?}");
+    assert_eq!(ep.len(), 1);
+    assert_eq!(ep.stats().half_open_late_opens, 1);
+    // Nor does an answer for an address the endpoint never probed.
+    let r = ep.handle_datagram(
+        t0 + 340,
+        addr(1, 99),
+        &mut seg(7, Command::WindowTell, 0, 0, &[]),
+    );
+    assert!(r.is_err(), "{r:?}");
+    assert_eq!(ep.len(), 1);
+}
