@@ -775,7 +775,7 @@ impl<A: PeerAddr> Endpoint<A> {
     pub(super) fn half_open_heap_bytes(&self) -> usize {
         // Evicted entries remembered for their late answers: a B-tree entry (nodes counted
         // half full) and a queue slot each.
-        let gone = self.half_gone.len() * 2 * core::mem::size_of::<((A, u32), u64)>()
+        let gone = self.half_gone.len() * 2 * core::mem::size_of::<((A, u32), Gone)>()
             + self.half_gone_order.capacity() * core::mem::size_of::<(A, u32)>();
         self.half
             .values()
