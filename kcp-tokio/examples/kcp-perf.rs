@@ -81,8 +81,8 @@ struct ServerArgs {
     backlog: u32,
     /// Receive hold in microseconds (0: off; Linux): after a receive turn the socket is left
     /// unwatched this long, then everything that arrived is read in one batch. Trades up to
-    /// the hold plus 1 ms of latency for fewer wake-ups: for servers with thousands of
-    /// sessions, not for one busy session (see KcpConfig::receive_hold).
+    /// the hold of latency for fewer wake-ups: for servers with thousands of sessions (about
+    /// 1000 there), not for one busy session (see KcpConfig::receive_hold).
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=50_000))]
     receive_hold_us: u32,
     #[command(flatten)]

@@ -520,9 +520,9 @@ impl KcpConfig {
     /// A busy server's trade of latency for CPU: after reading what arrived, an async
     /// adapter's driver leaves its socket unwatched for this long and then reads everything
     /// that came meanwhile in one batch, so datagrams arriving every few tens of
-    /// microseconds (thousands of sessions) no longer wake its thread one by one. Every
-    /// datagram waits up to the hold plus the runtime's timer resolution (Tokio's: 1 ms)
-    /// longer; the replies of the sessions it wakes leave together. Default `None` (read at
+    /// microseconds (thousands of sessions) no longer wake its thread one by one. A datagram
+    /// that arrives during a hold waits up to the hold longer (timed to the microsecond);
+    /// the replies of the sessions a turn wakes leave together. Default `None` (read at
     /// once), which suits clients and servers with few sessions: a lone session would wait
     /// the hold on every exchange. At most 50 ms. Honoured by kcp-tokio on Linux (its socket
     /// is then watched through an epoll set of its own; elsewhere opening the socket fails

@@ -351,8 +351,6 @@ async fn run(d: Arc<Inner>, gro: bool, opener: Option<Crypt>) {
     let mut timer_at: Option<u64> = None;
     // A wake-up not yet checked for lateness (set before each sleep).
     let mut woke = true;
-    // With a receive hold: until when the socket stays unwatched after a receive turn.
-    let mut held_until: Option<tokio::time::Instant> = None;
     loop {
         bump(&d.counters.wakeups, 1);
         let now = d.clock.now_ms();
@@ -425,16 +423,13 @@ async fn run(d: Arc<Inner>, gro: bool, opener: Option<Crypt>) {
                 std::future::pending().await
             }
         };
-        let readable = async {
-            if let Some(t) = held_until {
-                tokio::time::sleep_until(t).await;
-            }
-            d.socket.readable().await
-        };
         tokio::select! {
-            r = readable => {
+            r = d.socket.readable() => {
                 // With a hold, the next turn begins no sooner than `hold` after this one.
-                held_until = d.hold.map(|h| tokio::time::Instant::now() + h);
+                let r = match d.hold {
+                    Some(h) => r.and_then(|()| d.socket.hold(h)),
+                    None => r,
+                };
                 bump(&d.counters.receive_turns, 1);
                 // A receive turn: what tasks write until it ends leaves in its one batch.
                 d.in_turn.store(true, Ordering::SeqCst);

@@ -1,6 +1,6 @@
 //! The driver's socket: Tokio's UDP socket, or, with a receive hold (Linux), the same socket
 //! with its arrivals reported through an epoll set of its own that reports once and is
-//! armed again only when the driver wants to read.
+//! armed again only when the driver wants to read, after a hold timed by a timerfd.
 //!
 //! Why: Tokio's reactor wakes its thread for every datagram that reaches an idle socket. A
 //! server with 10,000 sessions exchanging a message a second each receives a datagram every
@@ -85,6 +85,19 @@ impl Sock {
         }
     }
 
+    /// Starts a receive hold of `d` (a held socket only): until it ends, arrivals wake
+    /// nobody and [`readable`](Self::readable) waits.
+    pub(crate) fn hold(&self, d: std::time::Duration) -> io::Result<()> {
+        match self {
+            Sock::Plain(_) => {
+                let _ = d;
+                Ok(())
+            }
+            #[cfg(target_os = "linux")]
+            Sock::Held(h) => h.hold(d),
+        }
+    }
+
     /// Waits until the socket may take datagrams again.
     pub(crate) async fn writable(&self) -> io::Result<()> {
         match self {
@@ -129,28 +142,34 @@ mod held {
     use std::io;
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
     use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
 
     use tokio::io::unix::AsyncFd;
     use tokio::io::Interest;
     use tokio::net::UdpSocket;
 
-    /// A UDP socket Tokio watches for writability only, and the one-shot epoll set that
-    /// reports its arrivals.
+    /// The set's entry for the socket.
+    const SOCKET: u64 = 0;
+    /// The set's entry for the hold's timer.
+    const TIMER: u64 = 1;
+
+    /// A UDP socket Tokio watches for writability only, the epoll set that reports its
+    /// arrivals (a one-shot entry), and the timer that ends a hold (a timerfd in the same
+    /// set: microsecond resolution, where Tokio's timers have milliseconds).
     pub(crate) struct Held {
         socket: AsyncFd<std::net::UdpSocket>,
         set: AsyncFd<OwnedFd>,
+        timer: OwnedFd,
         /// Whether the socket's entry in `set` is armed (it disarms when it reports).
         armed: AtomicBool,
+        /// Whether a hold runs (the timer is set and has not been seen to fire).
+        holding: AtomicBool,
     }
 
-    fn events() -> u32 {
-        (libc::EPOLLIN | libc::EPOLLONESHOT) as u32
-    }
-
-    fn ctl(set: RawFd, op: libc::c_int, fd: RawFd) -> io::Result<()> {
+    fn ctl(set: RawFd, op: libc::c_int, fd: RawFd, events: i32, data: u64) -> io::Result<()> {
         let mut ev = libc::epoll_event {
-            events: events(),
-            u64: 0,
+            events: events as u32,
+            u64: data,
         };
         // SAFETY: `set` and `fd` are open descriptors owned by `Held`; `ev` lives across
         // the call.
@@ -160,19 +179,43 @@ mod held {
         Ok(())
     }
 
+    /// A new descriptor from a system call's result.
+    fn owned(fd: libc::c_int) -> io::Result<OwnedFd> {
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just returned by the kernel and nobody else owns it.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+
     impl Held {
         pub(super) fn new(socket: UdpSocket) -> io::Result<Held> {
             // Out of Tokio's reactor, back in for writability only.
             let socket = socket.into_std()?;
             socket.set_nonblocking(true)?;
-            // SAFETY: plain system call; the result is checked before use.
-            let set = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-            if set < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            // SAFETY: `set` is a new descriptor nobody else owns.
-            let set = unsafe { OwnedFd::from_raw_fd(set) };
-            ctl(set.as_raw_fd(), libc::EPOLL_CTL_ADD, socket.as_raw_fd())?;
+            // SAFETY: plain system calls; `owned` checks the results.
+            let set = owned(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
+            let timer = owned(unsafe {
+                libc::timerfd_create(
+                    libc::CLOCK_MONOTONIC,
+                    libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
+                )
+            })?;
+            let oneshot = libc::EPOLLIN | libc::EPOLLONESHOT;
+            ctl(
+                set.as_raw_fd(),
+                libc::EPOLL_CTL_ADD,
+                socket.as_raw_fd(),
+                oneshot,
+                SOCKET,
+            )?;
+            ctl(
+                set.as_raw_fd(),
+                libc::EPOLL_CTL_ADD,
+                timer.as_raw_fd(),
+                libc::EPOLLIN,
+                TIMER,
+            )?;
             // SAFETY: both descriptors are owned by the values registered, which the
             // `AsyncFd`s own until they are dropped: open and the same all along.
             let (socket, set) = unsafe {
@@ -184,7 +227,9 @@ mod held {
             Ok(Held {
                 socket,
                 set,
+                timer,
                 armed: AtomicBool::new(true),
+                holding: AtomicBool::new(false),
             })
         }
 
@@ -192,18 +237,49 @@ mod held {
             self.socket.get_ref()
         }
 
+        /// Starts a hold of `d`: the socket's entry is not armed again before it ends.
+        pub(super) fn hold(&self, d: Duration) -> io::Result<()> {
+            let spec = libc::itimerspec {
+                it_interval: libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: 0,
+                },
+                it_value: libc::timespec {
+                    tv_sec: d.as_secs() as libc::time_t,
+                    // At least 1 ns: a zero value would disarm the timer.
+                    tv_nsec: libc::c_long::from(d.subsec_nanos().max(1)),
+                },
+            };
+            // SAFETY: the timer is open; `spec` lives across the call; no old value asked.
+            let r = unsafe {
+                libc::timerfd_settime(self.timer.as_raw_fd(), 0, &spec, std::ptr::null_mut())
+            };
+            if r < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            self.holding.store(true, Ordering::Release);
+            Ok(())
+        }
+
         pub(super) async fn readable(&self) -> io::Result<()> {
             let set = self.set.get_ref().as_raw_fd();
             loop {
-                if !self.armed.swap(true, Ordering::AcqRel) {
+                if !self.holding.load(Ordering::Acquire) && !self.armed.swap(true, Ordering::AcqRel)
+                {
                     // Arms the entry; if datagrams wait already, the set reports at once.
-                    ctl(set, libc::EPOLL_CTL_MOD, self.socket.get_ref().as_raw_fd())?;
+                    ctl(
+                        set,
+                        libc::EPOLL_CTL_MOD,
+                        self.socket.get_ref().as_raw_fd(),
+                        libc::EPOLLIN | libc::EPOLLONESHOT,
+                        SOCKET,
+                    )?;
                 }
                 let mut guard = self.set.readable().await?;
-                // Takes the report (which disarms the entry) so the set is quiet again.
-                let mut ev = [libc::epoll_event { events: 0, u64: 0 }];
-                // SAFETY: `set` is open; `ev` has room for the one event asked for.
-                let n = unsafe { libc::epoll_wait(set, ev.as_mut_ptr(), 1, 0) };
+                // Takes the reports (the socket's disarms its entry) so the set is quiet.
+                let mut ev = [libc::epoll_event { events: 0, u64: 0 }; 2];
+                // SAFETY: `set` is open; `ev` has room for the two events asked for.
+                let n = unsafe { libc::epoll_wait(set, ev.as_mut_ptr(), 2, 0) };
                 if n < 0 {
                     let e = io::Error::last_os_error();
                     if e.kind() == io::ErrorKind::Interrupted {
@@ -212,8 +288,22 @@ mod held {
                     return Err(e);
                 }
                 guard.clear_ready();
-                if n > 0 {
-                    self.armed.store(false, Ordering::Release);
+                let mut arrived = false;
+                for e in ev.iter().take(n as usize) {
+                    if e.u64 == TIMER {
+                        // The hold is over: read the expiry count so the timer is quiet.
+                        let mut count = [0u8; 8];
+                        // SAFETY: the timer is open; `count` has the 8 bytes it writes.
+                        let _ = unsafe {
+                            libc::read(self.timer.as_raw_fd(), count.as_mut_ptr().cast(), 8)
+                        };
+                        self.holding.store(false, Ordering::Release);
+                    } else {
+                        self.armed.store(false, Ordering::Release);
+                        arrived = true;
+                    }
+                }
+                if arrived {
                     return Ok(());
                 }
             }
