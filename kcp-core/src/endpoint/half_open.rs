@@ -176,9 +176,16 @@ fn kept_kcp(stored: &[u8]) -> impl Iterator<Item = &[u8]> + '_ {
 }
 
 /// Appends a record of `bytes` (its KCP datagram at `kcp`) to `stored`; `whole` as in
-/// [`Kept`]. `reserve` is the caller's: the record takes `RECORD_HEADER + bytes.len()`.
+/// [`Kept`]. The record takes `RECORD_HEADER + bytes.len()` bytes; the caller checks the
+/// budgets. A packet of 2 GiB or more (no datagram) is not kept.
 fn push_record(stored: &mut Vec<u8>, whole: bool, bytes: &[u8], kcp: Range<usize>) {
-    let len = bytes.len() as u32 | if whole { WHOLE } else { 0 };
+    let Ok(len) = u32::try_from(bytes.len()) else {
+        return;
+    };
+    if len >= WHOLE {
+        return;
+    }
+    let len = len | if whole { WHOLE } else { 0 };
     stored.reserve_exact(RECORD_HEADER + bytes.len());
     stored.extend_from_slice(&len.to_le_bytes());
     stored.extend_from_slice(&(kcp.start as u32).to_le_bytes());
@@ -658,8 +665,9 @@ impl<A: PeerAddr> Endpoint<A> {
             self.stats.half_open_dropped += 1;
             return Err(EndpointError::Rejected(DropReason::Unconfirmed));
         }
+        let before = h.stored.len();
         push_record(&mut h.stored, true, bytes, bytes.len()..bytes.len());
-        self.half_pool += RECORD_HEADER + bytes.len();
+        self.half_pool += h.stored.len() - before;
         self.stats.half_open_held += 1;
         Ok(())
     }
