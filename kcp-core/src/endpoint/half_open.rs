@@ -934,4 +934,53 @@ mod tests {
         assert!(keep_segments(&d, 33).is_empty());
         assert!(!answers_probe(&[], 1));
     }
+
+    #[test]
+    fn records_keep_whole_datagrams_and_bare_segments_in_order() {
+        let mut kcp = alloc::vec![0u8; HEADER_LEN + 3];
+        SegmentRepr {
+            conv: 9,
+            cmd: Command::Push,
+            frg: 0,
+            wnd: 32,
+            ts: 0,
+            sn: 4,
+            una: 0,
+            len: 3,
+        }
+        .emit(&mut kcp)
+        .unwrap();
+        // An 8-byte inner header in front of the KCP datagram, as FEC writes it.
+        let mut wrapped = alloc::vec![0xf1u8; 8];
+        wrapped.extend_from_slice(&kcp);
+        let mut stored = Vec::new();
+        push_record(&mut stored, true, &wrapped, 8..wrapped.len());
+        push_record(&mut stored, false, &kcp, 0..kcp.len());
+        push_record(&mut stored, true, &[0xf2; 20], 20..20);
+        assert_eq!(
+            stored.len(),
+            3 * RECORD_HEADER + wrapped.len() + kcp.len() + 20
+        );
+        let kept: Vec<Kept> = records(&stored).collect();
+        assert_eq!(kept.len(), 3);
+        assert!(kept[0].whole && !kept[1].whole && kept[2].whole);
+        assert_eq!(&stored[kept[0].bytes.clone()], &wrapped[..]);
+        let parts: Vec<&[u8]> = kept_kcp(&stored).collect();
+        assert_eq!(parts, [&kcp[..], &kcp[..], &[][..]]);
+        // The segment is known from either record: a retransmission of it adds nothing.
+        assert!(new_pushes(&kcp, &stored, 1000).is_empty());
+        assert_eq!(new_pushes(&kcp, &[], 1000), kcp);
+        // A truncated buffer ends the records; it never reads past them.
+        assert_eq!(records(&stored[..RECORD_HEADER + 3]).count(), 1);
+        assert_eq!(kept_kcp(&stored[..RECORD_HEADER + 3]).next(), Some(&[][..]));
+    }
+
+    #[test]
+    fn a_first_flight_is_kept_whole_or_by_its_leading_segments() {
+        let kcp = [0u8; 50];
+        assert!(matches!(keep_first(58, &kcp, 70), Keep::Whole));
+        assert_eq!(keep_first(58, &kcp, 70).cost(58), 70);
+        // Not whole: no whole segment in 50 zero bytes either.
+        assert!(matches!(keep_first(58, &kcp, 69), Keep::Nothing));
+    }
 }
