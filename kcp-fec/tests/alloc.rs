@@ -458,11 +458,11 @@ fn a_server_echo_session_keeps_nothing_of_its_one_rebuild() {
     // The server side of a 10/3 echo session as an endpoint builds it (the code shared with
     // the other sessions) and drives it: one 64-byte message a second each way (88-byte KCP
     // datagrams; the answer carries the ACK, 112 bytes), the client's ACK of the answer
-    // (24 bytes) after it. The client's first datagram reaches the session through the
-    // endpoint's half-open path, never through this layer, so when its group's parity comes
-    // the decoder rebuilds it (a duplicate the engine drops): every such server session
-    // rebuilds once, and what a rebuild leaves (the inverse cache, the scratch, a spare
-    // buffer) is part of its steady state.
+    // (24 bytes) after it. The client's first datagram never reaches this layer (lost, or,
+    // as before the endpoint's half-open entries passed what they kept through the
+    // session's layers, delivered around it), so when its group's parity comes the decoder
+    // rebuilds it: the session rebuilds once, and what a rebuild leaves (the inverse cache,
+    // the scratch, a spare buffer) must not stay in its steady state.
     let code = FecCode::new(10, 3).unwrap();
     // The client's packets of 60 s, sealed first, so that everything allocated below is the
     // server layer's.

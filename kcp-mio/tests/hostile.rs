@@ -161,6 +161,7 @@ fn a_flood_from_many_source_ports_does_not_stop_a_real_session() {
     let server = MioServer::start(encrypted());
     let stop = Arc::new(AtomicBool::new(false));
     let (stop2, to) = (stop.clone(), server.addr);
+    let (running, flooding) = std::sync::mpsc::channel();
     let flood = thread::spawn(move || {
         let sockets: Vec<UdpSocket> = (0..256)
             .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
@@ -171,9 +172,14 @@ fn a_flood_from_many_source_ports_does_not_stop_a_real_session() {
             for s in &sockets {
                 sent += spray(s, to, &mut rng, 4);
             }
+            // The first round is out: the real session may start.
+            let _ = running.send(());
         }
         sent
     });
+    // The session starts once the flood runs (on a loaded machine it could otherwise end
+    // before the flood's sockets are bound).
+    flooding.recv().expect("the flood started");
     // Meanwhile, a real session moves 1 MiB each way, every byte checked.
     let cfg = encrypted();
     mio_client(

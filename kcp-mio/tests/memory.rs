@@ -304,7 +304,10 @@ fn half_open_with_data(name: &str) {
     let before = live();
     let mut len = 0;
     for (i, flight) in first_flights[1..].iter().enumerate() {
-        for d in flight {
+        // The first flight alone: one stack sealed them all, so every tenth is followed by
+        // the parity of a group spanning ten conversations, which the entry of the address
+        // it comes from would keep (parity of its own first group, as far as it can tell).
+        for d in flight.iter().take(1) {
             len = d.len();
             buf.clear();
             buf.extend_from_slice(d);

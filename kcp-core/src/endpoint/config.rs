@@ -72,20 +72,21 @@ pub struct EndpointConfig {
     /// Default 64.
     pub max_half_open_per_host: usize,
     /// Heap bytes one half-open entry may hold in all: its bookkeeping, its codec stack and
-    /// the KCP segments of the first flight and of the datagrams the peer sends before it
-    /// hears the probe, kept while they fit here and in
+    /// the first flight and the datagrams the peer sends before it hears the probe (as the
+    /// demux layers opened them, plus 12 bytes each; see [`crate::endpoint`], "Admission"),
+    /// kept while they fit here and in
     /// [`half_open_pool_bytes`](Self::half_open_pool_bytes) (delivered when the peer
-    /// confirms). Segments that do not fit are dropped unacknowledged (the peer retransmits
+    /// confirms). Datagrams that do not fit are dropped unacknowledged (the peer retransmits
     /// them, after its first retransmission timeout: 200 ms before it has a round-trip
     /// sample); nothing is acknowledged before confirmation. Default 256 KiB: the first
     /// window of a kcp-go client (at most 128 full segments until it hears the peer's window),
     /// so neither a multi-datagram request nor a bulk sender's first window waits for a
     /// retransmission.
     pub half_open_bytes: usize,
-    /// KCP segment bytes all half-open entries keep together. A new first flight that would
-    /// exceed it evicts the oldest entries (SYN-cache behaviour, counted in
-    /// `half_open_evicted`), so spoofed first flights cannot keep a real peer's out; segments
-    /// of an entry's later datagrams are kept only while the pool has room. With
+    /// Bytes of kept datagrams all half-open entries hold together. A new first flight that
+    /// would exceed it evicts the oldest entries (SYN-cache behaviour, counted in
+    /// `half_open_evicted`), so spoofed first flights cannot keep a real peer's out; an
+    /// entry's later datagrams are kept only while the pool has room. With
     /// [`max_half_open`](Self::max_half_open) it bounds the memory of half-open entries:
     /// at most this pool plus `max_half_open` entries' bookkeeping and codec stacks.
     /// Default 2 MiB.

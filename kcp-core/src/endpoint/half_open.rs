@@ -3,8 +3,20 @@
 //!
 //! An entry holds the future session's codec stack (so the probe is sealed as the session
 //! will seal, and a replay-protected layer pins its peer on the first datagram), at most
-//! `half_open_bytes` of the first flight's KCP segments (delivered at confirmation, never
-//! acknowledged before), and a few counters. Entries are evicted oldest first when the table
+//! `half_open_bytes` of the first flight and of the datagrams after it (delivered at
+//! confirmation, never acknowledged before), and a few counters.
+//!
+//! # What an entry keeps of a datagram
+//!
+//! A datagram is kept as its demux layers opened it, the inner layers' headers (FEC) still in
+//! place, so that at confirmation it goes through the session's own inner layers exactly as
+//! if the session had existed when it came: an FEC decoder then knows every data shard of the
+//! first groups and never "rebuilds" one that arrived (which it would if it saw only the
+//! parity that follows). With inner layers every datagram is kept so, a retransmission too
+//! (it is an FEC shard of its own); the parity that comes for a half-open conversation is
+//! kept as well (see `half_parity`), so a shard lost in the first group can be rebuilt. When
+//! a datagram does not fit whole, its leading segments (or new segments) are kept bare, as
+//! without inner layers, where a datagram that adds no new PUSH is not kept at all. Entries are evicted oldest first when the table
 //! or a host's share is full, so spoofed first flights cannot lock real peers out. Replies to
 //! an entry's address stay within [`AMPLIFICATION`] times the bytes received for it.
 
@@ -20,6 +32,7 @@ use crate::wire::{Command, Datagram, SegmentRepr, HEADER_LEN};
 use super::admission::first_flight;
 use super::input::{chunks_needed, note_push, scan, Opened};
 use super::replay_record::fingerprint;
+use super::slot::GROUP_REACH;
 use super::{DropReason, Endpoint, EndpointError, Event, PeerAddr, AMPLIFICATION};
 
 /// How often a half-open entry asks its peer again (window probe) when it heard nothing.
@@ -79,8 +92,8 @@ enum Share {
 pub(super) struct HalfOpen<H> {
     /// The future session's codec stack (innermost first).
     layers: Vec<Layer>,
-    /// KCP segments kept from the first flight and the datagrams after it (whole segments,
-    /// the entry within `half_open_bytes`, all entries within `half_open_pool_bytes`).
+    /// Datagrams kept from the first flight on, as records (see [`Kept`]), the entry within
+    /// `half_open_bytes`, all entries within `half_open_pool_bytes`.
     stored: Vec<u8>,
     host: H,
     serial: u64,
@@ -98,6 +111,118 @@ pub(super) struct HalfOpen<H> {
     ask_queued: bool,
     /// A layer asked to route packets without a conversation id to this address's session.
     attach: bool,
+    /// The FEC group of the latest data kept ([`Codec::group`](crate::Codec::group)), if
+    /// any: parity of a nearby group is this entry's.
+    group: Option<u32>,
+}
+
+/// Bytes in front of each record of [`HalfOpen::stored`]: the record's length (its top bit
+/// set for a whole datagram), and where its KCP datagram lies in it (start, end).
+const RECORD_HEADER: usize = 12;
+/// The top bit of a record's length: the record is the datagram as the demux layers opened
+/// it (delivered through the session's inner layers), not bare KCP segments.
+const WHOLE: u32 = 1 << 31;
+
+/// One datagram a half-open entry keeps.
+struct Kept {
+    /// The record's bytes in [`HalfOpen::stored`].
+    bytes: Range<usize>,
+    /// Where its KCP datagram lies, relative to `bytes`.
+    kcp: Range<usize>,
+    /// `bytes` is the whole opened datagram, to be opened by the session's inner layers;
+    /// otherwise bare KCP segments for the engine.
+    whole: bool,
+}
+
+/// The record of `stored` that starts at `at`.
+fn record_at(stored: &[u8], at: usize) -> Option<Kept> {
+    let head = stored.get(at..at + RECORD_HEADER)?;
+    let word = |i: usize| {
+        let b: [u8; 4] = head
+            .get(i..i + 4)
+            .and_then(|b| b.try_into().ok())
+            .unwrap_or([0; 4]);
+        u32::from_le_bytes(b)
+    };
+    let (len, start, end) = (word(0), word(4) as usize, word(8) as usize);
+    let n = (len & !WHOLE) as usize;
+    let bytes = at + RECORD_HEADER..at + RECORD_HEADER + n;
+    let start = start.min(n);
+    Some(Kept {
+        bytes,
+        kcp: start..end.clamp(start, n),
+        whole: len & WHOLE != 0,
+    })
+}
+
+/// The records of `stored`, in the order they were kept.
+fn records(stored: &[u8]) -> impl Iterator<Item = Kept> + '_ {
+    let mut at = 0;
+    core::iter::from_fn(move || {
+        let k = record_at(stored, at)?;
+        at = k.bytes.end;
+        Some(k)
+    })
+}
+
+/// The KCP parts of every record of `stored`.
+fn kept_kcp(stored: &[u8]) -> impl Iterator<Item = &[u8]> + '_ {
+    records(stored).map(move |k| {
+        stored
+            .get(k.bytes)
+            .and_then(|b| b.get(k.kcp))
+            .unwrap_or(&[])
+    })
+}
+
+/// Appends a record of `bytes` (its KCP datagram at `kcp`) to `stored`; `whole` as in
+/// [`Kept`]. The record takes `RECORD_HEADER + bytes.len()` bytes; the caller checks the
+/// budgets. A packet of 2 GiB or more (no datagram) is not kept.
+fn push_record(stored: &mut Vec<u8>, whole: bool, bytes: &[u8], kcp: Range<usize>) {
+    let Ok(len) = u32::try_from(bytes.len()) else {
+        return;
+    };
+    if len >= WHOLE {
+        return;
+    }
+    let len = len | if whole { WHOLE } else { 0 };
+    stored.reserve_exact(RECORD_HEADER + bytes.len());
+    stored.extend_from_slice(&len.to_le_bytes());
+    stored.extend_from_slice(&(kcp.start as u32).to_le_bytes());
+    stored.extend_from_slice(&(kcp.end as u32).to_le_bytes());
+    stored.extend_from_slice(bytes);
+}
+
+/// What an entry keeps of one datagram, within `budget` bytes of records.
+enum Keep<'a> {
+    /// The whole opened datagram.
+    Whole,
+    /// These bare segments.
+    Segments(&'a [u8]),
+    /// Nothing.
+    Nothing,
+}
+
+impl Keep<'_> {
+    /// The record's size in `stored`.
+    fn cost(&self, plain_len: usize) -> usize {
+        match self {
+            Keep::Whole => RECORD_HEADER + plain_len,
+            Keep::Segments(s) => RECORD_HEADER + s.len(),
+            Keep::Nothing => 0,
+        }
+    }
+}
+
+/// A first flight kept within `budget`: whole if it fits, else its leading whole segments.
+fn keep_first(plain_len: usize, kcp: &[u8], budget: usize) -> Keep<'_> {
+    if RECORD_HEADER + plain_len <= budget {
+        return Keep::Whole;
+    }
+    match keep_segments(kcp, budget.saturating_sub(RECORD_HEADER)) {
+        [] => Keep::Nothing,
+        s => Keep::Segments(s),
+    }
 }
 
 /// What the endpoint remembers of an evicted half-open entry.
@@ -137,13 +262,16 @@ fn keep_segments(kcp: &[u8], budget: usize) -> &[u8] {
     kcp.get(..used).unwrap_or(&[])
 }
 
-/// The PUSH segments of `kcp` whose sequence numbers `stored` does not hold yet, in order,
-/// as many whole segments as fit in `budget` bytes (a retransmission adds nothing).
+/// The PUSH segments of `kcp` whose sequence numbers the records of `stored` do not hold
+/// yet, in order, as many whole segments as fit in `budget` bytes (a retransmission adds
+/// nothing).
 fn new_pushes(kcp: &[u8], stored: &[u8], budget: usize) -> Vec<u8> {
     let known = |sn: u32| {
-        Datagram::new(stored)
-            .map_while(Result::ok)
-            .any(|(s, _)| s.cmd == Command::Push && s.sn == sn)
+        kept_kcp(stored).any(|part| {
+            Datagram::new(part)
+                .map_while(Result::ok)
+                .any(|(s, _)| s.cmd == Command::Push && s.sn == sn)
+        })
     };
     let mut out = Vec::new();
     let mut at = 0;
@@ -213,11 +341,13 @@ impl<A: PeerAddr> Endpoint<A> {
         datagram: &mut [u8],
         opened: &Opened,
     ) -> Result<(), EndpointError> {
-        let (from, conv, kcp, attach) = (
+        let (from, conv, plain, kcp, attach, group) = (
             arrived.from,
             arrived.conv,
+            arrived.plain.clone(),
             arrived.kcp.clone(),
             arrived.attach,
+            arrived.group,
         );
         if let Some(&until) = self.closed.get(&(from, conv)) {
             if t < until {
@@ -247,7 +377,7 @@ impl<A: PeerAddr> Endpoint<A> {
                 }
             }
         }
-        let kcp_bytes = datagram.get(kcp).unwrap_or(&[]);
+        let kcp_bytes = datagram.get(kcp.clone()).unwrap_or(&[]);
         if let Err(e) = first_flight(kcp_bytes, conv, self.cfg.session.rcv_wnd) {
             self.stats.in_errs += 1;
             self.stats.not_first_flight += 1;
@@ -308,9 +438,12 @@ impl<A: PeerAddr> Endpoint<A> {
             .cfg
             .half_open_bytes
             .saturating_sub(Self::entry_fixed_bytes(&layers));
-        let keep = keep_segments(kcp_bytes, budget);
+        let plain_bytes = datagram.get(plain.clone()).unwrap_or(&[]);
+        let kcp_in_plain =
+            kcp.start.saturating_sub(plain.start)..kcp.end.saturating_sub(plain.start);
+        let want = keep_first(plain_bytes.len(), kcp_bytes, budget).cost(plain_bytes.len());
         // The pool: a first flight (one datagram) makes room by evicting the oldest entries.
-        while self.half_pool + keep.len() > self.cfg.half_open_pool_bytes {
+        while self.half_pool + want > self.cfg.half_open_pool_bytes {
             let Some((_, &key)) = self.half_age.first_key_value() else {
                 break;
             };
@@ -321,7 +454,12 @@ impl<A: PeerAddr> Endpoint<A> {
             self.evict_half(key);
         }
         let room = self.cfg.half_open_pool_bytes.saturating_sub(self.half_pool);
-        let stored = keep_segments(keep, room).to_vec();
+        let mut stored = Vec::new();
+        match keep_first(plain_bytes.len(), kcp_bytes, budget.min(room)) {
+            Keep::Whole => push_record(&mut stored, true, plain_bytes, kcp_in_plain),
+            Keep::Segments(s) => push_record(&mut stored, false, s, 0..s.len()),
+            Keep::Nothing => {}
+        }
         self.half_pool += stored.len();
         self.half_gone.remove(&(from, conv));
         let serial = self.next_serial;
@@ -347,6 +485,7 @@ impl<A: PeerAddr> Endpoint<A> {
                 },
                 ask_queued: true,
                 attach,
+                group,
             }),
         );
         self.half_age.insert(serial, (from, conv));
@@ -389,7 +528,7 @@ impl<A: PeerAddr> Endpoint<A> {
         if let Err(e) = Self::accept_on(&mut h.layers, first_demux, opened, datagram, now) {
             return Err(self.codec_drop(e));
         }
-        let kcp_bytes = datagram.get(kcp).unwrap_or(&[]);
+        let kcp_bytes = datagram.get(kcp.clone()).unwrap_or(&[]);
         if let Some(free) = h.seen.iter_mut().find(|s| **s == 0) {
             *free = print;
         }
@@ -402,18 +541,33 @@ impl<A: PeerAddr> Endpoint<A> {
             // What the peer sent before it heard the probe (a request written in two parts,
             // the next message) is kept too while the entry's byte budget allows: dropping
             // it would cost the peer a retransmission timeout (200 ms before its first RTT
-            // sample) once the session exists. Retransmitted segments are kept again; the
-            // engine takes duplicates as duplicates.
+            // sample) once the session exists. Without inner layers only new segments are
+            // kept (a retransmission adds nothing); with them (FEC) the whole datagram, a
+            // retransmission too, since the session's inner layers must see every one of
+            // their packets (an FEC decoder would otherwise rebuild it from parity).
             let budget = self
                 .cfg
                 .half_open_bytes
                 .saturating_sub(Self::entry_fixed_bytes(&h.layers) + h.stored.len())
                 .min(self.cfg.half_open_pool_bytes.saturating_sub(self.half_pool));
-            let more = new_pushes(kcp_bytes, &h.stored, budget);
-            if !more.is_empty() {
-                h.stored.reserve_exact(more.len());
-                h.stored.extend_from_slice(&more);
-                self.half_pool += more.len();
+            let plain_bytes = datagram.get(plain.clone()).unwrap_or(&[]);
+            let kcp_in_plain =
+                kcp.start.saturating_sub(plain.start)..kcp.end.saturating_sub(plain.start);
+            let wrapped = kcp_in_plain != (0..plain_bytes.len());
+            let before = h.stored.len();
+            if wrapped && RECORD_HEADER + plain_bytes.len() <= budget {
+                push_record(&mut h.stored, true, plain_bytes, kcp_in_plain);
+            } else {
+                let more = new_pushes(kcp_bytes, &h.stored, budget.saturating_sub(RECORD_HEADER));
+                if !more.is_empty() {
+                    push_record(&mut h.stored, false, &more, 0..more.len());
+                }
+            }
+            if h.stored.len() > before {
+                if group.is_some() {
+                    h.group = group;
+                }
+                self.half_pool += h.stored.len() - before;
                 self.stats.half_open_held += 1;
                 return Ok(());
             }
@@ -460,21 +614,93 @@ impl<A: PeerAddr> Endpoint<A> {
         slot.passive = true;
         // The endpoint-wide receive budget applies from the first byte.
         slot.session.set_receive_limited(limited);
-        // The kept first-flight segments, then the answer itself (its inner layers opened
-        // by the session).
-        note_push(slot, scan(&h.stored).newest_push);
+        // The kept datagrams, then the answer itself, in the order they came: whole ones
+        // through the session's inner layers (its FEC decoder learns their shards), bare
+        // segments straight to the engine.
+        let mut chunks = chunks_needed(kcp_bytes);
+        for part in kept_kcp(&h.stored) {
+            note_push(slot, scan(part).newest_push);
+            chunks += chunks_needed(part);
+        }
         note_push(slot, scan(kcp_bytes).newest_push);
-        let kcp = slot.session.kcp_mut();
-        let chunks = chunks_needed(&h.stored) + chunks_needed(kcp_bytes);
-        kcp.stock_storage(cache, chunks);
-        if !h.stored.is_empty() {
-            let _ = kcp.handle_datagram(now, &h.stored);
+        slot.session.kcp_mut().stock_storage(cache, chunks);
+        let mut stored = h.stored;
+        let mut at = 0;
+        while let Some(k) = record_at(&stored, at) {
+            at = k.bytes.end;
+            let Some(bytes) = stored.get_mut(k.bytes) else {
+                break;
+            };
+            if k.whole {
+                let _ = slot.session.handle_opened(now, bytes, demux_layers);
+            } else if let Some(segments) = bytes.get(k.kcp) {
+                let _ = slot.session.kcp_mut().handle_datagram(now, segments);
+            }
         }
         let plain = datagram.get_mut(plain).unwrap_or(&mut []);
         let r = slot.session.handle_opened(now, plain, demux_layers);
         self.recount_recv(id.idx);
         self.after_io(id.idx);
         r.map_err(|e| EndpointError::Rejected(DropReason::Session(e)))
+    }
+
+    /// The half-open entry that parity from `from` of `group` (no conversation id, and no
+    /// session of the address took it) belongs to: the only entry of the address whose
+    /// datagrams a layer routes by group, and whose latest data is of a nearby group (or
+    /// either group is unknown). Several or none: `None`.
+    pub(super) fn half_parity_owner(&self, from: A, group: Option<u32>) -> Option<(A, u32)> {
+        let near = |n: u32, g: u32| (g.wrapping_sub(n) as i32).unsigned_abs() <= GROUP_REACH;
+        let mut found = None;
+        for (&key, h) in self.half.range((from, 0)..=(from, u32::MAX)) {
+            let fits = match (group, h.group) {
+                (Some(g), Some(n)) => near(n, g),
+                _ => true,
+            };
+            if h.attach && fits {
+                if found.is_some() {
+                    return None;
+                }
+                found = Some(key);
+            }
+        }
+        found
+    }
+
+    /// Parity for the half-open entry `key`: kept whole within the entry's budgets, so that
+    /// the session's FEC decoder gets it with the first flight's data shards at confirmation
+    /// (and can rebuild one of them that was lost). Never answered or acknowledged.
+    pub(super) fn half_parity(
+        &mut self,
+        now: Millis,
+        key: (A, u32),
+        datagram: &[u8],
+        opened: &Opened,
+        plain: Range<usize>,
+    ) -> Result<(), EndpointError> {
+        let demux_layers = self.cfg.demux_layers;
+        let Some(h) = self.half.get_mut(&key) else {
+            return Err(EndpointError::Rejected(DropReason::NoSession));
+        };
+        h.bytes_in += datagram.len() as u64;
+        let first_demux = h.layers.len().saturating_sub(demux_layers);
+        if let Err(e) = Self::accept_on(&mut h.layers, first_demux, opened, datagram, now) {
+            return Err(self.codec_drop(e));
+        }
+        let budget = self
+            .cfg
+            .half_open_bytes
+            .saturating_sub(Self::entry_fixed_bytes(&h.layers) + h.stored.len())
+            .min(self.cfg.half_open_pool_bytes.saturating_sub(self.half_pool));
+        let bytes = datagram.get(plain).unwrap_or(&[]);
+        if RECORD_HEADER + bytes.len() > budget {
+            self.stats.half_open_dropped += 1;
+            return Err(EndpointError::Rejected(DropReason::Unconfirmed));
+        }
+        let before = h.stored.len();
+        push_record(&mut h.stored, true, bytes, bytes.len()..bytes.len());
+        self.half_pool += h.stored.len() - before;
+        self.stats.half_open_held += 1;
+        Ok(())
     }
 
     /// Whether the half-open entry `key` has had the time a real peer needs to answer: the
@@ -816,5 +1042,54 @@ mod tests {
         assert_eq!(keep_segments(&d, 2 * 34 + 33).len(), 2 * 34);
         assert!(keep_segments(&d, 33).is_empty());
         assert!(!answers_probe(&[], 1));
+    }
+
+    #[test]
+    fn records_keep_whole_datagrams_and_bare_segments_in_order() {
+        let mut kcp = alloc::vec![0u8; HEADER_LEN + 3];
+        SegmentRepr {
+            conv: 9,
+            cmd: Command::Push,
+            frg: 0,
+            wnd: 32,
+            ts: 0,
+            sn: 4,
+            una: 0,
+            len: 3,
+        }
+        .emit(&mut kcp)
+        .unwrap();
+        // An 8-byte inner header in front of the KCP datagram, as FEC writes it.
+        let mut wrapped = alloc::vec![0xf1u8; 8];
+        wrapped.extend_from_slice(&kcp);
+        let mut stored = Vec::new();
+        push_record(&mut stored, true, &wrapped, 8..wrapped.len());
+        push_record(&mut stored, false, &kcp, 0..kcp.len());
+        push_record(&mut stored, true, &[0xf2; 20], 20..20);
+        assert_eq!(
+            stored.len(),
+            3 * RECORD_HEADER + wrapped.len() + kcp.len() + 20
+        );
+        let kept: Vec<Kept> = records(&stored).collect();
+        assert_eq!(kept.len(), 3);
+        assert!(kept[0].whole && !kept[1].whole && kept[2].whole);
+        assert_eq!(&stored[kept[0].bytes.clone()], &wrapped[..]);
+        let parts: Vec<&[u8]> = kept_kcp(&stored).collect();
+        assert_eq!(parts, [&kcp[..], &kcp[..], &[][..]]);
+        // The segment is known from either record: a retransmission of it adds nothing.
+        assert!(new_pushes(&kcp, &stored, 1000).is_empty());
+        assert_eq!(new_pushes(&kcp, &[], 1000), kcp);
+        // A truncated buffer ends the records; it never reads past them.
+        assert_eq!(records(&stored[..RECORD_HEADER + 3]).count(), 1);
+        assert_eq!(kept_kcp(&stored[..RECORD_HEADER + 3]).next(), Some(&[][..]));
+    }
+
+    #[test]
+    fn a_first_flight_is_kept_whole_or_by_its_leading_segments() {
+        let kcp = [0u8; 50];
+        assert!(matches!(keep_first(58, &kcp, 70), Keep::Whole));
+        assert_eq!(keep_first(58, &kcp, 70).cost(58), 70);
+        // Not whole: no whole segment in 50 zero bytes either.
+        assert!(matches!(keep_first(58, &kcp, 69), Keep::Nothing));
     }
 }

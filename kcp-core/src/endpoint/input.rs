@@ -167,6 +167,12 @@ impl<A: PeerAddr> Endpoint<A> {
                     },
                 ),
                 None => {
+                    if let Some(key) = self.half_parity_owner(from, group) {
+                        return self.half_parity(now, key, datagram, &opened, plain_range);
+                    }
+                    if self.attach_route.contains_key(&from) {
+                        self.parity_elsewhere(from);
+                    }
                     self.stats.in_errs += 1;
                     return Err(EndpointError::Rejected(DropReason::NoSession));
                 }
@@ -365,10 +371,7 @@ impl<A: PeerAddr> Endpoint<A> {
         let near = |n: u32, g: u32| (g.wrapping_sub(n) as i32).unsigned_abs() <= GROUP_REACH;
         if !self.attach_more.contains_key(&from) {
             return match (group, latest(&self.slots, first)) {
-                (Some(g), Some(n)) if !near(n, g) => {
-                    self.parity_elsewhere(from);
-                    None
-                }
+                (Some(g), Some(n)) if !near(n, g) => None,
                 _ => Some(first),
             };
         };
@@ -400,9 +403,6 @@ impl<A: PeerAddr> Endpoint<A> {
                     found = Some(i);
                 }
             }
-        }
-        if found.is_none() {
-            self.parity_elsewhere(from);
         }
         found
     }

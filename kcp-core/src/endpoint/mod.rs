@@ -37,9 +37,10 @@
 //! [`Codec::accept_demuxed`](crate::Codec::accept_demuxed) (replay windows live there) and
 //! opens the inner layers itself. Packets without a conversation id (FEC parity) go to the
 //! session on the same address whose latest data lies in the same region of FEC groups
-//! ([`Codec::group`](crate::Codec::group)); when that is not one session, they are dropped
-//! and counted (`half_open_dropped` while the address has a half-open entry, else
-//! `parity_unrouted`).
+//! ([`Codec::group`](crate::Codec::group)); when that is not one session, they go to the
+//! one half-open entry of the address whose data is of a nearby group (kept with its first
+//! flight, `half_open_held`), else they are dropped and counted (`half_open_dropped` while
+//! the address has a session and a half-open entry, else `parity_unrouted`).
 //!
 //! # Receive budget
 //!
@@ -57,14 +58,18 @@
 //! one conversation, every length exact, `una == 0` and sequence numbers inside the receive
 //! window of a session that starts at 0 (with a CRC or AEAD layer, after that check; and no
 //! longer than [`max_datagram`](EndpointConfig::max_datagram)). It then opens a *half-open
-//! entry*, not a session: a record of the future session's codec stack and the segments of
-//! the first flight (and of the peer's further datagrams until it answers), at most
+//! entry*, not a session: a record of the future session's codec stack and the first flight
+//! (and the peer's further datagrams until it answers), at most
 //! [`half_open_bytes`](EndpointConfig::half_open_bytes) (256 KiB) per entry and
-//! [`half_open_pool_bytes`](EndpointConfig::half_open_pool_bytes) (2 MiB) of segments for
-//! all entries, answered by a window probe (WASK). Nothing is acknowledged.
+//! [`half_open_pool_bytes`](EndpointConfig::half_open_pool_bytes) (2 MiB) of kept datagrams
+//! for all entries, answered by a window probe (WASK). Nothing is acknowledged.
 //! Only the peer's answer to the probe (a WINS, which every KCP peer sends at its next
 //! flush) proves it receives at its address and creates the session, which then takes the
-//! kept segments and queues for [`accept`](Endpoint::accept). Entries are bounded by
+//! kept datagrams, in the order they came, and queues for [`accept`](Endpoint::accept).
+//! A datagram is kept as the demux layers opened it, so the session's inner layers open it
+//! then as if it had just arrived: its FEC layer knows every shard of the first groups (and
+//! their parity, kept too), and rebuilds none that arrived. Without inner layers, or when a
+//! datagram does not fit whole, only its new PUSH segments are kept. Entries are bounded by
 //! [`max_half_open`](EndpointConfig::max_half_open) and
 //! [`max_half_open_per_host`](EndpointConfig::max_half_open_per_host) (hosts counted per
 //! prefix, [`host_prefix_v4`](EndpointConfig::host_prefix_v4) and

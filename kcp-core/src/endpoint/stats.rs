@@ -123,12 +123,14 @@ endpoint_stats! {
         /// entry's confirmation would have, the first flight's segments left for the peer
         /// to retransmit).
         half_open_late_opens,
-        /// Datagrams for a half-open entry that were not its peer's answer and did not fit
-        /// in the entry's byte budget (dropped unacknowledged; the peer retransmits them),
-        /// and parity from an address with a half-open entry that no session there owns.
+        /// Datagrams for a half-open entry that were not its peer's answer and that the
+        /// entry did not keep (no room in its byte budget, or nothing new without inner
+        /// layers; dropped unacknowledged, the peer retransmits them), and parity from an
+        /// address with a session and a half-open entry that neither owns.
         half_open_dropped,
-        /// Datagrams for a half-open entry that were not its peer's answer, whose segments
-        /// the entry kept within its byte budget (taken by the session once confirmed).
+        /// Datagrams for a half-open entry that were not its peer's answer and that the
+        /// entry kept within its byte budget, whole (with inner layers such as FEC) or as
+        /// their new segments, parity included (taken by the session once confirmed).
         half_open_held,
         /// Datagrams longer than `max_datagram`, dropped before parsing (in `in_errs` too).
         oversize,

@@ -554,3 +554,153 @@ fn the_answer_to_a_probe_of_an_evicted_entry_opens_its_session() {
     assert!(r.is_err(), "{r:?}");
     assert_eq!(ep.len(), 1);
 }
+
+/// An inner layer for the next test: a 4-byte header numbering each packet its sender seals;
+/// the server's instances log the numbers of the packets they open.
+struct Numbered {
+    next: u32,
+    opened: Option<std::sync::Arc<std::sync::Mutex<Vec<u32>>>>,
+}
+
+impl kcp_core::Codec for Numbered {
+    fn header_len(&self) -> usize {
+        4
+    }
+    fn seal(
+        &mut self,
+        buf: &mut [u8],
+        len: usize,
+        _now: Millis,
+    ) -> Result<usize, kcp_core::CodecError> {
+        buf[..4].copy_from_slice(&self.next.to_le_bytes());
+        self.next += 1;
+        Ok(len)
+    }
+    fn open(
+        &mut self,
+        buf: &mut [u8],
+        _now: Millis,
+    ) -> Result<Option<std::ops::Range<usize>>, kcp_core::CodecError> {
+        let n: [u8; 4] = buf
+            .get(..4)
+            .and_then(|b| b.try_into().ok())
+            .ok_or(kcp_core::CodecError::Truncated)?;
+        if let Some(log) = &self.opened {
+            log.lock().unwrap().push(u32::from_le_bytes(n));
+        }
+        Ok(Some(4..buf.len()))
+    }
+    fn route(&self, packet: &[u8]) -> Result<kcp_core::Route, kcp_core::CodecError> {
+        if packet.len() < 4 {
+            return Err(kcp_core::CodecError::Truncated);
+        }
+        Ok(kcp_core::Route::Inner(4..packet.len()))
+    }
+}
+
+/// What a half-open entry keeps of the peer's datagrams before it answers, and what the new
+/// session's inner layers see of them. Without inner layers it keeps new segments only (a
+/// retransmission adds nothing); with an inner layer (FEC in practice) it keeps every
+/// datagram whole, and the session's layer opens each of them at confirmation, in the order
+/// they came, before the answer: as if the session had existed from the first datagram.
+/// Either way the application gets each byte once, in order.
+#[test]
+fn a_half_open_entry_passes_every_datagram_through_the_sessions_inner_layers() {
+    for layered in [false, true] {
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let server_log = log.clone();
+        let layers = move |log: Option<std::sync::Arc<std::sync::Mutex<Vec<u32>>>>| {
+            move || -> Vec<kcp_core::Layer> {
+                if layered {
+                    vec![Box::new(Numbered {
+                        next: 0,
+                        opened: log.clone(),
+                    })]
+                } else {
+                    Vec::new()
+                }
+            }
+        };
+        let mut server: Endpoint<u8> = Endpoint::new(EndpointConfig {
+            layers: Box::new(layers(Some(server_log))),
+            ..server_cfg()
+        })
+        .unwrap();
+        let mut client: Endpoint<u8> = Endpoint::new(EndpointConfig {
+            layers: Box::new(layers(None)),
+            ..EndpointConfig::new(Config::fast3())
+        })
+        .unwrap();
+        let mut now = Millis(1_000);
+        let c = client.connect(now, 0, 42).unwrap();
+        // The first flight, a second message, then (the server's probes lost) the client's
+        // retransmission of both: four datagrams numbered 0 to 3 with the layer.
+        client.send(c, b"first ").unwrap();
+        let mut sent = drain(&mut client, now);
+        client.send(c, b"second ").unwrap();
+        sent.extend(drain(&mut client, now));
+        for _ in 0..400 {
+            now += 1;
+            client.handle_timeout(now);
+            sent.extend(drain(&mut client, now));
+            if sent.len() >= 3 {
+                break;
+            }
+        }
+        assert_eq!(
+            sent.len(),
+            3,
+            "layered {layered}: first, second, retransmission"
+        );
+        for (_, mut d) in sent {
+            let _ = server.handle_datagram(now, 1, &mut d);
+        }
+        let st = server.stats();
+        if layered {
+            assert_eq!((st.half_open_held, st.half_open_dropped), (2, 0));
+        } else {
+            assert_eq!(
+                (st.half_open_held, st.half_open_dropped),
+                (1, 1),
+                "the retransmission adds nothing"
+            );
+        }
+        assert!(
+            log.lock().unwrap().is_empty(),
+            "nothing opened before the session"
+        );
+        // The probe reaches the client now; its answer confirms the session.
+        client.send(c, b"third").unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 256];
+        for _ in 0..100 {
+            for (_, mut d) in drain(&mut server, now) {
+                let _ = client.handle_datagram(now, 0, &mut d);
+            }
+            for (_, mut d) in drain(&mut client, now) {
+                let _ = server.handle_datagram(now, 1, &mut d);
+            }
+            while server.poll_event().is_some() {}
+            while server.accept().is_some() {}
+            for id in server.sessions() {
+                while let Ok(n) = server.recv(id, &mut buf) {
+                    got.extend_from_slice(&buf[..n]);
+                }
+            }
+            now += 1;
+            server.handle_timeout(now);
+            client.handle_timeout(now);
+        }
+        let log = log.lock().unwrap().clone();
+        if layered {
+            // The three kept datagrams in the order they came, then the answer and on.
+            assert!(log.len() >= 4, "{log:?}");
+            assert_eq!(log[..4], [0, 1, 2, 3], "{log:?}");
+        }
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            "first second third",
+            "layered {layered}: each byte once, in order"
+        );
+    }
+}
