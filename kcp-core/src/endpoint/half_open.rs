@@ -234,6 +234,19 @@ pub(super) struct Gone {
     pub(super) probed: bool,
 }
 
+/// A session to open: its peer answered a probe.
+struct Confirmed<A, H> {
+    key: (A, u32),
+    host: H,
+    layers: Vec<Layer>,
+    /// Fingerprints of the datagrams that opened it (0: none), for the replay record.
+    prints: [u64; SEEN],
+    /// What its half-open entry kept (records), fed to it first.
+    stored: Vec<u8>,
+    /// Whether its inner layers ask for attachment (FEC).
+    attach: bool,
+}
+
 /// A datagram from an (address, conversation) with no session and no half-open entry.
 #[derive(Debug, Clone)]
 pub(super) struct Stranger<A> {
@@ -575,31 +588,67 @@ impl<A: PeerAddr> Endpoint<A> {
             return Err(EndpointError::Rejected(DropReason::Unconfirmed));
         }
         // The peer heard the probe: the session may exist, if the limits allow.
-        let host = h.host;
-        if self.by_key.len() >= self.cfg.max_sessions
-            || self.accept_queue.len() >= self.cfg.backlog
-            || self.host_sessions.get(&host).copied().unwrap_or(0) as usize
-                >= self.cfg.max_sessions_per_host
-        {
+        let (host, opened_at) = (h.host, h.opened_at);
+        if !self.room_for_session(&host) {
             // The entry stays; the peer answers the next probe again.
             self.stats.refused += 1;
             return Err(EndpointError::Rejected(DropReason::Refused));
         }
         if let Some(hh) = self.half_open_hosts.get_mut(&host) {
-            hh.sample(h.opened_at, t);
+            hh.sample(opened_at, t);
         }
         let Some(h) = self.take_half(key) else {
             return Err(EndpointError::Rejected(DropReason::NoSession));
         };
+        let confirmed = Confirmed {
+            key,
+            host,
+            layers: h.layers,
+            prints: h.seen,
+            stored: h.stored,
+            attach: h.attach,
+        };
+        self.open_confirmed(t, now, confirmed, print, datagram, plain, kcp, group)
+    }
+
+    /// Whether the limits on sessions let one more from `host` in (all sessions, the
+    /// accept backlog, the host's).
+    fn room_for_session(&self, host: &A::Host) -> bool {
+        self.by_key.len() < self.cfg.max_sessions
+            && self.accept_queue.len() < self.cfg.backlog
+            && (self.host_sessions.get(host).copied().unwrap_or(0) as usize)
+                < self.cfg.max_sessions_per_host
+    }
+
+    /// Opens the session a peer confirmed by answering a probe (`print`: the answer's
+    /// fingerprint; `datagram`, `plain`, `kcp`: the answer, `group`: its FEC group): records
+    /// the datagrams that opened it, counts it against its host, queues it for `accept`,
+    /// and feeds it what was kept, then the answer, in the order they came: whole datagrams
+    /// through the session's inner layers (its FEC decoder learns their shards), bare
+    /// segments straight to the engine.
+    #[allow(clippy::too_many_arguments)]
+    fn open_confirmed(
+        &mut self,
+        t: u64,
+        now: Millis,
+        c: Confirmed<A, A::Host>,
+        print: u64,
+        datagram: &mut [u8],
+        plain: Range<usize>,
+        kcp: Range<usize>,
+        group: Option<u32>,
+    ) -> Result<(), EndpointError> {
+        let key = c.key;
+        let demux_layers = self.cfg.demux_layers;
         let id = self
-            .create(now, t, key.0, key.1, h.layers)
+            .create(now, t, key.0, key.1, c.layers)
             .map_err(EndpointError::Config)?;
-        for &p in h.seen.iter().filter(|&&p| p != 0) {
+        for &p in c.prints.iter().filter(|&&p| p != 0) {
             self.record.insert(p);
         }
         self.record.insert(print);
-        *self.host_sessions.entry(host).or_insert(0) += 1;
-        if h.attach {
+        *self.host_sessions.entry(c.host).or_insert(0) += 1;
+        if c.attach {
             // The answer's group: parity of the session's groups finds it from now on.
             self.attach(key.0, id.idx, group);
         }
@@ -614,17 +663,15 @@ impl<A: PeerAddr> Endpoint<A> {
         slot.passive = true;
         // The endpoint-wide receive budget applies from the first byte.
         slot.session.set_receive_limited(limited);
-        // The kept datagrams, then the answer itself, in the order they came: whole ones
-        // through the session's inner layers (its FEC decoder learns their shards), bare
-        // segments straight to the engine.
+        let kcp_bytes = datagram.get(kcp).unwrap_or(&[]);
         let mut chunks = chunks_needed(kcp_bytes);
-        for part in kept_kcp(&h.stored) {
+        for part in kept_kcp(&c.stored) {
             note_push(slot, scan(part).newest_push);
             chunks += chunks_needed(part);
         }
         note_push(slot, scan(kcp_bytes).newest_push);
         slot.session.kcp_mut().stock_storage(cache, chunks);
-        let mut stored = h.stored;
+        let mut stored = c.stored;
         let mut at = 0;
         while let Some(k) = record_at(&stored, at) {
             at = k.bytes.end;
@@ -792,11 +839,7 @@ impl<A: PeerAddr> Endpoint<A> {
             return Err(EndpointError::Rejected(DropReason::Replayed));
         }
         let host = self.host_of(&from);
-        if self.by_key.len() >= self.cfg.max_sessions
-            || self.accept_queue.len() >= self.cfg.backlog
-            || self.host_sessions.get(&host).copied().unwrap_or(0) as usize
-                >= self.cfg.max_sessions_per_host
-        {
+        if !self.room_for_session(&host) {
             self.stats.refused += 1;
             return Err(EndpointError::Rejected(DropReason::Refused));
         }
@@ -805,36 +848,16 @@ impl<A: PeerAddr> Endpoint<A> {
         if let Err(e) = Self::accept_on(&mut layers, first_demux, opened, datagram, now) {
             return Err(self.codec_drop(e));
         }
-        let id = self
-            .create(now, t, from, conv, layers)
-            .map_err(EndpointError::Config)?;
-        self.record.insert(print);
-        *self.host_sessions.entry(host).or_insert(0) += 1;
-        if attach {
-            self.attach(from, id.idx, group);
-        }
-        self.stats.passive_opens += 1;
         self.stats.half_open_late_opens += 1;
-        self.accept_queue.push_back(id);
-        self.events.push_back(Event::Incoming);
-        let limited = self.recv_limited();
-        let demux_layers = self.cfg.demux_layers;
-        let cache = &mut self.cache;
-        let Some(Some(slot)) = self.slots.get_mut(id.idx as usize) else {
-            return Err(EndpointError::Rejected(DropReason::NoSession));
+        let confirmed = Confirmed {
+            key: (from, conv),
+            host,
+            layers,
+            prints: [0; SEEN],
+            stored: Vec::new(),
+            attach,
         };
-        slot.passive = true;
-        slot.session.set_receive_limited(limited);
-        let kcp_bytes = datagram.get(kcp).unwrap_or(&[]);
-        note_push(slot, scan(kcp_bytes).newest_push);
-        slot.session
-            .kcp_mut()
-            .stock_storage(cache, chunks_needed(kcp_bytes));
-        let plain = datagram.get_mut(plain).unwrap_or(&mut []);
-        let r = slot.session.handle_opened(now, plain, demux_layers);
-        self.recount_recv(id.idx);
-        self.after_io(id.idx);
-        r.map_err(|e| EndpointError::Rejected(DropReason::Session(e)))
+        self.open_confirmed(t, now, confirmed, print, datagram, plain, kcp, group)
     }
 
     /// A passive session ended: it no longer counts against its host.
