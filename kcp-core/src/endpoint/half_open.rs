@@ -373,9 +373,8 @@ impl<A: PeerAddr> Endpoint<A> {
             self.stats.in_errs += 1;
             return Err(EndpointError::Rejected(DropReason::NoSession));
         }
-        let kcp_bytes = datagram.get(kcp.clone()).unwrap_or(&[]);
         if let Some(gone) = self.half_gone.get(&(from, conv)).copied() {
-            if answers_probe(kcp_bytes, conv) {
+            if answers_probe(datagram.get(kcp.clone()).unwrap_or(&[]), conv) {
                 // The answer to an entry evicted before it came: it tells how long this
                 // host's peers take, and, if the entry's probe went out, the peer heard it
                 // as it would have with the entry: the session opens.
