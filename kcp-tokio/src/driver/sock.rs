@@ -246,8 +246,9 @@ mod held {
                 },
                 it_value: libc::timespec {
                     tv_sec: d.as_secs() as libc::time_t,
-                    // At least 1 ns: a zero value would disarm the timer.
-                    tv_nsec: libc::c_long::from(d.subsec_nanos().max(1)),
+                    // At least 1 ns: a zero value would disarm the timer. Below 10^9, so it
+                    // fits a 32-bit `c_long` too.
+                    tv_nsec: d.subsec_nanos().max(1) as libc::c_long,
                 },
             };
             // SAFETY: the timer is open; `spec` lives across the call; no old value asked.
