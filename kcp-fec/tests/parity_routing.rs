@@ -213,6 +213,19 @@ fn data_shard(seqid: u32, conv: u32, cmd: Command, payload: &[u8]) -> Vec<u8> {
     d
 }
 
+/// A listening endpoint whose sessions run FEC 10/3.
+fn fec_server() -> Endpoint<u8> {
+    let code = FecCode::new(10, 3).unwrap();
+    Endpoint::new(EndpointConfig {
+        accept: true,
+        layers: Box::new(move || {
+            vec![Box::new(Fec::with_code(code.clone(), FecConfig::default())) as Layer]
+        }),
+        ..EndpointConfig::new(Config::fast3())
+    })
+    .unwrap()
+}
+
 fn parity_shard(seqid: u32) -> Vec<u8> {
     let mut d = vec![0x5au8; 8 + HEADER_LEN + 1];
     d[..4].copy_from_slice(&seqid.to_le_bytes());
@@ -226,15 +239,7 @@ fn parity_shard(seqid: u32) -> Vec<u8> {
 /// the half-open entry keeps it for its own session.
 #[test]
 fn parity_of_a_half_open_conversation_does_not_reach_its_neighbour() {
-    let code = FecCode::new(10, 3).unwrap();
-    let mut ep = Endpoint::new(EndpointConfig {
-        accept: true,
-        layers: Box::new(move || {
-            vec![Box::new(Fec::with_code(code.clone(), FecConfig::default())) as Layer]
-        }),
-        ..EndpointConfig::new(Config::fast3())
-    })
-    .unwrap();
+    let mut ep = fec_server();
     let now = Millis(1_000);
     let mut out = vec![0u8; 1500];
     let mut input = |ep: &mut Endpoint<u8>, mut d: Vec<u8>| {
@@ -294,15 +299,7 @@ fn parity_of_a_half_open_conversation_does_not_reach_its_neighbour() {
 /// parity to nobody.
 #[test]
 fn parity_finds_its_session_among_hundreds_on_one_address() {
-    let code = FecCode::new(10, 3).unwrap();
-    let mut ep = Endpoint::new(EndpointConfig {
-        accept: true,
-        layers: Box::new(move || {
-            vec![Box::new(Fec::with_code(code.clone(), FecConfig::default())) as Layer]
-        }),
-        ..EndpointConfig::new(Config::fast3())
-    })
-    .unwrap();
+    let mut ep = fec_server();
     let now = Millis(1_000);
     let mut out = vec![0u8; 1500];
     // Drains before and after, so that a close takes effect before the next datagram.
@@ -360,15 +357,7 @@ fn parity_finds_its_session_among_hundreds_on_one_address() {
 /// comes, goes and another comes, and its parity finds it every time.
 #[test]
 fn a_session_joins_and_leaves_its_address_index_with_its_current_group() {
-    let code = FecCode::new(10, 3).unwrap();
-    let mut ep = Endpoint::new(EndpointConfig {
-        accept: true,
-        layers: Box::new(move || {
-            vec![Box::new(Fec::with_code(code.clone(), FecConfig::default())) as Layer]
-        }),
-        ..EndpointConfig::new(Config::fast3())
-    })
-    .unwrap();
+    let mut ep = fec_server();
     let now = Millis(1_000);
     let mut out = vec![0u8; 1500];
     let mut input = |ep: &mut Endpoint<u8>, mut d: Vec<u8>| {
