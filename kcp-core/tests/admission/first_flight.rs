@@ -369,8 +369,17 @@ fn a_burst_of_slow_answering_clients_from_one_host_all_get_in() {
 
 /// Confirms a half-open entry of `from` (its peer answers the probe).
 fn answer(ep: &mut Endpoint<SocketAddr>, now: Millis, from: SocketAddr) {
+    try_answer(ep, now, from).unwrap();
+}
+
+/// The peer at `from` answers a probe (a WINS of conversation 7), whether or not one was
+/// sent or its entry still exists.
+fn try_answer(
+    ep: &mut Endpoint<SocketAddr>,
+    now: Millis,
+    from: SocketAddr,
+) -> Result<(), kcp_core::endpoint::EndpointError> {
     ep.handle_datagram(now, from, &mut seg(7, Command::WindowTell, 0, 0, &[]))
-        .unwrap();
 }
 
 /// First flights from `ip`, ports `ports`: how many opened an entry.
@@ -438,11 +447,7 @@ fn late_answers_teach_a_host_how_long_its_entries_must_wait() {
     assert_eq!(ep.stats().half_open_evicted, 1);
     // Its answer comes 300 ms after its first flight: too late for the entry (no session),
     // counted, and learned.
-    let r = ep.handle_datagram(
-        t0 + 300,
-        addr(1, 1),
-        &mut seg(7, Command::WindowTell, 0, 0, &[]),
-    );
+    let r = try_answer(&mut ep, t0 + 300, addr(1, 1));
     assert!(r.is_err(), "{r:?}");
     assert_eq!(ep.len(), 0);
     assert_eq!(ep.stats().half_open_late_answers, 1);
@@ -475,11 +480,7 @@ fn a_host_that_answers_late_keeps_its_entries_at_most_half_the_timeout() {
     assert_eq!(first_flights(&mut ep, t0 + 100, 1, 3..4), 1);
     // Entry 1 was evicted; its answer comes 2 s after its first flight: the learned bound
     // (2 s plus four deviations) is above half the timeout.
-    let _ = ep.handle_datagram(
-        t0 + 2_000,
-        addr(1, 1),
-        &mut seg(7, Command::WindowTell, 0, 0, &[]),
-    );
+    let _ = try_answer(&mut ep, t0 + 2_000, addr(1, 1));
     assert_eq!(ep.stats().half_open_late_answers, 1);
     // Entry 2 is kept until 2.5 s old, not longer.
     assert_eq!(first_flights(&mut ep, t0 + 2_499, 1, 4..5), 0);
@@ -510,11 +511,7 @@ fn the_answer_to_a_probe_of_an_evicted_entry_opens_its_session() {
     assert_eq!(first_flights(&mut ep, t0 + 200, 1, 5..6), 1);
     assert_eq!(ep.stats().half_open_evicted, 3, "entry 3 went unprobed");
     // Entry 1's answer, 300 ms after its first flight: the session opens.
-    let r = ep.handle_datagram(
-        t0 + 300,
-        addr(1, 1),
-        &mut seg(7, Command::WindowTell, 0, 0, &[]),
-    );
+    let r = try_answer(&mut ep, t0 + 300, addr(1, 1));
     assert!(r.is_ok(), "{r:?}");
     assert_eq!(ep.len(), 1);
     let id = ep.accept().expect("the late answer's session");
@@ -529,28 +526,16 @@ fn the_answer_to_a_probe_of_an_evicted_entry_opens_its_session() {
     assert_eq!(ep.recv(id, &mut buf), Ok(1));
     assert_eq!(&buf[..1], b"x");
     // A copy of the answer opens nothing more.
-    let _ = ep.handle_datagram(
-        t0 + 320,
-        addr(1, 1),
-        &mut seg(7, Command::WindowTell, 0, 0, &[]),
-    );
+    let _ = try_answer(&mut ep, t0 + 320, addr(1, 1));
     assert_eq!(ep.len(), 1);
     // An "answer" for an entry whose probe never went out (entry 3) opens nothing: it is
     // counted as a late answer and dropped.
-    let r = ep.handle_datagram(
-        t0 + 330,
-        addr(1, 3),
-        &mut seg(7, Command::WindowTell, 0, 0, &[]),
-    );
+    let r = try_answer(&mut ep, t0 + 330, addr(1, 3));
     assert!(r.is_err(), "{r:?}");
     assert_eq!(ep.len(), 1);
     assert_eq!(ep.stats().half_open_late_opens, 1);
     // Nor does an answer for an address the endpoint never probed.
-    let r = ep.handle_datagram(
-        t0 + 340,
-        addr(1, 99),
-        &mut seg(7, Command::WindowTell, 0, 0, &[]),
-    );
+    let r = try_answer(&mut ep, t0 + 340, addr(1, 99));
     assert!(r.is_err(), "{r:?}");
     assert_eq!(ep.len(), 1);
 }
