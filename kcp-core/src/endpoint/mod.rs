@@ -106,6 +106,7 @@ mod error;
 mod event;
 mod half_open;
 mod input;
+mod kept;
 mod keyed;
 mod lifecycle;
 mod memory;
