@@ -204,7 +204,8 @@ type options struct {
 	stream, acknodelay            bool
 	sockbuf, dscp                 int
 	timeout                       float64
-	block                         kcp.BlockCrypt // derived
+	block                         kcp.BlockCrypt // derived (the listener's, and for mss)
+	pass                          []byte         // derived key, for a block per client session
 }
 
 func (o *options) register(fs *flag.FlagSet) {
@@ -260,7 +261,8 @@ func (o *options) finish() error {
 	if o.dscp < 0 || o.dscp > 63 {
 		return errors.New("--dscp must be 0..63")
 	}
-	block, err := makeBlock(o.crypt, o.key)
+	o.pass = pbkdf2.Key([]byte(o.key), []byte("kcp-go"), 4096, 32, sha1.New)
+	block, err := makeBlock(o.crypt, o.pass)
 	if err != nil {
 		return err
 	}
@@ -268,10 +270,10 @@ func (o *options) finish() error {
 	return nil
 }
 
-// makeBlock derives the key and builds the BlockCrypt exactly as kcptun does.
-// "null" returns a nil interface: no crypto header at all.
-func makeBlock(crypt, key string) (kcp.BlockCrypt, error) {
-	pass := pbkdf2.Key([]byte(key), []byte("kcp-go"), 4096, 32, sha1.New)
+// makeBlock builds the BlockCrypt from the derived key exactly as kcptun does (the key
+// comes from pbkdf2 over --key with kcptun's salt and count). "null" returns a nil
+// interface: no crypto header at all.
+func makeBlock(crypt string, pass []byte) (kcp.BlockCrypt, error) {
 	var b kcp.BlockCrypt
 	var err error
 	switch crypt {
@@ -838,7 +840,15 @@ func clientSession(addr string, o *options, test byte, count uint64, dur time.Du
 	fail := func(format string, a ...interface{}) {
 		r.OK, r.Error = false, fmt.Sprintf(format, a...)
 	}
-	s, err := kcp.DialWithOptions(addr, o.block, o.datashard, o.parityshard)
+	// A block of its own: kcp-go's block ciphers (aes, tea, xtea, blowfish, twofish, cast5,
+	// 3des, sm4) keep their CFB scratch buffer in the object, so sessions that share one
+	// and send at the same time now and then put a corrupted datagram on the wire.
+	block, err := makeBlock(o.crypt, o.pass)
+	if err != nil {
+		fail("crypt: %v", err)
+		return
+	}
+	s, err := kcp.DialWithOptions(addr, block, o.datashard, o.parityshard)
 	if err != nil {
 		fail("dial: %v", err)
 		return

@@ -1,0 +1,1 @@
+/usr/share/gocode/src/code.google.com
