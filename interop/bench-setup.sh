@@ -3,6 +3,10 @@
 # of CI): iperf3 (raw-UDP reference), jq (the scripts read JSON), GNU time (client CPU),
 # procps (pgrep, ps), Go and Debian's kcp-go v5.6.1 with golang.org/x/crypto (the Go peer,
 # interop/kcpperf-go), and, with --perf, linux-perf for profiles (`perf record -g`).
+# It also raises net.core.rmem_max and wmem_max to 32 MiB where they are lower: a receiver
+# asks for a socket buffer that holds its receive window (8192 x 1400 bytes in the sink
+# tables), which the kernel's default cap (208 KiB) would cut; kcp-go, kcp-perf-go and
+# iperf3 still ask for their own 4 MiB.
 # Rust (cargo) is expected to be there already, as for the rest of the workspace.
 # Idempotent: installs only what is missing, and runs `apt-get update` only then.
 #
@@ -24,6 +28,11 @@ if [ ${#need[@]} -gt 0 ]; then
     echo "iperf3 iperf3/start_daemon boolean false" | debconf-set-selections 2>/dev/null || true
     apt-get install -y -q --no-install-recommends "${need[@]}"
 fi
+for k in rmem_max wmem_max; do
+    if [ "$(cat /proc/sys/net/core/$k)" -lt 33554432 ]; then
+        sysctl -q -w "net.core.$k=33554432" || echo "bench-setup.sh: could not raise net.core.$k" >&2
+    fi
+done
 command -v cargo >/dev/null 2>&1 || echo "bench-setup.sh: cargo not found: install Rust (rustup) to build the Rust side" >&2
 here=$(cd "$(dirname "$0")" && pwd)
 "$here/build-go.sh" >/dev/null

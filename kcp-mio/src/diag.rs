@@ -9,6 +9,7 @@
 //! | a session ended | debug | session id, [`CloseReason`] |
 //! | a datagram refused by admission (backlog, session limit, half-open limits) | debug | source, reason |
 //! | any other datagram dropped (authentication, not a first flight, late, malformed) | trace | source, reason |
+//! | a socket's receive buffer granted smaller than the receive window needs | warn | bytes granted, bytes needed |
 
 use std::net::SocketAddr;
 
@@ -51,4 +52,18 @@ pub fn datagram(from: SocketAddr, result: &Result<(), EndpointError>) {
     }
     #[cfg(not(feature = "log"))]
     let _ = (from, result);
+}
+
+/// The kernel granted a socket's receive buffer `granted` bytes where a full receive window
+/// needs `wanted` (the system's cap, `net.core.rmem_max` on Linux, is lower).
+#[inline]
+pub fn receive_buffer_short(granted: usize, wanted: usize) {
+    #[cfg(feature = "log")]
+    log::warn!(
+        target: "kcp",
+        "socket receive buffer {granted} bytes, a full receive window needs {wanted}: \
+         datagrams are lost when the receiver stalls (raise net.core.rmem_max)"
+    );
+    #[cfg(not(feature = "log"))]
+    let _ = (granted, wanted);
 }

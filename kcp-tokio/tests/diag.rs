@@ -80,4 +80,28 @@ async fn sessions_drops_and_refusals_are_logged() {
     assert!(has("TRACE", "dropped"), "{got:#?}");
     assert!(has("DEBUG", "closed: idle timeout"), "{got:#?}");
     assert!(has("DEBUG", "closed: closed locally"), "{got:#?}");
+
+    // A receive window larger than the kernel lets a socket buffer hold is reported.
+    let rmem_max: u32 = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let wnd = rmem_max / 1400 + 1;
+    let engine = Config::fast3().with_windows(32, wnd);
+    assert!(
+        engine.validate().is_ok(),
+        "rmem_max {rmem_max}: no window can exceed it"
+    );
+    let big = KcpConfig::new(Config {
+        mtu: 1400,
+        ..engine
+    });
+    let _l = KcpListener::bind("127.0.0.1:0", big).await.unwrap();
+    let got = lines();
+    assert!(
+        got.iter()
+            .any(|l| l.starts_with("WARN") && l.contains("receive buffer")),
+        "{got:#?}"
+    );
 }

@@ -496,10 +496,19 @@ impl KcpConfig {
     }
 
     /// Socket send and receive buffer size in bytes (kcptun's `--sockbuf`, default 4 MiB;
-    /// `None` keeps the system default). The kernel may cap it (`net.core.rmem_max`).
+    /// `None` keeps the system default). The receive buffer is raised to hold the receive
+    /// window when that is larger ([`receive_buffer_bytes`](Self::receive_buffer_bytes)).
+    /// The kernel may cap both (`net.core.rmem_max`, `wmem_max`).
     pub fn sockbuf(mut self, bytes: Option<usize>) -> Self {
         self.sockbuf = bytes;
         self
+    }
+
+    /// The receive buffer a socket needs to hold a full receive window: the window in
+    /// segments times the MTU. [`apply_socket`](Self::apply_socket) asks for at least this
+    /// much when a [`sockbuf`](Self::sockbuf) is set.
+    pub fn receive_buffer_bytes(&self) -> usize {
+        (self.engine.rcv_wnd as usize).saturating_mul(self.engine.mtu as usize)
     }
 
     /// DSCP code point for outgoing datagrams (kcptun's `--dscp`; IPv4 TOS = dscp << 2, IPv6
@@ -594,9 +603,31 @@ impl KcpConfig {
     }
 
     /// Applies the socket options (buffers, DSCP) to a socket this configuration will drive.
+    ///
+    /// With a [`sockbuf`](Self::sockbuf), the send buffer gets that size and the receive
+    /// buffer at least [`receive_buffer_bytes`](Self::receive_buffer_bytes): datagrams wait
+    /// in the socket while the process is not running, and a receive window that the socket
+    /// cannot hold loses datagrams whenever the receiver stalls, which the sender must then
+    /// retransmit. The kernel may cap either (`net.core.rmem_max`);
+    /// a receive buffer left short of the window is logged (the `log` feature).
     pub fn apply_socket(&self, socket: SockRef<'_>) -> io::Result<()> {
         if let Some(b) = self.sockbuf {
             set_sockbuf(SockRef::from(&*socket), b)?;
+            let want = self.receive_buffer_bytes();
+            if want > b {
+                socket.set_recv_buffer_size(want)?;
+            }
+            // Linux reports twice what the kernel granted (its bookkeeping share): compare
+            // like with like.
+            let got = socket.recv_buffer_size()?;
+            let granted = if cfg!(target_os = "linux") {
+                got / 2
+            } else {
+                got
+            };
+            if granted < want {
+                crate::diag::receive_buffer_short(granted, want);
+            }
         }
         if let Some(d) = self.dscp {
             set_dscp(SockRef::from(&*socket), d)?;

@@ -240,3 +240,48 @@ fn socket_options_apply_through_a_sockref() {
     assert_eq!(r.tos_v4().unwrap(), 46 << 2);
     assert!(set_dscp(SockRef::from(&s), 64).is_err());
 }
+
+/// The receive buffer is raised to hold the receive window (the window times the MTU), up
+/// to what the kernel allows; the send buffer keeps the configured size.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_receive_buffer_holds_the_receive_window() {
+    let limit = |name: &str| -> usize {
+        std::fs::read_to_string(format!("/proc/sys/net/core/{name}"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let (rmem_max, wmem_max) = (limit("rmem_max"), limit("wmem_max"));
+    let small = 1 << 16;
+    let engine = Config {
+        rcv_wnd: 8192,
+        mtu: 1400,
+        ..Config::fast()
+    };
+    let cfg = KcpConfig::new(engine).sockbuf(Some(small));
+    assert_eq!(cfg.receive_buffer_bytes(), 8192 * 1400);
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    cfg.apply_socket(SockRef::from(&s)).unwrap();
+    let r = SockRef::from(&s);
+    // Linux reports twice what it granted.
+    assert_eq!(
+        r.recv_buffer_size().unwrap() / 2,
+        (8192 * 1400).min(rmem_max),
+        "rmem_max {rmem_max}"
+    );
+    assert_eq!(r.send_buffer_size().unwrap() / 2, small.min(wmem_max));
+    // A window the configured size already holds leaves the receive buffer at that size.
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let cfg = KcpConfig::new(Config {
+        rcv_wnd: 32,
+        ..engine
+    })
+    .sockbuf(Some(small));
+    cfg.apply_socket(SockRef::from(&s)).unwrap();
+    assert_eq!(
+        SockRef::from(&s).recv_buffer_size().unwrap() / 2,
+        small.min(rmem_max)
+    );
+}
