@@ -237,7 +237,7 @@ pub const KCP_FLAGS: &[Flag] = &[
     flag(
         "sockbuf",
         &[],
-        "per-socket buffer in bytes",
+        "per-socket buffer in bytes (the receive buffer holds at least --rcvwnd x --mtu)",
         false,
         FlagKind::Int,
         30,
