@@ -170,7 +170,11 @@ async fn resolve(s: &str, any: &str) -> Result<SocketAddr, String> {
 
 /// The configuration and whether it is stream mode.
 fn kcp_config(a: &KcpArgs) -> Result<(KcpConfig, bool), String> {
-    Ok((a.config()?, a.stream()))
+    let cfg = a.config()?;
+    if let Some(note) = cfg.receive_buffer_note() {
+        eprintln!("kcp-perf: warning: {note}");
+    }
+    Ok((cfg, a.stream()))
 }
 
 fn print_report(role: &str, r: &Report, ok: bool, json: bool) {

@@ -511,6 +511,30 @@ impl KcpConfig {
         (self.engine.rcv_wnd as usize).saturating_mul(self.engine.mtu as usize)
     }
 
+    /// A warning for a command-line tool to print when the system caps socket receive
+    /// buffers below [`receive_buffer_bytes`](Self::receive_buffer_bytes) (Linux:
+    /// `net.core.rmem_max`); `None` when the cap allows it, when no `sockbuf` is set, or where
+    /// the cap cannot be read.
+    pub fn receive_buffer_note(&self) -> Option<String> {
+        let want = self.receive_buffer_bytes();
+        if self.sockbuf.is_none_or(|b| b >= want) {
+            return None;
+        }
+        let cap: usize = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        (cap < want).then(|| {
+            format!(
+                "a receive window of {} segments of {} bytes needs a {want}-byte socket \
+                 receive buffer, and net.core.rmem_max caps it at {cap}: datagrams are lost \
+                 whenever the receiver stalls (sysctl -w net.core.rmem_max={want})",
+                self.engine.rcv_wnd, self.engine.mtu
+            )
+        })
+    }
+
     /// DSCP code point for outgoing datagrams (kcptun's `--dscp`; IPv4 TOS = dscp << 2, IPv6
     /// traffic class likewise).
     pub fn dscp(mut self, dscp: Option<u8>) -> Self {

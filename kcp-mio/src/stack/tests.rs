@@ -285,3 +285,34 @@ fn the_receive_buffer_holds_the_receive_window() {
         small.min(rmem_max)
     );
 }
+
+/// A window the system's cap cannot hold is reported for command-line tools to print.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_window_beyond_rmem_max_gets_a_note() {
+    let rmem_max: u32 = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let big = Config {
+        mtu: 1400,
+        ..Config::fast().with_windows(32, rmem_max / 1400 + 1)
+    };
+    assert!(
+        big.validate().is_ok(),
+        "rmem_max {rmem_max}: no window exceeds it"
+    );
+    let note = KcpConfig::new(big).receive_buffer_note().expect("a note");
+    assert!(note.contains(&format!("caps it at {rmem_max}")), "{note}");
+    // Within the cap, or with the system's default buffers: nothing to say.
+    let small = Config {
+        mtu: 1400,
+        ..Config::fast().with_windows(32, 32)
+    };
+    assert_eq!(KcpConfig::new(small).receive_buffer_note(), None);
+    assert_eq!(
+        KcpConfig::new(big).sockbuf(None).receive_buffer_note(),
+        None
+    );
+}

@@ -111,6 +111,9 @@ fn log_common(cfg: &TunnelConfig, r: &Resolved) {
     tlog!("acknodelay: {}", cfg.kcp.acknodelay);
     tlog!("dscp: {}", cfg.kcp.dscp);
     tlog!("sockbuf: {}", cfg.kcp.sockbuf);
+    if let Some(note) = r.kcp.receive_buffer_note() {
+        tlog!("warning: {note}");
+    }
     tlog!("smuxbuf: {}", cfg.smuxbuf);
     tlog!("streambuf: {}", cfg.streambuf);
     tlog!("keepalive: {}", cfg.keepalive);
