@@ -4,7 +4,7 @@
 # github.com/xtaci/kcp-go/v5 linked to Debian's kcp-go folder.
 # Usage: export GOPATH=$(interop/gopath.sh) GO111MODULE=off
 set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 gp="$here/.gopath"
 deb=/usr/share/gocode/src
 [ -d "$deb/github.com/xtaci/kcp-go" ] || { echo "kcp-go missing: run .ci/setup.sh" >&2; exit 1; }
