@@ -159,9 +159,10 @@ impl Endpoint {
         registry: &Registry,
         token: Token,
     ) -> io::Result<Endpoint> {
-        config.check()?;
+        // Checks the whole configuration (one codec stack built) before the socket is touched.
+        let ep = config.endpoint_config(accept)?;
         config.apply_socket(SockRef::from(&socket))?;
-        let core = Core::new(config.endpoint_config(accept)?)
+        let core = Core::new(ep)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
         let registry = registry.try_clone()?;
         registry.register(&mut socket, token, Interest::READABLE)?;

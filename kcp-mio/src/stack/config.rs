@@ -610,6 +610,12 @@ impl KcpConfig {
     /// Checks the engine settings and that the codec layers can be built (kcp-go silently
     /// disables FEC it cannot build; this refuses it).
     pub fn check(&self) -> io::Result<()> {
+        self.check_settings()?;
+        Stack::new(self).map(|_| ())
+    }
+
+    /// What [`check`](Self::check) checks short of building the codec stack.
+    fn check_settings(&self) -> io::Result<()> {
         self.engine
             .validate()
             .map_err(|e| invalid(format!("KCP settings: {e}")))?;
@@ -623,7 +629,7 @@ impl KcpConfig {
                 self.receive_hold.unwrap_or_default()
             )));
         }
-        Stack::new(self).map(|_| ())
+        Ok(())
     }
 
     /// Applies the socket options (buffers, DSCP) to a socket this configuration will drive.
@@ -673,7 +679,8 @@ impl KcpConfig {
             .map(|(ep, _)| ep)
     }
 
-    /// The endpoint settings with encryption where `placement` says. With
+    /// The endpoint settings with encryption where `placement` says; fails as
+    /// [`check`](Self::check) does on settings that cannot work. With
     /// [`CryptPlacement::Adapter`], sessions only reserve the cipher's header (kcp-core's
     /// [`Reserve`](kcp_core::Reserve) layer) and the returned [`AdapterCrypt`] makes the layers
     /// that seal datagrams after they leave the endpoint and open them in place before they
@@ -684,7 +691,8 @@ impl KcpConfig {
         accept: bool,
         placement: CryptPlacement,
     ) -> io::Result<(EndpointConfig, Option<AdapterCrypt>)> {
-        self.check_migration()?;
+        // Everything `check` checks, with the one stack build the endpoint keeps.
+        self.check_settings()?;
         let mut stack = Stack::new(self)?;
         let adapter = match placement {
             CryptPlacement::Adapter => stack.defer_crypt(),

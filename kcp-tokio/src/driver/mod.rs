@@ -173,9 +173,9 @@ impl Driver {
         config: &KcpConfig,
         accept: bool,
     ) -> io::Result<Arc<Driver>> {
-        config.check()?;
-        crate::config::apply_socket(config, SockRef::from(&socket))?;
+        // Checks the whole configuration (one codec stack built) before the socket is touched.
         let (ep, crypt) = crate::config::endpoint_config(config, accept)?;
+        crate::config::apply_socket(config, SockRef::from(&socket))?;
         let ep = Endpoint::new(ep)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
         Driver::spawn(
