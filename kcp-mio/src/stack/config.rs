@@ -516,10 +516,9 @@ impl KcpConfig {
     /// `net.core.rmem_max`); `None` when the cap allows it, when no `sockbuf` is set, or where
     /// the cap cannot be read.
     pub fn receive_buffer_note(&self) -> Option<String> {
+        // Without a `sockbuf` the system's default buffer is kept: nothing was asked for.
+        self.sockbuf?;
         let want = self.receive_buffer_bytes();
-        if self.sockbuf.is_none_or(|b| b >= want) {
-            return None;
-        }
         let cap: usize = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
             .ok()?
             .trim()
