@@ -9,6 +9,9 @@
 #   - Rust 1.89, the declared minimum (`rust-version`), which .ci/test.sh builds with
 #   - for .ci/cross.sh: cross gcc and libc for s390x, aarch64 and 32-bit PowerPC Linux, QEMU's
 #     user-mode emulators and its Arm system emulator, and the s390x and powerpc targets
+#   - socket buffers of up to 32 MiB (net.core.rmem_max, wmem_max; Linux's default is 208 KiB):
+#     the flood and bulk tests send bursts of megabytes to one socket over loopback, and the
+#     stack asks for a receive buffer that holds its receive window
 # Idempotent: each step is skipped when its result is already present.
 set -euo pipefail
 
@@ -46,3 +49,9 @@ done
 if ! rustup toolchain list | grep -q '^1\.89[.-]'; then
     rustup toolchain install 1.89 --profile minimal
 fi
+
+for k in rmem_max wmem_max; do
+    if [ "$(cat /proc/sys/net/core/$k)" -lt 33554432 ]; then
+        sysctl -q -w "net.core.$k=33554432"
+    fi
+done
