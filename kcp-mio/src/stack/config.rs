@@ -519,11 +519,7 @@ impl KcpConfig {
         // Without a `sockbuf` the system's default buffer is kept: nothing was asked for.
         self.sockbuf?;
         let want = self.receive_buffer_bytes();
-        let cap: usize = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
-            .ok()?
-            .trim()
-            .parse()
-            .ok()?;
+        let cap = super::socket::receive_buffer_cap()?;
         (cap < want).then(|| {
             format!(
                 "a receive window of {} segments of {} bytes needs a {want}-byte socket \

@@ -38,7 +38,7 @@ mod socket;
 mod tests;
 
 pub use config::{default_recv_budget, KcpConfig, Timeouts, DEFAULT_WINDOW};
-pub use socket::{set_dscp, set_sockbuf};
+pub use socket::{receive_buffer_cap, set_dscp, set_sockbuf};
 
 fn invalid(msg: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, msg)

@@ -13,6 +13,16 @@ pub fn set_sockbuf(socket: SockRef<'_>, bytes: usize) -> io::Result<()> {
     socket.set_send_buffer_size(bytes)
 }
 
+/// The largest socket receive buffer the system lets an unprivileged process ask for, in
+/// bytes (Linux: `net.core.rmem_max`); `None` where it cannot be read (other systems).
+pub fn receive_buffer_cap() -> Option<usize> {
+    std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// Sets the DSCP code point (IPv4 TOS or IPv6 traffic class = dscp << 2).
 pub fn set_dscp(socket: SockRef<'_>, dscp: u8) -> io::Result<()> {
     if dscp > 63 {

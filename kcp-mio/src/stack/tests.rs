@@ -246,14 +246,12 @@ fn socket_options_apply_through_a_sockref() {
 #[cfg(target_os = "linux")]
 #[test]
 fn the_receive_buffer_holds_the_receive_window() {
-    let limit = |name: &str| -> usize {
-        std::fs::read_to_string(format!("/proc/sys/net/core/{name}"))
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap()
-    };
-    let (rmem_max, wmem_max) = (limit("rmem_max"), limit("wmem_max"));
+    let rmem_max = receive_buffer_cap().expect("rmem_max");
+    let wmem_max: usize = std::fs::read_to_string("/proc/sys/net/core/wmem_max")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     let small = 1 << 16;
     let engine = Config {
         rcv_wnd: 8192,
@@ -290,14 +288,10 @@ fn the_receive_buffer_holds_the_receive_window() {
 #[cfg(target_os = "linux")]
 #[test]
 fn a_window_beyond_rmem_max_gets_a_note() {
-    let rmem_max: u32 = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let rmem_max = receive_buffer_cap().expect("rmem_max");
     let big = Config {
         mtu: 1400,
-        ..Config::fast().with_windows(32, rmem_max / 1400 + 1)
+        ..Config::fast().with_windows(32, (rmem_max / 1400 + 1) as u32)
     };
     assert!(
         big.validate().is_ok(),
