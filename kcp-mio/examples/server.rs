@@ -10,10 +10,12 @@
 //!
 //! The flags are `kcp-perf server`'s (`--help` lists them): `--listen` (default `:4000`, all
 //! interfaces; prints `listening ADDR` on stderr once bound), `--json`, the shared KCP flags,
-//! and `--max-sessions`. Each session runs the test its header asks for (echo, sink, source,
-//! by byte count or for a duration; see `kcp_mio::perf`), prints one line, and is then closed
-//! gracefully (its last bytes acknowledged, at most the shutdown timeout). Exit code 2: bad
-//! flags or settings, or the socket failed.
+//! `--max-sessions` and the admission limits (`--sessions-per-host` and the others of
+//! `kcp_mio::cli::AdmissionArgs`: a benchmark client opening thousands of sessions from one
+//! address needs the per-host ones raised). Each session runs the test its header asks for
+//! (echo, sink, source, by byte count or for a duration; see `kcp_mio::perf`), prints one
+//! line, and is then closed gracefully (its last bytes acknowledged, at most the shutdown
+//! timeout). Exit code 2: bad flags or settings, or the socket failed.
 
 use kcp_mio::cli;
 
@@ -43,6 +45,8 @@ struct Args {
     /// Most sessions at once; further peers are refused until some end.
     #[arg(long, default_value_t = 65_536, value_parser = clap::value_parser!(u32).range(1..))]
     max_sessions: u32,
+    #[command(flatten)]
+    admission: cli::AdmissionArgs,
     #[command(flatten)]
     kcp: cli::KcpArgs,
 }
@@ -92,7 +96,10 @@ fn peer(ep: &Endpoint, id: SessionId) -> String {
 
 fn run(a: Args) -> Result<(), String> {
     let listen = cli::resolve(&a.listen, "0.0.0.0")?;
-    let config = a.kcp.config()?.max_sessions(a.max_sessions as usize);
+    let config = a
+        .admission
+        .apply(a.kcp.config()?)
+        .max_sessions(a.max_sessions as usize);
     let message_mode = !a.kcp.stream();
 
     let mut poll = Poll::new().map_err(|e| e.to_string())?;

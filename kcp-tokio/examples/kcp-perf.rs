@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use kcp_mio::cli::{
-    self, parse_duration, parse_pct, parse_rate, parse_secs, parse_size, resources, KcpArgs,
+    self, parse_duration, parse_pct, parse_rate, parse_secs, parse_size, resources, AdmissionArgs,
+    KcpArgs,
 };
 use kcp_tokio::impair::{ImpairConfig, Proxy};
 use kcp_tokio::perf::{self, Report, Test};
@@ -63,22 +64,8 @@ struct ServerArgs {
     /// On unix, SIGUSR1 prints the line too.
     #[arg(long, value_parser = parse_secs)]
     stats: Option<Duration>,
-    /// Most half-open entries (peers that sent a first flight and have not answered the
-    /// server's probe yet) from one host (an IPv4 address, an IPv6 /64), plus one per
-    /// session the host's peers confirmed, up to half of --max-half-open; the oldest is
-    /// evicted beyond it.
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
-    half_open_per_host: u32,
-    /// Most sessions peers opened from one host at once; raise it for a benchmark client
-    /// opening more sessions than this from one address.
-    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
-    sessions_per_host: u32,
-    /// Most half-open entries in all (the oldest is evicted beyond it).
-    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
-    max_half_open: u32,
-    /// Sessions waiting for accept (kcp-go: 128).
-    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..))]
-    backlog: u32,
+    #[command(flatten)]
+    admission: AdmissionArgs,
     /// Receive hold in microseconds (0: off; Linux): after a receive turn the socket is left
     /// unwatched this long, then everything that arrived is read in one batch. Trades up to
     /// the hold of latency for fewer wake-ups: for servers with thousands of sessions (about
@@ -189,17 +176,9 @@ fn print_report(role: &str, r: &Report, ok: bool, json: bool) {
 async fn server(a: ServerArgs) -> Result<bool, String> {
     let listen = resolve(&a.listen, "0.0.0.0").await?;
     let (cfg, stream) = kcp_config(&a.kcp)?;
-    let cfg = cfg
-        .half_open(
-            std::time::Duration::from_secs(5),
-            a.max_half_open as usize,
-            a.half_open_per_host as usize,
-        )
-        .backlog(a.backlog as usize)
-        .max_sessions_per_host(a.sessions_per_host as usize)
-        .receive_hold(
-            Some(Duration::from_micros(a.receive_hold_us.into())).filter(|d| !d.is_zero()),
-        );
+    let cfg = a.admission.apply(cfg).receive_hold(
+        Some(Duration::from_micros(a.receive_hold_us.into())).filter(|d| !d.is_zero()),
+    );
     let l = bind_listener(listen, cfg, a.sockets)
         .await
         .map_err(|e| format!("bind {listen}: {e}"))?;

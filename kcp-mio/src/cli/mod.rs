@@ -2,11 +2,13 @@
 //! once ([`KCP_FLAGS`], [`KcpFlags`]) with kcptun 20210922's names, aliases, defaults and help,
 //! read as Go reads them ([`parse_go_int`], [`go_arg`], [`normalize_go_args`]) and turned into
 //! a [`KcpConfig`](crate::KcpConfig) by kcp-go's rules; [`KcpArgs`], the same flags as a clap
-//! argument group for kcp-perf and the kcp-mio examples; sizes with K/M/G suffixes, seconds,
+//! argument group for kcp-perf and the kcp-mio examples, and a server's admission limits as
+//! another ([`AdmissionArgs`]); sizes with K/M/G suffixes, seconds,
 //! rates, addresses with a default port or kcptun's `:port`, and the `--json` resource fields.
 //! The tunnel (kcp-tokio's `tunnel`) adds its own flags (smux, compression, sessions, logs) to
 //! [`KCP_FLAGS`], so a KCP flag means the same in every tool.
 
+mod admission;
 mod args;
 mod flags;
 mod go;
@@ -14,6 +16,7 @@ mod go;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
+pub use admission::AdmissionArgs;
 pub use args::KcpArgs;
 pub use flags::{Flag, FlagKind, FlagValue, KcpFlags, Side, KCP_FLAGS};
 pub use go::{go_arg, matched, normalize_go_args, parse_go_bool, parse_go_int};

@@ -1,0 +1,178 @@
+//! [`AdmissionArgs`]: a server's admission limits as a clap argument group, for kcp-perf's
+//! server and the kcp-mio example server.
+
+use std::time::Duration;
+
+use clap::{value_parser, Arg, ArgMatches, Command};
+
+use crate::KcpConfig;
+
+/// How long a half-open entry waits for its peer's answer (the endpoint's default).
+const HALF_OPEN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A server's admission limits (`#[command(flatten)]`): `--half-open-per-host`,
+/// `--sessions-per-host`, `--max-half-open` and `--backlog`, with the endpoint's defaults
+/// (64, 4096, 1024 and kcp-go's 128). A benchmark client opening thousands of sessions from
+/// one address needs the per-host limits raised; a server facing the internet keeps them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdmissionArgs {
+    /// Most half-open entries from one host (plus one per session it confirmed).
+    pub half_open_per_host: u32,
+    /// Most sessions peers opened from one host at once.
+    pub sessions_per_host: u32,
+    /// Most half-open entries in all.
+    pub max_half_open: u32,
+    /// Sessions waiting for accept.
+    pub backlog: u32,
+}
+
+impl Default for AdmissionArgs {
+    fn default() -> Self {
+        AdmissionArgs {
+            half_open_per_host: 64,
+            sessions_per_host: 4096,
+            max_half_open: 1024,
+            backlog: 128,
+        }
+    }
+}
+
+impl AdmissionArgs {
+    /// `config` with these limits (half-open entries time out after the endpoint's 5 s).
+    pub fn apply(&self, config: KcpConfig) -> KcpConfig {
+        config
+            .half_open(
+                HALF_OPEN_TIMEOUT,
+                self.max_half_open as usize,
+                self.half_open_per_host as usize,
+            )
+            .backlog(self.backlog as usize)
+            .max_sessions_per_host(self.sessions_per_host as usize)
+    }
+}
+
+/// The flags: id, help, default.
+fn flags() -> [(&'static str, &'static str, u32); 4] {
+    let d = AdmissionArgs::default();
+    [
+        (
+            "half-open-per-host",
+            "Most half-open entries (peers that sent a first flight and have not answered the \
+             server's probe yet) from one host (an IPv4 address, an IPv6 /64), plus one per \
+             session the host's peers confirmed, up to half of --max-half-open; the oldest is \
+             evicted beyond it",
+            d.half_open_per_host,
+        ),
+        (
+            "sessions-per-host",
+            "Most sessions peers opened from one host at once; raise it for a benchmark client \
+             opening more sessions than this from one address",
+            d.sessions_per_host,
+        ),
+        (
+            "max-half-open",
+            "Most half-open entries in all (the oldest is evicted beyond it)",
+            d.max_half_open,
+        ),
+        (
+            "backlog",
+            "Sessions waiting for accept (kcp-go: 128)",
+            d.backlog,
+        ),
+    ]
+}
+
+impl clap::FromArgMatches for AdmissionArgs {
+    fn from_arg_matches(m: &ArgMatches) -> Result<Self, clap::Error> {
+        let d = AdmissionArgs::default();
+        let get = |id: &str, default: u32| m.get_one::<u32>(id).copied().unwrap_or(default);
+        Ok(AdmissionArgs {
+            half_open_per_host: get("half-open-per-host", d.half_open_per_host),
+            sessions_per_host: get("sessions-per-host", d.sessions_per_host),
+            max_half_open: get("max-half-open", d.max_half_open),
+            backlog: get("backlog", d.backlog),
+        })
+    }
+
+    fn update_from_arg_matches(&mut self, m: &ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(m)?;
+        Ok(())
+    }
+}
+
+impl clap::Args for AdmissionArgs {
+    fn augment_args(cmd: Command) -> Command {
+        cmd.args(flags().into_iter().map(|(id, help, default)| {
+            Arg::new(id)
+                .long(id)
+                .value_name("N")
+                .help(help)
+                .default_value(default.to_string())
+                .value_parser(value_parser!(u32).range(1..))
+        }))
+    }
+
+    fn augment_args_for_update(cmd: Command) -> Command {
+        Self::augment_args(cmd)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        admission: AdmissionArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<AdmissionArgs, clap::Error> {
+        Cli::try_parse_from(std::iter::once("t").chain(args.iter().copied())).map(|c| c.admission)
+    }
+
+    #[test]
+    fn defaults_are_the_endpoints() {
+        let a = parse(&[]).unwrap();
+        assert_eq!(a, AdmissionArgs::default());
+        let ep = kcp_core::endpoint::EndpointConfig::new(kcp_core::Config::default());
+        assert_eq!(a.half_open_per_host as usize, ep.max_half_open_per_host);
+        assert_eq!(a.sessions_per_host as usize, ep.max_sessions_per_host);
+        assert_eq!(a.max_half_open as usize, ep.max_half_open);
+        assert_eq!(a.backlog as usize, ep.backlog);
+    }
+
+    #[test]
+    fn limits_reach_the_endpoint_configuration() {
+        let a = parse(&[
+            "--half-open-per-host",
+            "7",
+            "--sessions-per-host",
+            "1000000",
+            "--max-half-open",
+            "20000",
+            "--backlog",
+            "9",
+        ])
+        .unwrap();
+        let ep = a.apply(KcpConfig::default()).endpoint_config(true).unwrap();
+        assert_eq!(ep.max_half_open_per_host, 7);
+        assert_eq!(ep.max_sessions_per_host, 1_000_000);
+        assert_eq!(ep.max_half_open, 20_000);
+        assert_eq!(ep.backlog, 9);
+        assert_eq!(ep.half_open_timeout_ms, 5_000);
+    }
+
+    #[test]
+    fn zero_and_junk_are_refused() {
+        for bad in [
+            &["--backlog", "0"][..],
+            &["--sessions-per-host", "-1"],
+            &["--max-half-open", "lots"],
+            &["--half-open-per-host"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
+    }
+}
