@@ -35,6 +35,10 @@ pub struct Work {
     pub transmit_polls: u64,
     /// Readiness events handed to the application.
     pub app_events: u64,
+    /// Receive turns that read datagrams (a turn stopped at its bound of system calls with
+    /// datagrams left goes on in the next loop iteration, without a wait, and counts once);
+    /// with a receive hold, one per hold.
+    pub receive_turns: u64,
 }
 
 /// A session's counters and state.
@@ -79,11 +83,23 @@ pub struct SessionInfo {
 /// while the endpoint asks mio for `WRITABLE` too, and goes out on the writable event;
 /// beyond the bound, datagrams are dropped and counted ([`udp_stats`](Self::udp_stats)), and
 /// KCP retransmits them.
+///
+/// With a receive hold ([`KcpConfig::receive_hold`]), after a receive turn that read
+/// datagrams the endpoint takes its socket out of the poll's read interest for the hold, and
+/// [`handle_timeout`](Self::handle_timeout) reads what arrived meanwhile once the hold is over
+/// ([`poll_timeout`](Self::poll_timeout) counts the hold's end as a deadline): a server with
+/// thousands of sessions then wakes once per hold instead of once per datagram.
 pub struct Endpoint {
     socket: UdpSocket,
     registry: Registry,
     token: Token,
     writable_interest: bool,
+    /// What the socket is registered for (`None`: not registered, during a hold).
+    registered: Option<Interest>,
+    /// The receive hold.
+    hold: Option<Duration>,
+    /// When the running hold ends.
+    hold_until: Option<Instant>,
     core: Core<SocketAddr>,
     rx: Receiver,
     tx: Sender,
@@ -174,6 +190,9 @@ impl Endpoint {
             registry,
             token,
             writable_interest: false,
+            registered: Some(Interest::READABLE),
+            hold: config.receive_hold_time().filter(|d| !d.is_zero()),
+            hold_until: None,
             core,
             start: Instant::now(),
             rx_more: false,
@@ -207,19 +226,26 @@ impl Endpoint {
 
     // ---- the loop ---------------------------------------------------------------------
 
-    /// How long `Poll::poll` may sleep: until the earliest session deadline, zero if events
-    /// wait for the application or the socket has more to read, `None` if no session needs
-    /// the clock. Sends first what application calls produced since the last flush.
+    /// How long `Poll::poll` may sleep: until the earliest session deadline or the end of a
+    /// receive hold, zero if events wait for the application or the socket has more to read,
+    /// `None` if nothing needs the clock. Sends first what application calls produced since
+    /// the last flush.
     pub fn poll_timeout(&mut self) -> Option<Duration> {
         self.flush();
         if !self.events.is_empty() || self.rx_more || self.error.is_some() {
             return Some(Duration::ZERO);
         }
         let (now64, now) = self.clock();
-        let at = self.core.poll_timeout()?;
         // In 64 bits, on the exact millisecond boundary of the engine clock (not "now + n ms",
         // which would drift late by the sub-millisecond part).
-        let deadline = self.start + Duration::from_millis(now64 + at.since(now).max(0) as u64);
+        let session = self
+            .core
+            .poll_timeout()
+            .map(|at| self.start + Duration::from_millis(now64 + at.since(now).max(0) as u64));
+        let deadline = match (session, self.hold_until) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b)?,
+        };
         Some(deadline.saturating_duration_since(Instant::now()))
     }
 
@@ -234,7 +260,11 @@ impl Endpoint {
         if event.is_writable() {
             self.on_writable();
         }
-        if event.is_readable() || event.is_error() || event.is_read_closed() {
+        // During a hold, reading waits for its end (an event the poll reported before the
+        // hold began, or a writable one carrying readability).
+        if (event.is_readable() || event.is_error() || event.is_read_closed())
+            && self.hold_until.is_none()
+        {
             self.receive()?;
         }
         self.flush();
@@ -248,7 +278,15 @@ impl Endpoint {
         self.work.timeouts += 1;
         let now = self.now();
         self.core.handle_timeout(now);
-        if self.rx_more {
+        if self.hold_until.is_some_and(|t| Instant::now() >= t) {
+            // The hold is over: read what came meanwhile (a turn that reads datagrams starts
+            // the next hold); nothing came: watch the socket again.
+            self.hold_until = None;
+            self.receive()?;
+            if self.hold_until.is_none() {
+                self.update_interest();
+            }
+        } else if self.rx_more && self.hold_until.is_none() {
             self.receive()?;
         }
         self.flush();
@@ -303,16 +341,30 @@ impl Endpoint {
     }
 
     fn set_writable_interest(&mut self, on: bool) {
-        let interest = if on {
-            Interest::READABLE | Interest::WRITABLE
-        } else {
-            Interest::READABLE
+        self.writable_interest = on;
+        self.update_interest();
+    }
+
+    /// Registers the socket for what the endpoint waits for now: reading unless a receive
+    /// hold runs, writing while datagrams wait in the backlog; neither: not registered.
+    fn update_interest(&mut self) {
+        let read = self.hold_until.is_none().then_some(Interest::READABLE);
+        let write = self.writable_interest.then_some(Interest::WRITABLE);
+        let want = match (read, write) {
+            (Some(r), Some(w)) => Some(r | w),
+            (r, w) => r.or(w),
         };
-        match self
-            .registry
-            .reregister(&mut self.socket, self.token, interest)
-        {
-            Ok(()) => self.writable_interest = on,
+        if want == self.registered {
+            return;
+        }
+        let r = match (self.registered, want) {
+            (None, Some(i)) => self.registry.register(&mut self.socket, self.token, i),
+            (Some(_), Some(i)) => self.registry.reregister(&mut self.socket, self.token, i),
+            (Some(_), None) => self.registry.deregister(&mut self.socket),
+            (None, None) => Ok(()),
+        };
+        match r {
+            Ok(()) => self.registered = want,
             Err(e) => self.error = Some(e),
         }
     }
@@ -328,6 +380,8 @@ impl Endpoint {
     /// to the sessions.
     fn receive(&mut self) -> io::Result<()> {
         let now = self.now();
+        let before = self.work.datagrams_in;
+        let fresh = !self.rx_more;
         for _ in 0..RECV_CALLS {
             match self.rx.recv(SockRef::from(&self.socket)) {
                 Ok(_) => {
@@ -342,6 +396,7 @@ impl Endpoint {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.rx_more = false;
+                    self.after_turn(before, fresh);
                     return Ok(());
                 }
                 // An ICMP error about some peer: not the socket's fault.
@@ -350,7 +405,26 @@ impl Endpoint {
             }
         }
         self.rx_more = true;
+        self.after_turn(before, fresh);
         Ok(())
+    }
+
+    /// Counts a receive turn that read datagrams (`fresh`: not the rest of a turn cut short)
+    /// and, with a hold, starts one once the socket is drained (it leaves the read interest
+    /// until `handle_timeout` sees the hold end).
+    fn after_turn(&mut self, before: u64, fresh: bool) {
+        if fresh {
+            if self.work.datagrams_in == before {
+                // Woken for nothing: no turn, no hold.
+                return;
+            }
+            self.work.receive_turns += 1;
+        }
+        // A turn cut short by the per-turn bound reads on in `handle_timeout` first.
+        if let (Some(h), false) = (self.hold, self.rx_more) {
+            self.hold_until = Some(Instant::now() + h);
+            self.update_interest();
+        }
     }
 
     // ---- sessions ---------------------------------------------------------------------
@@ -530,7 +604,9 @@ impl Endpoint {
 
     /// Deregisters the socket from the poll and gives it back.
     pub fn into_socket(mut self) -> io::Result<UdpSocket> {
-        self.registry.deregister(&mut self.socket)?;
+        if self.registered.is_some() {
+            self.registry.deregister(&mut self.socket)?;
+        }
         Ok(self.socket)
     }
 }

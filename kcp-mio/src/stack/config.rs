@@ -554,8 +554,10 @@ impl KcpConfig {
     /// once), which suits clients and servers with few sessions: a lone session would wait
     /// the hold on every exchange. At most 50 ms. Honoured by kcp-tokio on Linux (its socket
     /// is then watched through an epoll set of its own; elsewhere opening the socket fails
-    /// with `Unsupported`); kcp-mio's [`Endpoint`](crate::Endpoint) reads when its caller
-    /// says and ignores it. Measured in `docs/benchmarks.md` ("Receive hold").
+    /// with `Unsupported`) and by kcp-mio's [`Endpoint`](crate::Endpoint) everywhere (it
+    /// takes its socket out of the poll's read interest for the hold, and its
+    /// `poll_timeout` and `handle_timeout` time the hold's end). Measured in
+    /// `docs/benchmarks.md` ("Receive hold").
     pub fn receive_hold(mut self, hold: Option<Duration>) -> Self {
         self.receive_hold = hold;
         self
