@@ -10,7 +10,7 @@
 # prints one line per seed: throughput, retransmissions, peak RSS of client and server.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release -q -p kcp-tokio --features perf,impair --example kcp-perf || exit 1
+cargo build --release -q -p kcpx-tokio --features perf,impair --example kcp-perf || exit 1
 B=target/release/examples/kcp-perf
 W=${1:-defaults}
 shift || true

@@ -6,7 +6,7 @@
 # usage: interop/bench-perf-rss.sh [SECS]   (default 60)
 set -uo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release -q -p kcp-tokio --features perf,impair --example kcp-perf || exit 1
+cargo build --release -q -p kcpx-tokio --features perf,impair --example kcp-perf || exit 1
 B=target/release/examples/kcp-perf
 SECS=${1:-60}
 T=$(mktemp -d)

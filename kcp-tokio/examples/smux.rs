@@ -2,7 +2,7 @@
 //! streams over one KCP session (snappy framing, smux v2, kcptun's settings), the Tokio face of
 //! what `kcptun-rs-client` and `kcptun-rs-server` run.
 //!
-//! `cargo run -p kcp-tokio --features smux --example smux`
+//! `cargo run -p kcpx-tokio --features smux --example smux`
 
 use kcp_tokio::smux::{Framing, SmuxConfig, SmuxSession, Version};
 use kcp_tokio::{Config, KcpConfig, KcpListener, KcpStream};
