@@ -47,6 +47,8 @@
 # SESS_REPEATS (REPEATS: runs per sessions cell, the longest ones),
 # SESS_GO_REF (2000; empty to skip), SESS_OPEN_LIST (the largest of SESS_LIST: burst runs against
 # our server with its half-open admission limits raised; empty to skip), SESS_FLAGS,
+# SESS_MIO (empty; 1: rows for the kcp-mio example server too, with SESS_MIO_FLAGS, e.g.
+# "--receive-hold-us 1000"),
 # SESS_CLIENT_FLAGS (extra client flags, e.g. "--client-sockets 8": ours only, kcp-go's server
 # keys sessions by address), SESS_SERVER_FLAGS (extra flags for our server only, e.g.
 # "--threads 1": a current-thread runtime),
@@ -88,6 +90,8 @@ SESS_OPEN_LIST=${SESS_OPEN_LIST-${SESS_LIST##* }}
 SESS_FLAGS=${SESS_FLAGS:---mode $MODE --mtu $MTU --crypt aes --datashard 10 --parityshard 3}
 SESS_CLIENT_FLAGS=${SESS_CLIENT_FLAGS:-}
 SESS_SERVER_FLAGS=${SESS_SERVER_FLAGS:-}
+SESS_MIO=${SESS_MIO:-}
+SESS_MIO_FLAGS=${SESS_MIO_FLAGS:-}
 DRV_CONNS=${DRV_CONNS:-8}
 DRV_BYTES=${DRV_BYTES:-32M}
 DRV_FLAGS=${DRV_FLAGS:---mode $MODE --mtu $MTU --sndwnd 1024 --rcvwnd 1024 --crypt aes --datashard 10 --parityshard 3}
@@ -372,6 +376,7 @@ sess_run() {
     case $kind in
         rust) sflags="--sessions-per-host 1000000 $SESS_SERVER_FLAGS" ;;
         rustopen) impl=rust; sflags="--max-half-open 1000000 --half-open-per-host 1000000 --sessions-per-host 1000000 $SESS_SERVER_FLAGS" ;;
+        mio) sflags="--sessions-per-host 1000000 $SESS_MIO_FLAGS" ;;
     esac
     local ramp=0; [ "$how" = ramp ] && ramp=$SESS_RAMP
     # The steady window: every session is up (ramp over, connects done) and none has finished.
@@ -441,14 +446,20 @@ sess_run() {
     done
 }
 
+# echo_cpu CELL N: the cell's median µs per echo times N (CPU µs per second of N sessions at
+# one echo a second each), n/a without a number.
+echo_cpu() { awk -v u="$(med "$1" us_per_echo)" -v n="$2" 'BEGIN { if (u ~ /^[0-9.]+$/) print u * n; else print "n/a" }'; }
+
 section_sessions() {
     log "section sessions"
     local n how
-    for n in $SESS_LIST; do for how in ramp burst; do sess_run rust "$n" "$how"; sess_run go "$n" "$how"; done; done
+    for n in $SESS_LIST; do for how in ramp burst; do
+        sess_run rust "$n" "$how"; [ -z "$SESS_MIO" ] || sess_run mio "$n" "$how"; sess_run go "$n" "$how"
+    done; done
     for n in $SESS_OPEN_LIST; do sess_run rustopen "$n" burst; done
     [ -z "$SESS_GO_REF" ] || sess_run go "$SESS_GO_REF" ramp
     report "" "### 4. Many sessions, one 64 B echo per second each ($SESS_ECHOES per session), our client driving both servers" ""
-    report "\`kcp-perf client --test echo --conns N --rate 1 --bytes $((64 * SESS_ECHOES)) --msg 64 --ramp R --timeout 30 $SESS_CLIENT_FLAGS $SESS_FLAGS\` (default windows 128/512), our server \`kcp-perf server $SESS_SERVER_FLAGS\` (plus the admission flags below), R = $SESS_RAMP s (ramp) or 0 (all at once). Server CPU over a steady window (every session up, none done): % of a core and µs per echo (= window CPU / (N × window s)); \"all\": the whole run's server CPU per echo, set-up and close included. RSS: (server VmHWM at the end − VmHWM before the client) / N. Echo round trips and retransmissions: client's, all sessions. Server retrans: our server's RetransSegs (its counters, printed on SIGUSR1 at the end), kcp-go's process-wide counter. Lock ms: the longest hold of our server's driver lock (kcp-perf's \`perf\` feature; preemption included). Refused: first flights our server turned away at admission, evicted half-open entries (\`half_open_evicted\`) plus refused first flights (\`refused\`; by default a host keeps at most 64 half-open entries plus one per session it confirmed, up to half the table (1024), the oldest evicted for a new first flight once 100 ms old or as old as the host's smoothed answer time plus four deviations, else the new one refused, and the refused clients retry at their retransmission timeouts); \"admission open\": the same server with \`--max-half-open 1000000 --half-open-per-host 1000000\`. Client µs/echo: the client's whole CPU per echo (it runs one socket and driver per session). Drops: kernel drops of the server's socket / of the client's sockets (until the end of the window) / all of the machine's UDP buffer errors and backlog drops during the run. Median of $SESS_REPEATS runs." ""
+    report "\`kcp-perf client --test echo --conns N --rate 1 --bytes $((64 * SESS_ECHOES)) --msg 64 --ramp R --timeout 30 $SESS_CLIENT_FLAGS $SESS_FLAGS\` (default windows 128/512), our server \`kcp-perf server $SESS_SERVER_FLAGS\` (plus the admission flags below), R = $SESS_RAMP s (ramp) or 0 (all at once). Server CPU over a steady window (every session up, none done): % of a core and µs per echo (= window CPU / (N × window s)); \"all\": the whole run's server CPU per echo, set-up and close included. RSS: (server VmHWM at the end − VmHWM before the client) / N. Echo round trips and retransmissions: client's, all sessions. Server retrans: our server's RetransSegs (its counters, printed on SIGUSR1 at the end), kcp-go's process-wide counter. Lock ms: the longest hold of our server's driver lock (kcp-perf's \`perf\` feature; preemption included). Refused: first flights our server turned away at admission, evicted half-open entries (\`half_open_evicted\`) plus refused first flights (\`refused\`; by default a host keeps at most 64 half-open entries plus one per session it confirmed, up to half the table (1024), the oldest evicted for a new first flight once 100 ms old or as old as the host's smoothed answer time plus four deviations, else the new one refused, and the refused clients retry at their retransmission timeouts); \"admission open\": the same server with \`--max-half-open 1000000 --half-open-per-host 1000000\`.$([ -z "$SESS_MIO" ] || echo " \"kcp-mio\": the kcp-mio example server (one \`mio::Poll\` loop, no tasks) with \`--sessions-per-host 1000000 $SESS_MIO_FLAGS\` (it has no counters to print: no server retrans, refused or lock columns).") Client µs/echo: the client's whole CPU per echo (it runs one socket and driver per session). Drops: kernel drops of the server's socket / of the client's sockets (until the end of the window) / all of the machine's UDP buffer errors and backlog drops during the run. Median of $SESS_REPEATS runs." ""
     report "| N | start | server | CPU % core | µs/echo | µs/echo all | KiB/session | peak RSS MiB | p50 ms | p99 ms | max ms | client retrans | server retrans | refused | lock ms | drops server / client / all | client µs/echo | sessions ok | runs |"
     report "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
     local rows=()
@@ -457,10 +468,10 @@ section_sessions() {
     local row kind label
     for row in "${rows[@]}"; do
         read -r n how <<<"$row"
-        for kind in rust rustopen go; do
+        for kind in rust rustopen mio go; do
             local c="sess.$kind.$n.$how"
             [ -f "$OUT/cell.$c" ] || continue
-            case $kind in rust) label=ours;; rustopen) label="ours, admission open";; go) label=kcp-go;; esac
+            case $kind in rust) label=ours;; rustopen) label="ours, admission open";; mio) label="ours, kcp-mio";; go) label=kcp-go;; esac
             report "| $n | $how | $label | $(med "$c" cpu_pct) | $(med "$c" us_per_echo) | $(med "$c" us_per_echo_all) | $(fmt 2 "$(med "$c" rss_kib_per_session)") | $(med "$c" hwm_mib) | $(fmt 2 "$(med "$c" p50_ms)") | $(fmt 1 "$(med "$c" p99_ms)") | $(fmt 1 "$(med "$c" max_ms)") | $(med "$c" retrans) | $(med "$c" server_retrans) | $(med "$c" refused) | $(med "$c" lock_max_ms) | $(med "$c" server_drops) / $(med "$c" client_drops) / $(med "$c" sys_drops) | $(med "$c" client_us_per_echo) | $(med "$c" sessions_ok) | $(runs "$c") |"
         done
     done
@@ -473,7 +484,7 @@ section_sessions() {
     done; done
     local top; top=$(echo "$SESS_LIST" | awk '{ print $NF }')
     if [ -n "$SESS_GO_REF" ]; then
-        report "" "Target (our server CPU at 10,000 sessions at most 0.2x kcp-go's at 2,000): our CPU at $top sessions / kcp-go's at $SESS_GO_REF (ramp): $(ratio "$(med "sess.rust.$top.ramp" cpu_pct)" "$(med "sess.go.$SESS_GO_REF.ramp" cpu_pct)") (ramp), $(ratio "$(med "sess.rust.$top.burst" cpu_pct)" "$(med "sess.go.$SESS_GO_REF.ramp" cpu_pct)") (all at once)."
+        report "" "Target (our server CPU at 10,000 sessions at most 0.2x kcp-go's at 2,000): our CPU at $top sessions / kcp-go's at $SESS_GO_REF (ramp): $(ratio "$(med "sess.rust.$top.ramp" cpu_pct)" "$(med "sess.go.$SESS_GO_REF.ramp" cpu_pct)") (ramp), $(ratio "$(med "sess.rust.$top.burst" cpu_pct)" "$(med "sess.go.$SESS_GO_REF.ramp" cpu_pct)") (all at once); by µs per echo × sessions: $(ratio "$(echo_cpu "sess.rust.$top.ramp" "$top")" "$(echo_cpu "sess.go.$SESS_GO_REF.ramp" "$SESS_GO_REF")") (ramp)$([ -z "$SESS_MIO" ] || echo "; the kcp-mio server: $(ratio "$(echo_cpu "sess.mio.$top.ramp" "$top")" "$(echo_cpu "sess.go.$SESS_GO_REF.ramp" "$SESS_GO_REF")") (ramp)")."
     fi
     report "" "Per-run p99 ms / retrans at $top (ours): ramp $(all "sess.rust.$top.ramp" p99_ms) / $(all "sess.rust.$top.ramp" retrans); all at once $(all "sess.rust.$top.burst" p99_ms) / $(all "sess.rust.$top.burst" retrans)."
 }
