@@ -741,6 +741,8 @@ func runClient(args []string) int {
 	fs.Var(&msg, "msg", "message size (default 1024 for echo, 16K otherwise)")
 	conns := fs.Int("conns", 1, "concurrent sessions")
 	duration := fs.Float64("duration", 0, "run each session for this many seconds instead of --bytes (header count 0)")
+	rate := fs.Float64("rate", 0, "echo: messages per second per session, message k sent at the session's start + k/rate (0: back to back)")
+	ramp := fs.Float64("ramp", 0, "start session i at i/conns of this many seconds (0: all at once)")
 	fs.Parse(args)
 	if fs.NArg() > 0 {
 		return usageErr("client: unexpected argument %q", fs.Arg(0))
@@ -757,6 +759,12 @@ func runClient(args []string) int {
 	}
 	if *duration < 0 {
 		return usageErr("client: --duration must be >= 0")
+	}
+	if *rate < 0 || *ramp < 0 {
+		return usageErr("client: --rate and --ramp must be >= 0")
+	}
+	if *rate > 0 && test != testEcho {
+		return usageErr("client: --rate applies to --test echo only")
 	}
 	if nbytes == 0 && *duration == 0 {
 		return usageErr("client: --bytes 0 needs --duration")
@@ -789,13 +797,21 @@ func runClient(args []string) int {
 	reports := make([]*report, *conns)
 	starts := make([]time.Time, *conns)
 	ends := make([]time.Time, *conns)
+	var period time.Duration
+	if *rate > 0 {
+		period = time.Duration(float64(time.Second) / *rate)
+	}
+	t0 := time.Now()
 	var wg sync.WaitGroup
 	for i := 0; i < *conns; i++ {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
+			if *ramp > 0 {
+				time.Sleep(time.Until(t0.Add(time.Duration(float64(i) / float64(*conns) * *ramp * float64(time.Second)))))
+			}
 			r := &report{Role: "client", Test: testName(test), Conn: &i}
-			starts[i], ends[i] = clientSession(*connect, &o, test, count, dur, m, r)
+			starts[i], ends[i] = clientSession(*connect, &o, test, count, dur, m, period, r)
 			r.finish(starts[i], ends[i])
 			r.print(o.json)
 			reports[i] = r
@@ -836,7 +852,7 @@ func runClient(args []string) int {
 
 // clientSession runs one session; it fills r (Bytes, rtts, OK, Error) and returns the
 // throughput interval.
-func clientSession(addr string, o *options, test byte, count uint64, dur time.Duration, msg int, r *report) (start, end time.Time) {
+func clientSession(addr string, o *options, test byte, count uint64, dur time.Duration, msg int, period time.Duration, r *report) (start, end time.Time) {
 	fail := func(format string, a ...interface{}) {
 		r.OK, r.Error = false, fmt.Sprintf(format, a...)
 	}
@@ -886,7 +902,11 @@ func clientSession(addr string, o *options, test byte, count uint64, dur time.Du
 	switch test {
 	case testEcho:
 		buf := make([]byte, msg)
-		for more() {
+		sessionStart := time.Now()
+		for k := 0; more(); k++ {
+			if period > 0 && k > 0 {
+				time.Sleep(time.Until(sessionStart.Add(time.Duration(k) * period)))
+			}
 			n := uint64(msg)
 			if dur == 0 && count-r.Bytes < n {
 				n = count - r.Bytes
@@ -1036,7 +1056,8 @@ func usageErr(format string, a ...interface{}) int {
 const usage = `usage:
   kcp-perf-go server [--listen ADDR] [--json] [shared flags]
   kcp-perf-go client --connect ADDR --test echo|sink|source [--bytes SIZE] [--msg SIZE]
-                     [--conns N] [--duration SECS] [--json] [shared flags]
+                     [--conns N] [--rate R] [--ramp SECS] [--duration SECS] [--json]
+                     [shared flags]
 shared flags (kcptun names): --crypt --key --datashard --parityshard --mode
   --nodelay --interval --resend --nc --mtu --sndwnd --rcvwnd --stream --acknodelay
   --sockbuf --dscp --timeout
