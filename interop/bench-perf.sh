@@ -47,7 +47,8 @@
 # SESS_REPEATS (REPEATS: runs per sessions cell, the longest ones),
 # SESS_GO_REF (2000; empty to skip), SESS_OPEN_LIST (the largest of SESS_LIST: burst runs against
 # our server with its half-open admission limits raised; empty to skip), SESS_FLAGS,
-# SESS_MIO (empty; 1: rows for the kcp-mio example server too, with SESS_MIO_FLAGS, e.g.
+# SESS_CLIENT (rust: kcp-perf's client; go: kcp-perf-go's, kcp-go's own sessions, which drop
+# SESS_CLIENT_FLAGS), SESS_MIO (empty; 1: rows for the kcp-mio example server too, with SESS_MIO_FLAGS, e.g.
 # "--receive-hold-us 1000"),
 # SESS_CLIENT_FLAGS (extra client flags, e.g. "--client-sockets 8": ours only, kcp-go's server
 # keys sessions by address), SESS_SERVER_FLAGS (extra flags for our server only, e.g.
@@ -91,6 +92,8 @@ SESS_FLAGS=${SESS_FLAGS:---mode $MODE --mtu $MTU --crypt aes --datashard 10 --pa
 SESS_CLIENT_FLAGS=${SESS_CLIENT_FLAGS:-}
 SESS_SERVER_FLAGS=${SESS_SERVER_FLAGS:-}
 SESS_MIO=${SESS_MIO:-}
+SESS_CLIENT=${SESS_CLIENT:-rust}
+case $SESS_CLIENT in rust|go) ;; *) echo "bench-perf.sh: SESS_CLIENT must be rust or go" >&2; exit 2 ;; esac
 SESS_MIO_FLAGS=${SESS_MIO_FLAGS:-}
 DRV_CONNS=${DRV_CONNS:-8}
 DRV_BYTES=${DRV_BYTES:-32M}
@@ -392,7 +395,9 @@ sess_run() {
         local d0; d0=$(udp_drops)
         local t0; t0=$(now)
         # shellcheck disable=SC2086
-        client_bg rust $((ramp + SESS_ECHOES + 90)) --test echo --conns "$n" --rate 1 --bytes $((64 * SESS_ECHOES)) --msg 64 --ramp "$ramp" --timeout 30 $SESS_CLIENT_FLAGS $SESS_FLAGS
+        local cflags=$SESS_CLIENT_FLAGS; [ "$SESS_CLIENT" = rust ] || cflags=
+        # shellcheck disable=SC2086
+        client_bg "$SESS_CLIENT" $((ramp + SESS_ECHOES + 90)) --test echo --conns "$n" --rate 1 --bytes $((64 * SESS_ECHOES)) --msg 64 --ramp "$ramp" --timeout 30 $cflags $SESS_FLAGS
         sleep "$(awk -v t0="$t0" -v n="$(now)" -v a="$wa" 'BEGIN { d = t0 + a - n; print (d > 0 ? d : 0) }')"
         local ca; ca=$(proc_cpu "$SPID"); local ta; ta=$(now)
         sleep "$w"
@@ -458,8 +463,9 @@ section_sessions() {
     done; done
     for n in $SESS_OPEN_LIST; do sess_run rustopen "$n" burst; done
     [ -z "$SESS_GO_REF" ] || sess_run go "$SESS_GO_REF" ramp
-    report "" "### 4. Many sessions, one 64 B echo per second each ($SESS_ECHOES per session), our client driving both servers" ""
-    report "\`kcp-perf client --test echo --conns N --rate 1 --bytes $((64 * SESS_ECHOES)) --msg 64 --ramp R --timeout 30 $SESS_CLIENT_FLAGS $SESS_FLAGS\` (default windows 128/512), our server \`kcp-perf server $SESS_SERVER_FLAGS\` (plus the admission flags below), R = $SESS_RAMP s (ramp) or 0 (all at once). Server CPU over a steady window (every session up, none done): % of a core and µs per echo (= window CPU / (N × window s)); \"all\": the whole run's server CPU per echo, set-up and close included. RSS: (server VmHWM at the end − VmHWM before the client) / N. Echo round trips and retransmissions: client's, all sessions. Server retrans: our server's RetransSegs (its counters, printed on SIGUSR1 at the end), kcp-go's process-wide counter. Lock ms: the longest hold of our server's driver lock (kcp-perf's \`perf\` feature; preemption included). Refused: first flights our server turned away at admission, evicted half-open entries (\`half_open_evicted\`) plus refused first flights (\`refused\`; by default a host keeps at most 64 half-open entries plus one per session it confirmed, up to half the table (1024), the oldest evicted for a new first flight once 100 ms old or as old as the host's smoothed answer time plus four deviations, else the new one refused, and the refused clients retry at their retransmission timeouts); \"admission open\": the same server with \`--max-half-open 1000000 --half-open-per-host 1000000\`.$([ -z "$SESS_MIO" ] || echo " \"kcp-mio\": the kcp-mio example server (one \`mio::Poll\` loop, no tasks) with \`--sessions-per-host 1000000 $SESS_MIO_FLAGS\` (it has no counters to print: no server retrans, refused or lock columns).") Client µs/echo: the client's whole CPU per echo (it runs one socket and driver per session). Drops: kernel drops of the server's socket / of the client's sockets (until the end of the window) / all of the machine's UDP buffer errors and backlog drops during the run. Median of $SESS_REPEATS runs." ""
+    local cname=kcp-perf cwho="our client"; [ "$SESS_CLIENT" = rust ] || { cname=kcp-perf-go; cwho="kcp-go's client (kcp-perf-go)"; }
+    report "" "### 4. Many sessions, one 64 B echo per second each ($SESS_ECHOES per session), $cwho driving both servers" ""
+    report "\`$cname client --test echo --conns N --rate 1 --bytes $((64 * SESS_ECHOES)) --msg 64 --ramp R --timeout 30 $([ "$SESS_CLIENT" = rust ] && echo "$SESS_CLIENT_FLAGS ")$SESS_FLAGS\` (default windows 128/512), our server \`kcp-perf server $SESS_SERVER_FLAGS\` (plus the admission flags below), R = $SESS_RAMP s (ramp) or 0 (all at once). Server CPU over a steady window (every session up, none done): % of a core and µs per echo (= window CPU / (N × window s)); \"all\": the whole run's server CPU per echo, set-up and close included. RSS: (server VmHWM at the end − VmHWM before the client) / N. Echo round trips and retransmissions: client's, all sessions. Server retrans: our server's RetransSegs (its counters, printed on SIGUSR1 at the end), kcp-go's process-wide counter. Lock ms: the longest hold of our server's driver lock (kcp-perf's \`perf\` feature; preemption included). Refused: first flights our server turned away at admission, evicted half-open entries (\`half_open_evicted\`) plus refused first flights (\`refused\`; by default a host keeps at most 64 half-open entries plus one per session it confirmed, up to half the table (1024), the oldest evicted for a new first flight once 100 ms old or as old as the host's smoothed answer time plus four deviations, else the new one refused, and the refused clients retry at their retransmission timeouts); \"admission open\": the same server with \`--max-half-open 1000000 --half-open-per-host 1000000\`.$([ -z "$SESS_MIO" ] || echo " \"kcp-mio\": the kcp-mio example server (one \`mio::Poll\` loop, no tasks) with \`--sessions-per-host 1000000 $SESS_MIO_FLAGS\` (it has no counters to print: no server retrans, refused or lock columns).") Client µs/echo: the client's whole CPU per echo (it runs one socket and driver per session). Drops: kernel drops of the server's socket / of the client's sockets (until the end of the window) / all of the machine's UDP buffer errors and backlog drops during the run. Median of $SESS_REPEATS runs." ""
     report "| N | start | server | CPU % core | µs/echo | µs/echo all | KiB/session | peak RSS MiB | p50 ms | p99 ms | max ms | client retrans | server retrans | refused | lock ms | drops server / client / all | client µs/echo | sessions ok | runs |"
     report "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
     local rows=()
