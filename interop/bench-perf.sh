@@ -417,7 +417,8 @@ sess_run() {
         local sretrans; sretrans=$(stat_field "$st" retrans_segs)
         local lockmax; lockmax=$(stat_field "$st" lock_hold_max_ns)
         # kcp-go's server: its process-wide counter, as of the last report.
-        [ -n "$sretrans" ] || sretrans=$(jq -s 'map(.retrans // 0) | max // null' "$RUN/s.out")
+        # (The kcp-mio server's lines count per session: no column for it.)
+        [ -n "$sretrans" ] || [ "$impl" != go ] || sretrans=$(jq -s 'map(.retrans // 0) | max // null' "$RUN/s.out")
         stop_server
         local drops=$(( $(udp_drops) - d0 ))
         local c; c=$(client_summary)
