@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Loopback self-test of kcp-perf-go against itself (see README.md):
 #   every cipher x FEC 0/0 and 10/3 x stream and message mode x echo/sink/source (1 MiB),
-#   4 concurrent sessions, a wrong key (client must fail after --timeout), a bad header
+#   4 concurrent sessions (also paced with --rate and dialled over a --ramp), a wrong key (client must fail after --timeout), a bad header
 #   (server must log it and keep serving), bad flags (non-zero exit).
 # Usage: interop/kcpperf-go/selftest.sh [cipher...]     (runs niced; ~1-2 min)
 set -uo pipefail
@@ -46,6 +46,12 @@ for t in echo sink source; do
   grep -q '"ok":true,"summary":true' "$tmp/out" || { echo "FAIL 4 conns $t summary"; fail=$((fail+1)); }
 done
 check "4 conns message mode echo" nice "$B" client --connect "$addr" --test echo --conns 4 --stream=false --msg 4K
+# --rate and --ramp: 4 sessions dialled over 0.3 s, 5 messages each 0.1 s apart: the run
+# takes at least 0.4 s (a session's last message) + 0.225 s (the last session's start).
+t0=$(date +%s%N)
+check "4 conns echo --rate 10 --ramp 0.3" nice "$B" client --connect "$addr" --test echo --conns 4 --rate 10 --ramp 0.3 --msg 64 --bytes 320
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+if [ "$ms" -ge 600 ]; then pass=$((pass+1)); else echo "FAIL --rate/--ramp run took $ms ms (at least 625 expected)"; fail=$((fail+1)); fi
 # wrong key: must fail (non-zero), within about --timeout
 t0=$(date +%s)
 if nice "$B" client --connect "$addr" --test echo --key wrong --timeout 2 >"$tmp/out" 2>"$tmp/err"; then
@@ -71,7 +77,8 @@ stop_server
 
 # bad flags must exit non-zero with a message
 for args in "client --test echo" "client --connect 127.0.0.1:1 --test nope" "client --connect 127.0.0.1:1 --test echo --crypt rot13" \
-            "client --connect 127.0.0.1:1 --test echo --bytes 1X" "server --mode turbo" "server --bogus" "frobnicate"; do
+            "client --connect 127.0.0.1:1 --test echo --bytes 1X" "client --connect 127.0.0.1:1 --test sink --rate 1" \
+            "client --connect 127.0.0.1:1 --test echo --ramp -1" "server --mode turbo" "server --bogus" "frobnicate"; do
   if "$B" $args >/dev/null 2>"$tmp/err"; then echo "FAIL flags '$args' exited 0"; fail=$((fail+1)); else pass=$((pass+1)); fi
 done
 echo "total: $pass passed, $fail failed"
