@@ -284,7 +284,7 @@ impl Endpoint {
             self.hold_until = None;
             self.receive()?;
             if self.hold_until.is_none() {
-                self.update_interest();
+                self.update_interest(false);
             }
         } else if self.rx_more && self.hold_until.is_none() {
             self.receive()?;
@@ -340,21 +340,24 @@ impl Endpoint {
         }
     }
 
+    /// Turning the interest on always registers anew, also when it was on: that re-arms the
+    /// edge-triggered event after a refused retry.
     fn set_writable_interest(&mut self, on: bool) {
         self.writable_interest = on;
-        self.update_interest();
+        self.update_interest(on);
     }
 
     /// Registers the socket for what the endpoint waits for now: reading unless a receive
     /// hold runs, writing while datagrams wait in the backlog; neither: not registered.
-    fn update_interest(&mut self) {
+    /// `rearm`: register even if the interest is unchanged.
+    fn update_interest(&mut self, rearm: bool) {
         let read = self.hold_until.is_none().then_some(Interest::READABLE);
         let write = self.writable_interest.then_some(Interest::WRITABLE);
         let want = match (read, write) {
             (Some(r), Some(w)) => Some(r | w),
             (r, w) => r.or(w),
         };
-        if want == self.registered {
+        if want == self.registered && !(rearm && want.is_some()) {
             return;
         }
         let r = match (self.registered, want) {
@@ -423,7 +426,7 @@ impl Endpoint {
         // A turn cut short by the per-turn bound reads on in `handle_timeout` first.
         if let (Some(h), false) = (self.hold, self.rx_more) {
             self.hold_until = Some(Instant::now() + h);
-            self.update_interest();
+            self.update_interest(false);
         }
     }
 

@@ -123,3 +123,73 @@ fn a_full_backlog_drops_and_counts_and_kcp_retransmits() {
     );
     assert!(!client.is_send_blocked());
 }
+
+/// A retry that the kernel refuses again re-arms the writable event: the socket stays
+/// writable throughout, so an edge-triggered poll reports it again only because the endpoint
+/// registers anew; without that the backlog would wait for some other event.
+#[test]
+fn a_refused_retry_rearms_the_writable_event() {
+    let config = KcpConfig::new(Config::fast3());
+    let mut poll = Poll::new().unwrap();
+    let (mut server, mut client) = common::loopback_pair(&config, &poll);
+    let id = client.connect(server.local_addr().unwrap()).unwrap();
+    client.sender_mut().simulate_full_socket(u64::MAX);
+    assert_eq!(client.send(id, b"waits in the backlog").unwrap(), 20);
+    client.flush();
+    assert!(client.is_send_blocked());
+    let mut events = Events::with_capacity(16);
+    // Each poll must report the client's socket writable; handling the event retries the
+    // backlog, which is refused again.
+    for round in 0..3 {
+        poll.poll(&mut events, Some(Duration::from_millis(500)))
+            .unwrap();
+        let writable: Vec<_> = events
+            .iter()
+            .filter(|e| e.token() == mio::Token(1) && e.is_writable())
+            .collect();
+        assert!(
+            !writable.is_empty(),
+            "round {round}: no writable event after a refused retry"
+        );
+        for e in writable {
+            client.handle_event(e).unwrap();
+        }
+        assert!(client.is_send_blocked());
+    }
+    // The kernel takes datagrams again: the next writable event sends the backlog.
+    client.sender_mut().simulate_full_socket(0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut buf = [0u8; 64];
+    let got = loop {
+        assert!(
+            Instant::now() < deadline,
+            "the backlog never reached the server"
+        );
+        let t = client.poll_timeout().unwrap_or(Duration::from_millis(50));
+        poll.poll(&mut events, Some(t.min(Duration::from_millis(50))))
+            .unwrap();
+        for e in events.iter() {
+            client.handle_event(e).unwrap();
+            server.handle_event(e).unwrap();
+        }
+        client.handle_timeout().unwrap();
+        server.handle_timeout().unwrap();
+        let mut got = None;
+        while let Some(ev) = server.poll_event() {
+            match ev {
+                Event::Incoming => {
+                    server.accept();
+                }
+                Event::Readable(s) => {
+                    let n = server.recv(s, &mut buf).unwrap();
+                    got = Some(buf[..n].to_vec());
+                }
+                _ => {}
+            }
+        }
+        if let Some(g) = got {
+            break g;
+        }
+    };
+    assert_eq!(got, b"waits in the backlog");
+}
