@@ -1,14 +1,9 @@
 //! [`AdmissionArgs`]: a server's admission limits as a clap argument group, for kcp-perf's
 //! server and the kcp-mio example server.
 
-use std::time::Duration;
-
 use clap::{value_parser, Arg, ArgMatches, Command};
 
 use crate::KcpConfig;
-
-/// How long a half-open entry waits for its peer's answer (the endpoint's default).
-const HALF_OPEN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A server's admission limits (`#[command(flatten)]`): `--half-open-per-host`,
 /// `--sessions-per-host`, `--max-half-open` and `--backlog`, with the endpoint's defaults
@@ -38,11 +33,12 @@ impl Default for AdmissionArgs {
 }
 
 impl AdmissionArgs {
-    /// `config` with these limits (half-open entries time out after the endpoint's 5 s).
+    /// `config` with these limits (its half-open timeout kept).
     pub fn apply(&self, config: KcpConfig) -> KcpConfig {
+        let timeout = config.half_open_timeout();
         config
             .half_open(
-                HALF_OPEN_TIMEOUT,
+                timeout,
                 self.max_half_open as usize,
                 self.half_open_per_host as usize,
             )
@@ -59,8 +55,9 @@ fn flags() -> [(&'static str, &'static str, u32); 4] {
             "half-open-per-host",
             "Most half-open entries (peers that sent a first flight and have not answered the \
              server's probe yet) from one host (an IPv4 address, an IPv6 /64), plus one per \
-             session the host's peers confirmed, up to half of --max-half-open; the oldest is \
-             evicted beyond it",
+             session the host's peers confirmed, up to half of --max-half-open; beyond it a new \
+             first flight evicts the host's oldest entry once that has had time to answer, \
+             else it is refused and its peer retransmits it",
             d.half_open_per_host,
         ),
         (
@@ -71,7 +68,8 @@ fn flags() -> [(&'static str, &'static str, u32); 4] {
         ),
         (
             "max-half-open",
-            "Most half-open entries in all (the oldest is evicted beyond it)",
+            "Most half-open entries in all (beyond it as per host: the oldest evicted once it \
+             has had time to answer, else the new first flight refused)",
             d.max_half_open,
         ),
         (
@@ -162,6 +160,11 @@ mod tests {
         assert_eq!(ep.max_half_open, 20_000);
         assert_eq!(ep.backlog, 9);
         assert_eq!(ep.half_open_timeout_ms, 5_000);
+        // A timeout set before is kept.
+        let custom = KcpConfig::default().half_open(std::time::Duration::from_secs(2), 10, 10);
+        let ep = a.apply(custom).endpoint_config(true).unwrap();
+        assert_eq!(ep.half_open_timeout_ms, 2_000);
+        assert_eq!(ep.max_half_open, 20_000);
     }
 
     #[test]

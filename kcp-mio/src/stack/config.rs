@@ -367,6 +367,12 @@ impl KcpConfig {
         self
     }
 
+    /// How long a half-open entry waits for its peer's answer (set by
+    /// [`half_open`](Self::half_open); default 5 s).
+    pub fn half_open_timeout(&self) -> Duration {
+        self.half_open_timeout
+    }
+
     /// How old a half-open entry must be before a new first flight may evict it from a full
     /// table; younger entries stay and the new first flight is refused, so a burst of
     /// clients behind one address all get in (default 100 ms; longer for a host whose peers
