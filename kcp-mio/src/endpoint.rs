@@ -242,10 +242,7 @@ impl Endpoint {
             .core
             .poll_timeout()
             .map(|at| self.start + Duration::from_millis(now64 + at.since(now).max(0) as u64));
-        let deadline = match (session, self.hold_until) {
-            (Some(a), Some(b)) => a.min(b),
-            (a, b) => a.or(b)?,
-        };
+        let deadline = session.into_iter().chain(self.hold_until).min()?;
         Some(deadline.saturating_duration_since(Instant::now()))
     }
 
@@ -353,10 +350,7 @@ impl Endpoint {
     fn update_interest(&mut self, rearm: bool) {
         let read = self.hold_until.is_none().then_some(Interest::READABLE);
         let write = self.writable_interest.then_some(Interest::WRITABLE);
-        let want = match (read, write) {
-            (Some(r), Some(w)) => Some(r | w),
-            (r, w) => r.or(w),
-        };
+        let want = read.into_iter().chain(write).reduce(|a, b| a | b);
         if want == self.registered && !(rearm && want.is_some()) {
             return;
         }

@@ -22,12 +22,15 @@ pub struct AdmissionArgs {
 }
 
 impl Default for AdmissionArgs {
+    /// The endpoint's own defaults (kcp-core's `EndpointConfig`).
     fn default() -> Self {
+        let ep = kcp_core::endpoint::EndpointConfig::new(kcp_core::Config::default());
+        let n = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
         AdmissionArgs {
-            half_open_per_host: 64,
-            sessions_per_host: 4096,
-            max_half_open: 1024,
-            backlog: 128,
+            half_open_per_host: n(ep.max_half_open_per_host),
+            sessions_per_host: n(ep.max_sessions_per_host),
+            max_half_open: n(ep.max_half_open),
+            backlog: n(ep.backlog),
         }
     }
 }
