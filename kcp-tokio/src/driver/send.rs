@@ -116,8 +116,8 @@ impl Inner {
         }
     }
 
-    /// Seals the collected batch (no lock but the send lock) and sends it through Tokio's
-    /// readiness, or queues it behind the backlog.
+    /// Seals the collected batch (no lock but the send lock) and sends it, or queues it
+    /// behind the backlog.
     pub(super) fn seal_and_send(&self, tx: &mut Tx, now: u64) {
         let n = tx.sender.committed();
         if n == 0 {
@@ -135,23 +135,19 @@ impl Inner {
         self.trace(Trace::Sent(n));
         let had_backlog = tx.sender.backlog_len() > 0;
         let socket = self.socket.sock_ref();
-        if had_backlog {
-            // Behind the backlog: queued without a system call; the driver is waiting for
-            // the socket to be writable already.
-            let _ = tx.sender.flush(&socket);
-        } else {
-            let _ = self.socket.try_write(|| {
-                #[cfg(test)]
-                if self.stall_sends.load(Ordering::Relaxed) {
-                    tx.sender.simulate_full_socket(1);
-                }
-                tx.sender.flush(&socket)
-            });
-            // Tokio refuses without a system call until its reactor has seen the socket
-            // writable once (a new socket): what is still in the batch waits in the backlog
-            // for the writable event, never dropped.
-            tx.sender.defer();
+        #[cfg(test)]
+        if !had_backlog && self.stall_sends.load(Ordering::Relaxed) {
+            tx.sender.simulate_full_socket(1);
         }
+        // Behind a backlog the batch joins it without a system call (the driver is waiting
+        // for the socket to be writable already). Without one it goes to the kernel directly,
+        // not through Tokio's write readiness: Tokio refuses without a system call until its
+        // reactor has seen a new socket writable once, which would put every client socket's
+        // first flight in the backlog (a 128 KiB ring for one datagram) and make it wait a
+        // reactor turn. What the kernel refuses goes to the backlog, and the driver waits for
+        // writability: if Tokio's readiness is stale, the first retry's `WouldBlock` clears it
+        // (`drain_backlog` sends through `try_write`).
+        let _ = tx.sender.flush(&socket);
         self.count_sends(tx);
         if !had_backlog && tx.sender.backlog_len() > 0 {
             // The driver waits for writability only while it knows of a backlog.

@@ -83,6 +83,34 @@ fn a_full_send_buffer_does_not_spin() {
     );
 }
 
+/// A new client socket's first flight goes straight to the kernel. Tokio's write readiness
+/// of a socket starts unknown (its reactor has not polled the socket yet); sending through
+/// it put every new socket's first datagrams in the backlog and made them wait for a
+/// reactor turn.
+#[tokio::test(flavor = "current_thread")]
+async fn a_new_sockets_first_flight_skips_the_backlog() {
+    // A plain socket: Tokio's would refuse to read before its reactor turn, too.
+    let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    peer.set_nonblocking(true).unwrap();
+    let cfg = KcpConfig::new(kcp_core::Config::fast3());
+    let mut c = KcpStream::connect(peer.local_addr().unwrap(), cfg)
+        .await
+        .unwrap();
+    c.write_all(b"first").await.unwrap();
+    let st = c.socket_stats();
+    assert_eq!(st.send_would_block, 0, "{st:?}");
+    assert_eq!(st.backlog, 0, "{st:?}");
+    assert!(st.datagrams_sent >= 1, "{st:?}");
+    // Already in the peer's socket (loopback delivers within the send call): no reactor
+    // turn was needed.
+    let mut buf = [0u8; 2048];
+    let (n, _) = peer.recv_from(&mut buf).unwrap();
+    let seg =
+        SegmentRepr::parse(&kcp_core::wire::Segment::new_checked(&buf[..n]).unwrap()).unwrap();
+    assert_eq!(seg.cmd, Command::Push);
+    assert_eq!(&buf[HEADER_LEN..HEADER_LEN + 5], b"first");
+}
+
 /// The driver's clock crosses 2^32 ms (49.7 days) during a transfer: data still flows,
 /// the driver does not spin, and an idle timeout after the wrap fires on time.
 #[tokio::test]
