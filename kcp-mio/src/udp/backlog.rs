@@ -47,10 +47,10 @@ impl Backlog {
         true
     }
 
-    /// Doubles the ring (at least 64 slots, at most `max`), keeping the order.
+    /// Doubles the ring (at least 8 slots, at most `max`), keeping the order.
     pub(super) fn grow(&mut self) -> bool {
         let cap = self.cap();
-        let new = (cap * 2).max(64).min(self.max);
+        let new = (cap * 2).max(8).min(self.max);
         if new <= cap {
             return false;
         }

@@ -8,7 +8,7 @@ use std::os::fd::AsRawFd;
 
 use socket2::SockRef;
 
-use super::{UdpStats, BATCH, SLOT};
+use super::{UdpStats, BATCH, FIRST_BATCH, SLOT};
 
 /// Linux uapi `UDP_SEGMENT` (GSO) and `UDP_GRO` socket options / control messages.
 const UDP_SEGMENT: libc::c_int = 103;
@@ -119,22 +119,36 @@ unsafe impl Sync for SendMsgs {}
 
 impl SendMsgs {
     pub(super) fn new() -> SendMsgs {
-        SendMsgs {
-            // SAFETY: all-zero is a valid value for these plain C structs.
-            dests: vec![unsafe { mem::zeroed() }; BATCH],
-            dest_lens: vec![0; BATCH],
-            iovs: vec![
-                libc::iovec {
-                    iov_base: std::ptr::null_mut(),
-                    iov_len: 0
-                };
-                BATCH
-            ],
-            // SAFETY: as above.
-            hdrs: vec![unsafe { mem::zeroed() }; BATCH],
-            cmsgs: vec![[0; CMSG_WORDS]; BATCH],
-            groups: Vec::with_capacity(BATCH),
+        let mut m = SendMsgs {
+            dests: Vec::new(),
+            dest_lens: Vec::new(),
+            iovs: Vec::new(),
+            hdrs: Vec::new(),
+            cmsgs: Vec::new(),
+            groups: Vec::with_capacity(FIRST_BATCH),
+        };
+        m.grow(FIRST_BATCH);
+        m
+    }
+
+    /// Room for `n` datagrams' headers (they grow with the sender's batch).
+    fn grow(&mut self, n: usize) {
+        if self.hdrs.len() >= n {
+            return;
         }
+        // SAFETY: all-zero is a valid value for these plain C structs.
+        self.dests.resize(n, unsafe { mem::zeroed() });
+        self.dest_lens.resize(n, 0);
+        self.iovs.resize(
+            n,
+            libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0,
+            },
+        );
+        // SAFETY: as above.
+        self.hdrs.resize(n, unsafe { mem::zeroed() });
+        self.cmsgs.resize(n, [0; CMSG_WORDS]);
     }
 
     /// Splits datagrams `start..` into messages: GSO runs (same peer, same size, the last one
@@ -209,6 +223,7 @@ impl SendMsgs {
         stats: &mut UdpStats,
     ) -> Sent {
         let n = lens.len().min(addrs.len()).min(BATCH);
+        self.grow(n);
         for i in 0..n {
             self.dest_lens[i] = from_socket_addr(&addrs[i], &mut self.dests[i]);
             let len = lens[i].min(SLOT);
@@ -294,6 +309,25 @@ impl RecvMsgs {
             hdrs: vec![unsafe { mem::zeroed() }; count],
             cmsgs: vec![[0; CMSG_WORDS]; count],
         }
+    }
+
+    /// Room for `count` slots' headers (they grow with the receiver's batch).
+    pub(super) fn grow(&mut self, count: usize) {
+        if self.hdrs.len() >= count {
+            return;
+        }
+        // SAFETY: all-zero is a valid value for these plain C structs.
+        self.names.resize(count, unsafe { mem::zeroed() });
+        self.iovs.resize(
+            count,
+            libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0,
+            },
+        );
+        // SAFETY: as above.
+        self.hdrs.resize(count, unsafe { mem::zeroed() });
+        self.cmsgs.resize(count, [0; CMSG_WORDS]);
     }
 
     /// One `recvmmsg` into `buf`'s slots; pushes (slot, length, segment size, source) per

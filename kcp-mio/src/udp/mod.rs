@@ -31,8 +31,12 @@ use std::io;
 pub use recv::Receiver;
 pub use send::Sender;
 
-/// Datagrams per batch (one `sendmmsg`/`recvmmsg`).
+/// Datagrams per batch (one `sendmmsg`/`recvmmsg`), at most.
 pub const BATCH: usize = 32;
+/// Slots a batch starts with (without GRO): it doubles, up to [`BATCH`], when a call fills
+/// it. A client socket that carries one session's small messages keeps 16 KiB of slots
+/// instead of 128 KiB; a busy socket reaches full batches within its first few calls.
+pub const FIRST_BATCH: usize = 4;
 /// Bytes per datagram slot: the largest datagram sent, or received without GRO (KCP's MTU is
 /// at most 1500).
 pub const SLOT: usize = 2048;
@@ -270,6 +274,65 @@ mod tests {
     #[test]
     fn refused_datagrams_wait_in_a_bounded_backlog_plain() {
         backlog_case(true);
+    }
+
+    /// Batches start small and double when a call fills them: a fresh receiver reads
+    /// 4, 8, 16, then 32 of a queue of 70 datagrams per call, in order; a fresh sender hands
+    /// 32 datagrams to one `sendmmsg`, not to eight calls of four.
+    fn batches_grow_when_they_fill(plain: bool) {
+        let (a, b) = pair();
+        SockRef::from(&b).set_recv_buffer_size(1 << 20).unwrap();
+        let to = b.local_addr().unwrap();
+        let mut tx = Sender::new(64);
+        let mut rx = Receiver::new(SockRef::from(&b), false);
+        if plain {
+            tx.use_plain_sends();
+            rx.use_plain_receives();
+        }
+        let mut k = 0u8;
+        tx.send_from(SockRef::from(&a), |region, stride, lens| {
+            let mut n = 0;
+            // Mixed sizes, so GSO cannot merge them: one message per datagram.
+            while n < lens.len() && k < 70 {
+                let len = 100 + usize::from(k) * 7;
+                region[n * stride..n * stride + len].fill(k);
+                lens[n] = len;
+                n += 1;
+                k += 1;
+            }
+            (n > 0).then_some((to, n))
+        })
+        .unwrap();
+        let st = tx.stats();
+        assert_eq!(st.datagrams_sent, 70);
+        if plain {
+            assert_eq!(st.send_calls, 70);
+        } else {
+            assert_eq!(st.send_calls, 3, "batches of 32, 32 and 6: {st:?}");
+        }
+        let mut per_call = Vec::new();
+        let mut got = Vec::new();
+        while got.len() < 70 {
+            let n = rx.recv(SockRef::from(&b)).unwrap();
+            per_call.push(n);
+            rx.for_each(|_, d| {
+                assert!(d.iter().all(|&x| x == d[0]));
+                got.push((d.len(), d[0]));
+            });
+        }
+        assert_eq!(per_call, [4, 8, 16, 32, 10]);
+        let want: Vec<(usize, u8)> = (0..70u8).map(|k| (100 + usize::from(k) * 7, k)).collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn batches_grow_when_they_fill_batched() {
+        batches_grow_when_they_fill(false);
+    }
+
+    #[test]
+    fn batches_grow_when_they_fill_plain() {
+        batches_grow_when_they_fill(true);
     }
 
     #[test]

@@ -48,7 +48,9 @@ fn recv_whole(socket: &SockRef<'_>, slot: &mut [u8]) -> io::Result<Option<(usize
 pub struct Receiver {
     gro: bool,
     slot: usize,
+    /// Slots now; a call that fills them all doubles them, up to `max`.
     count: usize,
+    max: usize,
     buf: Vec<u8>,
     /// Per received message: (slot, length, segment size, source).
     got: Vec<(usize, usize, usize, SocketAddr)>,
@@ -84,15 +86,16 @@ impl Receiver {
         let _ = (&socket, gro);
         #[cfg(not(target_os = "linux"))]
         let gro = false;
-        let (slot, count) = if gro {
-            (GRO_SLOT, GRO_BATCH)
+        let (slot, count, max) = if gro {
+            (GRO_SLOT, GRO_BATCH, GRO_BATCH)
         } else {
-            (SLOT, BATCH)
+            (SLOT, FIRST_BATCH, BATCH)
         };
         Receiver {
             gro,
             slot,
             count,
+            max,
             buf: vec![0; slot * count],
             got: Vec::with_capacity(count),
             #[cfg(target_os = "linux")]
@@ -117,7 +120,8 @@ impl Receiver {
         self.stats
     }
 
-    /// Reads up to a batch without blocking. Returns how many datagrams it got (a GRO train
+    /// Reads up to a batch without blocking (its slots double, up to [`BATCH`], each time a
+    /// call fills them). Returns how many datagrams it got (a GRO train
     /// counts as its datagrams), then [`for_each`](Self::for_each) hands them out.
     /// `Err(WouldBlock)` when nothing is queued; errors [`is_transient`] says are about a peer
     /// can be ignored.
@@ -154,6 +158,13 @@ impl Receiver {
 
     fn count_received(&mut self) -> usize {
         self.stats.recv_calls += 1;
+        if self.got.len() >= self.count && self.count < self.max {
+            // Full: the next call reads up to twice as many.
+            self.count = (self.count * 2).min(self.max);
+            self.buf.resize(self.slot * self.count, 0);
+            #[cfg(target_os = "linux")]
+            self.mmsg.grow(self.count);
+        }
         let n: usize = self
             .got
             .iter()

@@ -48,9 +48,9 @@ impl Sender {
     /// A sender whose backlog holds at most `max_backlog` datagrams.
     pub fn new(max_backlog: usize) -> Sender {
         Sender {
-            buf: vec![0; BATCH * SLOT],
-            lens: Vec::with_capacity(BATCH),
-            addrs: Vec::with_capacity(BATCH),
+            buf: vec![0; FIRST_BATCH * SLOT],
+            lens: Vec::with_capacity(FIRST_BATCH),
+            addrs: Vec::with_capacity(FIRST_BATCH),
             #[cfg(target_os = "linux")]
             mmsg: linux::SendMsgs::new(),
             batched: cfg!(target_os = "linux"),
@@ -131,7 +131,8 @@ impl Sender {
 
     /// Fills the free slots of the batch from `source` (see [`send_from`](Self::send_from))
     /// without sending; returns true when the batch is full (`source` may have more). For
-    /// adapters that fill under one lock and seal or send outside it.
+    /// adapters that fill under one lock and seal or send outside it. A batch that fills
+    /// doubles (up to [`BATCH`] slots) before it counts as full.
     pub fn fill(
         &mut self,
         mut source: impl FnMut(&mut [u8], usize, &mut [usize]) -> Option<(SocketAddr, usize)>,
@@ -139,10 +140,15 @@ impl Sender {
         let mut lens = [0usize; BATCH];
         loop {
             let used = self.lens.len();
-            if used >= BATCH {
-                return true;
+            let cap = self.buf.len() / SLOT;
+            if used >= cap {
+                if cap >= BATCH {
+                    return true;
+                }
+                self.buf.resize((cap * 2).min(BATCH) * SLOT, 0);
+                continue;
             }
-            let free = BATCH - used;
+            let free = cap - used;
             let region = self.buf.get_mut(used * SLOT..).unwrap_or(&mut []);
             match source(region, SLOT, &mut lens[..free]) {
                 Some((to, n)) => {
