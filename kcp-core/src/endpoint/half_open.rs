@@ -44,6 +44,10 @@ const ASK_GAP_MS: u64 = 200;
 /// Datagrams of a half-open entry whose fingerprints it keeps for the replay record.
 const SEEN: usize = 6;
 
+/// Probes for refused first flights waiting to be sent, at most (beyond, a refused first
+/// flight gets none, as before).
+pub(super) const REFUSAL_PROBES: usize = 256;
+
 /// A host's half-open entries, and a smoothed estimate of how long its peers take to answer
 /// a probe (from the first flight to the answer), kept while the host has entries.
 #[derive(Clone, Copy, Default)]
@@ -124,6 +128,8 @@ pub(super) struct Gone {
     pub(super) opened_at: u64,
     /// Whether its probe went out: only then can an answer come.
     pub(super) probed: bool,
+    /// When the last probe for it went out or was queued (elapsed ms).
+    pub(super) asked_at: u64,
 }
 
 /// A session to open: its peer answered a probe.
@@ -152,6 +158,54 @@ pub(super) struct Stranger<A> {
     pub(super) attach: bool,
     /// The FEC group of its data, if any.
     pub(super) group: Option<u32>,
+}
+
+/// Writes a probe (WASK) of conversation `conv` into `buf` (at least the layers' headers,
+/// the KCP header and the layers' trailers long), sealed by `layers` innermost first, each
+/// layer over the part that starts at its header; trims the layers after. Returns its length.
+fn seal_probe(
+    layers: &mut [Layer],
+    conv: u32,
+    wnd: u16,
+    now: Millis,
+    buf: &mut [u8],
+) -> Option<usize> {
+    let head: usize = layers.iter().map(|l| l.header_len()).sum();
+    let wask = SegmentRepr {
+        conv,
+        cmd: Command::WindowAsk,
+        frg: 0,
+        wnd,
+        ts: now.0,
+        sn: 0,
+        una: 0,
+        len: 0,
+    };
+    wask.emit(buf.get_mut(head..)?).ok()?;
+    let mut end = head + HEADER_LEN;
+    let mut off = head;
+    let mut ok = true;
+    let mut scratch = [0u8; crate::config::MAX_MTU as usize + 64];
+    for layer in layers.iter_mut() {
+        off -= layer.header_len();
+        let Some(part) = buf.get_mut(off..) else {
+            ok = false;
+            break;
+        };
+        match layer.seal(part, end - off, now) {
+            Ok(n) => end = off + n,
+            Err(_) => {
+                ok = false;
+                break;
+            }
+        }
+        // Parity a layer queued is not sent to an unconfirmed peer.
+        while layer.poll_extra(&mut scratch, now).is_some() {}
+    }
+    for layer in layers.iter_mut() {
+        layer.trim();
+    }
+    ok.then_some(end)
 }
 
 /// Whether `kcp` carries a WINS of conversation `conv` (a peer's answer to a window probe).
@@ -291,6 +345,7 @@ impl<A: PeerAddr> Endpoint<A> {
             };
             if !self.old_enough(key, t) {
                 self.stats.refused += 1;
+                self.probe_refused(t, now, (from, conv), host, datagram, opened);
                 return Err(EndpointError::Rejected(DropReason::Refused));
             }
             self.evict_half(key);
@@ -643,26 +698,99 @@ impl<A: PeerAddr> Endpoint<A> {
     }
 
     /// Evicts a half-open entry for a newer first flight, remembering when it was opened
-    /// (the last `2 * max_half_open` of them) in case its answer still comes.
+    /// (the last `8 * max_half_open` of them) in case its answer still comes.
     fn evict_half(&mut self, key: (A, u32)) {
         let Some(h) = self.take_half(key) else {
             return;
         };
         self.stats.unconfirmed += 1;
         self.stats.half_open_evicted += 1;
-        if self.half_gone_order.len() >= 2 * self.cfg.max_half_open {
-            if let Some(old) = self.half_gone_order.pop_front() {
-                self.half_gone.remove(&old);
-            }
-        }
-        self.half_gone.insert(
+        self.remember_gone(
             key,
             Gone {
                 opened_at: h.opened_at,
                 probed: h.last_ask.is_some(),
+                asked_at: h.last_ask.unwrap_or(h.opened_at),
             },
         );
+    }
+
+    /// Remembers `key` as gone (the last `8 * max_half_open` of them) in case its answer
+    /// still comes.
+    fn remember_gone(&mut self, key: (A, u32), gone: Gone) {
+        if self.half_gone.insert(key, gone).is_some() {
+            // Already in the queue: it keeps its place.
+            return;
+        }
+        if self.half_gone_order.len() >= 8 * self.cfg.max_half_open {
+            if let Some(old) = self.half_gone_order.pop_front() {
+                self.half_gone.remove(&old);
+            }
+        }
         self.half_gone_order.push_back(key);
+    }
+
+    /// A first flight refused because entries too young to evict fill its host's share or
+    /// the table. If its host has shown that its peers answer probes (it holds confirmed
+    /// sessions, or its answer time is known), the first flight is answered with a probe
+    /// all the same, sealed by a codec stack built for it and then dropped, and only its
+    /// address, conversation and time are remembered, with the evicted entries: the peer's
+    /// answer opens the session as a late answer to an evicted entry does, and the first
+    /// flight's data comes with the peer's retransmission. Without it a loaded client
+    /// behind one address (slow to answer, so its entries cannot be evicted yet) waits out
+    /// its retransmission back-off for every refusal. A host that has answered nothing (a
+    /// spoofed flood) gets no probe; one probe per conversation per `ASK_GAP_MS`; at most
+    /// [`REFUSAL_PROBES`] waiting; each no larger than the first flight it answers.
+    fn probe_refused(
+        &mut self,
+        t: u64,
+        now: Millis,
+        key: (A, u32),
+        host: A::Host,
+        datagram: &[u8],
+        opened: &Opened,
+    ) {
+        let answers = self.host_sessions.get(&host).is_some_and(|&n| n > 0)
+            || self
+                .half_open_hosts
+                .get(&host)
+                .is_some_and(|h| h.answer_ms > 0);
+        if !answers || self.refusal_probes.len() >= REFUSAL_PROBES {
+            return;
+        }
+        let earlier = self.half_gone.get(&key).copied();
+        if earlier.is_some_and(|g| g.probed && t < g.asked_at + ASK_GAP_MS) {
+            return;
+        }
+        let mut layers = (self.cfg.layers)();
+        let first_demux = layers.len().saturating_sub(self.cfg.demux_layers);
+        if Self::accept_on(&mut layers, first_demux, opened, datagram, now).is_err() {
+            return;
+        }
+        let wnd = self.cfg.session.rcv_wnd.min(u32::from(u16::MAX)) as u16;
+        let head: usize = layers.iter().map(|l| l.header_len()).sum();
+        let tail: usize = layers.iter().map(|l| l.trailer_len()).sum();
+        // Room as a datagram slot gives a layer (it may use more than its trailer while
+        // sealing).
+        let mut buf = alloc::vec![0u8; (head + HEADER_LEN + tail).max(datagram.len())];
+        let Some(n) = seal_probe(&mut layers, key.1, wnd, now, &mut buf) else {
+            return;
+        };
+        if n > datagram.len() {
+            self.stats.amplification_limited += 1;
+            return;
+        }
+        buf.truncate(n);
+        self.remember_gone(
+            key,
+            Gone {
+                opened_at: earlier.map_or(t, |g| g.opened_at),
+                probed: true,
+                asked_at: t,
+            },
+        );
+        self.refusal_probes.push_back((key.0, buf));
+        self.stats.half_open_refusal_probes += 1;
     }
 
     /// The answer to a probe of an evicted entry: the session opens as at the entry's
@@ -789,6 +917,15 @@ impl<A: PeerAddr> Endpoint<A> {
     pub(super) fn half_transmit(&mut self, now: Millis, buf: &mut [u8]) -> Option<(A, usize)> {
         let t = self.elapsed;
         let wnd = self.cfg.session.rcv_wnd.min(u32::from(u16::MAX)) as u16;
+        while let Some((to, probe)) = self.refusal_probes.pop_front() {
+            let Some(region) = buf.get_mut(..probe.len()) else {
+                continue;
+            };
+            region.copy_from_slice(&probe);
+            self.stats.out_pkts += 1;
+            self.stats.out_bytes += probe.len() as u64;
+            return Some((to, probe.len()));
+        }
         while let Some(key) = self.half_tx.pop_front() {
             // Gone (evicted, confirmed), or queued twice (evicted and opened again).
             let Some(h) = self.half.get_mut(&key).filter(|h| h.ask_queued) else {
@@ -802,49 +939,12 @@ impl<A: PeerAddr> Endpoint<A> {
                 self.stats.amplification_limited += 1;
                 continue;
             }
-            let Some(region) = buf.get_mut(..len) else {
+            if buf.len() < len {
+                continue;
+            }
+            let Some(end) = seal_probe(&mut h.layers, key.1, wnd, now, buf) else {
                 continue;
             };
-            let wask = SegmentRepr {
-                conv: key.1,
-                cmd: Command::WindowAsk,
-                frg: 0,
-                wnd,
-                ts: now.0,
-                sn: 0,
-                una: 0,
-                len: 0,
-            };
-            if wask.emit(&mut region[head..]).is_err() {
-                continue;
-            }
-            // Seal innermost first, each layer over the part that starts at its header.
-            let mut end = head + HEADER_LEN;
-            let mut off = head;
-            let mut ok = true;
-            let mut scratch = [0u8; crate::config::MAX_MTU as usize + 64];
-            for layer in h.layers.iter_mut() {
-                off -= layer.header_len();
-                let Some(part) = buf.get_mut(off..) else {
-                    ok = false;
-                    break;
-                };
-                match layer.seal(part, end - off, now) {
-                    Ok(n) => end = off + n,
-                    Err(_) => {
-                        ok = false;
-                        break;
-                    }
-                }
-                // Parity a layer queued is not sent to an unconfirmed peer.
-                while layer.poll_extra(&mut scratch, now).is_some() {}
-            }
-            for layer in h.layers.iter_mut() {
-                layer.trim();
-            }
-            if !ok {
-                continue;
-            }
             h.bytes_out += end as u64;
             h.last_ask = Some(t);
             self.stats.out_pkts += 1;
@@ -878,7 +978,13 @@ impl<A: PeerAddr> Endpoint<A> {
         // Evicted entries remembered for their late answers: a B-tree entry (nodes counted
         // half full) and a queue slot each.
         let gone = self.half_gone.len() * 2 * core::mem::size_of::<((A, u32), Gone)>()
-            + self.half_gone_order.capacity() * core::mem::size_of::<(A, u32)>();
+            + self.half_gone_order.capacity() * core::mem::size_of::<(A, u32)>()
+            + self.refusal_probes.capacity() * core::mem::size_of::<(A, Vec<u8>)>()
+            + self
+                .refusal_probes
+                .iter()
+                .map(|(_, p)| p.capacity())
+                .sum::<usize>();
         self.half
             .values()
             .map(|h| Self::entry_fixed_bytes(&h.layers) + h.stored.len())

@@ -259,7 +259,7 @@ impl<A: PeerAddr> Endpoint<A> {
     ) -> Option<(A, usize)> {
         self.tick(now);
         let now = self.clock(now);
-        if !self.half_tx.is_empty() {
+        if !self.half_tx.is_empty() || !self.refusal_probes.is_empty() {
             let slot = buf.get_mut(..stride).unwrap_or(&mut []);
             if let Some((to, n)) = self.half_transmit(now, slot) {
                 if let Some(l) = lens.first_mut() {

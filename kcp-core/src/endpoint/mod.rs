@@ -187,15 +187,19 @@ pub struct Endpoint<A: PeerAddr> {
     half_by_host: BTreeSet<(A::Host, u64)>,
     /// Half-open entries per host, and how long the host's peers take to answer a probe.
     half_open_hosts: BTreeMap<A::Host, half_open::HostHalf>,
-    /// Recently evicted half-open entries: when each was opened, so a late answer still
-    /// teaches its host's answer time (the answers that come in time are the fast ones).
+    /// Recently evicted half-open entries, and refused first flights that were answered
+    /// with a probe: when each was opened, so a late answer still teaches its host's answer
+    /// time (the answers that come in time are the fast ones) and opens the session.
     half_gone: BTreeMap<(A, u32), half_open::Gone>,
-    /// The same keys, oldest first (at most twice `max_half_open`).
+    /// The same keys, oldest first (at most eight times `max_half_open`).
     half_gone_order: VecDeque<(A, u32)>,
     /// Half-open deadlines (at, serial), stale ones skipped.
     half_timers: BinaryHeap<Reverse<(u64, u64)>>,
     /// Half-open entries with a probe to send.
     half_tx: VecDeque<(A, u32)>,
+    /// Probes sealed for refused first flights (see `half_open::probe_refused`), at most
+    /// `half_open::REFUSAL_PROBES`.
+    refusal_probes: VecDeque<(A, Vec<u8>)>,
     /// KCP segment bytes all half-open entries keep (within `half_open_pool_bytes`).
     half_pool: usize,
     next_serial: u64,
@@ -273,6 +277,7 @@ impl<A: PeerAddr> Endpoint<A> {
             half_gone_order: VecDeque::new(),
             half_timers: BinaryHeap::new(),
             half_tx: VecDeque::new(),
+            refusal_probes: VecDeque::new(),
             half_pool: 0,
             next_serial: 0,
             host_sessions: BTreeMap::new(),

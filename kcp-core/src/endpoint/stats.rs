@@ -123,6 +123,11 @@ endpoint_stats! {
         /// entry's confirmation would have, the first flight's segments left for the peer
         /// to retransmit).
         half_open_late_opens,
+        /// First flights refused while entries too young to evict filled their host's
+        /// share or the table, answered with a probe all the same because their host's
+        /// peers had answered probes before: the answer opens the session as a late answer
+        /// does (`half_open_late_opens`).
+        half_open_refusal_probes,
         /// Datagrams for a half-open entry that were not its peer's answer and that the
         /// entry did not keep (no room in its byte budget, or nothing new without inner
         /// layers; dropped unacknowledged, the peer retransmits them), and parity from an
