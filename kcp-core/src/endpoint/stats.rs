@@ -105,7 +105,8 @@ endpoint_stats! {
     }
     ours {
         /// First flights or confirmations refused: backlog, session limit or a per-host
-        /// session limit full.
+        /// session limit full, or half-open entries too young to evict filling the host's
+        /// share or the table.
         refused,
         /// Datagrams for an unknown conversation that could not be a peer's first flight
         /// (counted in `in_errs` too).
