@@ -718,8 +718,9 @@ impl<A: PeerAddr> Endpoint<A> {
     /// Remembers `key` as gone (the last `8 * max_half_open` of them) in case its answer
     /// still comes.
     fn remember_gone(&mut self, key: (A, u32), gone: Gone) {
-        if self.half_gone.insert(key, gone).is_some() {
+        if let Some(g) = self.half_gone.get_mut(&key) {
             // Already in the queue: it keeps its place.
+            *g = gone;
             return;
         }
         if self.half_gone_order.len() >= 8 * self.cfg.max_half_open {
@@ -727,6 +728,7 @@ impl<A: PeerAddr> Endpoint<A> {
                 self.half_gone.remove(&old);
             }
         }
+        self.half_gone.insert(key, gone);
         self.half_gone_order.push_back(key);
     }
 
