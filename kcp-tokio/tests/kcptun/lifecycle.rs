@@ -123,7 +123,7 @@ async fn vanished_peer_noticed_within_60s_both_roles() {
         let mut far = loop {
             let (mut s, _) = tokio::time::timeout(Duration::from_secs(10), target.accept())
                 .await
-                .map_err(|_| "no stream reached the target".to_string())?
+                .map_err(|_| format!("no stream reached the target\n{}", t.logs()))?
                 .map_err(|e| e.to_string())?;
             let mut b = [0u8; 5];
             if let Ok(Ok(_)) =
