@@ -120,6 +120,11 @@ fn run(a: Args) -> Result<(), String> {
     let mut events = Events::with_capacity(1024);
     let mut sessions: HashMap<SessionId, ServerSession> = HashMap::new();
     let mut buf = vec![0u8; perf::READ_BUF];
+    let mut refusals = cli::RefusalWatch::new(
+        a.admission.clone(),
+        Duration::from_secs(5),
+        std::time::Instant::now(),
+    );
     loop {
         // 1. Sleep until the socket is ready or a session timer is due.
         match poll.poll(&mut events, ep.poll_timeout()) {
@@ -131,6 +136,14 @@ fn run(a: Args) -> Result<(), String> {
             ep.handle_event(event).map_err(|e| e.to_string())?;
         }
         ep.handle_timeout().map_err(|e| e.to_string())?;
+        // Peers turned away at the admission limits (checked when the loop wakes: refusals
+        // come with datagrams, which wake it): KCP tells them nothing.
+        let now = std::time::Instant::now();
+        if refusals.due(now) {
+            if let Some(line) = refusals.check(ep.stats().refused, now) {
+                eprintln!("{line}");
+            }
+        }
         // 3. Act on what changed.
         while let Some(event) = ep.poll_event() {
             match event {

@@ -187,6 +187,11 @@ async fn server(a: ServerArgs) -> Result<bool, String> {
     let l = std::sync::Arc::new(l);
     let every = a.stats.filter(|d| !d.is_zero());
     let l2 = l.clone();
+    let mut refusals = kcp_mio::cli::RefusalWatch::new(
+        a.admission.clone(),
+        Duration::from_secs(5),
+        std::time::Instant::now(),
+    );
     tokio::spawn(async move {
         // Every `--stats` interval, and (unix) whenever SIGUSR1 arrived: a script's way to
         // read the counters once, at the end of a run, without disturbing it before.
@@ -194,6 +199,13 @@ async fn server(a: ServerArgs) -> Result<bool, String> {
         let mut next = every.map(|e| tokio::time::Instant::now() + e);
         loop {
             tokio::time::sleep(poll).await;
+            // Peers turned away at the admission limits: KCP tells them nothing.
+            let now = std::time::Instant::now();
+            if refusals.due(now) {
+                if let Some(line) = refusals.check(l2.stats().refused, now) {
+                    eprintln!("{line}");
+                }
+            }
             let due = next.is_some_and(|n| tokio::time::Instant::now() >= n);
             if due || stats_requested() {
                 if let (Some(n), Some(e)) = (next.as_mut(), every) {

@@ -35,7 +35,67 @@ impl Default for AdmissionArgs {
     }
 }
 
+/// Watches a server endpoint's `refused` counter and, at most once per [`every`](Self::new)
+/// and only when it grew, gives a line for the server's stderr
+/// ([`AdmissionArgs::refusal_notice`]). For kcp-perf's server and the kcp-mio example server.
+#[derive(Debug, Clone)]
+pub struct RefusalWatch {
+    limits: AdmissionArgs,
+    every: std::time::Duration,
+    seen: u64,
+    since: std::time::Instant,
+}
+
+impl RefusalWatch {
+    /// A watch for a server with `limits`, started at `now`, speaking at most once per
+    /// `every`.
+    pub fn new(
+        limits: AdmissionArgs,
+        every: std::time::Duration,
+        now: std::time::Instant,
+    ) -> RefusalWatch {
+        RefusalWatch {
+            limits,
+            every,
+            seen: 0,
+            since: now,
+        }
+    }
+
+    /// Whether a check is due at `now` (so a caller reads its counters only then).
+    pub fn due(&self, now: std::time::Instant) -> bool {
+        now.duration_since(self.since) >= self.every
+    }
+
+    /// Takes the endpoint's `refused` counter at `now`: the notice if a check is due and the
+    /// counter grew since the last one.
+    pub fn check(&mut self, refused: u64, now: std::time::Instant) -> Option<String> {
+        if !self.due(now) {
+            return None;
+        }
+        let secs = now.duration_since(self.since).as_secs().max(1);
+        let grew = refused.saturating_sub(self.seen);
+        self.seen = refused;
+        self.since = now;
+        (grew > 0).then(|| self.limits.refusal_notice(grew, secs))
+    }
+}
+
 impl AdmissionArgs {
+    /// One line for a server's stderr when its endpoint's `refused` counter grew by `refused`
+    /// in the last `secs` seconds: which limits turned peers away and what a refused peer
+    /// sees. KCP has no refusal message: a peer refused for good retransmits until its
+    /// session ends as a dead link, which says nothing about the server's limits.
+    pub fn refusal_notice(&self, refused: u64, secs: u64) -> String {
+        format!(
+            "refused {refused} first flights or sessions in the last {secs} s at the admission \
+             limits (--half-open-per-host {}, --max-half-open {}, --sessions-per-host {}, \
+             --backlog {}): a refused peer retransmits, one refused for good ends with \
+             \"dead link\"; raise the limits for many sessions from one address",
+            self.half_open_per_host, self.max_half_open, self.sessions_per_host, self.backlog
+        )
+    }
+
     /// `config` with these limits (its half-open timeout kept).
     pub fn apply(&self, config: KcpConfig) -> KcpConfig {
         let timeout = config.half_open_timeout();
@@ -180,5 +240,39 @@ mod tests {
         ] {
             assert!(parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn the_refusal_watch_speaks_once_per_interval_and_only_when_refusals_grew() {
+        let limits = AdmissionArgs {
+            half_open_per_host: 3,
+            sessions_per_host: 7,
+            max_half_open: 11,
+            backlog: 13,
+        };
+        let t0 = std::time::Instant::now();
+        let mut w = RefusalWatch::new(limits, std::time::Duration::from_secs(5), t0);
+        // Not due yet, whatever the counter says.
+        assert_eq!(w.check(40, t0 + std::time::Duration::from_secs(1)), None);
+        let line = w
+            .check(40, t0 + std::time::Duration::from_secs(6))
+            .expect("due and grown");
+        assert!(line.starts_with("refused 40 first flights or sessions in the last 6 s"));
+        for flag in [
+            "--half-open-per-host 3",
+            "--max-half-open 11",
+            "--sessions-per-host 7",
+            "--backlog 13",
+            "dead link",
+        ] {
+            assert!(line.contains(flag), "{flag}: {line}");
+        }
+        // The next interval: only what is new counts; nothing new, nothing said.
+        assert_eq!(w.check(45, t0 + std::time::Duration::from_secs(8)), None);
+        let line = w
+            .check(45, t0 + std::time::Duration::from_secs(11))
+            .unwrap();
+        assert!(line.starts_with("refused 5 "), "{line}");
+        assert_eq!(w.check(45, t0 + std::time::Duration::from_secs(17)), None);
     }
 }

@@ -16,7 +16,7 @@ mod go;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
-pub use admission::AdmissionArgs;
+pub use admission::{AdmissionArgs, RefusalWatch};
 pub use args::KcpArgs;
 pub use flags::{Flag, FlagKind, FlagValue, KcpFlags, Side, KCP_FLAGS};
 pub use go::{go_arg, matched, normalize_go_args, parse_go_bool, parse_go_int};
