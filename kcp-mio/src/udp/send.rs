@@ -184,16 +184,6 @@ impl Sender {
         self.addrs.clear();
     }
 
-    /// Moves the filled datagrams to the backlog without a system call (for a caller whose
-    /// readiness says the socket is not writable; counted as `would_block` if any moved).
-    pub fn defer(&mut self) {
-        if self.lens.is_empty() {
-            return;
-        }
-        self.stats.would_block += 1;
-        self.queue_from(0);
-    }
-
     /// Sends the filled datagrams. Behind a non-empty backlog they join it without a system
     /// call; what the kernel refuses goes to the backlog. `Err(WouldBlock)` only when the
     /// kernel refused in this call (so a readiness-tracking caller such as Tokio's `try_io`
