@@ -160,6 +160,15 @@ pub(super) struct Stranger<A> {
     pub(super) group: Option<u32>,
 }
 
+/// The length of a probe sealed by `layers` (their headers, the KCP header, their trailers).
+fn probe_len(layers: &[Layer]) -> usize {
+    layers
+        .iter()
+        .map(|l| l.header_len() + l.trailer_len())
+        .sum::<usize>()
+        + HEADER_LEN
+}
+
 /// Writes a probe (WASK) of conversation `conv` into `buf` (at least the layers' headers,
 /// the KCP header and the layers' trailers long), sealed by `layers` innermost first, each
 /// layer over the part that starts at its header; trims the layers after. Returns its length.
@@ -769,13 +778,10 @@ impl<A: PeerAddr> Endpoint<A> {
         if Self::accept_on(&mut layers, first_demux, opened, datagram, now).is_err() {
             return;
         }
-        let wnd = self.cfg.session.rcv_wnd.min(u32::from(u16::MAX)) as u16;
-        let head: usize = layers.iter().map(|l| l.header_len()).sum();
-        let tail: usize = layers.iter().map(|l| l.trailer_len()).sum();
         // Room as a datagram slot gives a layer (it may use more than its trailer while
         // sealing).
-        let mut buf = alloc::vec![0u8; (head + HEADER_LEN + tail).max(datagram.len())];
-        let Some(n) = seal_probe(&mut layers, key.1, wnd, now, &mut buf) else {
+        let mut buf = alloc::vec![0u8; probe_len(&layers).max(datagram.len())];
+        let Some(n) = seal_probe(&mut layers, key.1, self.probe_wnd(), now, &mut buf) else {
             return;
         };
         if n > datagram.len() {
@@ -914,11 +920,16 @@ impl<A: PeerAddr> Endpoint<A> {
         }
     }
 
+    /// The window a probe advertises: the sessions' receive window, as a u16.
+    fn probe_wnd(&self) -> u16 {
+        self.cfg.session.rcv_wnd.min(u32::from(u16::MAX)) as u16
+    }
+
     /// Writes the next probe of a half-open entry into `buf`: a WASK sealed by the entry's
     /// layers, if the amplification budget allows it. Returns its destination and length.
     pub(super) fn half_transmit(&mut self, now: Millis, buf: &mut [u8]) -> Option<(A, usize)> {
         let t = self.elapsed;
-        let wnd = self.cfg.session.rcv_wnd.min(u32::from(u16::MAX)) as u16;
+        let wnd = self.probe_wnd();
         while let Some((to, probe)) = self.refusal_probes.pop_front() {
             let Some(region) = buf.get_mut(..probe.len()) else {
                 continue;
@@ -934,9 +945,7 @@ impl<A: PeerAddr> Endpoint<A> {
                 continue;
             };
             h.ask_queued = false;
-            let head: usize = h.layers.iter().map(|l| l.header_len()).sum();
-            let tail: usize = h.layers.iter().map(|l| l.trailer_len()).sum();
-            let len = head + HEADER_LEN + tail;
+            let len = probe_len(&h.layers);
             if h.bytes_out + len as u64 > AMPLIFICATION * h.bytes_in {
                 self.stats.amplification_limited += 1;
                 continue;
