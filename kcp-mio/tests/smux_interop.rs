@@ -80,6 +80,14 @@ impl Wire {
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                // Go's socket is gone (see the reset on reading below): what is left unsent
+                // goes nowhere.
+                Err(e)
+                    if matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::BrokenPipe) =>
+                {
+                    self.eof = true;
+                    self.out_pos = self.out.len();
+                }
                 Err(e) => panic!("socket write: {e}"),
             }
         }
@@ -98,6 +106,11 @@ impl Wire {
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {}
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                // Go closes its socket 100 ms after its last stream; a frame of ours that
+                // arrives after that (a last FIN, a keepalive) makes its kernel answer with a
+                // reset. It ends the connection as a close does: during the streams the
+                // caller's `eof` check fails the run, after them Go's exit status decides.
+                Err(e) if e.kind() == ErrorKind::ConnectionReset => self.eof = true,
                 Err(e) => panic!("socket read: {e}"),
             }
         }
@@ -303,7 +316,7 @@ fn run(run: Run) {
         let mut progress = w.pump(now);
         assert!(
             !w.eof,
-            "Go closed the connection after {done} of {total} streams"
+            "Go closed (or reset) the connection after {done} of {total} streams"
         );
 
         // Open our streams, staggered.
