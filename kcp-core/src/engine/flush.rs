@@ -75,7 +75,19 @@ impl Kcp<'_> {
                 self.timer_anchor = now;
             }
             let behind = now.since(self.timer_anchor).max(0) as u32;
-            self.timer_anchor + behind.div_ceil(interval).saturating_mul(interval)
+            // Waking from idle on a later tick's own millisecond, that tick counts as past: on
+            // a millisecond clock the datagram (or write) that woke the engine may as well
+            // have come just after it, as kcp-go's finer timer mostly sees it. The ACKs then
+            // wait for the application's answer or the next tick, as they do on the other
+            // milliseconds, instead of leaving alone at once whenever the peer's sends keep
+            // step with the interval (a peer sending every second does, for ever). The
+            // anchor's own tick (a new session's first, which kcp-go runs at creation) stays.
+            let ticks = if self.timer.is_none() && behind > 0 && behind % interval == 0 {
+                behind / interval + 1
+            } else {
+                behind.div_ceil(interval)
+            };
+            self.timer_anchor + ticks.saturating_mul(interval)
         };
         match self.timer {
             Some(t) if t.since(want) <= 0 => {}
