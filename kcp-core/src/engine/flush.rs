@@ -82,7 +82,7 @@ impl Kcp<'_> {
             // milliseconds, instead of leaving alone at once whenever the peer's sends keep
             // step with the interval (a peer sending every second does, for ever). The
             // anchor's own tick (a new session's first, which kcp-go runs at creation) stays.
-            let ticks = if self.timer.is_none() && behind > 0 && behind % interval == 0 {
+            let ticks = if self.timer.is_none() && behind > 0 && behind.is_multiple_of(interval) {
                 behind / interval + 1
             } else {
                 behind.div_ceil(interval)
