@@ -27,7 +27,7 @@ use crate::ConfigError;
 /// encoding the whole group at its end. The only buffer is the `ps` parity packets of the
 /// group in progress (as long as its longest shard, headers included: 3 x 96 bytes for
 /// 64-byte messages at 10/3), which keeps its capacity while traffic flows (no allocation per
-/// packet) and is given back by [`trim`](Self::trim), which also cuts the partial group.
+/// packet) and is given back by [`trim`](Self::trim), which also ends the partial group.
 /// Nothing grows past `ps` packets of [`MAX_PACKET_LEN`]. Nothing is allocated before the
 /// first packet.
 pub struct FecEncoder {
@@ -44,9 +44,6 @@ pub struct FecEncoder {
     parity_len: usize,
     /// Parity packets of the last completed group not handed out yet.
     pending: usize,
-    /// The current group was cut by [`trim`](Self::trim): its remaining data shards are not
-    /// stored and it gets no parity (its seqids are skipped, as if the parity were lost).
-    cut: bool,
     code: FecCode,
     data_sealed: u64,
     parity_sealed: u64,
@@ -71,7 +68,6 @@ impl FecEncoder {
             parity: Vec::new(),
             parity_len: 0,
             pending: 0,
-            cut: false,
             code,
             data_sealed: 0,
             parity_sealed: 0,
@@ -94,7 +90,6 @@ impl FecEncoder {
         self.parity.clear();
         self.parity_len = 0;
         self.pending = 0;
-        self.cut = false;
     }
 
     /// The seqid the next data shard gets.
@@ -131,15 +126,6 @@ impl FecEncoder {
         wire::put_size(packet, (len - SHARD_HEADER_LEN) as u16);
         self.count += 1;
         self.data_sealed = self.data_sealed.wrapping_add(1);
-        if self.cut {
-            if self.count >= self.ds {
-                // The group's parity seqids go unused, as if its parity packets were lost.
-                self.next = self.next.wrapping_add(self.ps as u32) % self.paws;
-                self.count = 0;
-                self.cut = false;
-            }
-            return Ok(len);
-        }
         let shard = packet.get(SHARD_HEADER_LEN..).unwrap_or(&[]);
         self.widen(SHARD_HEADER_LEN + shard.len());
         let (ds, plen, kernel) = (self.ds, self.parity_len, self.code.kernel());
@@ -211,13 +197,21 @@ impl FecEncoder {
 
     /// Gives back every buffer, for a session gone idle: everything it sent was acknowledged,
     /// so parity for the packets of the current partial group could only rebuild packets the
-    /// peer already has. That group is cut: its shards are dropped, its remaining data packets
-    /// are sent as usual but not stored, and its parity is never sent (its seqids are skipped,
-    /// which a receiver sees as lost parity; the seqids of later groups are unchanged).
-    /// Parity packets not handed out yet are kept.
+    /// peer already has. That group ends here: its sums are dropped, and its remaining data
+    /// seqids and its parity seqids are skipped (a receiver sees them as lost packets; groups
+    /// stay aligned at multiples of `ds + ps`). The next packet starts a whole group, so what
+    /// is sent after the trim is protected by parity again. Parity packets not handed out yet
+    /// are kept.
+    ///
+    /// An endpoint trims the codec stack that sealed a new peer's probe, so the session's
+    /// first data packets start a group of their own instead of finishing the probe's.
     pub fn trim(&mut self) {
         if self.count > 0 {
-            self.cut = true;
+            // `next` lies within the group; skip to the next group's first seqid. In 64 bits:
+            // `paws` may lie within `ds + ps` of `u32::MAX`.
+            let skip = (self.ds - self.count.min(self.ds) + self.ps) as u64;
+            self.next = ((u64::from(self.next) + skip) % u64::from(self.paws)) as u32;
+            self.count = 0;
         }
         if self.pending == 0 {
             self.parity = Vec::new();
@@ -288,7 +282,7 @@ mod tests {
     }
 
     #[test]
-    fn a_group_cut_by_trim_sends_no_parity_and_keeps_later_groups_aligned() {
+    fn a_trim_ends_the_partial_group_and_the_next_packets_get_parity() {
         let mut enc = FecEncoder::new(3, 2).unwrap();
         let mut buf = [0u8; 64];
         let mut out = [0u8; 64];
@@ -304,10 +298,25 @@ mod tests {
                 parity += 1;
             }
         }
-        // Group 0 (seqids 0..=2) is cut: no parity 3, 4; group 1 (5..=7) is whole.
-        assert_eq!(seqids, [0, 1, 2, 5, 6, 7]);
+        // Group 0 ends at seqid 0 (1..=4 skipped); group 1 (5..=7, parity 8, 9) is whole,
+        // group 2 starts at 10.
+        assert_eq!(seqids, [0, 5, 6, 7, 10, 11]);
         assert_eq!(parity, 2);
-        assert_eq!(enc.next_seqid(), 10);
+        assert_eq!(enc.next_seqid(), 12);
+    }
+
+    #[test]
+    fn a_trim_at_the_seqid_wrap_starts_the_next_group_at_zero() {
+        let mut enc = FecEncoder::new(3, 2).unwrap();
+        let paws = enc.paws();
+        enc.set_next_seqid(paws - 5);
+        let mut buf = [0u8; 64];
+        enc.seal(&mut buf, 40).unwrap();
+        assert_eq!(enc.next_seqid(), paws - 4);
+        enc.trim();
+        assert_eq!(enc.next_seqid(), 0);
+        enc.seal(&mut buf, 40).unwrap();
+        assert_eq!(u32::from_le_bytes(buf[..4].try_into().unwrap()), 0);
     }
 
     #[test]

@@ -264,23 +264,24 @@ fn trim_drops_incomplete_groups_and_decoding_goes_on() {
 }
 
 #[test]
-fn a_group_cut_by_the_senders_trim_reaches_the_receiver_as_lost_parity() {
+fn a_group_ended_by_the_senders_trim_reaches_the_receiver_as_lost_packets() {
     let mut tx = Fec::new(3, 2).unwrap();
     let kcps = datagrams(6, 4);
     let mut pkts = seal_all(&mut tx, &kcps[..1], T0);
     tx.trim();
     pkts.extend(seal_all(&mut tx, &kcps[1..], T0));
-    // Group 0 (seqids 0..=2) comes without parity; group 1 is whole.
+    // Group 0 ends at seqid 0 (1..=4 skipped); the packets after the trim make group 1 (5..=7,
+    // parity 8 and 9) and begin group 2.
     let seqids: Vec<u32> = pkts
         .iter()
         .map(|p| u32::from_le_bytes(p[..4].try_into().unwrap()))
         .collect();
-    assert_eq!(seqids, [0, 1, 2, 5, 6, 7, 8, 9]);
+    assert_eq!(seqids, [0, 5, 6, 7, 8, 9, 10, 11]);
     let mut rx = Fec::new(3, 2).unwrap();
-    pkts.remove(4);
+    pkts.remove(2);
     let (direct, rebuilt) = open_all(&mut rx, &pkts, T0);
     assert_eq!(direct.len(), 5);
-    assert_eq!(rebuilt, vec![kcps[4].clone()]);
+    assert_eq!(rebuilt, vec![kcps[2].clone()]);
     let s = rx.stats();
     assert_eq!((s.seqid_jumps, s.autotune_rebuilds), (0, 0));
 }
