@@ -530,3 +530,25 @@ fn keepalive_does_not_keep_a_vanished_peers_session() {
     assert!(net.ep(SERVER).stats().keepalives >= 3);
     assert!(net.ep(SERVER).is_empty());
 }
+
+#[test]
+fn session_indexes_are_dense_and_a_reused_slot_gets_a_new_id() {
+    let mut ep: Endpoint<Addr> = Endpoint::new(client_cfg()).unwrap();
+    let now = Millis(1_000);
+    let ids: Vec<SessionId> = (0..3)
+        .map(|k| ep.connect(now, SERVER, 10 + k).unwrap())
+        .collect();
+    assert_eq!(
+        ids.iter().map(|id| id.index()).collect::<Vec<_>>(),
+        [0, 1, 2]
+    );
+    // Closing sends what it owes, then the slot is free.
+    ep.close(ids[1]).unwrap();
+    let mut buf = [0u8; 1500];
+    while ep.poll_transmit(now, &mut buf).is_some() {}
+    assert!(ep.session(ids[1]).is_none());
+    let again = ep.connect(now, SERVER, 20).unwrap();
+    assert_eq!(again.index(), 1);
+    assert_ne!(again, ids[1]);
+    assert!(ep.session(ids[1]).is_none() && ep.session(again).is_some());
+}

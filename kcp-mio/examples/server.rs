@@ -20,7 +20,6 @@
 
 use kcp_mio::cli;
 
-use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -72,27 +71,53 @@ fn print_report(r: &Report, peer: Option<SocketAddr>, json: bool) {
 }
 
 /// Runs a session's test as far as it can go now; ends the session when it is done or failed.
-fn drive(
-    ep: &mut Endpoint,
-    sessions: &mut HashMap<SessionId, ServerSession>,
-    id: SessionId,
-    buf: &mut [u8],
-    json: bool,
-) {
-    let Some(s) = sessions.get_mut(&id) else {
+/// Per-session state in a `Vec` indexed by the session's slot (`SessionId::index`), the id
+/// kept beside it: a slot is reused by later sessions. At thousands of sessions a map keyed by
+/// the id cost a cache miss per event more.
+#[derive(Default)]
+struct Sessions(Vec<Option<(SessionId, ServerSession)>>);
+
+impl Sessions {
+    fn insert(&mut self, id: SessionId, s: ServerSession) {
+        let i = id.index();
+        if self.0.len() <= i {
+            self.0.resize_with(i + 1, || None);
+        }
+        self.0[i] = Some((id, s));
+    }
+
+    fn get_mut(&mut self, id: SessionId) -> Option<&mut ServerSession> {
+        match self.0.get_mut(id.index()) {
+            Some(Some((k, s))) if *k == id => Some(s),
+            _ => None,
+        }
+    }
+
+    fn remove(&mut self, id: SessionId) -> Option<ServerSession> {
+        let slot = self.0.get_mut(id.index())?;
+        if slot.as_ref().is_some_and(|(k, _)| *k == id) {
+            slot.take().map(|(_, s)| s)
+        } else {
+            None
+        }
+    }
+}
+
+fn drive(ep: &mut Endpoint, sessions: &mut Sessions, id: SessionId, buf: &mut [u8], json: bool) {
+    let Some(s) = sessions.get_mut(id) else {
         return;
     };
     match s.drive(ep, id, buf) {
         Status::Pending => {}
         Status::Done(r) => {
             print_report(&r, ep.remote(id), json);
-            sessions.remove(&id);
+            sessions.remove(id);
             // Closed once the peer acknowledged the last bytes (KCP has no FIN).
             let _ = ep.close_after_flush(id);
         }
         Status::Failed(e) => {
             eprintln!("session from {}: {e}", peer(ep, id));
-            sessions.remove(&id);
+            sessions.remove(id);
             let _ = ep.close(id);
         }
     }
@@ -118,7 +143,7 @@ fn run(a: Args) -> Result<(), String> {
     eprintln!("listening {}", ep.local_addr().map_err(|e| e.to_string())?);
 
     let mut events = Events::with_capacity(1024);
-    let mut sessions: HashMap<SessionId, ServerSession> = HashMap::new();
+    let mut sessions = Sessions::default();
     let mut buf = vec![0u8; perf::READ_BUF];
     let mut refusals = cli::RefusalWatch::new(
         a.admission.clone(),
@@ -157,7 +182,7 @@ fn run(a: Args) -> Result<(), String> {
                     drive(&mut ep, &mut sessions, id, &mut buf, a.json)
                 }
                 Event::Closed(id, reason) => {
-                    if let Some(s) = sessions.remove(&id) {
+                    if let Some(s) = sessions.remove(id) {
                         let what = s.test().map_or("its header", |t| t.name());
                         eprintln!(
                             "session ended before {what} finished ({} bytes): {reason}",

@@ -9,6 +9,18 @@ pub struct SessionId {
     pub(super) gen: u32,
 }
 
+impl SessionId {
+    /// The session's slot in its endpoint: small and dense (below the most sessions the
+    /// endpoint has held at once), so an application can keep per-session state in a `Vec`
+    /// indexed by it instead of a map keyed by the id (one memory access instead of a hash
+    /// probe, which at thousands of sessions is a cache miss per event). A slot is reused once
+    /// its session has ended: keep the id with the state and compare it, since a later session
+    /// in the same slot has another id.
+    pub fn index(self) -> usize {
+        self.idx as usize
+    }
+}
+
 /// Why a session ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
