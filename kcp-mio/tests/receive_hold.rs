@@ -191,3 +191,75 @@ fn turns_are_at_least_a_hold_apart_and_every_byte_arrives() {
     );
     assert!(min_gap < hold / 4);
 }
+
+/// A session timer that falls due during a hold waits for the hold's end instead of waking
+/// the loop on its own: right after a receive turn, `poll_timeout` is the hold's end even
+/// though the datagram just read owes an ACK at the session's next tick (at most 10 ms in
+/// fast3; the server's application does not answer, so nothing else sends it).
+#[test]
+fn timers_due_during_a_hold_wait_for_its_end() {
+    let hold = Duration::from_millis(50);
+    let config = KcpConfig::new(Config::fast3());
+    let mut poll = Poll::new().unwrap();
+    let mut server = Endpoint::listen(
+        "127.0.0.1:0".parse().unwrap(),
+        &config.clone().receive_hold(Some(hold)),
+        poll.registry(),
+        Token(1),
+    )
+    .unwrap();
+    let mut client = Endpoint::client(
+        "127.0.0.1:0".parse().unwrap(),
+        &config,
+        poll.registry(),
+        Token(2),
+    )
+    .unwrap();
+    let id = client.connect(server.local_addr().unwrap()).unwrap();
+    let mut events = Events::with_capacity(64);
+    let mut buf = [0u8; 256];
+    let mut opened = None;
+    let mut checked = 0;
+    let limit = Instant::now() + Duration::from_secs(20);
+    let mut next_send = Instant::now();
+    while checked < 5 {
+        assert!(Instant::now() < limit, "only {checked} turns checked");
+        if Instant::now() >= next_send {
+            client.send(id, b"ping").unwrap();
+            next_send += Duration::from_millis(120);
+        }
+        let wait = [client.poll_timeout(), server.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(Duration::from_millis(10))
+            .min(next_send.saturating_duration_since(Instant::now()));
+        poll.poll(&mut events, Some(wait)).unwrap();
+        let turns = server.work().receive_turns;
+        for e in events.iter() {
+            client.handle_event(e).unwrap();
+            server.handle_event(e).unwrap();
+        }
+        client.handle_timeout().unwrap();
+        server.handle_timeout().unwrap();
+        while let Some(ev) = server.poll_event() {
+            if let Event::Incoming = ev {
+                opened = server.accept();
+            }
+        }
+        while client.poll_event().is_some() {}
+        while client.recv(id, &mut buf).is_ok() {}
+        let owes_ack =
+            opened.is_some_and(|s| server.session_info(s).is_some_and(|i| i.kcp.in_segs > 1));
+        if server.work().receive_turns > turns && owes_ack {
+            // A turn just read the ping (the application never reads it): a hold runs, and
+            // the session's ACK is due within 10 ms.
+            let t = server.poll_timeout().unwrap();
+            assert!(
+                t > Duration::from_millis(20),
+                "the loop would wake after {t:?}, inside the {hold:?} hold"
+            );
+            checked += 1;
+        }
+    }
+}
