@@ -70,7 +70,6 @@ fn print_report(r: &Report, peer: Option<SocketAddr>, json: bool) {
     }
 }
 
-/// Runs a session's test as far as it can go now; ends the session when it is done or failed.
 /// Per-session state in a `Vec` indexed by the session's slot (`SessionId::index`), the id
 /// kept beside it: a slot is reused by later sessions. At thousands of sessions a map keyed by
 /// the id cost a cache miss per event more.
@@ -103,6 +102,7 @@ impl Sessions {
     }
 }
 
+/// Runs a session's test as far as it can go now; ends the session when it is done or failed.
 fn drive(ep: &mut Endpoint, sessions: &mut Sessions, id: SessionId, buf: &mut [u8], json: bool) {
     let Some(s) = sessions.get_mut(id) else {
         return;

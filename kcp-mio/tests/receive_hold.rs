@@ -80,6 +80,17 @@ fn echo_server(
     (rx.recv_timeout(Duration::from_secs(10)).unwrap(), t)
 }
 
+/// A client endpoint on loopback under `Token(2)` of `poll`.
+fn client_endpoint(config: &KcpConfig, poll: &Poll) -> Endpoint {
+    Endpoint::client(
+        "127.0.0.1:0".parse().unwrap(),
+        config,
+        poll.registry(),
+        Token(2),
+    )
+    .unwrap()
+}
+
 /// `clients` sessions on one client endpoint, each sending `messages` messages of varying
 /// size 2 ms apart, every byte echoed back in order. Returns what the server saw of its
 /// receive turns.
@@ -88,13 +99,7 @@ fn run(hold: Option<Duration>, clients: usize, messages: usize) -> Turns {
     let stop = Arc::new(AtomicBool::new(false));
     let (addr, server) = echo_server(config.clone().receive_hold(hold), stop.clone());
     let mut poll = Poll::new().unwrap();
-    let mut client = Endpoint::client(
-        "127.0.0.1:0".parse().unwrap(),
-        &config,
-        poll.registry(),
-        Token(2),
-    )
-    .unwrap();
+    let mut client = client_endpoint(&config, &poll);
     let ids: Vec<SessionId> = (0..clients)
         .map(|_| client.connect(addr).unwrap())
         .collect();
@@ -208,13 +213,7 @@ fn timers_due_during_a_hold_wait_for_its_end() {
         Token(1),
     )
     .unwrap();
-    let mut client = Endpoint::client(
-        "127.0.0.1:0".parse().unwrap(),
-        &config,
-        poll.registry(),
-        Token(2),
-    )
-    .unwrap();
+    let mut client = client_endpoint(&config, &poll);
     let id = client.connect(server.local_addr().unwrap()).unwrap();
     let mut events = Events::with_capacity(64);
     let mut buf = [0u8; 256];
