@@ -107,3 +107,46 @@ async fn a_hold_longer_than_50_ms_is_refused() {
         .unwrap();
     drop(l);
 }
+
+/// A session timer that falls due during a hold waits for the hold's end instead of waking
+/// the driver on its own. The server's application reads nothing after the first message,
+/// so each later ping owes an ACK at the server session's next tick (at most 10 ms in
+/// fast3), and nothing else sends it: the client sees it only when the hold that began
+/// with the turn that read the ping is over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timers_due_during_a_hold_wait_for_its_end() {
+    let hold = Duration::from_millis(50);
+    let listener = KcpListener::bind("127.0.0.1:0", cfg().receive_hold(Some(hold)))
+        .await
+        .unwrap();
+    let mut client = KcpStream::connect(listener.local_addr(), cfg())
+        .await
+        .unwrap();
+    client.write_all(b"hello").await.unwrap();
+    let (mut server, _) = timeout(Duration::from_secs(10), listener.accept())
+        .await
+        .expect("accepted")
+        .unwrap();
+    let mut buf = [0u8; 5];
+    server.read_exact(&mut buf).await.unwrap();
+    let acks = |c: &KcpStream| c.stats().expect("session open").kcp.acks_in;
+    for ping in 0..5 {
+        // Past any hold a turn started: the ping is read as it comes and starts a hold.
+        tokio::time::sleep(hold * 2).await;
+        let before = acks(&client);
+        let sent = Instant::now();
+        client.write_all(b"ping").await.unwrap();
+        let limit = sent + Duration::from_secs(10);
+        while acks(&client) == before {
+            assert!(Instant::now() < limit, "ping {ping} never acknowledged");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let took = sent.elapsed();
+        eprintln!("ping {ping}: acknowledged after {took:?}");
+        assert!(
+            took >= hold,
+            "ping {ping} acknowledged after {took:?}, inside the {hold:?} hold"
+        );
+    }
+    drop(server);
+}

@@ -562,8 +562,9 @@ impl KcpConfig {
     /// is then watched through an epoll set of its own; elsewhere opening the socket fails
     /// with `Unsupported`) and by kcp-mio's [`Endpoint`](crate::Endpoint) everywhere (it
     /// takes its socket out of the poll's read interest for the hold, and its
-    /// `poll_timeout` and `handle_timeout` time the hold's end; session timers falling due
-    /// during the hold run at its end as well, late by at most the hold). Measured in
+    /// `poll_timeout` and `handle_timeout` time the hold's end). In both, session timers
+    /// falling due during the hold run at its end, late by at most the hold (in kcp-tokio
+    /// by at most the hold rounded up to the millisecond). Measured in
     /// `docs/benchmarks.md` ("Receive hold").
     pub fn receive_hold(mut self, hold: Option<Duration>) -> Self {
         self.receive_hold = hold;

@@ -21,6 +21,13 @@ impl Clock {
             .saturating_add(self.start.elapsed().as_millis() as u64)
     }
 
+    /// The first clock reading at or after `at`.
+    pub(crate) fn ms_at_or_after(&self, at: Instant) -> u64 {
+        let ns = at.saturating_duration_since(self.start).as_nanos();
+        self.offset_ms
+            .saturating_add(ns.div_ceil(1_000_000).min(u64::MAX as u128) as u64)
+    }
+
     /// The instant at clock reading `ms`.
     pub(crate) fn instant_at(&self, ms: u64) -> Instant {
         self.start + Duration::from_millis(ms.saturating_sub(self.offset_ms))

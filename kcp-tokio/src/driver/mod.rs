@@ -351,6 +351,8 @@ async fn run(d: Arc<Inner>, gro: bool, opener: Option<Crypt>) {
     let mut timer_at: Option<u64> = None;
     // A wake-up not yet checked for lateness (set before each sleep).
     let mut woke = true;
+    // The clock reading at which the running receive hold ends (0: none ran yet).
+    let mut hold_until = 0u64;
     loop {
         bump(&d.counters.wakeups, 1);
         let now = d.clock.now_ms();
@@ -399,7 +401,11 @@ async fn run(d: Arc<Inner>, gro: bool, opener: Option<Crypt>) {
             continue;
         }
         // A deadline in this very millisecond (timers ran already): the next millisecond.
-        let deadline = deadline.map(|t| t.max(now + 1));
+        // Session timers due during a receive hold wait for its end, when the held socket
+        // is read anyway: one wake-up serves both. A server's sessions have deadlines on
+        // almost every millisecond, which would otherwise wake the driver between holds
+        // about as often as the holds do.
+        let deadline = deadline.map(|t| t.max(now + 1).max(hold_until));
         let backlog = d.has_backlog();
         let writable = async {
             if backlog {
@@ -427,7 +433,12 @@ async fn run(d: Arc<Inner>, gro: bool, opener: Option<Crypt>) {
             r = d.socket.readable() => {
                 // With a hold, the next turn begins no sooner than `hold` after this one.
                 let r = match d.hold {
-                    Some(h) => r.and_then(|()| d.socket.hold(h)),
+                    Some(h) => r.and_then(|()| {
+                        d.socket.hold(h)?;
+                        // Read after the timer was set: not before it fires.
+                        hold_until = d.clock.ms_at_or_after(Instant::now() + h);
+                        Ok(())
+                    }),
                     None => r,
                 };
                 bump(&d.counters.receive_turns, 1);
