@@ -177,18 +177,159 @@ fn backlog_bounds_unaccepted_sessions() {
         (1, Endpoint::new(client_cfg()).unwrap()),
     ]);
     let now = net.now;
-    for conv in 1..=3 {
+    let clients: Vec<SessionId> = (1..=3)
+        .map(|conv| {
+            let id = net.ep(1).connect(now, SERVER, conv).unwrap();
+            net.ep(1).send(id, format!("hi {conv}").as_bytes()).unwrap();
+            id
+        })
+        .collect();
+    net.run(20);
+    // Two sessions fill the backlog; the third peer's answer to its probe waits with its
+    // half-open entry: no session, nothing refused.
+    let st = net.ep(SERVER).stats();
+    assert_eq!(net.ep(SERVER).len(), 2);
+    assert_eq!(
+        (st.half_open, st.half_open_deferred, st.refused),
+        (1, 1, 0),
+        "{st:?}"
+    );
+    // However long nobody accepts (the peer retransmits, answers new probes), it stays so.
+    net.run(1_500);
+    let st = net.ep(SERVER).stats();
+    assert_eq!(net.ep(SERVER).len(), 2);
+    assert_eq!((st.half_open, st.refused), (1, 0), "{st:?}");
+    // Accepting one makes room: the third session exists at once, queued behind the second.
+    let a = net.ep(SERVER).accept().unwrap();
+    assert_eq!(net.ep(SERVER).len(), 3);
+    assert_eq!(net.ep(SERVER).stats().half_open, 0);
+    let b = net.ep(SERVER).accept().unwrap();
+    let c = net.ep(SERVER).accept().unwrap();
+    assert!(net.ep(SERVER).accept().is_none());
+    let mut got: Vec<(u32, Vec<u8>)> = [a, b, c]
+        .into_iter()
+        .map(|id| {
+            let conv = net.ep(SERVER).session(id).unwrap().kcp().conv();
+            (conv, read_all(net.ep(SERVER), id))
+        })
+        .collect();
+    got.sort();
+    let want: Vec<(u32, Vec<u8>)> = (1..=3)
+        .map(|c| (c, format!("hi {c}").into_bytes()))
+        .collect();
+    assert_eq!(got, want);
+    net.run(50);
+    for id in clients {
+        assert!(
+            net.ep(1).is_flushed(id),
+            "client session {id:?} still unacknowledged"
+        );
+    }
+}
+
+/// The backlog also makes room when a session nobody accepted times out: the answer that
+/// waited gets its session then.
+#[test]
+fn an_answer_waiting_for_the_backlog_gets_in_when_an_unaccepted_session_times_out() {
+    let cfg = EndpointConfig {
+        backlog: 1,
+        accept_timeout_ms: Some(300),
+        ..server_cfg()
+    };
+    let mut net = Net::new(vec![
+        (SERVER, Endpoint::new(cfg).unwrap()),
+        (1, Endpoint::new(client_cfg()).unwrap()),
+    ]);
+    let now = net.now;
+    for conv in 1..=2 {
         let id = net.ep(1).connect(now, SERVER, conv).unwrap();
-        net.ep(1).send(id, b"hi").unwrap();
+        net.ep(1).send(id, format!("hi {conv}").as_bytes()).unwrap();
     }
     net.run(20);
-    assert_eq!(net.ep(SERVER).len(), 2);
-    assert!(net.ep(SERVER).stats().refused >= 1);
-    // Once accepted, the retransmission of the third gets in.
-    net.ep(SERVER).accept().unwrap();
-    net.ep(SERVER).accept().unwrap();
-    net.run(400);
-    assert_eq!(net.ep(SERVER).len(), 3);
+    let st = net.ep(SERVER).stats();
+    assert_eq!(
+        (net.ep(SERVER).len(), st.half_open_deferred),
+        (1, 1),
+        "{st:?}"
+    );
+    let events = net.run(400);
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, (SERVER, Event::Closed(_, CloseReason::NotAccepted)))),
+        "{events:?}"
+    );
+    let id = net
+        .ep(SERVER)
+        .accept()
+        .expect("the waiting answer's session");
+    assert_eq!(net.ep(SERVER).session(id).unwrap().kcp().conv(), 2);
+    assert_eq!(read_all(net.ep(SERVER), id), b"hi 2");
+    assert_eq!(net.ep(SERVER).stats().refused, 0);
+}
+
+/// A burst of peers answers faster than the application accepts: the answers that find
+/// the backlog full open their sessions as the application accepts, with nothing for the
+/// peers to retransmit. (Refused, each would wait for a retransmission timeout and a new
+/// probe, about 200 ms more.)
+#[test]
+fn answers_that_find_the_backlog_full_open_their_sessions_as_the_application_accepts() {
+    let cfg = EndpointConfig {
+        backlog: 4,
+        ..server_cfg()
+    };
+    let mut net = Net::new(vec![
+        (SERVER, Endpoint::new(cfg).unwrap()),
+        (1, Endpoint::new(client_cfg()).unwrap()),
+    ]);
+    let now = net.now;
+    let n = 40u32;
+    let clients: Vec<SessionId> = (1..=n)
+        .map(|conv| {
+            let id = net.ep(1).connect(now, SERVER, conv).unwrap();
+            // Requests of different lengths, one or two datagrams' worth.
+            let len = 1 + (conv as usize * 97) % 2_000;
+            net.ep(1).send(id, &vec![conv as u8; len]).unwrap();
+            id
+        })
+        .collect();
+    // The application accepts one session every 2 ms, reading what each brought.
+    let mut got = Vec::new();
+    let mut step = 0;
+    while got.len() < n as usize {
+        assert!(
+            step < 200,
+            "only {} sessions accepted after {step} steps",
+            got.len()
+        );
+        net.run(2);
+        step += 1;
+        if let Some(id) = net.ep(SERVER).accept() {
+            got.push(id);
+        }
+    }
+    net.run(100);
+    let st = net.ep(SERVER).stats();
+    assert!(st.half_open_deferred > 0, "{st:?}");
+    assert_eq!(
+        (st.refused, st.half_open, st.passive_opens),
+        (0, 0, u64::from(n)),
+        "{st:?}"
+    );
+    for id in got {
+        let conv = net.ep(SERVER).session(id).unwrap().kcp().conv();
+        let len = 1 + (conv as usize * 97) % 2_000;
+        assert_eq!(
+            read_all(net.ep(SERVER), id),
+            vec![conv as u8; len],
+            "conv {conv}"
+        );
+    }
+    for id in clients {
+        assert!(net.ep(1).is_flushed(id));
+        let st = net.ep(1).session(id).unwrap().kcp().stats();
+        assert_eq!(st.retrans_segs, 0, "{st:?}");
+    }
 }
 
 #[test]

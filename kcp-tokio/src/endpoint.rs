@@ -82,7 +82,13 @@ impl SocketSet {
                 };
                 s.sessions.insert(id, Sess::default());
                 s.acceptors.remove(key);
+                // Accepting makes room in the backlog, where peers that answered while it
+                // was full get their sessions at once: their first output is due now.
+                let due = s.timer_moved_earlier(driver.now_ms());
                 drop(s);
+                if due {
+                    driver.transmit();
+                }
                 kcp_mio::diag::session_opened(id, peer, true);
                 let stream = KcpStream::from_parts(driver.clone(), id, &self.config, false);
                 return Poll::Ready(Ok((stream, peer)));

@@ -62,11 +62,19 @@ impl<A: PeerAddr> Endpoint<A> {
     }
 
     /// The next session a peer opened, in arrival order.
+    ///
+    /// Accepting makes room in the backlog ([`EndpointConfig::backlog`](super::EndpointConfig::backlog)): a peer whose answer
+    /// to its probe came while the backlog was full gets its session now, queued behind
+    /// those already waiting (another [`Event::Incoming`](super::Event::Incoming)), with
+    /// its first output due at once.
     pub fn accept(&mut self) -> Option<SessionId> {
         while let Some(id) = self.accept_queue.pop_front() {
             if let Some(slot) = self.slot_mut(id) {
                 slot.accepted = true;
                 self.mark(id.idx);
+                // Room in the backlog: peers that answered while it was full get their
+                // sessions now, queued behind those already waiting.
+                self.open_answered();
                 return Some(id);
             }
         }

@@ -119,6 +119,9 @@ pub(super) struct HalfOpen<H> {
     /// The FEC group of the latest data kept ([`Codec::group`](crate::Codec::group)), if
     /// any: parity of a nearby group is this entry's.
     group: Option<u32>,
+    /// The peer answered while the accept backlog was full: the session opens as soon as
+    /// the backlog has room (the entry waits in `half_answered`).
+    answered: bool,
 }
 
 /// What the endpoint remembers of an evicted half-open entry.
@@ -130,6 +133,11 @@ pub(super) struct Gone {
     pub(super) probed: bool,
     /// When the last probe for it went out or was queued (elapsed ms).
     pub(super) asked_at: u64,
+    /// Its peer's answer came while the accept backlog was full: the session opens as soon
+    /// as the backlog has room (the key waits in `half_answered`).
+    pub(super) answered: bool,
+    /// Whether its inner layers ask for attachment (FEC), for that session.
+    pub(super) attach: bool,
 }
 
 /// A session to open: its peer answered a probe.
@@ -143,6 +151,21 @@ struct Confirmed<A, H> {
     stored: Vec<u8>,
     /// Whether its inner layers ask for attachment (FEC).
     attach: bool,
+    /// The FEC group of the latest data its entry kept, if any.
+    group: Option<u32>,
+}
+
+/// The datagram that answered a probe, fed to the new session after what its entry kept.
+struct Answer<'a> {
+    /// Its fingerprint, for the replay record.
+    print: u64,
+    datagram: &'a mut [u8],
+    /// The opened plaintext within the datagram.
+    plain: Range<usize>,
+    /// Its KCP part within the datagram.
+    kcp: Range<usize>,
+    /// The FEC group of its data, if any.
+    group: Option<u32>,
 }
 
 /// A datagram from an (address, conversation) with no session and no half-open entry.
@@ -354,7 +377,7 @@ impl<A: PeerAddr> Endpoint<A> {
             };
             if !self.old_enough(key, t) {
                 self.stats.refused += 1;
-                self.probe_refused(t, now, (from, conv), host, datagram, opened);
+                self.probe_refused(t, now, (from, conv), host, attach, datagram, opened);
                 return Err(EndpointError::Rejected(DropReason::Refused));
             }
             self.evict_half(key);
@@ -416,6 +439,7 @@ impl<A: PeerAddr> Endpoint<A> {
                 ask_queued: true,
                 attach,
                 group,
+                answered: false,
             }),
         );
         self.half_age.insert(serial, (from, conv));
@@ -468,36 +492,7 @@ impl<A: PeerAddr> Endpoint<A> {
                 h.ask_queued = true;
                 self.half_tx.push_back(key);
             }
-            // What the peer sent before it heard the probe (a request written in two parts,
-            // the next message) is kept too while the entry's byte budget allows: dropping
-            // it would cost the peer a retransmission timeout (200 ms before its first RTT
-            // sample) once the session exists. Without inner layers only new segments are
-            // kept (a retransmission adds nothing); with them (FEC) the whole datagram, a
-            // retransmission too, since the session's inner layers must see every one of
-            // their packets (an FEC decoder would otherwise rebuild it from parity).
-            let budget = self
-                .cfg
-                .half_open_bytes
-                .saturating_sub(Self::entry_fixed_bytes(&h.layers) + h.stored.len())
-                .min(self.cfg.half_open_pool_bytes.saturating_sub(self.half_pool));
-            let plain_bytes = datagram.get(plain.clone()).unwrap_or(&[]);
-            let kcp_in_plain =
-                kcp.start.saturating_sub(plain.start)..kcp.end.saturating_sub(plain.start);
-            let wrapped = kcp_in_plain != (0..plain_bytes.len());
-            let before = h.stored.len();
-            if wrapped && RECORD_HEADER + plain_bytes.len() <= budget {
-                push_record(&mut h.stored, true, plain_bytes, kcp_in_plain);
-            } else {
-                let more = new_pushes(kcp_bytes, &h.stored, budget.saturating_sub(RECORD_HEADER));
-                if !more.is_empty() {
-                    push_record(&mut h.stored, false, &more, 0..more.len());
-                }
-            }
-            if h.stored.len() > before {
-                if group.is_some() {
-                    h.group = group;
-                }
-                self.half_pool += h.stored.len() - before;
+            if self.keep_datagram(key, datagram, plain, kcp, group) {
                 self.stats.half_open_held += 1;
                 return Ok(());
             }
@@ -507,6 +502,23 @@ impl<A: PeerAddr> Endpoint<A> {
         // The peer heard the probe: the session may exist, if the limits allow.
         let (host, opened_at) = (h.host, h.opened_at);
         if !self.room_for_session(&host) {
+            if self.accept_queue.len() >= self.cfg.backlog && self.room_beside_backlog(&host) {
+                // Only the backlog is full, and the application empties it as it accepts:
+                // the answer is remembered (with its new data, as the entry keeps a
+                // further datagram) and the session opens as soon as there is room,
+                // instead of when the peer answers the next probe, a second later.
+                if let Some(hh) = self.half_open_hosts.get_mut(&host) {
+                    hh.sample(opened_at, t);
+                }
+                self.keep_datagram(key, datagram, plain, kcp, group);
+                if let Some(h) = self.half.get_mut(&key).filter(|h| !h.answered) {
+                    h.answered = true;
+                    self.half_answered.push_back(key);
+                    self.compact_answered();
+                }
+                self.stats.half_open_deferred += 1;
+                return Ok(());
+            }
             // The entry stays; the peer answers the next probe again.
             self.stats.refused += 1;
             return Err(EndpointError::Rejected(DropReason::Refused));
@@ -524,8 +536,150 @@ impl<A: PeerAddr> Endpoint<A> {
             prints: h.seen,
             stored: h.stored,
             attach: h.attach,
+            group: h.group,
         };
-        self.open_confirmed(t, now, confirmed, print, datagram, plain, kcp, group)
+        let answer = Answer {
+            print,
+            datagram,
+            plain,
+            kcp,
+            group,
+        };
+        self.open_confirmed(t, now, confirmed, Some(answer))
+    }
+
+    /// Keeps a datagram of a half-open entry that is not the session's first: whole with
+    /// inner layers (FEC), else its new PUSH segments, within the entry's byte budget and
+    /// the pool. Returns whether anything was kept.
+    ///
+    /// What the peer sent before it heard the probe (a request written in two parts, the
+    /// next message) is kept while the budget allows: dropping it would cost the peer a
+    /// retransmission timeout (200 ms before its first RTT sample) once the session exists.
+    /// Without inner layers only new segments are kept (a retransmission adds nothing);
+    /// with them (FEC) the whole datagram, a retransmission too, since the session's inner
+    /// layers must see every one of their packets (an FEC decoder would otherwise rebuild
+    /// it from parity).
+    fn keep_datagram(
+        &mut self,
+        key: (A, u32),
+        datagram: &[u8],
+        plain: Range<usize>,
+        kcp: Range<usize>,
+        group: Option<u32>,
+    ) -> bool {
+        let room = self.cfg.half_open_pool_bytes.saturating_sub(self.half_pool);
+        let Some(h) = self.half.get_mut(&key) else {
+            return false;
+        };
+        let budget = self
+            .cfg
+            .half_open_bytes
+            .saturating_sub(Self::entry_fixed_bytes(&h.layers) + h.stored.len())
+            .min(room);
+        let kcp_bytes = datagram.get(kcp.clone()).unwrap_or(&[]);
+        let plain_bytes = datagram.get(plain.clone()).unwrap_or(&[]);
+        let kcp_in_plain =
+            kcp.start.saturating_sub(plain.start)..kcp.end.saturating_sub(plain.start);
+        let wrapped = kcp_in_plain != (0..plain_bytes.len());
+        let before = h.stored.len();
+        if wrapped && RECORD_HEADER + plain_bytes.len() <= budget {
+            push_record(&mut h.stored, true, plain_bytes, kcp_in_plain);
+        } else {
+            let more = new_pushes(kcp_bytes, &h.stored, budget.saturating_sub(RECORD_HEADER));
+            if !more.is_empty() {
+                push_record(&mut h.stored, false, &more, 0..more.len());
+            }
+        }
+        if h.stored.len() == before {
+            return false;
+        }
+        if group.is_some() {
+            h.group = group;
+        }
+        self.half_pool += h.stored.len() - before;
+        true
+    }
+
+    /// Whether the limits other than the accept backlog let one more session from `host` in.
+    fn room_beside_backlog(&self, host: &A::Host) -> bool {
+        self.by_key.len() < self.cfg.max_sessions
+            && (self.host_sessions.get(host).copied().unwrap_or(0) as usize)
+                < self.cfg.max_sessions_per_host
+    }
+
+    /// Opens the sessions of entries whose peer answered while the accept backlog was full,
+    /// in the order the answers came, while the backlog has room (`accept` calls it, and
+    /// `poll_transmit` after sessions nobody accepted went). An entry whose other limits are full by then goes back to
+    /// waiting for an answer to its next probe.
+    pub(super) fn open_answered(&mut self) {
+        while let Some(&key) = self.half_answered.front() {
+            let entry = self.half.get(&key).is_some_and(|h| h.answered);
+            let late = !entry && self.half_gone.get(&key).is_some_and(|g| g.answered);
+            if !entry && !late {
+                // Gone (evicted, timed out, forgotten) since it answered.
+                self.half_answered.pop_front();
+                continue;
+            }
+            if self.accept_queue.len() >= self.cfg.backlog {
+                return;
+            }
+            self.half_answered.pop_front();
+            let host = self.host_of(&key.0);
+            if !self.room_beside_backlog(&host) {
+                // Another limit filled meanwhile: the peer answers the next probe (or
+                // retransmits its first flight) again.
+                if let Some(h) = self.half.get_mut(&key) {
+                    h.answered = false;
+                }
+                if let Some(g) = self.half_gone.get_mut(&key) {
+                    g.answered = false;
+                }
+                self.stats.refused += 1;
+                continue;
+            }
+            let confirmed = if entry {
+                let Some(h) = self.take_half(key) else {
+                    continue;
+                };
+                Confirmed {
+                    key,
+                    host,
+                    layers: h.layers,
+                    prints: h.seen,
+                    stored: h.stored,
+                    attach: h.attach,
+                    group: h.group,
+                }
+            } else {
+                let Some(g) = self.half_gone.remove(&key) else {
+                    continue;
+                };
+                self.stats.half_open_late_opens += 1;
+                Confirmed {
+                    key,
+                    host,
+                    layers: (self.cfg.layers)(),
+                    prints: [0; SEEN],
+                    stored: Vec::new(),
+                    attach: g.attach,
+                    group: None,
+                }
+            };
+            // The time of the endpoint's latest call (`accept` is given none).
+            let (t, now) = (self.elapsed, self.last_now.unwrap_or(Millis(0)));
+            let _ = self.open_confirmed(t, now, confirmed, None);
+        }
+    }
+
+    /// Drops the keys of `half_answered` whose entry is gone, once they outnumber the live
+    /// ones (a backlog that stays full while entries come and go).
+    fn compact_answered(&mut self) {
+        if self.half_answered.len() > 2 * (self.half.len() + self.half_gone.len()) + 64 {
+            let (half, gone) = (&self.half, &self.half_gone);
+            self.half_answered.retain(|k| {
+                half.get(k).is_some_and(|h| h.answered) || gone.get(k).is_some_and(|g| g.answered)
+            });
+        }
     }
 
     /// Whether the limits on sessions let one more from `host` in (all sessions, the
@@ -543,17 +697,12 @@ impl<A: PeerAddr> Endpoint<A> {
     /// and feeds it what was kept, then the answer, in the order they came: whole datagrams
     /// through the session's inner layers (its FEC decoder learns their shards), bare
     /// segments straight to the engine.
-    #[allow(clippy::too_many_arguments)]
     fn open_confirmed(
         &mut self,
         t: u64,
         now: Millis,
         c: Confirmed<A, A::Host>,
-        print: u64,
-        datagram: &mut [u8],
-        plain: Range<usize>,
-        kcp: Range<usize>,
-        group: Option<u32>,
+        answer: Option<Answer<'_>>,
     ) -> Result<(), EndpointError> {
         let key = c.key;
         let demux_layers = self.cfg.demux_layers;
@@ -563,10 +712,14 @@ impl<A: PeerAddr> Endpoint<A> {
         for &p in c.prints.iter().filter(|&&p| p != 0) {
             self.record.insert(p);
         }
-        self.record.insert(print);
+        if let Some(a) = &answer {
+            self.record.insert(a.print);
+        }
         *self.host_sessions.entry(c.host).or_insert(0) += 1;
         if c.attach {
-            // The answer's group: parity of the session's groups finds it from now on.
+            // The answer's group (else the latest kept): parity of the session's groups
+            // finds it from now on.
+            let group = answer.as_ref().and_then(|a| a.group).or(c.group);
             self.attach(key.0, id.idx, group);
         }
         self.stats.passive_opens += 1;
@@ -580,7 +733,10 @@ impl<A: PeerAddr> Endpoint<A> {
         slot.passive = true;
         // The endpoint-wide receive budget applies from the first byte.
         slot.session.set_receive_limited(limited);
-        let kcp_bytes = datagram.get(kcp).unwrap_or(&[]);
+        let kcp_bytes = answer
+            .as_ref()
+            .and_then(|a| a.datagram.get(a.kcp.clone()))
+            .unwrap_or(&[]);
         let mut chunks = chunks_needed(kcp_bytes);
         for part in kept_kcp(&c.stored) {
             note_push(slot, scan(part).newest_push);
@@ -601,8 +757,13 @@ impl<A: PeerAddr> Endpoint<A> {
                 let _ = slot.session.kcp_mut().handle_datagram(now, segments);
             }
         }
-        let plain = datagram.get_mut(plain).unwrap_or(&mut []);
-        let r = slot.session.handle_opened(now, plain, demux_layers);
+        let r = match answer {
+            Some(a) => {
+                let plain = a.datagram.get_mut(a.plain).unwrap_or(&mut []);
+                slot.session.handle_opened(now, plain, demux_layers)
+            }
+            None => Ok(()),
+        };
         self.recount_recv(id.idx);
         self.after_io(id.idx);
         r.map_err(|e| EndpointError::Rejected(DropReason::Session(e)))
@@ -720,6 +881,8 @@ impl<A: PeerAddr> Endpoint<A> {
                 opened_at: h.opened_at,
                 probed: h.last_ask.is_some(),
                 asked_at: h.last_ask.unwrap_or(h.opened_at),
+                answered: false,
+                attach: h.attach,
             },
         );
     }
@@ -752,12 +915,14 @@ impl<A: PeerAddr> Endpoint<A> {
     /// its retransmission back-off for every refusal. A host that has answered nothing (a
     /// spoofed flood) gets no probe; one probe per conversation per `ASK_GAP_MS`; at most
     /// [`REFUSAL_PROBES`] waiting; each no larger than the first flight it answers.
+    #[allow(clippy::too_many_arguments)]
     fn probe_refused(
         &mut self,
         t: u64,
         now: Millis,
         key: (A, u32),
         host: A::Host,
+        attach: bool,
         datagram: &[u8],
         opened: &Opened,
     ) {
@@ -795,6 +960,8 @@ impl<A: PeerAddr> Endpoint<A> {
                 opened_at: earlier.map_or(t, |g| g.opened_at),
                 probed: true,
                 asked_at: t,
+                answered: false,
+                attach,
             },
         );
         self.refusal_probes.push_back((key.0, buf));
@@ -829,6 +996,26 @@ impl<A: PeerAddr> Endpoint<A> {
         }
         let host = self.host_of(&from);
         if !self.room_for_session(&host) {
+            if self.accept_queue.len() >= self.cfg.backlog && self.room_beside_backlog(&host) {
+                // Only the backlog is full: as for an entry's answer, the session opens
+                // when the application makes room (without this answer's data, which the
+                // peer retransmits; its fingerprint is recorded now).
+                self.record.insert(print);
+                self.remember_gone(
+                    (from, conv),
+                    Gone {
+                        opened_at: t,
+                        probed: true,
+                        asked_at: t,
+                        answered: true,
+                        attach,
+                    },
+                );
+                self.half_answered.push_back((from, conv));
+                self.compact_answered();
+                self.stats.half_open_deferred += 1;
+                return Ok(());
+            }
             self.stats.refused += 1;
             return Err(EndpointError::Rejected(DropReason::Refused));
         }
@@ -845,8 +1032,16 @@ impl<A: PeerAddr> Endpoint<A> {
             prints: [0; SEEN],
             stored: Vec::new(),
             attach,
+            group: None,
         };
-        self.open_confirmed(t, now, confirmed, print, datagram, plain, kcp, group)
+        let answer = Answer {
+            print,
+            datagram,
+            plain,
+            kcp,
+            group,
+        };
+        self.open_confirmed(t, now, confirmed, Some(answer))
     }
 
     /// A passive session ended: it no longer counts against its host.

@@ -162,6 +162,7 @@ impl<A: PeerAddr> Endpoint<A> {
             self.forget_session_host(slot.addr);
             if !slot.accepted {
                 self.unqueue(id);
+                self.backlog_freed = true;
             }
         }
         match reason {
@@ -251,6 +252,31 @@ impl<A: PeerAddr> Endpoint<A> {
     /// `i` in `buf[i * stride..]`, its length in `lens[i]`. Returns the destination and how
     /// many; `None` when nothing is left to send.
     pub fn poll_transmit_strided(
+        &mut self,
+        now: Millis,
+        buf: &mut [u8],
+        stride: usize,
+        lens: &mut [usize],
+    ) -> Option<(A, usize)> {
+        loop {
+            if let Some(out) = self.poll_transmit_pass(now, buf, stride, lens) {
+                return Some(out);
+            }
+            // Sessions nobody accepted went (their accept timeout): peers that answered
+            // while the backlog was full get their sessions, whose first output is due.
+            if !core::mem::take(&mut self.backlog_freed) || self.half_answered.is_empty() {
+                return None;
+            }
+            self.open_answered();
+            if self.dirty.is_empty() {
+                return None;
+            }
+        }
+    }
+
+    /// One pass of [`poll_transmit_strided`](Self::poll_transmit_strided) over the probes
+    /// and the sessions with output.
+    fn poll_transmit_pass(
         &mut self,
         now: Millis,
         buf: &mut [u8],

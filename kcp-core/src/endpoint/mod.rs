@@ -197,6 +197,11 @@ pub struct Endpoint<A: PeerAddr> {
     half_timers: BinaryHeap<Reverse<(u64, u64)>>,
     /// Half-open entries with a probe to send.
     half_tx: VecDeque<(A, u32)>,
+    /// Half-open entries whose peer answered while the accept backlog was full, in the
+    /// order the answers came (keys of entries gone since are skipped).
+    half_answered: VecDeque<(A, u32)>,
+    /// A session waiting for `accept` went: `half_answered` may open now.
+    backlog_freed: bool,
     /// Probes sealed for refused first flights (see `half_open::probe_refused`), at most
     /// `half_open::REFUSAL_PROBES`.
     refusal_probes: VecDeque<(A, Vec<u8>)>,
@@ -277,6 +282,8 @@ impl<A: PeerAddr> Endpoint<A> {
             half_gone_order: VecDeque::new(),
             half_timers: BinaryHeap::new(),
             half_tx: VecDeque::new(),
+            half_answered: VecDeque::new(),
+            backlog_freed: false,
             refusal_probes: VecDeque::new(),
             half_pool: 0,
             next_serial: 0,

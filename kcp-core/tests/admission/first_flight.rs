@@ -563,6 +563,58 @@ fn a_host_that_answers_late_keeps_its_entries_at_most_half_the_timeout() {
 }
 
 #[test]
+fn a_late_answer_that_finds_the_backlog_full_opens_its_session_at_the_next_accept() {
+    // As `the_answer_to_a_probe_of_an_evicted_entry_opens_its_session`, but the backlog is
+    // full when the answer comes: the session opens as soon as the application accepts,
+    // instead of when the peer next retransmits and answers a new probe.
+    let mut ep: Endpoint<SocketAddr> = Endpoint::new(EndpointConfig {
+        max_half_open_per_host: 2,
+        half_open_min_age_ms: 100,
+        backlog: 1,
+        ..server_cfg()
+    })
+    .unwrap();
+    let t0 = Millis(1_000);
+    // Another host's session fills the backlog of one.
+    assert_eq!(first_flights(&mut ep, t0, 2, 10..11), 1);
+    answer(&mut ep, t0, addr(2, 10));
+    assert_eq!(ep.len(), 1);
+    // Host 1's entry 1 is probed, then evicted for a newer first flight at the minimum age.
+    assert_eq!(first_flights(&mut ep, t0, 1, 1..3), 2);
+    assert_eq!(drain(&mut ep, t0).len(), 2);
+    assert_eq!(first_flights(&mut ep, t0 + 100, 1, 3..4), 1);
+    assert_eq!(ep.stats().half_open_evicted, 1);
+    // Its answer finds the backlog full: remembered, not refused; no session yet.
+    let r = try_answer(&mut ep, t0 + 300, addr(1, 1));
+    assert!(r.is_ok(), "{r:?}");
+    let st = ep.stats();
+    assert_eq!(ep.len(), 1);
+    assert_eq!(
+        (st.half_open_deferred, st.refused, st.half_open_late_opens),
+        (1, 0, 0),
+        "{st:?}"
+    );
+    // A copy of the answer opens nothing more, now or later.
+    let _ = try_answer(&mut ep, t0 + 305, addr(1, 1));
+    // Accepting the first session makes room: the late answer's session opens at once.
+    let first = ep.accept().unwrap();
+    assert_eq!(ep.remote(first), Some(addr(2, 10)));
+    assert_eq!(ep.len(), 2);
+    let id = ep.accept().expect("the late answer's session");
+    assert_eq!(ep.remote(id), Some(addr(1, 1)));
+    assert!(ep.accept().is_none());
+    assert_eq!(ep.stats().half_open_late_opens, 1);
+    // Its first message comes with the peer's retransmission and is delivered once.
+    ep.handle_datagram(t0 + 310, addr(1, 1), &mut push(7, 0, 0, b"x"))
+        .unwrap();
+    let mut buf = [0u8; 8];
+    assert_eq!(ep.recv(id, &mut buf), Ok(1));
+    assert_eq!(&buf[..1], b"x");
+    let _ = try_answer(&mut ep, t0 + 320, addr(1, 1));
+    assert_eq!(ep.len(), 2);
+}
+
+#[test]
 fn the_answer_to_a_probe_of_an_evicted_entry_opens_its_session() {
     // A loaded client answers after its entry was evicted for newer first flights. The
     // answer proves what a timely one proves (the peer heard the probe sent to its
