@@ -881,7 +881,9 @@ impl<A: PeerAddr> Endpoint<A> {
                 opened_at: h.opened_at,
                 probed: h.last_ask.is_some(),
                 asked_at: h.last_ask.unwrap_or(h.opened_at),
-                answered: false,
+                // An entry whose peer answered while the backlog was full stays answered:
+                // its session opens when the backlog has room, without what it kept.
+                answered: h.answered,
                 attach: h.attach,
             },
         );
@@ -1186,6 +1188,7 @@ impl<A: PeerAddr> Endpoint<A> {
         let gone = self.half_gone.len() * 2 * core::mem::size_of::<((A, u32), Gone)>()
             + self.half_gone_order.capacity() * core::mem::size_of::<(A, u32)>()
             + self.refusal_probes.capacity() * core::mem::size_of::<(A, Vec<u8>)>()
+            + self.half_answered.capacity() * core::mem::size_of::<(A, u32)>()
             + self
                 .refusal_probes
                 .iter()

@@ -615,6 +615,58 @@ fn a_late_answer_that_finds_the_backlog_full_opens_its_session_at_the_next_accep
 }
 
 #[test]
+fn answers_waiting_for_a_backlog_that_never_drains_stay_bounded() {
+    // The application never accepts; a host's peers keep coming and answering, each round's
+    // entries evicted by the next round's first flights. What waits is bounded by the
+    // half-open table and the remembered evicted entries, and the heap stops growing.
+    let mut ep: Endpoint<SocketAddr> = Endpoint::new(EndpointConfig {
+        max_half_open: 8,
+        max_half_open_per_host: 8,
+        half_open_min_age_ms: 100,
+        backlog: 1,
+        ..server_cfg()
+    })
+    .unwrap();
+    let mut t = Millis(1_000);
+    assert_eq!(first_flights(&mut ep, t, 2, 10..11), 1);
+    answer(&mut ep, t, addr(2, 10));
+    let mut heap_at = Vec::new();
+    for round in 0..200u16 {
+        t += 150;
+        let ports = 100 + round * 8..100 + round * 8 + 8;
+        assert_eq!(first_flights(&mut ep, t, 1, ports.clone()), 8);
+        drain(&mut ep, t);
+        for p in ports {
+            answer(&mut ep, t + 1, addr(1, p));
+        }
+        ep.handle_timeout(t + 1);
+        drain(&mut ep, t + 1);
+        assert_eq!(ep.len(), 1);
+        if round == 20 || round == 199 {
+            heap_at.push(ep.heap_bytes().0);
+        }
+    }
+    let st = ep.stats();
+    assert_eq!((st.half_open_deferred, st.refused), (1_600, 0), "{st:?}");
+    assert!(
+        heap_at[1] <= heap_at[0] + 4_096,
+        "heap grew from {} to {} bytes",
+        heap_at[0],
+        heap_at[1]
+    );
+    // Once the application accepts, the waiting answers get their sessions: the live
+    // entries' and the remembered evicted ones' (at most 8 x max_half_open of those).
+    let mut opened = 0;
+    while let Some(id) = ep.accept() {
+        opened += 1;
+        assert!(opened <= 1 + 8 + 64, "{opened} sessions");
+        let _ = ep.close(id);
+    }
+    eprintln!("heap {heap_at:?}, {opened} sessions opened");
+    assert!(opened >= 1 + 8, "{opened} sessions");
+}
+
+#[test]
 fn the_answer_to_a_probe_of_an_evicted_entry_opens_its_session() {
     // A loaded client answers after its entry was evicted for newer first flights. The
     // answer proves what a timely one proves (the peer heard the probe sent to its
