@@ -659,11 +659,11 @@ fn answers_waiting_for_a_backlog_that_never_drains_stay_bounded() {
     let mut opened = 0;
     while let Some(id) = ep.accept() {
         opened += 1;
-        assert!(opened <= 1 + 8 + 64, "{opened} sessions");
         let _ = ep.close(id);
     }
     eprintln!("heap {heap_at:?}, {opened} sessions opened");
-    assert!(opened >= 1 + 8, "{opened} sessions");
+    // The other host's session, the table's 8, at most 64 remembered.
+    assert!((1 + 8..=1 + 8 + 64).contains(&opened), "{opened} sessions");
 }
 
 #[test]
