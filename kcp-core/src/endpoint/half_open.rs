@@ -507,16 +507,20 @@ impl<A: PeerAddr> Endpoint<A> {
                 // the answer is remembered (with its new data, as the entry keeps a
                 // further datagram) and the session opens as soon as there is room,
                 // instead of when the peer answers the next probe, a second later.
-                if let Some(hh) = self.half_open_hosts.get_mut(&host) {
-                    hh.sample(opened_at, t);
+                let first = self.half.get(&key).is_some_and(|h| !h.answered);
+                if first {
+                    // The answer time counts once (a later answer is to a later probe).
+                    if let Some(hh) = self.half_open_hosts.get_mut(&host) {
+                        hh.sample(opened_at, t);
+                    }
                 }
                 self.keep_datagram(key, datagram, plain, kcp, group);
-                if let Some(h) = self.half.get_mut(&key).filter(|h| !h.answered) {
+                if let Some(h) = self.half.get_mut(&key).filter(|_| first) {
                     h.answered = true;
                     self.half_answered.push_back(key);
                     self.compact_answered();
+                    self.stats.half_open_deferred += 1;
                 }
-                self.stats.half_open_deferred += 1;
                 return Ok(());
             }
             // The entry stays; the peer answers the next probe again.

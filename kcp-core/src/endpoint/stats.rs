@@ -138,10 +138,10 @@ endpoint_stats! {
         /// entry kept within its byte budget, whole (with inner layers such as FEC) or as
         /// their new segments, parity included (taken by the session once confirmed).
         half_open_held,
-        /// Answers to a probe that came while the accept backlog was full (and only it):
-        /// the entry remembers the answer and its session opens as soon as the application
-        /// accepts one (or the backlog otherwise has room), instead of when the peer
-        /// answers the next probe a second later. Not counted in `refused`.
+        /// Peers whose answer to a probe came while the accept backlog was full (and only
+        /// it), counted once each: the entry remembers the answer and its session opens as
+        /// soon as the application accepts one (or the backlog otherwise has room), instead
+        /// of when the peer answers the next probe a second later. Not counted in `refused`.
         half_open_deferred,
         /// Datagrams longer than `max_datagram`, dropped before parsing (in `in_errs` too).
         oversize,
