@@ -613,8 +613,8 @@ impl<A: PeerAddr> Endpoint<A> {
 
     /// Opens the sessions of entries whose peer answered while the accept backlog was full,
     /// in the order the answers came, while the backlog has room (`accept` calls it, and
-    /// `poll_transmit` after sessions nobody accepted went). An entry whose other limits are full by then goes back to
-    /// waiting for an answer to its next probe.
+    /// `poll_transmit` after sessions nobody accepted went). An entry whose other limits
+    /// are full by then goes back to waiting for an answer to its next probe.
     pub(super) fn open_answered(&mut self) {
         while let Some(&key) = self.half_answered.front() {
             let entry = self.half.get(&key).is_some_and(|h| h.answered);
@@ -721,9 +721,12 @@ impl<A: PeerAddr> Endpoint<A> {
         }
         *self.host_sessions.entry(c.host).or_insert(0) += 1;
         if c.attach {
-            // The answer's group (else the latest kept): parity of the session's groups
-            // finds it from now on.
-            let group = answer.as_ref().and_then(|a| a.group).or(c.group);
+            // The answer's group (without an answer, the latest kept data's): parity of the
+            // session's groups finds it from now on.
+            let group = match &answer {
+                Some(a) => a.group,
+                None => c.group,
+            };
             self.attach(key.0, id.idx, group);
         }
         self.stats.passive_opens += 1;
