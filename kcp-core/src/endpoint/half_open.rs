@@ -155,6 +155,21 @@ struct Confirmed<A, H> {
     group: Option<u32>,
 }
 
+impl<A, H> Confirmed<A, H> {
+    /// The session of half-open entry `h` (of `key`), with what it kept.
+    fn of_entry(key: (A, u32), h: HalfOpen<H>) -> Self {
+        Confirmed {
+            key,
+            host: h.host,
+            layers: h.layers,
+            prints: h.seen,
+            stored: h.stored,
+            attach: h.attach,
+            group: h.group,
+        }
+    }
+}
+
 /// The datagram that answered a probe, fed to the new session after what its entry kept.
 struct Answer<'a> {
     /// Its fingerprint, for the replay record.
@@ -502,7 +517,7 @@ impl<A: PeerAddr> Endpoint<A> {
         // The peer heard the probe: the session may exist, if the limits allow.
         let (host, opened_at) = (h.host, h.opened_at);
         if !self.room_for_session(&host) {
-            if self.accept_queue.len() >= self.cfg.backlog && self.room_beside_backlog(&host) {
+            if self.backlog_full() && self.room_beside_backlog(&host) {
                 // Only the backlog is full, and the application empties it as it accepts:
                 // the answer is remembered (with its new data, as the entry keeps a
                 // further datagram) and the session opens as soon as there is room,
@@ -533,15 +548,7 @@ impl<A: PeerAddr> Endpoint<A> {
         let Some(h) = self.take_half(key) else {
             return Err(EndpointError::Rejected(DropReason::NoSession));
         };
-        let confirmed = Confirmed {
-            key,
-            host,
-            layers: h.layers,
-            prints: h.seen,
-            stored: h.stored,
-            attach: h.attach,
-            group: h.group,
-        };
+        let confirmed = Confirmed::of_entry(key, *h);
         let answer = Answer {
             print,
             datagram,
@@ -624,7 +631,7 @@ impl<A: PeerAddr> Endpoint<A> {
                 self.half_answered.pop_front();
                 continue;
             }
-            if self.accept_queue.len() >= self.cfg.backlog {
+            if self.backlog_full() {
                 return;
             }
             self.half_answered.pop_front();
@@ -645,15 +652,7 @@ impl<A: PeerAddr> Endpoint<A> {
                 let Some(h) = self.take_half(key) else {
                     continue;
                 };
-                Confirmed {
-                    key,
-                    host,
-                    layers: h.layers,
-                    prints: h.seen,
-                    stored: h.stored,
-                    attach: h.attach,
-                    group: h.group,
-                }
+                Confirmed::of_entry(key, *h)
             } else {
                 let Some(g) = self.half_gone.remove(&key) else {
                     continue;
@@ -689,10 +688,12 @@ impl<A: PeerAddr> Endpoint<A> {
     /// Whether the limits on sessions let one more from `host` in (all sessions, the
     /// accept backlog, the host's).
     fn room_for_session(&self, host: &A::Host) -> bool {
-        self.by_key.len() < self.cfg.max_sessions
-            && self.accept_queue.len() < self.cfg.backlog
-            && (self.host_sessions.get(host).copied().unwrap_or(0) as usize)
-                < self.cfg.max_sessions_per_host
+        !self.backlog_full() && self.room_beside_backlog(host)
+    }
+
+    /// Whether the accept backlog holds as many sessions as it may.
+    fn backlog_full(&self) -> bool {
+        self.accept_queue.len() >= self.cfg.backlog
     }
 
     /// Opens the session a peer confirmed by answering a probe (`print`: the answer's
@@ -1005,7 +1006,7 @@ impl<A: PeerAddr> Endpoint<A> {
         }
         let host = self.host_of(&from);
         if !self.room_for_session(&host) {
-            if self.accept_queue.len() >= self.cfg.backlog && self.room_beside_backlog(&host) {
+            if self.backlog_full() && self.room_beside_backlog(&host) {
                 // Only the backlog is full: as for an entry's answer, the session opens
                 // when the application makes room (without this answer's data, which the
                 // peer retransmits; its fingerprint is recorded now).
