@@ -269,12 +269,10 @@ fn the_client_example_runs_every_test_against_the_server_example() {
 
 #[test]
 fn a_client_without_a_server_fails_with_exit_code_1_after_its_timeout() {
-    // A port nothing listens on (bound, then released).
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // A port that never answers: bound here for the whole run and never read, so no other
+    // socket (another test's server) can take it meanwhile.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
     // `run` bounds the client's own run time (not the build of the examples): it must give
     // up by its one-second timeout rather than wait for ever.
     let out = run(

@@ -12,7 +12,7 @@ async fn key_from_environment_log_file_quiet_and_snmplog() {
     let dir = Scratch::new("envlog");
     let d = dir.0.display().to_string();
     // Our server takes its key from KCPTUN_KEY and logs to a file, quietly, with SNMP CSV.
-    let port = free_udp_port();
+    let port = free_port();
     let saddr = format!("127.0.0.1:{port}");
     let server = Proc::spawn_env(
         RS_SERVER,
@@ -33,21 +33,21 @@ async fn key_from_environment_log_file_quiet_and_snmplog() {
         dir.0.join("server.out"),
         Some("from-env"),
     );
-    let entry = format!("127.0.0.1:{}", free_tcp_port());
+    let entry = format!("127.0.0.1:{}", free_port());
     let _go_client = Proc::spawn(
         GO_CLIENT,
         &["-l", &entry, "-r", &saddr, "--key", "from-env"].map(String::from),
         dir.0.join("go-client.log"),
     );
     // Our client takes its key from KCPTUN_KEY too, against a Go server.
-    let gport = free_udp_port();
+    let gport = free_port();
     let gaddr = format!("127.0.0.1:{gport}");
     let _go_server = Proc::spawn(
         GO_SERVER,
         &["-l", &gaddr, "-t", &echo.to_string(), "--key", "from-env"].map(String::from),
         dir.0.join("go-server.log"),
     );
-    let entry2 = format!("127.0.0.1:{}", free_tcp_port());
+    let entry2 = format!("127.0.0.1:{}", free_port());
     let client = Proc::spawn_env(
         RS_CLIENT,
         &["-l", &entry2, "-r", &gaddr].map(String::from),

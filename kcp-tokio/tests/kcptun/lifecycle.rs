@@ -175,7 +175,7 @@ async fn vanished_peer_noticed_within_60s_both_roles() {
             ..
         } = t;
         drop(own);
-        let entry = format!("127.0.0.1:{}", free_tcp_port());
+        let entry = format!("127.0.0.1:{}", free_port());
         let remote = server.args[1].clone();
         let client = Proc::spawn(
             RS_CLIENT,

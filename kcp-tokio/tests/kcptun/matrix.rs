@@ -83,7 +83,7 @@ async fn run_cell_once(c: Cell, echo: SocketAddr, seed: u64) -> Result<Duration,
         echo_unix(&p).await;
         Target::Unix(p)
     } else if c.check == Check::Unreachable {
-        Target::Tcp(format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap())
+        Target::Tcp(format!("127.0.0.1:{}", free_port()).parse().unwrap())
     } else {
         Target::Tcp(echo)
     };
@@ -340,7 +340,7 @@ async fn mismatched_peers_get_a_clear_log_line() {
     require_go();
     let echo = echo_tcp().await;
     let dir = Scratch::new("mismatch");
-    let port = free_udp_port();
+    let port = free_port();
     let server_addr = format!("127.0.0.1:{port}");
     let server = Proc::spawn(
         RS_SERVER,
@@ -358,7 +358,7 @@ async fn mismatched_peers_get_a_clear_log_line() {
         dir.0.join("server.log"),
     );
     let spawn_client = |name: &str, extra: &[&str]| {
-        let entry: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
+        let entry: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let mut args: Vec<String> = ["-l", &entry.to_string(), "-r", &server_addr]
             .map(String::from)
             .to_vec();
@@ -371,7 +371,7 @@ async fn mismatched_peers_get_a_clear_log_line() {
         spawn_client("badkey.log", &["--key", "wrong", "--smuxver", "1"]);
     let (plain, _plain_client) = spawn_client("plain.log", &["--key", "right", "--nocomp"]);
     // A second server without compression, and a compressing client.
-    let port2 = free_udp_port();
+    let port2 = free_port();
     let server2_addr = format!("127.0.0.1:{port2}");
     let server2 = Proc::spawn(
         RS_SERVER,
@@ -387,7 +387,7 @@ async fn mismatched_peers_get_a_clear_log_line() {
         .map(String::from),
         dir.0.join("server2.log"),
     );
-    let comp_entry = format!("127.0.0.1:{}", free_tcp_port());
+    let comp_entry = format!("127.0.0.1:{}", free_port());
     let _comp_client = Proc::spawn(
         GO_CLIENT,
         &["-l", &comp_entry, "-r", &server2_addr, "--key", "right"].map(String::from),

@@ -168,14 +168,43 @@ async fn watch_child(
     let _ = exited.send(true);
 }
 
-fn free_udp_port() -> u16 {
-    let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp bind");
-    s.local_addr().expect("addr").port()
+/// A loopback port for a child process to bind, free for both TCP and UDP when picked.
+///
+/// Binding port 0 and handing the number on races with the kernel: until the child binds it,
+/// the kernel may give the same port to any socket that connects or binds port 0 (this suite
+/// opens hundreds of TCP connections at once), and the child then fails with "address already
+/// in use". So the ports come from just below the kernel's ephemeral range, which it never
+/// hands out by itself, each once per test process (a counter), and only if both protocols can
+/// bind them at that moment.
+fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const SPAN: u32 = 8_000;
+    let low = ephemeral_low();
+    assert!(
+        low > SPAN + 1024,
+        "the ephemeral port range starts at {low}: no room below it for test ports"
+    );
+    // Processes running side by side start at different places in the span.
+    let start = std::process::id().wrapping_mul(2_654_435_761) % SPAN;
+    for _ in 0..SPAN {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (low - SPAN + (start + n) % SPAN) as u16;
+        let tcp = std::net::TcpListener::bind(("127.0.0.1", port));
+        let udp = std::net::UdpSocket::bind(("127.0.0.1", port));
+        if tcp.is_ok() && udp.is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port below {low}");
 }
 
-fn free_tcp_port() -> u16 {
-    let s = std::net::TcpListener::bind("127.0.0.1:0").expect("tcp bind");
-    s.local_addr().expect("addr").port()
+/// The first port of the kernel's ephemeral range (Linux's default when it cannot be read).
+fn ephemeral_low() -> u32 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768)
 }
 
 /// A TCP echo target in this process.
@@ -318,8 +347,8 @@ impl Tunnel {
         target: &Target,
         loss: Option<f64>,
     ) -> Tunnel {
-        let kcp_port = free_udp_port();
-        let entry: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
+        let kcp_port = free_port();
+        let entry: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let server_addr: SocketAddr = format!("127.0.0.1:{kcp_port}").parse().unwrap();
         let target = match target {
             Target::Tcp(a) => a.to_string(),
