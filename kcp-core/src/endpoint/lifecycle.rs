@@ -41,6 +41,11 @@ impl<A: PeerAddr> Endpoint<A> {
     }
 
     /// When `handle_timeout` is next needed; `None` when no session needs the clock.
+    ///
+    /// With many sessions this may be a little before the earliest deadline (the timer
+    /// wheel's bound for a slot whose first deadline moved later): `handle_timeout` at that
+    /// time then finds nothing due, and the next call gives the exact deadline. It is never
+    /// later than a deadline.
     pub fn poll_timeout(&mut self) -> Option<Millis> {
         // Sessions changed since the last call may have new deadlines.
         self.flush_dirty_timers();
