@@ -203,6 +203,14 @@ pub trait Codec {
         0
     }
 
+    /// The part of [`heap_bytes`](Self::heap_bytes) that grows with what peers send (received
+    /// packets queued or kept, receive-side tables), which an endpoint counts against its
+    /// receive budget after every datagram a session takes in: keep it cheap, and leave out
+    /// what only sending holds. The default is all of `heap_bytes`.
+    fn receive_heap_bytes(&self) -> usize {
+        self.heap_bytes()
+    }
+
     /// Gives back memory that only speeds things up (buffer pools, scratch space), called when
     /// the session goes idle. The default keeps everything.
     fn trim(&mut self) {}

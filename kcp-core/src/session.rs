@@ -209,10 +209,15 @@ impl<'a> Session<'a> {
     }
 
     /// Heap bytes held on the receive side: the engine's received segments and receive ring
-    /// ([`Kcp::receive_heap_bytes`]) and the codec layers' state ([`Codec::heap_bytes`]),
-    /// for an endpoint's receive budget.
+    /// ([`Kcp::receive_heap_bytes`]) and the codec layers' receive-side state
+    /// ([`Codec::receive_heap_bytes`]), for an endpoint's receive budget.
     pub fn receive_heap_bytes(&self) -> usize {
-        self.kcp.receive_heap_bytes() + self.layers.iter().map(|l| l.heap_bytes()).sum::<usize>()
+        self.kcp.receive_heap_bytes()
+            + self
+                .layers
+                .iter()
+                .map(|l| l.receive_heap_bytes())
+                .sum::<usize>()
     }
 
     /// Refuses (`true`) or accepts again new receive-side state in the engine and every

@@ -519,6 +519,11 @@ fn a_server_echo_session_keeps_nothing_of_its_one_rebuild() {
     let foot = alloc::thread_footprint() - foot;
     let dec = server.decoder().unwrap().heap_bytes();
     let enc = server.encoder().unwrap().heap_bytes();
+    // The receive budget's share: the decoder and its box; the encoder follows what the
+    // server sends.
+    let receive = server.receive_heap_bytes();
+    assert_eq!(receive, size_of::<FecDecoder>() + dec);
+    assert!(receive + size_of::<FecEncoder>() + enc <= reported);
     println!(
         "server side of a 10/3 echo session after 60 s: {held} heap bytes (decoder {dec} with \
          its box {}, encoder {enc} with its box {}, both with the shared matrix {matrix}), \
