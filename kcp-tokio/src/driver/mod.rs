@@ -284,9 +284,16 @@ impl Driver {
     /// driver computes its next sleep after the turn ends, under the state lock, so it sees
     /// the change the caller made under that lock (a wake-up saved per turn).
     pub(crate) fn poke(&self) {
-        if !self.inner.in_turn.load(Ordering::SeqCst) {
+        if !self.in_turn() {
             self.inner.notify.notify_one();
         }
+    }
+
+    /// Whether the driver is in a receive turn: it computes its next sleep, under the state
+    /// lock, after the turn ends (read under that lock, `true` means the driver will see
+    /// what the caller changes while holding it).
+    pub(crate) fn in_turn(&self) -> bool {
+        self.inner.in_turn.load(Ordering::SeqCst)
     }
 
     pub(crate) fn now_ms(&self) -> u64 {
