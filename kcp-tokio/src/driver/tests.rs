@@ -451,3 +451,43 @@ fn the_per_session_entry_keeps_what_every_session_uses_only() {
     s.rare().flushers.register(2, waker);
     assert!(!s.no_flushers());
 }
+
+/// Lock timing (the `perf` feature) counts every hold of the state lock however many threads
+/// take it at once: its counters are written with plain loads and stores, by the lock's holder
+/// only, before the lock is released. Were they written after it, concurrent holders would
+/// lose counts here.
+#[cfg(feature = "perf")]
+#[test]
+fn lock_timing_counts_every_hold_across_threads() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let l = rt
+        .block_on(KcpListener::bind("127.0.0.1:0", KcpConfig::default()))
+        .unwrap();
+    let d = l.sockets.drivers[0].clone();
+    let before = d.socket_stats();
+    const THREADS: u64 = 4;
+    const HOLDS: u64 = 20_000;
+    std::thread::scope(|s| {
+        for _ in 0..THREADS {
+            s.spawn(|| {
+                for _ in 0..HOLDS {
+                    drop(std::hint::black_box(d.lock()));
+                }
+            });
+        }
+    });
+    let after = d.socket_stats();
+    // The driver task may take the lock too, never less.
+    let counted = after.lock_acquisitions - before.lock_acquisitions;
+    assert!(counted >= THREADS * HOLDS, "{counted} holds counted");
+    assert!(after.lock_hold_max_ns > 0, "{after:?}");
+    assert!(
+        after.lock_hold_total_ns >= after.lock_hold_max_ns,
+        "{after:?}"
+    );
+    drop(l);
+}
