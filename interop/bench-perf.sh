@@ -46,7 +46,9 @@
 # SESS_LIST ("1000 5000 10000"), SESS_ECHOES (8, echoes per session at 1/s), SESS_RAMP (4, s),
 # SESS_REPEATS (REPEATS: runs per sessions cell, the longest ones),
 # SESS_GO_REF (2000; empty to skip), SESS_OPEN_LIST (the largest of SESS_LIST: burst runs against
-# our server with its half-open admission limits raised; empty to skip), SESS_FLAGS,
+# our server with its half-open admission limits raised; empty to skip), SESS_SHARED (8: for the
+# same N, one more burst row with our client's sessions on this many shared sockets, so that
+# the row measures the server rather than ten thousand client sockets; empty to skip), SESS_FLAGS,
 # SESS_CLIENT (rust: kcp-perf's client; go: kcp-perf-go's, kcp-go's own sessions, which drop
 # SESS_CLIENT_FLAGS), SESS_MIO (empty; 1: rows for the kcp-mio example server too, with SESS_MIO_FLAGS, e.g.
 # "--receive-hold-us 1000"),
@@ -90,6 +92,7 @@ SESS_GO_REF=${SESS_GO_REF-2000}
 SESS_OPEN_LIST=${SESS_OPEN_LIST-${SESS_LIST##* }}
 SESS_FLAGS=${SESS_FLAGS:---mode $MODE --mtu $MTU --crypt aes --datashard 10 --parityshard 3}
 SESS_CLIENT_FLAGS=${SESS_CLIENT_FLAGS:-}
+SESS_SHARED=${SESS_SHARED-8}
 SESS_SERVER_FLAGS=${SESS_SERVER_FLAGS:-}
 SESS_MIO=${SESS_MIO:-}
 SESS_CLIENT=${SESS_CLIENT:-rust}
@@ -370,7 +373,8 @@ section_echo4k() {
 
 # ---------------------------------------------------------------------------------------------
 # sess_run IMPL N ramp|burst -> cell sess.IMPL.N.MODE
-# (KIND rustopen: our server with the half-open admission limits raised out of the way.)
+# (KIND rustopen: our server with the half-open admission limits raised out of the way;
+# rustshared: the same, with our client's sessions on SESS_SHARED shared sockets.)
 sess_run() {
     local kind=$1 n=$2 how=$3 cell="sess.$1.$2.$3"
     # The one loopback client stands for many hosts: our server's per-host cap on confirmed
@@ -378,7 +382,7 @@ sess_run() {
     local impl=$kind sflags=
     case $kind in
         rust) sflags="--sessions-per-host 1000000 $SESS_SERVER_FLAGS" ;;
-        rustopen) impl=rust; sflags="--max-half-open 1000000 --half-open-per-host 1000000 --sessions-per-host 1000000 $SESS_SERVER_FLAGS" ;;
+        rustopen|rustshared) impl=rust; sflags="--max-half-open 1000000 --half-open-per-host 1000000 --sessions-per-host 1000000 $SESS_SERVER_FLAGS" ;;
         mio) sflags="--sessions-per-host 1000000 $SESS_MIO_FLAGS" ;;
     esac
     local ramp=0; [ "$how" = ramp ] && ramp=$SESS_RAMP
@@ -398,6 +402,7 @@ sess_run() {
         # The extra client flags are for our servers: kcp-go's keys sessions by address alone,
         # so sessions sharing a client socket (--client-sockets) would collide there.
         local cflags=$SESS_CLIENT_FLAGS; [ "$SESS_CLIENT" = rust ] && [ "$impl" != go ] || cflags=
+        [ "$kind" != rustshared ] || cflags="$cflags --client-sockets $SESS_SHARED"
         # shellcheck disable=SC2086
         client_bg "$SESS_CLIENT" $((ramp + SESS_ECHOES + 90)) --test echo --conns "$n" --rate 1 --bytes $((64 * SESS_ECHOES)) --msg 64 --ramp "$ramp" --timeout 30 $cflags $SESS_FLAGS
         sleep "$(awk -v t0="$t0" -v n="$(now)" -v a="$wa" 'BEGIN { d = t0 + a - n; print (d > 0 ? d : 0) }')"
@@ -464,11 +469,15 @@ section_sessions() {
     for n in $SESS_LIST; do for how in ramp burst; do
         sess_run rust "$n" "$how"; [ -z "$SESS_MIO" ] || sess_run mio "$n" "$how"; sess_run go "$n" "$how"
     done; done
-    for n in $SESS_OPEN_LIST; do sess_run rustopen "$n" burst; done
+    for n in $SESS_OPEN_LIST; do
+        sess_run rustopen "$n" burst
+        # Only our client can share sockets (kcp-go's server would see one session per socket).
+        [ -z "$SESS_SHARED" ] || [ "$SESS_CLIENT" != rust ] || sess_run rustshared "$n" burst
+    done
     [ -z "$SESS_GO_REF" ] || sess_run go "$SESS_GO_REF" ramp
     local cname=kcp-perf cwho="our client"; [ "$SESS_CLIENT" = rust ] || { cname=kcp-perf-go; cwho="kcp-go's client (kcp-perf-go)"; }
     report "" "### 4. Many sessions, one 64 B echo per second each ($SESS_ECHOES per session), $cwho driving both servers" ""
-    report "\`$cname client --test echo --conns N --rate 1 --bytes $((64 * SESS_ECHOES)) --msg 64 --ramp R --timeout 30 $([ "$SESS_CLIENT" = rust ] && echo "$SESS_CLIENT_FLAGS ")$SESS_FLAGS\`$([ "$SESS_CLIENT" = rust ] && [ -n "$SESS_CLIENT_FLAGS" ] && echo " (\`$SESS_CLIENT_FLAGS\` against our servers only)") (default windows 128/512), our server \`kcp-perf server $SESS_SERVER_FLAGS\` (plus the admission flags below), R = $SESS_RAMP s (ramp) or 0 (all at once). Server CPU over a steady window (every session up, none done): % of a core and µs per echo (= window CPU / (N × window s)); \"all\": the whole run's server CPU per echo, set-up and close included. RSS: (server VmHWM at the end − VmHWM before the client) / N. Echo round trips and retransmissions: client's, all sessions. Server retrans: our server's RetransSegs (its counters, printed on SIGUSR1 at the end), kcp-go's process-wide counter. Lock ms: the longest hold of our server's driver lock (kcp-perf's \`perf\` feature; preemption included). Refused: first flights our server turned away at admission, evicted half-open entries (\`half_open_evicted\`) plus refused first flights (\`refused\`; by default a host keeps at most 64 half-open entries plus one per session it confirmed, up to half the table (1024), the oldest evicted for a new first flight once 100 ms old or as old as the host's smoothed answer time plus four deviations, else the new one refused, and the refused clients retry at their retransmission timeouts); \"admission open\": the same server with \`--max-half-open 1000000 --half-open-per-host 1000000\`.$([ -z "$SESS_MIO" ] || echo " \"kcp-mio\": the kcp-mio example server (one \`mio::Poll\` loop, no tasks) with \`--sessions-per-host 1000000 $SESS_MIO_FLAGS\` (it has no counters to print: no server retrans, refused or lock columns).") Client µs/echo: the client's whole CPU per echo (it runs one socket and driver per session). Drops: kernel drops of the server's socket / of the client's sockets (until the end of the window) / all of the machine's UDP buffer errors and backlog drops during the run. Median of $SESS_REPEATS runs." ""
+    report "\`$cname client --test echo --conns N --rate 1 --bytes $((64 * SESS_ECHOES)) --msg 64 --ramp R --timeout 30 $([ "$SESS_CLIENT" = rust ] && echo "$SESS_CLIENT_FLAGS ")$SESS_FLAGS\`$([ "$SESS_CLIENT" = rust ] && [ -n "$SESS_CLIENT_FLAGS" ] && echo " (\`$SESS_CLIENT_FLAGS\` against our servers only)") (default windows 128/512), our server \`kcp-perf server $SESS_SERVER_FLAGS\` (plus the admission flags below), R = $SESS_RAMP s (ramp) or 0 (all at once). Server CPU over a steady window (every session up, none done): % of a core and µs per echo (= window CPU / (N × window s)); \"all\": the whole run's server CPU per echo, set-up and close included. RSS: (server VmHWM at the end − VmHWM before the client) / N. Echo round trips and retransmissions: client's, all sessions. Server retrans: our server's RetransSegs (its counters, printed on SIGUSR1 at the end), kcp-go's process-wide counter. Lock ms: the longest hold of our server's driver lock (kcp-perf's \`perf\` feature; preemption included). Refused: first flights our server turned away at admission, evicted half-open entries (\`half_open_evicted\`) plus refused first flights (\`refused\`; by default a host keeps at most 64 half-open entries plus one per session it confirmed, up to half the table (1024), the oldest evicted for a new first flight once 100 ms old or as old as the host's smoothed answer time plus four deviations, else the new one refused, and the refused clients retry at their retransmission timeouts); \"admission open\": the same server with \`--max-half-open 1000000 --half-open-per-host 1000000\`.$([ -z "$SESS_SHARED" ] || [ "$SESS_CLIENT" != rust ] || echo " \"client on $SESS_SHARED sockets\": that server with our client's sessions sharing $SESS_SHARED sockets (\`--client-sockets $SESS_SHARED\`): with a socket, a driver and a wake-up per session the client costs several times the server's CPU per echo and, in each second's wave of echoes, reads its replies late, so this row is the server's own answer to the burst.")$([ -z "$SESS_MIO" ] || echo " \"kcp-mio\": the kcp-mio example server (one \`mio::Poll\` loop, no tasks) with \`--sessions-per-host 1000000 $SESS_MIO_FLAGS\` (it has no counters to print: no server retrans, refused or lock columns).") Client µs/echo: the client's whole CPU per echo (it runs one socket and driver per session). Drops: kernel drops of the server's socket / of the client's sockets (until the end of the window) / all of the machine's UDP buffer errors and backlog drops during the run. Median of $SESS_REPEATS runs." ""
     report "| N | start | server | CPU % core | µs/echo | µs/echo all | KiB/session | peak RSS MiB | p50 ms | p99 ms | max ms | client retrans | server retrans | refused | lock ms | drops server / client / all | client µs/echo | sessions ok | runs |"
     report "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
     local rows=()
@@ -477,10 +486,10 @@ section_sessions() {
     local row kind label
     for row in "${rows[@]}"; do
         read -r n how <<<"$row"
-        for kind in rust rustopen mio go; do
+        for kind in rust rustopen rustshared mio go; do
             local c="sess.$kind.$n.$how"
             [ -f "$OUT/cell.$c" ] || continue
-            case $kind in rust) label=ours;; rustopen) label="ours, admission open";; mio) label="ours, kcp-mio";; go) label=kcp-go;; esac
+            case $kind in rust) label=ours;; rustopen) label="ours, admission open";; rustshared) label="ours, admission open, client on $SESS_SHARED sockets";; mio) label="ours, kcp-mio";; go) label=kcp-go;; esac
             report "| $n | $how | $label | $(med "$c" cpu_pct) | $(med "$c" us_per_echo) | $(med "$c" us_per_echo_all) | $(fmt 2 "$(med "$c" rss_kib_per_session)") | $(med "$c" hwm_mib) | $(fmt 2 "$(med "$c" p50_ms)") | $(fmt 1 "$(med "$c" p99_ms)") | $(fmt 1 "$(med "$c" max_ms)") | $(med "$c" retrans) | $(med "$c" server_retrans) | $(med "$c" refused) | $(med "$c" lock_max_ms) | $(med "$c" server_drops) / $(med "$c" client_drops) / $(med "$c" sys_drops) | $(med "$c" client_us_per_echo) | $(med "$c" sessions_ok) | $(runs "$c") |"
         done
     done
@@ -495,7 +504,7 @@ section_sessions() {
     if [ -n "$SESS_GO_REF" ]; then
         report "" "Target (our server CPU at 10,000 sessions at most 0.2x kcp-go's at 2,000): our CPU at $top sessions / kcp-go's at $SESS_GO_REF (ramp): $(ratio "$(med "sess.rust.$top.ramp" cpu_pct)" "$(med "sess.go.$SESS_GO_REF.ramp" cpu_pct)") (ramp), $(ratio "$(med "sess.rust.$top.burst" cpu_pct)" "$(med "sess.go.$SESS_GO_REF.ramp" cpu_pct)") (all at once); by µs per echo × sessions: $(ratio "$(echo_cpu "sess.rust.$top.ramp" "$top")" "$(echo_cpu "sess.go.$SESS_GO_REF.ramp" "$SESS_GO_REF")") (ramp)$([ -z "$SESS_MIO" ] || echo "; the kcp-mio server: $(ratio "$(echo_cpu "sess.mio.$top.ramp" "$top")" "$(echo_cpu "sess.go.$SESS_GO_REF.ramp" "$SESS_GO_REF")") (ramp)")."
     fi
-    report "" "Per-run p99 ms / retrans at $top (ours): ramp $(all "sess.rust.$top.ramp" p99_ms) / $(all "sess.rust.$top.ramp" retrans); all at once $(all "sess.rust.$top.burst" p99_ms) / $(all "sess.rust.$top.burst" retrans)."
+    report "" "Per-run p99 ms / retrans at $top (ours): ramp $(all "sess.rust.$top.ramp" p99_ms) / $(all "sess.rust.$top.ramp" retrans); all at once $(all "sess.rust.$top.burst" p99_ms) / $(all "sess.rust.$top.burst" retrans)$([ ! -f "$OUT/cell.sess.rustshared.$top.burst" ] || echo "; all at once, admission open, client on $SESS_SHARED sockets $(all "sess.rustshared.$top.burst" p99_ms) / $(all "sess.rustshared.$top.burst" retrans)")."
 }
 
 # ---------------------------------------------------------------------------------------------
