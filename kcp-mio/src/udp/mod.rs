@@ -16,14 +16,16 @@
 //! [`Sender::send_from`] and [`Sender::send_backlog`] return `Err(WouldBlock)` while datagrams
 //! wait in the backlog (the caller waits for the socket to be writable: mio registers
 //! `WRITABLE` interest, Tokio wraps `send_backlog` in `try_io`), and [`Receiver::recv`]
-//! returns it when nothing is queued. Buffers are allocated once per socket; the backlog's
-//! slots grow (doubling) up to its bound and are then reused, so steady-state I/O allocates
-//! nothing.
+//! returns it when nothing is queued. A batch's slots are held only while the batch is: between
+//! batches they go back to a stock of a few buffers kept per thread (a GRO receiver keeps its
+//! own), so thousands of client sockets share a handful of buffers. The backlog's slots grow
+//! (doubling) up to its bound and are then reused, so steady-state I/O allocates nothing.
 
 mod backlog;
 #[cfg(target_os = "linux")]
 mod linux;
 mod recv;
+mod scratch;
 mod send;
 
 use std::io;
@@ -34,8 +36,9 @@ pub use send::Sender;
 /// Datagrams per batch (one `sendmmsg`/`recvmmsg`), at most.
 pub const BATCH: usize = 32;
 /// Slots a batch starts with (without GRO): it doubles, up to [`BATCH`], when a call fills
-/// it. A client socket that carries one session's small messages keeps 16 KiB of slots
-/// instead of 128 KiB; a busy socket reaches full batches within its first few calls.
+/// it. A client socket that carries one session's small messages uses 8 KiB of slots a side
+/// instead of 64 KiB, and only during a batch (they are lent per batch); a busy socket
+/// reaches full batches within its first few calls.
 pub const FIRST_BATCH: usize = 4;
 /// Bytes per datagram slot: the largest datagram sent, or received without GRO (KCP's MTU is
 /// at most 1500).
@@ -371,5 +374,145 @@ mod tests {
         assert_eq!(buf[0], 1);
         assert_eq!(b.recv(&mut buf).unwrap(), 10);
         assert_eq!(buf[0], 3);
+    }
+
+    /// Reads until `WouldBlock` (at most 5 s), returning every datagram handed out.
+    fn drain(rx: &mut Receiver, s: &UdpSocket, want: usize) -> Vec<Vec<u8>> {
+        let mut got = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match rx.recv(SockRef::from(s)) {
+                Ok(_) => rx.for_each(|_, d| got.push(d.to_vec())),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if got.len() >= want || Instant::now() > deadline {
+                        return got;
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn receive_slots_are_held_only_during_a_batch_and_shared_by_sockets() {
+        let (a, b) = pair();
+        let (_, c) = pair();
+        let mut rb = Receiver::new(SockRef::from(&b), false);
+        let mut rc = Receiver::new(SockRef::from(&c), false);
+        assert_eq!(rb.buffer_bytes(), 0, "a new socket holds no slots");
+        // A long datagram through b, then a short one through c: c's batch may take the
+        // slots b gave back, and must hand out exactly its own bytes.
+        a.send_to(&[0xaa; 1400], b.local_addr().unwrap()).unwrap();
+        a.send_to(&[0xbb; 1400], b.local_addr().unwrap()).unwrap();
+        let mut first = None;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while first.is_none() && Instant::now() < deadline {
+            match rb.recv(SockRef::from(&b)) {
+                Ok(n) => {
+                    assert!(
+                        rb.buffer_bytes() >= FIRST_BATCH * SLOT,
+                        "held while handed out"
+                    );
+                    let mut got = Vec::new();
+                    rb.for_each(|_, d| got.push(d.to_vec()));
+                    assert_eq!(got.len(), n);
+                    first = Some(got);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(1))
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        let mut got = first.expect("b received");
+        got.extend(drain(&mut rb, &b, 2 - got.len()));
+        assert_eq!(got, [vec![0xaa; 1400], vec![0xbb; 1400]]);
+        assert_eq!(
+            rb.buffer_bytes(),
+            0,
+            "given back once the socket is drained"
+        );
+        a.send_to(&[0x55; 10], c.local_addr().unwrap()).unwrap();
+        assert_eq!(drain(&mut rc, &c, 1), [vec![0x55; 10]]);
+        assert_eq!(rc.buffer_bytes(), 0);
+        assert!(scratch::kept() >= 1);
+    }
+
+    #[test]
+    fn many_idle_receivers_hold_no_slots() {
+        let (a, _) = pair();
+        let socks: Vec<UdpSocket> = (0..200).map(|_| pair().1).collect();
+        let mut rxs: Vec<Receiver> = socks
+            .iter()
+            .map(|s| Receiver::new(SockRef::from(s), false))
+            .collect();
+        for (k, s) in socks.iter().enumerate() {
+            a.send_to(&[k as u8; 100], s.local_addr().unwrap()).unwrap();
+        }
+        for (k, (rx, s)) in rxs.iter_mut().zip(&socks).enumerate() {
+            assert_eq!(drain(rx, s, 1), [vec![k as u8; 100]]);
+        }
+        assert!(rxs.iter().all(|r| r.buffer_bytes() == 0));
+        assert!(
+            scratch::kept() <= 4,
+            "the thread keeps a few buffers, not one per socket"
+        );
+    }
+
+    #[test]
+    fn send_slots_are_held_only_between_fill_and_flush() {
+        let (a, b) = pair();
+        let to = b.local_addr().unwrap();
+        let mut tx = Sender::new(64);
+        assert_eq!(tx.buffer_bytes(), 0);
+        // Nothing to send: nothing held.
+        assert!(!tx.fill(|_, _, _| None));
+        assert_eq!(tx.buffer_bytes(), 0);
+        let mut once = Some(());
+        tx.fill(|region, stride, lens| {
+            once.take()?;
+            for (i, len) in lens.iter_mut().take(3).enumerate() {
+                region[i * stride..i * stride + 50].fill(i as u8 + 1);
+                *len = 50;
+            }
+            Some((to, 3))
+        });
+        assert_eq!(tx.committed(), 3);
+        assert!(tx.buffer_bytes() >= 3 * SLOT);
+        let (buf, lens) = tx.committed_mut();
+        assert_eq!(lens, [50, 50, 50]);
+        assert_eq!(buf[SLOT], 2);
+        tx.flush(&SockRef::from(&a)).unwrap();
+        assert_eq!(tx.buffer_bytes(), 0, "given back after the flush");
+        // What the kernel refuses goes to the backlog; the slots still go back.
+        tx.simulate_full_socket(1);
+        let mut once = Some(());
+        let r = tx.send_from(SockRef::from(&a), |region, _, lens| {
+            once.take()?;
+            region[..20].fill(9);
+            lens[0] = 20;
+            Some((to, 1))
+        });
+        assert_eq!(r.unwrap_err().kind(), io::ErrorKind::WouldBlock);
+        assert_eq!((tx.backlog_len(), tx.buffer_bytes()), (1, 0));
+        tx.send_backlog(SockRef::from(&a)).unwrap();
+        let mut rx = Receiver::new(SockRef::from(&b), false);
+        let got = drain(&mut rx, &b, 4);
+        assert_eq!(
+            got,
+            [vec![1; 50], vec![2; 50], vec![3; 50], vec![9; 20]],
+            "every datagram arrives with its own bytes"
+        );
+        // A sealing failure drops the batch and gives the slots back too.
+        let mut once = Some(());
+        tx.fill(|_, _, lens| {
+            once.take()?;
+            lens[0] = 10;
+            Some((to, 1))
+        });
+        assert!(tx.buffer_bytes() > 0);
+        tx.discard();
+        assert_eq!(tx.buffer_bytes(), 0);
     }
 }

@@ -51,6 +51,7 @@ pub struct Receiver {
     /// Slots now; a call that fills them all doubles them, up to `max`.
     count: usize,
     max: usize,
+    /// The slots; lent (see `scratch`) between batches unless `gro`: empty then.
     buf: Vec<u8>,
     /// Per received message: (slot, length, segment size, source).
     got: Vec<(usize, usize, usize, SocketAddr)>,
@@ -96,7 +97,13 @@ impl Receiver {
             slot,
             count,
             max,
-            buf: vec![0; slot * count],
+            // A GRO receiver (a listener's busy socket) keeps its 512 KiB; others take
+            // slots per batch.
+            buf: if gro {
+                vec![0; slot * count]
+            } else {
+                Vec::new()
+            },
             got: Vec::with_capacity(count),
             #[cfg(target_os = "linux")]
             mmsg: linux::RecvMsgs::new(count),
@@ -120,6 +127,14 @@ impl Receiver {
         self.stats
     }
 
+    /// Bytes of slots this receiver holds now: a GRO receiver's always, others' only
+    /// between a [`recv`](Self::recv) that got datagrams and the next one (a `recv` that
+    /// finds nothing lends them back to a stock kept per thread, for the next batch of any
+    /// socket).
+    pub fn buffer_bytes(&self) -> usize {
+        self.buf.len()
+    }
+
     /// Reads up to a batch without blocking (its slots double, up to [`BATCH`], each time a
     /// call fills them). Returns how many datagrams it got (a GRO train
     /// counts as its datagrams), then [`for_each`](Self::for_each) hands them out.
@@ -127,6 +142,18 @@ impl Receiver {
     /// can be ignored.
     pub fn recv(&mut self, socket: SockRef<'_>) -> io::Result<usize> {
         self.got.clear();
+        if self.buf.len() < self.slot * self.count {
+            self.buf = scratch::take(self.slot * self.count);
+        }
+        let r = self.recv_batch(socket);
+        if !self.gro && self.got.is_empty() {
+            // Nothing to hand out: the slots go back until the next batch.
+            scratch::give(std::mem::take(&mut self.buf));
+        }
+        r
+    }
+
+    fn recv_batch(&mut self, socket: SockRef<'_>) -> io::Result<usize> {
         #[cfg(target_os = "linux")]
         if self.batched {
             match self.mmsg.recv(

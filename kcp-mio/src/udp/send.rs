@@ -12,7 +12,10 @@ use super::*;
 /// with as few system calls as the platform allows, and a bounded backlog for what the
 /// kernel refuses.
 pub struct Sender {
+    /// The batch's slots while datagrams are in them; lent (see `scratch`) between batches.
     buf: Vec<u8>,
+    /// Slots a batch has room for (doubles, up to [`BATCH`], each time one fills).
+    slots: usize,
     lens: Vec<usize>,
     addrs: Vec<SocketAddr>,
     #[cfg(target_os = "linux")]
@@ -48,7 +51,8 @@ impl Sender {
     /// A sender whose backlog holds at most `max_backlog` datagrams.
     pub fn new(max_backlog: usize) -> Sender {
         Sender {
-            buf: vec![0; FIRST_BATCH * SLOT],
+            buf: Vec::new(),
+            slots: FIRST_BATCH,
             lens: Vec::with_capacity(FIRST_BATCH),
             addrs: Vec::with_capacity(FIRST_BATCH),
             #[cfg(target_os = "linux")]
@@ -90,6 +94,14 @@ impl Sender {
     /// Whether UDP segmentation offload is in use (turned off if the kernel refuses it).
     pub fn gso(&self) -> bool {
         self.gso
+    }
+
+    /// Bytes of batch slots this sender holds now: only between a [`fill`](Self::fill)
+    /// and the [`flush`](Self::flush) (or [`discard`](Self::discard)) that empties the
+    /// batch; between batches they are lent back to a stock kept per thread. The backlog's
+    /// slots are apart from these.
+    pub fn buffer_bytes(&self) -> usize {
+        self.buf.len()
     }
 
     /// Datagrams waiting for the socket to become writable.
@@ -138,15 +150,22 @@ impl Sender {
         mut source: impl FnMut(&mut [u8], usize, &mut [usize]) -> Option<(SocketAddr, usize)>,
     ) -> bool {
         let mut lens = [0usize; BATCH];
-        loop {
+        let full = loop {
             let used = self.lens.len();
-            let cap = self.buf.len() / SLOT;
+            let cap = self.slots.min(BATCH);
             if used >= cap {
                 if cap >= BATCH {
-                    return true;
+                    break true;
                 }
-                self.buf.resize((cap * 2).min(BATCH) * SLOT, 0);
+                self.slots = (cap * 2).min(BATCH);
                 continue;
+            }
+            if self.buf.len() < cap * SLOT {
+                if self.buf.is_empty() {
+                    self.buf = scratch::take(cap * SLOT);
+                } else {
+                    self.buf.resize(cap * SLOT, 0);
+                }
             }
             let free = cap - used;
             let region = self.buf.get_mut(used * SLOT..).unwrap_or(&mut []);
@@ -157,8 +176,17 @@ impl Sender {
                         self.addrs.push(to);
                     }
                 }
-                None => return false,
+                None => break false,
             }
+        };
+        self.lend_if_empty();
+        full
+    }
+
+    /// With the batch empty, its slots go back to the thread's stock until the next fill.
+    fn lend_if_empty(&mut self) {
+        if self.lens.is_empty() && !self.buf.is_empty() {
+            scratch::give(std::mem::take(&mut self.buf));
         }
     }
 
@@ -182,6 +210,7 @@ impl Sender {
         self.stats.send_errors += self.lens.len() as u64;
         self.lens.clear();
         self.addrs.clear();
+        self.lend_if_empty();
     }
 
     /// Sends the filled datagrams. Behind a non-empty backlog they join it without a system
@@ -192,6 +221,7 @@ impl Sender {
     pub fn flush(&mut self, socket: &SockRef<'_>) -> io::Result<()> {
         let before = self.stats.would_block;
         self.send_batch(socket);
+        self.lend_if_empty();
         if self.stats.would_block > before {
             Err(io::ErrorKind::WouldBlock.into())
         } else {
