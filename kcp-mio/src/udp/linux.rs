@@ -331,7 +331,9 @@ impl RecvMsgs {
     }
 
     /// One `recvmmsg` into `buf`'s slots; pushes (slot, length, segment size, source) per
-    /// message to `got`. `WouldBlock` when nothing is queued.
+    /// message to `got`. `WouldBlock` when nothing is queued; else whether the kernel filled
+    /// every slot offered (if not, its queue was empty when the call returned: `recvmmsg`
+    /// stops at the first empty read).
     pub(super) fn recv(
         &mut self,
         socket: &SockRef<'_>,
@@ -340,7 +342,7 @@ impl RecvMsgs {
         gro: bool,
         got: &mut Vec<(usize, usize, usize, SocketAddr)>,
         truncated: &mut u64,
-    ) -> io::Result<()> {
+    ) -> io::Result<bool> {
         let count = self.hdrs.len().min(buf.len() / slot.max(1));
         for i in 0..count {
             self.iovs[i] = libc::iovec {
@@ -392,7 +394,7 @@ impl RecvMsgs {
                 got.push((i, len, seg.max(1), from));
             }
         }
-        Ok(())
+        Ok(n as usize >= count)
     }
 
     /// The GRO segment size of message `i`, from its control message.

@@ -515,4 +515,50 @@ mod tests {
         tx.discard();
         assert_eq!(tx.buffer_bytes(), 0);
     }
+
+    /// `drained`: a batch with room to spare means the queue was empty; a full one does not.
+    fn drained_tells_a_batch_with_room_left(plain: bool) {
+        let (a, b) = pair();
+        let to = b.local_addr().unwrap();
+        let mut rx = Receiver::new(SockRef::from(&b), false);
+        if plain {
+            rx.use_plain_receives();
+        }
+        // Loopback queues a datagram at the receiver before `send_to` returns.
+        // Fewer datagrams than the first batch's slots: drained.
+        for k in 0..FIRST_BATCH - 1 {
+            a.send_to(&[k as u8; 30], to).unwrap();
+        }
+        assert_eq!(rx.recv(SockRef::from(&b)).unwrap(), FIRST_BATCH - 1);
+        assert!(rx.drained());
+        assert!(!rx.is_empty());
+        assert!(rx.buffer_bytes() > 0, "held while the batch is handed out");
+        let mut n = 0;
+        rx.for_each(|_, _| n += 1);
+        assert_eq!(n, FIRST_BATCH - 1);
+        // A turn that stops here gives the slots back without another read.
+        rx.release();
+        assert_eq!(rx.buffer_bytes(), 0);
+        assert!(rx.is_empty());
+        rx.for_each(|_, _| panic!("nothing after release"));
+        // Exactly as many as the slots: not known to be drained (the next call tells).
+        for k in 0..FIRST_BATCH {
+            a.send_to(&[k as u8; 30], to).unwrap();
+        }
+        assert_eq!(rx.recv(SockRef::from(&b)).unwrap(), FIRST_BATCH);
+        assert!(!rx.drained());
+        let e = rx.recv(SockRef::from(&b)).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+        assert!(rx.is_empty());
+    }
+
+    #[test]
+    fn drained_tells_a_batch_with_room_left_batched() {
+        drained_tells_a_batch_with_room_left(false);
+    }
+
+    #[test]
+    fn drained_tells_a_batch_with_room_left_plain() {
+        drained_tells_a_batch_with_room_left(true);
+    }
 }

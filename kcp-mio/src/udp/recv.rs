@@ -58,6 +58,8 @@ pub struct Receiver {
     #[cfg(target_os = "linux")]
     mmsg: linux::RecvMsgs,
     batched: bool,
+    /// The last `recv` read fewer datagrams than it had slots for.
+    drained: bool,
     stats: UdpStats,
 }
 
@@ -108,6 +110,7 @@ impl Receiver {
             #[cfg(target_os = "linux")]
             mmsg: linux::RecvMsgs::new(count),
             batched: cfg!(target_os = "linux"),
+            drained: false,
             stats: UdpStats::default(),
         }
     }
@@ -135,6 +138,32 @@ impl Receiver {
         self.buf.len()
     }
 
+    /// Whether the last [`recv`](Self::recv) found the socket's queue empty after what it
+    /// read: it got fewer datagrams than it had slots for (`recvmmsg`, like the loop of
+    /// `recv_from` elsewhere, stops at the first read that would block). A caller can end
+    /// its read turn there instead of calling `recv` once more only to get `WouldBlock`: a
+    /// datagram that arrives later signals readiness anew. (A batch cut short by a socket
+    /// error counts as drained; the error comes with the next `recv`.)
+    pub fn drained(&self) -> bool {
+        self.drained
+    }
+
+    /// Whether the last [`recv`](Self::recv) left nothing for [`for_each`](Self::for_each).
+    pub fn is_empty(&self) -> bool {
+        self.got.is_empty()
+    }
+
+    /// Ends the batch: [`for_each`](Self::for_each) hands out nothing more, and the slots go
+    /// back to the thread's stock until the next [`recv`](Self::recv) (a GRO receiver keeps
+    /// its own). For a read turn that stops at a [`drained`](Self::drained) batch, where no
+    /// `recv` finding nothing gives them back.
+    pub fn release(&mut self) {
+        self.got.clear();
+        if !self.gro && !self.buf.is_empty() {
+            scratch::give(std::mem::take(&mut self.buf));
+        }
+    }
+
     /// Reads up to a batch without blocking (its slots double, up to [`BATCH`], each time a
     /// call fills them). Returns how many datagrams it got (a GRO train
     /// counts as its datagrams), then [`for_each`](Self::for_each) hands them out.
@@ -154,6 +183,7 @@ impl Receiver {
     }
 
     fn recv_batch(&mut self, socket: SockRef<'_>) -> io::Result<usize> {
+        self.drained = true;
         #[cfg(target_os = "linux")]
         if self.batched {
             match self.mmsg.recv(
@@ -164,18 +194,25 @@ impl Receiver {
                 &mut self.got,
                 &mut self.stats.recv_truncated,
             ) {
-                Ok(()) => return Ok(self.count_received()),
+                Ok(full) => {
+                    self.drained = !full;
+                    return Ok(self.count_received());
+                }
                 Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => self.batched = false,
                 Err(e) => return Err(e),
             }
         }
+        self.drained = false;
         for i in 0..self.count {
             let slot = &mut self.buf[i * self.slot..(i + 1) * self.slot];
             match recv_whole(&socket, slot) {
                 Ok(Some((n, from))) => self.got.push((i, n, n, from)),
                 // Larger than the slot: dropped and counted, never passed on truncated.
                 Ok(None) => self.stats.recv_truncated += 1,
-                Err(e) if !self.got.is_empty() && !is_transient(&e) => break,
+                Err(e) if !self.got.is_empty() && !is_transient(&e) => {
+                    self.drained = true;
+                    break;
+                }
                 Err(e) if self.got.is_empty() => return Err(e),
                 Err(_) => {}
             }

@@ -44,19 +44,38 @@ impl Inner {
     /// second feeds them to the endpoint under the state lock, in chunks of `CHUNK` with due
     /// timers run between chunks, so a receiver busy with a backlog keeps sending ACKs.
     pub(super) fn receive(&self, rx: &mut Rx, direct: bool) -> io::Result<usize> {
+        let r = self.receive_batches(rx, direct);
+        // The turn is over: the receive slots go back to the thread's stock (a turn that
+        // stops at a drained batch reads no empty one, which would have given them back).
+        rx.receiver.release();
+        r
+    }
+
+    fn receive_batches(&self, rx: &mut Rx, direct: bool) -> io::Result<usize> {
         let mut got = 0;
         while got < RECV_PER_WAKE {
-            // Through Tokio's readiness: a `WouldBlock` clears it. A direct read leaves the
-            // readiness as it is (at worst Tokio reports the socket readable once more and
-            // that read finds nothing).
+            // Through Tokio's readiness: a `WouldBlock` clears it. A batch that drained the
+            // socket (the kernel's read stopped at an empty queue inside it) reports
+            // `WouldBlock` there too, so the turn ends without one more read that would only
+            // find nothing; a datagram that arrives later signals readiness anew. A direct
+            // read leaves the readiness as it is (at worst Tokio reports the socket readable
+            // once more and that read finds nothing).
             let r = if direct {
                 rx.receiver.recv(self.socket.sock_ref())
             } else {
-                self.socket
-                    .try_read(|| rx.receiver.recv(self.socket.sock_ref()))
+                self.socket.try_read(|| {
+                    let n = rx.receiver.recv(self.socket.sock_ref())?;
+                    if rx.receiver.drained() {
+                        Err(io::ErrorKind::WouldBlock.into())
+                    } else {
+                        Ok(n)
+                    }
+                })
             };
             match r {
                 Ok(_) => {}
+                // Nothing more to read; a drained batch is handed out first.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && !rx.receiver.is_empty() => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if ignorable(&e) => {
                     got += 1;
@@ -96,6 +115,9 @@ impl Inner {
             bump(&self.counters.datagrams_received, n as u64);
             self.feed(rx);
             got += n;
+            if rx.receiver.drained() {
+                break;
+            }
         }
         Ok(got)
     }
