@@ -54,18 +54,22 @@ impl Inner {
     fn receive_batches(&self, rx: &mut Rx, direct: bool) -> io::Result<usize> {
         let mut got = 0;
         while got < RECV_PER_WAKE {
-            // Through Tokio's readiness: a `WouldBlock` clears it. A batch that drained the
-            // socket (the kernel's read stopped at an empty queue inside it) reports
-            // `WouldBlock` there too, so the turn ends without one more read that would only
-            // find nothing; a datagram that arrives later signals readiness anew. A direct
-            // read leaves the readiness as it is (at worst Tokio reports the socket readable
-            // once more and that read finds nothing).
+            // A turn whose first batch drained the socket (the kernel's read stopped at an
+            // empty queue inside it: a socket with a few datagrams at a time) ends there,
+            // without one more read that would only find nothing; a datagram that arrives
+            // later signals readiness anew. A busier turn reads on until a read finds
+            // nothing: while it handled its batches, more have likely arrived.
+            let first = got == 0;
+            // Through Tokio's readiness: a `WouldBlock` clears it, the drained first batch's
+            // too (the kernel's read inside it would have blocked). A direct read leaves the
+            // readiness as it is (at worst Tokio reports the socket readable once more and
+            // that read finds nothing).
             let r = if direct {
                 rx.receiver.recv(self.socket.sock_ref())
             } else {
                 self.socket.try_read(|| {
                     let n = rx.receiver.recv(self.socket.sock_ref())?;
-                    if rx.receiver.drained() {
+                    if first && rx.receiver.drained() {
                         Err(io::ErrorKind::WouldBlock.into())
                     } else {
                         Ok(n)
@@ -115,7 +119,7 @@ impl Inner {
             bump(&self.counters.datagrams_received, n as u64);
             self.feed(rx);
             got += n;
-            if rx.receiver.drained() {
+            if first && rx.receiver.drained() {
                 break;
             }
         }
