@@ -123,20 +123,11 @@ mod tests {
         })
         .unwrap();
         let mut got: Vec<(usize, u8)> = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while got.len() < sizes.len() && Instant::now() < deadline {
-            match rx.recv(SockRef::from(&b)) {
-                Ok(_) => rx.for_each(|from, d| {
-                    assert_eq!(from, a.local_addr().unwrap());
-                    assert!(d.iter().all(|&x| x == d[0]));
-                    got.push((d.len(), d[0]));
-                }),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    std::thread::sleep(Duration::from_millis(1))
-                }
-                Err(e) => panic!("{e}"),
-            }
-        }
+        read_until(&mut rx, &b, sizes.len(), |from, d| {
+            assert_eq!(from, a.local_addr().unwrap());
+            assert!(d.iter().all(|&x| x == d[0]));
+            got.push((d.len(), d[0]));
+        });
         let want: Vec<(usize, u8)> = sizes
             .iter()
             .enumerate()
@@ -159,16 +150,7 @@ mod tests {
             a.send_to(&d, to).unwrap();
         }
         let mut got = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while got.len() < 2 && Instant::now() < deadline {
-            match rx.recv(SockRef::from(&b)) {
-                Ok(_) => rx.for_each(|_, d| got.push((d.len(), d[0]))),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    std::thread::sleep(Duration::from_millis(1))
-                }
-                Err(e) => panic!("{e}"),
-            }
-        }
+        read_until(&mut rx, &b, 2, |_, d| got.push((d.len(), d[0])));
         assert_eq!(got, [(100, 1), (200, 3)]);
         assert_eq!(rx.stats().recv_truncated, 1);
     }
@@ -376,22 +358,38 @@ mod tests {
         assert_eq!(buf[0], 3);
     }
 
-    /// Reads until `WouldBlock` (at most 5 s), returning every datagram handed out.
-    fn drain(rx: &mut Receiver, s: &UdpSocket, want: usize) -> Vec<Vec<u8>> {
-        let mut got = Vec::new();
+    /// Reads from `s` until `want` datagrams were handed to `f` and a read finds nothing
+    /// (or 5 s passed).
+    fn read_until(
+        rx: &mut Receiver,
+        s: &UdpSocket,
+        want: usize,
+        mut f: impl FnMut(SocketAddr, &[u8]),
+    ) {
+        let mut n = 0;
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             match rx.recv(SockRef::from(s)) {
-                Ok(_) => rx.for_each(|_, d| got.push(d.to_vec())),
+                Ok(_) => rx.for_each(|from, d| {
+                    n += 1;
+                    f(from, d)
+                }),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if got.len() >= want || Instant::now() > deadline {
-                        return got;
+                    if n >= want || Instant::now() > deadline {
+                        return;
                     }
                     std::thread::sleep(Duration::from_millis(1));
                 }
                 Err(e) => panic!("{e}"),
             }
         }
+    }
+
+    /// [`read_until`] collecting the datagrams.
+    fn drain(rx: &mut Receiver, s: &UdpSocket, want: usize) -> Vec<Vec<u8>> {
+        let mut got = Vec::new();
+        read_until(rx, s, want, |_, d| got.push(d.to_vec()));
+        got
     }
 
     #[test]
