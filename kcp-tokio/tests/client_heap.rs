@@ -12,9 +12,11 @@
 use std::sync::mpsc;
 use std::time::Duration;
 
+mod common;
+
 use kcp_core::Config;
 use kcp_testkit::alloc;
-use kcp_tokio::{KcpConfig, KcpListener, KcpStream};
+use kcp_tokio::{KcpConfig, KcpStream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[global_allocator]
@@ -32,8 +34,8 @@ fn config() -> KcpConfig {
         .unwrap()
 }
 
-/// An echo server on its own thread, with room for every first flight at once; returns its
-/// address and a sender that stops it.
+/// The shared echo server (`common::echo_server`) on its own thread, with room for every
+/// first flight at once; returns its address and a sender that stops it.
 fn server() -> (
     std::net::SocketAddr,
     mpsc::Sender<()>,
@@ -49,32 +51,9 @@ fn server() -> (
             .block_on(async move {
                 let c = config();
                 let timeout = c.half_open_timeout();
-                let l = KcpListener::bind(
-                    "127.0.0.1:0",
-                    c.half_open(timeout, 4 * N, 2 * N).backlog(2 * N),
-                )
-                .await
-                .unwrap();
-                addr_tx.send(l.local_addr()).unwrap();
-                let accept = async {
-                    loop {
-                        let Ok((mut s, _)) = l.accept().await else {
-                            return;
-                        };
-                        tokio::spawn(async move {
-                            let mut buf = vec![0u8; 512];
-                            while let Ok(n) = s.read(&mut buf).await {
-                                if n == 0 || s.write_all(&buf[..n]).await.is_err() {
-                                    return;
-                                }
-                            }
-                        });
-                    }
-                };
-                tokio::select! {
-                    _ = accept => {}
-                    _ = tokio::task::spawn_blocking(move || stop_rx.recv()) => {}
-                }
+                let c = c.half_open(timeout, 4 * N, 2 * N).backlog(2 * N);
+                addr_tx.send(common::echo_server(c).await).unwrap();
+                let _ = tokio::task::spawn_blocking(move || stop_rx.recv()).await;
             });
     });
     (addr_rx.recv().unwrap(), stop_tx, t)
