@@ -23,7 +23,7 @@
 
 #[cfg(not(target_has_atomic = "64"))]
 use portable_atomic::AtomicU64;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::io;
 use std::net::SocketAddr;
 #[cfg(target_has_atomic = "64")]
@@ -56,12 +56,14 @@ const RECV_PER_WAKE: usize = 256;
 mod clock;
 mod recv;
 mod send;
+mod sessions;
 mod shared;
 mod sock;
 mod waiters;
 
 pub(crate) use clock::{deadline_ms, millis, Clock};
 use recv::{Rx, RxProc};
+pub(crate) use sessions::Sessions;
 pub(crate) use shared::{Sess, Shared};
 pub(crate) use sock::Sock;
 pub(crate) use waiters::{waiter_key, Waiters};
@@ -217,7 +219,7 @@ impl Driver {
         let inner = Arc::new(Inner {
             state: Mutex::new(Shared {
                 ep,
-                sessions: HashMap::new(),
+                sessions: Sessions::default(),
                 lingering: HashSet::new(),
                 flush_watch: HashSet::new(),
                 write_watch: HashSet::new(),

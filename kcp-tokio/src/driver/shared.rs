@@ -3,8 +3,9 @@
 use super::*;
 
 /// What the adapter keeps for a session some stream refers to. It lives in the driver's
-/// session map, whose table has room for up to twice as many entries as sessions, so what
-/// most sessions never use is boxed apart ([`Rare`]): 64 bytes an entry instead of 152.
+/// session table ([`Sessions`]), which has room for up to twice as many entries as
+/// sessions, so what most sessions never use is boxed apart ([`Rare`]), and a lone reader's
+/// and writer's wakers are kept inline ([`Waiters`]).
 #[derive(Default)]
 pub(crate) struct Sess {
     pub(crate) readers: Waiters,
@@ -63,7 +64,7 @@ impl Sess {
 pub(crate) struct Shared {
     pub(crate) ep: Endpoint<SocketAddr>,
     /// Sessions some stream refers to.
-    pub(crate) sessions: HashMap<SessionId, Sess>,
+    pub(crate) sessions: Sessions,
     /// Sessions whose streams were dropped and that deliver what was written (linger).
     pub(super) lingering: HashSet<SessionId>,
     /// Sessions with `shutdown` callers waiting.

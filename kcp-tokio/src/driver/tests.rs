@@ -440,16 +440,66 @@ fn a_late_driver_reads_acks_before_its_timers() {
 
 #[test]
 fn the_per_session_entry_keeps_what_every_session_uses_only() {
-    // The driver's session map holds one entry per session in a table with room for up to
-    // twice as many: shutdown and `closed` waiters and message-mode leftovers are boxed apart.
-    assert!(size_of::<Sess>() <= 64, "{}", size_of::<Sess>());
+    // The driver's session table holds one entry per session and has room for up to twice
+    // as many: shutdown and `closed` waiters and message-mode leftovers are boxed apart, and
+    // a lone reader's and writer's wakers are inline (32 bytes each), not in tables of their
+    // own: the id, two waiters, the box and the flags.
+    assert!(
+        size_of::<Option<(SessionId, Sess)>>() <= 88,
+        "entry {} Sess {} Waiters {}",
+        size_of::<Option<(SessionId, Sess)>>(),
+        size_of::<Sess>(),
+        size_of::<Waiters>()
+    );
     let mut s = Sess::default();
     let waker = std::task::Waker::noop();
     s.readers.register(1, waker);
-    assert_eq!(s.readers.capacity(), 1, "room for the one reader, not four");
+    s.writers.register(2, waker);
+    assert!(!s.readers.on_heap() && !s.writers.on_heap());
     assert!(s.no_flushers());
     s.rare().flushers.register(2, waker);
     assert!(!s.no_flushers());
+}
+
+#[test]
+fn the_session_table_finds_entries_by_slot_and_tells_a_reused_slot_apart() {
+    let mut ep: Endpoint<SocketAddr> =
+        Endpoint::new(kcp_core::endpoint::EndpointConfig::new(Default::default())).unwrap();
+    let peer: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let ids: Vec<SessionId> = (0..40)
+        .map(|conv| ep.connect(Millis(0), peer, conv).unwrap())
+        .collect();
+    let mut t = Sessions::default();
+    for &id in &ids {
+        t.insert(id, Sess::default());
+    }
+    assert!(ids.iter().all(|id| t.contains_key(id)));
+    t.get_mut(&ids[3]).unwrap().write_shut = true;
+    assert!(t.get(&ids[3]).unwrap().write_shut);
+    assert!(!t.get(&ids[4]).unwrap().write_shut);
+    // A later session in an ended one's slot has another id: the old id finds nothing, and
+    // removing by it leaves the new entry alone.
+    ep.close(ids[5]).unwrap();
+    while ep.poll_transmit(Millis(0), &mut [0u8; 2048]).is_some() {}
+    let reused = ep.connect(Millis(0), peer, 1000).unwrap();
+    assert_eq!(
+        reused.index(),
+        ids[5].index(),
+        "the endpoint reuses the freed slot"
+    );
+    assert_ne!(reused, ids[5]);
+    t.insert(reused, Sess::default());
+    assert!(t.get(&ids[5]).is_none() && t.remove(&ids[5]).is_none());
+    assert!(t.contains_key(&reused));
+    assert!(t.remove(&reused).is_some());
+    // Emptied, the table gives its room back.
+    let before = t.capacity();
+    for id in ids.iter().rev() {
+        let _ = t.remove(id);
+    }
+    assert!(t.is_empty());
+    assert!(t.capacity() < before, "{} -> {}", before, t.capacity());
+    assert_eq!(t.values_mut().count(), 0);
 }
 
 /// Lock timing (the `perf` feature) counts every hold of the state lock however many threads

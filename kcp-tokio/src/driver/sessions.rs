@@ -1,0 +1,80 @@
+//! The adapter's per-session entries, in a table indexed by the endpoint's slot number.
+
+use kcp_core::endpoint::SessionId;
+
+use super::Sess;
+
+/// Entries kept per session some stream refers to, at the index of the session's slot in
+/// the endpoint ([`SessionId::index`]: small and dense). Finding a session's entry is one
+/// memory access; a hash map cost a hash and a probe of its table besides, a cache miss more
+/// at thousands of sessions, on every read, write and wake-up. A slot is reused once its
+/// session has ended, so each entry keeps its id and lookups compare it.
+#[derive(Default)]
+pub(crate) struct Sessions {
+    slots: Vec<Option<(SessionId, Sess)>>,
+    len: usize,
+}
+
+impl Sessions {
+    /// Adds (or replaces) `id`'s entry.
+    pub(crate) fn insert(&mut self, id: SessionId, sess: Sess) {
+        let i = id.index();
+        if i >= self.slots.len() {
+            self.slots.resize_with(i + 1, || None);
+        }
+        if self.slots[i].replace((id, sess)).is_none() {
+            self.len += 1;
+        }
+    }
+
+    pub(crate) fn get(&self, id: &SessionId) -> Option<&Sess> {
+        match self.slots.get(id.index()) {
+            Some(Some((k, s))) if k == id => Some(s),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn get_mut(&mut self, id: &SessionId) -> Option<&mut Sess> {
+        match self.slots.get_mut(id.index()) {
+            Some(Some((k, s))) if k == id => Some(s),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn contains_key(&self, id: &SessionId) -> bool {
+        self.get(id).is_some()
+    }
+
+    /// Removes `id`'s entry. The table shrinks with the highest slot in use, and gives its
+    /// room back once it is a quarter full.
+    pub(crate) fn remove(&mut self, id: &SessionId) -> Option<Sess> {
+        let slot = self.slots.get_mut(id.index())?;
+        if !matches!(slot, Some((k, _)) if k == id) {
+            return None;
+        }
+        let (_, sess) = slot.take()?;
+        self.len -= 1;
+        while matches!(self.slots.last(), Some(None)) {
+            self.slots.pop();
+        }
+        if self.slots.len() < self.slots.capacity() / 4 {
+            self.slots.shrink_to(self.slots.capacity() / 2);
+        }
+        Some(sess)
+    }
+
+    pub(crate) fn values_mut(&mut self) -> impl Iterator<Item = &mut Sess> {
+        self.slots.iter_mut().flatten().map(|(_, s)| s)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Entries the table has room for (its heap).
+    #[cfg(test)]
+    pub(crate) fn capacity(&self) -> usize {
+        self.slots.capacity()
+    }
+}
