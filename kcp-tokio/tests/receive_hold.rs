@@ -150,3 +150,43 @@ async fn timers_due_during_a_hold_wait_for_its_end() {
     }
     drop(server);
 }
+
+/// A hold that ends with nothing to read leaves the socket watched for the next arrival:
+/// an idle server sleeps until a datagram comes instead of waking at every hold's end.
+/// Each round sends one stray datagram (the listener drops it) and then lets the server idle
+/// for fifty holds: it may wake for the arrival and the hold's end, not per hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_held_socket_sleeps_until_a_datagram_comes() {
+    let hold = Duration::from_millis(4);
+    let listener = KcpListener::bind("127.0.0.1:0", cfg().receive_hold(Some(hold)))
+        .await
+        .unwrap();
+    let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let stats = || listener.socket_stats();
+    for round in 0..3u8 {
+        let before = stats();
+        // Varied strays: too short for a KCP header, and one as long as a datagram may be.
+        let len = [1usize, 23, 1400][round as usize];
+        peer.send_to(&vec![round; len], listener.local_addr())
+            .unwrap();
+        let limit = Instant::now() + Duration::from_secs(10);
+        while stats().datagrams_received == before.datagrams_received {
+            assert!(Instant::now() < limit, "round {round}: stray never read");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        tokio::time::sleep(hold * 50).await;
+        let after = stats();
+        let woke = after.wakeups - before.wakeups;
+        eprintln!("round {round}: {woke} wake-ups over {:?}", hold * 50);
+        assert!(
+            woke <= 6,
+            "round {round}: {woke} wake-ups while idle for {:?} with a {hold:?} hold",
+            hold * 50
+        );
+        assert_eq!(
+            after.receive_turns - before.receive_turns,
+            1,
+            "round {round}"
+        );
+    }
+}

@@ -65,7 +65,7 @@ pub(crate) use clock::{deadline_ms, millis, Clock};
 use recv::{Rx, RxProc};
 pub(crate) use sessions::Sessions;
 pub(crate) use shared::{Sess, Shared};
-pub(crate) use sock::Sock;
+pub(crate) use sock::{Ready, Sock};
 pub(crate) use waiters::{waiter_key, Waiters};
 
 /// The send side, behind the send lock: the shared batched sender (its batch, GSO, the
@@ -451,22 +451,35 @@ async fn run(d: Arc<Inner>, gro: bool, opener: Option<Crypt>) {
             r = d.socket.readable() => {
                 // With a hold, the next turn begins no sooner than `hold` after this one.
                 let r = match d.hold {
-                    Some(h) => r.and_then(|()| {
+                    Some(h) => r.and_then(|ready| {
                         d.socket.hold(h)?;
                         // Read after the timer was set: not before it fires.
                         hold_until = d.clock.ms_at_or_after(Instant::now() + h);
-                        Ok(())
+                        Ok(ready)
                     }),
                     None => r,
                 };
-                bump(&d.counters.receive_turns, 1);
                 // A receive turn: what tasks write until it ends leaves in its one batch.
                 d.in_turn.store(true, Ordering::SeqCst);
-                let r = r.and_then(|()| d.receive(&mut rx, false));
+                let r = r.and_then(|ready| Ok((ready, d.receive(&mut rx, false)?)));
+                let r = match r {
+                    // A hold ended and nothing had come: no turn. The socket is watched
+                    // again (at once, not after another hold) and timers run on time.
+                    Ok((Ready::HoldOver, 0)) => {
+                        d.in_turn.store(false, Ordering::SeqCst);
+                        hold_until = 0;
+                        match d.socket.end_hold() {
+                            Ok(()) => continue,
+                            Err(e) => Err(e),
+                        }
+                    }
+                    r => r,
+                };
                 if let Err(e) = r {
                     d.in_turn.store(false, Ordering::SeqCst);
                     return d.fail(&e);
                 }
+                bump(&d.counters.receive_turns, 1);
                 // Wake the tasks the batch made ready and, if there are several, let them run
                 // first: Tokio resumes a yielding task once its worker has run the tasks in
                 // its queue (those woken here among them) and polled the socket readiness.

@@ -1,6 +1,7 @@
 //! The driver's socket: Tokio's UDP socket, or, with a receive hold (Linux), the same socket
 //! with its arrivals reported through an epoll set of its own that reports once and is
-//! armed again only when the driver wants to read, after a hold timed by a timerfd.
+//! armed again only when the driver waits for an arrival: after a hold, timed by a timerfd,
+//! it reads first and waits only if that read found nothing.
 //!
 //! Why: Tokio's reactor wakes its thread for every datagram that reaches an idle socket. A
 //! server with 10,000 sessions exchanging a message a second each receives a datagram every
@@ -18,6 +19,17 @@ use std::net::SocketAddr;
 use socket2::SockRef;
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
+
+/// Why [`Sock::readable`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ready {
+    /// The socket reported an arrival.
+    Arrived,
+    /// A receive hold is over. Datagrams that came during it are likely waiting, unreported:
+    /// reading at once saves re-arming the socket's entry and a wait that would return at
+    /// once (three system calls and a pass through the runtime per turn at a busy server).
+    HoldOver,
+}
 
 /// The driver's UDP socket.
 pub(crate) enum Sock {
@@ -66,10 +78,12 @@ impl Sock {
     }
 
     /// Waits until datagrams may be waiting. With a hold, the epoll set is armed here if a
-    /// read turn disarmed it.
-    pub(crate) async fn readable(&self) -> io::Result<()> {
+    /// read turn disarmed it and no hold runs; a hold's end is reported as such
+    /// ([`Ready::HoldOver`]) without arming it: the caller reads at once, and calls
+    /// [`end_hold`](Self::end_hold) if nothing came.
+    pub(crate) async fn readable(&self) -> io::Result<Ready> {
         match self {
-            Sock::Plain(s) => s.readable().await,
+            Sock::Plain(s) => s.readable().await.map(|()| Ready::Arrived),
             #[cfg(target_os = "linux")]
             Sock::Held(h) => h.readable().await,
         }
@@ -95,6 +109,17 @@ impl Sock {
             }
             #[cfg(target_os = "linux")]
             Sock::Held(h) => h.hold(d),
+        }
+    }
+
+    /// Ends a hold early (a held socket only): a read at a hold's end found nothing, so the
+    /// next [`readable`](Self::readable) waits for an arrival instead of for the hold's timer
+    /// (an idle socket would otherwise wake once per hold).
+    pub(crate) fn end_hold(&self) -> io::Result<()> {
+        match self {
+            Sock::Plain(_) => Ok(()),
+            #[cfg(target_os = "linux")]
+            Sock::Held(h) => h.end_hold(),
         }
     }
 
@@ -147,6 +172,8 @@ mod held {
     use tokio::io::unix::AsyncFd;
     use tokio::io::Interest;
     use tokio::net::UdpSocket;
+
+    use super::Ready;
 
     /// The set's entry for the socket.
     const SOCKET: u64 = 0;
@@ -237,19 +264,14 @@ mod held {
             self.socket.get_ref()
         }
 
-        /// Starts a hold of `d`: the socket's entry is not armed again before it ends.
-        pub(super) fn hold(&self, d: Duration) -> io::Result<()> {
+        /// Sets the hold's timer to `value` (zero: disarmed).
+        fn set_timer(&self, value: libc::timespec) -> io::Result<()> {
             let spec = libc::itimerspec {
                 it_interval: libc::timespec {
                     tv_sec: 0,
                     tv_nsec: 0,
                 },
-                it_value: libc::timespec {
-                    tv_sec: d.as_secs() as libc::time_t,
-                    // At least 1 ns: a zero value would disarm the timer. Below 10^9, so it
-                    // fits a 32-bit `c_long` too.
-                    tv_nsec: d.subsec_nanos().max(1) as libc::c_long,
-                },
+                it_value: value,
             };
             // SAFETY: the timer is open; `spec` lives across the call; no old value asked.
             let r = unsafe {
@@ -258,11 +280,33 @@ mod held {
             if r < 0 {
                 return Err(io::Error::last_os_error());
             }
+            Ok(())
+        }
+
+        /// Starts a hold of `d`: the socket's entry is not armed again before it ends.
+        pub(super) fn hold(&self, d: Duration) -> io::Result<()> {
+            self.set_timer(libc::timespec {
+                tv_sec: d.as_secs() as libc::time_t,
+                // At least 1 ns: a zero value would disarm the timer. Below 10^9, so it fits
+                // a 32-bit `c_long` too.
+                tv_nsec: d.subsec_nanos().max(1) as libc::c_long,
+            })?;
             self.holding.store(true, Ordering::Release);
             Ok(())
         }
 
-        pub(super) async fn readable(&self) -> io::Result<()> {
+        /// Ends the running hold now: its timer is disarmed (a count it reached already is
+        /// read and ignored by `readable`) and the socket's entry is armed by the next wait.
+        pub(super) fn end_hold(&self) -> io::Result<()> {
+            self.set_timer(libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            })?;
+            self.holding.store(false, Ordering::Release);
+            Ok(())
+        }
+
+        pub(super) async fn readable(&self) -> io::Result<Ready> {
             let set = self.set.get_ref().as_raw_fd();
             loop {
                 if !self.holding.load(Ordering::Acquire) && !self.armed.swap(true, Ordering::AcqRel)
@@ -290,6 +334,7 @@ mod held {
                 }
                 guard.clear_ready();
                 let mut arrived = false;
+                let mut hold_over = false;
                 for e in ev.iter().take(n as usize) {
                     if e.u64 == TIMER {
                         // The hold is over: read the expiry count so the timer is quiet.
@@ -298,14 +343,20 @@ mod held {
                         let _ = unsafe {
                             libc::read(self.timer.as_raw_fd(), count.as_mut_ptr().cast(), 8)
                         };
-                        self.holding.store(false, Ordering::Release);
+                        // A count left by a hold that `end_hold` cut short ends nothing.
+                        hold_over = self.holding.swap(false, Ordering::AcqRel);
                     } else {
                         self.armed.store(false, Ordering::Release);
                         arrived = true;
                     }
                 }
                 if arrived {
-                    return Ok(());
+                    return Ok(Ready::Arrived);
+                }
+                if hold_over {
+                    // The entry stays disarmed: the caller reads now, and the next wait
+                    // arms it.
+                    return Ok(Ready::HoldOver);
                 }
             }
         }
