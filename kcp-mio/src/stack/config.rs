@@ -4,7 +4,7 @@
 
 use std::fmt;
 use std::io;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kcp_core::endpoint::{EndpointConfig, LayerFactory, Migration};
@@ -85,7 +85,15 @@ pub struct KcpConfig {
     pub(super) receive_hold: Option<Duration>,
     pub(super) read_timeout: Option<Duration>,
     pub(super) write_timeout: Option<Duration>,
+    /// The shared part of the codec stack, built by the first endpoint made from this
+    /// configuration and shared with every later one and every clone (see
+    /// [`endpoint_config_with`](Self::endpoint_config_with)); a setting it depends on makes a
+    /// new, empty one.
+    pub(super) stack: StackCache,
 }
+
+/// A configuration's shared stack, once built.
+pub(super) type StackCache = Arc<Mutex<Option<Stack>>>;
 
 impl fmt::Debug for KcpConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -190,6 +198,7 @@ impl KcpConfig {
             receive_hold: None,
             read_timeout: None,
             write_timeout: None,
+            stack: StackCache::default(),
         }
     }
 
@@ -209,6 +218,7 @@ impl KcpConfig {
     /// FEC off, sessions still decode a peer that sends FEC (kcp-go does the same).
     pub fn fec(mut self, ds: usize, ps: usize) -> Self {
         self.fec = (ds > 0 && ps > 0).then_some((ds, ps));
+        self.stack = StackCache::default();
         self
     }
 
@@ -236,6 +246,7 @@ impl KcpConfig {
         let mode = CryptMode::from_name(name)?;
         self.crypt = (mode != CryptMode::Packet(CipherKind::Null))
             .then(|| (mode, Pass::derive(key.as_bytes())));
+        self.stack = StackCache::default();
         Ok(self)
     }
 
@@ -265,6 +276,7 @@ impl KcpConfig {
     ) -> Self {
         self.custom = Some(Arc::new(factory));
         self.custom_demux = demux;
+        self.stack = StackCache::default();
         self
     }
 
@@ -616,7 +628,7 @@ impl KcpConfig {
     /// disables FEC it cannot build; this refuses it).
     pub fn check(&self) -> io::Result<()> {
         self.check_settings()?;
-        Stack::new(self).map(|_| ())
+        self.shared_stack().map(|_| ())
     }
 
     /// What [`check`](Self::check) checks short of building the codec stack.
@@ -698,7 +710,7 @@ impl KcpConfig {
     ) -> io::Result<(EndpointConfig, Option<AdapterCrypt>)> {
         // Everything `check` checks, with the one stack build the endpoint keeps.
         self.check_settings()?;
-        let mut stack = Stack::new(self)?;
+        let mut stack = self.shared_stack()?;
         let adapter = match placement {
             CryptPlacement::Adapter => stack.defer_crypt(),
             CryptPlacement::Sessions => None,
@@ -741,6 +753,23 @@ impl KcpConfig {
             ..EndpointConfig::new(self.engine)
         };
         Ok((ep, adapter))
+    }
+}
+
+impl KcpConfig {
+    /// The shared part of the stack: built once per configuration (and its clones, until a
+    /// setting it depends on changes) rather than once per endpoint. A client with one
+    /// socket, hence one endpoint, per session kept a key schedule and an FEC code per
+    /// session. Sharing the cipher's key is safe: every layer made from it draws its own
+    /// nonce stream from the key's one counter (see `kcp_crypto::PacketKey`).
+    fn shared_stack(&self) -> io::Result<Stack> {
+        let mut cached = self.stack.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = cached.as_ref() {
+            return Ok(s.clone());
+        }
+        let s = Stack::new(self)?;
+        *cached = Some(s.clone());
+        Ok(s)
     }
 }
 

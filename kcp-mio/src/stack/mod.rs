@@ -14,7 +14,8 @@
 //! ```
 //!
 //! What does not depend on the session (the FEC parameters, the derived key) is built once per
-//! endpoint in a [`Stack`]; [`Stack::session_layers`] adds the per-session state (FEC group
+//! configuration in a [`Stack`], which every endpoint made from it shares;
+//! [`Stack::session_layers`] adds the per-session state (FEC group
 //! buffers, a cipher with its own nonce generator). Nothing here knows a runtime: socket
 //! options go through [`socket2::SockRef`], which any std, mio or tokio socket converts to.
 
@@ -219,7 +220,8 @@ impl SharedCipher {
     }
 }
 
-/// The part of a codec stack built once per endpoint; [`session_layers`](Self::session_layers)
+/// The part of a codec stack built once per configuration ([`KcpConfig`] keeps it for the
+/// endpoints made from it); [`session_layers`](Self::session_layers)
 /// builds each session's layers from it in kcp-go's order.
 #[derive(Clone)]
 pub struct Stack {

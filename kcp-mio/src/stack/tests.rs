@@ -310,3 +310,76 @@ fn a_window_beyond_rmem_max_gets_a_note() {
         None
     );
 }
+
+/// The key schedule, nonce key and FEC code are built once per configuration: every endpoint
+/// made from it or from a clone shares them (a client with a socket per session kept one per
+/// session), and a clone whose stack settings change gets its own.
+#[test]
+fn endpoints_of_one_configuration_share_its_stack() {
+    let cfg = KcpConfig::new(Config::fast3())
+        .fec(10, 3)
+        .crypt("aes", "k")
+        .unwrap();
+    let adapter = |c: &KcpConfig| {
+        c.endpoint_config_with(false, CryptPlacement::Adapter)
+            .unwrap()
+            .1
+            .expect("a packet cipher")
+    };
+    let shares = |a: &AdapterCrypt, b: &AdapterCrypt| Arc::ptr_eq(&a.cipher.key, &b.cipher.key);
+    let first = adapter(&cfg);
+    assert!(shares(&first, &adapter(&cfg)));
+    let clone = cfg.clone();
+    assert!(shares(&first, &adapter(&clone)));
+    // `check` builds what the first endpoint then uses.
+    let checked = KcpConfig::new(Config::fast3()).crypt("aes", "k").unwrap();
+    checked.check().unwrap();
+    let a = adapter(&checked);
+    assert!(shares(&a, &adapter(&checked)));
+    // A setting the stack depends on, changed on a clone, gives that clone its own stack and
+    // leaves the original's alone.
+    let other_key = clone.clone().crypt("aes", "other").unwrap();
+    assert!(!shares(&first, &adapter(&other_key)));
+    let other_fec = cfg.clone().fec(5, 2);
+    assert!(!shares(&first, &adapter(&other_fec)));
+    let with_layers = cfg.clone().layers(Vec::new, 0);
+    assert!(!shares(&first, &adapter(&with_layers)));
+    assert!(shares(&first, &adapter(&cfg)));
+    // A setting it does not depend on keeps sharing.
+    let windows = cfg.clone().with_engine(Config::fast().with_windows(64, 64));
+    assert!(shares(&first, &adapter(&windows)));
+}
+
+/// Layers of different endpoints made from one configuration share the cipher's key but
+/// never a nonce stream: their sealed packets' nonces all differ, and each opens the
+/// other's.
+#[test]
+fn endpoints_sharing_a_key_draw_distinct_nonces() {
+    use kcp_core::{Codec, Millis};
+    let cfg = KcpConfig::new(Config::fast3()).crypt("aes", "k").unwrap();
+    let mk = || {
+        cfg.endpoint_config_with(false, CryptPlacement::Adapter)
+            .unwrap()
+            .1
+            .unwrap()
+    };
+    let (a, b) = (mk(), mk());
+    let mut layers = [a.layer(), a.layer(), b.layer(), b.layer()];
+    let h = kcp_crypto::HEADER_LEN;
+    let mut nonces = std::collections::HashSet::new();
+    for round in 0..50u8 {
+        for (i, l) in layers.iter_mut().enumerate() {
+            let mut buf = vec![0u8; h + 3];
+            buf[h..].copy_from_slice(&[round, i as u8, 7]);
+            let n = l.seal(&mut buf, h + 3, Millis(0)).unwrap();
+            assert!(
+                nonces.insert(buf[..16].to_vec()),
+                "a nonce repeated (round {round}, layer {i})"
+            );
+            // Another endpoint's layer opens it (kcp-go's receivers keep no nonce state).
+            let mut opener = if i < 2 { b.layer() } else { a.layer() };
+            let inner = opener.open(&mut buf[..n], Millis(0)).unwrap().unwrap();
+            assert_eq!(&buf[inner], &[round, i as u8, 7]);
+        }
+    }
+}
