@@ -205,6 +205,7 @@ impl FecDecoder {
         };
         let stride = g.acc.len() / self.ps;
         let kernel = self.code.kernel();
+        self.scratch_dirty = true;
         let scratch = self.scratch.get_or_insert_with(Default::default);
         let mut small = [0u8; crate::rs::SMALL * crate::rs::SMALL];
         let ok = match scratch.inverses.inverse(
@@ -241,6 +242,7 @@ impl FecDecoder {
             self.stats.reconstructions = self.stats.reconstructions.wrapping_add(1);
             self.mark_done(begin);
             self.scratch().set_recovered(out, len, e);
+            self.rec_held = true;
         } else {
             self.stats.reconstruct_failures = self.stats.reconstruct_failures.wrapping_add(1);
             self.give(out);

@@ -111,6 +111,16 @@ pub struct FecDecoder {
     queued_bytes: usize,
     /// Pool, rebuilt shards and inverses: built on demand, dropped by `trim`.
     scratch: Option<alloc::boxed::Box<Scratch>>,
+    /// `scratch`'s heap bytes as of the last change, kept here so that counting the heap
+    /// after each packet (a receive budget does) does not reach into it: at thousands of
+    /// sessions its lines are cold, two cache misses per packet.
+    scratch_bytes: usize,
+    /// `scratch` was (or may have been) changed since `scratch_bytes` was counted: the next
+    /// entry point to return counts it again ([`settle`](Self::settle)).
+    scratch_dirty: bool,
+    /// `scratch` holds a rebuilt group's buffer: until it is polled and recycled, each packet
+    /// looks there; otherwise (nearly always) not.
+    rec_held: bool,
     /// Built at the first shard whose type contradicts the parameters.
     autotune: Option<AutoTune>,
     budget: WorkBudget,
@@ -170,6 +180,9 @@ impl FecDecoder {
             queued: 0,
             queued_bytes: 0,
             scratch: None,
+            scratch_bytes: 0,
+            scratch_dirty: false,
+            rec_held: false,
             autotune: None,
             budget: WorkBudget::default(),
             budget_cap: budget::cap(ds, ps),
@@ -219,7 +232,7 @@ impl FecDecoder {
     pub fn heap_bytes(&self) -> usize {
         self.groups.capacity() * core::mem::size_of::<Group>()
             + self.queued_bytes
-            + self.scratch.as_ref().map_or(0, |s| s.heap_bytes())
+            + self.scratch_heap_bytes()
             + self.autotune.as_ref().map_or(0, |_| AutoTune::HEAP_BYTES)
             + self.code.share_bytes()
             + self.hint.as_ref().map_or(0, FecCode::share_bytes)
@@ -258,8 +271,10 @@ impl FecDecoder {
         let dropped = self.drop_groups();
         self.stats.expired = self.stats.expired.wrapping_add(dropped as u64);
         self.groups = VecDeque::new();
+        self.scratch_dirty = true;
         if self.scratch.as_ref().is_some_and(|s| s.pending() == 0) {
             self.scratch = None;
+            self.rec_held = false;
         }
         if let Some(s) = &mut self.scratch {
             // Rebuilt packets not polled yet stay; the rest goes.
@@ -267,6 +282,26 @@ impl FecDecoder {
             s.pool_bytes = 0;
             s.inverses.trim();
         }
+        self.settle();
+    }
+
+    /// Counts `scratch`'s heap again if it changed. Every entry point that may change it
+    /// calls this before it returns.
+    fn settle(&mut self) {
+        if self.scratch_dirty {
+            self.scratch_bytes = self.scratch.as_ref().map_or(0, |s| s.heap_bytes());
+            self.scratch_dirty = false;
+        }
+    }
+
+    /// `scratch`'s heap bytes: the count kept, or counted now if a change is not settled.
+    fn scratch_heap_bytes(&self) -> usize {
+        let live = || self.scratch.as_ref().map_or(0, |s| s.heap_bytes());
+        if self.scratch_dirty {
+            return live();
+        }
+        debug_assert_eq!(self.scratch_bytes, live(), "scratch changed unseen");
+        self.scratch_bytes
     }
 
     /// Takes one received packet (FEC-relative: starting at the FEC header).
@@ -281,6 +316,7 @@ impl FecDecoder {
             Ok(kind) => kind,
             Err(r) => {
                 self.recycle_recovered();
+                self.settle();
                 count_reject(&mut self.stats, r);
                 return Err(r.into());
             }
@@ -291,6 +327,17 @@ impl FecDecoder {
 
     /// [`handle_packet`](Self::handle_packet) for a packet [`wire::classify`] already accepted.
     pub(crate) fn input_classified(
+        &mut self,
+        packet: &[u8],
+        kind: PacketKind,
+        now: Millis,
+    ) -> Result<(), CodecError> {
+        let r = self.input_settled(packet, kind, now);
+        self.settle();
+        r
+    }
+
+    fn input_settled(
         &mut self,
         packet: &[u8],
         kind: PacketKind,
@@ -320,6 +367,15 @@ impl FecDecoder {
     /// or window updates from them. A rebuilt shard with an invalid size field is dropped
     /// (`errs`), as is one longer than `buf` (`recovered_dropped`).
     pub fn poll_recovered(&mut self, buf: &mut [u8]) -> Option<usize> {
+        if !self.rec_held {
+            return None;
+        }
+        let r = self.poll_held(buf);
+        self.settle();
+        r
+    }
+
+    fn poll_held(&mut self, buf: &mut [u8]) -> Option<usize> {
         loop {
             let s = self.scratch.as_mut()?;
             let Some(shard) = s.next_recovered() else {

@@ -85,6 +85,11 @@ impl Scratch {
 impl FecDecoder {
     /// Drops the rebuilt shards not handed out and pools their buffer.
     pub(super) fn recycle_recovered(&mut self) {
+        if !self.rec_held {
+            return;
+        }
+        self.rec_held = false;
+        self.scratch_dirty = true;
         let Some(s) = self.scratch.as_mut() else {
             return;
         };
@@ -95,7 +100,10 @@ impl FecDecoder {
         }
     }
 
+    /// The scratch space, built if needed; its heap is counted again before the entry point
+    /// returns.
     pub(super) fn scratch(&mut self) -> &mut Scratch {
+        self.scratch_dirty = true;
         self.scratch.get_or_insert_with(Default::default)
     }
 
@@ -103,6 +111,9 @@ impl FecDecoder {
     /// new one of exactly `len`. Buffers are never grown, so each is allocated once while
     /// traffic flows, and the pool warms up to the buffers in use at once.
     pub(super) fn take(&mut self, len: usize) -> Vec<u8> {
+        if self.scratch.is_some() {
+            self.scratch_dirty = true;
+        }
         let fit = self.scratch.as_mut().and_then(|s| {
             let i = s
                 .pool

@@ -43,6 +43,7 @@ impl FecDecoder {
             Some(h) if h.is(ads, aps) => h.clone(),
             _ => {
                 // The old code's cached inverses are useless; free them before building.
+                self.scratch_dirty = true;
                 if let Some(s) = &mut self.scratch {
                     s.inverses.trim();
                 }
@@ -113,6 +114,7 @@ impl FecDecoder {
         self.last_rebuild = Some(now);
         self.budget_cap = budget::cap(ads, aps);
         self.budget.clamp(self.budget_cap);
+        self.scratch_dirty = true;
         if let Some(s) = &mut self.scratch {
             s.inverses.clear();
         }
