@@ -68,8 +68,9 @@ socket_counters! {
     recv_truncated: sum,
     /// Times the driver task woke up.
     wakeups: sum,
-    /// Receive turns: times the driver read the socket after it reported datagrams (with a
-    /// receive hold, at most one per hold; see `KcpConfig::receive_hold`).
+    /// Receive turns: times the driver read datagrams after the socket reported them or a
+    /// receive hold ended (with a hold, at most one per hold; see `KcpConfig::receive_hold`).
+    /// A hold's end that finds nothing is not a turn.
     receive_turns: sum,
     /// Sends that tasks (stream writes, reads, closes) left to the driver because it was in
     /// a receive turn: their datagrams went out with the turn's batch.
