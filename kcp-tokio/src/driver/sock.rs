@@ -11,7 +11,8 @@
 //! batch: arrivals during the hold wake nobody. Tokio registers its UDP sockets for reading
 //! whatever the task polls, so the held socket is registered with Tokio for writability
 //! only, and readability comes from a one-shot epoll set (`EPOLLONESHOT`) that Tokio
-//! watches in its place: it reports the first arrival and is silent until armed again.
+//! watches in its place: it reports the first arrival and is silent until armed again. The
+//! hold's timerfd is registered with Tokio on its own.
 
 use std::io;
 use std::net::SocketAddr;
@@ -177,16 +178,17 @@ mod held {
 
     /// The set's entry for the socket.
     const SOCKET: u64 = 0;
-    /// The set's entry for the hold's timer.
-    const TIMER: u64 = 1;
 
     /// A UDP socket Tokio watches for writability only, the epoll set that reports its
-    /// arrivals (a one-shot entry), and the timer that ends a hold (a timerfd in the same
-    /// set: microsecond resolution, where Tokio's timers have milliseconds).
+    /// arrivals (a one-shot entry), and the timer that ends a hold (a timerfd, microsecond
+    /// resolution where Tokio's timers have milliseconds), which Tokio watches directly:
+    /// its expiry needs no look into the set to tell it from an arrival (a system call per
+    /// turn saved), and no read either (Tokio's edge-triggered registration reports every
+    /// expiry, and setting the timer again clears the count).
     pub(crate) struct Held {
         socket: AsyncFd<std::net::UdpSocket>,
         set: AsyncFd<OwnedFd>,
-        timer: OwnedFd,
+        timer: AsyncFd<OwnedFd>,
         /// Whether the socket's entry in `set` is armed (it disarms when it reports).
         armed: AtomicBool,
         /// Whether a hold runs (the timer is set and has not been seen to fire).
@@ -236,19 +238,13 @@ mod held {
                 oneshot,
                 SOCKET,
             )?;
-            ctl(
-                set.as_raw_fd(),
-                libc::EPOLL_CTL_ADD,
-                timer.as_raw_fd(),
-                libc::EPOLLIN,
-                TIMER,
-            )?;
-            // SAFETY: both descriptors are owned by the values registered, which the
+            // SAFETY: the descriptors are owned by the values registered, which the
             // `AsyncFd`s own until they are dropped: open and the same all along.
-            let (socket, set) = unsafe {
+            let (socket, set, timer) = unsafe {
                 (
                     AsyncFd::register_with_interest(socket, Interest::WRITABLE)?,
                     AsyncFd::register_with_interest(set, Interest::READABLE)?,
+                    AsyncFd::register_with_interest(timer, Interest::READABLE)?,
                 )
             };
             Ok(Held {
@@ -275,7 +271,12 @@ mod held {
             };
             // SAFETY: the timer is open; `spec` lives across the call; no old value asked.
             let r = unsafe {
-                libc::timerfd_settime(self.timer.as_raw_fd(), 0, &spec, std::ptr::null_mut())
+                libc::timerfd_settime(
+                    self.timer.get_ref().as_raw_fd(),
+                    0,
+                    &spec,
+                    std::ptr::null_mut(),
+                )
             };
             if r < 0 {
                 return Err(io::Error::last_os_error());
@@ -295,8 +296,8 @@ mod held {
             Ok(())
         }
 
-        /// Ends the running hold now: its timer is disarmed (a count it reached already is
-        /// read and ignored by `readable`) and the socket's entry is armed by the next wait.
+        /// Ends the running hold now: its timer is disarmed and the socket's entry is armed
+        /// by the next wait.
         pub(super) fn end_hold(&self) -> io::Result<()> {
             self.set_timer(libc::timespec {
                 tv_sec: 0,
@@ -307,10 +308,17 @@ mod held {
         }
 
         pub(super) async fn readable(&self) -> io::Result<Ready> {
+            if self.holding.load(Ordering::Acquire) {
+                // While a hold runs the socket's entry is disarmed: only its end is awaited.
+                let mut guard = self.timer.readable().await?;
+                guard.clear_ready();
+                self.holding.store(false, Ordering::Release);
+                // The entry stays disarmed: the caller reads now, and the next wait arms it.
+                return Ok(Ready::HoldOver);
+            }
             let set = self.set.get_ref().as_raw_fd();
             loop {
-                if !self.holding.load(Ordering::Acquire) && !self.armed.swap(true, Ordering::AcqRel)
-                {
+                if !self.armed.swap(true, Ordering::AcqRel) {
                     // Arms the entry; if datagrams wait already, the set reports at once.
                     ctl(
                         set,
@@ -321,10 +329,10 @@ mod held {
                     )?;
                 }
                 let mut guard = self.set.readable().await?;
-                // Takes the reports (the socket's disarms its entry) so the set is quiet.
-                let mut ev = [libc::epoll_event { events: 0, u64: 0 }; 2];
-                // SAFETY: `set` is open; `ev` has room for the two events asked for.
-                let n = unsafe { libc::epoll_wait(set, ev.as_mut_ptr(), 2, 0) };
+                // Takes the report (which disarms the entry) so the set is quiet.
+                let mut ev = [libc::epoll_event { events: 0, u64: 0 }; 1];
+                // SAFETY: `set` is open; `ev` has room for the one event asked for.
+                let n = unsafe { libc::epoll_wait(set, ev.as_mut_ptr(), 1, 0) };
                 if n < 0 {
                     let e = io::Error::last_os_error();
                     if e.kind() == io::ErrorKind::Interrupted {
@@ -333,30 +341,9 @@ mod held {
                     return Err(e);
                 }
                 guard.clear_ready();
-                let mut arrived = false;
-                let mut hold_over = false;
-                for e in ev.iter().take(n as usize) {
-                    if e.u64 == TIMER {
-                        // The hold is over: read the expiry count so the timer is quiet.
-                        let mut count = [0u8; 8];
-                        // SAFETY: the timer is open; `count` has the 8 bytes it writes.
-                        let _ = unsafe {
-                            libc::read(self.timer.as_raw_fd(), count.as_mut_ptr().cast(), 8)
-                        };
-                        // A count left by a hold that `end_hold` cut short ends nothing.
-                        hold_over = self.holding.swap(false, Ordering::AcqRel);
-                    } else {
-                        self.armed.store(false, Ordering::Release);
-                        arrived = true;
-                    }
-                }
-                if arrived {
+                if n > 0 {
+                    self.armed.store(false, Ordering::Release);
                     return Ok(Ready::Arrived);
-                }
-                if hold_over {
-                    // The entry stays disarmed: the caller reads now, and the next wait
-                    // arms it.
-                    return Ok(Ready::HoldOver);
                 }
             }
         }
