@@ -2,7 +2,7 @@
 //! datagram as the demux layers opened it (to be opened by the session's inner layers at
 //! confirmation) or bare KCP segments (for the engine), behind a 12-byte header of its
 //! length and where its KCP datagram lies. The entry's admission rules are in
-//! `half_open.rs`; this is only the format and what fits in a budget.
+//! `half_open/`; this is only the format and what fits in a budget.
 
 use alloc::vec::Vec;
 use core::ops::Range;
