@@ -477,8 +477,9 @@ fn the_session_table_finds_entries_by_slot_and_tells_a_reused_slot_apart() {
     t.get_mut(&ids[3]).unwrap().write_shut = true;
     assert!(t.get(&ids[3]).unwrap().write_shut);
     assert!(!t.get(&ids[4]).unwrap().write_shut);
-    // A later session in an ended one's slot has another id: the old id finds nothing, and
-    // removing by it leaves the new entry alone.
+    // A later session in an ended one's slot has another id. While the ended session's
+    // stream still holds its entry (with why it ended), both are found by their own ids.
+    t.get_mut(&ids[5]).unwrap().ended = Some(CloseReason::DeadLink);
     ep.close(ids[5]).unwrap();
     while ep.poll_transmit(Millis(0), &mut [0u8; 2048]).is_some() {}
     let reused = ep.connect(Millis(0), peer, 1000).unwrap();
@@ -489,9 +490,24 @@ fn the_session_table_finds_entries_by_slot_and_tells_a_reused_slot_apart() {
     );
     assert_ne!(reused, ids[5]);
     t.insert(reused, Sess::default());
+    assert_eq!(t.get(&ids[5]).unwrap().ended, Some(CloseReason::DeadLink));
+    assert_eq!(t.get(&reused).unwrap().ended, None);
+    assert_eq!(t.values_mut().count(), ids.len() + 1);
+    // The old entry goes with its stream and leaves the new one alone, and the other way.
+    assert!(t.remove(&ids[5]).is_some());
     assert!(t.get(&ids[5]).is_none() && t.remove(&ids[5]).is_none());
     assert!(t.contains_key(&reused));
     assert!(t.remove(&reused).is_some());
+    assert!(!t.contains_key(&reused));
+    // The new session's entry may also go first.
+    ep.close(ids[6]).unwrap();
+    while ep.poll_transmit(Millis(0), &mut [0u8; 2048]).is_some() {}
+    let again = ep.connect(Millis(0), peer, 1001).unwrap();
+    assert_eq!(again.index(), ids[6].index());
+    t.insert(again, Sess::default());
+    assert!(t.remove(&again).is_some());
+    assert!(t.get(&again).is_none());
+    assert!(t.contains_key(&ids[6]));
     // Emptied, the table gives its room back.
     let before = t.capacity();
     for id in ids.iter().rev() {
