@@ -21,7 +21,6 @@ pub(crate) struct Sessions {
     slots: Vec<Option<(SessionId, Sess)>>,
     /// Entries of ended sessions whose slot a later session took.
     displaced: HashMap<SessionId, Sess>,
-    len: usize,
 }
 
 impl Sessions {
@@ -32,12 +31,9 @@ impl Sessions {
         if i >= self.slots.len() {
             self.slots.resize_with(i + 1, || None);
         }
-        match self.slots[i].replace((id, sess)) {
-            None => self.len += 1,
-            Some((old, _)) if old == id => {}
-            Some((old, entry)) => {
+        if let Some((old, entry)) = self.slots[i].replace((id, sess)) {
+            if old != id {
                 self.displaced.insert(old, entry);
-                self.len += 1;
             }
         }
     }
@@ -71,14 +67,12 @@ impl Sessions {
             .filter(|s| matches!(s, Some((k, _)) if k == id))
         else {
             let sess = self.displaced.remove(id)?;
-            self.len -= 1;
             if self.displaced.is_empty() {
                 self.displaced = HashMap::new();
             }
             return Some(sess);
         };
         let (_, sess) = slot.take()?;
-        self.len -= 1;
         while matches!(self.slots.last(), Some(None)) {
             self.slots.pop();
         }
@@ -98,7 +92,8 @@ impl Sessions {
 
     #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
-        self.len == 0
+        // `remove` drops the trailing empty slots, so an emptied table has none.
+        self.slots.is_empty() && self.displaced.is_empty()
     }
 
     /// Entries the table has room for (its heap).
