@@ -202,7 +202,7 @@ async fn server(a: ServerArgs) -> Result<bool, String> {
             // Peers turned away at the admission limits: KCP tells them nothing.
             let now = std::time::Instant::now();
             if refusals.due(now) {
-                if let Some(line) = refusals.check(l2.stats().refused, now) {
+                if let Some(line) = refusals.check(l2.own_stats().refused, now) {
                     eprintln!("{line}");
                 }
             }

@@ -182,6 +182,12 @@ impl SocketSet {
         all.fold(first, |acc, s| acc.merged(&s))
     }
 
+    pub(crate) fn own_stats(&self) -> kcp_core::endpoint::EndpointStats {
+        let mut all = self.drivers.iter().map(|d| d.lock().own_stats());
+        let first = all.next().unwrap_or_default();
+        all.fold(first, |acc, s| acc.merged(&s))
+    }
+
     pub(crate) fn set_sockbuf(&self, bytes: usize) -> io::Result<()> {
         self.drivers
             .iter()

@@ -157,6 +157,16 @@ impl KcpListener {
     pub fn stats(&self) -> kcp_core::endpoint::EndpointStats {
         self.sockets.stats()
     }
+
+    /// The counters the listener's endpoints keep themselves, summed over its sockets:
+    /// datagrams, admission (`refused`...), errors before a session took a datagram, and the
+    /// gauges. The sessions' own counters (bytes, segments, retransmissions) read zero.
+    /// [`stats`](Self::stats) walks every session under the socket's lock, which on a server
+    /// of 10,000 sessions holds its input up for milliseconds; this does not, so poll it as
+    /// often as you like.
+    pub fn own_stats(&self) -> kcp_core::endpoint::EndpointStats {
+        self.sockets.own_stats()
+    }
 }
 
 // Dropping a listener (its `SocketSet`): sessions peers open from now on, and those waiting

@@ -215,3 +215,28 @@ async fn accept_skips_sessions_that_ended_before_they_were_accepted() {
         .unwrap();
     assert_eq!(&b[..n], b"still here");
 }
+
+#[tokio::test]
+async fn a_listener_counts_refusals_without_walking_its_sessions() {
+    let listener = KcpListener::bind("127.0.0.1:0", cfg().max_sessions(1))
+        .await
+        .unwrap();
+    let (_c, _s) = pair(&listener, cfg(), b"first").await;
+    // A second client is refused: the listener holds one session at most.
+    let mut refused = KcpStream::connect(listener.local_addr(), cfg())
+        .await
+        .unwrap();
+    refused.write_all(b"no room").await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while listener.own_stats().refused == 0 {
+        assert!(Instant::now() < deadline, "{:?}", listener.own_stats());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (own, all) = (listener.own_stats(), listener.stats());
+    // The refused client may retry in between: the later reading is at least the earlier.
+    assert!(all.refused >= own.refused, "{own:?} {all:?}");
+    assert_eq!(own.curr_estab, 1, "{own:?}");
+    // What the session counted itself is only in the full sum.
+    assert!(all.bytes_received >= 5, "{all:?}");
+    assert_eq!(own.bytes_received, 0, "{own:?}");
+}

@@ -212,10 +212,27 @@ impl<A: PeerAddr> Endpoint<A> {
         for slot in self.slots.iter().flatten() {
             s.absorb_session(&slot.session);
         }
+        self.gauges(&mut s);
+        s
+    }
+
+    /// The counters the endpoint keeps itself, without the sessions' sums: datagrams in and
+    /// out, admission (`refused` and the rest), errors found before a session took a
+    /// datagram, and the gauges. What each session counts (bytes, segments,
+    /// retransmissions, FEC recoveries, its own checksum failures) reads zero here, live or
+    /// ended; [`stats`](Self::stats) adds it, walking every session. This one costs no walk,
+    /// so a large server can poll it often (to log refusals, say) without holding up its
+    /// input for the walk over cold sessions.
+    pub fn own_stats(&self) -> EndpointStats {
+        let mut s = self.stats;
+        self.gauges(&mut s);
+        s
+    }
+
+    fn gauges(&self, s: &mut EndpointStats) {
         s.half_open = self.half.len() as u64;
         s.pooled_bytes = self.cache.heap_bytes() as u64;
         s.recv_bytes = self.recv_total as u64;
-        s
     }
 }
 

@@ -498,6 +498,15 @@ fn confirmed_sessions_are_capped_per_host_and_hosts_are_prefixes() {
         Err(EndpointError::Rejected(DropReason::Refused))
     );
     assert_eq!(ep.stats().refused, 1);
+    // The endpoint's own counters say the same without the walk over sessions, and leave
+    // out what the sessions count themselves.
+    let (own, all) = (ep.own_stats(), ep.stats());
+    assert_eq!(
+        (own.refused, own.curr_estab, own.in_pkts),
+        (1, 2, all.in_pkts)
+    );
+    assert!(all.in_segs > 0, "{all:?}");
+    assert_eq!(own.in_segs, 0, "{own:?}");
     assert_eq!(ep.len(), 2);
     // A fourth /24 is another host.
     let other = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 1, 1)), 9);

@@ -277,4 +277,9 @@ impl Shared {
     pub(crate) fn stats(&self) -> kcp_core::endpoint::EndpointStats {
         self.ep.stats()
     }
+
+    /// The endpoint's own counters, without the walk over its sessions.
+    pub(crate) fn own_stats(&self) -> kcp_core::endpoint::EndpointStats {
+        self.ep.own_stats()
+    }
 }
