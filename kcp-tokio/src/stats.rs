@@ -76,8 +76,11 @@ socket_counters! {
     /// a receive turn: their datagrams went out with the turn's batch.
     batched_writes: sum,
     /// With the `perf` feature: the longest time the state lock was held, in ns (0 without).
+    /// Every hold by the driver and the other callers is timed; of the streams' reads and
+    /// writes (short holds, several per message), one in 16.
     lock_hold_max_ns: max,
-    /// With the `perf` feature: total time the state lock was held, in ns.
+    /// With the `perf` feature: total time the state lock was held, in ns; an estimate, as
+    /// each timed read or write hold stands for the 16 it was picked from.
     lock_hold_total_ns: sum,
     /// With the `perf` feature: how often the state lock was taken.
     lock_acquisitions: sum,

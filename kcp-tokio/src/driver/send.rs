@@ -4,11 +4,25 @@ use super::*;
 
 impl Inner {
     pub(super) fn lock(&self) -> StateGuard<'_> {
+        self.lock_timing_one_in(1)
+    }
+
+    /// Takes the state lock; with the `perf` feature, times one hold in `n` (by the count of
+    /// holds so far) and counts it `n` times in the total.
+    pub(super) fn lock_timing_one_in(&self, n: u64) -> StateGuard<'_> {
         // Nothing panics while holding the lock; if something did, the state is still usable.
+        let guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        #[cfg(not(feature = "perf"))]
+        let _ = n;
         StateGuard {
-            guard: self.state.lock().unwrap_or_else(|p| p.into_inner()),
+            guard,
             #[cfg(feature = "perf")]
-            since: Instant::now(),
+            since: self
+                .counters
+                .lock_acquisitions
+                .load(Ordering::Relaxed)
+                .is_multiple_of(n.max(1))
+                .then(|| (Instant::now(), n.max(1))),
             #[cfg(feature = "perf")]
             counters: &self.counters,
         }

@@ -34,7 +34,7 @@ impl Inner {
         if src.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        let mut s = self.driver.lock();
+        let mut s = self.driver.lock_for_io();
         if let Some(k) = s.stopped {
             return Poll::Ready(Err(KcpError::Socket(k).into()));
         }
