@@ -165,7 +165,7 @@ fn run(a: Args) -> Result<(), String> {
         // come with datagrams, which wake it): KCP tells them nothing.
         let now = std::time::Instant::now();
         if refusals.due(now) {
-            if let Some(line) = refusals.check(ep.stats().refused, now) {
+            if let Some(line) = refusals.check(ep.own_stats().refused, now) {
                 eprintln!("{line}");
             }
         }

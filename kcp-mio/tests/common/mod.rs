@@ -52,6 +52,8 @@ pub struct Served {
     /// Live sessions and the endpoint's counters, refreshed every 50 ms.
     pub sessions: usize,
     pub stats: kcp_mio::EndpointStats,
+    /// `own_stats` read at the same moment as `stats`.
+    pub own_stats: kcp_mio::EndpointStats,
 }
 
 /// A kcp-perf server on one kcp-mio endpoint, in a thread, until dropped.
@@ -90,6 +92,7 @@ impl MioServer {
                         refreshed = Instant::now();
                         v.sessions = ep.len();
                         v.stats = ep.stats();
+                        v.own_stats = ep.own_stats();
                     }
                 }
                 let t = ep.poll_timeout().map_or(Duration::from_millis(20), |t| {
