@@ -70,14 +70,21 @@ pub(super) struct Timers {
     past: u32,
     /// The earliest deadline in the wheel's slots (the far list apart), while known.
     earliest: Option<u64>,
-    /// A list of a level above 0 and a time at or before each of its deadlines: the last
-    /// list [`wheel_next`](Self::wheel_next) had to look into (the first slot of the lowest
-    /// level while level 0 is empty), exact when it looked, kept a lower bound as entries
-    /// come and go. Such a slot holds every deadline of its 64 ms or more, and its earliest
-    /// moves with almost every acknowledgement (the session due first is the one whose ACK
-    /// comes first); a server with 10,000 sessions walked hundreds of entries, a cache miss
-    /// each, on most calls. Forgotten when the list empties or is spread.
-    slot_min: Option<(u16, u64)>,
+    /// Per level above 0 (index 0 unused): a list of that level and a time at or before
+    /// each of its deadlines: the last list of the level [`wheel_next`](Self::wheel_next) had
+    /// to look into (the first slot of the lowest level while level 0 is empty), exact when
+    /// it looked, kept a lower bound as entries come and go. Such a slot holds every deadline
+    /// of its 64 ms or more, and its earliest moves with almost every acknowledgement (the
+    /// session due first is the one whose ACK comes first); a server with 10,000 sessions
+    /// walked hundreds of entries, a cache miss each, on most calls. One per level, because
+    /// the first slot goes back and forth between levels: a level-1 slot taken and left by a
+    /// session or two while a level-2 slot holds thousands, whose bound a single kept list
+    /// lost each time (a 10,000-session server looked through 4,500 entries 50 times a
+    /// second). Forgotten when the list empties or is spread.
+    slot_min: [Option<(u16, u64)>; LEVELS],
+    /// Entries `wheel_next` looked through (tests).
+    #[cfg(test)]
+    scanned: u64,
     /// Per session index: its entry, if it has a deadline.
     nodes: Vec<Option<Node>>,
 }
@@ -91,7 +98,9 @@ impl Default for Timers {
             far_min: u64::MAX,
             past: 0,
             earliest: None,
-            slot_min: None,
+            slot_min: [None; LEVELS],
+            #[cfg(test)]
+            scanned: 0,
             nodes: Vec::new(),
         }
     }
@@ -134,7 +143,7 @@ impl Timers {
                 }
                 // The list's lower bound stays one; a sole entry keeps it exact, so that an
                 // endpoint with a session or two does not wake before its deadline.
-                if let Some((l, m)) = &mut self.slot_min {
+                if let Some(Some((l, m))) = self.slot_min.get_mut(n.list as usize / SLOTS) {
                     if *l == n.list && n.prev == NONE && n.next == NONE {
                         *m = at;
                     }
@@ -192,7 +201,7 @@ impl Timers {
         if at < self.elapsed {
             self.past += 1;
         }
-        if let Some((l, m)) = &mut self.slot_min {
+        if let Some(Some((l, m))) = self.slot_min.get_mut(list as usize / SLOTS) {
             if *l == list {
                 *m = (*m).min(at);
             }
@@ -224,8 +233,10 @@ impl Timers {
             *h = n.next;
             if n.next == NONE && n.list != FAR {
                 self.occupied[n.list as usize / SLOTS] &= !(1 << (n.list as usize % SLOTS));
-                if self.slot_min.is_some_and(|(l, _)| l == n.list) {
-                    self.slot_min = None;
+                if let Some(kept) = self.slot_min.get_mut(n.list as usize / SLOTS) {
+                    if kept.is_some_and(|(l, _)| l == n.list) {
+                        *kept = None;
+                    }
                 }
             }
         }
@@ -311,12 +322,19 @@ impl Timers {
                 // it at once), and past ones in the wheel's own slot, counted.
                 return (Some(start), true);
             }
-            let (earliest, exact) = match self.slot_min {
+            let kept = self.slot_min.get(level).copied().flatten();
+            let (earliest, exact) = match kept {
                 Some((l, m)) if level > 0 && l as usize == list && m >= start => (Some(m), false),
                 _ => {
+                    #[cfg(test)]
+                    {
+                        self.scanned += self.members(list).count() as u64;
+                    }
                     let e = self.members(list).map(|(_, n)| n.at).min();
                     if level > 0 {
-                        self.slot_min = e.map(|m| (list as u16, m));
+                        if let Some(k) = self.slot_min.get_mut(level) {
+                            *k = e.map(|m| (list as u16, m));
+                        }
                     }
                     (e, true)
                 }
@@ -386,6 +404,36 @@ impl Timers {
 mod tests {
     use super::*;
 
+    /// A slot of thousands of deadlines on level 2 while one session takes a level-1 slot
+    /// and leaves it again, over and over (its ACK came, then its next send): the level-2
+    /// slot's bound is kept meanwhile, so it is looked through once, not at every return.
+    #[test]
+    fn a_big_slots_bound_survives_a_lower_slot_coming_and_going() {
+        let mut t = Timers::default();
+        const BIG: u32 = 4000;
+        for i in 0..BIG {
+            t.set(i, 5000 + u64::from(i));
+        }
+        assert_eq!(t.next(), Some(5000));
+        for k in 0..100u64 {
+            t.set(BIG, 100 + k % 7);
+            assert_eq!(t.next(), Some(100 + k % 7));
+            t.set(BIG, 6000 + k);
+            let n = t.next().expect("deadlines");
+            assert!((4096..=5000).contains(&n), "{n}");
+        }
+        assert!(
+            t.scanned < u64::from(BIG) + 1000,
+            "{} entries looked at",
+            t.scanned
+        );
+        // The bound is a lower one: a wake-up at it finds the slot spread and the exact
+        // deadline next.
+        assert_eq!(t.pop_due(4096), None);
+        assert_eq!(t.next(), Some(5000));
+        assert_eq!(t.pop_due(5000), Some(0));
+    }
+
     #[test]
     fn earliest_first_and_rescheduling_replaces() {
         let mut t = Timers::default();
@@ -409,8 +457,10 @@ mod tests {
             let wheel = (0..LEVELS * SLOTS).flat_map(|l| t.members(l).map(|(_, n)| n.at));
             assert_eq!(wheel.min(), Some(e), "the earliest deadline kept");
         }
-        if let Some((l, m)) = t.slot_min {
-            assert!(l as usize >= SLOTS, "a bound kept for level 0");
+        assert!(t.slot_min[0].is_none(), "a bound kept for level 0");
+        for (level, kept) in t.slot_min.iter().enumerate() {
+            let Some((l, m)) = *kept else { continue };
+            assert_eq!(l as usize / SLOTS, level, "list {l} kept for level {level}");
             let list = t.members(l as usize).map(|(_, n)| n.at);
             let min = list.min().expect("a bound kept for an empty list");
             assert!(m <= min, "list {l}: bound {m} after its earliest {min}");
