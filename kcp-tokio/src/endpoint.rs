@@ -177,13 +177,19 @@ impl SocketSet {
     }
 
     pub(crate) fn stats(&self) -> kcp_core::endpoint::EndpointStats {
-        let mut all = self.drivers.iter().map(|d| d.lock().stats());
-        let first = all.next().unwrap_or_default();
-        all.fold(first, |acc, s| acc.merged(&s))
+        self.merged(Shared::stats)
     }
 
     pub(crate) fn own_stats(&self) -> kcp_core::endpoint::EndpointStats {
-        let mut all = self.drivers.iter().map(|d| d.lock().own_stats());
+        self.merged(Shared::own_stats)
+    }
+
+    /// One reading per socket, under its lock, merged as for sockets sharing a port.
+    fn merged(
+        &self,
+        read: impl Fn(&Shared) -> kcp_core::endpoint::EndpointStats,
+    ) -> kcp_core::endpoint::EndpointStats {
+        let mut all = self.drivers.iter().map(|d| read(&d.lock()));
         let first = all.next().unwrap_or_default();
         all.fold(first, |acc, s| acc.merged(&s))
     }

@@ -518,6 +518,16 @@ fn the_session_table_finds_entries_by_slot_and_tells_a_reused_slot_apart() {
     assert_eq!(t.values_mut().count(), 0);
 }
 
+/// A listener bound on `rt`, and its one socket's driver.
+#[cfg(feature = "perf")]
+fn listener_and_driver(rt: &tokio::runtime::Runtime) -> (KcpListener, Arc<Driver>) {
+    let l = rt
+        .block_on(KcpListener::bind("127.0.0.1:0", KcpConfig::default()))
+        .unwrap();
+    let d = l.sockets.drivers[0].clone();
+    (l, d)
+}
+
 /// Lock timing (the `perf` feature) counts every hold of the state lock however many threads
 /// take it at once: its counters are written with plain loads and stores, by the lock's holder
 /// only, before the lock is released. Were they written after it, concurrent holders would
@@ -530,10 +540,7 @@ fn lock_timing_counts_every_hold_across_threads() {
         .enable_all()
         .build()
         .unwrap();
-    let l = rt
-        .block_on(KcpListener::bind("127.0.0.1:0", KcpConfig::default()))
-        .unwrap();
-    let d = l.sockets.drivers[0].clone();
+    let (l, d) = listener_and_driver(&rt);
     let before = d.socket_stats();
     const THREADS: u64 = 4;
     const HOLDS: u64 = 20_000;
@@ -568,11 +575,8 @@ fn stream_io_holds_are_timed_one_in_sixteen_and_others_every_time() {
         .enable_all()
         .build()
         .unwrap();
-    let l = rt
-        .block_on(KcpListener::bind("127.0.0.1:0", KcpConfig::default()))
-        .unwrap();
     // The runtime is not driven from here on: only this thread takes the lock.
-    let d = l.sockets.drivers[0].clone();
+    let (l, d) = listener_and_driver(&rt);
     let timed = |g: StateGuard<'_>| g.since.is_some();
     let io = (0..4 * SAMPLED_HOLDS)
         .filter(|_| timed(d.lock_for_io()))
