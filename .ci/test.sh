@@ -49,7 +49,7 @@ bash .ci/cross.sh
 
 step "kcp-tokio and kcp-mio type-check for Linux x86_64 and aarch64, macOS and Windows"
 for t in x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu x86_64-apple-darwin x86_64-pc-windows-gnu; do
-    cargo check -q -p kcpx-tokio -p kcpx-mio --all-features --all-targets --target "$t"
+    RUSTFLAGS="-D warnings" cargo check -q -p kcpx-tokio -p kcpx-mio --all-features --all-targets --target "$t"
 done
 
 step "a Tokio echo program with kcp-tokio and tokio as its only dependencies"
