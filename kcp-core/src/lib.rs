@@ -74,14 +74,14 @@ pub mod wire;
 
 pub use codec::{Codec, CodecError, LayerCounters, Reserve, Route};
 pub use config::{Backoff, Config, ConfigError};
-#[cfg(feature = "alloc")]
-pub use engine::HEAP_CHUNK;
 pub use engine::{
     AckEntry, Buffers, InputError, Kcp, RecvError, RecvSlot, SendError, SendSlot, StaticBuffers,
 };
 #[cfg(feature = "alloc")]
+pub use engine::{HEAP_CHUNK, SMALL_CHUNK};
+#[cfg(feature = "alloc")]
 pub use session::{Layer, Session, SessionError, SessionStats};
 pub use stats::Stats;
 #[cfg(feature = "alloc")]
-pub use storage::{Chunk, ChunkCache};
+pub use storage::{Chunk, ChunkCache, SmallChunk};
 pub use time::Millis;

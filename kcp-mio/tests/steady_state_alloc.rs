@@ -11,8 +11,9 @@
 //! phase) show three kinds, 0 to 132 allocations per 32 MiB in all:
 //! * a payload chunk (`Pool::take` making a new chunk) when more are in flight at once than
 //!   ever before and the endpoint's cache is empty: most of them;
-//! * the endpoint's chunk cache list (`ChunkCache::give`) doubling when more chunks than ever
-//!   come back at once (both directions drained at the same moment): at most
+//! * an endpoint's chunk cache lists (`ChunkCache::give`, one per chunk size) doubling when
+//!   more chunks than ever come back at once (both directions drained at the same moment): at
+//!   most
 //!   `cache_list_steps` times over an endpoint's life, bounded by its pool budget;
 //! * a session's ring doubling (`SeqRing::grow`) on a new out-of-order or in-flight high-water
 //!   mark, up to its window-derived bound.
@@ -26,7 +27,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use kcp_core::{Config, HEAP_CHUNK};
+use kcp_core::{Config, HEAP_CHUNK, SMALL_CHUNK};
 use kcp_mio::{Endpoint, Event, KcpConfig, SessionId};
 use kcp_testkit::alloc;
 use mio::{Events, Poll};
@@ -34,16 +35,22 @@ use mio::{Events, Poll};
 /// The endpoints' chunk cache budget, set explicitly so the bound below follows it.
 const POOL_BYTES: usize = 4 << 20;
 
-/// How many times an endpoint's chunk cache list can grow over its life: it holds at most
-/// `POOL_BYTES / (HEAP_CHUNK + pointer)` chunks and grows by `max(len, 16)`, capped there.
+/// How many times an endpoint's chunk cache lists can grow over its life: one list per chunk
+/// size, each holding at most `POOL_BYTES / (size + pointer)` chunks and growing by
+/// `max(len, 16)`, capped there.
 fn cache_list_steps() -> u64 {
-    let max = POOL_BYTES / (HEAP_CHUNK + std::mem::size_of::<usize>());
-    let (mut cap, mut steps) = (0usize, 0u64);
-    while cap < max {
-        cap += cap.max(16).min(max - cap);
-        steps += 1;
-    }
-    steps
+    [HEAP_CHUNK, SMALL_CHUNK]
+        .iter()
+        .map(|size| {
+            let max = POOL_BYTES / (size + std::mem::size_of::<usize>());
+            let (mut cap, mut steps) = (0usize, 0u64);
+            while cap < max {
+                cap += cap.max(16).min(max - cap);
+                steps += 1;
+            }
+            steps
+        })
+        .sum()
 }
 
 /// Allocations allowed besides the payload pools' own (which the engines count, see

@@ -95,8 +95,7 @@ impl<A: PeerAddr> Endpoint<A> {
             State::Closing(_) => return Err(EndpointError::UnknownSession),
         }
         let kcp = slot.session.kcp_mut();
-        let chunks = data.len().div_ceil(kcp.mss().max(1)).min(256);
-        kcp.stock_storage(&mut self.cache, chunks);
+        kcp.stock_for_send(&mut self.cache, data.len());
         let r = kcp.send(data).map_err(EndpointError::Send);
         if r.is_err() {
             slot.writable = false;

@@ -4,6 +4,7 @@
 use core::ops::Range;
 
 use crate::codec::{CodecError, Route};
+use crate::storage::SMALL_CHUNK;
 use crate::time::{seq_diff, Millis};
 use crate::wire::{Command, Datagram, HEADER_LEN};
 
@@ -31,15 +32,32 @@ enum Routed {
 }
 
 /// Payload chunks a KCP datagram may need to store: one per PUSH with data.
-pub(super) fn chunks_needed(kcp: &[u8]) -> usize {
+pub(super) fn chunks_needed(kcp: &[u8]) -> Chunks {
     scan(kcp).chunks
+}
+
+/// Payload chunks of each size some segments need (see
+/// [`Kcp::stock_storage`](crate::Kcp::stock_storage)).
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct Chunks {
+    /// Full-size chunks: for payloads over [`SMALL_CHUNK`].
+    pub(super) full: usize,
+    /// Small chunks.
+    pub(super) small: usize,
+}
+
+impl core::ops::AddAssign for Chunks {
+    fn add_assign(&mut self, other: Chunks) {
+        self.full += other.full;
+        self.small += other.small;
+    }
 }
 
 /// What one pass over a KCP datagram's segment headers finds.
 #[derive(Debug, Default, Clone, Copy)]
 pub(super) struct Scan {
     /// Payload chunks it may need to store: one per PUSH with data.
-    pub(super) chunks: usize,
+    pub(super) chunks: Chunks,
     /// PUSH segments.
     pub(super) pushes: usize,
     /// The newest timestamp of its PUSH segments (the peer's clock).
@@ -60,8 +78,10 @@ pub(super) fn scan(kcp: &[u8]) -> Scan {
     for (seg, p) in Datagram::new(kcp).map_while(Result::ok) {
         match seg.cmd {
             Command::Push => {
-                if !p.is_empty() {
-                    s.chunks += 1;
+                if p.len() > SMALL_CHUNK {
+                    s.chunks.full += 1;
+                } else if !p.is_empty() {
+                    s.chunks.small += 1;
                 }
                 s.pushes += 1;
                 s.newest_push = newer(s.newest_push, seg.ts);
@@ -161,8 +181,10 @@ impl<A: PeerAddr> Endpoint<A> {
             Routed::Attach { group } => match self.attached_session(from, group) {
                 Some(i) => (
                     i,
+                    // A parity packet may rebuild a segment of any size; a full-size
+                    // chunk serves a small one too.
                     Scan {
-                        chunks: 1,
+                        chunks: Chunks { full: 1, small: 0 },
                         ..Scan::default()
                     },
                 ),
@@ -257,7 +279,7 @@ impl<A: PeerAddr> Endpoint<A> {
         datagram: &mut [u8],
         opened: &Opened,
         plain_range: Range<usize>,
-        chunks: usize,
+        chunks: Chunks,
     ) -> Result<(), EndpointError> {
         let total = self.demux.len();
         let first_demux = total - self.cfg.demux_layers;
@@ -280,7 +302,7 @@ impl<A: PeerAddr> Endpoint<A> {
         if r.is_ok() && !limited {
             slot.session
                 .kcp_mut()
-                .stock_storage(&mut self.cache, chunks);
+                .stock_storage(&mut self.cache, chunks.full, chunks.small);
         }
         if r.is_ok() {
             let plain = datagram.get_mut(plain_range).unwrap_or(&mut []);

@@ -94,7 +94,9 @@
 //! (nothing queued, in flight, unread or to acknowledge) its chunks go to an endpoint-wide
 //! [`ChunkCache`] bounded by [`pool_bytes`](EndpointConfig::pool_bytes) and
 //! its rings shrink to a few entries; before a session stores data the endpoint hands it
-//! chunks from the cache, so a busy endpoint does not allocate per packet. A session idle for
+//! chunks from the cache, so a busy endpoint does not allocate per packet. Chunks come in two
+//! sizes: a segment of up to [`SMALL_CHUNK`](crate::SMALL_CHUNK) payload bytes takes a small
+//! one, so small messages cost a tenth of the memory of full segments. A session idle for
 //! [`TRIM_AFTER_MS`] also trims its codec layers ([`Codec::trim`](crate::Codec::trim)).
 
 mod addr;

@@ -302,14 +302,14 @@ impl Kcp<'_> {
         let chunk = if payload.is_empty() {
             NO_CHUNK
         } else {
-            let Some(c) = self.pool.take() else {
+            let Some(c) = self.pool.take(payload.len()) else {
                 self.stats.in_no_buffer += 1;
                 return None;
             };
             if let Some(dst) = self.pool.chunk_mut(c).get_mut(..payload.len()) {
                 dst.copy_from_slice(payload);
             }
-            self.rcv_chunks += 1;
+            self.rcv_chunk_bytes += self.pool.chunk_cost(c) as u32;
             c
         };
         if let Some(slot) = self.rcv.get_mut(sn) {

@@ -24,13 +24,10 @@ impl Kcp<'_> {
     /// and the receive ring; 0 on caller-provided buffers. O(1).
     #[cfg(feature = "alloc")]
     pub fn receive_heap_bytes(&self) -> usize {
-        let per_chunk = match self.pool {
-            Pool::Owned(_) => HEAP_CHUNK + core::mem::size_of::<crate::storage::Chunk>(),
-            Pool::Borrowed(_) => 0,
-        };
         self.rcv.heap_bytes()
             + self.pool.table_bytes()
-            + (self.rcv_chunks as usize + self.pool.spare()) * per_chunk
+            + self.rcv_chunk_bytes as usize
+            + self.pool.spare_bytes()
     }
 
     /// Gives back what the receive side holds while it holds no segment: the receive ring
@@ -88,12 +85,48 @@ impl Kcp<'_> {
         self.pool.allocations()
     }
 
-    /// Moves up to `chunks` payload chunks from `cache` into the engine, so the segments it is
-    /// about to store (a datagram's PUSH segments, a `send`) need no allocation. Heap-backed
-    /// engines only; a no-op on caller-provided buffers.
+    /// Moves up to `full` payload chunks of [`HEAP_CHUNK`] bytes and `small` ones of
+    /// [`SMALL_CHUNK`](crate::SMALL_CHUNK) bytes from `cache` into the engine, so the segments
+    /// it is about to store (a datagram's PUSH segments, a `send`) need no allocation: a
+    /// segment of up to `SMALL_CHUNK` payload bytes takes a small chunk, a larger one a full
+    /// one. Heap-backed engines only; a no-op on caller-provided buffers.
     #[cfg(feature = "alloc")]
-    pub fn stock_storage(&mut self, cache: &mut ChunkCache, chunks: usize) {
-        self.pool.stock(cache, chunks);
+    pub fn stock_storage(&mut self, cache: &mut ChunkCache, full: usize, small: usize) {
+        self.pool.stock(cache, full, small);
+    }
+
+    /// Moves into the engine the chunks from `cache` that a [`send`](Self::send) of `len`
+    /// bytes would take (see [`stock_storage`](Self::stock_storage)), at most 256 in all.
+    #[cfg(feature = "alloc")]
+    pub fn stock_for_send(&mut self, cache: &mut ChunkCache, len: usize) {
+        let mss = (self.mss as usize).max(1);
+        let mut len = len;
+        // Full-size and small chunks.
+        let mut need = [0usize; 2];
+        let mut tally = |piece: usize, n: usize| {
+            if piece > SMALL_CHUNK {
+                need[0] += n;
+            } else if piece > 0 {
+                need[1] += n;
+            }
+        };
+        // Stream mode first tops up the last queued segment, which may outgrow a small chunk.
+        if self.cfg.stream && !self.snd.is_empty() {
+            let last = self.snd.end().wrapping_sub(1);
+            if seq_diff(last, self.snd_nxt) >= 0 {
+                if let Some(seg) = self.snd.get(last) {
+                    let have = seg.len as usize;
+                    let take = mss.saturating_sub(have).min(len);
+                    if seg.chunk != NO_CHUNK && have + take > self.pool.chunk(seg.chunk).len() {
+                        tally(HEAP_CHUNK, 1);
+                    }
+                    len -= take;
+                }
+            }
+        }
+        tally(mss, (len / mss).min(256));
+        tally(len % mss, 1);
+        self.pool.stock(cache, need[0].min(256), need[1].min(256));
     }
 
     /// Gives the payload chunks the engine does not use to `cache` (no allocation: the

@@ -52,7 +52,7 @@ pub(crate) const ASK_SEND: u8 = 1;
 pub(crate) const ASK_TELL: u8 = 2;
 
 #[cfg(feature = "alloc")]
-pub use crate::storage::HEAP_CHUNK;
+pub use crate::storage::{HEAP_CHUNK, SMALL_CHUNK};
 
 /// What the next flush has to do; later requests only widen it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -159,8 +159,9 @@ pub struct Kcp<'a> {
     lag: u32,
     /// Out-of-order data is refused (the owner's receive-memory budget is spent).
     recv_limited: bool,
-    /// Payload chunks held by received segments (queued or out of order).
-    rcv_chunks: u32,
+    /// Heap bytes of the payload chunks held by received segments (queued or out of order),
+    /// each with its pointer; 0 on caller-provided buffers.
+    rcv_chunk_bytes: u32,
     /// The head message of the receive queue was checked complete and not empty.
     rcv_head_ready: bool,
     /// Unacknowledged segments the current datagram's ACKs may still visit for fast-ack
@@ -308,7 +309,7 @@ impl<'a> Kcp<'a> {
             last_now: now,
             lag: 0,
             recv_limited: false,
-            rcv_chunks: 0,
+            rcv_chunk_bytes: 0,
             rcv_head_ready: false,
             fastack_visits: 0,
             stats: Stats::default(),

@@ -150,8 +150,9 @@ impl Kcp<'_> {
     pub(super) fn pop_rcv(&mut self) {
         if let Some(seg) = self.rcv.pop_front() {
             if seg.chunk != NO_CHUNK {
+                let cost = self.pool.chunk_cost(seg.chunk) as u32;
+                self.rcv_chunk_bytes = self.rcv_chunk_bytes.saturating_sub(cost);
                 self.pool.give(seg.chunk);
-                self.rcv_chunks = self.rcv_chunks.saturating_sub(1);
             }
         }
         self.rcv_off = 0;

@@ -39,8 +39,17 @@ impl Kcp<'_> {
             if let Some(seg) = self.snd.get_mut(last) {
                 let have = seg.len as usize;
                 if have < mss && seg.chunk != NO_CHUNK {
-                    let take = (mss - have).min(data.len());
-                    let chunk = seg.chunk;
+                    let mut take = (mss - have).min(data.len());
+                    // A small chunk is swapped for a full-size one when the segment
+                    // outgrows it; without one to be had, the segment fills its chunk.
+                    let chunk = match self.pool.grow(seg.chunk, have, have + take) {
+                        Some(c) => c,
+                        None => {
+                            take = self.pool.chunk(seg.chunk).len().saturating_sub(have);
+                            seg.chunk
+                        }
+                    };
+                    seg.chunk = chunk;
                     seg.len = (have + take) as u16;
                     if let Some(dst) = self.pool.chunk_mut(chunk).get_mut(have..have + take) {
                         dst.copy_from_slice(&data[..take]);
@@ -84,7 +93,7 @@ impl Kcp<'_> {
         if self.snd.spare() == 0 {
             return false;
         }
-        let Some(chunk) = self.pool.take() else {
+        let Some(chunk) = self.pool.take(payload.len()) else {
             return false;
         };
         if let Some(dst) = self.pool.chunk_mut(chunk).get_mut(..payload.len()) {

@@ -13,8 +13,9 @@
 //! * `pool.rs`, `Pool`: fixed-size payload chunks (one segment's payload each) handed out and
 //!   returned by id, so payload memory follows the segments that exist, not the configured
 //!   windows.
-//! * `chunk.rs`: the heap chunk ([`Chunk`], [`HEAP_CHUNK`] bytes) and the [`ChunkCache`] an
-//!   endpoint's sessions share.
+//! * `chunk.rs`: the heap chunks ([`Chunk`] of [`HEAP_CHUNK`] bytes for full segments,
+//!   [`SmallChunk`] of [`SMALL_CHUNK`] bytes for segments that fit one) and the
+//!   [`ChunkCache`] an endpoint's sessions share.
 
 mod chunk;
 mod pool;
@@ -22,7 +23,7 @@ mod ring;
 
 pub(crate) use chunk::ChunkId;
 #[cfg(feature = "alloc")]
-pub use chunk::{Chunk, ChunkCache, HEAP_CHUNK};
+pub use chunk::{Chunk, ChunkCache, SmallChunk, HEAP_CHUNK, SMALL_CHUNK};
 pub(crate) use pool::Pool;
 pub(crate) use ring::SeqRing;
 #[cfg(feature = "alloc")]
@@ -132,16 +133,132 @@ mod tests {
         let mut arena = [0u8; 40];
         let mut free = [0u32; 4];
         let mut p = Pool::borrowed(&mut arena, &mut free, 10);
-        let a = p.take().unwrap();
-        let b = p.take().unwrap();
+        let a = p.take(10).unwrap();
+        let b = p.take(10).unwrap();
         assert_ne!(a, b);
         p.chunk_mut(a).fill(1);
         assert!(p.chunk(b).iter().all(|&x| x == 0));
         assert_eq!(p.in_use(), 2);
-        p.take().unwrap();
-        p.take().unwrap();
-        assert!(p.take().is_none());
+        p.take(10).unwrap();
+        p.take(10).unwrap();
+        assert!(p.take(10).is_none());
         p.give(a);
-        assert_eq!(p.take(), Some(a));
+        assert_eq!(p.take(10), Some(a));
+    }
+
+    #[cfg(feature = "alloc")]
+    #[test]
+    fn heap_pool_stores_small_payloads_in_small_chunks() {
+        let mut p = Pool::heap(8);
+        let small = p.take(SMALL_CHUNK).unwrap();
+        let full = p.take(SMALL_CHUNK + 1).unwrap();
+        let empty = p.take(0).unwrap();
+        assert_eq!(p.chunk(small).len(), SMALL_CHUNK);
+        assert_eq!(p.chunk(empty).len(), SMALL_CHUNK);
+        assert_eq!(p.chunk(full).len(), HEAP_CHUNK);
+        let ptr = core::mem::size_of::<usize>();
+        assert_eq!(p.chunk_cost(small), SMALL_CHUNK + ptr);
+        assert_eq!(p.chunk_cost(full), HEAP_CHUNK + ptr);
+        assert_eq!(p.in_use(), 3);
+        // Both tables exist now; the chunks are all counted.
+        assert_eq!(
+            p.heap_bytes(),
+            2 * SMALL_CHUNK + HEAP_CHUNK + p.table_bytes()
+        );
+        p.chunk_mut(small).fill(7);
+        p.give(small);
+        assert_eq!(p.spare(), 1);
+        assert_eq!(p.spare_bytes(), SMALL_CHUNK + ptr);
+        // Given back and taken again without an allocation.
+        let allocs = p.allocations();
+        assert_eq!(p.take(3), Some(small));
+        assert_eq!(p.allocations(), allocs);
+        assert_eq!(p.spare(), 0);
+    }
+
+    #[cfg(feature = "alloc")]
+    #[test]
+    fn a_small_payload_takes_a_spare_full_chunk_rather_than_allocate() {
+        let mut p = Pool::heap(8);
+        let full = p.take(HEAP_CHUNK).unwrap();
+        p.give(full);
+        let allocs = p.allocations();
+        assert_eq!(p.take(10), Some(full), "the spare full-size chunk is used");
+        assert_eq!(p.allocations(), allocs);
+        // With a small one spare as well, the small one goes first.
+        let small = p.take(10).unwrap();
+        assert_eq!(p.chunk(small).len(), SMALL_CHUNK);
+        p.give(small);
+        p.give(full);
+        assert_eq!(p.take(10), Some(small));
+        // A full-size payload never takes a small chunk.
+        p.give(small);
+        let big = p.take(SMALL_CHUNK + 1).unwrap();
+        assert_eq!(p.chunk(big).len(), HEAP_CHUNK);
+    }
+
+    #[cfg(feature = "alloc")]
+    #[test]
+    fn growing_a_small_chunk_keeps_its_bytes() {
+        let mut p = Pool::heap(4);
+        let small = p.take(5).unwrap();
+        p.chunk_mut(small)[..5].copy_from_slice(b"hello");
+        assert_eq!(
+            p.grow(small, 5, SMALL_CHUNK),
+            Some(small),
+            "room enough already"
+        );
+        let big = p.grow(small, 5, SMALL_CHUNK + 1).unwrap();
+        assert_ne!(big, small);
+        assert_eq!(p.chunk(big).len(), HEAP_CHUNK);
+        assert_eq!(&p.chunk(big)[..5], b"hello");
+        assert_eq!(p.in_use(), 1, "the small chunk went back");
+        assert_eq!(p.spare(), 1);
+        assert_eq!(p.grow(big, 5, HEAP_CHUNK), Some(big));
+        assert_eq!(p.grow(big, 5, HEAP_CHUNK + 1), None);
+        // No full-size chunk to be had: the small one stays.
+        let mut q = Pool::heap(1);
+        let a = q.take(HEAP_CHUNK).unwrap();
+        let s = q.take(1).unwrap();
+        assert_eq!(q.grow(s, 1, 200), None);
+        assert_eq!(q.in_use(), 2);
+        q.give(a);
+        assert!(q.grow(s, 1, 200).is_some());
+    }
+
+    #[cfg(feature = "alloc")]
+    #[test]
+    fn both_sizes_go_through_the_cache_within_one_budget() {
+        let ptr = core::mem::size_of::<usize>();
+        // Room for one full-size chunk and two small ones, list entries counted.
+        let budget = HEAP_CHUNK + 2 * SMALL_CHUNK + 3 * ptr;
+        let mut cache = ChunkCache::new(budget);
+        let mut p = Pool::heap(8);
+        let ids: alloc::vec::Vec<_> = [1, 2, 3, 300, 400]
+            .iter()
+            .map(|&n| p.take(n).unwrap())
+            .collect();
+        for &id in &ids {
+            p.give(id);
+        }
+        let released = p.release(&mut cache);
+        assert_eq!(released, 3 * SMALL_CHUNK + 2 * HEAP_CHUNK);
+        assert_eq!(p.spare(), 0);
+        // One full-size chunk fits, then two small ones; the rest was freed.
+        assert_eq!(cache.len(), 3);
+        assert_eq!(cache.small_len(), 2);
+        // Stocking takes each size from its own list; the ids stay, so nothing grows.
+        let mut q = Pool::heap(8);
+        q.stock(&mut cache, 1, 2);
+        assert!(cache.is_empty());
+        assert_eq!(q.spare(), 3);
+        assert_eq!(q.spare_bytes(), HEAP_CHUNK + 2 * SMALL_CHUNK + 3 * ptr);
+        let allocs = q.allocations();
+        let a = q.take(1).unwrap();
+        let b = q.take(1).unwrap();
+        let c = q.take(1000).unwrap();
+        assert_eq!(q.allocations(), allocs, "stocked chunks need no allocation");
+        assert_eq!(q.chunk(a).len() + q.chunk(b).len(), 2 * SMALL_CHUNK);
+        assert_eq!(q.chunk(c).len(), HEAP_CHUNK);
     }
 }

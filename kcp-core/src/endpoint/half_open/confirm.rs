@@ -137,7 +137,9 @@ impl<A: PeerAddr> Endpoint<A> {
             chunks += chunks_needed(part);
         }
         note_push(slot, scan(kcp_bytes).newest_push);
-        slot.session.kcp_mut().stock_storage(cache, chunks);
+        slot.session
+            .kcp_mut()
+            .stock_storage(cache, chunks.full, chunks.small);
         let mut stored = c.stored;
         let mut at = 0;
         while let Some(k) = record_at(&stored, at) {
