@@ -1,5 +1,6 @@
 //! Memory follows data: heap bytes per idle session at 1, 1,000 and 10,000 sessions on one
-//! endpoint, per half-open session, and after a 16 MiB burst has drained. A global allocator
+//! endpoint, per session holding one small unread message, per half-open session, and after a
+//! 16 MiB burst has drained. A global allocator
 //! tracks the bytes live, so the numbers are the process's real heap, not an estimate.
 //!
 //! One test function on purpose: the allocator is process-wide, and tests of one binary run
@@ -167,6 +168,11 @@ fn memory_follows_data() {
         }
     }
 
+    // 1,000 of those sessions each receive a 64-byte message the application has not read
+    // yet (the moment of an echo server's burst when most sessions hold a request or its
+    // answer). Each holds it in a small chunk, not a full-size one.
+    unread_small_messages(&mut s, 1_000);
+
     // Half-open sessions without data: first flights of one empty PUSH that nobody confirms.
     let before = live();
     let n = 500u32;
@@ -226,6 +232,43 @@ fn memory_follows_data() {
     assert!(pooled <= EndpointConfig::new(Config::fast3()).pool_bytes);
     assert!(grown <= IDLE_BUDGET as isize, "{grown} B not given back");
     let _ = report;
+}
+
+/// Sessions `1..=n` (opened by [`Server::open`], idle) each receive one 64-byte message, held
+/// unread: what they hold then, counted as the heap that grew plus what the endpoint's chunk
+/// cache gave them, stays far below one full-size chunk per session. Then they read it.
+fn unread_small_messages(s: &mut Server, n: u32) {
+    let ids = s.ep.sessions();
+    let (_, pooled_before) = s.ep.heap_bytes();
+    let budget_before = s.ep.receive_heap_bytes();
+    let before = live();
+    for addr in 1..=n {
+        let mut d = Vec::with_capacity(128);
+        segment(&mut d, addr, wire::PUSH, 1, 1, s.now.0, &[0x42; 64]);
+        s.handle_datagram(addr, &mut d);
+    }
+    s.pump();
+    let (_, pooled_after) = s.ep.heap_bytes();
+    let held = live() - before + pooled_before as isize - pooled_after as isize;
+    let each = per_session(held, n as usize);
+    let counted = (s.ep.receive_heap_bytes() - budget_before) / n as usize;
+    eprintln!("{n} sessions with one unread 64-byte message: {each} B each ({counted} B counted against the receive budget)");
+    // A small chunk is 128 bytes; a full-size one (1476) alone would break both bounds.
+    assert!(each <= 700, "{each} B per session holding 64 unread bytes");
+    assert!(
+        (kcp_core::SMALL_CHUNK..=700).contains(&counted),
+        "{counted} B counted per session holding 64 unread bytes"
+    );
+    let mut buf = [0u8; 128];
+    let mut read = 0;
+    for id in ids {
+        if let Ok(len) = s.ep.recv(id, &mut buf) {
+            assert_eq!(&buf[..len], &[0x42; 64][..]);
+            read += 1;
+        }
+    }
+    assert_eq!(read, n);
+    s.advance(kcp_core::endpoint::TRIM_AFTER_MS as u32 + 200);
 }
 
 /// Half-open entries that carry data, on a listener whose receive window is 1024: whatever the
