@@ -262,3 +262,122 @@ mod tests {
         assert_eq!(q.chunk(c).len(), HEAP_CHUNK);
     }
 }
+
+/// The heap pool against a model of what it handed out, over random sequences of takes,
+/// returns, growths, releases to and stocking from a cache, and shrinks.
+#[cfg(all(test, feature = "alloc"))]
+mod pool_model {
+    use alloc::vec::Vec;
+
+    use proptest::prelude::*;
+
+    use super::chunk::SMALL_ID;
+    use super::pool::Pool;
+    use super::{ChunkCache, ChunkId, HEAP_CHUNK, SMALL_CHUNK};
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Take(usize),
+        Give(usize),
+        Grow(usize, usize),
+        Release,
+        Stock(usize, usize),
+        Shrink,
+    }
+
+    fn len() -> impl Strategy<Value = usize> {
+        prop_oneof![
+            0..=SMALL_CHUNK,
+            SMALL_CHUNK - 2..=SMALL_CHUNK + 2,
+            SMALL_CHUNK + 1..=HEAP_CHUNK,
+        ]
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            5 => len().prop_map(Op::Take),
+            3 => any::<usize>().prop_map(Op::Give),
+            2 => (any::<usize>(), len()).prop_map(|(i, n)| Op::Grow(i, n)),
+            1 => Just(Op::Release),
+            1 => (0usize..4, 0usize..4).prop_map(|(f, s)| Op::Stock(f, s)),
+            1 => Just(Op::Shrink),
+        ]
+    }
+
+    fn is_small(id: ChunkId) -> bool {
+        id & SMALL_ID != 0
+    }
+
+    proptest! {
+        #[test]
+        fn the_heap_pool_keeps_every_chunk_and_its_bytes(
+            ops in proptest::collection::vec(op(), 1..300),
+            max in 1usize..8,
+        ) {
+            let ptr = core::mem::size_of::<usize>();
+            let mut pool = Pool::heap(max);
+            let mut cache = ChunkCache::new(6 * 1024);
+            // What is handed out: id, bytes written, the byte written.
+            let mut held: Vec<(ChunkId, usize, u8)> = Vec::new();
+            let mut tag = 0u8;
+            for op in ops {
+                match op {
+                    Op::Take(len) => match pool.take(len) {
+                        Some(id) => {
+                            prop_assert!(pool.chunk(id).len() >= len);
+                            prop_assert!(held.iter().all(|h| h.0 != id), "id {id} handed out twice");
+                            if len > SMALL_CHUNK {
+                                prop_assert!(!is_small(id), "a small chunk for {len} bytes");
+                            }
+                            tag = tag.wrapping_add(1);
+                            pool.chunk_mut(id)[..len].fill(tag);
+                            held.push((id, len, tag));
+                        }
+                        None => {
+                            // Refused only when every id of the size it needs is in use.
+                            let small = len <= SMALL_CHUNK;
+                            let in_class = held.iter().filter(|h| is_small(h.0) == small).count();
+                            prop_assert!(in_class >= max, "refused {len} bytes with {in_class} of {max} in use");
+                        }
+                    },
+                    Op::Give(i) => {
+                        if !held.is_empty() {
+                            let (id, ..) = held.swap_remove(i % held.len());
+                            pool.give(id);
+                        }
+                    }
+                    Op::Grow(i, need) => {
+                        if !held.is_empty() {
+                            let k = i % held.len();
+                            let (id, len, _) = held[k];
+                            let need = need.max(len);
+                            if let Some(new) = pool.grow(id, len, need) {
+                                prop_assert!(pool.chunk(new).len() >= need);
+                                held[k].0 = new;
+                            } else {
+                                prop_assert!(pool.chunk(id).len() < need);
+                            }
+                        }
+                    }
+                    Op::Release => {
+                        pool.release(&mut cache);
+                        prop_assert_eq!(pool.spare(), 0);
+                    }
+                    Op::Stock(full, small) => pool.stock(&mut cache, full, small),
+                    Op::Shrink => {
+                        pool.shrink();
+                    }
+                }
+                prop_assert_eq!(pool.in_use(), held.len());
+                for &(id, len, t) in &held {
+                    prop_assert!(pool.chunk(id)[..len].iter().all(|&b| b == t), "chunk {id} lost its bytes");
+                }
+                // The chunks the pool holds are those handed out and the spare ones.
+                let held_bytes: usize = held.iter().map(|h| pool.chunk_cost(h.0) - ptr).sum();
+                let spare_bytes = pool.spare_bytes() - pool.spare() * ptr;
+                prop_assert_eq!(pool.heap_bytes() - pool.table_bytes(), held_bytes + spare_bytes);
+                prop_assert!(cache.heap_bytes() <= 6 * 1024 + 64 * ptr);
+            }
+        }
+    }
+}
