@@ -96,7 +96,7 @@ impl Kcp<'_> {
     }
 
     /// Moves into the engine the chunks from `cache` that a [`send`](Self::send) of `len`
-    /// bytes would take (see [`stock_storage`](Self::stock_storage)), at most 256 in all.
+    /// bytes would take (see [`stock_storage`](Self::stock_storage)), at most 256 of each size.
     #[cfg(feature = "alloc")]
     pub fn stock_for_send(&mut self, cache: &mut ChunkCache, len: usize) {
         let mss = (self.mss as usize).max(1);
