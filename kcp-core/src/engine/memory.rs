@@ -111,18 +111,14 @@ impl Kcp<'_> {
             }
         };
         // Stream mode first tops up the last queued segment, which may outgrow a small chunk.
-        if self.cfg.stream && !self.snd.is_empty() {
-            let last = self.snd.end().wrapping_sub(1);
-            if seq_diff(last, self.snd_nxt) >= 0 {
-                if let Some(seg) = self.snd.get(last) {
-                    let have = seg.len as usize;
-                    let take = mss.saturating_sub(have).min(len);
-                    if seg.chunk != NO_CHUNK && have + take > self.pool.chunk(seg.chunk).len() {
-                        tally(HEAP_CHUNK, 1);
-                    }
-                    len -= take;
-                }
+        let tail = self.cfg.stream.then(|| self.stream_tail(mss)).flatten();
+        if let Some(seg) = tail.and_then(|sn| self.snd.get(sn)) {
+            let have = seg.len as usize;
+            let take = (mss - have).min(len);
+            if have + take > self.pool.chunk(seg.chunk).len() {
+                tally(HEAP_CHUNK, 1);
             }
+            len -= take;
         }
         tally(mss, (len / mss).min(256));
         tally(len % mss, 1);

@@ -34,29 +34,26 @@ impl Kcp<'_> {
     pub(super) fn send_stream(&mut self, mut data: &[u8], mss: usize) -> usize {
         let mut written = 0;
         // Top up the last queued (not yet transmitted) segment.
-        let last = self.snd.end().wrapping_sub(1);
-        if !self.snd.is_empty() && seq_diff(last, self.snd_nxt) >= 0 {
+        if let Some(last) = self.stream_tail(mss) {
             if let Some(seg) = self.snd.get_mut(last) {
                 let have = seg.len as usize;
-                if have < mss && seg.chunk != NO_CHUNK {
-                    let mut take = (mss - have).min(data.len());
-                    // A small chunk is swapped for a full-size one when the segment
-                    // outgrows it; without one to be had, the segment fills its chunk.
-                    let chunk = match self.pool.grow(seg.chunk, have, have + take) {
-                        Some(c) => c,
-                        None => {
-                            take = self.pool.chunk(seg.chunk).len().saturating_sub(have);
-                            seg.chunk
-                        }
-                    };
-                    seg.chunk = chunk;
-                    seg.len = (have + take) as u16;
-                    if let Some(dst) = self.pool.chunk_mut(chunk).get_mut(have..have + take) {
-                        dst.copy_from_slice(&data[..take]);
+                let mut take = (mss - have).min(data.len());
+                // A small chunk is swapped for a full-size one when the segment
+                // outgrows it; without one to be had, the segment fills its chunk.
+                let chunk = match self.pool.grow(seg.chunk, have, have + take) {
+                    Some(c) => c,
+                    None => {
+                        take = self.pool.chunk(seg.chunk).len().saturating_sub(have);
+                        seg.chunk
                     }
-                    data = &data[take..];
-                    written += take;
+                };
+                seg.chunk = chunk;
+                seg.len = (have + take) as u16;
+                if let Some(dst) = self.pool.chunk_mut(chunk).get_mut(have..have + take) {
+                    dst.copy_from_slice(&data[..take]);
                 }
+                data = &data[take..];
+                written += take;
             }
         }
         while !data.is_empty() {
@@ -68,6 +65,17 @@ impl Kcp<'_> {
             written += take;
         }
         written
+    }
+
+    /// The queued segment a stream-mode `send` tops up first: the last one, if it is not
+    /// transmitted yet, holds a chunk and is shorter than `mss`.
+    pub(super) fn stream_tail(&self, mss: usize) -> Option<u32> {
+        let last = self.snd.end().wrapping_sub(1);
+        if self.snd.is_empty() || seq_diff(last, self.snd_nxt) < 0 {
+            return None;
+        }
+        let seg = self.snd.get(last)?;
+        (seg.chunk != NO_CHUNK && (seg.len as usize) < mss).then_some(last)
     }
 
     pub(super) fn send_message(&mut self, data: &[u8], mss: usize) -> Result<usize, SendError> {

@@ -34,6 +34,12 @@ pub type Chunk = Box<[u8; HEAP_CHUNK]>;
 #[cfg(feature = "alloc")]
 pub type SmallChunk = Box<[u8; SMALL_CHUNK]>;
 
+/// What one heap chunk of `N` bytes costs where it is kept: the chunk and its pointer.
+#[cfg(feature = "alloc")]
+pub(super) const fn chunk_cost<const N: usize>() -> usize {
+    N + core::mem::size_of::<Box<[u8; N]>>()
+}
+
 /// A fresh zeroed heap chunk of `N` bytes.
 #[cfg(feature = "alloc")]
 pub(super) fn new_chunk<const N: usize>() -> Box<[u8; N]> {
@@ -65,9 +71,6 @@ struct Kept<const N: usize> {
 
 #[cfg(feature = "alloc")]
 impl<const N: usize> Kept<N> {
-    /// What one kept chunk costs: the chunk and its entry in the list.
-    const COST: usize = N + core::mem::size_of::<Box<[u8; N]>>();
-
     fn heap_bytes(&self) -> usize {
         self.chunks.len() * N + self.chunks.capacity() * core::mem::size_of::<Box<[u8; N]>>()
     }
@@ -97,11 +100,11 @@ impl ChunkCache {
         ChunkCache {
             full: Kept {
                 chunks: Vec::new(),
-                max: budget_bytes / Kept::<HEAP_CHUNK>::COST,
+                max: budget_bytes / chunk_cost::<HEAP_CHUNK>(),
             },
             small: Kept {
                 chunks: Vec::new(),
-                max: budget_bytes / Kept::<SMALL_CHUNK>::COST,
+                max: budget_bytes / chunk_cost::<SMALL_CHUNK>(),
             },
             budget: budget_bytes,
         }
@@ -129,8 +132,8 @@ impl ChunkCache {
 
     /// Whether one more chunk of `cost` bytes stays within the budget.
     fn room(&self, cost: usize) -> bool {
-        self.full.chunks.len() * Kept::<HEAP_CHUNK>::COST
-            + self.small.chunks.len() * Kept::<SMALL_CHUNK>::COST
+        self.full.chunks.len() * chunk_cost::<HEAP_CHUNK>()
+            + self.small.chunks.len() * chunk_cost::<SMALL_CHUNK>()
             + cost
             <= self.budget
     }
@@ -147,13 +150,13 @@ impl ChunkCache {
 
     /// Keeps `chunk` for reuse, or frees it when the budget is reached.
     pub fn give(&mut self, chunk: Chunk) {
-        let room = self.room(Kept::<HEAP_CHUNK>::COST);
+        let room = self.room(chunk_cost::<HEAP_CHUNK>());
         self.full.give(chunk, room);
     }
 
     /// Keeps a small `chunk` for reuse, or frees it when the budget is reached.
     pub fn give_small(&mut self, chunk: SmallChunk) {
-        let room = self.room(Kept::<SMALL_CHUNK>::COST);
+        let room = self.room(chunk_cost::<SMALL_CHUNK>());
         self.small.give(chunk, room);
     }
 }

@@ -5,7 +5,7 @@ use alloc::vec::Vec;
 
 use super::chunk::ChunkId;
 #[cfg(feature = "alloc")]
-use super::chunk::{new_chunk, ChunkCache, HEAP_CHUNK, SMALL_CHUNK, SMALL_ID};
+use super::chunk::{chunk_cost, new_chunk, ChunkCache, HEAP_CHUNK, SMALL_CHUNK, SMALL_ID};
 #[cfg(feature = "alloc")]
 use super::ring::MIN_RING;
 #[cfg(feature = "alloc")]
@@ -130,8 +130,8 @@ impl<'a> Pool<'a> {
         match self {
             Pool::Borrowed(_) => 0,
             Pool::Owned(p) => {
-                p.full.spare as usize * Class::<HEAP_CHUNK>::COST
-                    + p.small.spare as usize * Class::<SMALL_CHUNK>::COST
+                p.full.spare as usize * chunk_cost::<HEAP_CHUNK>()
+                    + p.small.spare as usize * chunk_cost::<SMALL_CHUNK>()
             }
         }
     }
@@ -145,9 +145,9 @@ impl<'a> Pool<'a> {
                 0
             }
             #[cfg(feature = "alloc")]
-            Pool::Owned(_) if id & SMALL_ID != 0 => Class::<SMALL_CHUNK>::COST,
+            Pool::Owned(_) if id & SMALL_ID != 0 => chunk_cost::<SMALL_CHUNK>(),
             #[cfg(feature = "alloc")]
-            Pool::Owned(_) => Class::<HEAP_CHUNK>::COST,
+            Pool::Owned(_) => chunk_cost::<HEAP_CHUNK>(),
         }
     }
 
@@ -361,9 +361,6 @@ const MAX_INDEX: usize = SMALL_ID as usize - 1;
 
 #[cfg(feature = "alloc")]
 impl<const N: usize> Class<N> {
-    /// What one chunk costs: the chunk and its pointer.
-    const COST: usize = N + core::mem::size_of::<Box<[u8; N]>>();
-
     const fn new() -> Self {
         Class {
             slots: Vec::new(),
