@@ -698,3 +698,51 @@ fn session_indexes_are_dense_and_a_reused_slot_gets_a_new_id() {
     assert_ne!(again, ids[1]);
     assert!(ep.session(ids[1]).is_none() && ep.session(again).is_some());
 }
+
+#[test]
+fn readable_reports_without_reading_and_rearms_the_event() {
+    let mut net = Net::new(vec![
+        (SERVER, Endpoint::new(server_cfg()).unwrap()),
+        (1, Endpoint::new(client_cfg()).unwrap()),
+    ]);
+    let now = net.now;
+    let c = net.ep(1).connect(now, SERVER, 78).unwrap();
+    net.ep(1).send(c, b"first").unwrap();
+    net.run(20);
+    let s = net.ep(SERVER).accept().expect("accepted");
+    assert_eq!(net.ep(SERVER).readable(s), Ok(true));
+    assert_eq!(net.ep(SERVER).readable(s), Ok(true), "asking reads nothing");
+    // A read of exactly what is there: `recv` never found the queue empty.
+    let mut buf = [0u8; 5];
+    assert_eq!(net.ep(SERVER).recv(s, &mut buf), Ok(5));
+    assert_eq!(&buf, b"first");
+    assert_eq!(net.ep(SERVER).readable(s), Ok(false));
+    // Asking found nothing, so the next data raises the event again, even when it comes
+    // before the server drains anything (a drain would recheck readiness by itself).
+    while net.ep(SERVER).poll_event().is_some() {}
+    net.ep(1).send(c, b"second").unwrap();
+    let now = net.now;
+    let mut out = Vec::new();
+    let mut b = [0u8; 1500];
+    while let Some((to, n)) = net.ep(1).poll_transmit(now, &mut b) {
+        assert_eq!(to, SERVER);
+        out.push(b[..n].to_vec());
+    }
+    assert!(!out.is_empty());
+    for mut d in out {
+        let _ = net.ep(SERVER).handle_datagram(now, 1, &mut d);
+    }
+    let mut events = Vec::new();
+    while let Some(e) = net.ep(SERVER).poll_event() {
+        events.push(e);
+    }
+    assert!(events.contains(&Event::Readable(s)), "{events:?}");
+    assert_eq!(net.ep(SERVER).readable(s), Ok(true));
+    assert_eq!(read_all(net.ep(SERVER), s), b"second");
+    net.ep(SERVER).close(s).unwrap();
+    net.run(5);
+    assert_eq!(
+        net.ep(SERVER).readable(s),
+        Err(EndpointError::UnknownSession)
+    );
+}

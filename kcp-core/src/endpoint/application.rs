@@ -133,6 +133,19 @@ impl<A: PeerAddr> Endpoint<A> {
         r
     }
 
+    /// Whether [`recv`](Self::recv) would return data now, without reading it. When it would
+    /// not, the next data to arrive raises [`Event::Readable`](super::Event::Readable) again,
+    /// as after a `recv` that found nothing: an application can wait for readiness without
+    /// holding a buffer and read once it comes.
+    pub fn readable(&mut self, id: SessionId) -> Result<bool, EndpointError> {
+        let slot = self.slot_mut(id).ok_or(EndpointError::UnknownSession)?;
+        let ready = slot.session.kcp().peek_size().is_some();
+        if !ready {
+            slot.set_flag(READABLE, false);
+        }
+        Ok(ready)
+    }
+
     /// Whether `send` would currently accept data (kcp-go's Write would not block).
     pub fn is_writable(&self, id: SessionId) -> bool {
         self.slot(id)
