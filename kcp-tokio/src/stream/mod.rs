@@ -4,6 +4,7 @@
 mod close;
 mod deadline;
 mod read;
+mod ready;
 mod write;
 
 pub use read::OwnedReadHalf;

@@ -18,7 +18,7 @@ use crate::error::KcpError;
 
 /// How a read treats a message that does not fit the buffer.
 #[derive(Clone, Copy, PartialEq)]
-enum ReadMode {
+pub(super) enum ReadMode {
     /// `AsyncRead`: return part of it, keep the rest for the next read.
     Partial,
     /// `recv_message`: refuse (the message stays queued).
@@ -26,13 +26,15 @@ enum ReadMode {
 }
 
 impl Inner {
-    fn poll_read_into(
+    /// Reads into `dst`. With a waiter (a context and its key) a read that finds nothing
+    /// registers the waker and is pending; without one it fails with `WouldBlock`.
+    pub(super) fn poll_read_into(
         &self,
-        cx: &mut Context<'_>,
-        key: u64,
+        waiter: Option<(&mut Context<'_>, u64)>,
         dst: &mut [u8],
         mode: ReadMode,
     ) -> Poll<io::Result<usize>> {
+        let key = waiter.as_ref().map(|w| w.1);
         if dst.is_empty() {
             return Poll::Ready(Ok(0));
         }
@@ -60,12 +62,16 @@ impl Inner {
                 r.leftover.clear();
                 r.leftover_pos = 0;
             }
-            sess.readers.remove(key);
+            if let Some(key) = key {
+                sess.readers.remove(key);
+            }
             return Poll::Ready(Ok(n));
         }
         match ep.recv(self.id, dst) {
             Ok(n) => {
-                sess.readers.remove(key);
+                if let Some(key) = key {
+                    sess.readers.remove(key);
+                }
                 self.after_call(s);
                 Poll::Ready(Ok(n))
             }
@@ -83,7 +89,9 @@ impl Inner {
                         let r = sess.rare();
                         r.leftover = whole;
                         r.leftover_pos = n;
-                        sess.readers.remove(key);
+                        if let Some(key) = key {
+                            sess.readers.remove(key);
+                        }
                         self.after_call(s);
                         Poll::Ready(Ok(n))
                     }
@@ -94,10 +102,13 @@ impl Inner {
                     }
                 }
             }
-            Err(EndpointError::Recv(RecvError::WouldBlock)) => {
-                sess.readers.register(key, cx.waker());
-                Poll::Pending
-            }
+            Err(EndpointError::Recv(RecvError::WouldBlock)) => match waiter {
+                Some((cx, key)) => {
+                    sess.readers.register(key, cx.waker());
+                    Poll::Pending
+                }
+                None => Poll::Ready(Err(io::ErrorKind::WouldBlock.into())),
+            },
             Err(EndpointError::UnknownSession) => match self.ended(&mut s, true) {
                 Ok(()) => Poll::Ready(Ok(0)),
                 Err(e) => Poll::Ready(Err(e)),
@@ -128,7 +139,9 @@ impl KcpStream {
             key,
         };
         poll_fn(|cx| {
-            let r = self.inner.poll_read_into(cx, key, buf, ReadMode::Whole);
+            let r = self
+                .inner
+                .poll_read_into(Some((cx, key)), buf, ReadMode::Whole);
             to.wrap(cx, r, KcpError::ReadTimeout)
         })
         .await
@@ -145,7 +158,7 @@ fn poll_read_buf(
         return Poll::Ready(Ok(()));
     }
     let dst = buf.initialize_unfilled();
-    match inner.poll_read_into(cx, key, dst, ReadMode::Partial) {
+    match inner.poll_read_into(Some((cx, key)), dst, ReadMode::Partial) {
         Poll::Ready(Ok(n)) => {
             buf.advance(n);
             Poll::Ready(Ok(()))

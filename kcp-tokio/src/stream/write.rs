@@ -18,16 +18,17 @@ use crate::error::KcpError;
 
 /// Whether a write may split a message (message mode `AsyncWrite`) or must keep it whole.
 #[derive(Clone, Copy, PartialEq)]
-enum WriteMode {
+pub(super) enum WriteMode {
     Partial,
     Whole,
 }
 
 impl Inner {
-    fn poll_write_from(
+    /// Writes from `src`. With a waiter (a context and its key) a write that finds no room
+    /// registers the waker and is pending; without one it fails with `WouldBlock`.
+    pub(super) fn poll_write_from(
         &self,
-        cx: &mut Context<'_>,
-        key: u64,
+        waiter: Option<(&mut Context<'_>, u64)>,
         src: &[u8],
         mode: WriteMode,
     ) -> Poll<io::Result<usize>> {
@@ -52,6 +53,9 @@ impl Inner {
             });
         }
         if !ep.is_writable(self.id) {
+            let Some((cx, key)) = waiter else {
+                return Poll::Ready(Err(io::ErrorKind::WouldBlock.into()));
+            };
             sess.writers.register(key, cx.waker());
             s.watch_write(self.id);
             drop(s);
@@ -73,11 +77,16 @@ impl Inner {
         }
         match ep.send(self.id, src) {
             Ok(n) => {
-                sess.writers.remove(key);
+                if let Some((_, key)) = waiter {
+                    sess.writers.remove(key);
+                }
                 self.after_call(s);
                 Poll::Ready(Ok(n))
             }
             Err(EndpointError::Send(SendError::Full)) => {
+                let Some((cx, key)) = waiter else {
+                    return Poll::Ready(Err(io::ErrorKind::WouldBlock.into()));
+                };
                 sess.writers.register(key, cx.waker());
                 s.watch_write(self.id);
                 drop(s);
@@ -111,7 +120,7 @@ impl Inner {
             return Poll::Ready(Ok(0));
         };
         if nonempty.next().is_none() {
-            return self.poll_write_from(cx, key, first, WriteMode::Partial);
+            return self.poll_write_from(Some((cx, key)), first, WriteMode::Partial);
         }
         let total = bufs.iter().map(|b| b.len()).sum::<usize>().min(MAX_GATHER);
         let mut gather = Vec::with_capacity(total);
@@ -122,7 +131,7 @@ impl Inner {
             }
             gather.extend_from_slice(&b[..b.len().min(room)]);
         }
-        self.poll_write_from(cx, key, &gather, WriteMode::Partial)
+        self.poll_write_from(Some((cx, key)), &gather, WriteMode::Partial)
     }
 }
 
@@ -138,7 +147,9 @@ impl KcpStream {
             key,
         };
         let n = poll_fn(|cx| {
-            let r = self.inner.poll_write_from(cx, key, msg, WriteMode::Whole);
+            let r = self
+                .inner
+                .poll_write_from(Some((cx, key)), msg, WriteMode::Whole);
             to.wrap(cx, r, KcpError::WriteTimeout)
         })
         .await?;
@@ -163,7 +174,7 @@ impl AsyncWrite for KcpStream {
         let this = self.get_mut();
         let r = this
             .inner
-            .poll_write_from(cx, this.wkey, buf, WriteMode::Partial);
+            .poll_write_from(Some((cx, this.wkey)), buf, WriteMode::Partial);
         this.write_to.wrap(cx, r, KcpError::WriteTimeout)
     }
     /// The slices as one write: in message mode one message of their bytes together (at
@@ -224,7 +235,7 @@ impl AsyncWrite for OwnedWriteHalf {
         let this = self.get_mut();
         let r = this
             .inner
-            .poll_write_from(cx, this.wkey, buf, WriteMode::Partial);
+            .poll_write_from(Some((cx, this.wkey)), buf, WriteMode::Partial);
         this.write_to.wrap(cx, r, KcpError::WriteTimeout)
     }
     fn poll_write_vectored(
