@@ -132,6 +132,45 @@ macro_rules! readiness_docs {
 
 impl KcpStream {
     #[doc = readiness_docs!()]
+    ///
+    /// An echo whose task holds no buffer while it waits: the read and the reply happen in
+    /// a plain function, so the buffer is not kept across an `await`.
+    ///
+    /// ```no_run
+    /// use std::io::ErrorKind::WouldBlock;
+    /// use kcp_tokio::KcpStream;
+    /// use tokio::io::AsyncWriteExt;
+    ///
+    /// /// Reads what is there and answers it. `None` at the end of the stream, else what
+    /// /// the send queue did not take.
+    /// fn answer(s: &KcpStream) -> std::io::Result<Option<Vec<u8>>> {
+    ///     let mut buf = [0u8; 2048];
+    ///     let n = match s.try_read(&mut buf) {
+    ///         Ok(0) => return Ok(None),
+    ///         Ok(n) => n,
+    ///         Err(e) if e.kind() == WouldBlock => return Ok(Some(Vec::new())), // taken already
+    ///         Err(e) => return Err(e),
+    ///     };
+    ///     let sent = match s.try_write(&buf[..n]) {
+    ///         Ok(k) => k,
+    ///         Err(e) if e.kind() == WouldBlock => 0,
+    ///         Err(e) => return Err(e),
+    ///     };
+    ///     Ok(Some(buf[sent..n].to_vec()))
+    /// }
+    ///
+    /// async fn echo(mut stream: KcpStream) -> std::io::Result<()> {
+    ///     loop {
+    ///         stream.readable().await?;
+    ///         match answer(&stream)? {
+    ///             None => return Ok(()),
+    ///             // The send queue was full: wait for room (the rest is small and rare).
+    ///             Some(rest) if !rest.is_empty() => stream.write_all(&rest).await?,
+    ///             Some(_) => {}
+    ///         }
+    ///     }
+    /// }
+    /// ```
     pub async fn readable(&self) -> io::Result<()> {
         self.inner
             .ready(Want::Read, self.read_to.timeout, KcpError::ReadTimeout)
