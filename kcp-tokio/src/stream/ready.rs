@@ -76,13 +76,10 @@ impl Inner {
             }
             return Poll::Ready(());
         }
-        waiters.register(w.key, cx.waker());
         w.registered.store(true, Ordering::Relaxed);
-        if want == Want::Write {
-            s.watch_write(self.id);
-            drop(s);
-            // A drain may be due (and with it the writable check).
-            self.driver.transmit();
+        match want {
+            Want::Read => waiters.register(w.key, cx.waker()),
+            Want::Write => self.wait_for_room(s, cx, w.key),
         }
         Poll::Pending
     }

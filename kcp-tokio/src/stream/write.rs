@@ -13,7 +13,7 @@ use tokio::io::AsyncWrite;
 
 use super::deadline::Deadline;
 use super::{Inner, KcpStream, KeyGuard};
-use crate::driver::{waiter_key, Shared};
+use crate::driver::{waiter_key, Shared, StateGuard};
 use crate::error::KcpError;
 
 /// Whether a write may split a message (message mode `AsyncWrite`) or must keep it whole.
@@ -56,11 +56,7 @@ impl Inner {
             let Some((cx, key)) = waiter else {
                 return Poll::Ready(Err(io::ErrorKind::WouldBlock.into()));
             };
-            sess.writers.register(key, cx.waker());
-            s.watch_write(self.id);
-            drop(s);
-            // A drain may be due (and with it the writable check).
-            self.driver.transmit();
+            self.wait_for_room(s, cx, key);
             return Poll::Pending;
         }
         let mut src = src;
@@ -87,10 +83,7 @@ impl Inner {
                 let Some((cx, key)) = waiter else {
                     return Poll::Ready(Err(io::ErrorKind::WouldBlock.into()));
                 };
-                sess.writers.register(key, cx.waker());
-                s.watch_write(self.id);
-                drop(s);
-                self.driver.transmit();
+                self.wait_for_room(s, cx, key);
                 Poll::Pending
             }
             Err(EndpointError::Send(e)) => Poll::Ready(Err(io::Error::new(
@@ -103,6 +96,18 @@ impl Inner {
                 Ok(_) => Err(KcpError::Ended(CloseReason::Closed).into()),
             }),
         }
+    }
+
+    /// Registers a writer waiting for room in the send queue: its waker under `key`, the
+    /// session on the driver's write watch, then a send (a drain may be due, and with it the
+    /// writable check).
+    pub(super) fn wait_for_room(&self, mut s: StateGuard<'_>, cx: &mut Context<'_>, key: u64) {
+        if let Some(sess) = s.sessions.get_mut(&self.id) {
+            sess.writers.register(key, cx.waker());
+        }
+        s.watch_write(self.id);
+        drop(s);
+        self.driver.transmit();
     }
 
     /// A vectored write: the slices' bytes as one write (in message mode: one message). One
