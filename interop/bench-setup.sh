@@ -2,7 +2,8 @@
 # Installs what interop/bench-perf.sh needs on a fresh Debian machine (run as root; not part
 # of CI): iperf3 (raw-UDP reference), jq (the scripts read JSON), GNU time (client CPU),
 # procps (pgrep, ps), Go and Debian's kcp-go v5.6.1 with golang.org/x/crypto (the Go peer,
-# interop/kcpperf-go), and, with --perf, linux-perf for profiles (`perf record -g`).
+# interop/kcpperf-go), smux and snappy (the Go smux peer that build-go.sh also builds), and,
+# with --perf, linux-perf for profiles (`perf record -g`).
 # It also raises net.core.rmem_max and wmem_max to 32 MiB where they are lower: a receiver
 # asks for a socket buffer that holds its receive window (8192 x 1400 bytes in the sink
 # tables), which the kernel's default cap (208 KiB) would cut; kcp-go, kcp-perf-go and
@@ -20,6 +21,9 @@ command -v pgrep >/dev/null 2>&1 || need+=(procps)
 command -v go >/dev/null 2>&1 || need+=(golang-go)
 [ -d /usr/share/gocode/src/github.com/xtaci/kcp-go ] || need+=(golang-github-xtaci-kcp-dev)
 [ -d /usr/share/gocode/src/golang.org/x/crypto/pbkdf2 ] || need+=(golang-golang-x-crypto-dev)
+# build-go.sh also builds the smux peer, which the tunnel benchmarks run.
+[ -d /usr/share/gocode/src/github.com/xtaci/smux ] || need+=(golang-github-xtaci-smux-dev)
+[ -d /usr/share/gocode/src/github.com/golang/snappy ] || need+=(golang-github-golang-snappy-dev)
 if [ "${1:-}" = --perf ] && ! command -v perf >/dev/null 2>&1; then need+=(linux-perf); fi
 if [ ${#need[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive

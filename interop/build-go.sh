@@ -26,7 +26,7 @@ fi
 need() {
     [ -d "/usr/share/gocode/src/$1" ] || { echo "build-go.sh: $1 missing (install $2, or run .ci/setup.sh)" >&2; exit 1; }
 }
-need github.com/xtaci/kcp-go golang-github-xtaci-kcp-go-dev
+need github.com/xtaci/kcp-go golang-github-xtaci-kcp-dev
 need golang.org/x/crypto/pbkdf2 golang-golang-x-crypto-dev
 need github.com/xtaci/smux golang-github-xtaci-smux-dev
 need github.com/golang/snappy golang-github-golang-snappy-dev
