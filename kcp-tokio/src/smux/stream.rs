@@ -50,7 +50,15 @@ impl AsyncRead for SmuxStream {
             return Poll::Ready(Ok(()));
         }
         let mut s = self.shared.lock();
-        let r = s.sess.read(self.id, buf.initialize_unfilled());
+        // Initializes no more of `buf` than the stream can fill (a caller may lend a large
+        // uninitialized buffer), and at least a byte, so an empty stream says whether it
+        // ended or would wait.
+        let fill = s
+            .sess
+            .readable_bytes(self.id)
+            .clamp(1, buf.remaining().max(1))
+            .min(buf.remaining());
+        let r = s.sess.read(self.id, buf.initialize_unfilled_to(fill));
         match r {
             Ok(n) => {
                 buf.advance(n);

@@ -16,7 +16,8 @@ use crate::{EndpointStats, KcpConnector};
 
 use super::config::{Resolved, TunnelConfig};
 use super::log::tlog;
-use super::{dial_addr, listen_addr, log_common, pipe, snmp};
+use super::pipe::pipe;
+use super::{dial_addr, listen_addr, log_common, snmp};
 
 /// The counters of every session's endpoint: live ones, plus what ended ones counted.
 #[derive(Default)]

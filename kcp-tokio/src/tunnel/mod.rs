@@ -17,14 +17,12 @@ pub mod gotime;
 pub mod log;
 
 mod client;
+mod pipe;
 mod server;
 mod snmp;
 
 use std::ffi::OsString;
-use std::io;
 use std::process::ExitCode;
-
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 
 use self::log::tlog;
 use config::{Parsed, Resolved, Side, TunnelConfig};
@@ -133,25 +131,4 @@ fn dial_addr(a: &str) -> String {
         Some(port) => format!("127.0.0.1:{port}"),
         None => a.to_owned(),
     }
-}
-
-/// Copies both ways until either direction ends or fails, then drops both ends (kcptun has no
-/// half-close: the end of either direction closes the TCP connection and the smux stream).
-/// Returns the error that ended it, if any.
-async fn pipe<A, B>(a: A, b: B) -> Option<io::Error>
-where
-    A: AsyncRead + AsyncWrite,
-    B: AsyncRead + AsyncWrite,
-{
-    let (ar, mut aw) = tokio::io::split(a);
-    let (br, mut bw) = tokio::io::split(b);
-    let mut ar = BufReader::with_capacity(32 * 1024, ar);
-    let mut br = BufReader::with_capacity(32 * 1024, br);
-    let r = tokio::select! {
-        r = tokio::io::copy_buf(&mut ar, &mut bw) => r,
-        r = tokio::io::copy_buf(&mut br, &mut aw) => r,
-    };
-    let _ = aw.shutdown().await;
-    let _ = bw.shutdown().await;
-    r.err()
 }

@@ -13,7 +13,8 @@ use crate::{KcpListener, KcpStream};
 
 use super::config::{Resolved, TunnelConfig};
 use super::log::tlog;
-use super::{dial_addr, listen_addr, log_common, pipe, snmp};
+use super::pipe::pipe;
+use super::{dial_addr, listen_addr, log_common, snmp};
 
 /// Whether kcptun treats a target as a unix socket path: when it is not `host:port` (Go's
 /// `net.SplitHostPort` fails).
