@@ -2,11 +2,12 @@
 //!
 //! A tunnel server or client holds one pipe per TCP connection, and most of a busy tunnel's
 //! connections wait most of the time. Each direction therefore reads into a buffer on the
-//! stack of the poll that found data, and writes from it in the same poll. Only what the
-//! destination did not take at once moves to the heap, into a buffer the direction keeps while
-//! its data keeps coming and gives back as soon as its source has nothing more to read. A
-//! connection that waits holds no buffer at all, where a pair of `BufReader`s would hold 64 KiB
-//! for its whole life.
+//! stack of the poll that found data, and writes from it in the same poll. Only when the
+//! destination leaves part of a read behind does the direction take a heap buffer: the rest
+//! waits there, and while the data keeps coming the direction reads straight into it (a bulk
+//! transfer copies each byte once, as through a `BufReader`). The buffer goes back as soon as
+//! the source has nothing to read. A connection that waits holds no buffer at all, where a
+//! pair of `BufReader`s would hold 64 KiB for its whole life.
 
 use std::future::Future;
 use std::io;
@@ -42,18 +43,22 @@ where
     r.err()
 }
 
-/// Bytes a direction read and its destination has not taken yet, written before anything
-/// more is read (so the order holds).
+/// A direction's heap buffer: empty while the direction waits for its source; made when its
+/// destination first leaves part of a read behind, and read into directly from then on (no
+/// copy through the stack) until the source has nothing to read.
 #[derive(Default)]
 struct Leftover {
+    /// [`CHUNK`] bytes while the direction is busy, none while it waits.
     buf: Vec<u8>,
-    /// How much of `buf` is written.
+    /// `buf[at..end]` is read and not yet written; written before anything more is read,
+    /// so the order holds.
     at: usize,
+    end: usize,
 }
 
 impl Leftover {
     fn is_empty(&self) -> bool {
-        self.at == self.buf.len()
+        self.at == self.end
     }
 
     /// Writes what is left to `dst`; `Ready(Ok)` once it is all written.
@@ -62,27 +67,35 @@ impl Leftover {
         cx: &mut Context<'_>,
         dst: &mut W,
     ) -> Poll<io::Result<()>> {
-        while !self.is_empty() {
-            let rest = self.buf.get(self.at..).unwrap_or(&[]);
-            let n = match Pin::new(&mut *dst).poll_write(cx, rest) {
+        while let Some(rest) = self.buf.get(self.at..self.end).filter(|r| !r.is_empty()) {
+            match Pin::new(&mut *dst).poll_write(cx, rest) {
                 Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
-                Poll::Ready(Ok(n)) => n,
+                Poll::Ready(Ok(n)) => self.at += n.min(rest.len()),
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => return Poll::Pending,
-            };
-            self.at += n.min(rest.len());
+            }
         }
-        // Kept (its capacity) while the direction is busy; given back when it goes idle.
-        self.buf.clear();
-        self.at = 0;
+        (self.at, self.end) = (0, 0);
         Poll::Ready(Ok(()))
+    }
+
+    /// Keeps `rest`, which the destination did not take.
+    fn keep(&mut self, rest: &[u8]) {
+        if self.buf.len() < CHUNK {
+            self.buf = vec![0; CHUNK];
+        }
+        let n = rest.len().min(CHUNK);
+        if let (Some(to), Some(from)) = (self.buf.get_mut(..n), rest.get(..n)) {
+            to.copy_from_slice(from);
+        }
+        (self.at, self.end) = (0, n);
     }
 
     /// Gives the buffer's memory back (the direction has nothing to read now).
     fn release(&mut self) {
-        if self.is_empty() && self.buf.capacity() > 0 {
+        if self.is_empty() && !self.buf.is_empty() {
             self.buf = Vec::new();
-            self.at = 0;
+            (self.at, self.end) = (0, 0);
         }
     }
 }
@@ -114,15 +127,29 @@ where
             Poll::Ready(r) => r?,
             Poll::Pending => return Ok(Dir::Waiting),
         }
+        if !left.buf.is_empty() {
+            // Busy: read into the heap buffer, and write from it at the top of the loop.
+            let mut rb = ReadBuf::new(&mut left.buf);
+            match Pin::new(&mut *src).poll_read(cx, &mut rb) {
+                Poll::Ready(r) => r?,
+                Poll::Pending => {
+                    left.release();
+                    return Ok(Dir::Waiting);
+                }
+            }
+            let n = rb.filled().len();
+            if n == 0 {
+                return Ok(Dir::Ended);
+            }
+            (left.at, left.end) = (0, n);
+            continue;
+        }
         // Not initialized: a source fills what it reports, and only that is read back.
         let mut stack = [MaybeUninit::<u8>::uninit(); CHUNK];
         let mut rb = ReadBuf::uninit(&mut stack);
         match Pin::new(&mut *src).poll_read(cx, &mut rb) {
             Poll::Ready(r) => r?,
-            Poll::Pending => {
-                left.release();
-                return Ok(Dir::Waiting);
-            }
+            Poll::Pending => return Ok(Dir::Waiting),
         }
         let data = rb.filled();
         if data.is_empty() {
@@ -136,12 +163,9 @@ where
                 Poll::Ready(Ok(n)) => written += n.min(rest.len()),
                 Poll::Ready(Err(e)) => return Err(e),
                 Poll::Pending => {
-                    // The destination is full: what it did not take waits on the heap,
-                    // and the direction waits for the destination (its waker is
-                    // registered).
-                    left.buf.clear();
-                    left.buf.extend_from_slice(rest);
-                    left.at = 0;
+                    // The destination is full: what it did not take waits on the heap, and
+                    // the direction waits for the destination (its waker is registered).
+                    left.keep(rest);
                     return Ok(Dir::Waiting);
                 }
             }
