@@ -54,13 +54,25 @@ async fn key_from_environment_log_file_quiet_and_snmplog() {
         dir.0.join("client.log"),
         Some("from-env"),
     );
-    for e in [&entry, &entry2] {
+    let logs = || {
+        let own = std::fs::read_to_string(dir.0.join("own.log")).unwrap_or_default();
+        format!(
+            "our server (--log):\n{own}\nGo client:\n{}\nGo server:\n{}\nour client:\n{}",
+            _go_client.tail(20),
+            _go_server.tail(20),
+            client.tail(20)
+        )
+    };
+    for (e, pair) in [
+        (&entry, "Go client -> our server"),
+        (&entry2, "our client -> Go server"),
+    ] {
         let a: SocketAddr = e.parse().unwrap();
         wait_listening(a).await.unwrap();
         for i in 0..5 {
             echo_once(a, i, 100_000)
                 .await
-                .unwrap_or_else(|err| panic!("{e}: {err}"));
+                .unwrap_or_else(|err| panic!("{pair}, {e}, echo {i}: {err}\n{}", logs()));
         }
     }
     tokio::time::sleep(Duration::from_millis(2500)).await;

@@ -66,7 +66,12 @@ impl Scratch {
 }
 
 impl Drop for Scratch {
+    /// Removes the directory, unless the test failed: then its logs stay for a look.
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("logs kept in {}", self.0.display());
+            return;
+        }
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
