@@ -50,6 +50,9 @@
 //! * Writes go to a per-stream send buffer of [`Config::stream_send_buffer`] bytes; frames of
 //!   at most [`Config::max_frame_size`] bytes are cut from it when the caller pulls, round-robin
 //!   over the streams, control frames first.
+//! * A stream's receive and send buffers are given back whenever they empty, so a stream that
+//!   waits holds neither (a tunnel's idle connections); a busy stream allocates once per read
+//!   or send that empties its buffer, small against copying the data.
 //! * At most [`Config::max_streams`] streams; a `SYN` beyond that is refused with a `FIN`.
 //!   At most [`Config::accept_backlog`] streams wait in [`Session::accept`]; beyond that the
 //!   session stops consuming input until one is accepted (Go's reader blocks the same way).
@@ -185,8 +188,6 @@ enum Control {
 
 /// Refusal `FIN`s queued at most; more refusals are only counted.
 const MAX_QUEUED_REFUSALS: usize = 1024;
-/// A stream's receive buffer keeps at most this much capacity once drained.
-const KEEP_RECV_CAPACITY: usize = 64 * 1024;
 
 #[derive(Debug)]
 struct Stream {

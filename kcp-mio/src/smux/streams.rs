@@ -92,7 +92,9 @@ impl Session {
             n1 + n2
         };
         s.recv.drain(..n);
-        if s.recv.is_empty() && s.recv.capacity() > KEEP_RECV_CAPACITY {
+        if s.recv.is_empty() {
+            // A stream that has nothing to read holds no receive buffer (see the module's
+            // "Flow control and memory").
             s.recv = VecDeque::new();
         }
         if v2 && closed.is_none() {
@@ -160,6 +162,15 @@ impl Session {
             }
             _ => 0,
         }
+    }
+
+    /// The capacities of a stream's receive and send buffers (tests of the memory an idle
+    /// stream holds).
+    #[cfg(test)]
+    pub(super) fn buffer_capacities(&self, id: StreamId) -> (usize, usize) {
+        self.streams
+            .get(&id.0)
+            .map_or((0, 0), |s| (s.recv.capacity(), s.send.capacity()))
     }
 
     /// Bytes written to the stream and not yet pulled as frames.
@@ -278,7 +289,8 @@ impl Session {
                 self.ready.push_back(sid);
             }
             if s.send.is_empty() {
-                s.send.shrink_to(KEEP_RECV_CAPACITY);
+                // Nothing left to send: no send buffer either.
+                s.send = VecDeque::new();
                 if s.closing {
                     self.control.push_back(Control::Fin(sid));
                 }

@@ -710,3 +710,46 @@ proptest! {
         prop_assert_eq!(received, sent);
     }
 }
+
+#[test]
+fn a_stream_that_waits_holds_no_buffers() {
+    for version in [Version::V1, Version::V2] {
+        let (mut c, mut s) = pair(cfg(version));
+        let id = c.open().unwrap();
+        pump(&mut c, &mut s);
+        let sid = s.accept().unwrap();
+        for len in [1usize, 700, 5000, 70_000, 300_000] {
+            let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let mut at = 0;
+            let mut got = Vec::new();
+            while got.len() < len {
+                if let Some(d) = data.get(at..).filter(|d| !d.is_empty()) {
+                    at += c.write(id, d).unwrap_or(0);
+                }
+                // A buffer while there is something in it, none once it is empty.
+                let held = |c: &Session, s: &Session| {
+                    assert_eq!(
+                        c.buffer_capacities(id).1 > 0,
+                        c.queued_bytes(id) > 0,
+                        "{version:?} {len}: send"
+                    );
+                    assert_eq!(
+                        s.buffer_capacities(sid).0 > 0,
+                        s.readable_bytes(sid) > 0,
+                        "{version:?} {len}: receive"
+                    );
+                };
+                held(&c, &s);
+                pump(&mut c, &mut s);
+                held(&c, &s);
+                got.extend(read_all(&mut s, sid));
+                held(&c, &s);
+                pump(&mut c, &mut s);
+            }
+            assert_eq!(got, data);
+            // All delivered and read: the stream waits, and holds nothing.
+            assert_eq!(c.buffer_capacities(id), (0, 0), "{version:?} {len}");
+            assert_eq!(s.buffer_capacities(sid), (0, 0), "{version:?} {len}");
+        }
+    }
+}
