@@ -13,20 +13,49 @@ target=$(cd "$root" && cargo metadata --format-version 1 --no-deps |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 ours_c=$target/release/kcptun-rs-client ours_s=$target/release/kcptun-rs-server
 go_c=$(command -v kcptun-client) go_s=$(command -v kcptun-server)
-ip=$((20000 + RANDOM % 10000))
+out=$(mktemp -d /tmp/bench-tunnel.XXXXXX)
+# Ports below the ephemeral range (where a port the kernel gave a recent connection may still
+# be taken), free for TCP and UDP.
+low=$(awk '{ print $1 }' /proc/sys/net/ipv4/ip_local_port_range)
+free_pair() { # prints P where P and P+1 are free
+    python3 - "$low" <<'EOF'
+import random, socket, sys
+hi = int(sys.argv[1]) - 2
+for _ in range(1000):
+    p = random.randint(10000, hi)
+    try:
+        for port in (p, p + 1):
+            for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+                s = socket.socket(socket.AF_INET, kind)
+                s.bind(("127.0.0.1", port))
+                s.close()
+    except OSError:
+        continue
+    print(p)
+    break
+else:
+    sys.exit("no free port pair")
+EOF
+}
+ip=$(free_pair)
 iperf3 -s -p "$ip" >/dev/null 2>&1 & ipid=$!
-trap 'kill $ipid 2>/dev/null || true' EXIT
+trap 'kill $ipid 2>/dev/null || true; rm -rf "$out"' EXIT
 sleep 0.5
 cpu() { awk '{print $14+$15}' "/proc/$1/stat"; }
 run() { # CLIENT SERVER LABEL [iperf args]
     local c=$1 s=$2 label=$3; shift 3
-    local up=$((30000 + RANDOM % 10000)); local tp=$((up + 1))
+    local up; up=$(free_pair); local tp=$((up + 1))
     local args="--crypt aes --key bench --mode fast3 --ds 10 --ps 3 --nocomp --quiet"
     # shellcheck disable=SC2086
-    "$s" -l "127.0.0.1:$up" -t "127.0.0.1:$ip" $args >/dev/null 2>&1 & local sp=$!
+    "$s" -l "127.0.0.1:$up" -t "127.0.0.1:$ip" $args >/dev/null 2>"$out/server.err" & local sp=$!
     # shellcheck disable=SC2086
-    "$c" -l "127.0.0.1:$tp" -r "127.0.0.1:$up" $args >/dev/null 2>&1 & local cp=$!
+    "$c" -l "127.0.0.1:$tp" -r "127.0.0.1:$up" $args >/dev/null 2>"$out/client.err" & local cp=$!
     sleep 1
+    if ! kill -0 "$cp" 2>/dev/null || ! kill -0 "$sp" 2>/dev/null; then
+        echo "| $label | failed: a tunnel end exited: $(cat "$out/server.err" "$out/client.err" | tr '\n' ' ' | head -c 300) | | | |"
+        kill $cp $sp 2>/dev/null || true; wait $cp $sp 2>/dev/null || true
+        return
+    fi
     local c0 s0 c1 s1 r
     c0=$(cpu $cp); s0=$(cpu $sp)
     r=$(timeout $((secs + 20)) iperf3 -c 127.0.0.1 -p "$tp" -t "$secs" -J "$@" |
