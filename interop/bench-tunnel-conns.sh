@@ -28,27 +28,8 @@ go_c=$(command -v kcptun-client) go_s=$(command -v kcptun-server)
 out=$(mktemp -d /tmp/bench-tunnel-conns.XXXXXX)
 # Ports below the ephemeral range (the 2,000 connections of a run take ephemeral ports, and an
 # established connection's local port cannot be listened on), free for TCP and UDP.
-low=$(awk '{ print $1 }' /proc/sys/net/ipv4/ip_local_port_range)
-free_pair() { # prints P where P and P+1 are free
-    python3 - "$low" <<'EOF'
-import random, socket, sys
-hi = int(sys.argv[1]) - 2
-for _ in range(1000):
-    p = random.randint(10000, hi)
-    try:
-        for port in (p, p + 1):
-            for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
-                s = socket.socket(socket.AF_INET, kind)
-                s.bind(("127.0.0.1", port))
-                s.close()
-    except OSError:
-        continue
-    print(p)
-    break
-else:
-    sys.exit("no free port pair")
-EOF
-}
+# shellcheck source=interop/ports.sh
+. "$root/interop/ports.sh"
 ep=$(free_pair)
 "$load" echo "127.0.0.1:$ep" 2>"$out/echo.err" & epid=$!
 trap 'kill $epid 2>/dev/null || true' EXIT

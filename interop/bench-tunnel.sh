@@ -16,27 +16,8 @@ go_c=$(command -v kcptun-client) go_s=$(command -v kcptun-server)
 out=$(mktemp -d /tmp/bench-tunnel.XXXXXX)
 # Ports below the ephemeral range (where a port the kernel gave a recent connection may still
 # be taken), free for TCP and UDP.
-low=$(awk '{ print $1 }' /proc/sys/net/ipv4/ip_local_port_range)
-free_pair() { # prints P where P and P+1 are free
-    python3 - "$low" <<'EOF'
-import random, socket, sys
-hi = int(sys.argv[1]) - 2
-for _ in range(1000):
-    p = random.randint(10000, hi)
-    try:
-        for port in (p, p + 1):
-            for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
-                s = socket.socket(socket.AF_INET, kind)
-                s.bind(("127.0.0.1", port))
-                s.close()
-    except OSError:
-        continue
-    print(p)
-    break
-else:
-    sys.exit("no free port pair")
-EOF
-}
+# shellcheck source=interop/ports.sh
+. "$root/interop/ports.sh"
 ip=$(free_pair)
 iperf3 -s -p "$ip" >/dev/null 2>&1 & ipid=$!
 trap 'kill $ipid 2>/dev/null || true; rm -rf "$out"' EXIT

@@ -31,13 +31,7 @@ where
     A: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
 {
-    let r = Pipe {
-        a: &mut a,
-        b: &mut b,
-        ab: Leftover::default(),
-        ba: Leftover::default(),
-    }
-    .await;
+    let r = Pipe::new(&mut a, &mut b).await;
     let _ = a.shutdown().await;
     let _ = b.shutdown().await;
     r.err()
@@ -182,6 +176,17 @@ struct Pipe<'a, A, B> {
     ab: Leftover,
     /// From `b` to `a`.
     ba: Leftover,
+}
+
+impl<'a, A, B> Pipe<'a, A, B> {
+    fn new(a: &'a mut A, b: &'a mut B) -> Self {
+        Pipe {
+            a,
+            b,
+            ab: Leftover::default(),
+            ba: Leftover::default(),
+        }
+    }
 }
 
 impl<A, B> Future for Pipe<'_, A, B>

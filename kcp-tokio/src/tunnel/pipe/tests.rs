@@ -105,13 +105,7 @@ async fn copies_both_ways_in_order_through_destinations_that_take_little() {
     let (yr, yw) = tokio::io::split(y);
     let piped = tokio::spawn(async move {
         let (mut a, mut b) = (a, b);
-        let r = Pipe {
-            a: &mut a,
-            b: &mut b,
-            ab: Leftover::default(),
-            ba: Leftover::default(),
-        }
-        .await;
+        let r = Pipe::new(&mut a, &mut b).await;
         (r, a.short, b.short)
     });
     let sx = tokio::spawn(send(xw, to_b.clone()));
@@ -169,12 +163,7 @@ fn an_idle_direction_holds_no_buffer() {
     rt.block_on(tokio::task::unconstrained(async {
         let (mut x, mut a) = duplex(1 << 20);
         let (mut y, mut b) = duplex(1000);
-        let mut p = Pipe {
-            a: &mut a,
-            b: &mut b,
-            ab: Leftover::default(),
-            ba: Leftover::default(),
-        };
+        let mut p = Pipe::new(&mut a, &mut b);
         let mut cx = Context::from_waker(Waker::noop());
         let data = pattern(5, 100_000);
         x.write_all(&data).await.unwrap();
