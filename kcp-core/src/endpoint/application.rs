@@ -14,7 +14,7 @@ impl<A: PeerAddr> Endpoint<A> {
     pub fn connect(&mut self, now: Millis, addr: A, conv: u32) -> Result<SessionId, EndpointError> {
         let t = self.tick(now);
         let now = self.clock(now);
-        if self.by_key.contains_key(&(addr, conv)) {
+        if self.by_key.contains(&self.slots, &addr, conv) {
             return Err(EndpointError::Duplicate);
         }
         if self.by_key.len() >= self.cfg.max_sessions {

@@ -205,8 +205,8 @@ impl<A: PeerAddr> Endpoint<A> {
                 attach,
                 group,
             } => {
-                let idx = match self.by_key.get(&(from, conv)) {
-                    Some(&i) => i,
+                let idx = match self.by_key.get(&self.slots, &from, conv) {
+                    Some(i) => i,
                     None => {
                         // `kcp` is relative to the plaintext; make it relative to the datagram.
                         let kcp = plain_range.start + kcp.start..plain_range.start + kcp.end;

@@ -11,6 +11,9 @@ use core::hash::{BuildHasher, Hash};
 
 use siphasher::sip::SipHasher13;
 
+mod index;
+pub(super) use index::SessionIndex;
+
 /// SipHash-1-3 under a 128-bit key.
 #[derive(Clone, Copy)]
 pub(super) struct Keyed([u8; 16]);

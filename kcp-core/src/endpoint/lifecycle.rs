@@ -153,8 +153,8 @@ impl<A: PeerAddr> Endpoint<A> {
         };
         let id = SessionId { idx, gen: slot.gen };
         let key = (slot.addr, slot.conv);
-        self.by_key.remove(&key);
-        keyed::shrink(&mut self.by_key);
+        self.by_key.remove(&key.0, key.1, idx);
+        self.by_key.shrink(&self.slots);
         if self.cfg.migration.is_on() {
             self.by_conv.remove(&(slot.conv, idx));
             self.moves.remove(&idx);

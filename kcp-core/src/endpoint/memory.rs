@@ -41,7 +41,7 @@ impl<A: PeerAddr> Endpoint<A> {
                 .flatten()
                 .map(|s| core::mem::size_of::<Slot<A>>() + s.session.heap_bytes())
                 .sum::<usize>()
-            + keyed::map_bytes(&self.by_key)
+            + self.by_key.heap_bytes()
             + keyed::map_bytes(&self.attach_route)
             + self.half_open_heap_bytes();
         (sessions, self.cache.heap_bytes())

@@ -174,8 +174,8 @@ impl<A: PeerAddr> Endpoint<A> {
         let group = slot.group;
         slot.set_flag(ATTACHED, false);
         let passive = slot.passive;
-        self.by_key.remove(&(old, a.conv));
-        self.by_key.insert((a.from, a.conv), idx);
+        self.by_key.remove(&old, a.conv, idx);
+        self.by_key.insert(&self.slots, idx);
         if attached {
             // Parity without a conversation id now comes from the new address.
             self.detach(old, idx, group);

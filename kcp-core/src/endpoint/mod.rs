@@ -130,7 +130,7 @@ pub use config::{ControllerFactory, EndpointConfig, LayerFactory, Migration, DEF
 pub use error::{DropReason, EndpointError};
 pub use event::{CloseReason, Event, SessionId};
 use half_open::HalfOpen;
-use keyed::{Keyed, KeyedMap};
+use keyed::{Keyed, KeyedMap, SessionIndex};
 use migration::Move;
 use replay_record::ReplayRecord;
 use slot::{Slot, State, NOT_IDLE, NO_GROUP, QUEUED, RESCHED_QUEUED};
@@ -164,7 +164,7 @@ pub struct Endpoint<A: PeerAddr> {
     free: Vec<u32>,
     next_gen: u32,
     /// Sessions by (address, conversation id).
-    by_key: KeyedMap<(A, u32), u32>,
+    by_key: SessionIndex,
     /// The first session routed through a layer that asks for attachment (FEC), per
     /// address: where packets without a conversation id go (see
     /// [`Codec::group`](crate::Codec::group)).
@@ -269,7 +269,7 @@ impl<A: PeerAddr> Endpoint<A> {
             slots: Vec::new(),
             free: Vec::new(),
             next_gen: 1,
-            by_key: keyed::map(key),
+            by_key: SessionIndex::new(key),
             attach_route: keyed::map(key),
             attach_more: BTreeMap::new(),
             attach_groups: BTreeSet::new(),
@@ -358,7 +358,7 @@ impl<A: PeerAddr> Endpoint<A> {
                 (self.slots.len() - 1) as u32
             }
         };
-        self.by_key.insert((addr, conv), idx);
+        self.by_key.insert(&self.slots, idx);
         if self.cfg.migration.is_on() {
             self.by_conv.insert((conv, idx));
         }
