@@ -163,7 +163,8 @@ pub struct Endpoint<A: PeerAddr> {
     slots: Vec<Option<Box<Slot<A>>>>,
     free: Vec<u32>,
     next_gen: u32,
-    /// Sessions by (address, conversation id).
+    /// Sessions by (address, conversation id): slot numbers, whose keys are compared in
+    /// their slots (`keyed/index.rs`).
     by_key: SessionIndex,
     /// The first session routed through a layer that asks for attachment (FEC), per
     /// address: where packets without a conversation id go (see
