@@ -372,7 +372,7 @@ impl<A: PeerAddr> Endpoint<A> {
     }
 
     /// The session a packet without a conversation id from `from` belongs to: the only one
-    /// there whose latest data group lies within [`GROUP_REACH`](GROUP_REACH) of
+    /// there whose latest data group lies within [`GROUP_REACH`] of
     /// `group` (sessions sharing a socket number their groups from far-apart random points;
     /// parity may overtake its group's data, or come late). A session alone on its address
     /// also takes parity of unknown group, or before it knows a group of its own; parity of

@@ -86,7 +86,7 @@ impl Kcp<'_> {
     }
 
     /// Moves up to `full` payload chunks of [`HEAP_CHUNK`] bytes and `small` ones of
-    /// [`SMALL_CHUNK`](crate::SMALL_CHUNK) bytes from `cache` into the engine, so the segments
+    /// [`SMALL_CHUNK`] bytes from `cache` into the engine, so the segments
     /// it is about to store (a datagram's PUSH segments, a `send`) need no allocation: a
     /// segment of up to `SMALL_CHUNK` payload bytes takes a small chunk, a larger one a full
     /// one. Heap-backed engines only; a no-op on caller-provided buffers.

@@ -103,7 +103,7 @@ enum Share {
 pub(super) struct HalfOpen<H> {
     /// The future session's codec stack (innermost first).
     layers: Vec<Layer>,
-    /// Datagrams kept from the first flight on, as records (see [`Kept`]), the entry within
+    /// Datagrams kept from the first flight on, as records (see [`Kept`](super::kept::Kept)), the entry within
     /// `half_open_bytes`, all entries within `half_open_pool_bytes`.
     stored: Vec<u8>,
     host: H,
