@@ -7,7 +7,7 @@ mod common;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -295,12 +295,13 @@ fn a_captured_first_and_second_datagram_replayed_open_no_session() {
     let relay_addr = relay.local_addr().unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let (stop2, to) = (stop.clone(), server.addr);
+    let captured_so_far = Arc::new(Mutex::new(Vec::new()));
+    let kept = captured_so_far.clone();
     let captor = thread::spawn(move || {
         relay
             .set_read_timeout(Some(Duration::from_millis(20)))
             .unwrap();
         let mut client: Option<SocketAddr> = None;
-        let mut captured = Vec::new();
         let mut buf = [0u8; 2048];
         while !stop2.load(Ordering::Relaxed) {
             let Ok((n, from)) = relay.recv_from(&mut buf) else {
@@ -313,12 +314,14 @@ fn a_captured_first_and_second_datagram_replayed_open_no_session() {
                 continue;
             }
             client = Some(from);
+            let mut captured = kept.lock().unwrap();
             if captured.len() < 2 {
                 captured.push(buf[..n].to_vec());
             }
+            drop(captured);
             let _ = relay.send_to(&buf[..n], to);
         }
-        (relay, captured)
+        relay
     });
     mio_client(
         relay_addr,
@@ -328,10 +331,9 @@ fn a_captured_first_and_second_datagram_replayed_open_no_session() {
         16 << 10,
         "through the captor",
     );
-    stop.store(true, Ordering::Relaxed);
-    let (relay, captured) = captor.join().unwrap();
-    assert_eq!(captured.len(), 2);
     wait(&server, "the real session counted", |s| s.accepted == 1);
+    let captured = captured_so_far.lock().unwrap().clone();
+    assert_eq!(captured.len(), 2);
     let before = server.served().stats;
     let mut copies = 0u64;
     for ip in 2..=4u8 {
@@ -344,9 +346,15 @@ fn a_captured_first_and_second_datagram_replayed_open_no_session() {
     wait(&server, "replays counted", |s| {
         s.stats.replayed - before.replayed == copies
     });
+    // The relay forwards until the server's session has ended: the client's last datagram
+    // (its ACK of the server's report, sent as it closed) may still wait in the relay's
+    // socket when the client returns, and without it the server's session would only end
+    // at its shutdown timeout.
+    wait(&server, "the real session ended", |s| s.sessions == 0);
+    stop.store(true, Ordering::Relaxed);
+    let relay = captor.join().unwrap();
     // From the original address too, once its session ended on the server (dropped as a
     // recently closed conversation, or as a replay once that linger is over).
-    wait(&server, "the real session ended", |s| s.sessions == 0);
     let errs = server.served().stats.in_errs;
     for d in &captured {
         relay.send_to(d, server.addr).unwrap();
