@@ -7,7 +7,7 @@ mod common;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -295,7 +295,7 @@ fn a_captured_first_and_second_datagram_replayed_open_no_session() {
     let relay_addr = relay.local_addr().unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let (stop2, to) = (stop.clone(), server.addr);
-    let captured_so_far = Arc::new(Mutex::new(Vec::new()));
+    let captured_so_far = Arc::new(std::sync::Mutex::new(Vec::new()));
     let kept = captured_so_far.clone();
     let captor = thread::spawn(move || {
         relay
