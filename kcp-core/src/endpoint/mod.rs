@@ -133,7 +133,7 @@ use half_open::HalfOpen;
 use keyed::{Keyed, KeyedMap, SessionIndex};
 use migration::Move;
 use replay_record::ReplayRecord;
-use slot::{Slot, State, NOT_IDLE, NO_GROUP, QUEUED, RESCHED_QUEUED};
+use slot::{Slot, QUEUED, RESCHED_QUEUED};
 pub use stats::EndpointStats;
 use timers::Timers;
 
@@ -329,24 +329,7 @@ impl<A: PeerAddr> Endpoint<A> {
         }
         let gen = self.next_gen;
         self.next_gen = self.next_gen.wrapping_add(1).max(1);
-        let slot = Slot {
-            session,
-            addr,
-            conv,
-            gen,
-            state: State::Open,
-            last_heard: t,
-            last_probe: t,
-            opened_at: t,
-            idle_since: NOT_IDLE,
-            passive: false,
-            accepted: false,
-            writable: true,
-            flags: 0,
-            recv_bytes: 0,
-            group: NO_GROUP,
-            peer_ts: 0,
-        };
+        let slot = Slot::new(session, addr, conv, gen, t);
         let idx = match self.free.pop() {
             Some(i) => {
                 if let Some(s) = self.slots.get_mut(i as usize) {

@@ -69,6 +69,28 @@ pub(super) const PEER_TS: u8 = 32;
 pub(super) const SHARED: u8 = 64;
 
 impl<A> Slot<A> {
+    /// The record of a session just opened at `t` (the endpoint's tick), generation `gen`.
+    pub(super) fn new(session: Session<'static>, addr: A, conv: u32, gen: u32, t: u64) -> Self {
+        Slot {
+            session,
+            addr,
+            conv,
+            gen,
+            state: State::Open,
+            last_heard: t,
+            last_probe: t,
+            opened_at: t,
+            idle_since: NOT_IDLE,
+            passive: false,
+            accepted: false,
+            writable: true,
+            flags: 0,
+            recv_bytes: 0,
+            group: NO_GROUP,
+            peer_ts: 0,
+        }
+    }
+
     pub(super) fn flag(&self, f: u8) -> bool {
         self.flags & f != 0
     }

@@ -141,7 +141,6 @@ fn slot_hash<A: PeerAddr>(key: Keyed, slots: &Slots<A>, i: u32) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::endpoint::slot::{State, NOT_IDLE, NO_GROUP};
     use crate::{Config, Millis, Session};
     use alloc::collections::BTreeMap;
     use alloc::vec::Vec;
@@ -149,24 +148,7 @@ mod tests {
 
     fn slot(addr: u16, conv: u32) -> Option<Box<Slot<u16>>> {
         let session = Session::new(conv, Config::default(), Vec::new(), Millis(0)).unwrap();
-        Some(Box::new(Slot {
-            session,
-            addr,
-            conv,
-            gen: 1,
-            state: State::Open,
-            last_heard: 0,
-            last_probe: 0,
-            opened_at: 0,
-            idle_since: NOT_IDLE,
-            passive: false,
-            accepted: false,
-            writable: true,
-            flags: 0,
-            recv_bytes: 0,
-            group: NO_GROUP,
-            peer_ts: 0,
-        }))
+        Some(Box::new(Slot::new(session, addr, conv, 1, 0)))
     }
 
     #[derive(Debug, Clone)]
